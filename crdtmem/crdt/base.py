@@ -1,0 +1,39 @@
+"""What every crdtmem type provides, so Memory, the codec and anti-entropy can treat them alike."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import ClassVar, Protocol, Self
+
+__all__ = ["Crdt", "WHOLE"]
+
+WHOLE = b""
+"""The single leaf key of types that anti-entropy repairs as one piece."""
+
+
+class Crdt(Protocol):
+    """A delta-state CRDT: mutators change the state in place and return a delta of the same type.
+
+    ``join`` is the least upper bound (commutative, associative, idempotent); a delta is joined
+    like any state. Types that hold many independent entries split into leaves so anti-entropy
+    can repair one entry alone; the rest have the single leaf :data:`WHOLE`.
+    """
+
+    TAG: ClassVar[str]
+
+    def join(self, other: Self) -> set[Hashable]:
+        """Join ``other`` in place; return the leaf keys that changed."""
+
+    def copy(self) -> Self: ...
+
+    def writers(self) -> set[str]:
+        """Replica ids whose slots, dots or timestamps this state (read as a delta) writes."""
+
+    def leaf_keys(self) -> Iterable[Hashable]:
+        """Every leaf key this state holds (for a delta: the leaves it touches)."""
+
+    def restricted(self, keys: Iterable[Hashable]) -> Self:
+        """A partial state holding just ``keys``, with whatever context makes it a safe delta."""
+
+    def join_keys(self, other: Self, keys: Iterable[Hashable]) -> set[Hashable]:
+        """Join a partial state from :meth:`restricted` that covers every key that differs."""

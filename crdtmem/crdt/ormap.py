@@ -1,0 +1,44 @@
+"""OR-Map of last-writer-wins values.
+
+Each key is supported by dots like an OR-Set element, and each dot carries the value written
+with it and its (hybrid timestamp, replica). A ``put`` concurrent with a ``remove`` of the same
+key survives (its dot was not seen by the remover); concurrent puts resolve by timestamp.
+"""
+
+from __future__ import annotations
+
+from .dotkernel import KernelContainer
+
+__all__ = ["ORMap", "Stamped"]
+
+Stamped = tuple[int, str, bytes]
+"""A map value as stored: (hybrid timestamp, writer replica id, encoded value)."""
+
+
+class ORMap(KernelContainer):
+    TAG = "ormap"
+    __slots__ = ()
+
+    def get(self, key: bytes) -> Stamped | None:
+        dots = self.kernel.entries.get(key)
+        return max(dots.values()) if dots else None
+
+    def items(self) -> list[tuple[bytes, Stamped]]:
+        return [(key, max(dots.values())) for key, dots in self.kernel.entries.items()]
+
+    def latest_stamp(self, key: bytes) -> int:
+        current = self.get(key)
+        return current[0] if current else 0
+
+    def put(self, replica: str, key: bytes, stamp: int, value: bytes) -> ORMap:
+        return ORMap(self.kernel.add(replica, key, (stamp, replica, value)))
+
+    def remove(self, key: bytes) -> ORMap:
+        return ORMap(self.kernel.remove(key))
+
+    def writers(self) -> set[str]:
+        kernel_writers = self.kernel.writers()
+        for dots in self.kernel.entries.values():
+            for dot, (_, replica, _) in dots.items():
+                kernel_writers.add(replica)
+        return kernel_writers

@@ -1,0 +1,33 @@
+"""OR-Set without tombstones (Bieniusa et al.'s optimized OR-Set; Riak's ORSWOT).
+
+An element is present while some dot supports it. ``remove`` drops the dots it has seen, so an
+``add`` made concurrently (with a dot the remover never saw) survives: add wins.
+"""
+
+from __future__ import annotations
+
+from .dotkernel import KernelContainer
+
+__all__ = ["ORSet"]
+
+
+class ORSet(KernelContainer):
+    TAG = "orset"
+    __slots__ = ()
+
+    def __contains__(self, element: bytes) -> bool:
+        return element in self.kernel.entries
+
+    def elements(self) -> list[bytes]:
+        return list(self.kernel.entries)
+
+    def add(self, replica: str, element: bytes) -> ORSet:
+        return ORSet(self.kernel.add(replica, element))
+
+    def remove(self, element: bytes) -> ORSet:
+        return ORSet(self.kernel.remove(element))
+
+    def clear(self) -> ORSet:
+        return ORSet(self.kernel.remove_all())
+
+

@@ -1,0 +1,210 @@
+"""Typed views of one named object in a :class:`~crdtmem.memory.Memory`.
+
+A handle holds no state of its own: it encodes the agent's values, calls the CRDT mutator and
+hands the delta to the memory, which records it for the sync layer and tells listeners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .crdt import GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
+from .values import decode_value, encode_value
+
+if TYPE_CHECKING:
+    from .memory import Memory
+
+__all__ = [
+    "CounterHandle",
+    "PNCounterHandle",
+    "SetHandle",
+    "GSetHandle",
+    "RegisterHandle",
+    "MVRegisterHandle",
+    "MapHandle",
+]
+
+
+def _positive(n: Any) -> int:
+    if type(n) is not int or n <= 0:
+        raise ValueError(f"the amount must be a positive int, got {n!r}")
+    return n
+
+
+class _Handle:
+    __slots__ = ("_memory", "name", "_state")
+
+    def __init__(self, memory: Memory, name: str, state: Any) -> None:
+        self._memory, self.name, self._state = memory, name, state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.value!r})"
+
+    @property
+    def value(self) -> Any:  # pragma: no cover - every handle overrides
+        raise NotImplementedError
+
+
+class CounterHandle(_Handle):
+    """A grow-only counter (G-Counter)."""
+
+    __slots__ = ()
+    _state: GCounter
+
+    def increment(self, n: int = 1) -> None:
+        self._memory._local(self.name, self._state.increment(self._memory.replica_id, _positive(n)))
+
+    @property
+    def value(self) -> int:
+        return self._state.value
+
+
+class PNCounterHandle(_Handle):
+    """A counter that goes up and down (PN-Counter)."""
+
+    __slots__ = ()
+    _state: PNCounter
+
+    def increment(self, n: int = 1) -> None:
+        self._memory._local(self.name, self._state.increment(self._memory.replica_id, _positive(n)))
+
+    def decrement(self, n: int = 1) -> None:
+        self._memory._local(self.name, self._state.decrement(self._memory.replica_id, _positive(n)))
+
+    @property
+    def value(self) -> int:
+        return self._state.value
+
+
+class SetHandle(_Handle):
+    """An add-wins observed-remove set (OR-Set)."""
+
+    __slots__ = ()
+    _state: ORSet
+
+    def add(self, element: Any) -> None:
+        self._memory._local(self.name, self._state.add(self._memory.replica_id, encode_value(element)))
+
+    def remove(self, element: Any) -> None:
+        """Remove every add of ``element`` this replica has seen (a no-op if absent)."""
+        key = encode_value(element)
+        if key in self._state:
+            self._memory._local(self.name, self._state.remove(key))
+
+    def __contains__(self, element: Any) -> bool:
+        try:
+            return encode_value(element) in self._state
+        except TypeError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self._state.kernel.entries)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (decode_value(key) for key in self._state.elements())
+
+    @property
+    def value(self) -> frozenset:
+        return frozenset(decode_value(key) for key in self._state.elements())
+
+
+class GSetHandle(_Handle):
+    """A grow-only set (G-Set)."""
+
+    __slots__ = ()
+    _state: GSet
+
+    def add(self, element: Any) -> None:
+        key = encode_value(element)
+        if key not in self._state.items:
+            self._memory._local(self.name, self._state.add(key))
+
+    def __contains__(self, element: Any) -> bool:
+        try:
+            return encode_value(element) in self._state.items
+        except TypeError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self._state.items)
+
+    @property
+    def value(self) -> frozenset:
+        return frozenset(decode_value(key) for key in self._state.items)
+
+
+class RegisterHandle(_Handle):
+    """A last-writer-wins register; ``value`` is None until first assigned."""
+
+    __slots__ = ()
+    _state: LWWRegister
+
+    def assign(self, value: Any) -> None:
+        payload = encode_value(value, hashable=False)
+        stamp = self._memory._stamp(after=self._state.stamp)
+        self._memory._local(self.name, self._state.assign(self._memory.replica_id, stamp, payload))
+
+    @property
+    def value(self) -> Any:
+        return None if self._state.payload is None else decode_value(self._state.payload)
+
+
+class MVRegisterHandle(_Handle):
+    """A multi-value register: concurrent assignments are all kept until one overwrites them."""
+
+    __slots__ = ()
+    _state: MVRegister
+
+    def assign(self, value: Any) -> None:
+        payload = encode_value(value)
+        self._memory._local(self.name, self._state.assign(self._memory.replica_id, payload))
+
+    @property
+    def values(self) -> frozenset:
+        return frozenset(decode_value(p) for p in self._state.payloads())
+
+    @property
+    def value(self) -> frozenset:
+        return self.values
+
+
+class MapHandle(_Handle):
+    """An observed-remove map of last-writer-wins values; a put beats a concurrent remove."""
+
+    __slots__ = ()
+    _state: ORMap
+
+    def put(self, key: Any, value: Any) -> None:
+        encoded_key = encode_value(key)
+        payload = encode_value(value, hashable=False)
+        stamp = self._memory._stamp(after=self._state.latest_stamp(encoded_key))
+        self._memory._local(self.name, self._state.put(self._memory.replica_id, encoded_key, stamp, payload))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            current = self._state.get(encode_value(key))
+        except TypeError:
+            return default
+        return default if current is None else decode_value(current[2])
+
+    def remove(self, key: Any) -> None:
+        encoded_key = encode_value(key)
+        if self._state.get(encoded_key) is not None:
+            self._memory._local(self.name, self._state.remove(encoded_key))
+
+    def __contains__(self, key: Any) -> bool:
+        try:
+            return self._state.get(encode_value(key)) is not None
+        except TypeError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self._state.kernel.entries)
+
+    def keys(self) -> list[Any]:
+        return [decode_value(k) for k in self._state.kernel.entries]
+
+    @property
+    def value(self) -> dict:
+        return {decode_value(k): decode_value(stamped[2]) for k, stamped in self._state.items()}

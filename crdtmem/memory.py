@@ -1,0 +1,391 @@
+"""``Memory``: one replica's named CRDTs, the API agents write to.
+
+Local writes apply at once and leave a delta in an outbox; the sync layer drains it with
+:meth:`Memory.take_deltas` and delivers other replicas' deltas with :meth:`Memory.apply_delta`.
+Anti-entropy reads changed leaves with :meth:`Memory.take_dirty` and repairs with
+:meth:`Memory.restricted` / :meth:`Memory.apply_repair`. Nothing here does I/O or reads a clock:
+the clock for last-writer-wins timestamps is injected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pycrdt
+
+from . import codec
+from .clocks import HybridClock
+from .crdt import TYPES, Crdt, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
+from .errors import DecodeError, RemoteProtocolError, RollbackError, TypeMismatchError
+from .handles import (
+    CounterHandle,
+    GSetHandle,
+    MapHandle,
+    MVRegisterHandle,
+    PNCounterHandle,
+    RegisterHandle,
+    SetHandle,
+)
+
+__all__ = ["Memory", "Checkpoint", "ChangeListener"]
+
+ChangeListener = Callable[[str, str], None]
+"""Called as ``listener(name, origin_replica_id)`` after every change to ``name``."""
+
+_HANDLES: dict[str, type] = {
+    GCounter.TAG: CounterHandle,
+    PNCounter.TAG: PNCounterHandle,
+    ORSet.TAG: SetHandle,
+    GSet.TAG: GSetHandle,
+    LWWRegister.TAG: RegisterHandle,
+    MVRegister.TAG: MVRegisterHandle,
+    ORMap.TAG: MapHandle,
+}
+_FRIENDLY = {
+    GCounter.TAG: "counter",
+    PNCounter.TAG: "pncounter",
+    ORSet.TAG: "set",
+    GSet.TAG: "gset",
+    LWWRegister.TAG: "register",
+    MVRegister.TAG: "mvregister",
+    ORMap.TAG: "map",
+    Document.TAG: "doc",
+}
+OUTBOX_COMPACT_AT = 4096
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The values of every object when :meth:`Memory.checkpoint` was called."""
+
+    values: dict[str, tuple[str, Any]] = field(repr=False)
+
+
+class Memory:
+    """A replica of the shared memory: named CRDTs, written locally, joined with other replicas.
+
+    Args:
+        replica_id: this replica's id; every dot and counter slot it writes carries it. In a
+            peer it is the identity's ``peer_id``.
+        clock: returns physical time in seconds for last-writer-wins timestamps. The default
+            is a purely logical clock (writes that saw another still order after it).
+    """
+
+    def __init__(self, replica_id: str, *, clock: Callable[[], float] | None = None) -> None:
+        if not isinstance(replica_id, str) or not 0 < len(replica_id) <= codec.MAX_REPLICA_ID:
+            raise ValueError(f"replica_id must be a non-empty str of at most {codec.MAX_REPLICA_ID} chars")
+        self.replica_id = replica_id
+        self._clock = clock or (lambda: 0.0)
+        self._hlc = HybridClock()
+        self._objects: dict[str, Crdt] = {}
+        self._handles: dict[str, Any] = {}
+        self._outbox: list[tuple[str, Crdt]] = []
+        self._dirty: set[tuple[str, Hashable]] = set()
+        self._listeners: list[ChangeListener] = []
+
+    def __repr__(self) -> str:
+        return f"Memory({self.replica_id!r}, {len(self._objects)} objects)"
+
+    # -- typed access -----------------------------------------------------------------------
+
+    def counter(self, name: str) -> CounterHandle:
+        """The grow-only counter ``name`` (created empty on first use)."""
+        return self._handle(name, GCounter.TAG)
+
+    def pncounter(self, name: str) -> PNCounterHandle:
+        return self._handle(name, PNCounter.TAG)
+
+    def set(self, name: str) -> SetHandle:
+        """The add-wins observed-remove set ``name``."""
+        return self._handle(name, ORSet.TAG)
+
+    def gset(self, name: str) -> GSetHandle:
+        return self._handle(name, GSet.TAG)
+
+    def register(self, name: str) -> RegisterHandle:
+        """The last-writer-wins register ``name``."""
+        return self._handle(name, LWWRegister.TAG)
+
+    def mvregister(self, name: str) -> MVRegisterHandle:
+        return self._handle(name, MVRegister.TAG)
+
+    def map(self, name: str) -> MapHandle:
+        """The observed-remove map of last-writer-wins values ``name``."""
+        return self._handle(name, ORMap.TAG)
+
+    def doc(self, name: str) -> pycrdt.Doc:
+        """The pycrdt (Yjs) document ``name``; edit it directly, every transaction replicates."""
+        state = self._object(name, Document.TAG)
+        return state.doc
+
+    def names(self) -> list[str]:
+        return sorted(self._objects)
+
+    def type_of(self, name: str) -> str | None:
+        """The CRDT tag of ``name`` (``"orset"``, ``"gcounter"``, ...), or None if unused."""
+        state = self._objects.get(name)
+        return state.TAG if state is not None else None
+
+    def values(self) -> dict[str, Any]:
+        """Every object's plain value, for display and comparison."""
+        shown: dict[str, Any] = {}
+        for name in self.names():
+            state = self._objects[name]
+            shown[name] = state.value() if isinstance(state, Document) else self._handle(name, state.TAG).value
+        return shown
+
+    def _handle(self, name: str, tag: str) -> Any:
+        handle = self._handles.get(name)
+        if handle is not None and handle._state.TAG == tag:
+            return handle
+        handle = _HANDLES[tag](self, name, self._object(name, tag))
+        self._handles[name] = handle
+        return handle
+
+    def _object(self, name: str, tag: str) -> Any:
+        state = self._objects.get(name)
+        if state is None:
+            if not isinstance(name, str) or not name:
+                raise ValueError("an object name must be a non-empty str")
+            state = self._objects[name] = self._new(tag)
+            self._adopt(name, state)
+        elif state.TAG != tag:
+            raise TypeMismatchError(
+                f"{name!r} is a {_FRIENDLY[state.TAG]}, not a {_FRIENDLY[tag]}: pick another name"
+            )
+        return state
+
+    def _new(self, tag: str) -> Crdt:
+        return Document.for_replica(self.replica_id) if tag == Document.TAG else TYPES[tag]()
+
+    def _adopt(self, name: str, state: Crdt) -> None:
+        """Start tracking ``name``; documents also start reporting local edits as deltas."""
+        if isinstance(state, Document):
+            state.watch(lambda delta, name=name: self._local(name, delta))
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener(name, origin)`` after each local or remote change; returns an unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _notify(self, name: str, origin: str) -> None:
+        for listener in list(self._listeners):
+            listener(name, origin)
+
+    def _stamp(self, after: int) -> int:
+        return self._hlc.tick(self._clock(), after)
+
+    def _local(self, name: str, delta: Crdt) -> None:
+        self._outbox.append((name, delta))
+        if len(self._outbox) >= OUTBOX_COMPACT_AT:
+            self._outbox = _join_by_name(self._outbox)
+        dirty = self._dirty
+        for key in delta.leaf_keys():
+            dirty.add((name, key))
+        if self._listeners:
+            self._notify(name, self.replica_id)
+
+    def take_deltas(self) -> list[tuple[str, Crdt]]:
+        """Drain the deltas of local writes since the last call, oldest first.
+
+        The sync layer calls this to sign and ship them; deltas of one name may arrive already
+        joined into one (a delta group), which replicas apply the same way.
+        """
+        deltas, self._outbox = self._outbox, []
+        return deltas
+
+    def apply_delta(self, name: str, delta: Crdt, origin: str) -> bool:
+        """Join another replica's delta (or state) for ``name``; return whether anything changed.
+
+        Raises:
+            RemoteProtocolError: ``name`` already holds another type here.
+        """
+        state = self._remote_target(name, delta.TAG)
+        changed = state.join(delta)
+        return self._after_remote(name, changed, origin)
+
+    def _remote_target(self, name: str, tag: str) -> Crdt:
+        state = self._objects.get(name)
+        if state is None:
+            state = self._objects[name] = self._new(tag)
+            self._adopt(name, state)
+        elif state.TAG != tag:
+            raise RemoteProtocolError(f"{name!r} is a {_FRIENDLY[state.TAG]} here, the peer sent a {_FRIENDLY[tag]}")
+        return state
+
+    def _after_remote(self, name: str, changed: set[Hashable], origin: str) -> bool:
+        if not changed:
+            return False
+        self._dirty.update((name, key) for key in changed)
+        self._notify(name, origin)
+        return True
+
+    def merge(self, other: Memory) -> None:
+        """Join every object of ``other`` into this memory (a full-state merge, in place)."""
+        for name in other.names():
+            self.apply_delta(name, other._objects[name].copy(), other.replica_id)
+
+    # -- anti-entropy seam ------------------------------------------------------------------
+
+    def state(self, name: str) -> Crdt | None:
+        """The live state of ``name`` (read-only use: anti-entropy digests and repairs)."""
+        return self._objects.get(name)
+
+    def take_dirty(self) -> set[tuple[str, Hashable]]:
+        """The (name, leaf key) pairs changed since the last call; the Merkle index refreshes these."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def leaves(self) -> Iterable[tuple[str, Hashable]]:
+        """Every (name, leaf key) pair held, for building a Merkle index from scratch."""
+        for name, state in self._objects.items():
+            for key in state.leaf_keys():
+                yield name, key
+
+    def leaf_bytes(self, name: str, key: Hashable) -> bytes | None:
+        state = self._objects.get(name)
+        return None if state is None else codec.encode_leaf(state, key)
+
+    def restricted(self, name: str, keys: Iterable[Hashable]) -> Crdt | None:
+        """A partial state of ``name`` holding only ``keys`` (plus context), to repair a peer."""
+        state = self._objects.get(name)
+        return None if state is None else state.restricted(keys)
+
+    def apply_repair(self, name: str, partial: Crdt, keys: Iterable[Hashable], origin: str) -> bool:
+        """Join a peer's partial state covering every differing leaf ``keys`` of ``name``."""
+        state = self._remote_target(name, partial.TAG)
+        return self._after_remote(name, state.join_keys(partial, keys), origin)
+
+    # -- snapshots --------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Canonical bytes of the whole memory (replica-independent: equal states, equal bytes)."""
+        objects = [[name, *codec.state_to_plain(self._objects[name])] for name in self.names()]
+        return codec.pack([codec.FORMAT_VERSION, "memory", objects])
+
+    @classmethod
+    def from_snapshot(cls, replica_id: str, data: bytes, *, clock: Callable[[], float] | None = None) -> Memory:
+        """Rebuild a memory from :meth:`snapshot` bytes; raises DecodeError on anything else."""
+        obj = codec.unpack(data)
+        if not (isinstance(obj, list) and len(obj) == 3 and obj[1] == "memory"):
+            raise DecodeError("not a crdtmem memory snapshot")
+        if obj[0] != codec.FORMAT_VERSION:
+            raise DecodeError(f"unsupported snapshot format version {obj[0]!r}")
+        if not isinstance(obj[2], list):
+            raise DecodeError("malformed snapshot object list")
+        memory = cls(replica_id, clock=clock)
+        for item in obj[2]:
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]):
+                raise DecodeError("malformed snapshot entry")
+            if item[0] in memory._objects:
+                raise DecodeError(f"snapshot names {item[0]!r} twice")
+            memory._restore(item[0], codec.state_from_plain(item[1:]))
+        return memory
+
+    def _restore(self, name: str, state: Crdt) -> None:
+        target = self._objects[name] = self._new(state.TAG)
+        target.join(state)
+        self._adopt(name, target)
+        self._dirty.update((name, key) for key in target.leaf_keys())
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def checkpoint(self) -> Checkpoint:
+        """Record every object's current value, to :meth:`rollback` to later."""
+        return Checkpoint({name: (state.TAG, _revertible_value(state)) for name, state in self._objects.items()})
+
+    def rollback(self, checkpoint: Checkpoint, names: Iterable[str] | None = None) -> None:
+        """Bring ``names`` (default: every name) back to their values at ``checkpoint``.
+
+        Reverting issues ordinary writes (re-assign, re-add/remove, inverse increments), so the
+        rollback replicates and converges like any other write. Writes made concurrently on
+        other replicas are not undone.
+
+        Raises:
+            RollbackError: some name cannot be reverted (a grow-only type that grew, a
+                document that changed, an MV-register that held several values); nothing is
+                written in that case.
+        """
+        chosen = sorted(set(names) if names is not None else set(self._objects) | set(checkpoint.values))
+        plan = []
+        for name in chosen:
+            state = self._objects.get(name)
+            if state is None:
+                continue
+            tag, then = checkpoint.values.get(name, (state.TAG, None))
+            if tag != state.TAG:
+                raise RollbackError(f"{name!r} was a {_FRIENDLY[tag]} at the checkpoint, now a {_FRIENDLY[state.TAG]}")
+            now = _revertible_value(state)
+            if now != then:
+                plan.append((name, state, then, now))
+        for name, state, then, _ in plan:
+            _check_revertible(name, state, then)
+        for name, state, then, now in plan:
+            self._revert(name, state, then, now)
+
+    def _revert(self, name: str, state: Crdt, then: Any, now: Any) -> None:
+        if isinstance(state, PNCounter):
+            diff = (then or 0) - now
+            handle = self.pncounter(name)
+            handle.increment(diff) if diff > 0 else handle.decrement(-diff)
+        elif isinstance(state, ORSet):
+            then = then or frozenset()
+            for key in sorted(then - now):
+                self._local(name, state.add(self.replica_id, key))
+            for key in sorted(now - then):
+                self._local(name, state.remove(key))
+        elif isinstance(state, ORMap):
+            then = then or {}
+            for key in sorted(now.keys() - then.keys()):
+                self._local(name, state.remove(key))
+            for key, payload in sorted(then.items()):
+                if now.get(key) != payload:
+                    stamp = self._stamp(after=state.latest_stamp(key))
+                    self._local(name, state.put(self.replica_id, key, stamp, payload))
+        elif isinstance(state, LWWRegister):
+            payload = then if then is not None else codec.pack(None)
+            self._local(name, state.assign(self.replica_id, self._stamp(after=state.stamp), payload))
+        elif isinstance(state, MVRegister):
+            delta = state.assign(self.replica_id, next(iter(then))) if then else MVRegister(state.kernel.remove_all())
+            self._local(name, delta)
+
+
+def _revertible_value(state: Crdt) -> Any:
+    """The part of a state a rollback compares and restores (encoded, so types stay exact)."""
+    if isinstance(state, (GCounter, PNCounter)):
+        return state.value
+    if isinstance(state, ORSet):
+        return frozenset(state.kernel.entries)
+    if isinstance(state, GSet):
+        return frozenset(state.items)
+    if isinstance(state, ORMap):
+        return {key: stamped[2] for key, stamped in state.items()}
+    if isinstance(state, LWWRegister):
+        return state.payload
+    if isinstance(state, MVRegister):
+        return frozenset(state.payloads())
+    return state.digest_source()
+
+
+def _check_revertible(name: str, state: Crdt, then: Any) -> None:
+    if isinstance(state, (GCounter, GSet)):
+        raise RollbackError(f"{name!r} is a grow-only {_FRIENDLY[state.TAG]}: it cannot go back to its checkpoint")
+    if isinstance(state, Document):
+        raise RollbackError(f"{name!r} is a document: use pycrdt's UndoManager to revert edits")
+    if isinstance(state, MVRegister) and then is not None and len(then) > 1:
+        raise RollbackError(f"{name!r} held {len(then)} concurrent values at the checkpoint; assign one instead")
+
+
+def _join_by_name(deltas: list[tuple[str, Crdt]]) -> list[tuple[str, Crdt]]:
+    """Join queued deltas of the same name into one delta group each, keeping first-seen order."""
+    grouped: dict[str, Crdt] = {}
+    for name, delta in deltas:
+        if name in grouped:
+            grouped[name].join(delta)
+        else:
+            grouped[name] = delta.copy()
+    return list(grouped.items())

@@ -1,0 +1,106 @@
+"""Canonical bytes for the user values stored in sets, registers and maps.
+
+Call :func:`encode_value` on anything an agent writes; it checks the type and returns bytes that
+are equal exactly when the values are equal *and* of the same kind (``1``, ``1.0`` and ``True``
+stay distinct). Sets and maps key their entries by these bytes, so ordering is canonical too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import DecodeError
+
+__all__ = ["encode_value", "decode_value", "check_value", "MAX_VALUE_DEPTH"]
+
+MAX_VALUE_DEPTH = 32
+_TUPLE = 1
+_DICT = 2
+_SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+def _to_plain(value: Any, hashable: bool, depth: int) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        if kind is int and not -(2**63) <= value < 2**64:
+            raise TypeError(f"integer {value} does not fit in 64 bits")
+        return value
+    if depth >= MAX_VALUE_DEPTH:
+        raise TypeError(f"value nests deeper than {MAX_VALUE_DEPTH} levels")
+    if kind is tuple:
+        return msgpack.ExtType(_TUPLE, _pack([_to_plain(v, hashable, depth + 1) for v in value]))
+    if not hashable and kind is list:
+        return [_to_plain(v, False, depth + 1) for v in value]
+    if not hashable and kind is dict:
+        pairs = sorted((_pack(_to_plain(k, True, depth + 1)), _to_plain(v, False, depth + 1)) for k, v in value.items())
+        return msgpack.ExtType(_DICT, _pack([list(pair) for pair in pairs]))
+    allowed = "str, int, float, bool, None, bytes or a tuple of these"
+    if not hashable:
+        allowed += ", or a list/dict of these"
+    raise TypeError(f"crdtmem cannot store a {kind.__name__}: use {allowed}")
+
+
+_fast_pack = msgpack.Packer(use_bin_type=True).pack  # plain str/int/bytes only: no re-entry
+
+
+def _pack(plain: Any) -> bytes:
+    return msgpack.packb(plain, use_bin_type=True, strict_types=True)
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    items = _unpack(data)
+    if not isinstance(items, list):
+        raise DecodeError("value extension payload is not an array")
+    if code == _TUPLE:
+        return tuple(items)
+    if code == _DICT:
+        out = {}
+        for pair in items:
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], bytes)):
+                raise DecodeError("malformed dict entry")
+            key = _unpack(pair[0])
+            try:
+                out[key] = pair[1]
+            except TypeError as exc:
+                raise DecodeError(f"unhashable dict key: {exc}") from exc
+        return out
+    raise DecodeError(f"unknown value extension {code}")
+
+
+def _unpack(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, ext_hook=_ext_hook)
+    except DecodeError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types on malformed input
+        raise DecodeError(f"malformed value: {exc}") from exc
+
+
+def encode_value(value: Any, *, hashable: bool = True) -> bytes:
+    """Canonical bytes for ``value``; raises :class:`TypeError` naming what is allowed.
+
+    Args:
+        value: what the agent stores.
+        hashable: True for set elements and map keys (no lists or dicts), False for
+            register and map values.
+    """
+    kind = type(value)
+    if kind is str or kind is int or kind is bytes:  # the common case, no walk needed
+        if kind is int and not -(2**63) <= value < 2**64:
+            raise TypeError(f"integer {value} does not fit in 64 bits")
+        return _fast_pack(value)
+    return _pack(_to_plain(value, hashable, 0))
+
+
+def check_value(value: Any, *, hashable: bool = True) -> None:
+    """Raise :class:`TypeError` if ``value`` cannot be stored."""
+    encode_value(value, hashable=hashable)
+
+
+def decode_value(data: bytes) -> Any:
+    """Inverse of :func:`encode_value`; raises :class:`DecodeError` on malformed bytes."""
+    if not isinstance(data, bytes):
+        raise DecodeError("value is not bytes")
+    return _unpack(data)
