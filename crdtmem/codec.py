@@ -38,6 +38,8 @@ __all__ = [
     "state_to_plain",
     "state_from_plain",
     "encode_leaf",
+    "context_to_plain",
+    "context_from_plain",
 ]
 
 FORMAT_VERSION = 1
@@ -97,11 +99,11 @@ def _bytes(obj: Any, what: str) -> bytes:
 # -- causal contexts and dot kernels -------------------------------------------------------------
 
 
-def _ctx_to_plain(ctx: CausalContext) -> list:
+def context_to_plain(ctx: CausalContext) -> list:
     return [sorted([r, c] for r, c in ctx.vv.items()), sorted([r, c] for r, c in ctx.cloud)]
 
 
-def _ctx_from_plain(obj: Any) -> CausalContext:
+def context_from_plain(obj: Any) -> CausalContext:
     vv_part, cloud_part = _list(obj, "causal context", 2)
     vv: dict[str, int] = {}
     for pair in _list(vv_part, "version vector"):
@@ -149,7 +151,7 @@ def _entry_from_plain(obj: Any, payload: _Payload) -> tuple[bytes, dict[Dot, Any
 
 def _kernel_to_plain(kernel: DotKernel, payload: _Payload) -> list:
     entries = sorted(_entry_to_plain(k, dots, payload) for k, dots in kernel.entries.items())
-    return [entries, _ctx_to_plain(kernel.ctx)]
+    return [entries, context_to_plain(kernel.ctx)]
 
 
 def _kernel_from_plain(obj: Any, payload: _Payload) -> DotKernel:
@@ -160,7 +162,7 @@ def _kernel_from_plain(obj: Any, payload: _Payload) -> DotKernel:
         if key in entries:
             raise _fail("entries (duplicate key)")
         entries[key] = dots
-    return DotKernel(entries, _ctx_from_plain(ctx_plain))
+    return DotKernel(entries, context_from_plain(ctx_plain))
 
 
 # -- per-type bodies ----------------------------------------------------------------------------
@@ -274,7 +276,7 @@ def encode_leaf(state: Crdt, key: Hashable) -> bytes | None:
     """Canonical bytes of one anti-entropy leaf of ``state``, or None if the leaf is empty."""
     if isinstance(state, KernelContainer) and key != WHOLE:
         if key == META:
-            return pack(_ctx_to_plain(state.kernel.ctx))
+            return pack(context_to_plain(state.kernel.ctx))
         dots = state.kernel.entries.get(key)
         return pack(_entry_to_plain(key, dots, _KERNEL_PAYLOADS[state.TAG])) if dots else None
     if isinstance(state, GSet) and key != WHOLE:

@@ -1,0 +1,103 @@
+"""Delta batches: the unit of gossip, signed once by their author and relayed unchanged.
+
+A batch is the deltas one replica produced between two flushes, numbered ``seq`` 1, 2, 3, ...
+per author, so ``(author, seq)`` is a dot and a causal context of them says which batches a
+replica has seen. The author's signature covers the author, the sequence number and the exact
+delta bytes; relays never re-sign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import codec
+from ..crdt import Crdt, only_writes_as
+from ..errors import AuthenticationError, DecodeError, RemoteProtocolError
+
+__all__ = ["DeltaBatch", "ForgedDeltaError", "seal_batch", "open_batch"]
+
+_DOMAIN = b"crdtmem-batch"
+
+
+class ForgedDeltaError(RemoteProtocolError):
+    """A batch writes a slot, dot or timestamp that belongs to someone other than its signer."""
+
+    reason = "forged-author"
+
+
+class BadBatchSignatureError(AuthenticationError):
+    reason = "bad-batch-signature"
+
+
+class UntrustedAuthorError(AuthenticationError):
+    reason = "untrusted-author"
+
+
+@dataclass(frozen=True)
+class DeltaBatch:
+    """A verified batch: who wrote it, its number, and its decoded deltas by object name."""
+
+    author: str
+    seq: int
+    deltas: tuple[tuple[str, Crdt], ...]
+    wire: bytes
+    """The signed encoding, relayed as is."""
+
+
+def _signed_part(author: str, seq: int, body: bytes) -> bytes:
+    return codec.pack([_DOMAIN, author, seq, body])
+
+
+def seal_batch(identity: Any, seq: int, deltas: list[tuple[str, Crdt]]) -> DeltaBatch:
+    """Encode and sign a local batch. Call when flushing ``memory.take_deltas()``."""
+    body = codec.pack([[name, *codec.state_to_plain(delta)] for name, delta in deltas])
+    author = identity.peer_id
+    signature = identity.sign(_signed_part(author, seq, body))
+    wire = codec.pack([author, seq, body, signature])
+    return DeltaBatch(author, seq, tuple(deltas), wire)
+
+
+def peek_batch(wire: bytes) -> tuple[str, int]:
+    """The (author, seq) of a batch without verifying it; raises DecodeError if malformed."""
+    parts = codec.unpack(wire)
+    if not (isinstance(parts, list) and len(parts) == 4):
+        raise DecodeError("malformed delta batch")
+    author, seq = parts[0], parts[1]
+    if not isinstance(author, str) or type(seq) is not int or seq < 1:
+        raise DecodeError("malformed delta batch header")
+    return author, seq
+
+
+def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> DeltaBatch:
+    """Verify a batch from the wire and decode its deltas; nothing is applied.
+
+    Raises:
+        DecodeError: malformed bytes or deltas.
+        UntrustedAuthorError: the author is not in the keyring.
+        BadBatchSignatureError: the signature does not match.
+        ForgedDeltaError: a delta writes in another replica's name.
+    """
+    parts = codec.unpack(wire, max_size=max_size)
+    if not (isinstance(parts, list) and len(parts) == 4):
+        raise DecodeError("malformed delta batch")
+    author, seq, body, signature = parts
+    if not isinstance(author, str) or type(seq) is not int or seq < 1 or not isinstance(body, bytes):
+        raise DecodeError("malformed delta batch header")
+    public_key = keyring.public_key(author)
+    if public_key is None:
+        raise UntrustedAuthorError(f"batch author {author} is not in the keyring")
+    if not isinstance(signature, bytes) or not verify(public_key, signature, _signed_part(author, seq, body)):
+        raise BadBatchSignatureError(f"batch {author}#{seq} has a bad signature")
+    items = codec.unpack(body, max_size=max_size)
+    if not isinstance(items, list):
+        raise DecodeError("malformed delta list")
+    deltas = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]):
+            raise DecodeError("malformed delta entry")
+        delta = codec.state_from_plain(item[1:])
+        if not only_writes_as(delta, author):
+            raise ForgedDeltaError(f"batch {author}#{seq} writes {item[0]!r} in another replica's name")
+        deltas.append((item[0], delta))
+    return DeltaBatch(author, seq, tuple(deltas), bytes(wire))

@@ -1,0 +1,88 @@
+"""What a :class:`~crdtmem.protocol.node.Node` asks its shell to do, and tells it happened.
+
+The shell (websocket runtime or simulator) drains :meth:`Node.take_actions` after every call
+and performs them in order; it reads :meth:`Node.take_events` for storage, metrics and waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+__all__ = [
+    "Send",
+    "Close",
+    "Action",
+    "PeerConnected",
+    "PeerDisconnected",
+    "Refused",
+    "BatchApplied",
+    "RepairApplied",
+    "Event",
+]
+
+ConnId = Hashable
+
+
+@dataclass(frozen=True)
+class Send:
+    """Write ``data`` (one frame) to connection ``conn``."""
+
+    conn: ConnId
+    data: bytes
+    kind: str = "other"
+    """What the frame carries (handshake, gossip, catch-up, anti-entropy), for byte accounting."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close connection ``conn``; ``reason`` says why (logged, counted)."""
+
+    conn: ConnId
+    reason: str
+
+
+Action = Send | Close
+
+
+@dataclass(frozen=True)
+class PeerConnected:
+    conn: ConnId
+    peer_id: str
+
+
+@dataclass(frozen=True)
+class PeerDisconnected:
+    conn: ConnId
+    peer_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Input from ``conn`` was refused; ``reason`` is a short machine-readable code."""
+
+    conn: ConnId
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class BatchApplied:
+    """A delta batch (local or remote) joined the memory; storage journals ``wire``."""
+
+    author: str
+    seq: int
+    wire: bytes
+    local: bool
+
+
+@dataclass(frozen=True)
+class RepairApplied:
+    """Anti-entropy changed these objects (storage should snapshot: no batch describes it)."""
+
+    peer_id: str
+    names: tuple[str, ...]
+
+
+Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | RepairApplied

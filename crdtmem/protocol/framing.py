@@ -1,0 +1,755 @@
+"""Handshake and signed, sequenced, size-capped frames — pure functions and objects, no I/O.
+
+A connection goes through two phases, each driven by the caller with the bytes it received
+(the style of the ``websockets`` sans-I/O core and h11):
+
+1. **Handshake** (:class:`Handshake`). Both sides send ``Hello`` at once::
+
+       hello = msgpack(["hello", version, public_key(32), nonce(32)])
+
+   On the peer's hello each side checks the version and that the key is in its keyring, then
+   sends ``Auth``, a signature over both nonces, both peer ids and the version::
+
+       auth      = msgpack(["auth", signature])
+       signed    = msgpack([b"crdtmem-auth", version, my_nonce, their_nonce, my_id, their_id])
+
+   Each side thus signs the other's fresh nonce; the order of the fields says who signed, so
+   one side's auth cannot pass as the other's. When the peer's auth verifies, both sides hold
+   the same ``session_id = blake2b(min(nonces) + max(nonces))``.
+
+2. **Frames** (:class:`FrameChannel`). Every frame is::
+
+       frame  = msgpack([version, seq, payload, signature])
+       signed = msgpack([b"crdtmem-frame", version, session_id, direction, seq, payload])
+
+   where ``direction`` is the sender's peer id and ``seq`` counts 1, 2, 3, ... per direction.
+   So a frame cannot be replayed (its seq is used up), moved to another connection (another
+   session id) or reflected back to its sender (another direction). A frame is refused before
+   any parsing if it is larger than the channel's cap.
+
+   A message larger than one frame travels as several: each frame payload is a chunk
+   ``msgpack([message_id, index, count, data])``, and a :class:`Reassembler` with a byte and
+   part budget puts them back together. Use :meth:`FrameChannel.seal_message` and
+   :meth:`FrameChannel.open_frame` for that; :meth:`~FrameChannel.seal` and
+   :meth:`~FrameChannel.open` are the single-frame layer beneath (use one layer per channel).
+
+Every refusal raises a subclass of the errors in :mod:`crdtmem.errors` with a short
+machine-readable ``reason`` (listed in :data:`REFUSAL_REASONS`), and leaves the channel or
+reassembler exactly as it was. Randomness (nonces) is always passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from .. import codec
+from ..errors import AuthenticationError, DecodeError, LocalProtocolError, RemoteProtocolError
+from ..identity import KEY_BYTES, Identity, Keyring, peer_id_of, verify
+
+__all__ = [
+    # constants
+    "PROTOCOL_VERSION",
+    "MAX_FRAME_BYTES",
+    "MIN_FRAME_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "MAX_HANDSHAKE_BYTES",
+    "NONCE_BYTES",
+    "SESSION_ID_BYTES",
+    "FRAME_OVERHEAD",
+    "CHUNK_OVERHEAD",
+    "MIN_CHUNK_DATA",
+    "REFUSAL_REASONS",
+    # refusals (from the peer)
+    "OversizedFrameError",
+    "MalformedFrameError",
+    "MalformedHandshakeError",
+    "VersionMismatchError",
+    "MissingSignatureError",
+    "BadSignatureError",
+    "ReflectedFrameError",
+    "BadHandshakeSignatureError",
+    "UntrustedKeyError",
+    "SelfConnectionError",
+    "UnexpectedHandshakeMessageError",
+    "ReplayedFrameError",
+    "OutOfOrderFrameError",
+    "OversizedMessageError",
+    "BadChunkError",
+    # misuse (by the caller)
+    "FrameTooLargeError",
+    "MessageTooLargeError",
+    "HandshakeStateError",
+    # frames
+    "FrameChannel",
+    "split",
+    "Reassembler",
+    # handshake
+    "Hello",
+    "Auth",
+    "make_hello",
+    "make_auth",
+    "verify_auth",
+    "auth_transcript",
+    "decode_handshake_message",
+    "session_id_of",
+    "HandshakeState",
+    "Handshake",
+]
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1024 * 1024
+"""Default cap on one frame, envelope and signature included."""
+MIN_FRAME_BYTES = 256
+"""The smallest cap a channel accepts (room for the envelope, a chunk header and some data)."""
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""Default cap on one reassembled message."""
+MAX_HANDSHAKE_BYTES = 1024
+NONCE_BYTES = 32
+SESSION_ID_BYTES = 32
+FRAME_OVERHEAD = 96
+"""Upper bound on a frame's bytes beyond its payload (msgpack envelope, seq, signature: 82)."""
+CHUNK_OVERHEAD = 40
+"""Upper bound on a chunk's bytes beyond its data (msgpack header, three integers: 33)."""
+MIN_CHUNK_DATA = MIN_FRAME_BYTES - FRAME_OVERHEAD - CHUNK_OVERHEAD
+"""Every chunk but a message's last carries at least this much data, whatever the sender's cap.
+
+So a receiver can bound the part count of any honest message without knowing the sender's
+frame cap, and per-part overhead stays small next to the byte budget.
+"""
+
+_FRAME_DOMAIN = b"crdtmem-frame"
+_AUTH_DOMAIN = b"crdtmem-auth"
+_SESSION_PERSON = b"crdtmem-session"
+_MAX_UINT = 2**64 - 1
+
+
+# -- refusals -----------------------------------------------------------------------------------
+# Each class carries ``reason``: a short code for logs and metrics (``refused_<reason>``).
+
+
+class OversizedFrameError(DecodeError):
+    """A frame (or handshake message) is larger than the cap; it was not parsed."""
+
+    reason = "oversized-frame"
+
+
+class MalformedFrameError(DecodeError):
+    """A frame is not ``msgpack([version, seq, payload, signature])``."""
+
+    reason = "malformed-frame"
+
+
+class MalformedHandshakeError(DecodeError):
+    """A handshake message is not a well-formed hello or auth."""
+
+    reason = "malformed-handshake"
+
+
+class VersionMismatchError(RemoteProtocolError):
+    """The peer speaks another protocol version."""
+
+    reason = "version-mismatch"
+
+
+class MissingSignatureError(AuthenticationError):
+    """A frame or auth message has no signature."""
+
+    reason = "missing-signature"
+
+
+class BadSignatureError(AuthenticationError):
+    """A frame's signature does not verify for this session, direction and sequence number.
+
+    A frame moved here from another connection lands here too: the session id is not on the
+    wire, so it is indistinguishable from a forgery.
+    """
+
+    reason = "bad-signature"
+
+
+class ReflectedFrameError(BadSignatureError):
+    """A frame this side sent on this session came back to it."""
+
+    reason = "reflected-frame"
+
+
+class BadHandshakeSignatureError(BadSignatureError):
+    """The peer's auth does not sign our nonce, its nonce and both peer ids with its key."""
+
+    reason = "bad-handshake-signature"
+
+
+class UntrustedKeyError(AuthenticationError):
+    """The peer's public key is not in the keyring."""
+
+    reason = "untrusted-key"
+
+
+class SelfConnectionError(RemoteProtocolError):
+    """The peer presented our own key or nonce: a loop, a reflection, or a shared key file."""
+
+    reason = "self-connection"
+
+
+class UnexpectedHandshakeMessageError(RemoteProtocolError):
+    """A well-formed handshake message arrived at the wrong step (e.g. auth before hello)."""
+
+    reason = "unexpected-handshake-message"
+
+
+class ReplayedFrameError(RemoteProtocolError):
+    """A validly signed frame whose sequence number was already used."""
+
+    reason = "replayed-frame"
+
+
+class OutOfOrderFrameError(RemoteProtocolError):
+    """A validly signed frame skipped sequence numbers (frames were lost or reordered)."""
+
+    reason = "out-of-order"
+
+
+class OversizedMessageError(DecodeError):
+    """A chunked message would exceed the reassembly budget (bytes or parts)."""
+
+    reason = "oversized-message"
+
+
+class BadChunkError(RemoteProtocolError):
+    """A chunk is malformed or does not continue the message in progress."""
+
+    reason = "bad-chunk"
+
+
+class FrameTooLargeError(LocalProtocolError):
+    """:meth:`FrameChannel.seal` was given a payload that does not fit one frame."""
+
+    reason = "oversized-frame"
+
+
+class MessageTooLargeError(LocalProtocolError):
+    """:meth:`FrameChannel.seal_message` was given more than the message cap."""
+
+    reason = "oversized-message"
+
+
+class HandshakeStateError(LocalProtocolError):
+    """A :class:`Handshake` method was called in a state that does not allow it."""
+
+    reason = "handshake-state"
+
+
+REFUSAL_REASONS: tuple[str, ...] = tuple(
+    cls.reason
+    for cls in (
+        OversizedFrameError,
+        MalformedFrameError,
+        MalformedHandshakeError,
+        VersionMismatchError,
+        MissingSignatureError,
+        BadSignatureError,
+        ReflectedFrameError,
+        BadHandshakeSignatureError,
+        UntrustedKeyError,
+        SelfConnectionError,
+        UnexpectedHandshakeMessageError,
+        ReplayedFrameError,
+        OutOfOrderFrameError,
+        OversizedMessageError,
+        BadChunkError,
+    )
+)
+"""Every ``reason`` a peer's input can be refused with (for pre-registering metrics)."""
+
+
+# -- frames -------------------------------------------------------------------------------------
+
+
+def _frame_transcript(session_id: bytes, direction: str, seq: int, payload: bytes) -> bytes:
+    return codec.pack([_FRAME_DOMAIN, PROTOCOL_VERSION, session_id, direction, seq, payload])
+
+
+def _as_bytes(data: Any, what: str) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{what} must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
+class FrameChannel:
+    """Signs outgoing and verifies incoming frames of one connection after its handshake.
+
+    Create one when :attr:`Handshake.done` becomes true::
+
+        channel = FrameChannel(identity, hs.peer_public_key, hs.session_id)
+
+    then send ``channel.seal_message(payload)`` (a list of frames, in order) and pass every
+    frame received to ``channel.open_frame(frame)``, which returns a whole message or None.
+
+    Args:
+        identity: this side's key; signs outgoing frames.
+        peer_public_key: the raw key the handshake authenticated; verifies incoming frames.
+        session_id: the 32 bytes both sides derived in the handshake.
+        max_frame_bytes: cap on every frame, both directions (refused before parsing).
+        max_message_bytes: cap on one reassembled message, both directions.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        peer_public_key: bytes,
+        session_id: bytes,
+        *,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
+            raise ValueError(f"session_id must be {SESSION_ID_BYTES} bytes")
+        if type(max_frame_bytes) is not int or max_frame_bytes < MIN_FRAME_BYTES:
+            raise ValueError(f"max_frame_bytes must be an int >= {MIN_FRAME_BYTES}, got {max_frame_bytes!r}")
+        if type(max_message_bytes) is not int or max_message_bytes < 0:
+            raise ValueError(f"max_message_bytes must be a non-negative int, got {max_message_bytes!r}")
+        self.identity = identity
+        self.peer_id = peer_id_of(peer_public_key)  # validates the key's length
+        self.peer_public_key = bytes(peer_public_key)
+        self.session_id = session_id
+        self.max_frame_bytes = max_frame_bytes
+        self.max_message_bytes = max_message_bytes
+        self.last_sent_seq = 0
+        """Sequence number of the last frame sealed (0: none yet)."""
+        self.last_received_seq = 0
+        """Sequence number of the last frame accepted (0: none yet)."""
+        self._my_id = identity.peer_id
+        self._next_message_id = 1
+        self.reassembler = Reassembler(max_message_bytes=max_message_bytes)
+
+    @property
+    def chunk_limit(self) -> int:
+        """The largest payload :meth:`seal` is guaranteed to fit in one frame."""
+        return self.max_frame_bytes - FRAME_OVERHEAD
+
+    # -- single frames ---------------------------------------------------------------------
+
+    def seal(self, payload: bytes) -> bytes:
+        """Sign ``payload`` as the next outgoing frame; send the result as one transport message.
+
+        Raises:
+            FrameTooLargeError: the frame would exceed ``max_frame_bytes`` (nothing advances).
+        """
+        payload = _as_bytes(payload, "payload")
+        seq = self.last_sent_seq + 1
+        if seq > _MAX_UINT:
+            raise LocalProtocolError("sequence numbers exhausted; open a new session")
+        signature = self.identity.sign(_frame_transcript(self.session_id, self._my_id, seq, payload))
+        frame = codec.pack([PROTOCOL_VERSION, seq, payload, signature])
+        if len(frame) > self.max_frame_bytes:
+            raise FrameTooLargeError(
+                f"a {len(payload)}-byte payload makes a {len(frame)}-byte frame, over the "
+                f"{self.max_frame_bytes}-byte cap; use seal_message to chunk it"
+            )
+        self.last_sent_seq = seq
+        return frame
+
+    def open(self, frame: bytes) -> bytes:
+        """Verify the next incoming frame and return its payload.
+
+        Raises:
+            OversizedFrameError, MalformedFrameError, VersionMismatchError,
+            MissingSignatureError, BadSignatureError (ReflectedFrameError),
+            ReplayedFrameError, OutOfOrderFrameError: the frame is refused and the channel
+            is unchanged.
+        """
+        seq, payload = self._check(frame)
+        self.last_received_seq = seq
+        return payload
+
+    def _check(self, frame: Any) -> tuple[int, bytes]:
+        """Validate ``frame`` without changing any state; return its (seq, payload)."""
+        if not isinstance(frame, (bytes, bytearray, memoryview)):
+            raise MalformedFrameError(f"a frame is bytes, got {type(frame).__name__}")
+        if len(frame) > self.max_frame_bytes:
+            raise OversizedFrameError(f"{len(frame)}-byte frame exceeds the {self.max_frame_bytes}-byte cap")
+        try:
+            parts = codec.unpack(frame, max_size=self.max_frame_bytes)
+        except DecodeError as exc:
+            raise MalformedFrameError(str(exc)) from None
+        if not isinstance(parts, list) or not parts or type(parts[0]) is not int:
+            raise MalformedFrameError("a frame is msgpack [version, seq, payload, signature]")
+        if parts[0] != PROTOCOL_VERSION:
+            raise VersionMismatchError(f"frame version {parts[0]}, this peer speaks {PROTOCOL_VERSION}")
+        if len(parts) == 3:
+            parts.append(None)
+        if len(parts) != 4:
+            raise MalformedFrameError(f"a frame has 4 fields, got {len(parts)}")
+        _, seq, payload, signature = parts
+        if type(seq) is not int or not 1 <= seq <= _MAX_UINT:
+            raise MalformedFrameError(f"frame sequence number {seq!r} is not a positive integer")
+        if not isinstance(payload, bytes):
+            raise MalformedFrameError("frame payload is not bytes")
+        if signature is None or signature == b"":
+            raise MissingSignatureError(f"frame {seq} carries no signature")
+        if not isinstance(signature, bytes):
+            raise MalformedFrameError("frame signature is not bytes")
+        if not verify(self.peer_public_key, signature, _frame_transcript(self.session_id, self.peer_id, seq, payload)):
+            mine = _frame_transcript(self.session_id, self._my_id, seq, payload)
+            if verify(self.identity.public_key, signature, mine):
+                raise ReflectedFrameError(f"frame {seq} is one we sent on this session, sent back to us")
+            raise BadSignatureError(
+                f"frame {seq} is not signed by {self.peer_id} for this session and direction"
+            )
+        if seq <= self.last_received_seq:
+            raise ReplayedFrameError(f"frame {seq} replayed (last accepted: {self.last_received_seq})")
+        if seq != self.last_received_seq + 1:
+            raise OutOfOrderFrameError(f"frame {seq} arrived, expected {self.last_received_seq + 1}")
+        return seq, payload
+
+    # -- messages (chunked) ----------------------------------------------------------------
+
+    def seal_message(self, payload: bytes) -> list[bytes]:
+        """Frames that carry ``payload`` (one, or several chunks if large); send them in order.
+
+        Raises:
+            MessageTooLargeError: ``payload`` exceeds ``max_message_bytes`` (nothing advances).
+        """
+        payload = _as_bytes(payload, "payload")
+        if len(payload) > self.max_message_bytes:
+            raise MessageTooLargeError(
+                f"a {len(payload)}-byte message exceeds the {self.max_message_bytes}-byte cap"
+            )
+        chunks = split(payload, self.chunk_limit, message_id=self._next_message_id)
+        self._next_message_id += 1
+        return [self.seal(chunk) for chunk in chunks]
+
+    def open_frame(self, frame: bytes) -> bytes | None:
+        """Verify the next incoming frame; return the message it completes, or None.
+
+        Raises:
+            everything :meth:`open` raises, plus BadChunkError and OversizedMessageError; a
+            refused frame changes neither the sequence number nor the reassembly buffer.
+        """
+        seq, payload = self._check(frame)
+        message = self.reassembler.feed(payload)  # validates fully before changing anything
+        self.last_received_seq = seq
+        return message
+
+
+# -- chunking -----------------------------------------------------------------------------------
+
+
+def split(payload: bytes, limit: int, *, message_id: int = 1) -> list[bytes]:
+    """Encode ``payload`` as chunks ``msgpack([message_id, index, count, data])`` of at most ``limit`` bytes.
+
+    An empty payload gives one chunk. Feed the chunks, in order, to a :class:`Reassembler`.
+
+    Raises:
+        ValueError: ``limit`` leaves less than :data:`MIN_CHUNK_DATA` bytes of data per chunk.
+    """
+    payload = _as_bytes(payload, "payload")
+    per_chunk = limit - CHUNK_OVERHEAD
+    if per_chunk < MIN_CHUNK_DATA:
+        raise ValueError(f"a chunk limit must be at least {MIN_CHUNK_DATA + CHUNK_OVERHEAD} bytes, got {limit}")
+    if type(message_id) is not int or not 1 <= message_id <= _MAX_UINT:
+        raise ValueError(f"message_id must be a positive integer, got {message_id!r}")
+    count = max(1, -(-len(payload) // per_chunk))
+    view = memoryview(payload)
+    return [
+        codec.pack([message_id, index, count, bytes(view[index * per_chunk : (index + 1) * per_chunk])])
+        for index in range(count)
+    ]
+
+
+class Reassembler:
+    """Joins the chunks of one message at a time, in order, within a budget.
+
+    Message ids must run 1, 2, 3, ... and chunk indexes 0 .. count-1, with no interleaving:
+    the frames beneath are already ordered, so anything else is a protocol violation. Every
+    chunk but the last must carry at least :data:`MIN_CHUNK_DATA` bytes.
+
+    Args:
+        max_message_bytes: most data bytes buffered for one message (refused beyond).
+        max_parts: most chunks one message may declare (refused at its first chunk). The
+            default is the most an honest sender needs for a ``max_message_bytes`` message.
+    """
+
+    def __init__(self, *, max_message_bytes: int = MAX_MESSAGE_BYTES, max_parts: int | None = None) -> None:
+        if max_parts is None:
+            max_parts = max(1, -(-max_message_bytes // MIN_CHUNK_DATA))
+        if max_message_bytes < 0 or max_parts < 1:
+            raise ValueError("max_message_bytes must be >= 0 and max_parts >= 1")
+        self.max_message_bytes = max_message_bytes
+        self.max_parts = max_parts
+        self.last_message_id = 0
+        """Id of the last message completed (0: none yet)."""
+        self._parts: list[bytes] = []
+        self._count = 0
+        self._buffered = 0
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Data bytes held for the message in progress."""
+        return self._buffered
+
+    @property
+    def in_progress(self) -> bool:
+        return bool(self._parts)
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        """Add the next chunk; return the whole message when this chunk completes it, else None.
+
+        Raises:
+            BadChunkError: malformed, or not the next chunk of the expected message.
+            OversizedMessageError: the message declares too many parts or outgrows the budget.
+            Either way nothing changes.
+        """
+        try:
+            parts = codec.unpack(chunk, max_size=self.max_message_bytes + CHUNK_OVERHEAD)
+        except DecodeError as exc:
+            raise BadChunkError(f"malformed chunk: {exc}") from None
+        if not (isinstance(parts, list) and len(parts) == 4):
+            raise BadChunkError("a chunk is msgpack [message_id, index, count, data]")
+        message_id, index, count, data = parts
+        if not all(type(n) is int for n in (message_id, index, count)) or not isinstance(data, bytes):
+            raise BadChunkError("a chunk is msgpack [message_id, index, count, data]")
+        if not 0 <= index < count:
+            raise BadChunkError(f"chunk index {index} is outside 0..{count - 1}")
+        if count > self.max_parts:
+            raise OversizedMessageError(f"message {message_id} declares {count} parts, over the {self.max_parts}-part cap")
+        expected_id = self.last_message_id + 1
+        if message_id != expected_id:
+            raise BadChunkError(f"chunk of message {message_id}, expected message {expected_id}")
+        if index != len(self._parts):
+            raise BadChunkError(f"chunk {index} of message {message_id}, expected chunk {len(self._parts)}")
+        if self._parts and count != self._count:
+            raise BadChunkError(f"message {message_id} changed its part count from {self._count} to {count}")
+        if index + 1 < count and len(data) < MIN_CHUNK_DATA:
+            raise BadChunkError(f"chunk {index} of message {message_id} carries {len(data)} bytes, under {MIN_CHUNK_DATA}")
+        total = self._buffered + len(data)
+        if total > self.max_message_bytes:
+            raise OversizedMessageError(
+                f"message {message_id} grows past the {self.max_message_bytes}-byte reassembly budget"
+            )
+        if index + 1 < count:
+            self._parts.append(data)
+            self._count, self._buffered = count, total
+            return None
+        message = b"".join([*self._parts, data]) if self._parts else data
+        self._parts, self._count, self._buffered = [], 0, 0
+        self.last_message_id = message_id
+        return message
+
+
+# -- handshake ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """First handshake message: protocol version, public key and a fresh 32-byte nonce."""
+
+    version: int
+    public_key: bytes
+    nonce: bytes
+
+    def encode(self) -> bytes:
+        return codec.pack(["hello", self.version, self.public_key, self.nonce])
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Second handshake message: the signature over :func:`auth_transcript`."""
+
+    signature: bytes
+
+    def encode(self) -> bytes:
+        return codec.pack(["auth", self.signature])
+
+
+def decode_handshake_message(data: bytes) -> Hello | Auth:
+    """Parse a hello or an auth from the peer, strictly.
+
+    Raises:
+        OversizedFrameError, MalformedHandshakeError, VersionMismatchError (a hello of
+        another version), MissingSignatureError (an auth without a signature).
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MalformedHandshakeError(f"a handshake message is bytes, got {type(data).__name__}")
+    if len(data) > MAX_HANDSHAKE_BYTES:
+        raise OversizedFrameError(f"{len(data)}-byte handshake message exceeds {MAX_HANDSHAKE_BYTES} bytes")
+    try:
+        parts = codec.unpack(data, max_size=MAX_HANDSHAKE_BYTES)
+    except DecodeError as exc:
+        raise MalformedHandshakeError(str(exc)) from None
+    if not isinstance(parts, list) or not parts:
+        raise MalformedHandshakeError("a handshake message is msgpack [kind, ...]")
+    kind = parts[0]
+    if kind == "hello":
+        if len(parts) < 2 or type(parts[1]) is not int:
+            raise MalformedHandshakeError("hello without a protocol version")
+        if parts[1] != PROTOCOL_VERSION:  # checked before the rest: other versions may differ
+            raise VersionMismatchError(f"peer speaks protocol version {parts[1]}, this peer {PROTOCOL_VERSION}")
+        if len(parts) != 4:
+            raise MalformedHandshakeError("a hello is [\"hello\", version, public_key, nonce]")
+        _, version, public_key, nonce = parts
+        if not isinstance(public_key, bytes) or len(public_key) != KEY_BYTES:
+            raise MalformedHandshakeError(f"hello public key is not {KEY_BYTES} bytes")
+        if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
+            raise MalformedHandshakeError(f"hello nonce is not {NONCE_BYTES} bytes")
+        return Hello(version, public_key, nonce)
+    if kind == "auth":
+        if len(parts) == 1 or (len(parts) == 2 and parts[1] in (None, b"")):
+            raise MissingSignatureError("auth carries no signature")
+        if len(parts) != 2 or not isinstance(parts[1], bytes):
+            raise MalformedHandshakeError("an auth is [\"auth\", signature]")
+        return Auth(parts[1])
+    raise MalformedHandshakeError(f"unknown handshake message kind {kind!r}")
+
+
+def make_hello(identity: Identity, nonce: bytes) -> bytes:
+    """The encoded hello for ``identity`` with the caller's fresh random 32-byte ``nonce``."""
+    _check_nonce(nonce)
+    return Hello(PROTOCOL_VERSION, identity.public_key, bytes(nonce)).encode()
+
+
+def auth_transcript(*, signer_nonce: bytes, other_nonce: bytes, signer_id: str, other_id: str) -> bytes:
+    """The bytes an auth signs, from the signer's point of view."""
+    return codec.pack([_AUTH_DOMAIN, PROTOCOL_VERSION, signer_nonce, other_nonce, signer_id, other_id])
+
+
+def make_auth(identity: Identity, *, my_nonce: bytes, their_nonce: bytes, their_peer_id: str) -> bytes:
+    """The encoded auth: ``identity`` signs both nonces and both peer ids."""
+    transcript = auth_transcript(
+        signer_nonce=my_nonce, other_nonce=their_nonce, signer_id=identity.peer_id, other_id=their_peer_id
+    )
+    return Auth(identity.sign(transcript)).encode()
+
+
+def verify_auth(
+    auth: Auth, *, their_public_key: bytes, their_nonce: bytes, my_nonce: bytes, my_peer_id: str
+) -> None:
+    """Check the peer's auth: its key signed its nonce, our nonce, its id and ours.
+
+    Raises:
+        MissingSignatureError: the auth has no signature.
+        BadHandshakeSignatureError: it does not verify (wrong key, nonce or peer id).
+    """
+    if not auth.signature:
+        raise MissingSignatureError("auth carries no signature")
+    transcript = auth_transcript(
+        signer_nonce=their_nonce, other_nonce=my_nonce, signer_id=peer_id_of(their_public_key), other_id=my_peer_id
+    )
+    if not verify(their_public_key, auth.signature, transcript):
+        raise BadHandshakeSignatureError(
+            f"auth from {peer_id_of(their_public_key)} does not sign this handshake's nonces and peer ids"
+        )
+
+
+def session_id_of(nonce_a: bytes, nonce_b: bytes) -> bytes:
+    """The 32-byte session id both sides derive from the two nonces (order does not matter)."""
+    low, high = sorted((bytes(nonce_a), bytes(nonce_b)))
+    return hashlib.blake2b(low + high, digest_size=SESSION_ID_BYTES, person=_SESSION_PERSON).digest()
+
+
+def _check_nonce(nonce: Any) -> None:
+    if not isinstance(nonce, (bytes, bytearray)) or len(nonce) != NONCE_BYTES:
+        raise ValueError(f"a nonce is {NONCE_BYTES} random bytes from the caller")
+
+
+class HandshakeState(enum.Enum):
+    """Where a :class:`Handshake` is. Transitions: IDLE → SENT_HELLO → SENT_AUTH → DONE; any → FAILED."""
+
+    IDLE = "idle"
+    """Created; call :meth:`Handshake.start`."""
+    SENT_HELLO = "sent-hello"
+    """Our hello is out; waiting for the peer's hello."""
+    SENT_AUTH = "sent-auth"
+    """The peer's hello was accepted and our auth is out; waiting for the peer's auth."""
+    DONE = "done"
+    """The peer is authenticated; build a :class:`FrameChannel`."""
+    FAILED = "failed"
+    """A refusal was raised; drop the connection."""
+
+
+class Handshake:
+    """Mutual challenge–response for one connection, as an explicit state machine.
+
+    Both sides run the same steps, whoever dialed::
+
+        hs = Handshake(identity, keyring, nonce=rng.randbytes(32))
+        send(hs.start())                 # [hello]
+        for data in incoming:            # until hs.done
+            send(hs.receive(data))       # [auth] after the peer's hello, [] after its auth
+        channel = FrameChannel(identity, hs.peer_public_key, hs.session_id)
+
+    Args:
+        identity: this side's key.
+        keyring: the keys allowed to connect.
+        nonce: 32 fresh random bytes from the caller (never reuse one).
+    """
+
+    def __init__(self, identity: Identity, keyring: Keyring, nonce: bytes) -> None:
+        _check_nonce(nonce)
+        self.identity = identity
+        self.keyring = keyring
+        self.nonce = bytes(nonce)
+        self.state = HandshakeState.IDLE
+        self.peer_public_key: bytes | None = None
+        """The peer's raw key, once its hello is accepted."""
+        self.peer_id: str | None = None
+        self.peer_nonce: bytes | None = None
+        self.session_id: bytes | None = None
+        """Set when :attr:`done`."""
+
+    @property
+    def done(self) -> bool:
+        return self.state is HandshakeState.DONE
+
+    def start(self) -> list[bytes]:
+        """Call once, right after the connection opens; returns the messages to send."""
+        if self.state is not HandshakeState.IDLE:
+            raise HandshakeStateError(f"start() in state {self.state.value}")
+        self.state = HandshakeState.SENT_HELLO
+        return [make_hello(self.identity, self.nonce)]
+
+    def receive(self, data: bytes) -> list[bytes]:
+        """Handle one handshake message from the peer; returns the messages to send.
+
+        Raises:
+            HandshakeStateError: called before :meth:`start` or after the handshake ended.
+            A refusal (see :data:`REFUSAL_REASONS`): the state becomes FAILED.
+        """
+        if self.state not in (HandshakeState.SENT_HELLO, HandshakeState.SENT_AUTH):
+            raise HandshakeStateError(f"receive() in state {self.state.value}")
+        try:
+            return self._receive(decode_handshake_message(data))
+        except Exception:
+            self.state = HandshakeState.FAILED
+            raise
+
+    def _receive(self, message: Hello | Auth) -> list[bytes]:
+        if self.state is HandshakeState.SENT_HELLO:
+            if not isinstance(message, Hello):
+                raise UnexpectedHandshakeMessageError("expected the peer's hello, got an auth")
+            if message.public_key == self.identity.public_key:
+                raise SelfConnectionError("the peer presents our own public key (a loop, or two peers share a key file)")
+            if message.nonce == self.nonce:
+                raise SelfConnectionError("the peer's hello echoes our nonce")
+            if message.public_key not in self.keyring:
+                raise UntrustedKeyError(f"peer {peer_id_of(message.public_key)} is not in the keyring")
+            self.peer_public_key, self.peer_nonce = message.public_key, message.nonce
+            self.peer_id = peer_id_of(message.public_key)
+            self.state = HandshakeState.SENT_AUTH
+            return [make_auth(self.identity, my_nonce=self.nonce, their_nonce=message.nonce, their_peer_id=self.peer_id)]
+        if not isinstance(message, Auth):
+            raise UnexpectedHandshakeMessageError("expected the peer's auth, got a second hello")
+        assert self.peer_public_key is not None and self.peer_nonce is not None
+        verify_auth(
+            message,
+            their_public_key=self.peer_public_key,
+            their_nonce=self.peer_nonce,
+            my_nonce=self.nonce,
+            my_peer_id=self.identity.peer_id,
+        )
+        self.session_id = session_id_of(self.nonce, self.peer_nonce)
+        self.state = HandshakeState.DONE
+        return []

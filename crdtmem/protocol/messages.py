@@ -1,0 +1,83 @@
+"""The messages peers exchange once a session is open, as frozen dataclasses (h11 style).
+
+Each travels as the payload of one signed message (see ``framing``): ``msgpack([kind, ...])``.
+:func:`decode_message` is strict and raises :class:`~crdtmem.errors.DecodeError` on anything
+that is not exactly one of these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import codec
+from ..clocks import CausalContext
+from ..errors import DecodeError
+
+__all__ = ["Sync", "Batches", "AntiEntropy", "AntiEntropyWanted", "Message", "encode_message", "decode_message"]
+
+
+@dataclass(frozen=True)
+class Sync:
+    """The batches the sender has seen; gossip rounds and acks.
+
+    ``reply`` marks an answer (it is not answered again). ``covered`` says the sender's state
+    has been fully sent to the receiver by the anti-entropy session that just ended, so the
+    receiver may adopt ``seen`` as its own.
+    """
+
+    seen: CausalContext
+    reply: bool = False
+    covered: bool = False
+
+
+@dataclass(frozen=True)
+class Batches:
+    """Signed delta batches (see ``batch``), relayed exactly as their authors signed them."""
+
+    wires: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class AntiEntropy:
+    """One message of a Merkle reconciliation session (opaque here; see ``antientropy``)."""
+
+    body: Any
+
+
+@dataclass(frozen=True)
+class AntiEntropyWanted:
+    """Asks the dialing side to start an anti-entropy session now (the log could not cover a gap)."""
+
+
+Message = Sync | Batches | AntiEntropy | AntiEntropyWanted
+
+
+def encode_message(message: Message) -> bytes:
+    if isinstance(message, Sync):
+        return codec.pack(["sync", codec.context_to_plain(message.seen), message.reply, message.covered])
+    if isinstance(message, Batches):
+        return codec.pack(["batches", list(message.wires)])
+    if isinstance(message, AntiEntropy):
+        return codec.pack(["ae", message.body])
+    if isinstance(message, AntiEntropyWanted):
+        return codec.pack(["ae-wanted"])
+    raise TypeError(f"not a message: {message!r}")
+
+
+def decode_message(data: bytes, *, max_size: int) -> Message:
+    obj = codec.unpack(data, max_size=max_size)
+    if not (isinstance(obj, list) and obj and isinstance(obj[0], str)):
+        raise DecodeError("malformed message")
+    kind, args = obj[0], obj[1:]
+    if kind == "sync" and len(args) == 3 and all(type(a) is bool for a in args[1:]):
+        return Sync(codec.context_from_plain(args[0]), args[1], args[2])
+    if kind == "batches" and len(args) == 1 and isinstance(args[0], list):
+        if not all(isinstance(w, bytes) for w in args[0]):
+            raise DecodeError("malformed batches message")
+        return Batches(tuple(args[0]))
+    if kind == "ae" and len(args) == 1:
+        return AntiEntropy(args[0])
+    if kind == "ae-wanted" and not args:
+        return AntiEntropyWanted()
+    raise DecodeError(f"malformed or unknown message kind {kind!r}")

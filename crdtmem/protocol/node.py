@@ -1,0 +1,427 @@
+"""``Node``: the whole peer behaviour as a sans-I/O state machine.
+
+The shell tells the node what happened — :meth:`Node.open`, :meth:`Node.receive`,
+:meth:`Node.close`, :meth:`Node.tick` — always passing ``now`` (seconds, any epoch), then
+performs :meth:`Node.take_actions` in order and sleeps until :meth:`Node.next_deadline`.
+Randomness comes from the ``random.Random`` it is given. So the websocket runtime and the
+simulator run this same code, and a simulation seed replays exactly.
+
+What the node does, per DESIGN.md §4:
+
+* handshake: mutual challenge–response, refusing keys outside the keyring;
+* push: local writes become one signed batch per flush, sent at once to every neighbour;
+  new batches from others are relayed to a few random neighbours;
+* gossip rounds: every ``gossip_interval`` a ``Sync`` (the batches seen) goes to ``fanout``
+  random neighbours; the answer carries whatever either side lacks (push–pull);
+* catch-up from the delta log while it covers the gap; otherwise anti-entropy;
+* anti-entropy: a Merkle reconciliation on every connect and every ``anti_entropy_interval``;
+* log garbage collection once every peer known to this node has a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+
+from ..clocks import CausalContext, Dot
+from ..errors import CrdtmemError, DecodeError, RemoteProtocolError
+from ..identity import Identity, Keyring, verify
+from ..memory import Memory
+from ..merkle import MerkleIndex
+from .antientropy import Reconciler
+from .batch import DeltaBatch, open_batch, peek_batch, seal_batch
+from .events import (
+    Action,
+    BatchApplied,
+    Close,
+    Event,
+    PeerConnected,
+    PeerDisconnected,
+    Refused,
+    RepairApplied,
+    Send,
+)
+from .framing import FrameChannel, Handshake
+from .messages import AntiEntropy, AntiEntropyWanted, Batches, Message, Sync, decode_message, encode_message
+
+__all__ = ["Node", "NodeConfig"]
+
+log = logging.getLogger("crdtmem.node")
+ConnId = Hashable
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Tunables; the defaults suit a handful of agents on one LAN."""
+
+    gossip_interval: float = 1.0
+    fanout: int = 3
+    anti_entropy_interval: float = 30.0
+    handshake_timeout: float = 10.0
+    max_frame_bytes: int = 1024 * 1024
+    max_message_bytes: int = 64 * 1024 * 1024
+    max_log_batches: int = 100_000
+    max_batch_wires_per_message: int = 256
+
+
+@dataclass
+class _Session:
+    conn: ConnId
+    dialer: bool
+    opened_at: float
+    handshake: Handshake
+    channel: FrameChannel | None = None
+    peer_id: str | None = None
+    peer_seen: CausalContext = field(default_factory=CausalContext)
+    in_flight: set[Dot] = field(default_factory=set)
+    reconciler: Reconciler | None = None
+    next_anti_entropy: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.channel is not None
+
+
+class Node:
+    """One replica's protocol engine. See the module docstring for how to drive it.
+
+    Args:
+        memory: the replica; its ``replica_id`` must be ``identity.peer_id``.
+        identity: this peer's signing key.
+        keyring: who may connect and author batches (closed by default).
+        rng: the only source of randomness (nonces, gossip targets).
+        config: tunables.
+        seen: the batches already reflected in ``memory`` (restored from storage).
+        log: signed batch wires to keep serving for catch-up (restored from storage).
+    """
+
+    def __init__(
+        self,
+        memory: Memory,
+        identity: Identity,
+        keyring: Keyring,
+        *,
+        rng: random.Random,
+        config: NodeConfig | None = None,
+        seen: CausalContext | None = None,
+        log_wires: Iterable[bytes] = (),
+    ) -> None:
+        if memory.replica_id != identity.peer_id:
+            raise ValueError(f"memory replica id {memory.replica_id!r} is not the identity's peer id {identity.peer_id!r}")
+        self.memory, self.identity, self.keyring, self.rng = memory, identity, keyring, rng
+        self.config = config or NodeConfig()
+        self.seen = seen.copy() if seen is not None else CausalContext()
+        self.index = MerkleIndex(memory)
+        self._log: dict[Dot, bytes] = {}
+        for wire in log_wires:
+            self._log[Dot(*peek_batch(wire))] = wire
+        self._sessions: dict[ConnId, _Session] = {}
+        self._known_seen: dict[str, CausalContext] = {}  # per peer ever met: what it has seen
+        self._actions: list[Action] = []
+        self._events: list[Event] = []
+        self._next_gossip: float | None = None
+        self.stats: dict[str, int] = {}
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def open(self, conn: ConnId, now: float, *, dialer: bool) -> None:
+        """A transport connection opened; ``dialer`` is True on the side that connected out."""
+        if conn in self._sessions:
+            raise ValueError(f"connection {conn!r} is already open")
+        nonce = self.rng.randbytes(32)
+        handshake = Handshake(self.identity, self.keyring, nonce)
+        session = _Session(conn, dialer, now, handshake)
+        self._sessions[conn] = session
+        for data in handshake.start():
+            self._send(session, data, "handshake")
+
+    def receive(self, conn: ConnId, data: bytes, now: float) -> None:
+        """Bytes of one transport message arrived on ``conn``."""
+        session = self._sessions.get(conn)
+        if session is None:
+            return
+        self._count("bytes_received", len(data))
+        try:
+            if not session.ready:
+                self._handshake_step(session, data, now)
+                return
+            payload = session.channel.open_frame(data)
+            if payload is None:
+                return
+            self._dispatch(session, decode_message(payload, max_size=self.config.max_message_bytes), now)
+        except CrdtmemError as exc:
+            self._refuse(session, exc)
+
+    def close(self, conn: ConnId, now: float, reason: str = "closed by transport") -> None:
+        """The transport connection closed (either side, for any reason)."""
+        session = self._sessions.pop(conn, None)
+        if session is not None:
+            self._events.append(PeerDisconnected(conn, session.peer_id, reason))
+
+    def tick(self, now: float) -> None:
+        """Run due timers and flush local writes. Call at :meth:`next_deadline` and after writes."""
+        self.flush(now)
+        for session in list(self._sessions.values()):
+            if not session.ready and now - session.opened_at >= self.config.handshake_timeout:
+                self._drop(session, "handshake-timeout", "handshake did not finish in time")
+            elif session.ready:
+                if session.dialer and session.reconciler is None and now >= session.next_anti_entropy:
+                    self._start_anti_entropy(session, now)
+        if self._next_gossip is None:
+            self._next_gossip = now + self.config.gossip_interval
+        elif now >= self._next_gossip:
+            self._next_gossip = now + self.config.gossip_interval
+            self._gossip_round()
+
+    def flush(self, now: float) -> None:
+        """Sign the memory's pending local deltas as one batch and push it to every neighbour."""
+        deltas = self.memory.take_deltas()
+        if not deltas:
+            return
+        seq = self.seen.next_dot(self.identity.peer_id).counter
+        batch = seal_batch(self.identity, seq, deltas)
+        self._log_batch(Dot(batch.author, seq), batch.wire)
+        self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
+        self._count("batches_created")
+        for session in self._ready_sessions():
+            self._push(session, [(Dot(batch.author, seq), batch.wire)], "gossip")
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` next has work to do (None: only input can create work)."""
+        deadlines = [self._next_gossip] if self._next_gossip is not None else []
+        for session in self._sessions.values():
+            if not session.ready:
+                deadlines.append(session.opened_at + self.config.handshake_timeout)
+            elif session.dialer and session.reconciler is None:
+                deadlines.append(session.next_anti_entropy)
+        return min(deadlines) if deadlines else None
+
+    def take_actions(self) -> list[Action]:
+        """Sends and closes to perform, in order."""
+        actions, self._actions = self._actions, []
+        return actions
+
+    def take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def peers(self) -> dict[ConnId, str]:
+        """Connections whose handshake finished, with their peer ids."""
+        return {s.conn: s.peer_id for s in self._sessions.values() if s.ready}
+
+    def synced(self) -> bool:
+        """True when every connected peer has seen every batch we have, and we theirs."""
+        for session in self._ready_sessions():
+            if not _covers(session.peer_seen, self.seen) or not _covers(self.seen, session.peer_seen):
+                return False
+            if session.reconciler is not None:
+                return False
+        return not self.memory._outbox
+
+    def lag(self) -> dict[str, int]:
+        """Per connected peer: how many of our batches it is not known to have."""
+        return {s.peer_id: sum(1 for d in self._log if d not in s.peer_seen) for s in self._ready_sessions()}
+
+    # -- handshake --------------------------------------------------------------------------
+
+    def _handshake_step(self, session: _Session, data: bytes, now: float) -> None:
+        for reply in session.handshake.receive(data):
+            self._send(session, reply, "handshake")
+        if not session.handshake.done:
+            return
+        hs = session.handshake
+        if hs.peer_id == self.identity.peer_id:
+            raise RemoteProtocolError("connected to ourselves")
+        session.peer_id = hs.peer_id
+        session.channel = FrameChannel(
+            self.identity, hs.peer_public_key, hs.session_id, max_frame_bytes=self.config.max_frame_bytes,
+            max_message_bytes=self.config.max_message_bytes,
+        )
+        session.peer_seen = self._known_seen.setdefault(hs.peer_id, CausalContext()).copy()
+        session.next_anti_entropy = now
+        self._events.append(PeerConnected(session.conn, hs.peer_id))
+        self._send_message(session, Sync(self.seen), "gossip")
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _dispatch(self, session: _Session, message: Message, now: float) -> None:
+        if isinstance(message, Sync):
+            self._on_sync(session, message, now)
+        elif isinstance(message, Batches):
+            self._on_batches(session, message)
+        elif isinstance(message, AntiEntropy):
+            self._on_anti_entropy(session, message, now)
+        elif isinstance(message, AntiEntropyWanted):
+            if session.dialer and session.reconciler is None:
+                self._start_anti_entropy(session, now)
+
+    def _on_sync(self, session: _Session, message: Sync, now: float) -> None:
+        if message.covered:
+            self.seen.join(message.seen)
+        self._learn(session, message.seen)
+        missing = [(dot, wire) for dot, wire in self._log.items() if dot not in message.seen]
+        if missing:
+            self._push(session, missing, "catch-up", resend=True)
+        if not _covers(self._log_and_seen(message.seen), self.seen):
+            # They lack batches our log no longer holds: only anti-entropy can repair that.
+            if session.dialer:
+                if session.reconciler is None:
+                    self._start_anti_entropy(session, now)
+            else:
+                self._send_message(session, AntiEntropyWanted(), "anti-entropy")
+        if not message.reply and not _covers(self.seen, message.seen):
+            self._send_message(session, Sync(self.seen, reply=True), "gossip")
+
+    def _on_batches(self, session: _Session, message: Batches) -> None:
+        fresh: list[tuple[Dot, bytes]] = []
+        for wire in message.wires:
+            dot = Dot(*peek_batch(wire))
+            session.peer_seen.add(dot)
+            if dot in self.seen:
+                self._count("duplicate_batches")
+                continue
+            batch = open_batch(wire, self.keyring, verify, max_size=self.config.max_message_bytes)
+            self._apply(batch)
+            fresh.append((dot, wire))
+        self._known_seen[session.peer_id] = session.peer_seen.copy()
+        if fresh:
+            self._send_message(session, Sync(self.seen, reply=True), "gossip")
+            others = [s for s in self._ready_sessions() if s is not session]
+            for target in self.rng.sample(others, min(self.config.fanout, len(others))):
+                self._push(target, fresh, "gossip")
+
+    def _apply(self, batch: DeltaBatch) -> None:
+        for name, delta in batch.deltas:
+            self.memory.apply_delta(name, delta, batch.author)
+        dot = Dot(batch.author, batch.seq)
+        self.seen.add(dot)
+        self._log_batch(dot, batch.wire)
+        self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
+        self._count("batches_applied")
+
+    def _on_anti_entropy(self, session: _Session, message: AntiEntropy, now: float) -> None:
+        if session.reconciler is None:
+            if session.dialer:
+                raise RemoteProtocolError("anti-entropy message without a session")
+            session.reconciler = Reconciler(self.memory, self.index, initiator=False, origin=session.peer_id)
+        reconciler = session.reconciler
+        replies = reconciler.receive(message.body)
+        for body in replies:
+            self._send_message(session, AntiEntropy(body), "anti-entropy")
+        if reconciler.done:
+            self._finish_anti_entropy(session, now)
+
+    def _start_anti_entropy(self, session: _Session, now: float) -> None:
+        session.reconciler = Reconciler(self.memory, self.index, initiator=True, origin=session.peer_id)
+        self._count("anti_entropy_sessions")
+        for body in session.reconciler.start():
+            self._send_message(session, AntiEntropy(body), "anti-entropy")
+        if session.reconciler.done:
+            self._finish_anti_entropy(session, now)
+
+    def _finish_anti_entropy(self, session: _Session, now: float) -> None:
+        reconciler, session.reconciler = session.reconciler, None
+        session.next_anti_entropy = now + self.config.anti_entropy_interval * (0.75 + 0.5 * self.rng.random())
+        stats = reconciler.stats
+        for key in ("bytes_sent", "leaves_sent", "leaves_received"):
+            self._count(f"repair_{key}", stats.get(key, 0))
+        repaired = tuple(sorted(stats.get("repaired_names", ())))
+        if repaired:
+            self._count("repairs")
+            self._events.append(RepairApplied(session.peer_id, repaired))
+        # Our whole state has now reached the peer: it may adopt what we have seen.
+        self._send_message(session, Sync(self.seen, reply=True, covered=True), "anti-entropy")
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _gossip_round(self) -> None:
+        sessions = self._ready_sessions()
+        for session in self.rng.sample(sessions, min(self.config.fanout, len(sessions))):
+            self._send_message(session, Sync(self.seen), "gossip")
+
+    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: str, *, resend: bool = False) -> None:
+        """Send the batches the peer is not known to have (nor, unless ``resend``, already sent)."""
+        skip = session.in_flight if not resend else ()
+        batches = [(dot, wire) for dot, wire in batches if dot not in session.peer_seen and dot not in skip]
+        step = self.config.max_batch_wires_per_message
+        for start in range(0, len(batches), step):
+            chunk = batches[start : start + step]
+            self._send_message(session, Batches(tuple(wire for _, wire in chunk)), kind)
+            session.in_flight.update(dot for dot, _ in chunk)
+
+    def _send_message(self, session: _Session, message: Message, kind: str) -> None:
+        for frame in session.channel.seal_message(encode_message(message)):
+            self._send(session, frame, kind)
+
+    def _send(self, session: _Session, data: bytes, kind: str) -> None:
+        self._actions.append(Send(session.conn, data, kind))
+        self._count("bytes_sent", len(data))
+        self._count(f"bytes_sent_{kind}", len(data))
+        self._count(f"messages_sent_{kind}")
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _learn(self, session: _Session, seen: CausalContext) -> None:
+        session.peer_seen.join(seen)
+        session.in_flight = {dot for dot in session.in_flight if dot not in seen}
+        known = self._known_seen.setdefault(session.peer_id, CausalContext())
+        known.join(seen)
+        self._collect_log()
+
+    def _log_batch(self, dot: Dot, wire: bytes) -> None:
+        self._log[dot] = wire
+        if len(self._log) > self.config.max_log_batches:
+            del self._log[next(iter(self._log))]  # oldest first: anti-entropy covers what is dropped
+
+    def _collect_log(self) -> None:
+        """Forget batches every peer we have ever met has seen."""
+        if not self._known_seen:
+            return
+        knowns = list(self._known_seen.values())
+        for dot in [d for d in self._log if all(d in k for k in knowns)]:
+            del self._log[dot]
+
+    def _log_and_seen(self, seen: CausalContext) -> CausalContext:
+        covered = seen.copy()
+        for dot in self._log:
+            covered.add(dot)
+        return covered
+
+    def log_size(self) -> int:
+        return len(self._log)
+
+    def log_wires(self) -> list[bytes]:
+        return list(self._log.values())
+
+    def _ready_sessions(self) -> list[_Session]:
+        return [s for s in self._sessions.values() if s.ready]
+
+    def _refuse(self, session: _Session, exc: CrdtmemError) -> None:
+        reason = getattr(exc, "reason", None) or _default_reason(exc)
+        self._drop(session, reason, str(exc))
+
+    def _drop(self, session: _Session, reason: str, detail: str) -> None:
+        log.warning("refused %s from %s: %s", reason, session.peer_id or session.conn, detail)
+        self._count(f"refused_{reason}")
+        self._events.append(Refused(session.conn, reason, detail))
+        self._actions.append(Close(session.conn, reason))
+        self.close(session.conn, 0.0, reason)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+
+def _covers(big: CausalContext, small: CausalContext) -> bool:
+    return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.cloud)
+
+
+def _default_reason(exc: CrdtmemError) -> str:
+    if isinstance(exc, DecodeError):
+        return "malformed-message"
+    if isinstance(exc, RemoteProtocolError):
+        return "protocol-violation"
+    return type(exc).__name__
