@@ -62,7 +62,7 @@ def test_nodes_on_a_clean_link_converge(size: int) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_nodes_converge_over_a_lossy_duplicating_reordering_link(seed: int) -> None:
-    net = FakeNet(seed=seed, loss=0.2, duplicate=0.2, reorder=0.3, config=NodeConfig(anti_entropy_interval=2.0))
+    net = FakeNet(seed=seed, loss=0.2, duplicate=0.2, reorder=0.3, config=NodeConfig(anti_entropy_interval=2.0, handshake_timeout=1.0))
     for name in ("a", "b", "c"):
         net.add(name)
     net.connect("a", "b")
@@ -157,11 +157,12 @@ def _pair(seed: int = 5) -> FakeNet:
 def _inject(net: FakeNet, payload_message) -> list[Refused]:
     """Make mallory send a validly framed message to honest; return honest's refusals."""
     mallory = net.nodes["mallory"]
-    session = mallory._sessions[("mallory", "honest")]
+    (conn,) = [c for c in mallory._sessions if c[1] == "honest"]
+    session = mallory._sessions[conn]
     honest = net.nodes["honest"]
     honest.take_events()
     for frame in session.channel.seal_message(encode_message(payload_message)):
-        honest.receive(("honest", "mallory"), frame, net.now)
+        honest.receive(net.links[conn], frame, net.now)
     return [e for e in honest.take_events() if isinstance(e, Refused)]
 
 
@@ -234,7 +235,8 @@ def test_garbage_after_handshake_is_refused_with_a_specific_reason() -> None:
     honest = net.nodes["honest"]
     before = honest.memory.snapshot()
     honest.take_events()
-    honest.receive(("honest", "mallory"), b"\x93garbage", net.now)
+    (conn,) = [c for c in honest._sessions if c[1] == "mallory"]
+    honest.receive(conn, b"\x93garbage", net.now)
     refusals = [e for e in honest.take_events() if isinstance(e, Refused)]
     assert len(refusals) == 1 and refusals[0].reason == "malformed-frame"
     assert honest.memory.snapshot() == before

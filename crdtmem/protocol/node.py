@@ -43,7 +43,7 @@ from .events import (
     RepairApplied,
     Send,
 )
-from .framing import FrameChannel, Handshake
+from .framing import FrameChannel, Handshake, ReplayedFrameError
 from .messages import AntiEntropy, AntiEntropyWanted, Batches, Message, Sync, decode_message, encode_message
 
 __all__ = ["Node", "NodeConfig"]
@@ -151,6 +151,10 @@ class Node:
             if payload is None:
                 return
             self._dispatch(session, decode_message(payload, max_size=self.config.max_message_bytes), now)
+        except ReplayedFrameError as exc:
+            # A stale copy changes nothing: count it, keep the connection.
+            self._count("refused_replayed-frame")
+            self._events.append(Refused(conn, exc.reason, str(exc)))
         except CrdtmemError as exc:
             self._refuse(session, exc)
 
@@ -222,6 +226,14 @@ class Node:
                 return False
         return not self.memory._outbox
 
+    def synced_with(self) -> dict[str, bool]:
+        """Per connected peer id: whether it has seen every batch we have, and we every one it has."""
+        out: dict[str, bool] = {}
+        for s in self._ready_sessions():
+            ok = s.reconciler is None and _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
+            out[s.peer_id] = out.get(s.peer_id, True) and ok
+        return out
+
     def lag(self) -> dict[str, int]:
         """Per connected peer: how many of our batches it is not known to have."""
         return {s.peer_id: sum(1 for d in self._log if d not in s.peer_seen) for s in self._ready_sessions()}
@@ -265,7 +277,7 @@ class Node:
         self._learn(session, message.seen)
         missing = [(dot, wire) for dot, wire in self._log.items() if dot not in message.seen]
         if missing:
-            self._push(session, missing, "catch-up", resend=True)
+            self._push(session, missing, "catch-up", resend=not message.reply)
         if not _covers(self._log_and_seen(message.seen), self.seen):
             # They lack batches our log no longer holds: only anti-entropy can repair that.
             if session.dialer:
