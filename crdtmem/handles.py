@@ -90,7 +90,7 @@ class SetHandle(_Handle):
         """Remove every add of ``element`` this replica has seen (a no-op if absent)."""
         key = encode_value(element)
         if key in self._state:
-            self._memory._local(self.name, self._state.remove(key))
+            self._memory._local(self.name, self._state.remove(key), touched=(key,))
 
     def __contains__(self, element: Any) -> bool:
         try:
@@ -191,7 +191,7 @@ class MapHandle(_Handle):
     def remove(self, key: Any) -> None:
         encoded_key = encode_value(key)
         if self._state.get(encoded_key) is not None:
-            self._memory._local(self.name, self._state.remove(encoded_key))
+            self._memory._local(self.name, self._state.remove(encoded_key), touched=(encoded_key,))
 
     def __contains__(self, key: Any) -> bool:
         try:

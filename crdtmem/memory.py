@@ -80,6 +80,7 @@ class Memory:
         self._clock = clock or (lambda: 0.0)
         self._hlc = HybridClock()
         self._objects: dict[str, Crdt] = {}
+        self._unwritten: dict[str, Crdt] = {}  # asked for by name, never written
         self._handles: dict[str, Any] = {}
         self._outbox: list[tuple[str, Crdt]] = []
         self._dirty: set[tuple[str, Hashable]] = set()
@@ -147,9 +148,12 @@ class Memory:
     def _object(self, name: str, tag: str) -> Any:
         state = self._objects.get(name)
         if state is None:
+            state = self._unwritten.get(name)
+        if state is None:
             if not isinstance(name, str) or not name:
                 raise ValueError("an object name must be a non-empty str")
-            state = self._objects[name] = self._new(tag)
+            # Reading a name creates no state: the object joins the memory on its first write.
+            state = self._unwritten[name] = self._new(tag)
             self._adopt(name, state)
         elif state.TAG != tag:
             raise TypeMismatchError(
@@ -179,12 +183,18 @@ class Memory:
     def _stamp(self, after: int) -> int:
         return self._hlc.tick(self._clock(), after)
 
-    def _local(self, name: str, delta: Crdt) -> None:
+    def _local(self, name: str, delta: Crdt, touched: Iterable[Hashable] = ()) -> None:
+        """Record a local write's delta; ``touched`` names leaves it emptied (a remove's delta
+        carries only dots, not the key they supported)."""
+        if name not in self._objects:
+            self._objects[name] = self._unwritten.pop(name)
         self._outbox.append((name, delta))
         if len(self._outbox) >= OUTBOX_COMPACT_AT:
             self._outbox = _join_by_name(self._outbox)
         dirty = self._dirty
         for key in delta.leaf_keys():
+            dirty.add((name, key))
+        for key in touched:
             dirty.add((name, key))
         if self._listeners:
             self._notify(name, self.replica_id)
@@ -211,10 +221,15 @@ class Memory:
     def _remote_target(self, name: str, tag: str) -> Crdt:
         state = self._objects.get(name)
         if state is None:
-            state = self._objects[name] = self._new(tag)
-            self._adopt(name, state)
-        elif state.TAG != tag:
+            state = self._unwritten.get(name)
+        if state is not None and state.TAG != tag:
             raise RemoteProtocolError(f"{name!r} is a {_FRIENDLY[state.TAG]} here, the peer sent a {_FRIENDLY[tag]}")
+        if name not in self._objects:
+            state = self._unwritten.pop(name, None)
+            if state is None:
+                state = self._new(tag)
+                self._adopt(name, state)
+            self._objects[name] = state
         return state
 
     def _after_remote(self, name: str, changed: set[Hashable], origin: str) -> bool:
@@ -316,7 +331,8 @@ class Memory:
             state = self._objects.get(name)
             if state is None:
                 continue
-            tag, then = checkpoint.values.get(name, (state.TAG, None))
+            # A name created after the checkpoint goes back to its empty value.
+            tag, then = checkpoint.values.get(name, (state.TAG, _revertible_value(self._new(state.TAG))))
             if tag != state.TAG:
                 raise RollbackError(f"{name!r} was a {_FRIENDLY[tag]} at the checkpoint, now a {_FRIENDLY[state.TAG]}")
             now = _revertible_value(state)
@@ -337,11 +353,11 @@ class Memory:
             for key in sorted(then - now):
                 self._local(name, state.add(self.replica_id, key))
             for key in sorted(now - then):
-                self._local(name, state.remove(key))
+                self._local(name, state.remove(key), touched=(key,))
         elif isinstance(state, ORMap):
             then = then or {}
             for key in sorted(now.keys() - then.keys()):
-                self._local(name, state.remove(key))
+                self._local(name, state.remove(key), touched=(key,))
             for key, payload in sorted(then.items()):
                 if now.get(key) != payload:
                     stamp = self._stamp(after=state.latest_stamp(key))

@@ -320,6 +320,7 @@ class Node:
             if session.dialer:
                 raise RemoteProtocolError("anti-entropy message without a session")
             session.reconciler = Reconciler(self.memory, self.index, initiator=False, origin=session.peer_id)
+            self._count("anti_entropy_sessions")
         reconciler = session.reconciler
         replies = reconciler.receive(message.body)
         for body in replies:
@@ -328,7 +329,9 @@ class Node:
             self._finish_anti_entropy(session, now)
 
     def _start_anti_entropy(self, session: _Session, now: float) -> None:
-        session.reconciler = Reconciler(self.memory, self.index, initiator=True, origin=session.peer_id)
+        session.reconciler = Reconciler(
+            self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64)
+        )
         self._count("anti_entropy_sessions")
         for body in session.reconciler.start():
             self._send_message(session, AntiEntropy(body), "anti-entropy")
@@ -337,16 +340,20 @@ class Node:
 
     def _finish_anti_entropy(self, session: _Session, now: float) -> None:
         reconciler, session.reconciler = session.reconciler, None
-        session.next_anti_entropy = now + self.config.anti_entropy_interval * (0.75 + 0.5 * self.rng.random())
         stats = reconciler.stats
-        for key in ("bytes_sent", "leaves_sent", "leaves_received"):
+        for key in ("bytes_sent", "leaves_sent", "leaves_received", "round_trips"):
             self._count(f"repair_{key}", stats.get(key, 0))
-        repaired = tuple(sorted(stats.get("repaired_names", ())))
+        repaired = tuple(stats.get("repaired_names", ()))
         if repaired:
             self._count("repairs")
             self._events.append(RepairApplied(session.peer_id, repaired))
-        # Our whole state has now reached the peer: it may adopt what we have seen.
-        self._send_message(session, Sync(self.seen, reply=True, covered=True), "anti-entropy")
+        retry = reconciler.converged is False  # writes meanwhile, or a fingerprint collision
+        delay = self.config.gossip_interval if retry else self.config.anti_entropy_interval
+        session.next_anti_entropy = now + delay * (0.75 + 0.5 * self.rng.random())
+        if reconciler.converged:
+            # Our state now equals the peer's as of its last message, which it still holds
+            # (states only grow), so every batch we have seen is reflected there too.
+            self._send_message(session, Sync(self.seen, reply=True, covered=True), "anti-entropy")
 
     # -- sending ----------------------------------------------------------------------------
 
