@@ -146,35 +146,43 @@ class CausalContext:
         if counter == top + 1:
             self.vv[replica] = counter
             if self.cloud:
-                self.compact()
+                self._extend(replica)
         elif counter > top:
             self.cloud.add(dot)
 
+    def _extend(self, replica: str) -> None:
+        """Pull cloud dots of ``replica`` that now continue its contiguous run into the vv."""
+        cloud, top = self.cloud, self.vv.get(replica, 0)
+        while (following := Dot(replica, top + 1)) in cloud:
+            cloud.remove(following)
+            top += 1
+        self.vv[replica] = top
+
     def join(self, other: CausalContext) -> bool:
-        """Union, in place; say whether any dot was new."""
-        vv, grew = self.vv, False
+        """Union, in place; say whether any dot was new. Cost: the size of ``other``."""
+        vv, raised = self.vv, []
         for replica, counter in other.vv.items():
             if counter > vv.get(replica, 0):
                 vv[replica] = counter
+                raised.append(replica)
+        if raised and self.cloud:
+            self.cloud = {dot for dot in self.cloud if dot[1] > vv.get(dot[0], 0)}
+            for replica in raised:
+                self._extend(replica)
+        grew = bool(raised)
+        for dot in other.cloud:
+            if dot not in self:
+                self.add(dot)
                 grew = True
-        if other.cloud:
-            fresh = {dot for dot in other.cloud if dot not in self}
-            if fresh:
-                self.cloud |= fresh
-                grew = True
-        if grew and self.cloud:
-            self.compact()
         return grew
 
     def compact(self) -> None:
         """Move cloud dots that became contiguous into the version vector; drop covered ones."""
         vv = self.vv
-        for dot in sorted(self.cloud):
-            replica, counter = dot
-            top = vv.get(replica, 0)
-            if counter == top + 1:
-                vv[replica] = counter
         self.cloud = {dot for dot in self.cloud if dot[1] > vv.get(dot[0], 0)}
+        for replica in {dot[0] for dot in self.cloud}:
+            if Dot(replica, vv.get(replica, 0) + 1) in self.cloud:
+                self._extend(replica)
 
     def copy(self) -> CausalContext:
         return CausalContext(dict(self.vv), set(self.cloud))

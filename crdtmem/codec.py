@@ -26,6 +26,7 @@ from .crdt.ormap import ORMap
 from .crdt.orset import ORSet
 from .crdt.pncounter import PNCounter
 from .errors import DecodeError
+from .values import decode_canonical
 
 __all__ = [
     "FORMAT_VERSION",
@@ -111,23 +112,45 @@ def context_from_plain(obj: Any) -> CausalContext:
         if _replica(replica) in vv:
             raise _fail("version vector (duplicate replica)")
         vv[replica] = _count(counter, "counter")
-    ctx = CausalContext(vv)
+    cloud: set[Dot] = set()
     for pair in _list(cloud_part, "dot cloud"):
         replica, counter = _list(pair, "dot", 2)
-        ctx.add(Dot(_replica(replica), _count(counter, "counter")))
+        cloud.add(Dot(_replica(replica), _count(counter, "counter")))
+    ctx = CausalContext(vv, cloud)
+    if cloud:
+        ctx.compact()  # once: adding dots one by one re-sorts the cloud each time (quadratic)
     return ctx
 
 
-_Payload = tuple[Callable[[Any], list], Callable[[list], Any], int]
-_NO_PAYLOAD: _Payload = (lambda p: [], lambda rest: None, 0)
-_VALUE_PAYLOAD: _Payload = (lambda p: [p], lambda rest: _bytes(rest[0], "value"), 1)
+def _element(obj: Any, what: str) -> bytes:
+    """Bytes that must be a canonical hashable value (a set element or map key)."""
+    decode_canonical(_bytes(obj, what), hashable=True)
+    return obj
+
+
+def _stored(obj: Any, what: str) -> bytes:
+    """Bytes that must be a canonical stored value (register or map value)."""
+    decode_canonical(_bytes(obj, what), hashable=False)
+    return obj
+
+
+def _whole_key(obj: Any, what: str) -> bytes:
+    if obj != WHOLE:
+        raise _fail(what)
+    return obj
+
+
+# (payload to plain, payload from plain, payload width, key check) per dot-kernel type
+_Payload = tuple[Callable[[Any], list], Callable[[list], Any], int, Callable[[Any, str], bytes]]
+_NO_PAYLOAD: _Payload = (lambda p: [], lambda rest: None, 0, _element)
+_VALUE_PAYLOAD: _Payload = (lambda p: [p], lambda rest: _element(rest[0], "value"), 1, _whole_key)
 
 
 def _ormap_payload_from(rest: list) -> tuple[int, str, bytes]:
-    return (_count(rest[0], "timestamp"), _replica(rest[1]), _bytes(rest[2], "value"))
+    return (_count(rest[0], "timestamp"), _replica(rest[1]), _stored(rest[2], "value"))
 
 
-_STAMPED_PAYLOAD: _Payload = (lambda p: [p[0], p[1], p[2]], _ormap_payload_from, 3)
+_STAMPED_PAYLOAD: _Payload = (lambda p: [p[0], p[1], p[2]], _ormap_payload_from, 3, _element)
 
 
 def _entry_to_plain(key: bytes, dots: dict[Dot, Any], payload: _Payload) -> list:
@@ -136,7 +159,7 @@ def _entry_to_plain(key: bytes, dots: dict[Dot, Any], payload: _Payload) -> list
 
 def _entry_from_plain(obj: Any, payload: _Payload) -> tuple[bytes, dict[Dot, Any]]:
     key, dot_list = _list(obj, "entry", 2)
-    key = _bytes(key, "entry key")
+    key = payload[3](key, "entry key")
     dots: dict[Dot, Any] = {}
     for item in _list(dot_list, "entry dots"):
         _list(item, "entry dot", 2 + payload[2])
@@ -188,7 +211,7 @@ def _pncounter_from(obj: Any) -> PNCounter:
 
 
 def _gset_from(obj: Any) -> GSet:
-    items = {_bytes(e, "g-set element") for e in _list(obj, "g-set")}
+    items = {_element(e, "g-set element") for e in _list(obj, "g-set")}
     return GSet(items)
 
 
@@ -200,7 +223,7 @@ def _lww_from(obj: Any) -> LWWRegister:
     stamp, replica, payload = _list(obj, "lww-register", 3)
     if stamp == 0 and replica == "" and payload is None:
         return LWWRegister()
-    return LWWRegister(_count(stamp, "timestamp"), _replica(replica), _bytes(payload, "value"))
+    return LWWRegister(_count(stamp, "timestamp"), _replica(replica), _stored(payload, "value"))
 
 
 def _document_from(obj: Any) -> Document:
@@ -247,7 +270,7 @@ def state_to_plain(state: Crdt) -> list:
 def state_from_plain(obj: Any, expected_tag: str | None = None) -> Crdt:
     """Inverse of :func:`state_to_plain`, strict."""
     tag, body = _list(obj, "state", 2)
-    if tag not in _FROM_PLAIN:
+    if not isinstance(tag, str) or tag not in _FROM_PLAIN:
         raise DecodeError(f"unknown CRDT type tag {tag!r}")
     if expected_tag is not None and tag != expected_tag:
         raise DecodeError(f"expected a {expected_tag}, got a {tag}")

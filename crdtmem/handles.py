@@ -27,8 +27,10 @@ __all__ = [
 
 
 def _positive(n: Any) -> int:
-    if type(n) is not int or n <= 0:
-        raise ValueError(f"the amount must be a positive int, got {n!r}")
+    if type(n) is not int:
+        raise TypeError(f"the amount must be an int, got {type(n).__name__}")
+    if n <= 0:
+        raise ValueError(f"the amount must be positive, got {n}")
     return n
 
 

@@ -283,9 +283,16 @@ class Memory:
         return codec.pack([codec.FORMAT_VERSION, "memory", objects])
 
     @classmethod
-    def from_snapshot(cls, replica_id: str, data: bytes, *, clock: Callable[[], float] | None = None) -> Memory:
+    def from_snapshot(
+        cls,
+        replica_id: str,
+        data: bytes,
+        *,
+        clock: Callable[[], float] | None = None,
+        max_size: int = codec.MAX_STATE_BYTES,
+    ) -> Memory:
         """Rebuild a memory from :meth:`snapshot` bytes; raises DecodeError on anything else."""
-        obj = codec.unpack(data)
+        obj = codec.unpack(data, max_size=max_size)
         if not (isinstance(obj, list) and len(obj) == 3 and obj[1] == "memory"):
             raise DecodeError("not a crdtmem memory snapshot")
         if obj[0] != codec.FORMAT_VERSION:

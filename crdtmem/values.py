@@ -13,7 +13,7 @@ import msgpack
 
 from .errors import DecodeError
 
-__all__ = ["encode_value", "decode_value", "check_value", "MAX_VALUE_DEPTH"]
+__all__ = ["encode_value", "decode_value", "decode_canonical", "check_value", "MAX_VALUE_DEPTH"]
 
 MAX_VALUE_DEPTH = 32
 _TUPLE = 1
@@ -49,8 +49,12 @@ def _pack(plain: Any) -> bytes:
     return msgpack.packb(plain, use_bin_type=True, strict_types=True)
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    items = _unpack(data)
+def _ext_hook(code: int, data: bytes, depth: int) -> Any:
+    # Each nested extension re-enters msgpack's C unpacker, whose frames are large: without a
+    # bound, a few thousand nested tuples overflow the C stack and crash the process.
+    if depth > MAX_VALUE_DEPTH:
+        raise DecodeError(f"value nests deeper than {MAX_VALUE_DEPTH} levels")
+    items = _unpack(data, depth)
     if not isinstance(items, list):
         raise DecodeError("value extension payload is not an array")
     if code == _TUPLE:
@@ -60,7 +64,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
         for pair in items:
             if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], bytes)):
                 raise DecodeError("malformed dict entry")
-            key = _unpack(pair[0])
+            key = _unpack(pair[0], depth)
             try:
                 out[key] = pair[1]
             except TypeError as exc:
@@ -69,9 +73,9 @@ def _ext_hook(code: int, data: bytes) -> Any:
     raise DecodeError(f"unknown value extension {code}")
 
 
-def _unpack(data: bytes) -> Any:
+def _unpack(data: bytes, depth: int = 0) -> Any:
     try:
-        return msgpack.unpackb(data, raw=False, ext_hook=_ext_hook)
+        return msgpack.unpackb(data, raw=False, ext_hook=lambda code, payload: _ext_hook(code, payload, depth + 1))
     except DecodeError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types on malformed input
@@ -97,6 +101,22 @@ def encode_value(value: Any, *, hashable: bool = True) -> bytes:
 def check_value(value: Any, *, hashable: bool = True) -> None:
     """Raise :class:`TypeError` if ``value`` cannot be stored."""
     encode_value(value, hashable=hashable)
+
+
+def decode_canonical(data: bytes, *, hashable: bool = True) -> Any:
+    """Decode bytes from outside and insist they are exactly what :func:`encode_value` makes.
+
+    Sets and maps key entries by these bytes, so a peer must not be able to smuggle in a
+    second spelling of a value (a non-minimal integer, a plain msgpack map) as a new key.
+    """
+    value = decode_value(data)
+    try:
+        canonical = encode_value(value, hashable=hashable)
+    except TypeError as exc:
+        raise DecodeError(f"not a storable value: {exc}") from exc
+    if canonical != data:
+        raise DecodeError("value is not in canonical form")
+    return value
 
 
 def decode_value(data: bytes) -> Any:

@@ -47,6 +47,53 @@ def state_clients(state_vector: bytes) -> dict[int, int]:
     return clients
 
 
+def _write_varuint(value: int, out: bytearray) -> None:
+    while value > 0x7F:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    out.append(value)
+
+
+def _delete_set(update: bytes) -> dict[int, list[tuple[int, int]]] | None:
+    """{client: sorted merged (clock, length) ranges} of a Yjs v1 update with no structs.
+
+    None if the update carries structs (its delete set cannot be found without decoding them).
+    """
+    groups, pos = _read_varuint(update, 0)
+    if groups:
+        return None
+    count, pos = _read_varuint(update, pos)
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for _ in range(count):
+        client, pos = _read_varuint(update, pos)
+        n, pos = _read_varuint(update, pos)
+        for _ in range(n):
+            clock, pos = _read_varuint(update, pos)
+            length, pos = _read_varuint(update, pos)
+            if length:
+                ranges.setdefault(client, []).append((clock, length))
+    for client, items in ranges.items():
+        merged: list[tuple[int, int]] = []
+        for clock, length in sorted(items):
+            if merged and clock <= merged[-1][0] + merged[-1][1]:
+                start, previous = merged[-1]
+                merged[-1] = (start, max(previous, clock + length - start))
+            else:
+                merged.append((clock, length))
+        ranges[client] = merged
+    return ranges
+
+
+def _still_pending(rest: bytes, state_vector: bytes) -> bool:
+    """True if ``rest`` (an update diffed against a Doc's state) holds anything the Doc lacks:
+    a struct, or a deletion of an item the Doc has not received."""
+    deletes = _delete_set(rest)
+    if deletes is None:
+        return True
+    known = state_clients(state_vector)
+    return any(clock + length > known.get(client, 0) for client, items in deletes.items() for clock, length in items)
+
+
 def _update_clients(update: bytes) -> set[int] | None:
     """The client of a single-group Yjs v1 update (empty if it only deletes); None if it has more."""
     try:
@@ -66,11 +113,12 @@ class Document:
     """A Yjs document as a CRDT. Either live (wraps a Doc) or a delta (holds one update)."""
 
     TAG = "document"
-    __slots__ = ("doc", "update", "_on_local", "_remote", "_subscription")
+    __slots__ = ("doc", "update", "_on_local", "_remote", "_subscription", "_held")
 
     def __init__(self, doc: pycrdt.Doc | None = None) -> None:
         self.doc = doc if doc is not None else pycrdt.Doc()
         self.update: bytes | None = None
+        self._held: bytes | None = None  # received structs the Doc has not integrated yet
         self._on_local: Callable[[Document], None] | None = None
         self._remote = False
         self._subscription = None
@@ -84,6 +132,7 @@ class Document:
         """A delta carrying one Yjs update (no Doc is built until it is joined into a state)."""
         delta = cls.__new__(cls)
         delta.doc, delta.update, delta._on_local, delta._remote, delta._subscription = None, update, None, False, None
+        delta._held = None
         return delta
 
     def watch(self, on_local: Callable[[Document], None]) -> None:
@@ -97,8 +146,18 @@ class Document:
             self._on_local(Document.from_update(event.update))
 
     def encoded(self) -> bytes:
-        """The Yjs update that rebuilds this state (or the delta's update)."""
-        return self.update if self.doc is None else self.doc.get_update()
+        """The Yjs update that rebuilds this state (or the delta's update).
+
+        A live Doc's own encoding depends on the order its edits arrived in (how its blocks
+        were split and squashed); re-reading it into a fresh Doc gives the same bytes for the
+        same content, which the canonical codec needs.
+        """
+        if self.doc is None:
+            return self.update
+        fresh = pycrdt.Doc()
+        fresh.apply_update(self.doc.get_update())
+        full = fresh.get_update()
+        return full if self._held is None else pycrdt.merge_updates(full, self._held)
 
     def digest_source(self) -> bytes:
         """Canonical bytes for equality and Merkle digests: state vector and delete set."""
@@ -106,6 +165,27 @@ class Document:
             merged = pycrdt.Doc()
             merged.apply_update(self.update)
             return Document(merged).digest_source()
+        # yrs writes state vectors and delete sets in hash-map order, which depends on the order
+        # clients were met: re-encode both sorted so equal states give equal bytes.
+        state = self.doc.get_state()
+        deletes = _delete_set(self.doc.get_update(state)) or {}
+        out = bytearray()
+        clients = state_clients(state)
+        _write_varuint(len(clients), out)
+        for client, clock in sorted(clients.items()):
+            _write_varuint(client, out)
+            _write_varuint(clock, out)
+        _write_varuint(len(deletes), out)
+        for client, items in sorted(deletes.items()):
+            _write_varuint(client, out)
+            _write_varuint(len(items), out)
+            for clock, length in items:
+                _write_varuint(clock, out)
+                _write_varuint(length, out)
+        return bytes(out)
+
+    def _fingerprint(self) -> bytes:
+        """Cheap, non-canonical change detector for one live Doc."""
         state = self.doc.get_state()
         return state + self.doc.get_update(state)
 
@@ -119,20 +199,30 @@ class Document:
         if self.doc is None:  # joining two deltas: merge their updates
             self.update = pycrdt.merge_updates(self.update, other.encoded())
             return {WHOLE}
-        before = self.digest_source()
+        update = other.encoded()
+        if self._held is not None:
+            update = pycrdt.merge_updates(self._held, update)
+        before = self._fingerprint()
         self._remote = True
         try:
-            self.doc.apply_update(other.encoded())
+            self.doc.apply_update(update)
         finally:
             self._remote = False
-        return {WHOLE} if self.digest_source() != before else set()
+        # yrs (pycrdt 0.14) can drop structs it parked as pending when updates arrive out of
+        # order; keep whatever is still unintegrated and offer it again with the next update.
+        state = self.doc.get_state()
+        rest = pycrdt.get_update(update, state)
+        self._held = rest if _still_pending(rest, state) else None
+        return {WHOLE} if self._fingerprint() != before else set()
 
     def copy(self) -> Document:
         if self.doc is None:
             return Document.from_update(self.update)
         clone = pycrdt.Doc()
         clone.apply_update(self.doc.get_update())
-        return Document(clone)
+        copied = Document(clone)
+        copied._held = self._held
+        return copied
 
     def writers(self) -> set[str]:
         """Yjs client ids (as text) of the items a delta creates; a state lists every client."""
