@@ -1,0 +1,8 @@
+"""``python -m crdtmem``: the same as the ``crdtmem`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""SQLite persistence for one peer: a snapshot plus an append-only journal of applied batches.
+
+Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem store)::
+
+    meta(key, value)                        peer_id, format, created
+    snapshot(id=1, memory, seen, log, upto, checksum)
+    journal(id, author, seq, wire, checksum)
+
+* Every delta batch the node applies (local or remote) is appended to the journal in the same
+  transaction as the others of one runtime step, *before* the runtime sends anything. So a
+  local write never leaves the process before it is durable, and a restarted peer never reuses
+  a sequence number or a dot that others have already seen.
+* :meth:`SqliteStore.compact` replaces the snapshot with the current memory, the batches seen
+  and the node's catch-up log, and drops the journal rows it covers — one transaction, so a
+  crash at any instant leaves either the old snapshot plus its journal or the new one.
+* Each row carries a BLAKE2b checksum; a mismatch, an unreadable file, another application's
+  database, or a store written by another peer id raise :class:`StoreError` and the file is
+  never written to.
+
+Durability: ``synchronous=NORMAL`` (the default) survives the process being killed at any
+instant — a committed transaction is in the WAL file. Pass ``fsync=True`` to survive power
+loss as well (``synchronous=FULL``), at the cost of an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import codec
+from ..clocks import CausalContext, Dot
+from ..errors import CrdtmemError, DecodeError
+from ..memory import Memory
+from ..protocol.batch import open_batch
+
+__all__ = ["SqliteStore", "StoreError", "Restored", "APPLICATION_ID", "STORE_FORMAT"]
+
+APPLICATION_ID = 0x63726474  # "crdt"
+STORE_FORMAT = 1
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    memory BLOB NOT NULL, seen BLOB NOT NULL, log BLOB NOT NULL,
+    upto INTEGER NOT NULL, checksum BLOB NOT NULL
+);
+CREATE TABLE journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    author TEXT NOT NULL, seq INTEGER NOT NULL, wire BLOB NOT NULL, checksum BLOB NOT NULL
+);
+"""
+
+
+class StoreError(CrdtmemError):
+    """The store cannot be used: corrupt, not a crdtmem store, or another peer's. It is left untouched."""
+
+
+@dataclass
+class Restored:
+    """What a store held: the memory, the batches it reflects, and the node's catch-up log."""
+
+    memory: Memory
+    seen: CausalContext
+    log_wires: list[bytes] = field(default_factory=list)
+    journal_rows: int = 0
+
+
+def _digest(*parts: bytes) -> bytes:
+    h = hashlib.blake2b(digest_size=16, person=b"crdtmem-store")
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
+
+
+class _AnyKeyring:
+    """Batches in our own journal were verified when they arrived; replay trusts their author."""
+
+    def public_key(self, peer_id: str) -> bytes:
+        return b""
+
+
+def _trusted(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    return True
+
+
+class SqliteStore:
+    """The persistent state of one peer.
+
+    Open with :meth:`open`; it creates the file if absent and refuses one that belongs to
+    another peer or fails its checks. Call :meth:`load` once to rebuild the memory, then
+    :meth:`append` for every applied batch and :meth:`compact` now and then.
+
+    Args:
+        path: the database file.
+        peer_id: the peer this store belongs to; required to create or open for writing.
+        fsync: survive power loss too (``synchronous=FULL``).
+        readonly: open for reading only (``crdtmem inspect``); ``peer_id`` may be None.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], peer_id: str | None, *, fsync: bool = False,
+                 readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._conn: sqlite3.Connection | None = None
+        self.stored_peer_id = self._check_existing()
+        if self.stored_peer_id is None:
+            if readonly:
+                raise StoreError(f"{self.path}: no crdtmem store here")
+            if peer_id is None:
+                raise ValueError("peer_id is required to create a store")
+        elif peer_id is not None and peer_id != self.stored_peer_id:
+            raise StoreError(
+                f"{self.path} belongs to peer {self.stored_peer_id}, not {peer_id}: refusing to use it "
+                "(pass the key it was written with, or another --db)"
+            )
+        self.peer_id = peer_id or self.stored_peer_id
+        if readonly:
+            self._conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True)
+        else:
+            self._conn = sqlite3.connect(self.path, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            if self.stored_peer_id is None:
+                self._create()
+        self.journal_rows = self._scalar("SELECT COUNT(*) FROM journal")
+        self.journal_bytes = self._scalar("SELECT COALESCE(SUM(LENGTH(wire)), 0) FROM journal")
+        self.commits = 0
+        self.last_compaction: float | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], peer_id: str, *, fsync: bool = False) -> SqliteStore:
+        return cls(path, peer_id, fsync=fsync)
+
+    # -- validation -------------------------------------------------------------------------
+
+    def _check_existing(self) -> str | None:
+        """Validate an existing file read-only; return its peer id, or None if there is none yet."""
+        if not self.path.exists():
+            return None
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not a crdtmem store")
+        if self.path.stat().st_size == 0:
+            return None  # created but never committed to (killed while creating)
+        try:
+            conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open: {exc}") from None
+        try:
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if app == 0 and not tables:
+                return None  # an empty database: nothing was ever committed
+            if app != APPLICATION_ID:
+                raise StoreError(f"{self.path} is not a crdtmem store (another application's SQLite database)")
+            if not {"meta", "snapshot", "journal"} <= tables:
+                raise StoreError(f"{self.path} is corrupt: tables missing ({sorted(tables)})")
+            status = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if status != "ok":
+                raise StoreError(f"{self.path} is corrupt: {status}")
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("format") != str(STORE_FORMAT):
+                raise StoreError(f"{self.path}: unsupported store format {meta.get('format')!r}")
+            if not meta.get("peer_id"):
+                raise StoreError(f"{self.path} is corrupt: no peer id recorded")
+            return meta["peer_id"]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is corrupt or not a SQLite database: {exc}") from None
+        finally:
+            conn.close()
+
+    def _create(self) -> None:
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [("peer_id", self.peer_id), ("format", str(STORE_FORMAT)), ("created", repr(time.time()))],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: the store is closed")
+        return self._conn
+
+    def _scalar(self, sql: str) -> int:
+        return self._db.execute(sql).fetchone()[0]
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def load(self, *, clock=None) -> Restored:
+        """Rebuild the memory from the snapshot and replay the journal after it.
+
+        Raises:
+            StoreError: a checksum does not match or a row does not decode.
+        """
+        replica = self.peer_id
+        row = self._db.execute("SELECT memory, seen, log, upto, checksum FROM snapshot WHERE id = 1").fetchone()
+        upto = 0
+        try:
+            if row is None:
+                memory, seen, log = Memory(replica, clock=clock), CausalContext(), []
+            else:
+                mem_b, seen_b, log_b, upto, checksum = row
+                if not all(isinstance(b, bytes) for b in (mem_b, seen_b, log_b, checksum)) or type(upto) is not int:
+                    raise StoreError(f"{self.path} is corrupt: the snapshot row has the wrong types")
+                if _digest(mem_b, seen_b, log_b, str(upto).encode()) != checksum:
+                    raise StoreError(f"{self.path} is corrupt: the snapshot fails its checksum")
+                memory = Memory.from_snapshot(replica, mem_b, clock=clock)
+                seen = codec.context_from_plain(codec.unpack(seen_b))
+                log = codec.unpack(log_b)
+                if not isinstance(log, list) or not all(isinstance(w, bytes) for w in log):
+                    raise DecodeError("malformed catch-up log")
+            log = list(log)
+            rows = self._db.execute(
+                "SELECT id, author, seq, wire, checksum FROM journal WHERE id > ? ORDER BY id", (upto,)
+            ).fetchall()
+            for row_id, author, seq, wire, checksum in rows:
+                if not (isinstance(author, str) and type(seq) is int and isinstance(wire, bytes)):
+                    raise StoreError(f"{self.path} is corrupt: journal row {row_id} has the wrong types")
+                if _digest(author.encode(), str(seq).encode(), wire) != checksum:
+                    raise StoreError(f"{self.path} is corrupt: journal row {row_id} fails its checksum")
+                dot = Dot(author, seq)
+                if dot in seen:
+                    continue
+                batch = open_batch(wire, _AnyKeyring(), _trusted, max_size=codec.MAX_STATE_BYTES)
+                for name, delta in batch.deltas:
+                    memory.apply_delta(name, delta, author)
+                seen.add(dot)
+                log.append(wire)
+        except (DecodeError, TypeError, AttributeError, sqlite3.DatabaseError) as exc:
+            raise StoreError(f"{self.path} is corrupt: {exc}") from None
+        return Restored(memory, seen, log, len(rows))
+
+    def peer_info(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def append(self, entries: Iterable[tuple[str, int, bytes]]) -> int:
+        """Journal applied batches ``(author, seq, wire)`` in one transaction; durable on return."""
+        rows = [(a, s, w, _digest(a.encode(), str(s).encode(), w)) for a, s, w in entries]
+        if not rows:
+            return 0
+        conn = self._db
+        conn.execute("BEGIN")
+        try:
+            conn.executemany("INSERT INTO journal(author, seq, wire, checksum) VALUES (?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        self.journal_rows += len(rows)
+        self.journal_bytes += sum(len(r[2]) for r in rows)
+        return len(rows)
+
+    def compact(self, memory: Memory, seen: CausalContext, log_wires: Iterable[bytes]) -> None:
+        """Write a new snapshot and drop the journal it covers (atomically).
+
+        Call with a memory, ``seen`` and log that agree with everything journaled so far (the
+        runtime flushes pending writes and journals their batches first).
+        """
+        mem_b = memory.snapshot()
+        seen_b = codec.pack(codec.context_to_plain(seen))
+        log_b = codec.pack(list(log_wires))
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            upto = conn.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
+            upto = max(upto, conn.execute("SELECT COALESCE(MAX(upto), 0) FROM snapshot").fetchone()[0])
+            checksum = _digest(mem_b, seen_b, log_b, str(upto).encode())
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshot(id, memory, seen, log, upto, checksum) VALUES (1, ?, ?, ?, ?, ?)",
+                (mem_b, seen_b, log_b, upto, checksum),
+            )
+            conn.execute("DELETE FROM journal WHERE id <= ?", (upto,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        self.journal_rows = 0
+        self.journal_bytes = 0
+        self.last_compaction = time.time()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            if not self.readonly:
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r}, peer_id={self.peer_id!r})"

@@ -1,0 +1,95 @@
+"""The ``crdtmem`` command: help, keygen, peer (stdin commands, clean shutdown), inspect."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from crdtmem.cli import build_parser, main
+
+from .procs import PeerProcess, keys, run
+
+
+@pytest.mark.parametrize("command", [[], ["keygen"], ["peer"], ["inspect"], ["demo"]])
+def test_every_command_has_help(command, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: crdtmem" in capsys.readouterr().out
+
+
+def test_a_later_module_can_register_a_subcommand(monkeypatch, tmp_path) -> None:
+    import sys
+
+    (tmp_path / "extra_cmd.py").write_text(
+        "def register(sub):\n"
+        "    p = sub.add_parser('hello', help='say hello')\n"
+        "    p.set_defaults(func=lambda args: 7)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("crdtmem.cli.SUBCOMMAND_MODULES", ["crdtmem.not_written_yet", "extra_cmd"])
+    assert "hello" in build_parser().format_help()
+    assert main(["hello"]) == 7
+    sys.modules.pop("extra_cmd", None)
+
+
+def test_keygen_writes_a_private_key_and_prints_the_keyring_line(tmp_path) -> None:
+    path = tmp_path / "alice.key"
+    result = run("keygen", str(path))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert "peer id:" in result.stdout and "ed25519:" in result.stdout
+    again = run("keygen", str(path))
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_peer_reports_durable_writes_and_inspect_reads_them_after_sigterm(tmp_path) -> None:
+    trust = keys(tmp_path, ["solo"])
+    peer = PeerProcess(tmp_path, "solo", trust)
+    try:
+        peer.send({"op": "counter.increment", "name": "tasks", "n": 2, "id": 1})
+        peer.send({"op": "set.add", "name": "facts", "value": "water is wet", "id": 2})
+        peer.send({"op": "register.assign", "name": "status", "value": {"phase": "done"}, "id": 3})
+        peer.send({"op": "map.put", "name": "board", "key": "t1", "value": "open", "id": 4})
+        peer.send({"op": "text.append", "name": "notes", "text": "hello", "id": 5})
+        for ident in range(1, 6):
+            peer.expect(lambda m, i=ident: m.get("durable") == i)
+        bad = peer.ask({"op": "no.such", "name": "x", "id": 6})
+        assert "unknown op" in bad["error"]
+        values = peer.ask({"op": "values", "id": 7})["values"]
+        assert values["tasks"] == 2 and values["facts"] == ["water is wet"]
+    finally:
+        code = peer.stop()
+    assert code == 0, peer.stderr()
+    result = run("inspect", "--db", str(tmp_path / "solo.db"), "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["values"]["tasks"] == 2
+    assert shown["values"]["status"] == {"phase": "done"}
+    assert shown["values"]["board"] == {"t1": "open"}
+    assert shown["values"]["notes"] == {"text": "hello"}
+    table = run("inspect", "--db", str(tmp_path / "solo.db"))
+    assert table.returncode == 0 and "facts" in table.stdout and "water is wet" in table.stdout
+
+
+def test_peer_refuses_a_store_written_by_another_peer(tmp_path) -> None:
+    trust = keys(tmp_path, ["a", "b"])
+    first = PeerProcess(tmp_path, "a", trust)
+    first.stop()
+    before = (tmp_path / "a.db").read_bytes()
+    result = run("peer", "--key", str(tmp_path / "b.key"), "--trust", str(trust), "--listen", "ws://127.0.0.1:0",
+                 "--db", str(tmp_path / "a.db"), "--no-stdin", timeout=30)
+    assert result.returncode == 3
+    assert "belongs to peer" in result.stderr
+    assert (tmp_path / "a.db").read_bytes() == before
+
+
+def test_inspect_refuses_a_corrupt_store(tmp_path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"junk" * 100)
+    result = run("inspect", "--db", str(path))
+    assert result.returncode == 3 and "error:" in result.stderr
+    assert path.read_bytes() == b"junk" * 100

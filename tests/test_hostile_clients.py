@@ -1,0 +1,194 @@
+"""Hostile clients over a real socket (a raw ``websockets`` client, no crdtmem runtime).
+
+Each attack is refused with a logged reason, the peer keeps serving its honest peer, and its
+state is unchanged by the attack.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import anyio
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from crdtmem import Peer
+from crdtmem.clocks import CausalContext
+from crdtmem.crdt import GCounter
+from crdtmem.identity import Identity
+from crdtmem.protocol.batch import seal_batch
+from crdtmem.protocol.framing import FrameChannel, Handshake
+from crdtmem.protocol.messages import Batches, Sync, encode_message
+from crdtmem.protocol.node import NodeConfig
+
+from .peerkit import same_state, team
+
+pytestmark = pytest.mark.anyio
+
+CAP = 16 * 1024
+CONFIG = NodeConfig(gossip_interval=0.2, handshake_timeout=0.5, max_frame_bytes=CAP)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def raw(url: str):
+    return await ws_connect(url, max_size=None, compression=None, proxy=None, ping_interval=None)
+
+
+async def handshake(ws, identity: Identity, keyring) -> FrameChannel:
+    """Do the real handshake by hand; return the attacker's frame channel."""
+    hs = Handshake(identity, keyring, random.randbytes(32))
+    for data in hs.start():
+        await ws.send(data)
+    while not hs.done:
+        for reply in hs.receive(await ws.recv()):
+            await ws.send(reply)
+    return FrameChannel(identity, hs.peer_public_key, hs.session_id, max_frame_bytes=CAP)
+
+
+async def closed_by_peer(ws) -> None:
+    """Wait (bounded) until the peer closes the connection, draining what it sends."""
+    with anyio.fail_after(5):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            pass
+
+
+def flip_signature(frame: bytes) -> bytes:
+    return frame[:-1] + bytes([frame[-1] ^ 0x01])  # the signature is the frame's last field
+
+
+def sync_frame(channel: FrameChannel) -> bytes:
+    (frame,) = channel.seal_message(encode_message(Sync(CausalContext())))
+    return frame
+
+
+async def attack_garbage_handshake(url, mallory, keyring, victim_id):
+    ws = await raw(url)
+    await ws.recv()  # the victim's hello
+    await ws.send(b"\x00\x01 garbage, not msgpack \xff\xfe")
+    await closed_by_peer(ws)
+
+
+async def attack_garbage_frame(url, mallory, keyring, victim_id):
+    ws = await raw(url)
+    await handshake(ws, mallory, keyring)
+    await ws.send(random.Random(1).randbytes(300))
+    await closed_by_peer(ws)
+
+
+async def attack_broken_signature(url, mallory, keyring, victim_id):
+    ws = await raw(url)
+    channel = await handshake(ws, mallory, keyring)
+    await ws.send(flip_signature(sync_frame(channel)))
+    await closed_by_peer(ws)
+
+
+async def attack_replayed_frame(url, mallory, keyring, victim_id):
+    ws = await raw(url)
+    channel = await handshake(ws, mallory, keyring)
+    frame = sync_frame(channel)
+    await ws.send(frame)
+    await ws.send(frame)  # refused and dropped; a stale copy is harmless, so the link may stay up
+    await ws.close()
+
+
+async def attack_unknown_key(url, mallory, keyring, victim_id):
+    ws = await raw(url)
+    stranger = Identity.generate()
+    hs = Handshake(stranger, keyring, random.randbytes(32))
+    await ws.recv()
+    for data in hs.start():
+        await ws.send(data)
+    await closed_by_peer(ws)
+
+
+async def attack_oversized_frame(url, mallory, keyring, victim_id):
+    ws = await raw(url)
+    await handshake(ws, mallory, keyring)
+    await ws.send(b"\x00" * (CAP + 1))
+    await closed_by_peer(ws)
+
+
+async def attack_silent_handshake(url, mallory, keyring, victim_id):
+    ws = await raw(url)
+    await ws.recv()  # the victim's hello; never answer
+    await closed_by_peer(ws)  # bounded: the victim's handshake timeout closes it
+
+
+async def attack_forged_author(url, mallory, keyring, victim_id):
+    """A trusted peer signs a batch that writes the victim's own counter slot."""
+    ws = await raw(url)
+    channel = await handshake(ws, mallory, keyring)
+    forged = GCounter()
+    forged.slots[victim_id] = 1000
+    batch = seal_batch(mallory, 1, [("tasks", forged)])
+    for frame in channel.seal_message(encode_message(Batches((batch.wire,)))):
+        await ws.send(frame)
+    await closed_by_peer(ws)
+
+
+ATTACKS = [
+    (attack_garbage_handshake, "malformed-handshake"),
+    (attack_garbage_frame, "malformed-frame"),
+    (attack_broken_signature, "bad-signature"),
+    (attack_replayed_frame, "replayed-frame"),
+    (attack_unknown_key, "untrusted-key"),
+    (attack_oversized_frame, "oversized-frame"),
+    (attack_silent_handshake, "handshake-timeout"),
+    (attack_forged_author, "forged-author"),
+]
+
+
+@pytest.mark.parametrize("attack,reason", ATTACKS, ids=[reason for _, reason in ATTACKS])
+async def test_hostile_client_is_refused_and_honest_peers_keep_converging(attack, reason, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    (victim_id, honest_id, mallory), keyring, (victim_mem, honest_mem, _) = team(3)
+    async with Peer(victim_mem, victim_id, keyring, listen="ws://127.0.0.1:0", config=CONFIG) as victim:
+        async with Peer(honest_mem, honest_id, keyring, connect=[victim.url], config=CONFIG) as honest:
+            victim_mem.counter("tasks").increment(2)
+            honest_mem.set("facts").add("before")
+            await honest.wait_synced(timeout=10, peers=1)
+            await victim.wait_synced(timeout=10, peers=1)
+            before = victim_mem.snapshot()
+
+            await attack(victim.url, mallory, keyring, victim_id.peer_id)
+
+            await victim.wait_for(lambda: victim.metrics()["refusals"].get(reason, 0) >= 1, timeout=5)
+            assert victim_mem.snapshot() == before, "the attack changed the victim's state"
+            assert any(reason in record.getMessage() for record in caplog.records), f"no log line names {reason}"
+            assert honest_id.peer_id in victim.connected_peers()
+
+            honest_mem.set("facts").add("after")
+            victim_mem.counter("tasks").increment(1)
+            await honest.wait_synced(timeout=10, peers=1)
+            await victim.wait_for(lambda: same_state(victim_mem, honest_mem), timeout=10)
+            assert victim_mem.counter("tasks").value == 3
+            assert victim_mem.set("facts").value == {"before", "after"}
+
+
+async def test_a_client_that_stops_reading_is_dropped_instead_of_buffered_forever() -> None:
+    (victim_id, _, mallory), keyring, (victim_mem, _, _) = team(3)
+    async with Peer(victim_mem, victim_id, keyring, listen="ws://127.0.0.1:0", config=CONFIG,
+                    max_queue_bytes=256 * 1024) as victim:
+        ws = await raw(victim.url)
+        await handshake(ws, mallory, keyring)  # then never read again
+        await victim.wait_connected(1, timeout=5)
+        big = "x" * 8000
+        with anyio.fail_after(30):
+            i = 0
+            while mallory.peer_id in victim.connected_peers():
+                victim_mem.register(f"r{i % 50}").assign(f"{i}{big}")  # local writes never block
+                i += 1
+                if i % 20 == 0:
+                    await victim.flush()
+                    await anyio.sleep(0)
+        assert victim_mem.register("r0").value.endswith(big)
+        await ws.close()

@@ -1,0 +1,178 @@
+"""Peers over real websockets on 127.0.0.1 (ephemeral ports), and over the memory transport."""
+
+from __future__ import annotations
+
+import random
+import socket
+import urllib.request
+
+import anyio
+import pycrdt
+import pytest
+
+from crdtmem import Peer
+from crdtmem.protocol.node import NodeConfig
+from crdtmem.transports.memory import MemoryHub, MemoryTransport
+
+from .peerkit import make_tls, same_state, team
+
+pytestmark = pytest.mark.anyio
+
+FAST = NodeConfig(gossip_interval=0.2, anti_entropy_interval=30.0)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def write(memory, tag: str, n: int = 3) -> None:
+    for i in range(n):
+        memory.counter("tasks").increment(1)
+        memory.set("facts").add(f"{tag}-{i}")
+        memory.register("goal").assign(f"{tag}-goal-{i}")
+        memory.map("board").put(f"{tag}-task-{i}", {"owner": tag})
+    notes = memory.doc("notes").get("text", type=pycrdt.Text)
+    notes += f"[{tag}]"
+
+
+async def test_two_peers_over_websockets_converge() -> None:
+    ids, keyring, (ma, mb) = team(2)
+    async with Peer(ma, ids[0], keyring, listen="ws://127.0.0.1:0", config=FAST) as a:
+        assert a.url.startswith("ws://127.0.0.1:") and not a.url.endswith(":0")
+        async with Peer(mb, ids[1], keyring, connect=[a.url], config=FAST) as b:
+            write(ma, "a")
+            write(mb, "b")
+            await b.wait_synced(timeout=10, peers=1)
+            await a.wait_synced(timeout=10, peers=1)
+            assert same_state(ma, mb)
+            assert ma.counter("tasks").value == 6
+            metrics = a.metrics()
+            assert metrics["connected_peers"] == 1 and metrics["deltas_received"] >= 1
+            assert metrics["bytes_sent"] > 0 and metrics["refusals"] == {}
+
+
+async def test_three_peers_in_a_line_converge_through_relay() -> None:
+    ids, keyring, mems = team(3)
+    async with Peer(mems[0], ids[0], keyring, listen="ws://127.0.0.1:0", config=FAST) as a:
+        async with Peer(mems[1], ids[1], keyring, listen="ws://127.0.0.1:0", connect=[a.url], config=FAST) as b:
+            async with Peer(mems[2], ids[2], keyring, connect=[b.url], config=FAST) as c:  # c never meets a
+                for tag, memory in zip("abc", mems):
+                    write(memory, tag)
+                await b.wait_synced(timeout=10, peers=2)
+                await a.wait_for(lambda: same_state(*mems), timeout=10)
+                await c.wait_for(lambda: same_state(*mems), timeout=10)
+                assert mems[0].counter("tasks").value == 9
+                assert ids[0].peer_id not in c.connected_peers()
+
+
+async def test_wss_with_a_generated_certificate_converges(tmp_path) -> None:
+    server_ctx, client_ctx = make_tls(tmp_path)
+    ids, keyring, (ma, mb) = team(2)
+    async with Peer(ma, ids[0], keyring, listen="wss://127.0.0.1:0", ssl=server_ctx, config=FAST) as a:
+        assert a.url.startswith("wss://")
+        async with Peer(mb, ids[1], keyring, connect=[a.url], client_ssl=client_ctx, config=FAST) as b:
+            write(ma, "a")
+            write(mb, "b")
+            await b.wait_synced(timeout=10, peers=1)
+            await a.wait_synced(timeout=10, peers=1)
+            assert same_state(ma, mb)
+
+
+async def test_wss_refuses_a_server_with_an_untrusted_certificate(tmp_path) -> None:
+    server_ctx, _ = make_tls(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, other_client = make_tls(tmp_path / "other")  # trusts a different certificate
+    ids, keyring, (ma, mb) = team(2)
+    async with Peer(ma, ids[0], keyring, listen="wss://127.0.0.1:0", ssl=server_ctx, config=FAST) as a:
+        async with Peer(mb, ids[1], keyring, connect=[a.url], client_ssl=other_client, config=FAST) as b:
+            await b.wait_for(lambda: b.metrics()["dial_failures"] >= 1, timeout=10)
+            assert b.connected_peers() == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_an_unreachable_peer_never_blocks_local_writes() -> None:
+    ids, keyring, (ma, _) = team(2)
+    dead = f"ws://127.0.0.1:{_free_port()}"
+    async with Peer(ma, ids[0], keyring, connect=[dead], config=FAST, reconnect_min=0.01, reconnect_max=0.05) as a:
+        with anyio.fail_after(1):
+            for i in range(1000):
+                ma.counter("c").increment()
+            await a.flush()
+        assert ma.counter("c").value == 1000
+        await a.wait_for(lambda: a.metrics()["dial_failures"] >= 3, timeout=10)
+        await a.wait_synced(timeout=1)  # nobody connected: nothing to wait for
+
+
+async def test_a_dialer_reconnects_after_the_listener_restarts() -> None:
+    ids, keyring, (ma, mb) = team(2)
+    port = _free_port()
+    url = f"ws://127.0.0.1:{port}"
+    async with Peer(mb, ids[1], keyring, connect=[url], config=FAST, reconnect_min=0.02, reconnect_max=0.2) as b:
+        async with Peer(ma, ids[0], keyring, listen=url, config=FAST) as a:
+            await b.wait_connected(1, timeout=10)
+        mb.counter("while-down").increment(5)  # the listener is gone: the write stays local
+        assert b.connected_peers() == []
+        async with Peer(ma, ids[0], keyring, listen=url, config=FAST) as a:
+            await a.wait_for(lambda: ma.counter("while-down").value == 5, timeout=10)
+            await b.wait_synced(timeout=10, peers=1)
+
+
+async def test_isolated_peer_catches_up_by_repair_after_rejoining() -> None:
+    config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0, max_log_batches=0)
+    ids, keyring, mems = team(3)
+    kw = dict(config=config, reconnect_min=0.02, reconnect_max=0.1)
+    async with Peer(mems[0], ids[0], keyring, listen="ws://127.0.0.1:0", **kw) as a, \
+            Peer(mems[1], ids[1], keyring, listen="ws://127.0.0.1:0", connect=[a.url], **kw) as b, \
+            Peer(mems[2], ids[2], keyring, connect=[a.url, b.url], **kw) as c:
+        await c.wait_synced(timeout=10, peers=2)
+        c.isolate()
+        await a.wait_for(lambda: ids[2].peer_id not in a.connected_peers(), timeout=5)
+        write(mems[0], "a-alone")
+        write(mems[2], "c-alone")
+        mems[2].set("facts").add("only-c")
+        await a.wait_for(lambda: mems[1].counter("tasks").value == 3, timeout=10)
+        assert not same_state(*mems)
+        c.rejoin()
+        await c.wait_synced(timeout=10, peers=2)
+        await a.wait_for(lambda: same_state(*mems), timeout=10)
+        assert "only-c" in mems[1].set("facts")
+        assert sum(p.metrics()["repairs"] for p in (a, b, c)) >= 1
+
+
+async def test_peers_over_the_memory_transport_converge() -> None:
+    hub = MemoryHub()
+    transport = MemoryTransport(hub=hub)
+    ids, keyring, mems = team(3)
+    async with Peer(mems[0], ids[0], keyring, listen="memory://a", transport=transport, config=FAST) as a, \
+            Peer(mems[1], ids[1], keyring, listen="memory://b", connect=["memory://a"], transport=transport,
+                 config=FAST) as b, \
+            Peer(mems[2], ids[2], keyring, connect=["memory://a", "memory://b"], transport=transport,
+                 config=FAST, rng=random.Random(3)) as c:
+        for tag, memory in zip("abc", mems):
+            write(memory, tag)
+        for peer in (a, b, c):
+            await peer.wait_synced(timeout=10, peers=2)
+        assert same_state(*mems)
+
+
+async def test_metrics_are_exported_for_prometheus() -> None:
+    ids, keyring, (ma, mb) = team(2)
+    async with Peer(ma, ids[0], keyring, listen="ws://127.0.0.1:0", config=FAST, metrics_port=0) as a:
+        async with Peer(mb, ids[1], keyring, connect=[a.url], config=FAST):
+            mb.mvregister("plan").assign("x")
+            ma.mvregister("plan").assign("y")  # concurrent: two siblings
+            await a.wait_for(lambda: len(ma.mvregister("plan").values) == 2, timeout=10)
+            await a.wait_for(lambda: a._metrics_cache.get("connected_peers") == 1
+                             and a._metrics_cache["conflicts"]["mv_register_siblings"] == 1, timeout=10)
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore any HTTP proxy
+            body = await anyio.to_thread.run_sync(lambda: opener.open(a.metrics_url, timeout=5).read())
+    text = body.decode()
+    assert "crdtmem_connected_peers" in text and "crdtmem_drift_seconds" in text
+    assert 'crdtmem_conflicts{kind="mv_register_siblings"' in text
+    assert "crdtmem_repair_bytes_total" in text and "crdtmem_lag_batches" in text
