@@ -190,7 +190,7 @@ class Identity:
     every later start so the peer id — and so the replica id — stays the same.
     """
 
-    __slots__ = ("_private", "_public")
+    __slots__ = ("_private", "_public", "_peer_id")
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         if not isinstance(private_key, Ed25519PrivateKey):
@@ -199,6 +199,7 @@ class Identity:
         self._public = private_key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
+        self._peer_id = peer_id_of(self._public)
 
     @classmethod
     def generate(cls) -> Identity:
@@ -228,7 +229,7 @@ class Identity:
     @property
     def peer_id(self) -> str:
         """Short printable fingerprint of the public key; also this replica's id."""
-        return peer_id_of(self._public)
+        return self._peer_id
 
     @property
     def public_key_text(self) -> str:

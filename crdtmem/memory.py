@@ -29,7 +29,7 @@ from .handles import (
     SetHandle,
 )
 
-__all__ = ["Memory", "Checkpoint", "ChangeListener"]
+__all__ = ["Memory", "Checkpoint", "ChangeListener", "group_deltas"]
 
 ChangeListener = Callable[[str, str], None]
 """Called as ``listener(name, origin_replica_id)`` after every change to ``name``."""
@@ -190,7 +190,7 @@ class Memory:
             self._objects[name] = self._unwritten.pop(name)
         self._outbox.append((name, delta))
         if len(self._outbox) >= OUTBOX_COMPACT_AT:
-            self._outbox = _join_by_name(self._outbox)
+            self._outbox = group_deltas(self._outbox)
         dirty = self._dirty
         for key in delta.leaf_keys():
             dirty.add((name, key))
@@ -202,8 +202,8 @@ class Memory:
     def take_deltas(self) -> list[tuple[str, Crdt]]:
         """Drain the deltas of local writes since the last call, oldest first.
 
-        The sync layer calls this to sign and ship them; deltas of one name may arrive already
-        joined into one (a delta group), which replicas apply the same way.
+        The sync layer calls this to sign and ship them (joined by :func:`group_deltas`);
+        deltas of one name may arrive already joined into one (a delta group).
         """
         deltas, self._outbox = self._outbox, []
         return deltas
@@ -403,8 +403,12 @@ def _check_revertible(name: str, state: Crdt, then: Any) -> None:
         raise RollbackError(f"{name!r} held {len(then)} concurrent values at the checkpoint; assign one instead")
 
 
-def _join_by_name(deltas: list[tuple[str, Crdt]]) -> list[tuple[str, Crdt]]:
-    """Join queued deltas of the same name into one delta group each, keeping first-seen order."""
+def group_deltas(deltas: list[tuple[str, Crdt]]) -> list[tuple[str, Crdt]]:
+    """Join deltas of the same name into one delta group each, in first-seen order.
+
+    A group is smaller than its deltas one by one and a receiver joins it in one step; the
+    sync layer groups each flush before signing it.
+    """
     grouped: dict[str, Crdt] = {}
     for name, delta in deltas:
         if name in grouped:

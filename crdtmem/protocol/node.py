@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from ..clocks import CausalContext, Dot
 from ..errors import CrdtmemError, DecodeError, RemoteProtocolError
 from ..identity import Identity, Keyring, verify
-from ..memory import Memory
+from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .antientropy import Reconciler
 from .batch import DeltaBatch, open_batch, peek_batch, seal_batch
@@ -177,11 +177,12 @@ class Node:
             self._next_gossip = now + self.config.gossip_interval
         elif now >= self._next_gossip:
             self._next_gossip = now + self.config.gossip_interval
+            self._collect_log()
             self._gossip_round()
 
     def flush(self, now: float) -> None:
         """Sign the memory's pending local deltas as one batch and push it to every neighbour."""
-        deltas = self.memory.take_deltas()
+        deltas = group_deltas(self.memory.take_deltas())
         if not deltas:
             return
         seq = self.seen.next_dot(self.identity.peer_id).counter
@@ -275,16 +276,16 @@ class Node:
         if message.covered:
             self.seen.join(message.seen)
         self._learn(session, message.seen)
-        missing = [(dot, wire) for dot, wire in self._log.items() if dot not in message.seen]
-        if missing:
-            self._push(session, missing, "catch-up", resend=not message.reply)
-        if not _covers(self._log_and_seen(message.seen), self.seen):
-            # They lack batches our log no longer holds: only anti-entropy can repair that.
-            if session.dialer:
-                if session.reconciler is None:
+        if not _covers(message.seen, self.seen):  # they lack something: send it from the log
+            missing = [(dot, wire) for dot, wire in self._log.items() if dot not in message.seen]
+            if missing:
+                self._push(session, missing, "catch-up")
+            if not _covers(self._log_and_seen(message.seen), self.seen):
+                # ...or, where the log no longer holds it, by anti-entropy.
+                if not session.dialer:
+                    self._send_message(session, AntiEntropyWanted(), "anti-entropy")
+                elif session.reconciler is None:
                     self._start_anti_entropy(session, now)
-            else:
-                self._send_message(session, AntiEntropyWanted(), "anti-entropy")
         if not message.reply and not _covers(self.seen, message.seen):
             self._send_message(session, Sync(self.seen, reply=True), "gossip")
 
@@ -362,10 +363,14 @@ class Node:
         for session in self.rng.sample(sessions, min(self.config.fanout, len(sessions))):
             self._send_message(session, Sync(self.seen), "gossip")
 
-    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: str, *, resend: bool = False) -> None:
-        """Send the batches the peer is not known to have (nor, unless ``resend``, already sent)."""
-        skip = session.in_flight if not resend else ()
-        batches = [(dot, wire) for dot, wire in batches if dot not in session.peer_seen and dot not in skip]
+    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: str) -> None:
+        """Send the batches the peer neither has nor has been sent on this connection.
+
+        A connection delivers in order or breaks (the framing refuses gaps), so what was sent
+        on it arrives unless it closes, and a new connection starts with nothing in flight.
+        """
+        in_flight = session.in_flight
+        batches = [(dot, wire) for dot, wire in batches if dot not in session.peer_seen and dot not in in_flight]
         step = self.config.max_batch_wires_per_message
         for start in range(0, len(batches), step):
             chunk = batches[start : start + step]
@@ -387,9 +392,7 @@ class Node:
     def _learn(self, session: _Session, seen: CausalContext) -> None:
         session.peer_seen.join(seen)
         session.in_flight = {dot for dot in session.in_flight if dot not in seen}
-        known = self._known_seen.setdefault(session.peer_id, CausalContext())
-        known.join(seen)
-        self._collect_log()
+        self._known_seen.setdefault(session.peer_id, CausalContext()).join(seen)
 
     def _log_batch(self, dot: Dot, wire: bytes) -> None:
         self._log[dot] = wire
