@@ -10,21 +10,18 @@ import pytest
 from crdtmem import codec
 from crdtmem.errors import AuthenticationError, DecodeError, LocalProtocolError, RemoteProtocolError
 from crdtmem.identity import Identity, Keyring
-from crdtmem.protocol import framing
+from crdtmem.protocol import framing, handshake
 from crdtmem.protocol.framing import (
     CHUNK_OVERHEAD,
     FRAME_OVERHEAD,
     MIN_CHUNK_DATA,
     PROTOCOL_VERSION,
     REFUSAL_REASONS,
-    Auth,
     BadChunkError,
     BadHandshakeSignatureError,
     BadSignatureError,
     FrameChannel,
     FrameTooLargeError,
-    Handshake,
-    HandshakeState,
     HandshakeStateError,
     MalformedFrameError,
     MalformedHandshakeError,
@@ -40,10 +37,15 @@ from crdtmem.protocol.framing import (
     UnexpectedHandshakeMessageError,
     UntrustedKeyError,
     VersionMismatchError,
+    split,
+)
+from crdtmem.protocol.handshake import (
+    Auth,
+    Handshake,
+    HandshakeState,
     make_auth,
     make_hello,
     session_id_of,
-    split,
     verify_auth,
 )
 
@@ -391,10 +393,10 @@ def test_each_side_sends_hello_then_auth():
     a = Handshake(ALICE, keyring(BOB), NONCE_A)
     b = Handshake(BOB, keyring(ALICE), NONCE_B)
     (hello_a,), (hello_b,) = a.start(), b.start()
-    assert framing.decode_handshake_message(hello_a) == framing.Hello(PROTOCOL_VERSION, ALICE.public_key, NONCE_A)
+    assert handshake.decode_handshake_message(hello_a) == handshake.Hello(PROTOCOL_VERSION, ALICE.public_key, NONCE_A)
     (auth_b,) = b.receive(hello_a)
     assert b.state is HandshakeState.SENT_AUTH
-    assert isinstance(framing.decode_handshake_message(auth_b), Auth)
+    assert isinstance(handshake.decode_handshake_message(auth_b), Auth)
     (auth_a,) = a.receive(hello_b)
     assert a.receive(auth_b) == [] and a.done
     assert b.receive(auth_a) == [] and b.done
@@ -455,7 +457,7 @@ def test_auth_from_another_key_is_refused():
 
 
 def test_verify_auth_accepts_the_matching_signature():
-    auth = framing.decode_handshake_message(
+    auth = handshake.decode_handshake_message(
         make_auth(BOB, my_nonce=NONCE_B, their_nonce=NONCE_A, their_peer_id=ALICE.peer_id)
     )
     verify_auth(auth, their_public_key=BOB.public_key, their_nonce=NONCE_B, my_nonce=NONCE_A, my_peer_id=ALICE.peer_id)

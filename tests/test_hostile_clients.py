@@ -19,7 +19,8 @@ from crdtmem.clocks import CausalContext
 from crdtmem.crdt import GCounter
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import seal_batch
-from crdtmem.protocol.framing import FrameChannel, Handshake
+from crdtmem.protocol.framing import FrameChannel
+from crdtmem.protocol.handshake import Handshake
 from crdtmem.protocol.messages import Batches, Sync, encode_message
 from crdtmem.protocol.node import NodeConfig
 

@@ -1,6 +1,14 @@
-"""The peer protocol as pure state machines: handshake, signed framing, messages and the Node.
+"""The sans-I/O sync protocol, one concept per module.
 
-Nothing in this package performs I/O or reads the clock; shells move the bytes.
+* ``handshake`` — mutual challenge–response that opens a connection;
+* ``framing`` — signed, sequenced, size-capped frames, chunking, and every wire refusal;
+* ``batch`` — delta batches signed by their author and relayed unchanged;
+* ``messages`` — what an open session carries (``Sync``, ``Batches``, anti-entropy);
+* ``antientropy`` — a Merkle reconciliation session between two replicas;
+* ``events`` — what a Node asks its shell to do and tells it happened;
+* ``node`` — the peer state machine that ties them together.
 """
 
-__all__: list[str] = []
+from .node import Node, NodeConfig
+
+__all__ = ["Node", "NodeConfig"]

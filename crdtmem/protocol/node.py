@@ -43,7 +43,8 @@ from .events import (
     RepairApplied,
     Send,
 )
-from .framing import FrameChannel, Handshake, ReplayedFrameError
+from .framing import FrameChannel, ReplayedFrameError
+from .handshake import Handshake
 from .messages import AntiEntropy, AntiEntropyWanted, Batches, Message, Sync, decode_message, encode_message
 
 __all__ = ["Node", "NodeConfig"]
