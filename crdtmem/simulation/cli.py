@@ -1,0 +1,289 @@
+"""``crdtmem simulate``: run a partition simulation from the command line.
+
+``crdtmem/cli.py`` adds the subcommand with :func:`register`; ``python -m crdtmem.simulation``
+runs it alone through :func:`main`. Examples::
+
+    crdtmem simulate --peers 100 --partition-at 5 --heal-at 15 --plot run.png --json run.json
+    crdtmem simulate --peers 30 --loss 0.3 --duration 60
+    crdtmem simulate --peers 20 --crash 3@5-12 --crash 4@6-14:lost
+    crdtmem simulate --from-report run.json          # replay a run exactly
+
+Exit status: 0, or 1 with ``--fail-if-diverged`` when the replicas did not converge, 2 on
+bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "main", "build_parser", "scenario_from_args", "run"]
+
+_DESCRIPTION = (
+    "Run the real crdtmem Node on a simulated network under virtual time: partitions, loss, "
+    "crashes, clock skew. Same flags and seed, same report."
+)
+
+
+def _probability(text: str) -> float:
+    value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1] (or 0-100%)")
+    return value
+
+
+def _duration(text: str) -> float:
+    from .latency import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every ``simulate`` flag to ``parser``."""
+    net = parser.add_argument_group("peers and network")
+    net.add_argument("--peers", type=_positive_int, default=10, help="number of peers (default 10)")
+    net.add_argument("--seed", type=int, default=0, help="the one seed every random choice derives from (default 0)")
+    net.add_argument(
+        "--topology", default="regular:6",
+        help="mesh | ring | star | regular:K | clusters:C[:BRIDGES[:K]] (default regular:6)",
+    )
+    net.add_argument(
+        "--latency", default="20ms",
+        help="one-way latency: 20ms | 10ms..50ms | normal:20ms,5ms | exp:5ms+20ms | lognormal:20ms,0.5 (default 20ms)",
+    )
+    net.add_argument("--loss", type=_probability, default=0.0, help="probability a packet is lost (e.g. 0.3 or 30%%)")
+    net.add_argument("--duplicate", type=_probability, default=0.0, help="probability a packet is duplicated")
+    net.add_argument("--reorder", type=_probability, default=0.0, help="probability a packet is delayed past later ones")
+    net.add_argument(
+        "--transport", choices=("stream", "datagram"), default="stream",
+        help="stream: websocket over TCP (ordered, retransmits); datagram: every loss/dup/reorder reaches the Node",
+    )
+    net.add_argument("--skew", type=_duration, default=0.0, help="max clock skew per peer, e.g. 500ms (uniform +-)")
+
+    faults = parser.add_argument_group("faults (times in virtual seconds: 10, 10s, 500ms)")
+    faults.add_argument("--partition-at", default=None, help="partition start time(s), comma-separated")
+    faults.add_argument("--heal-at", default=None, help="heal time(s), one per --partition-at (omit: never heals)")
+    faults.add_argument("--groups", type=int, default=2, help="partition into this many contiguous groups (default 2)")
+    faults.add_argument(
+        "--crash", action="append", default=[], metavar="PEER@AT[-RESTART][:kept|lost]",
+        help="crash a peer (or PCT%% of peers) at AT, restart at RESTART with its store kept or lost; repeatable",
+    )
+    faults.add_argument(
+        "--link-down", action="append", default=[], metavar="A-B@DOWN[-UP]",
+        help="take the link between peers A and B down (a flapping link: repeat it); repeatable",
+    )
+
+    work = parser.add_argument_group("workload")
+    work.add_argument("--writes", type=float, default=10.0, help="writes per virtual second, network-wide (default 10)")
+    work.add_argument("--write-from", type=_duration, default=0.0, help="first write time (default 0)")
+    work.add_argument("--write-until", type=_duration, default=None, help="writes stop here (default: the last heal)")
+    work.add_argument(
+        "--workload", default="counter=1,facts=1,register=1,map=1",
+        help="kind=weight mix of counter, pncounter, facts, register, mvregister, map",
+    )
+    work.add_argument("--writers", type=int, default=0, help="only this many (seeded) peers write (default: all)")
+    work.add_argument("--keys", type=_positive_int, default=8, help="registers/map keys/counters to pick from (default 8)")
+    work.add_argument("--flush-delay", type=_duration, default=0.0, help="coalesce a peer's writes into one batch for this long")
+
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--duration", type=_duration, default=30.0, help="virtual seconds to run (default 30)")
+    run_group.add_argument("--sample", type=_duration, default=0.25, help="divergence sample interval (default 250ms)")
+    run_group.add_argument(
+        "--stop-when-converged", action="store_true",
+        help="stop at the first sample after every fault and write where all replicas agree",
+    )
+    run_group.add_argument("--gossip-interval", type=_duration, default=1.0, help="Node gossip round (default 1s)")
+    run_group.add_argument("--fanout", type=_positive_int, default=3, help="Node gossip fanout (default 3)")
+    run_group.add_argument(
+        "--anti-entropy-interval", type=_duration, default=30.0, help="Node periodic Merkle repair (default 30s)"
+    )
+    run_group.add_argument("--redial", type=_duration, default=0.5, help="first reconnect delay, doubling (default 500ms)")
+    run_group.add_argument("--redial-max", type=_duration, default=5.0, help="reconnect delay cap (default 5s)")
+    run_group.add_argument(
+        "--checkpoint-interval", type=_duration, default=0.0,
+        help="crashed peers keep only what their last checkpoint held (default 0: everything applied)",
+    )
+    run_group.add_argument(
+        "--from-report", type=Path, default=None,
+        help="rerun the scenario recorded in a JSON report (other scenario flags are ignored)",
+    )
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the JSON report here ('-': stdout)")
+    out.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="draw divergence over time (matplotlib)")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    out.add_argument("--node-logs", action="store_true", help="show the Nodes' warnings (refusals) as they happen")
+    out.add_argument("--fail-if-diverged", action="store_true", help="exit 1 if the replicas did not converge")
+
+
+def build_parser(prog: str = "crdtmem simulate") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``simulate`` to a ``parser.add_subparsers()`` object; its handler is ``args.func(args)``."""
+    parser = subparsers.add_parser("simulate", help="run a deterministic partition simulation", description=_DESCRIPTION)
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def scenario_from_args(args: argparse.Namespace):
+    """The :class:`Scenario` the flags describe. Raises ValueError on inconsistent flags."""
+    import json
+
+    from .scenario import (
+        Partition,
+        Scenario,
+        parse_crash,
+        parse_link_fault,
+        parse_times,
+    )
+
+    if args.from_report is not None:
+        data = json.loads(args.from_report.read_text())
+        return Scenario.from_dict(data.get("scenario", data))
+    starts, heals = parse_times(args.partition_at), parse_times(args.heal_at)
+    if len(heals) > len(starts):
+        raise ValueError("more --heal-at times than --partition-at times")
+    partitions = [Partition(at, heals[i] if i < len(heals) else None, args.groups) for i, at in enumerate(starts)]
+    crash_rng = random.Random(f"crash-choice/{args.seed}")
+    crashes = [c for spec in args.crash for c in parse_crash(spec, args.peers, crash_rng)]
+    link_faults = [parse_link_fault(spec) for spec in args.link_down]
+    return Scenario(
+        peers=args.peers,
+        seed=args.seed,
+        topology=args.topology,
+        latency=args.latency,
+        loss=args.loss,
+        duplicate=args.duplicate,
+        reorder=args.reorder,
+        transport=args.transport,
+        partitions=partitions,
+        crashes=crashes,
+        link_faults=link_faults,
+        skew=args.skew,
+        writes=args.writes,
+        write_from=args.write_from,
+        write_until=args.write_until,
+        workload=args.workload,
+        writers=args.writers,
+        keys=args.keys,
+        flush_delay=args.flush_delay,
+        duration=args.duration,
+        sample_interval=args.sample,
+        stop_when_converged=args.stop_when_converged,
+        gossip_interval=args.gossip_interval,
+        fanout=args.fanout,
+        anti_entropy_interval=args.anti_entropy_interval,
+        redial=args.redial,
+        redial_max=args.redial_max,
+        checkpoint_interval=args.checkpoint_interval,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handle parsed ``simulate`` arguments; returns the exit status."""
+    from rich.console import Console
+
+    from .engine import Simulation
+    from .report import build_report, dumps, summary_lines
+
+    err = Console(stderr=True)
+    if not args.node_logs:
+        # Refusals are counted in the report (node_stats.refused_*); thousands of warning
+        # lines from a lossy run would bury the summary.
+        logging.getLogger("crdtmem").setLevel(logging.ERROR)
+    try:
+        scenario = scenario_from_args(args)
+    except (ValueError, OSError, KeyError) as exc:
+        err.print(f"[red]crdtmem simulate: {exc}[/red]")
+        return 2
+    show_progress = not (args.quiet or args.no_progress)
+    if show_progress:
+        sim = _run_with_progress(scenario, err)
+    else:
+        sim = Simulation(scenario)
+        sim.run()
+    report = build_report(sim)
+    text = dumps(report)
+    if args.json is not None:
+        if str(args.json) == "-":
+            sys.stdout.write(text)
+        else:
+            args.json.write_text(text)
+    if args.plot is not None:
+        from .plot import plot_report
+
+        plot_report(report, args.plot)
+    if not args.quiet:
+        out = Console(stderr=str(args.json) == "-")
+        style = "green" if report["converged"] else "bold red"
+        for i, line in enumerate(summary_lines(report)):
+            out.print(line, style=style if i == 0 else None, highlight=False, soft_wrap=True)
+        if args.json is not None and str(args.json) != "-":
+            out.print(f"report: {args.json}", highlight=False)
+        if args.plot is not None:
+            out.print(f"plot: {args.plot}", highlight=False)
+    if args.fail_if_diverged and not report["converged"]:
+        return 1
+    return 0
+
+
+def _run_with_progress(scenario: Any, console: Any):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .engine import Simulation
+
+    progress = Progress(
+        TextColumn("[bold]simulating[/bold] {task.fields[peers]} peers"),
+        BarColumn(),
+        TextColumn("t={task.completed:.1f}/{task.total:g}s"),
+        TextColumn("divergence {task.fields[div]:>5.1%}"),
+        TextColumn("live {task.fields[live]}"),
+        TextColumn("{task.fields[msgs]:,} msgs"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task("run", total=scenario.duration, peers=scenario.peers, div=0.0, live=0, msgs=0)
+
+        def update(sim: Simulation) -> None:
+            last = sim.samples[-1]
+            progress.update(task, completed=sim.now, div=last.divergence, live=last.live, msgs=last.messages)
+
+        progress.update(task, description="setting up")
+        sim = Simulation(scenario, progress=update)
+        sim.run()
+        if sim.stopped_early:
+            progress.update(task, total=sim.now)
+        progress.update(task, completed=sim.now)
+    return sim
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m crdtmem.simulation [flags]``."""
+    parser = build_parser("python -m crdtmem.simulation")
+    args = parser.parse_args(argv)
+    return run(args)

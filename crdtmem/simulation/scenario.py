@@ -1,0 +1,253 @@
+"""What a simulation run is: peers, network, faults and workload, as one plain dataclass.
+
+A :class:`Scenario` holds only data (numbers and short spec strings), so it round-trips
+through the CLI and the JSON report, and the same scenario with the same ``seed`` replays
+exactly. Faults are scheduled in virtual seconds:
+
+* :class:`Partition` — from ``at`` until ``heal_at`` the peers are split into ``groups``
+  contiguous, balanced blocks of indices (peer 0..n/2-1 and n/2..n-1 for two groups); links
+  between blocks are cut. Several partitions may follow each other; they must not overlap.
+* :class:`Crash` — peer ``peer`` stops at ``at``; at ``restart_at`` (if any) it comes back
+  with its store (``store="kept"``) or without it (``store="lost"``: see
+  :mod:`crdtmem.simulation.engine` for why that peer returns under a new identity).
+* :class:`LinkFault` — one link is down from ``at`` until ``up_at`` (a flapping link is a
+  list of these).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .latency import Latency, parse_duration
+from .topology import Topology
+from .workload import parse_mix
+
+__all__ = ["Scenario", "Partition", "Crash", "LinkFault", "parse_crash", "parse_times", "parse_link_fault"]
+
+
+@dataclass(frozen=True)
+class Partition:
+    at: float
+    heal_at: float | None
+    groups: int = 2
+
+
+@dataclass(frozen=True)
+class Crash:
+    peer: int
+    at: float
+    restart_at: float | None = None
+    store: str = "kept"
+    """``kept``: restart from the durable store; ``lost``: restart empty, as a new identity."""
+
+
+@dataclass(frozen=True)
+class LinkFault:
+    a: int
+    b: int
+    at: float
+    up_at: float | None
+
+
+@dataclass
+class Scenario:
+    """Every knob of one run. Defaults: 10 peers, random 6-regular links, 20 ms, no faults."""
+
+    peers: int = 10
+    seed: int = 0
+    topology: str = "regular:6"
+    latency: str = "20ms"
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    transport: str = "stream"
+    """``stream`` (websocket over TCP: ordered, lost packets are retransmitted, a connection
+    that keeps losing breaks) or ``datagram`` (each frame on its own: lost, duplicated and
+    reordered frames reach the Node as such)."""
+    partitions: list[Partition] = field(default_factory=list)
+    crashes: list[Crash] = field(default_factory=list)
+    link_faults: list[LinkFault] = field(default_factory=list)
+    skew: float = 0.0
+    """Each peer's clock is off by a uniform draw in [-skew, +skew] seconds."""
+    writes: float = 10.0
+    """Writes per virtual second, network-wide (a Poisson process)."""
+    write_from: float = 0.0
+    write_until: float | None = None
+    """Default: the last heal (or restart), so the network settles afterwards; without faults, half the duration."""
+    workload: str = "counter=1,facts=1,register=1,map=1"
+    writers: int = 0
+    """How many peers write (chosen by the seed); 0: every peer."""
+    keys: int = 8
+    """Distinct registers / map keys / counters the workload picks from (fewer: more conflicts)."""
+    flush_delay: float = 0.0
+    """Writes within this window after a peer's first unflushed write share one signed batch."""
+    duration: float = 30.0
+    sample_interval: float = 0.25
+    stop_when_converged: bool = False
+    """End the run at the first sample after every scheduled fault and write where all live
+    replicas hold the same Merkle root (plus ``settle`` seconds)."""
+    settle: float = 0.0
+    gossip_interval: float = 1.0
+    fanout: int = 3
+    anti_entropy_interval: float = 30.0
+    max_log_batches: int = 100_000
+    redial: float = 0.5
+    """First reconnect delay after a link drops; doubles per failed attempt (full jitter)."""
+    redial_max: float = 5.0
+    connect_rtts: float = 1.0
+    """Round trips a dial takes before both sides' Node.open (TCP + websocket upgrade)."""
+    checkpoint_interval: float = 0.0
+    """0: a crashed peer's store holds everything it applied (synchronous journal). Otherwise
+    remote changes since the last checkpoint are lost (own batches are journaled before they
+    are sent, as the storage layer must)."""
+    boot_spread: float = 0.0
+    """Peers boot (and first dial) at uniform times in [0, boot_spread]."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        if type(self.peers) is not int or self.peers < 1:
+            raise ValueError("peers must be a positive integer")
+        Topology.parse(self.topology)
+        Latency.parse(self.latency)
+        for name in ("loss", "duplicate", "reorder"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+        if self.loss >= 1.0:
+            raise ValueError("loss must be below 1 (nothing would ever arrive)")
+        if self.transport not in ("stream", "datagram"):
+            raise ValueError("transport must be 'stream' or 'datagram'")
+        parse_mix(self.workload)
+        for name in ("skew", "writes", "write_from", "duration", "settle", "flush_delay", "redial", "redial_max",
+                     "connect_rtts", "checkpoint_interval", "boot_spread"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        for name in ("sample_interval", "gossip_interval", "anti_entropy_interval"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.fanout < 1 or self.keys < 1 or self.max_log_batches < 1:
+            raise ValueError("fanout, keys and max_log_batches must be at least 1")
+        ordered = sorted(self.partitions, key=lambda p: p.at)
+        for i, part in enumerate(ordered):
+            if part.groups < 2:
+                raise ValueError("a partition needs at least 2 groups")
+            if part.heal_at is not None and part.heal_at < part.at:
+                raise ValueError(f"partition at {part.at} heals before it starts ({part.heal_at})")
+            later = ordered[i + 1 :]
+            if later and (part.heal_at is None or part.heal_at > later[0].at):
+                raise ValueError("partitions overlap: heal one before the next starts")
+        for crash in self.crashes:
+            if not 0 <= crash.peer < self.peers:
+                raise ValueError(f"crash names peer {crash.peer}, but peers are 0..{self.peers - 1}")
+            if crash.store not in ("kept", "lost"):
+                raise ValueError("a crash's store is 'kept' or 'lost'")
+            if crash.restart_at is not None and crash.restart_at < crash.at:
+                raise ValueError(f"peer {crash.peer} restarts ({crash.restart_at}) before it crashes ({crash.at})")
+        for fault in self.link_faults:
+            if not (0 <= fault.a < self.peers and 0 <= fault.b < self.peers) or fault.a == fault.b:
+                raise ValueError(f"link fault {fault.a}-{fault.b} does not name two peers")
+
+    # -- derived ----------------------------------------------------------------------------
+
+    def heal_times(self) -> list[float]:
+        times = [p.heal_at for p in self.partitions if p.heal_at is not None]
+        times += [c.restart_at for c in self.crashes if c.restart_at is not None]
+        times += [f.up_at for f in self.link_faults if f.up_at is not None]
+        return sorted(times)
+
+    def last_heal(self) -> float | None:
+        """When the last partition heals (None without partitions)."""
+        heals = [p.heal_at for p in self.partitions if p.heal_at is not None]
+        return max(heals) if heals else None
+
+    def last_disruption(self) -> float:
+        """The last scheduled heal, restart or link repair: convergence is timed from here."""
+        times = self.heal_times()
+        return times[-1] if times else 0.0
+
+    def effective_write_until(self) -> float:
+        if self.write_until is not None:
+            return self.write_until
+        times = self.heal_times()
+        if times:
+            return times[-1]
+        return self.duration / 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the JSON report (every field, faults as lists of dicts)."""
+        out = asdict(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scenario:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown scenario fields: {sorted(unknown)}")
+        data = dict(data)
+        data["partitions"] = [Partition(**p) for p in data.get("partitions", [])]
+        data["crashes"] = [Crash(**c) for c in data.get("crashes", [])]
+        data["link_faults"] = [LinkFault(**f) for f in data.get("link_faults", [])]
+        return cls(**data)
+
+
+# -- CLI syntax ---------------------------------------------------------------------------------
+
+
+def parse_times(text: str | None) -> list[float]:
+    """``"10,40s"`` → ``[10.0, 40.0]``; None or empty → ``[]``."""
+    if not text:
+        return []
+    return [parse_duration(part) for part in str(text).split(",") if part.strip()]
+
+
+_CRASH = re.compile(
+    r"^\s*(?P<who>[0-9.]+%?)\s*@\s*(?P<at>[^-:]+?)\s*(?:-\s*(?P<restart>[^:]+?))?\s*(?::\s*(?P<store>kept|lost))?\s*$"
+)
+
+
+def parse_crash(text: str, peers: int, rng: Any) -> list[Crash]:
+    """Read ``PEER@AT[-RESTART][:kept|lost]`` or ``PCT%@AT[-RESTART][:kept|lost]``.
+
+    ``3@12-18`` crashes peer 3 at t=12 s and restarts it at 18 s with its store;
+    ``10%@12-18:lost`` crashes a seeded random 10% of the peers, which come back empty;
+    ``3@12`` never restarts.
+
+    Raises:
+        ValueError: with the expected syntax.
+    """
+    match = _CRASH.match(text)
+    if not match:
+        raise ValueError(f"bad crash {text!r}: use PEER@AT[-RESTART][:kept|lost], e.g. 3@12s-18s or 10%@12-18:lost")
+    at = parse_duration(match.group("at"))
+    restart = parse_duration(match.group("restart")) if match.group("restart") else None
+    store = match.group("store") or "kept"
+    who = match.group("who")
+    if who.endswith("%"):
+        share = float(who[:-1]) / 100
+        if not 0 < share <= 1:
+            raise ValueError(f"bad crash {text!r}: the share must be in (0, 100]%")
+        count = max(1, round(share * peers))
+        chosen = sorted(rng.sample(range(peers), count))
+    else:
+        chosen = [int(who)]
+    return [Crash(peer, at, restart, store) for peer in chosen]
+
+
+_LINK = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*@\s*([^-]+?)\s*(?:-\s*(.+?))?\s*$")
+
+
+def parse_link_fault(text: str) -> LinkFault:
+    """Read ``A-B@DOWN[-UP]``: the link between peers A and B is down from DOWN until UP."""
+    match = _LINK.match(text)
+    if not match:
+        raise ValueError(f"bad link fault {text!r}: use A-B@DOWN[-UP], e.g. 0-1@5s-7s")
+    up = parse_duration(match.group(4)) if match.group(4) else None
+    return LinkFault(int(match.group(1)), int(match.group(2)), parse_duration(match.group(3)), up)
