@@ -134,11 +134,13 @@ class CausalContext:
 
     def next_dot(self, replica: str) -> Dot:
         """A fresh dot for a local write by ``replica``, recorded in this context."""
-        dot = Dot(replica, self.vv.get(replica, 0) + 1)
         if self.cloud:
             dot = Dot(replica, self.max(replica) + 1)
-        self.add(dot)
-        return dot
+            self.add(dot)
+            return dot
+        counter = self.vv.get(replica, 0) + 1
+        self.vv[replica] = counter
+        return Dot(replica, counter)
 
     def add(self, dot: Dot) -> None:
         replica, counter = dot

@@ -43,7 +43,7 @@ class DotKernel:
 
     def add(self, replica: str, key: Hashable, payload: Any = None) -> DotKernel:
         """Support ``key`` with a fresh dot of ``replica``, replacing the key's current dots."""
-        delta = self.remove(key)
+        delta = self.remove(key) if key in self.entries else DotKernel()
         dot = self.ctx.next_dot(replica)
         self.entries[key] = {dot: payload}
         if self._owner is not None:
@@ -57,10 +57,11 @@ class DotKernel:
         delta = DotKernel()
         dots = self.entries.pop(key, None)
         if dots:
+            owner = self._owner
             for dot in dots:
                 delta.ctx.add(dot)
-                if self._owner is not None:
-                    del self._owner[dot]
+                if owner is not None:
+                    del owner[dot]
         return delta
 
     def remove_all(self) -> DotKernel:
