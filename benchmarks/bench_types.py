@@ -10,8 +10,9 @@ What is measured, each repeated ``--reps`` times (median reported, ``time.perf_c
 * writes through the public API: ``--adds`` set adds (``m.set("s").add(f"fact-{i}")``),
   ``--removes`` removes of the first elements, ``--increments`` counter increments
   (``m.counter("c").increment(1)``). Delta production is included: ``m.take_deltas()`` is
-  called every ``--batch`` ops, as the sync layer would. ``*_encoded`` variants also encode each
-  drained delta with :func:`crdtmem.codec.encode_state`, since pycrdt's deltas are bytes.
+  called every ``--batch`` ops, as the sync layer would. ``encoded_*`` keys repeat this and
+  also encode each drain the way ``Node.flush`` does (``group_deltas`` then one msgpack body;
+  signing excluded), since pycrdt's deltas are already bytes.
 * the same writes on pycrdt: a ``Map`` used as a set (key -> True, ``del`` to remove) and a Map
   key used as a counter, one transaction per op; deltas are the ``doc.observe`` update bytes.
 * full-state merge of two replicas with ``--merge-size`` distinct adds each: ``a.merge(b)``
@@ -95,11 +96,19 @@ class _Phases:
 # -- crdtmem ------------------------------------------------------------------------------------
 
 
+try:  # the sync layer's flush: one delta group per name, encoded once (crdtmem.protocol.batch)
+    from crdtmem.memory import group_deltas
+except ImportError:  # older checkouts: ship each delta alone
+    group_deltas = None
+
+
 def _drain_ours(m: Memory, encode: bool) -> int:
     deltas = m.take_deltas()
-    if encode:
+    if not encode:
+        return len(deltas)
+    if group_deltas is None:
         return sum(len(codec.encode_state(delta)) for _, delta in deltas)
-    return len(deltas)
+    return len(codec.pack([[name, *codec.state_to_plain(delta)] for name, delta in group_deltas(deltas)]))
 
 
 def ours_writes(keys: list[str], removes: int, increments: int, batch: int, encode: bool) -> dict[str, Any]:

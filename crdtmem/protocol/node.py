@@ -61,6 +61,8 @@ class NodeConfig:
     fanout: int = 3
     anti_entropy_interval: float = 30.0
     handshake_timeout: float = 10.0
+    log_retention: float = 600.0
+    """How long the delta log keeps batches for a peer that went away (then anti-entropy)."""
     max_frame_bytes: int = 1024 * 1024
     max_message_bytes: int = 64 * 1024 * 1024
     max_log_batches: int = 100_000
@@ -119,7 +121,8 @@ class Node:
         for wire in log_wires:
             self._log[Dot(*peek_batch(wire))] = wire
         self._sessions: dict[ConnId, _Session] = {}
-        self._known_seen: dict[str, CausalContext] = {}  # per peer ever met: what it has seen
+        self._known_seen: dict[str, CausalContext] = {}  # per peer met recently: what it has seen
+        self._gone_since: dict[str, float] = {}  # peers with no open session, since when
         self._actions: list[Action] = []
         self._events: list[Event] = []
         self._next_gossip: float | None = None
@@ -157,20 +160,22 @@ class Node:
             self._count("refused_replayed-frame")
             self._events.append(Refused(conn, exc.reason, str(exc)))
         except CrdtmemError as exc:
-            self._refuse(session, exc)
+            self._refuse(session, exc, now)
 
     def close(self, conn: ConnId, now: float, reason: str = "closed by transport") -> None:
         """The transport connection closed (either side, for any reason)."""
         session = self._sessions.pop(conn, None)
         if session is not None:
             self._events.append(PeerDisconnected(conn, session.peer_id, reason))
+            if session.peer_id is not None and session.peer_id not in self.peers().values():
+                self._gone_since[session.peer_id] = now
 
     def tick(self, now: float) -> None:
         """Run due timers and flush local writes. Call at :meth:`next_deadline` and after writes."""
         self.flush(now)
         for session in list(self._sessions.values()):
-            if not session.ready and now - session.opened_at >= self.config.handshake_timeout:
-                self._drop(session, "handshake-timeout", "handshake did not finish in time")
+            if not session.ready and now >= session.opened_at + self.config.handshake_timeout:
+                self._drop(session, "handshake-timeout", "handshake did not finish in time", now)
             elif session.ready:
                 if session.dialer and session.reconciler is None and now >= session.next_anti_entropy:
                     self._start_anti_entropy(session, now)
@@ -178,7 +183,7 @@ class Node:
             self._next_gossip = now + self.config.gossip_interval
         elif now >= self._next_gossip:
             self._next_gossip = now + self.config.gossip_interval
-            self._collect_log()
+            self._collect_log(now)
             self._gossip_round()
 
     def flush(self, now: float) -> None:
@@ -256,6 +261,7 @@ class Node:
             max_message_bytes=self.config.max_message_bytes,
         )
         session.peer_seen = self._known_seen.setdefault(hs.peer_id, CausalContext()).copy()
+        self._gone_since.pop(hs.peer_id, None)
         session.next_anti_entropy = now
         self._events.append(PeerConnected(session.conn, hs.peer_id))
         self._send_message(session, Sync(self.seen), "gossip")
@@ -400,8 +406,16 @@ class Node:
         if len(self._log) > self.config.max_log_batches:
             del self._log[next(iter(self._log))]  # oldest first: anti-entropy covers what is dropped
 
-    def _collect_log(self) -> None:
-        """Forget batches every peer we have ever met has seen."""
+    def _collect_log(self, now: float) -> None:
+        """Forget batches that every peer met recently has seen.
+
+        A peer gone for longer than ``log_retention`` stops pinning the log; when it returns,
+        catch-up falls back to anti-entropy.
+        """
+        for peer_id, since in list(self._gone_since.items()):
+            if now - since >= self.config.log_retention:
+                del self._gone_since[peer_id]
+                self._known_seen.pop(peer_id, None)
         if not self._known_seen:
             return
         knowns = list(self._known_seen.values())
@@ -423,16 +437,16 @@ class Node:
     def _ready_sessions(self) -> list[_Session]:
         return [s for s in self._sessions.values() if s.ready]
 
-    def _refuse(self, session: _Session, exc: CrdtmemError) -> None:
+    def _refuse(self, session: _Session, exc: CrdtmemError, now: float) -> None:
         reason = getattr(exc, "reason", None) or _default_reason(exc)
-        self._drop(session, reason, str(exc))
+        self._drop(session, reason, str(exc), now)
 
-    def _drop(self, session: _Session, reason: str, detail: str) -> None:
+    def _drop(self, session: _Session, reason: str, detail: str, now: float) -> None:
         log.warning("refused %s from %s: %s", reason, session.peer_id or session.conn, detail)
         self._count(f"refused_{reason}")
         self._events.append(Refused(session.conn, reason, detail))
         self._actions.append(Close(session.conn, reason))
-        self.close(session.conn, 0.0, reason)
+        self.close(session.conn, now, reason)
 
     def _count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n

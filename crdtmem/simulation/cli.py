@@ -204,16 +204,26 @@ def scenario_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Handle parsed ``simulate`` arguments; returns the exit status."""
+    quiet_logs = not args.node_logs
+    logger = logging.getLogger("crdtmem")
+    saved_level = logger.level
+    if quiet_logs:
+        # Refusals are counted in the report (node_stats.refused_*); thousands of warning
+        # lines from a lossy run would bury the summary.
+        logger.setLevel(logging.ERROR)
+    try:
+        return _run(args)
+    finally:
+        logger.setLevel(saved_level)  # callers in the same process (tests, notebooks) keep theirs
+
+
+def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .engine import Simulation
     from .report import build_report, dumps, summary_lines
 
     err = Console(stderr=True)
-    if not args.node_logs:
-        # Refusals are counted in the report (node_stats.refused_*); thousands of warning
-        # lines from a lossy run would bury the summary.
-        logging.getLogger("crdtmem").setLevel(logging.ERROR)
     try:
         scenario = scenario_from_args(args)
     except (ValueError, OSError, KeyError) as exc:
