@@ -7,6 +7,7 @@ that is not exactly one of these.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from .. import codec
 from ..clocks import CausalContext
 from ..errors import DecodeError
 
-__all__ = ["Sync", "Batches", "AntiEntropy", "AntiEntropyWanted", "Message", "encode_message", "decode_message"]
+__all__ = ["Sync", "SeenDigest", "seen_digest", "Batches", "AntiEntropy", "AntiEntropyWanted", "Message", "encode_message", "decode_message"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,21 @@ class Sync:
     seen: CausalContext
     reply: bool = False
     covered: bool = False
+
+
+@dataclass(frozen=True)
+class SeenDigest:
+    """A gossip round's opener: a short hash of the batches the sender has seen.
+
+    A receiver whose own digest differs answers with a full :class:`Sync`; an idle cluster
+    thus gossips a few bytes per round instead of a version vector per author.
+    """
+
+    digest: bytes
+
+
+def seen_digest(seen: CausalContext) -> bytes:
+    return hashlib.blake2b(codec.pack(codec.context_to_plain(seen)), digest_size=8).digest()
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,7 @@ class AntiEntropyWanted:
     """Asks the dialing side to start an anti-entropy session now (the log could not cover a gap)."""
 
 
-Message = Sync | Batches | AntiEntropy | AntiEntropyWanted
+Message = Sync | SeenDigest | Batches | AntiEntropy | AntiEntropyWanted
 
 
 def encode_message(message: Message) -> bytes:
@@ -62,6 +78,8 @@ def encode_message(message: Message) -> bytes:
         return codec.pack(["ae", message.body])
     if isinstance(message, AntiEntropyWanted):
         return codec.pack(["ae-wanted"])
+    if isinstance(message, SeenDigest):
+        return codec.pack(["digest", message.digest])
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -80,4 +98,6 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
         return AntiEntropy(args[0])
     if kind == "ae-wanted" and not args:
         return AntiEntropyWanted()
+    if kind == "digest" and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
+        return SeenDigest(args[0])
     raise DecodeError(f"malformed or unknown message kind {kind!r}")

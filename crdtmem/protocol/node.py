@@ -11,8 +11,9 @@ What the node does, per DESIGN.md §4:
 * handshake: mutual challenge–response, refusing keys outside the keyring;
 * push: local writes become one signed batch per flush, sent at once to every neighbour;
   new batches from others are relayed to a few random neighbours;
-* gossip rounds: every ``gossip_interval`` a ``Sync`` (the batches seen) goes to ``fanout``
-  random neighbours; the answer carries whatever either side lacks (push–pull);
+* gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
+  random neighbours; one whose digest differs answers with its full ``Sync``, and the
+  answers carry whatever either side lacks (push–pull);
 * catch-up from the delta log while it covers the gap; otherwise anti-entropy;
 * anti-entropy: a Merkle reconciliation on every connect and every ``anti_entropy_interval``;
 * log garbage collection once every peer known to this node has a batch.
@@ -45,7 +46,17 @@ from .events import (
 )
 from .framing import FrameChannel, ReplayedFrameError
 from .handshake import Handshake
-from .messages import AntiEntropy, AntiEntropyWanted, Batches, Message, Sync, decode_message, encode_message
+from .messages import (
+    AntiEntropy,
+    AntiEntropyWanted,
+    Batches,
+    Message,
+    SeenDigest,
+    Sync,
+    decode_message,
+    encode_message,
+    seen_digest,
+)
 
 __all__ = ["Node", "NodeConfig"]
 
@@ -61,6 +72,8 @@ class NodeConfig:
     fanout: int = 3
     anti_entropy_interval: float = 30.0
     handshake_timeout: float = 10.0
+    ack_delay: float = 0.05
+    """Acks of received batches wait this long so one ack covers a burst."""
     log_retention: float = 600.0
     """How long the delta log keeps batches for a peer that went away (then anti-entropy)."""
     max_frame_bytes: int = 1024 * 1024
@@ -79,6 +92,7 @@ class _Session:
     peer_id: str | None = None
     peer_seen: CausalContext = field(default_factory=CausalContext)
     in_flight: set[Dot] = field(default_factory=set)
+    ack_at: float | None = None
     reconciler: Reconciler | None = None
     next_anti_entropy: float = 0.0
 
@@ -177,6 +191,9 @@ class Node:
             if not session.ready and now >= session.opened_at + self.config.handshake_timeout:
                 self._drop(session, "handshake-timeout", "handshake did not finish in time", now)
             elif session.ready:
+                if session.ack_at is not None and now >= session.ack_at:
+                    session.ack_at = None
+                    self._send_message(session, Sync(self.seen, reply=True), "gossip")
                 if session.dialer and session.reconciler is None and now >= session.next_anti_entropy:
                     self._start_anti_entropy(session, now)
         if self._next_gossip is None:
@@ -205,8 +222,11 @@ class Node:
         for session in self._sessions.values():
             if not session.ready:
                 deadlines.append(session.opened_at + self.config.handshake_timeout)
-            elif session.dialer and session.reconciler is None:
-                deadlines.append(session.next_anti_entropy)
+            else:
+                if session.ack_at is not None:
+                    deadlines.append(session.ack_at)
+                if session.dialer and session.reconciler is None:
+                    deadlines.append(session.next_anti_entropy)
         return min(deadlines) if deadlines else None
 
     def take_actions(self) -> list[Action]:
@@ -272,9 +292,14 @@ class Node:
         if isinstance(message, Sync):
             self._on_sync(session, message, now)
         elif isinstance(message, Batches):
-            self._on_batches(session, message)
+            self._on_batches(session, message, now)
         elif isinstance(message, AntiEntropy):
             self._on_anti_entropy(session, message, now)
+        elif isinstance(message, SeenDigest):
+            if message.digest == seen_digest(self.seen):
+                self._learn(session, self.seen)  # the peer has seen exactly what we have
+            else:
+                self._send_message(session, Sync(self.seen), "gossip")
         elif isinstance(message, AntiEntropyWanted):
             if session.dialer and session.reconciler is None:
                 self._start_anti_entropy(session, now)
@@ -296,7 +321,7 @@ class Node:
         if not message.reply and not _covers(self.seen, message.seen):
             self._send_message(session, Sync(self.seen, reply=True), "gossip")
 
-    def _on_batches(self, session: _Session, message: Batches) -> None:
+    def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh: list[tuple[Dot, bytes]] = []
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
@@ -309,7 +334,8 @@ class Node:
             fresh.append((dot, wire))
         self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fresh:
-            self._send_message(session, Sync(self.seen, reply=True), "gossip")
+            if session.ack_at is None:
+                session.ack_at = now + self.config.ack_delay
             others = [s for s in self._ready_sessions() if s is not session]
             for target in self.rng.sample(others, min(self.config.fanout, len(others))):
                 self._push(target, fresh, "gossip")
@@ -367,8 +393,9 @@ class Node:
 
     def _gossip_round(self) -> None:
         sessions = self._ready_sessions()
+        digest = SeenDigest(seen_digest(self.seen))
         for session in self.rng.sample(sessions, min(self.config.fanout, len(sessions))):
-            self._send_message(session, Sync(self.seen), "gossip")
+            self._send_message(session, digest, "gossip")
 
     def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: str) -> None:
         """Send the batches the peer neither has nor has been sent on this connection.
@@ -385,6 +412,8 @@ class Node:
             session.in_flight.update(dot for dot, _ in chunk)
 
     def _send_message(self, session: _Session, message: Message, kind: str) -> None:
+        if isinstance(message, Sync):
+            session.ack_at = None  # any Sync tells the peer what we have
         for frame in session.channel.seal_message(encode_message(message)):
             self._send(session, frame, kind)
 
