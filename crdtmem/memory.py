@@ -242,7 +242,7 @@ class Memory:
     def merge(self, other: Memory) -> None:
         """Join every object of ``other`` into this memory (a full-state merge, in place)."""
         for name in other.names():
-            self.apply_delta(name, other._objects[name].copy(), other.replica_id)
+            self.apply_delta(name, other._objects[name], other.replica_id)  # join never mutates its argument
 
     # -- anti-entropy seam ------------------------------------------------------------------
 

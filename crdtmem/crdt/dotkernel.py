@@ -77,9 +77,14 @@ class DotKernel:
         """Join ``other`` (a state or a delta) into this one; return the keys whose dots changed."""
         changed = {key for key, theirs in other.entries.items() if self._merge_key(key, theirs, other.ctx)}
         their_ctx = other.ctx
-        if their_ctx.size() <= 4 * len(self.entries):
+        # Our keys that ``other`` may have removed hold dots both contexts cover: find them
+        # through those dots when there are few, else look at every key.
+        ranges = {r: min(top, self.ctx.max(r)) for r, top in their_ctx.vv.items()}
+        if sum(ranges.values()) + len(their_ctx.cloud) <= 4 * len(self.entries):
             owner = self._index()
-            candidates = {owner[d] for d in their_ctx.dots() if d in owner}
+            shared = (Dot(r, c) for r, top in ranges.items() for c in range(1, top + 1))
+            candidates = {owner[d] for d in shared if d in owner}
+            candidates.update(owner[d] for d in their_ctx.cloud if d in owner)
         else:
             candidates = set(self.entries)
         for key in candidates - other.entries.keys():
@@ -93,7 +98,8 @@ class DotKernel:
         """Keep dots both sides hold, and dots one side holds that the other has not seen."""
         mine = self.entries.get(key)
         if mine is None:
-            fresh = {d: p for d, p in theirs.items() if d not in self.ctx}
+            vv, cloud = self.ctx.vv, self.ctx.cloud
+            fresh = {d: p for d, p in theirs.items() if d[1] > vv.get(d[0], 0) and d not in cloud}
             if fresh:
                 self._set(key, fresh)
             return bool(fresh)
