@@ -124,9 +124,14 @@ class Memory:
     def names(self) -> list[str]:
         return sorted(self._objects)
 
-    def type_of(self, name: str) -> str | None:
-        """The CRDT tag of ``name`` (``"orset"``, ``"gcounter"``, ...), or None if unused."""
+    def type_of(self, name: str, *, including_unwritten: bool = False) -> str | None:
+        """The CRDT tag of ``name`` (``"orset"``, ``"gcounter"``, ...), or None if unused.
+
+        With ``including_unwritten``, a name only read so far (a handle exists) counts too.
+        """
         state = self._objects.get(name)
+        if state is None and including_unwritten:
+            state = self._unwritten.get(name)
         return state.TAG if state is not None else None
 
     def values(self) -> dict[str, Any]:

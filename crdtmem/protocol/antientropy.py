@@ -825,7 +825,7 @@ class Reconciler:
             if last is not None and name <= last:
                 raise DecodeError("repair rows not in strictly increasing name order")
             last = name
-            if tag not in TYPES:
+            if not isinstance(tag, str) or tag not in TYPES:
                 raise DecodeError(f"unknown CRDT type tag {tag!r}")
             partial = codec.state_from_plain([tag, body])
             if not isinstance(absent, list) or not all(isinstance(k, bytes) for k in absent):

@@ -1,0 +1,317 @@
+"""Load: many ``crdtmem peer`` processes on loopback, each writing continuously.
+
+Every peer ``i`` increments its own counter ``w<i>`` at a steady rate through its stdin (one
+write, one signed batch, ``{"durable": id}`` once journaled). A poller asks every peer for its
+values every ``POLL`` seconds; the first answer at peer ``j`` showing ``w<i> >= k`` makes write
+``k`` of ``i`` visible at ``j``. Reported: writes made and delivered per second, p50/p99/max
+write-to-visible latency (from the moment the write was sent; includes up to one poll
+interval), and each process's RSS (from ``/proc``) at start, halfway and end. Checked: after the
+writers stop every peer converges to every durable write (zero lost), and RSS stays bounded
+(the delta log is collected once every peer has a batch, so memory must not grow with writes).
+
+The default run is small (5 peers x 5 s). The slow run is the issue's 20 peers x 60 s; set
+``CRDTMEM_LOAD_PEERS``, ``CRDTMEM_LOAD_SECONDS``, ``CRDTMEM_LOAD_RATE`` (writes/s per peer) to
+change it, and ``CRDTMEM_LOAD_STATS`` to a path for the JSON summary.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..procs import PeerProcess, keys
+
+POLL = 0.1
+MAX_RSS_GROWTH_MB = 60.0
+"""The most a peer's RSS may grow from start to end of the run (state is 20 tiny counters)."""
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def topology(n: int, rng: random.Random) -> list[list[int]]:
+    """Who dials whom: a ring plus one random chord per peer (degree about 4)."""
+    out: list[list[int]] = [[] for _ in range(n)]
+    if n < 2:
+        return out
+    for i in range(n):
+        out[i].append((i + 1) % n)
+        if n > 3:
+            j = rng.choice([k for k in range(n) if k not in (i, (i + 1) % n, (i - 1) % n)])
+            if i not in out[j]:
+                out[i].append(j)
+    return out
+
+
+def stop_all(procs: list[PeerProcess], timeout: float = 30) -> None:
+    """SIGTERM every process at once, wait, then SIGKILL whatever is left (never leaks one)."""
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.terminate()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            p.proc.wait(max(0.1, deadline - time.monotonic()))
+        except Exception:  # noqa: BLE001 - too slow to stop: killed by close()
+            pass
+        p.close()
+
+
+class Driver:
+    """Routes one peer process's output lines; sends paced writes and value polls."""
+
+    def __init__(self, index: int, proc: PeerProcess, n: int) -> None:
+        self.index, self.proc, self.n = index, proc, n
+        self.lock = threading.Lock()
+        self.sent: dict[int, float] = {}  # write id -> time sent
+        self.durable: dict[int, float] = {}
+        self.errors: list[dict] = []
+        self.answers: dict[Any, dict] = {}
+        self.polls: dict[int, list[tuple[float, int]]] = {i: [] for i in range(n)}  # writer -> (t, value)
+        self.poll_answered = threading.Event()
+        self.poll_answered.set()
+        self.last_values: dict[int, int] = {}
+        self.stop = threading.Event()
+        self.reader = threading.Thread(target=self._route, daemon=True)
+        self.reader.start()
+
+    def send(self, command: dict) -> None:
+        with self.lock:
+            self.proc.send(command)
+
+    def _route(self) -> None:
+        lines = self.proc.lines
+        while True:
+            message = lines.get()
+            if message is None:
+                return
+            now = time.monotonic()
+            if "durable" in message:
+                self.durable[message["durable"]] = now
+            elif "values" in message:
+                values = {int(k[1:]): v for k, v in message["values"].items() if k.startswith("w")}
+                self.last_values = values
+                for writer, value in values.items():
+                    series = self.polls[writer]
+                    if not series or series[-1][1] != value:
+                        series.append((now, value))
+                self.poll_answered.set()
+            elif "error" in message:
+                self.errors.append(message)
+                self.poll_answered.set()
+            elif "id" in message:
+                self.answers[message["id"]] = message
+
+    def write_loop(self, seconds: float, rate: float) -> None:
+        start = time.monotonic()
+        k = 0
+        while True:
+            due = start + k / rate
+            now = time.monotonic()
+            if due - start >= seconds:
+                return
+            if due > now:
+                time.sleep(due - now)
+            k += 1
+            self.sent[k] = time.monotonic()
+            self.send({"op": "counter.increment", "name": f"w{self.index}", "n": 1, "id": k})
+
+    def poll_loop(self) -> None:
+        while not self.stop.is_set():
+            if self.poll_answered.wait(timeout=5):
+                self.poll_answered.clear()
+                self.send({"op": "values", "id": "poll"})
+            time.sleep(POLL)
+
+
+def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: int = 1) -> dict[str, Any]:
+    """Run the load scenario; return its figures (see the module docstring)."""
+    rng = random.Random(seed)
+    names = [f"p{i}" for i in range(peers)]
+    trust = keys(directory, names)
+    ports = free_ports(peers)
+    urls = [f"ws://127.0.0.1:{port}" for port in ports]
+    dials = topology(peers, rng)
+    t0 = time.monotonic()
+
+    def start(i: int) -> PeerProcess:
+        return PeerProcess(directory, names[i], trust, listen=urls[i], connect=[urls[j] for j in dials[i]],
+                           extra=["--anti-entropy-interval", "10"])
+
+    procs: list[PeerProcess] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:  # a few at a time: imports are CPU-heavy
+        futures = [pool.submit(start, i) for i in range(peers)]
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                procs.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - stop the ones that did start, then raise
+                failure = failure or exc
+    if failure is not None:
+        stop_all(procs)
+        raise failure
+    drivers = [Driver(i, p, peers) for i, p in enumerate(procs)]
+    try:
+        startup = time.monotonic() - t0
+        # everyone connected to its dial targets before the clock starts
+        for d in drivers:
+            d.send({"op": "sync", "id": "ready", "peers": len(dials[d.index]), "timeout": 60})
+        deadline = time.monotonic() + 90
+        for d in drivers:
+            while "ready" not in d.answers:
+                if any(m.get("id") == "ready" for m in d.errors):
+                    raise TimeoutError(f"{d.proc.name} did not connect: {d.errors}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{d.proc.name} did not connect")
+                time.sleep(0.05)
+        rss_start = [rss_mb(p.proc.pid) for p in procs]
+        pollers = [threading.Thread(target=d.poll_loop, daemon=True) for d in drivers]
+        for t in pollers:
+            t.start()
+        writers = [threading.Thread(target=d.write_loop, args=(seconds, rate), daemon=True) for d in drivers]
+        w0 = time.monotonic()
+        for t in writers:
+            t.start()
+        rss_mid: list[float] = []
+        time.sleep(seconds / 2)
+        rss_mid = [rss_mb(p.proc.pid) for p in procs]
+        for t in writers:
+            t.join(seconds + 60)
+        write_time = time.monotonic() - w0
+        # wait for every durable ack, then for every peer to see every write
+        settle_deadline = time.monotonic() + 60 + seconds
+        while any(len(d.durable) < len(d.sent) for d in drivers) and time.monotonic() < settle_deadline:
+            time.sleep(0.05)
+        made = {d.index: len(d.durable) for d in drivers}
+        while time.monotonic() < settle_deadline:
+            if all(d.last_values.get(i, 0) >= made[i] for d in drivers for i in range(peers)):
+                break
+            time.sleep(0.05)
+        settle = time.monotonic() - w0 - write_time
+        for d in drivers:
+            d.stop.set()
+        rss_end = [rss_mb(p.proc.pid) for p in procs]
+        final = {d.index: dict(d.last_values) for d in drivers}
+        metrics = []
+        for d in drivers:
+            d.send({"op": "metrics", "id": "final-metrics"})
+        wait_until = time.monotonic() + 10
+        while time.monotonic() < wait_until and not all("final-metrics" in d.answers for d in drivers):
+            time.sleep(0.05)
+    finally:
+        stop_all(procs)
+    for d in drivers:
+        d.reader.join(5)
+        metrics.append(d.answers.get("final-metrics"))
+
+    latencies: list[float] = []
+    unseen = 0
+    for d in drivers:  # d = the observer
+        for i, writer in enumerate(drivers):
+            if i == d.index:
+                continue
+            series = d.polls[i]
+            times = [t for t, _ in series]
+            values = [v for _, v in series]
+            for k, sent_at in writer.sent.items():
+                if k not in writer.durable:
+                    continue
+                pos = bisect.bisect_left(values, k)  # values only grow
+                if pos == len(values):
+                    unseen += 1
+                    continue
+                latencies.append(times[pos] - sent_at)
+    latencies.sort()
+
+    def pct(p: float) -> float | None:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 4) if latencies else None
+
+    writes_made = sum(made.values())
+    lost = sum(max(0, made[i] - final[j].get(i, 0)) for j in final for i in made)
+    growth = [round(e - s, 1) for s, e in zip(rss_start, rss_end)]
+    errors = [e for d in drivers for e in d.errors if e.get("id") not in ("poll",)]
+    return {
+        "peers": peers,
+        "seconds": seconds,
+        "rate_per_peer": rate,
+        "startup_s": round(startup, 2),
+        "write_phase_s": round(write_time, 2),
+        "settle_s": round(settle, 2),
+        "writes_made": writes_made,
+        "writes_per_s": round(writes_made / write_time, 1),
+        "deliveries": len(latencies),
+        "deliveries_per_s": round(len(latencies) / write_time, 1),
+        "writes_lost": lost,
+        "writes_lost_means": "durable writes not visible at every peer when the settle window "
+                             "(60 s + duration) ended: lost, or a backlog the peers could not drain",
+        "deliveries_never_seen_by_poll": unseen,
+        "latency_s": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
+        "latency_includes_poll_interval_s": POLL,
+        "rss_mb": {"start": [round(x, 1) for x in rss_start], "mid": [round(x, 1) for x in rss_mid],
+                   "end": [round(x, 1) for x in rss_end], "growth": growth, "max_growth": max(growth)},
+        "journal_rows_end": [m["metrics"]["store"]["journal_rows"] if m else None for m in metrics],
+        "refusals": [m["metrics"]["refusals"] if m else None for m in metrics],
+        "errors": errors[:10],
+    }
+
+
+def check(result: dict[str, Any]) -> None:
+    assert result["writes_made"] > 0
+    assert result["writes_lost"] == 0, result
+    assert result["deliveries_never_seen_by_poll"] == 0 or result["writes_lost"] == 0
+    assert result["rss_mb"]["max_growth"] < MAX_RSS_GROWTH_MB, result["rss_mb"]
+    assert not result["errors"], result["errors"]
+
+
+def test_five_peers_writing_for_five_seconds_lose_nothing(tmp_path: Path) -> None:
+    result = run_load(tmp_path, peers=5, seconds=5, rate=10)
+    check(result)
+
+
+@pytest.mark.slow
+def test_twenty_peers_writing_for_a_minute_lose_nothing_in_bounded_memory(tmp_path: Path) -> None:
+    try:
+        result = run_load(
+            tmp_path,
+            peers=int(os.environ.get("CRDTMEM_LOAD_PEERS", "20")),
+            seconds=float(os.environ.get("CRDTMEM_LOAD_SECONDS", "60")),
+            rate=float(os.environ.get("CRDTMEM_LOAD_RATE", "10")),
+        )
+    except BaseException as exc:
+        if os.environ.get("CRDTMEM_LOAD_STATS"):
+            Path(os.environ["CRDTMEM_LOAD_STATS"]).write_text(json.dumps({"error": repr(exc)[:2000]}))
+        raise
+    if os.environ.get("CRDTMEM_LOAD_STATS"):
+        Path(os.environ["CRDTMEM_LOAD_STATS"]).write_text(json.dumps(result, indent=1))
+    print("LOAD " + json.dumps(result))
+    check(result)
+
