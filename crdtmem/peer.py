@@ -98,6 +98,8 @@ class Peer:
         max_queue_bytes: drop a connection whose unsent frames exceed this (a stalled peer
             catches up after reconnecting instead of growing our memory).
         transport: override the transport (otherwise chosen from each URL's scheme).
+        max_connections: accepted connections beyond this many (handshaking or open) are
+            closed at once, so a flood of sockets cannot exhaust memory.
         conflict_window: register writes by two replicas this close in time (seconds) are
             counted as ``conflicts["concurrent_register_writes"]`` (a heuristic: timestamps
             cannot prove concurrency).
@@ -125,6 +127,7 @@ class Peer:
         max_queue_bytes: int = 64 * 1024 * 1024,
         transport: Transport | None = None,
         conflict_window: float = 1.0,
+        max_connections: int = 256,
     ) -> None:
         if memory.replica_id != identity.peer_id:
             raise ValueError(
@@ -132,7 +135,8 @@ class Peer:
                 "create it as Memory(identity.peer_id, clock=time.time)"
             )
         self.memory, self.identity, self.keyring = memory, identity, keyring
-        self._peer_id = identity.peer_id  # computed once: Identity.peer_id hashes on every access
+        self._peer_id = identity.peer_id
+        self._max_connections = max_connections
         if identity.peer_id not in keyring:
             keyring.add(identity, "self")
         self.config = config or NodeConfig()
@@ -467,6 +471,11 @@ class Peer:
     async def _accept(self, conn: Connection) -> None:
         if self._isolated or not self._running:
             await conn.close("isolated" if self._isolated else "shutting down")
+            return
+        if len(self._links) >= self._max_connections:
+            log.warning("refused too-many-connections: %d open", len(self._links))
+            self._refusals["too-many-connections"] = self._refusals.get("too-many-connections", 0) + 1
+            await conn.close("too many connections")
             return
         await self._run_link(conn, dialer=False, url=None)
 

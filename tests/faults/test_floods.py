@@ -360,3 +360,17 @@ def test_no_connection_cap_is_configurable() -> None:
     params = set(inspect.signature(Peer).parameters) | set(inspect.signature(WebSocketTransport).parameters)
     assert not {p for p in params if "connection" in p and ("max" in p or "limit" in p)}, params
 
+
+
+@pytest.mark.anyio
+async def test_connections_beyond_the_cap_are_closed_at_once() -> None:
+    identities, keyring, memories = team(1)
+    async with Peer(memories[0], identities[0], keyring, listen="ws://127.0.0.1:0", max_connections=2) as peer:
+        held = [await raw(peer.url) for _ in range(2)]  # silent clients, still handshaking
+        with anyio.fail_after(10):
+            extra = await raw(peer.url)
+            with pytest.raises(ConnectionClosed):
+                await extra.recv()
+        assert peer.metrics()["refusals"].get("too-many-connections") == 1
+        for ws in held:
+            await ws.close()
