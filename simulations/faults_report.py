@@ -214,13 +214,10 @@ def build(args, runs, fuzz, atheris, floods, load, others, seconds) -> dict[str,
         "other_suites": {k: v.get("summaries", []) for k, v in others.items()},
         "runs": runs,
         "missing_caps": [
-            "no cap on concurrent connections (total, per address, or still in handshake): "
-            "Peer._accept and websockets serve() take every connection; only open_timeout (10 s) and "
-            "handshake_timeout (10 s) bound each in time",
             "no rate limit on validly signed frames from a trusted peer (each is verified and handled)",
-            "incoming buffer per connection is bounded only by websockets max_queue (64 frames) x "
-            "max_frame_bytes (1 MiB), plus a reassembly budget of max_message_bytes (64 MiB): "
-            "with no connection cap, the total is unbounded",
+            "incoming buffer per connection is bounded by websockets max_queue (64 frames) x "
+            "max_frame_bytes (1 MiB) plus a reassembly budget of max_message_bytes (64 MiB); with "
+            "Peer(max_connections=256) the total is bounded, but at 256 x 128 MiB, far above a sane budget",
         ],
     }
 
