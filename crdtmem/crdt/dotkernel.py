@@ -44,7 +44,9 @@ class DotKernel:
     def add(self, replica: str, key: Hashable, payload: Any = None) -> DotKernel:
         """Support ``key`` with a fresh dot of ``replica``, replacing the key's current dots."""
         delta = self.remove(key) if key in self.entries else DotKernel()
-        dot = self.ctx.next_dot(replica)
+        # A plain tuple (equal and hash-equal to the Dot) is untracked by CPython's cyclic GC,
+        # which otherwise walks every stored element on each full collection.
+        dot = tuple(self.ctx.next_dot(replica))
         self.entries[key] = {dot: payload}
         if self._owner is not None:
             self._owner[dot] = key
