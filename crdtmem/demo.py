@@ -81,7 +81,7 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> int:
         peers = {"alice": alice, "bob": bob, "carol": carol}
         for peer in peers.values():
             await peer.wait_connected(2, timeout=10)
-        console.print(f"peers up: " + ", ".join(f"{n} {p.url} ({p.peer_id})" for n, p in peers.items()))
+        console.print("peers up: " + ", ".join(f"{n} {p.url} ({p.peer_id})" for n, p in peers.items()))
 
         # 1. everyone writes concurrently
         memories["alice"].set("facts").add("the sky is blue")

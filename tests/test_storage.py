@@ -173,3 +173,14 @@ async def test_background_compaction_bounds_the_journal(tmp_path) -> None:
         assert peer.metrics()["store"]["compactions"] >= 1
     with SqliteStore(path, None, readonly=True) as reader:
         assert reader.load().memory.counter("c").value == 100
+
+
+def test_a_second_writer_on_the_same_store_is_refused(tmp_path) -> None:
+    path = tmp_path / "a.db"
+    first = SqliteStore(path, "alicealicealice1")
+    with pytest.raises(StoreError, match="in use by another process"):
+        SqliteStore(path, "alicealicealice1")
+    reader = SqliteStore(path, None, readonly=True)  # `crdtmem inspect` still reads it
+    reader.close()
+    first.close()
+    SqliteStore(path, "alicealicealice1").close()  # free again once the writer closed

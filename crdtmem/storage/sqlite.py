@@ -24,6 +24,7 @@ loss as well (``synchronous=FULL``), at the cost of an fsync per commit.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import sqlite3
@@ -109,6 +110,35 @@ class SqliteStore:
         self.path = Path(path)
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
+        self._lock: int | None = None if readonly else self._take_lock()
+        try:
+            self._open(peer_id, fsync)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self) -> int:
+        """Hold an exclusive lock for as long as this process writes the store.
+
+        Two writers on one store would both report writes durable under the same sequence
+        numbers, and one of them would be lost on reload. The kernel drops the lock when the
+        process dies, even by SIGKILL.
+        """
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{self.path} is in use by another process: one peer per store") from None
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
+
+    def _open(self, peer_id: str | None, fsync: bool) -> None:
+        readonly = self.readonly
         self.stored_peer_id = self._check_existing()
         if self.stored_peer_id is None:
             if readonly:
@@ -308,6 +338,7 @@ class SqliteStore:
                     pass
             self._conn.close()
             self._conn = None
+        self._release_lock()
 
     def __enter__(self) -> SqliteStore:
         return self
