@@ -16,35 +16,15 @@ from crdtmem.crdt import ORMap, ORSet
 from crdtmem.crdt.dotkernel import DotKernel
 from crdtmem.errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from crdtmem.merkle import MerkleIndex
-from crdtmem.protocol.antientropy import Reconciler, Tuning, decode_message, encode_message
+from crdtmem.protocol.antientropy import (
+    Reconciler,
+    Tuning,
+    decode_message,
+    encode_message,
+)
 from crdtmem.values import encode_value
 
-NAMES = ["s", "t", "m", "c", "p", "g", "r", "v", "d"]
-
-
-def random_write(memory: Memory, rng: random.Random, universe: int = 60) -> None:
-    """One random write to an object of any type (documents included)."""
-    name = rng.choice(NAMES)
-    x = rng.randrange(universe)
-    if name in ("s", "t"):
-        handle = memory.set(name)
-        handle.remove(x) if rng.random() < 0.35 else handle.add(x)
-    elif name == "m":
-        handle = memory.map(name)
-        handle.remove(x) if rng.random() < 0.3 else handle.put(x, rng.randrange(5))
-    elif name == "c":
-        memory.counter(name).increment(rng.randrange(1, 4))
-    elif name == "p":
-        memory.pncounter(name).decrement(1) if rng.random() < 0.5 else memory.pncounter(name).increment(2)
-    elif name == "g":
-        memory.gset(name).add(x)
-    elif name == "r":
-        memory.register(name).assign(x)
-    elif name == "v":
-        memory.mvregister(name).assign(x)
-    else:
-        text = memory.doc(name).get("text", type=pycrdt.Text)
-        text.insert(rng.randrange(len(text) + 1), f"{x} ")
+from .writes import random_write
 
 
 class Pair:
@@ -98,13 +78,13 @@ def diverged(seed: int, base: int = 150, writes: int = 40) -> tuple[Pair, Memory
     rng = random.Random(seed)
     a = Memory("alice")
     for _ in range(base):
-        random_write(a, rng)
+        random_write(a, rng, universe=60)
     b = Memory.from_snapshot("bob", a.snapshot())
     pair = Pair(a, b)
     for _ in range(writes):
-        random_write(a, rng)
+        random_write(a, rng, universe=60)
     for _ in range(writes):
-        random_write(b, rng)
+        random_write(b, rng, universe=60)
     a.take_deltas()
     b.take_deltas()
     union = Memory.from_snapshot("carol", a.snapshot())
@@ -142,7 +122,7 @@ def test_an_empty_replica_receives_everything(a_starts: bool) -> None:
     rng = random.Random(9)
     a = Memory("alice")
     for _ in range(300):
-        random_write(a, rng)
+        random_write(a, rng, universe=60)
     pair = Pair(a, Memory("bob"))
     pair.run(a_starts=a_starts)
     pair.assert_converged()
@@ -351,7 +331,7 @@ def test_random_writes_and_gossip_during_a_session_all_survive(seed: int) -> Non
     def between(flight: int, _sender: str) -> None:
         for side, memory in (("a", pair.a), ("b", pair.b)):
             for _ in range(rng.randrange(4)):
-                random_write(memory, rng)
+                random_write(memory, rng, universe=60)
             pending[side].extend(memory.take_deltas())
         if rng.random() < 0.5 and pending["a"]:  # some gossip arrives mid-session
             name, delta = pending["a"].pop(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import random
 
-import pycrdt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,32 +13,7 @@ from crdtmem import Memory
 from crdtmem.crdt.dotkernel import META
 from crdtmem.merkle import MerkleIndex, leaf_digest
 
-NAMES = ["s", "t", "m", "c", "p", "g", "r", "v", "d"]
-
-
-def random_write(memory: Memory, rng: random.Random, universe: int = 40) -> None:
-    """One random write of any type (documents included)."""
-    name = rng.choice(NAMES)
-    x = rng.randrange(universe)
-    if name in ("s", "t"):
-        handle = memory.set(name)
-        handle.remove(x) if rng.random() < 0.35 else handle.add(x)
-    elif name == "m":
-        handle = memory.map(name)
-        handle.remove(x) if rng.random() < 0.3 else handle.put(x, rng.randrange(5))
-    elif name == "c":
-        memory.counter(name).increment(rng.randrange(1, 4))
-    elif name == "p":
-        memory.pncounter(name).decrement(1) if rng.random() < 0.5 else memory.pncounter(name).increment(2)
-    elif name == "g":
-        memory.gset(name).add(x)
-    elif name == "r":
-        memory.register(name).assign(x)
-    elif name == "v":
-        memory.mvregister(name).assign(x)
-    else:
-        text = memory.doc(name).get("text", type=pycrdt.Text)
-        text += f"{x} "
+from .writes import random_write
 
 
 def truth(memory: Memory) -> dict:
@@ -70,7 +44,7 @@ def test_incremental_refresh_equals_rebuild(bits: int) -> None:
     index = MerkleIndex(memory, bits=bits)
     other = Memory("bob")
     for step in range(600):
-        random_write(memory if rng.random() < 0.7 else other, rng)
+        random_write(memory if rng.random() < 0.7 else other, rng, universe=40)
         if step % 50 == 49:  # remote deltas too
             for name, delta in other.take_deltas():
                 memory.apply_delta(name, delta, "bob")
