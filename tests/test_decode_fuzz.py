@@ -150,10 +150,8 @@ def only_decode_error(decoder: Callable[[bytes], None], data: bytes) -> None:
 # -- mutations ---------------------------------------------------------------------------------------
 
 
-@st.composite
-def byte_mutations(draw: st.DrawFn) -> bytes:
-    """A valid encoding with a few random byte-level edits."""
-    _, data = draw(st.sampled_from(ALL_VALID))
+def mutate_bytes(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` with a few random byte-level edits (flips, cuts, inserts, deletes, odd bytes)."""
     buffer = bytearray(data)
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "set"]))
@@ -169,6 +167,13 @@ def byte_mutations(draw: st.DrawFn) -> bytes:
         elif kind == "set" and buffer:
             buffer[at] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0x90, 0xC0, 0xC1, 0xC4, 0xCF, 0xD3, 0xDC, 0xFF]))
     return bytes(buffer)
+
+
+@st.composite
+def byte_mutations(draw: st.DrawFn) -> bytes:
+    """A valid encoding with a few random byte-level edits."""
+    _, data = draw(st.sampled_from(ALL_VALID))
+    return mutate_bytes(draw, data)
 
 
 plain_values = st.recursive(

@@ -50,7 +50,7 @@ from crdtmem.protocol.handshake import Auth, Handshake, HandshakeState, decode_h
 from crdtmem.protocol.messages import AntiEntropy, AntiEntropyWanted, Batches, Sync, decode_message, encode_message
 from crdtmem.protocol.node import Node, NodeConfig
 
-from ..test_decode_fuzz import ALL_VALID, DECODERS, _nodes, _replace, byte_mutations, plain_values, watchdog
+from ..test_decode_fuzz import ALL_VALID, DECODERS, _nodes, _replace, byte_mutations, mutate_bytes, plain_values, watchdog
 
 # -- scale and bookkeeping ---------------------------------------------------------------------------
 
@@ -227,24 +227,6 @@ def _frames() -> list[bytes]:
 FRAMES = _frames()
 
 # -- mutators ------------------------------------------------------------------------------------------
-
-
-def mutate_bytes(draw: st.DrawFn, data: bytes) -> bytes:
-    buffer = bytearray(data)
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "set"]))
-        at = draw(st.integers(0, max(len(buffer) - 1, 0)))
-        if kind == "flip" and buffer:
-            buffer[at] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "truncate":
-            del buffer[at:]
-        elif kind == "insert":
-            buffer[at:at] = draw(st.binary(min_size=1, max_size=8))
-        elif kind == "delete":
-            del buffer[at : at + draw(st.integers(1, 8))]
-        elif kind == "set" and buffer:
-            buffer[at] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0x90, 0xC0, 0xC1, 0xC4, 0xCF, 0xD3, 0xDC, 0xFF]))
-    return bytes(buffer)
 
 
 def mutate_plain(draw: st.DrawFn, plain: Any) -> Any:
