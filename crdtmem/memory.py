@@ -213,6 +213,10 @@ class Memory:
         deltas, self._outbox = self._outbox, []
         return deltas
 
+    def has_pending_deltas(self) -> bool:
+        """True while local writes wait for :meth:`take_deltas` (the sync layer has not sent them)."""
+        return bool(self._outbox)
+
     def apply_delta(self, name: str, delta: Crdt, origin: str) -> bool:
         """Join another replica's delta (or state) for ``name``; return whether anything changed.
 

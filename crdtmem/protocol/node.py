@@ -246,12 +246,7 @@ class Node:
 
     def synced(self) -> bool:
         """True when every connected peer has seen every batch we have, and we theirs."""
-        for session in self._ready_sessions():
-            if not _covers(session.peer_seen, self.seen) or not _covers(self.seen, session.peer_seen):
-                return False
-            if session.reconciler is not None:
-                return False
-        return not self.memory._outbox
+        return all(self.synced_with().values()) and not self.memory.has_pending_deltas()
 
     def synced_with(self) -> dict[str, bool]:
         """Per connected peer id: whether it has seen every batch we have, and we every one it has."""
