@@ -238,14 +238,14 @@ def test_the_trap_is_real_without_the_guards(guards: str, monkeypatch: pytest.Mo
     """Two guards keep a mid-session write: sending leaves changed since the session began, and
     holding back context the peer cannot account for. The second alone still saves the write
     (the peer vouches for it in ae.final); with neither, the element is silently lost."""
-    import crdtmem.protocol.antientropy as antientropy
+    from crdtmem.protocol.antientropy import repair
 
     pair = _shared_set(range(400))
     pair.a.set("s").add("a-only")
     pair.a.take_deltas()
     monkeypatch.setattr(MerkleIndex, "changed_since", lambda self, mark: set())
     if guards == "neither":
-        monkeypatch.setattr(antientropy, "_unseen", lambda ctx, seen: iter(()))
+        monkeypatch.setattr(repair, "unseen", lambda ctx, seen: iter(()))
     late: list = []
 
     def between(flight: int, _sender: str) -> None:
