@@ -163,7 +163,7 @@ class Peer:
         self._stack: AsyncExitStack | None = None
         self._tg: Any = None
         self._wake = anyio.Event()
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # created by a waiter, set (and dropped) by _pump
         self._compact_wanted = anyio.Event()
         self._redial = anyio.Event()
         self._isolated = False
@@ -373,8 +373,9 @@ class Peer:
                 link = self._links.get(action.conn)
                 if link is not None:
                     self._close_link(link, action.reason, refused=True)
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def _handle_events(self, events: list) -> None:
         journal: list[tuple[str, int, bytes]] = []
@@ -404,6 +405,8 @@ class Peer:
                 self._compact_wanted.set()
 
     async def _changed_wait(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
         await self._changed.wait()
 
     def _on_change(self, name: str, origin: str) -> None:

@@ -1,4 +1,4 @@
-"""Signed frames, chunking and the handshake — real Ed25519 signatures, no mocks."""
+"""Authenticated frames, chunking and the handshake — real Ed25519, X25519 and BLAKE2b, no mocks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 import random
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from crdtmem import codec
 from crdtmem.errors import AuthenticationError, DecodeError, LocalProtocolError, RemoteProtocolError
@@ -19,7 +20,8 @@ from crdtmem.protocol.framing import (
     REFUSAL_REASONS,
     BadChunkError,
     BadHandshakeSignatureError,
-    BadSignatureError,
+    BadKeyExchangeError,
+    BadTagError,
     FrameChannel,
     FrameTooLargeError,
     HandshakeStateError,
@@ -27,6 +29,7 @@ from crdtmem.protocol.framing import (
     MalformedHandshakeError,
     MessageTooLargeError,
     MissingSignatureError,
+    MissingTagError,
     OutOfOrderFrameError,
     OversizedFrameError,
     OversizedMessageError,
@@ -34,6 +37,7 @@ from crdtmem.protocol.framing import (
     ReflectedFrameError,
     ReplayedFrameError,
     SelfConnectionError,
+    SessionKeys,
     UnexpectedHandshakeMessageError,
     UntrustedKeyError,
     VersionMismatchError,
@@ -43,8 +47,8 @@ from crdtmem.protocol.handshake import (
     Auth,
     Handshake,
     HandshakeState,
+    Hello,
     make_auth,
-    make_hello,
     session_id_of,
     verify_auth,
 )
@@ -56,11 +60,36 @@ SESSION = hashlib.blake2b(b"session", digest_size=32).digest()
 OTHER_SESSION = hashlib.blake2b(b"other session", digest_size=32).digest()
 NONCE_A = bytes([1]) * 32
 NONCE_B = bytes([2]) * 32
+SECRET_A = bytes([3]) * 32
+SECRET_B = bytes([4]) * 32
+
+
+def direction_key(session: bytes, direction: bytes) -> bytes:
+    return hashlib.blake2b(session + direction, digest_size=32).digest()
 
 
 def channels(session: bytes = SESSION, **caps) -> tuple[FrameChannel, FrameChannel]:
     """Alice's and Bob's ends of one authenticated connection."""
-    return FrameChannel(ALICE, BOB.public_key, session, **caps), FrameChannel(BOB, ALICE.public_key, session, **caps)
+    to_bob, to_alice = direction_key(session, b"to bob"), direction_key(session, b"to alice")
+    return (
+        FrameChannel(SessionKeys(send=to_bob, receive=to_alice), peer_id=BOB.peer_id, **caps),
+        FrameChannel(SessionKeys(send=to_alice, receive=to_bob), peer_id=ALICE.peer_id, **caps),
+    )
+
+
+def exchange_key(secret: bytes) -> bytes:
+    return X25519PrivateKey.from_private_bytes(secret).public_key().public_bytes_raw()
+
+
+def hello(identity: Identity, nonce: bytes, secret: bytes = SECRET_B) -> Hello:
+    return Hello(PROTOCOL_VERSION, identity.public_key, nonce, exchange_key(secret))
+
+
+def started(identity: Identity, ring: Keyring) -> tuple[Handshake, Hello]:
+    """Alice-side handshake (nonce A, secret A) after start(), and the hello it sent."""
+    a = Handshake(identity, ring, NONCE_A, SECRET_A)
+    (data,) = a.start()
+    return a, handshake.decode_handshake_message(data)
 
 
 def state(channel: FrameChannel) -> tuple:
@@ -96,16 +125,16 @@ def test_frames_open_in_order_and_carry_their_payload():
     assert alice.open(bob.seal(b"back")) == b"back"  # each direction counts on its own
 
 
-def test_wire_format_is_version_seq_payload_signature():
+def test_wire_format_is_version_seq_payload_tag():
     alice, _ = channels()
-    version, seq, payload, signature = codec.unpack(alice.seal(b"x"))
-    assert (version, seq, payload, len(signature)) == (PROTOCOL_VERSION, 1, b"x", 64)
+    version, seq, payload, tag = codec.unpack(alice.seal(b"x"))
+    assert (version, seq, payload, len(tag)) == (PROTOCOL_VERSION, 1, b"x", 16)
 
 
 def test_oversized_frame_is_refused_before_parsing():
     alice, bob = channels(max_frame_bytes=1024)
     refuses(bob, b"\xc1" * 1025, OversizedFrameError, "oversized-frame")  # garbage, never parsed
-    big = FrameChannel(ALICE, BOB.public_key, SESSION, max_frame_bytes=4096).seal(b"x" * 2000)
+    big = channels(max_frame_bytes=4096)[0].seal(b"x" * 2000)
     refuses(bob, big, OversizedFrameError, "oversized-frame")  # a genuine frame, too big
     assert bob.open(alice.seal(b"fine")) == b"fine"
 
@@ -117,14 +146,14 @@ def test_oversized_frame_is_refused_before_parsing():
         b"\xc1",  # never valid msgpack
         codec.pack(None),
         codec.pack([]),
-        codec.pack(["1", 1, b"x", b"s" * 64]),
-        codec.pack([1, 1, b"x", b"s" * 64, b"extra"]),
-        codec.pack([1, 0, b"x", b"s" * 64]),
-        codec.pack([1, -1, b"x", b"s" * 64]),
-        codec.pack([1, True, b"x", b"s" * 64]),
-        codec.pack([1, 1, "text", b"s" * 64]),
-        codec.pack([1, 1, b"x", 12]),
-        codec.pack([1, 1, b"x", b"s" * 64]) + b"trailing",
+        codec.pack(["1", 1, b"x", b"s" * 16]),
+        codec.pack([PROTOCOL_VERSION, 1, b"x", b"s" * 16, b"extra"]),
+        codec.pack([PROTOCOL_VERSION, 0, b"x", b"s" * 16]),
+        codec.pack([PROTOCOL_VERSION, -1, b"x", b"s" * 16]),
+        codec.pack([PROTOCOL_VERSION, True, b"x", b"s" * 16]),
+        codec.pack([PROTOCOL_VERSION, 1, "text", b"s" * 16]),
+        codec.pack([PROTOCOL_VERSION, 1, b"x", 12]),
+        codec.pack([PROTOCOL_VERSION, 1, b"x", b"s" * 16]) + b"trailing",
     ],
 )
 def test_malformed_frame_is_refused(frame):
@@ -134,32 +163,39 @@ def test_malformed_frame_is_refused(frame):
 
 def test_frame_of_another_protocol_version_is_refused():
     _, bob = channels()
-    refuses(bob, codec.pack([2, 1, b"x", b"s" * 64]), VersionMismatchError, "version-mismatch")
-    refuses(bob, codec.pack([2]), VersionMismatchError, "version-mismatch")
+    refuses(bob, codec.pack([PROTOCOL_VERSION + 1, 1, b"x", b"s" * 16]), VersionMismatchError, "version-mismatch")
+    refuses(bob, codec.pack([PROTOCOL_VERSION - 1]), VersionMismatchError, "version-mismatch")
 
 
-def test_tampered_frame_is_refused_as_bad_signature():
+def test_tampered_frame_is_refused_as_bad_tag():
     alice, bob = channels()
     frame = alice.seal(b"transfer 10")
-    version, seq, _, signature = codec.unpack(frame)
-    refuses(bob, codec.pack([version, seq, b"transfer 99", signature]), BadSignatureError, "bad-signature")
-    forged = bytearray(signature)
+    version, seq, _, tag = codec.unpack(frame)
+    refuses(bob, codec.pack([version, seq, b"transfer 99", tag]), BadTagError, "bad-tag")
+    forged = bytearray(tag)
     forged[0] ^= 1
-    refuses(bob, codec.pack([version, seq, b"transfer 10", bytes(forged)]), BadSignatureError, "bad-signature")
-    refuses(bob, codec.pack([version, seq, b"transfer 10", signature[:63]]), BadSignatureError, "bad-signature")
+    refuses(bob, codec.pack([version, seq, b"transfer 10", bytes(forged)]), BadTagError, "bad-tag")
+    refuses(bob, codec.pack([version, seq, b"transfer 10", tag[:15]]), BadTagError, "bad-tag")
     assert bob.open(frame) == b"transfer 10"  # the refusals did not advance the channel
 
 
-def test_frame_signed_by_another_key_is_refused():
+def test_tag_covers_the_sequence_number():
+    alice, bob = channels()
+    version, _, payload, tag = codec.unpack(alice.seal(b"x"))
+    bob.last_received_seq = 1
+    refuses(bob, codec.pack([version, 2, payload, tag]), BadTagError, "bad-tag")
+
+
+def test_frame_tagged_with_another_key_is_refused():
     _, bob = channels()
-    mallory = FrameChannel(MALLORY, BOB.public_key, SESSION)
-    refuses(bob, mallory.seal(b"hi"), BadSignatureError, "bad-signature")
+    mallory = FrameChannel(SessionKeys(send=bytes(32), receive=bytes([1]) * 32))
+    refuses(bob, mallory.seal(b"hi"), BadTagError, "bad-tag")
 
 
 @pytest.mark.parametrize("tail", [[b""], [None], []])
-def test_frame_without_signature_is_refused(tail):
+def test_frame_without_tag_is_refused(tail):
     _, bob = channels()
-    refuses(bob, codec.pack([1, 1, b"x", *tail]), MissingSignatureError, "missing-signature")
+    refuses(bob, codec.pack([PROTOCOL_VERSION, 1, b"x", *tail]), MissingTagError, "missing-tag")
 
 
 def test_replayed_frame_is_refused_and_the_next_one_still_opens():
@@ -183,28 +219,18 @@ def test_frame_after_a_gap_is_refused_as_out_of_order():
 
 
 def test_frame_moved_to_another_connection_is_refused():
-    # Same two peers, another session: the session id is not on the wire, so the moved frame
-    # cannot be told from a forgery and is refused as a bad signature.
+    # Same two peers, another session: other keys, so the moved frame cannot be told from a
+    # forgery and is refused as a bad tag.
     alice, _ = channels(SESSION)
     _, bob_elsewhere = channels(OTHER_SESSION)
-    refuses(bob_elsewhere, alice.seal(b"hi"), BadSignatureError, "bad-signature")
+    refuses(bob_elsewhere, alice.seal(b"hi"), BadTagError, "bad-tag")
 
 
 def test_frame_reflected_to_its_sender_is_refused():
     alice, _ = channels()
     frame = alice.seal(b"hi")
     refuses(alice, frame, ReflectedFrameError, "reflected-frame")
-    assert isinstance(ReflectedFrameError("x"), BadSignatureError)
-
-
-def test_frame_signed_for_the_other_direction_is_refused():
-    # Bob's key and this session, but signed as travelling Alice -> Bob: the direction is signed.
-    alice, _ = channels()
-    signed = codec.pack([b"crdtmem-frame", PROTOCOL_VERSION, SESSION, ALICE.peer_id, 1, b"x"])
-    wrong_direction = codec.pack([PROTOCOL_VERSION, 1, b"x", BOB.sign(signed)])
-    refuses(alice, wrong_direction, BadSignatureError, "bad-signature")
-    signed = codec.pack([b"crdtmem-frame", PROTOCOL_VERSION, SESSION, BOB.peer_id, 1, b"x"])
-    assert alice.open(codec.pack([PROTOCOL_VERSION, 1, b"x", BOB.sign(signed)])) == b"x"
+    assert isinstance(ReflectedFrameError("x"), BadTagError)
 
 
 def test_seal_refuses_a_payload_that_does_not_fit_one_frame():
@@ -222,16 +248,19 @@ def test_frame_overhead_bound_holds_for_the_largest_sequence_numbers():
     assert len(frame) <= 1024
     assert bob.open(frame) == b"x" * alice.chunk_limit
     assert len(codec.pack([2**64 - 1, 2**64 - 1, 2**64 - 1, b""])) <= CHUNK_OVERHEAD
-    assert FRAME_OVERHEAD >= len(codec.pack([PROTOCOL_VERSION, 2**64 - 1, b"x" * 70000, bytes(64)])) - 70000
+    assert FRAME_OVERHEAD >= len(codec.pack([PROTOCOL_VERSION, 2**64 - 1, b"x" * 70000, bytes(16)])) - 70000
 
 
 def test_channel_refuses_bad_configuration():
     with pytest.raises(ValueError):
-        FrameChannel(ALICE, BOB.public_key, b"short")
+        SessionKeys(send=b"short", receive=bytes(32))
     with pytest.raises(ValueError):
-        FrameChannel(ALICE, b"short", SESSION)
+        SessionKeys(send=bytes(32), receive=bytes(32))  # one key both ways would let frames reflect
+    with pytest.raises(TypeError):
+        FrameChannel(bytes(32))
     with pytest.raises(ValueError):
-        FrameChannel(ALICE, BOB.public_key, SESSION, max_frame_bytes=100)
+        channels(max_frame_bytes=100)
+    assert "<secret>" in repr(channels()[0]._keys)
 
 
 # -- chunked messages ---------------------------------------------------------------------------
@@ -271,8 +300,8 @@ def test_refused_chunk_leaves_the_channel_unchanged():
     assert bob.open_frame(frames[0]) is None
     refuses(bob, frames[2], OutOfOrderFrameError, "out-of-order", chunked=True)
     refuses(bob, frames[0], ReplayedFrameError, "replayed-frame", chunked=True)
-    # A validly signed frame whose chunk is wrong is refused too, without using up its seq.
-    stray = FrameChannel(ALICE, BOB.public_key, SESSION, max_frame_bytes=512)
+    # A validly tagged frame whose chunk is wrong is refused too, without using up its seq.
+    stray = channels(max_frame_bytes=512)[0]
     stray.last_sent_seq = 1
     refuses(bob, stray.seal(codec.pack([1, 5, 9, b"x" * 200])), BadChunkError, "bad-chunk", chunked=True)
     assert [bob.open_frame(f) for f in frames[1:]][-1] == b"z" * 2000
@@ -374,26 +403,38 @@ def run_handshake(a: Handshake, b: Handshake) -> None:
         to_a, to_b = next_to_a, next_to_b
 
 
-def test_full_handshake_authenticates_both_sides_with_one_session_id():
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    b = Handshake(BOB, keyring(ALICE), NONCE_B)
+def test_full_handshake_authenticates_both_sides_with_one_session_id_and_matching_keys():
+    a = Handshake(ALICE, keyring(BOB), NONCE_A, SECRET_A)
+    b = Handshake(BOB, keyring(ALICE), NONCE_B, SECRET_B)
     run_handshake(a, b)
     assert a.done and b.done
     assert a.state is b.state is HandshakeState.DONE
     assert a.peer_id == BOB.peer_id and b.peer_id == ALICE.peer_id
     assert a.peer_public_key == BOB.public_key and b.peer_public_key == ALICE.public_key
     assert a.session_id == b.session_id == session_id_of(NONCE_A, NONCE_B) == session_id_of(NONCE_B, NONCE_A)
-    alice = FrameChannel(ALICE, a.peer_public_key, a.session_id)
-    bob = FrameChannel(BOB, b.peer_public_key, b.session_id)
+    assert a.keys.send == b.keys.receive and a.keys.receive == b.keys.send and a.keys.send != a.keys.receive
+    alice = FrameChannel(a.keys, peer_id=a.peer_id)
+    bob = FrameChannel(b.keys, peer_id=b.peer_id)
     (frame,) = alice.seal_message(b"hello bob")
     assert bob.open_frame(frame) == b"hello bob"
+    assert alice.open_frame(bob.seal_message(b"hello alice")[0]) == b"hello alice"
+
+
+def test_every_connection_gets_fresh_keys():
+    a = Handshake(ALICE, keyring(BOB), NONCE_A, SECRET_A)
+    b = Handshake(BOB, keyring(ALICE), NONCE_B, SECRET_B)
+    run_handshake(a, b)
+    a2 = Handshake(ALICE, keyring(BOB), bytes([5]) * 32, bytes([6]) * 32)
+    b2 = Handshake(BOB, keyring(ALICE), bytes([7]) * 32, bytes([8]) * 32)
+    run_handshake(a2, b2)
+    assert {a.keys.send, a.keys.receive}.isdisjoint({a2.keys.send, a2.keys.receive})
 
 
 def test_each_side_sends_hello_then_auth():
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    b = Handshake(BOB, keyring(ALICE), NONCE_B)
+    a = Handshake(ALICE, keyring(BOB), NONCE_A, SECRET_A)
+    b = Handshake(BOB, keyring(ALICE), NONCE_B, SECRET_B)
     (hello_a,), (hello_b,) = a.start(), b.start()
-    assert handshake.decode_handshake_message(hello_a) == handshake.Hello(PROTOCOL_VERSION, ALICE.public_key, NONCE_A)
+    assert handshake.decode_handshake_message(hello_a) == hello(ALICE, NONCE_A, SECRET_A)
     (auth_b,) = b.receive(hello_a)
     assert b.state is HandshakeState.SENT_AUTH
     assert isinstance(handshake.decode_handshake_message(auth_b), Auth)
@@ -403,103 +444,119 @@ def test_each_side_sends_hello_then_auth():
 
 
 def test_handshake_refuses_a_key_outside_the_keyring():
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    a.start()
+    a, _ = started(ALICE, keyring(BOB))
     with pytest.raises(UntrustedKeyError) as info:
-        a.receive(make_hello(MALLORY, NONCE_B))
+        a.receive(hello(MALLORY, NONCE_B).encode())
     assert info.value.reason == "untrusted-key" and isinstance(info.value, AuthenticationError)
-    assert a.state is HandshakeState.FAILED and a.session_id is None
+    assert a.state is HandshakeState.FAILED and a.session_id is None and a.keys is None
     with pytest.raises(HandshakeStateError):
-        a.receive(make_hello(BOB, NONCE_B))
+        a.receive(hello(BOB, NONCE_B).encode())
 
 
 def test_empty_keyring_refuses_everyone():
-    a = Handshake(ALICE, Keyring(), NONCE_A)
-    a.start()
+    a, _ = started(ALICE, Keyring())
     with pytest.raises(UntrustedKeyError):
-        a.receive(make_hello(BOB, NONCE_B))
+        a.receive(hello(BOB, NONCE_B).encode())
 
 
 def test_auth_signed_over_the_wrong_nonce_is_refused():
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    a.start()
-    a.receive(make_hello(BOB, NONCE_B))
-    stale = make_auth(BOB, my_nonce=NONCE_B, their_nonce=bytes([9]) * 32, their_peer_id=ALICE.peer_id)
+    a, alice_hello = started(ALICE, keyring(BOB))
+    a.receive(hello(BOB, NONCE_B).encode())
+    stale_alice = Hello(PROTOCOL_VERSION, ALICE.public_key, bytes([9]) * 32, alice_hello.exchange_key)
     with pytest.raises(BadHandshakeSignatureError) as info:
-        a.receive(stale)
+        a.receive(make_auth(BOB, hello(BOB, NONCE_B), stale_alice))
     assert info.value.reason == "bad-handshake-signature"
-    assert isinstance(info.value, BadSignatureError)
+    assert isinstance(info.value, AuthenticationError)
     assert not a.done and a.session_id is None
 
 
 @pytest.mark.parametrize(
-    "auth_kwargs",
+    "swap",
     [
-        dict(my_nonce=bytes([9]) * 32, their_nonce=NONCE_A, their_peer_id=ALICE.peer_id),  # not its hello's nonce
-        dict(my_nonce=NONCE_B, their_nonce=NONCE_A, their_peer_id=MALLORY.peer_id),  # meant for someone else
-        dict(my_nonce=NONCE_A, their_nonce=NONCE_B, their_peer_id=ALICE.peer_id),  # roles swapped
+        "bob's nonce",  # not its hello's nonce
+        "audience",  # meant for someone else
+        "roles",  # alice's view of the handshake, signed by bob
+        "alice's exchange key",  # a man in the middle swapped alice's exchange key
+        "bob's exchange key",  # ... or bob's
     ],
 )
-def test_auth_bound_to_another_handshake_is_refused(auth_kwargs):
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    a.start()
-    a.receive(make_hello(BOB, NONCE_B))
+def test_auth_bound_to_another_handshake_is_refused(swap):
+    a, alice_hello = started(ALICE, keyring(BOB))
+    bob_hello = hello(BOB, NONCE_B)
+    a.receive(bob_hello.encode())
+    mine, theirs = bob_hello, alice_hello
+    if swap == "bob's nonce":
+        mine = hello(BOB, bytes([9]) * 32)
+    elif swap == "audience":
+        theirs = Hello(PROTOCOL_VERSION, MALLORY.public_key, NONCE_A, alice_hello.exchange_key)
+    elif swap == "roles":
+        mine = Hello(PROTOCOL_VERSION, BOB.public_key, alice_hello.nonce, alice_hello.exchange_key)
+        theirs = Hello(PROTOCOL_VERSION, ALICE.public_key, NONCE_B, bob_hello.exchange_key)
+    elif swap == "alice's exchange key":
+        theirs = Hello(PROTOCOL_VERSION, ALICE.public_key, NONCE_A, exchange_key(bytes([7]) * 32))
+    else:
+        mine = hello(BOB, NONCE_B, bytes([7]) * 32)
     with pytest.raises(BadHandshakeSignatureError):
-        a.receive(make_auth(BOB, **auth_kwargs))
+        a.receive(make_auth(BOB, mine, theirs))
 
 
 def test_auth_from_another_key_is_refused():
-    a = Handshake(ALICE, keyring(BOB, MALLORY), NONCE_A)
-    a.start()
-    a.receive(make_hello(BOB, NONCE_B))
+    a, alice_hello = started(ALICE, keyring(BOB, MALLORY))
+    a.receive(hello(BOB, NONCE_B).encode())
     with pytest.raises(BadHandshakeSignatureError):
-        a.receive(make_auth(MALLORY, my_nonce=NONCE_B, their_nonce=NONCE_A, their_peer_id=ALICE.peer_id))
+        a.receive(make_auth(MALLORY, hello(MALLORY, NONCE_B), alice_hello))
+
+
+def test_low_order_exchange_key_is_refused():
+    # A peer (trusted, with a valid signature) offers the all-zero X25519 point: the shared
+    # secret would be zero, known to anyone, so no frame key is derived from it.
+    a, alice_hello = started(ALICE, keyring(BOB))
+    weak = Hello(PROTOCOL_VERSION, BOB.public_key, NONCE_B, bytes(32))
+    a.receive(weak.encode())
+    with pytest.raises(BadKeyExchangeError) as info:
+        a.receive(make_auth(BOB, weak, alice_hello))
+    assert info.value.reason == "bad-key-exchange" and info.value.reason in REFUSAL_REASONS
+    assert a.state is HandshakeState.FAILED and a.keys is None
 
 
 def test_verify_auth_accepts_the_matching_signature():
-    auth = handshake.decode_handshake_message(
-        make_auth(BOB, my_nonce=NONCE_B, their_nonce=NONCE_A, their_peer_id=ALICE.peer_id)
-    )
-    verify_auth(auth, their_public_key=BOB.public_key, their_nonce=NONCE_B, my_nonce=NONCE_A, my_peer_id=ALICE.peer_id)
+    alice_hello, bob_hello = hello(ALICE, NONCE_A, SECRET_A), hello(BOB, NONCE_B)
+    auth = handshake.decode_handshake_message(make_auth(BOB, bob_hello, alice_hello))
+    verify_auth(auth, alice_hello, bob_hello)
     with pytest.raises(MissingSignatureError):
-        verify_auth(Auth(b""), their_public_key=BOB.public_key, their_nonce=NONCE_B, my_nonce=NONCE_A, my_peer_id=ALICE.peer_id)
+        verify_auth(Auth(b""), alice_hello, bob_hello)
 
 
 def test_hello_of_another_version_is_refused():
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    a.start()
+    a, _ = started(ALICE, keyring(BOB))
     with pytest.raises(VersionMismatchError) as info:
-        a.receive(codec.pack(["hello", 2, "some future shape"]))
+        a.receive(codec.pack(["hello", PROTOCOL_VERSION + 1, "some future shape"]))
     assert info.value.reason == "version-mismatch"
 
 
 def test_auth_before_hello_is_refused():
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    a.start()
-    auth = make_auth(BOB, my_nonce=NONCE_B, their_nonce=NONCE_A, their_peer_id=ALICE.peer_id)
+    a, alice_hello = started(ALICE, keyring(BOB))
     with pytest.raises(UnexpectedHandshakeMessageError) as info:
-        a.receive(auth)
+        a.receive(make_auth(BOB, hello(BOB, NONCE_B), alice_hello))
     assert info.value.reason == "unexpected-handshake-message"
 
 
 def test_second_hello_is_refused():
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    a.start()
-    a.receive(make_hello(BOB, NONCE_B))
+    a, _ = started(ALICE, keyring(BOB))
+    a.receive(hello(BOB, NONCE_B).encode())
     with pytest.raises(UnexpectedHandshakeMessageError):
-        a.receive(make_hello(BOB, NONCE_B))
+        a.receive(hello(BOB, NONCE_B).encode())
 
 
 def test_reflected_hello_is_refused_as_self_connection():
-    a = Handshake(ALICE, keyring(ALICE, BOB), NONCE_A)
-    (hello,) = a.start()
+    a = Handshake(ALICE, keyring(ALICE, BOB), NONCE_A, SECRET_A)
+    (data,) = a.start()
     with pytest.raises(SelfConnectionError) as info:
-        a.receive(hello)
+        a.receive(data)
     assert info.value.reason == "self-connection"
-    b = Handshake(ALICE, keyring(BOB), NONCE_A)
-    b.start()
+    b, _ = started(ALICE, keyring(BOB))
     with pytest.raises(SelfConnectionError):
-        b.receive(make_hello(BOB, NONCE_A))  # echoes our nonce
+        b.receive(hello(BOB, NONCE_A).encode())  # echoes our nonce
 
 
 @pytest.mark.parametrize(
@@ -507,9 +564,11 @@ def test_reflected_hello_is_refused_as_self_connection():
     [
         (b"\xc1", MalformedHandshakeError),
         (codec.pack(["hello"]), MalformedHandshakeError),
-        (codec.pack(["hello", 1, b"k" * 31, NONCE_B]), MalformedHandshakeError),
-        (codec.pack(["hello", 1, BOB.public_key, b"n" * 8]), MalformedHandshakeError),
-        (codec.pack(["hello", 1, BOB.public_key, NONCE_B, b"extra"]), MalformedHandshakeError),
+        (codec.pack(["hello", PROTOCOL_VERSION, b"k" * 31, NONCE_B, bytes(32)]), MalformedHandshakeError),
+        (codec.pack(["hello", PROTOCOL_VERSION, BOB.public_key, b"n" * 8, bytes(32)]), MalformedHandshakeError),
+        (codec.pack(["hello", PROTOCOL_VERSION, BOB.public_key, NONCE_B]), MalformedHandshakeError),
+        (codec.pack(["hello", PROTOCOL_VERSION, BOB.public_key, NONCE_B, b"k" * 31]), MalformedHandshakeError),
+        (codec.pack(["hello", PROTOCOL_VERSION, BOB.public_key, NONCE_B, bytes(32), b"extra"]), MalformedHandshakeError),
         (codec.pack(["bye"]), MalformedHandshakeError),
         (codec.pack(["auth"]), MissingSignatureError),
         (codec.pack(["auth", b""]), MissingSignatureError),
@@ -517,8 +576,7 @@ def test_reflected_hello_is_refused_as_self_connection():
     ],
 )
 def test_malformed_handshake_message_is_refused(data, error):
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
-    a.start()
+    a, _ = started(ALICE, keyring(BOB))
     with pytest.raises(error) as info:
         a.receive(data)
     assert info.value.reason in REFUSAL_REASONS
@@ -526,14 +584,16 @@ def test_malformed_handshake_message_is_refused(data, error):
 
 
 def test_handshake_is_driven_in_order():
-    a = Handshake(ALICE, keyring(BOB), NONCE_A)
+    a = Handshake(ALICE, keyring(BOB), NONCE_A, SECRET_A)
     with pytest.raises(HandshakeStateError):
-        a.receive(make_hello(BOB, NONCE_B))
+        a.receive(hello(BOB, NONCE_B).encode())
     a.start()
     with pytest.raises(HandshakeStateError):
         a.start()
     with pytest.raises(ValueError):
-        Handshake(ALICE, keyring(BOB), b"short nonce")
+        Handshake(ALICE, keyring(BOB), b"short nonce", SECRET_A)
+    with pytest.raises(ValueError):
+        Handshake(ALICE, keyring(BOB), NONCE_A, b"short secret")
 
 
 # -- reasons ------------------------------------------------------------------------------------

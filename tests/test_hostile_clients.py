@@ -43,13 +43,13 @@ async def raw(url: str):
 
 async def handshake(ws, identity: Identity, keyring) -> FrameChannel:
     """Do the real handshake by hand; return the attacker's frame channel."""
-    hs = Handshake(identity, keyring, random.randbytes(32))
+    hs = Handshake(identity, keyring, random.randbytes(32), random.randbytes(32))
     for data in hs.start():
         await ws.send(data)
     while not hs.done:
         for reply in hs.receive(await ws.recv()):
             await ws.send(reply)
-    return FrameChannel(identity, hs.peer_public_key, hs.session_id, max_frame_bytes=CAP)
+    return FrameChannel(hs.keys, peer_id=hs.peer_id, max_frame_bytes=CAP)
 
 
 async def closed_by_peer(ws) -> None:
@@ -62,8 +62,8 @@ async def closed_by_peer(ws) -> None:
             pass
 
 
-def flip_signature(frame: bytes) -> bytes:
-    return frame[:-1] + bytes([frame[-1] ^ 0x01])  # the signature is the frame's last field
+def flip_tag(frame: bytes) -> bytes:
+    return frame[:-1] + bytes([frame[-1] ^ 0x01])  # the tag is the frame's last field
 
 
 def sync_frame(channel: FrameChannel) -> bytes:
@@ -85,10 +85,10 @@ async def attack_garbage_frame(url, mallory, keyring, victim_id):
     await closed_by_peer(ws)
 
 
-async def attack_broken_signature(url, mallory, keyring, victim_id):
+async def attack_broken_tag(url, mallory, keyring, victim_id):
     ws = await raw(url)
     channel = await handshake(ws, mallory, keyring)
-    await ws.send(flip_signature(sync_frame(channel)))
+    await ws.send(flip_tag(sync_frame(channel)))
     await closed_by_peer(ws)
 
 
@@ -104,7 +104,7 @@ async def attack_replayed_frame(url, mallory, keyring, victim_id):
 async def attack_unknown_key(url, mallory, keyring, victim_id):
     ws = await raw(url)
     stranger = Identity.generate()
-    hs = Handshake(stranger, keyring, random.randbytes(32))
+    hs = Handshake(stranger, keyring, random.randbytes(32), random.randbytes(32))
     await ws.recv()
     for data in hs.start():
         await ws.send(data)
@@ -139,7 +139,7 @@ async def attack_forged_author(url, mallory, keyring, victim_id):
 ATTACKS = [
     (attack_garbage_handshake, "malformed-handshake"),
     (attack_garbage_frame, "malformed-frame"),
-    (attack_broken_signature, "bad-signature"),
+    (attack_broken_tag, "bad-tag"),
     (attack_replayed_frame, "replayed-frame"),
     (attack_unknown_key, "untrusted-key"),
     (attack_oversized_frame, "oversized-frame"),

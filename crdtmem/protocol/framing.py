@@ -1,31 +1,39 @@
-"""Signed, sequenced, size-capped frames and the refusals of the wire — no I/O.
+"""Authenticated, sequenced, size-capped frames and the refusals of the wire — no I/O.
 
 A connection goes through two phases, each driven by the caller with the bytes it received
 (the style of the ``websockets`` sans-I/O core and h11):
 
 1. **Handshake** (:class:`~crdtmem.protocol.handshake.Handshake`). Both sides send ``Hello`` at once::
 
-       hello = msgpack(["hello", version, public_key(32), nonce(32)])
+       hello = msgpack(["hello", version, public_key(32), nonce(32), exchange_key(32)])
 
-   On the peer's hello each side checks the version and that the key is in its keyring, then
-   sends ``Auth``, a signature over both nonces, both peer ids and the version::
+   ``exchange_key`` is a fresh X25519 key for this connection only. On the peer's hello each
+   side checks the version and that the key is in its keyring, then sends ``Auth``, an Ed25519
+   signature over both nonces, both peer ids, both exchange keys and the version::
 
-       auth      = msgpack(["auth", signature])
-       signed    = msgpack([b"crdtmem-auth", version, my_nonce, their_nonce, my_id, their_id])
+       auth   = msgpack(["auth", signature])
+       signed = msgpack([b"crdtmem-auth", version, my_nonce, their_nonce, my_id, their_id,
+                         my_exchange_key, their_exchange_key])
 
    Each side thus signs the other's fresh nonce; the order of the fields says who signed, so
    one side's auth cannot pass as the other's. When the peer's auth verifies, both sides hold
-   the same ``session_id = blake2b(min(nonces) + max(nonces))``.
+   ``session_id = blake2b(min(nonces) + max(nonces))`` and, from the X25519 secret, one frame
+   key per direction (HKDF-SHA256 salted with the session id): :class:`SessionKeys`.
 
 2. **Frames** (:class:`FrameChannel`). Every frame is::
 
-       frame  = msgpack([version, seq, payload, signature])
-       signed = msgpack([b"crdtmem-frame", version, session_id, direction, seq, payload])
+       frame = msgpack([version, seq, payload, tag])
+       tag   = blake2b(seq as 8 bytes big-endian + payload, key=direction_key, 16 bytes)
 
-   where ``direction`` is the sender's peer id and ``seq`` counts 1, 2, 3, ... per direction.
-   So a frame cannot be replayed (its seq is used up), moved to another connection (another
-   session id) or reflected back to its sender (another direction). A frame is refused before
-   any parsing if it is larger than the channel's cap.
+   where ``seq`` counts 1, 2, 3, ... per direction. Only the two ends know a direction's key,
+   so a frame cannot be forged, replayed (its seq is used up), moved to another connection
+   (other keys) or reflected back to its sender (the other direction's key). A frame is
+   refused before any parsing if it is larger than the channel's cap.
+
+   Frames carry a MAC rather than an Ed25519 signature because both ends already share a
+   secret: a MAC costs about a microsecond, a signature plus its verification about 175. What
+   must outlive the connection — who wrote a delta — is signed by its author, in the batch
+   (:mod:`crdtmem.protocol.batch`), and relayed unchanged.
 
    A message larger than one frame travels as several: each frame payload is a chunk
    ``msgpack([message_id, index, count, data])``, and a :class:`Reassembler` with a byte and
@@ -35,16 +43,18 @@ A connection goes through two phases, each driven by the caller with the bytes i
 
 Every refusal raises a subclass of the errors in :mod:`crdtmem.errors` with a short
 machine-readable ``reason`` (listed in :data:`REFUSAL_REASONS`), and leaves the channel or
-reassembler exactly as it was. Randomness (nonces) is always passed in by the caller.
+reassembler exactly as it was. Randomness (nonces, exchange keys) is always passed in by the caller.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
 from ..errors import AuthenticationError, DecodeError, LocalProtocolError, RemoteProtocolError
-from ..identity import Identity, peer_id_of, verify
 
 __all__ = [
     # constants
@@ -65,9 +75,11 @@ __all__ = [
     "MalformedHandshakeError",
     "VersionMismatchError",
     "MissingSignatureError",
-    "BadSignatureError",
+    "MissingTagError",
+    "BadTagError",
     "ReflectedFrameError",
     "BadHandshakeSignatureError",
+    "BadKeyExchangeError",
     "UntrustedKeyError",
     "SelfConnectionError",
     "UnexpectedHandshakeMessageError",
@@ -80,14 +92,15 @@ __all__ = [
     "MessageTooLargeError",
     "HandshakeStateError",
     # frames
+    "SessionKeys",
     "FrameChannel",
     "split",
     "Reassembler",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAME_BYTES = 1024 * 1024
-"""Default cap on one frame, envelope and signature included."""
+"""Default cap on one frame, envelope and tag included."""
 MIN_FRAME_BYTES = 256
 """The smallest cap a channel accepts (room for the envelope, a chunk header and some data)."""
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -95,8 +108,10 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_HANDSHAKE_BYTES = 1024
 NONCE_BYTES = 32
 SESSION_ID_BYTES = 32
-FRAME_OVERHEAD = 96
-"""Upper bound on a frame's bytes beyond its payload (msgpack envelope, seq, signature: 82)."""
+FRAME_KEY_BYTES = 32
+TAG_BYTES = 16
+FRAME_OVERHEAD = 48
+"""Upper bound on a frame's bytes beyond its payload (msgpack envelope, seq, tag: 34)."""
 CHUNK_OVERHEAD = 40
 """Upper bound on a chunk's bytes beyond its data (msgpack header, three integers: 33)."""
 MIN_CHUNK_DATA = MIN_FRAME_BYTES - FRAME_OVERHEAD - CHUNK_OVERHEAD
@@ -106,7 +121,6 @@ So a receiver can bound the part count of any honest message without knowing the
 frame cap, and per-part overhead stays small next to the byte budget.
 """
 
-_FRAME_DOMAIN = b"crdtmem-frame"
 _MAX_UINT = 2**64 - 1
 
 
@@ -121,7 +135,7 @@ class OversizedFrameError(DecodeError):
 
 
 class MalformedFrameError(DecodeError):
-    """A frame is not ``msgpack([version, seq, payload, signature])``."""
+    """A frame is not ``msgpack([version, seq, payload, tag])``."""
 
     reason = "malformed-frame"
 
@@ -139,31 +153,43 @@ class VersionMismatchError(RemoteProtocolError):
 
 
 class MissingSignatureError(AuthenticationError):
-    """A frame or auth message has no signature."""
+    """An auth message has no signature."""
 
     reason = "missing-signature"
 
 
-class BadSignatureError(AuthenticationError):
-    """A frame's signature does not verify for this session, direction and sequence number.
+class MissingTagError(AuthenticationError):
+    """A frame has no authentication tag."""
 
-    A frame moved here from another connection lands here too: the session id is not on the
-    wire, so it is indistinguishable from a forgery.
+    reason = "missing-tag"
+
+
+class BadTagError(AuthenticationError):
+    """A frame's tag does not verify for this session, direction and sequence number.
+
+    A frame moved here from another connection lands here too: it was tagged with that
+    connection's keys, so it is indistinguishable from a forgery.
     """
 
-    reason = "bad-signature"
+    reason = "bad-tag"
 
 
-class ReflectedFrameError(BadSignatureError):
+class ReflectedFrameError(BadTagError):
     """A frame this side sent on this session came back to it."""
 
     reason = "reflected-frame"
 
 
-class BadHandshakeSignatureError(BadSignatureError):
-    """The peer's auth does not sign our nonce, its nonce and both peer ids with its key."""
+class BadHandshakeSignatureError(AuthenticationError):
+    """The peer's auth does not sign both nonces, both peer ids and both exchange keys with its key."""
 
     reason = "bad-handshake-signature"
+
+
+class BadKeyExchangeError(AuthenticationError):
+    """The peer's exchange key yields no usable shared secret (a low-order X25519 point)."""
+
+    reason = "bad-key-exchange"
 
 
 class UntrustedKeyError(AuthenticationError):
@@ -185,13 +211,13 @@ class UnexpectedHandshakeMessageError(RemoteProtocolError):
 
 
 class ReplayedFrameError(RemoteProtocolError):
-    """A validly signed frame whose sequence number was already used."""
+    """A validly tagged frame whose sequence number was already used."""
 
     reason = "replayed-frame"
 
 
 class OutOfOrderFrameError(RemoteProtocolError):
-    """A validly signed frame skipped sequence numbers (frames were lost or reordered)."""
+    """A validly tagged frame skipped sequence numbers (frames were lost or reordered)."""
 
     reason = "out-of-order"
 
@@ -234,9 +260,11 @@ REFUSAL_REASONS: tuple[str, ...] = tuple(
         MalformedHandshakeError,
         VersionMismatchError,
         MissingSignatureError,
-        BadSignatureError,
+        MissingTagError,
+        BadTagError,
         ReflectedFrameError,
         BadHandshakeSignatureError,
+        BadKeyExchangeError,
         UntrustedKeyError,
         SelfConnectionError,
         UnexpectedHandshakeMessageError,
@@ -252,8 +280,10 @@ REFUSAL_REASONS: tuple[str, ...] = tuple(
 # -- frames -------------------------------------------------------------------------------------
 
 
-def _frame_transcript(session_id: bytes, direction: str, seq: int, payload: bytes) -> bytes:
-    return codec.pack([_FRAME_DOMAIN, PROTOCOL_VERSION, session_id, direction, seq, payload])
+def _tag(key: bytes, seq: int, payload: bytes) -> bytes:
+    mac = hashlib.blake2b(seq.to_bytes(8, "big"), key=key, digest_size=TAG_BYTES)
+    mac.update(payload)
+    return mac.digest()
 
 
 def _as_bytes(data: Any, what: str) -> bytes:
@@ -262,50 +292,63 @@ def _as_bytes(data: Any, what: str) -> bytes:
     return bytes(data)
 
 
+@dataclass(frozen=True)
+class SessionKeys:
+    """The frame keys one handshake yields: ``send`` tags our frames, ``receive`` checks the peer's."""
+
+    send: bytes
+    receive: bytes
+
+    def __post_init__(self) -> None:
+        for key in (self.send, self.receive):
+            if not isinstance(key, bytes) or len(key) != FRAME_KEY_BYTES:
+                raise ValueError(f"a frame key is {FRAME_KEY_BYTES} bytes")
+        if self.send == self.receive:
+            raise ValueError("the two directions need different keys (else frames could be reflected)")
+
+    def __repr__(self) -> str:
+        return "SessionKeys(<secret>)"
+
+
 class FrameChannel:
-    """Signs outgoing and verifies incoming frames of one connection after its handshake.
+    """Tags outgoing and checks incoming frames of one connection after its handshake.
 
     Create one when :attr:`Handshake.done` becomes true::
 
-        channel = FrameChannel(identity, hs.peer_public_key, hs.session_id)
+        channel = FrameChannel(hs.keys, peer_id=hs.peer_id)
 
     then send ``channel.seal_message(payload)`` (a list of frames, in order) and pass every
     frame received to ``channel.open_frame(frame)``, which returns a whole message or None.
 
     Args:
-        identity: this side's key; signs outgoing frames.
-        peer_public_key: the raw key the handshake authenticated; verifies incoming frames.
-        session_id: the 32 bytes both sides derived in the handshake.
+        keys: the two direction keys the handshake derived.
+        peer_id: who is at the other end (for error messages).
         max_frame_bytes: cap on every frame, both directions (refused before parsing).
         max_message_bytes: cap on one reassembled message, both directions.
     """
 
     def __init__(
         self,
-        identity: Identity,
-        peer_public_key: bytes,
-        session_id: bytes,
+        keys: SessionKeys,
         *,
+        peer_id: str = "the peer",
         max_frame_bytes: int = MAX_FRAME_BYTES,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        if not isinstance(session_id, bytes) or len(session_id) != SESSION_ID_BYTES:
-            raise ValueError(f"session_id must be {SESSION_ID_BYTES} bytes")
+        if not isinstance(keys, SessionKeys):
+            raise TypeError(f"keys must be SessionKeys, got {type(keys).__name__}")
         if type(max_frame_bytes) is not int or max_frame_bytes < MIN_FRAME_BYTES:
             raise ValueError(f"max_frame_bytes must be an int >= {MIN_FRAME_BYTES}, got {max_frame_bytes!r}")
         if type(max_message_bytes) is not int or max_message_bytes < 0:
             raise ValueError(f"max_message_bytes must be a non-negative int, got {max_message_bytes!r}")
-        self.identity = identity
-        self.peer_id = peer_id_of(peer_public_key)  # validates the key's length
-        self.peer_public_key = bytes(peer_public_key)
-        self.session_id = session_id
+        self._keys = keys
+        self.peer_id = peer_id
         self.max_frame_bytes = max_frame_bytes
         self.max_message_bytes = max_message_bytes
         self.last_sent_seq = 0
         """Sequence number of the last frame sealed (0: none yet)."""
         self.last_received_seq = 0
         """Sequence number of the last frame accepted (0: none yet)."""
-        self._my_id = identity.peer_id
         self._next_message_id = 1
         self.reassembler = Reassembler(max_message_bytes=max_message_bytes)
 
@@ -317,7 +360,7 @@ class FrameChannel:
     # -- single frames ---------------------------------------------------------------------
 
     def seal(self, payload: bytes) -> bytes:
-        """Sign ``payload`` as the next outgoing frame; send the result as one transport message.
+        """Tag ``payload`` as the next outgoing frame; send the result as one transport message.
 
         Raises:
             FrameTooLargeError: the frame would exceed ``max_frame_bytes`` (nothing advances).
@@ -326,8 +369,7 @@ class FrameChannel:
         seq = self.last_sent_seq + 1
         if seq > _MAX_UINT:
             raise LocalProtocolError("sequence numbers exhausted; open a new session")
-        signature = self.identity.sign(_frame_transcript(self.session_id, self._my_id, seq, payload))
-        frame = codec.pack([PROTOCOL_VERSION, seq, payload, signature])
+        frame = codec.pack([PROTOCOL_VERSION, seq, payload, _tag(self._keys.send, seq, payload)])
         if len(frame) > self.max_frame_bytes:
             raise FrameTooLargeError(
                 f"a {len(payload)}-byte payload makes a {len(frame)}-byte frame, over the "
@@ -341,7 +383,7 @@ class FrameChannel:
 
         Raises:
             OversizedFrameError, MalformedFrameError, VersionMismatchError,
-            MissingSignatureError, BadSignatureError (ReflectedFrameError),
+            MissingTagError, BadTagError (ReflectedFrameError),
             ReplayedFrameError, OutOfOrderFrameError: the frame is refused and the channel
             is unchanged.
         """
@@ -360,29 +402,26 @@ class FrameChannel:
         except DecodeError as exc:
             raise MalformedFrameError(str(exc)) from None
         if not isinstance(parts, list) or not parts or type(parts[0]) is not int:
-            raise MalformedFrameError("a frame is msgpack [version, seq, payload, signature]")
+            raise MalformedFrameError("a frame is msgpack [version, seq, payload, tag]")
         if parts[0] != PROTOCOL_VERSION:
             raise VersionMismatchError(f"frame version {parts[0]}, this peer speaks {PROTOCOL_VERSION}")
         if len(parts) == 3:
             parts.append(None)
         if len(parts) != 4:
             raise MalformedFrameError(f"a frame has 4 fields, got {len(parts)}")
-        _, seq, payload, signature = parts
+        _, seq, payload, tag = parts
         if type(seq) is not int or not 1 <= seq <= _MAX_UINT:
             raise MalformedFrameError(f"frame sequence number {seq!r} is not a positive integer")
         if not isinstance(payload, bytes):
             raise MalformedFrameError("frame payload is not bytes")
-        if signature is None or signature == b"":
-            raise MissingSignatureError(f"frame {seq} carries no signature")
-        if not isinstance(signature, bytes):
-            raise MalformedFrameError("frame signature is not bytes")
-        if not verify(self.peer_public_key, signature, _frame_transcript(self.session_id, self.peer_id, seq, payload)):
-            mine = _frame_transcript(self.session_id, self._my_id, seq, payload)
-            if verify(self.identity.public_key, signature, mine):
+        if tag is None or tag == b"":
+            raise MissingTagError(f"frame {seq} carries no tag")
+        if not isinstance(tag, bytes):
+            raise MalformedFrameError("frame tag is not bytes")
+        if not hmac.compare_digest(tag, _tag(self._keys.receive, seq, payload)):
+            if hmac.compare_digest(tag, _tag(self._keys.send, seq, payload)):
                 raise ReflectedFrameError(f"frame {seq} is one we sent on this session, sent back to us")
-            raise BadSignatureError(
-                f"frame {seq} is not signed by {self.peer_id} for this session and direction"
-            )
+            raise BadTagError(f"frame {seq} is not tagged by {self.peer_id} for this session and direction")
         if seq <= self.last_received_seq:
             raise ReplayedFrameError(f"frame {seq} replayed (last accepted: {self.last_received_seq})")
         if seq != self.last_received_seq + 1:

@@ -1,9 +1,10 @@
 """The mutual challenge–response handshake that opens every connection (see ``framing``).
 
-Both sides send ``Hello`` (version, public key, a fresh nonce) at once; each answers the
-other's hello with ``Auth``, a signature over both nonces and both peer ids, and when the
-peer's auth verifies both hold the same session id for their :class:`FrameChannel`. Keys
-outside the keyring, other versions and bad signatures are refused with a specific reason.
+Both sides send ``Hello`` (version, public key, a fresh nonce, a fresh X25519 exchange key)
+at once; each answers the other's hello with ``Auth``, a signature over both nonces, both
+peer ids and both exchange keys. When the peer's auth verifies, both hold the same session id
+and the two direction keys for their :class:`FrameChannel`. Keys outside the keyring, other
+versions, bad signatures and unusable exchange keys are refused with a specific reason.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from .. import codec
 from ..errors import DecodeError
 from ..identity import KEY_BYTES, Identity, Keyring, peer_id_of, verify
@@ -20,20 +25,25 @@ from .framing import (
     MAX_HANDSHAKE_BYTES,
     NONCE_BYTES,
     PROTOCOL_VERSION,
+    FRAME_KEY_BYTES,
     SESSION_ID_BYTES,
     BadHandshakeSignatureError,
+    BadKeyExchangeError,
     HandshakeStateError,
     MalformedHandshakeError,
     MissingSignatureError,
     OversizedFrameError,
     SelfConnectionError,
     UnexpectedHandshakeMessageError,
+    SessionKeys,
     UntrustedKeyError,
     VersionMismatchError,
 )
 
 _AUTH_DOMAIN = b"crdtmem-auth"
 _SESSION_PERSON = b"crdtmem-session"
+_FRAME_KEYS_INFO = b"crdtmem-frame-keys"
+EXCHANGE_KEY_BYTES = 32
 
 __all__ = [
     "Hello",
@@ -44,6 +54,7 @@ __all__ = [
     "auth_transcript",
     "decode_handshake_message",
     "session_id_of",
+    "derive_session_keys",
     "HandshakeState",
     "Handshake",
 ]
@@ -51,14 +62,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Hello:
-    """First handshake message: protocol version, public key and a fresh 32-byte nonce."""
+    """First handshake message: protocol version, public key, a fresh nonce and exchange key."""
 
     version: int
     public_key: bytes
     nonce: bytes
+    exchange_key: bytes
 
     def encode(self) -> bytes:
-        return codec.pack(["hello", self.version, self.public_key, self.nonce])
+        return codec.pack(["hello", self.version, self.public_key, self.nonce, self.exchange_key])
 
 
 @dataclass(frozen=True)
@@ -94,14 +106,16 @@ def decode_handshake_message(data: bytes) -> Hello | Auth:
             raise MalformedHandshakeError("hello without a protocol version")
         if parts[1] != PROTOCOL_VERSION:  # checked before the rest: other versions may differ
             raise VersionMismatchError(f"peer speaks protocol version {parts[1]}, this peer {PROTOCOL_VERSION}")
-        if len(parts) != 4:
-            raise MalformedHandshakeError("a hello is [\"hello\", version, public_key, nonce]")
-        _, version, public_key, nonce = parts
+        if len(parts) != 5:
+            raise MalformedHandshakeError("a hello is [\"hello\", version, public_key, nonce, exchange_key]")
+        _, version, public_key, nonce, exchange_key = parts
         if not isinstance(public_key, bytes) or len(public_key) != KEY_BYTES:
             raise MalformedHandshakeError(f"hello public key is not {KEY_BYTES} bytes")
         if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
             raise MalformedHandshakeError(f"hello nonce is not {NONCE_BYTES} bytes")
-        return Hello(version, public_key, nonce)
+        if not isinstance(exchange_key, bytes) or len(exchange_key) != EXCHANGE_KEY_BYTES:
+            raise MalformedHandshakeError(f"hello exchange key is not {EXCHANGE_KEY_BYTES} bytes")
+        return Hello(version, public_key, nonce, exchange_key)
     if kind == "auth":
         if len(parts) == 1 or (len(parts) == 2 and parts[1] in (None, b"")):
             raise MissingSignatureError("auth carries no signature")
@@ -111,49 +125,78 @@ def decode_handshake_message(data: bytes) -> Hello | Auth:
     raise MalformedHandshakeError(f"unknown handshake message kind {kind!r}")
 
 
-def make_hello(identity: Identity, nonce: bytes) -> bytes:
-    """The encoded hello for ``identity`` with the caller's fresh random 32-byte ``nonce``."""
+def make_hello(identity: Identity, nonce: bytes, exchange_key: bytes) -> bytes:
+    """The encoded hello for ``identity``: the caller's fresh ``nonce`` and our X25519 ``exchange_key``."""
     _check_nonce(nonce)
-    return Hello(PROTOCOL_VERSION, identity.public_key, bytes(nonce)).encode()
+    return Hello(PROTOCOL_VERSION, identity.public_key, bytes(nonce), bytes(exchange_key)).encode()
 
 
-def auth_transcript(*, signer_nonce: bytes, other_nonce: bytes, signer_id: str, other_id: str) -> bytes:
+def auth_transcript(
+    *, signer_nonce: bytes, other_nonce: bytes, signer_id: str, other_id: str, signer_exchange_key: bytes,
+    other_exchange_key: bytes,
+) -> bytes:
     """The bytes an auth signs, from the signer's point of view."""
-    return codec.pack([_AUTH_DOMAIN, PROTOCOL_VERSION, signer_nonce, other_nonce, signer_id, other_id])
+    return codec.pack([
+        _AUTH_DOMAIN, PROTOCOL_VERSION, signer_nonce, other_nonce, signer_id, other_id, signer_exchange_key,
+        other_exchange_key,
+    ])
 
 
-def make_auth(identity: Identity, *, my_nonce: bytes, their_nonce: bytes, their_peer_id: str) -> bytes:
-    """The encoded auth: ``identity`` signs both nonces and both peer ids."""
+def make_auth(identity: Identity, mine: Hello, theirs: Hello) -> bytes:
+    """The encoded auth: ``identity`` signs both hellos' nonces, peer ids and exchange keys."""
     transcript = auth_transcript(
-        signer_nonce=my_nonce, other_nonce=their_nonce, signer_id=identity.peer_id, other_id=their_peer_id
+        signer_nonce=mine.nonce, other_nonce=theirs.nonce, signer_id=identity.peer_id,
+        other_id=peer_id_of(theirs.public_key), signer_exchange_key=mine.exchange_key,
+        other_exchange_key=theirs.exchange_key,
     )
     return Auth(identity.sign(transcript)).encode()
 
 
-def verify_auth(
-    auth: Auth, *, their_public_key: bytes, their_nonce: bytes, my_nonce: bytes, my_peer_id: str
-) -> None:
-    """Check the peer's auth: its key signed its nonce, our nonce, its id and ours.
+def verify_auth(auth: Auth, mine: Hello, theirs: Hello) -> None:
+    """Check the peer's auth: its key signed both nonces, both peer ids and both exchange keys.
 
     Raises:
         MissingSignatureError: the auth has no signature.
-        BadHandshakeSignatureError: it does not verify (wrong key, nonce or peer id).
+        BadHandshakeSignatureError: it does not verify (wrong key, nonce, peer id or exchange key).
     """
     if not auth.signature:
         raise MissingSignatureError("auth carries no signature")
+    their_id = peer_id_of(theirs.public_key)
     transcript = auth_transcript(
-        signer_nonce=their_nonce, other_nonce=my_nonce, signer_id=peer_id_of(their_public_key), other_id=my_peer_id
+        signer_nonce=theirs.nonce, other_nonce=mine.nonce, signer_id=their_id, other_id=peer_id_of(mine.public_key),
+        signer_exchange_key=theirs.exchange_key, other_exchange_key=mine.exchange_key,
     )
-    if not verify(their_public_key, auth.signature, transcript):
-        raise BadHandshakeSignatureError(
-            f"auth from {peer_id_of(their_public_key)} does not sign this handshake's nonces and peer ids"
-        )
+    if not verify(theirs.public_key, auth.signature, transcript):
+        raise BadHandshakeSignatureError(f"auth from {their_id} does not sign this handshake's nonces, ids and keys")
 
 
 def session_id_of(nonce_a: bytes, nonce_b: bytes) -> bytes:
     """The 32-byte session id both sides derive from the two nonces (order does not matter)."""
     low, high = sorted((bytes(nonce_a), bytes(nonce_b)))
     return hashlib.blake2b(low + high, digest_size=SESSION_ID_BYTES, person=_SESSION_PERSON).digest()
+
+
+def derive_session_keys(
+    secret: X25519PrivateKey, their_exchange_key: bytes, session_id: bytes, my_id: str, their_id: str
+) -> SessionKeys:
+    """The two frame keys from our exchange secret and the peer's exchange key.
+
+    HKDF-SHA256 over the X25519 shared secret, salted with the session id, gives one key per
+    direction; the side with the smaller peer id sends with the first.
+
+    Raises:
+        BadKeyExchangeError: the peer's key is a low-order point (the shared secret is zero).
+    """
+    try:
+        shared = secret.exchange(X25519PublicKey.from_public_bytes(their_exchange_key))
+    except ValueError:
+        raise BadKeyExchangeError(f"{their_id}'s exchange key gives no shared secret") from None
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=2 * FRAME_KEY_BYTES, salt=session_id, info=_FRAME_KEYS_INFO)
+    material = hkdf.derive(shared)
+    low_to_high, high_to_low = material[:FRAME_KEY_BYTES], material[FRAME_KEY_BYTES:]
+    if my_id < their_id:
+        return SessionKeys(send=low_to_high, receive=high_to_low)
+    return SessionKeys(send=high_to_low, receive=low_to_high)
 
 
 def _check_nonce(nonce: Any) -> None:
@@ -181,23 +224,29 @@ class Handshake:
 
     Both sides run the same steps, whoever dialed::
 
-        hs = Handshake(identity, keyring, nonce=rng.randbytes(32))
+        hs = Handshake(identity, keyring, nonce=rng.randbytes(32), secret=rng.randbytes(32))
         send(hs.start())                 # [hello]
         for data in incoming:            # until hs.done
             send(hs.receive(data))       # [auth] after the peer's hello, [] after its auth
-        channel = FrameChannel(identity, hs.peer_public_key, hs.session_id)
+        channel = FrameChannel(hs.keys, peer_id=hs.peer_id)
 
     Args:
         identity: this side's key.
         keyring: the keys allowed to connect.
         nonce: 32 fresh random bytes from the caller (never reuse one).
+        secret: 32 more fresh random bytes: this connection's X25519 exchange secret.
     """
 
-    def __init__(self, identity: Identity, keyring: Keyring, nonce: bytes) -> None:
+    def __init__(self, identity: Identity, keyring: Keyring, nonce: bytes, secret: bytes) -> None:
         _check_nonce(nonce)
+        if not isinstance(secret, (bytes, bytearray)) or len(secret) != EXCHANGE_KEY_BYTES:
+            raise ValueError(f"a secret is {EXCHANGE_KEY_BYTES} random bytes from the caller")
         self.identity = identity
         self.keyring = keyring
         self.nonce = bytes(nonce)
+        self._secret = X25519PrivateKey.from_private_bytes(bytes(secret))
+        self._hello = Hello(PROTOCOL_VERSION, identity.public_key, self.nonce, self._secret.public_key().public_bytes_raw())
+        self._peer_hello: Hello | None = None
         self.state = HandshakeState.IDLE
         self.peer_public_key: bytes | None = None
         """The peer's raw key, once its hello is accepted."""
@@ -205,6 +254,8 @@ class Handshake:
         self.peer_nonce: bytes | None = None
         self.session_id: bytes | None = None
         """Set when :attr:`done`."""
+        self.keys: SessionKeys | None = None
+        """The frame keys, set when :attr:`done`."""
 
     @property
     def done(self) -> bool:
@@ -215,7 +266,7 @@ class Handshake:
         if self.state is not HandshakeState.IDLE:
             raise HandshakeStateError(f"start() in state {self.state.value}")
         self.state = HandshakeState.SENT_HELLO
-        return [make_hello(self.identity, self.nonce)]
+        return [self._hello.encode()]
 
     def receive(self, data: bytes) -> list[bytes]:
         """Handle one handshake message from the peer; returns the messages to send.
@@ -244,18 +295,17 @@ class Handshake:
                 raise UntrustedKeyError(f"peer {peer_id_of(message.public_key)} is not in the keyring")
             self.peer_public_key, self.peer_nonce = message.public_key, message.nonce
             self.peer_id = peer_id_of(message.public_key)
+            self._peer_hello = message
             self.state = HandshakeState.SENT_AUTH
-            return [make_auth(self.identity, my_nonce=self.nonce, their_nonce=message.nonce, their_peer_id=self.peer_id)]
+            return [make_auth(self.identity, self._hello, message)]
         if not isinstance(message, Auth):
             raise UnexpectedHandshakeMessageError("expected the peer's auth, got a second hello")
-        assert self.peer_public_key is not None and self.peer_nonce is not None
-        verify_auth(
-            message,
-            their_public_key=self.peer_public_key,
-            their_nonce=self.peer_nonce,
-            my_nonce=self.nonce,
-            my_peer_id=self.identity.peer_id,
+        assert self._peer_hello is not None and self.peer_id is not None
+        verify_auth(message, self._hello, self._peer_hello)
+        session_id = session_id_of(self.nonce, self._peer_hello.nonce)
+        self.keys = derive_session_keys(
+            self._secret, self._peer_hello.exchange_key, session_id, self.identity.peer_id, self.peer_id
         )
-        self.session_id = session_id_of(self.nonce, self.peer_nonce)
+        self.session_id = session_id
         self.state = HandshakeState.DONE
         return []

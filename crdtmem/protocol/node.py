@@ -10,7 +10,9 @@ What the node does, per DESIGN.md §4:
 
 * handshake: mutual challenge–response, refusing keys outside the keyring;
 * push: local writes become one signed batch per flush, sent at once to every neighbour;
-  new batches from others are relayed to a few random neighbours;
+  new batches from others are relayed to ``fanout`` random neighbours that may lack them, at
+  once if nothing was relayed in the last ``relay_delay``, else together with whatever else
+  arrives until then (one message per neighbour for a burst);
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
@@ -33,6 +35,7 @@ from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .antientropy import Reconciler
 from .batch import DeltaBatch, open_batch, peek_batch, seal_batch
+from .deltalog import DeltaLog
 from .events import (
     Action,
     BatchApplied,
@@ -74,6 +77,8 @@ class NodeConfig:
     handshake_timeout: float = 10.0
     ack_delay: float = 0.05
     """Acks of received batches wait this long so one ack covers a burst."""
+    relay_delay: float = 0.02
+    """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
     """How long the delta log keeps batches for a peer that went away (then anti-entropy)."""
     max_frame_bytes: int = 1024 * 1024
@@ -131,9 +136,11 @@ class Node:
         self.config = config or NodeConfig()
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
-        self._log: dict[Dot, bytes] = {}
+        self._log = DeltaLog(self.config.max_log_batches)
         for wire in log_wires:
-            self._log[Dot(*peek_batch(wire))] = wire
+            self._log.add(Dot(*peek_batch(wire)), wire)
+        self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
+        self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
         self._known_seen: dict[str, CausalContext] = {}  # per peer met recently: what it has seen
         self._gone_since: dict[str, float] = {}  # peers with no open session, since when
@@ -148,8 +155,7 @@ class Node:
         """A transport connection opened; ``dialer`` is True on the side that connected out."""
         if conn in self._sessions:
             raise ValueError(f"connection {conn!r} is already open")
-        nonce = self.rng.randbytes(32)
-        handshake = Handshake(self.identity, self.keyring, nonce)
+        handshake = Handshake(self.identity, self.keyring, self.rng.randbytes(32), self.rng.randbytes(32))
         session = _Session(conn, dialer, now, handshake)
         self._sessions[conn] = session
         for data in handshake.start():
@@ -196,6 +202,8 @@ class Node:
                     self._send_message(session, Sync(self.seen, reply=True), "gossip")
                 if session.dialer and session.reconciler is None and now >= session.next_anti_entropy:
                     self._start_anti_entropy(session, now)
+        if self._relay and now >= self._next_relay:
+            self._relay_round(now)
         if self._next_gossip is None:
             self._next_gossip = now + self.config.gossip_interval
         elif now >= self._next_gossip:
@@ -210,7 +218,7 @@ class Node:
             return
         seq = self.seen.next_dot(self.identity.peer_id).counter
         batch = seal_batch(self.identity, seq, deltas)
-        self._log_batch(Dot(batch.author, seq), batch.wire)
+        self._log.add(Dot(batch.author, seq), batch.wire)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self._count("batches_created")
         for session in self._ready_sessions():
@@ -219,6 +227,8 @@ class Node:
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has work to do (None: only input can create work)."""
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
+        if self._relay:
+            deadlines.append(self._next_relay)
         for session in self._sessions.values():
             if not session.ready:
                 deadlines.append(session.opened_at + self.config.handshake_timeout)
@@ -258,7 +268,7 @@ class Node:
 
     def lag(self) -> dict[str, int]:
         """Per connected peer: how many of our batches it is not known to have."""
-        return {s.peer_id: sum(1 for d in self._log if d not in s.peer_seen) for s in self._ready_sessions()}
+        return {s.peer_id: self._log.count_missing(s.peer_seen) for s in self._ready_sessions()}
 
     # -- handshake --------------------------------------------------------------------------
 
@@ -272,7 +282,7 @@ class Node:
             raise RemoteProtocolError("connected to ourselves")
         session.peer_id = hs.peer_id
         session.channel = FrameChannel(
-            self.identity, hs.peer_public_key, hs.session_id, max_frame_bytes=self.config.max_frame_bytes,
+            hs.keys, peer_id=hs.peer_id, max_frame_bytes=self.config.max_frame_bytes,
             max_message_bytes=self.config.max_message_bytes,
         )
         session.peer_seen = self._known_seen.setdefault(hs.peer_id, CausalContext()).copy()
@@ -304,10 +314,10 @@ class Node:
             self.seen.join(message.seen)
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send it from the log
-            missing = [(dot, wire) for dot, wire in self._log.items() if dot not in message.seen]
+            missing = self._log.missing(message.seen)
             if missing:
                 self._push(session, missing, "catch-up")
-            if not _covers(self._log_and_seen(message.seen), self.seen):
+            if not self._log.fills(message.seen, self.seen):
                 # ...or, where the log no longer holds it, by anti-entropy.
                 if not session.dialer:
                     self._send_message(session, AntiEntropyWanted(), "anti-entropy")
@@ -331,9 +341,9 @@ class Node:
         if fresh:
             if session.ack_at is None:
                 session.ack_at = now + self.config.ack_delay
-            others = [s for s in self._ready_sessions() if s is not session]
-            for target in self.rng.sample(others, min(self.config.fanout, len(others))):
-                self._push(target, fresh, "gossip")
+            self._relay += fresh
+            if now >= self._next_relay:
+                self._relay_round(now)
 
     def _apply(self, batch: DeltaBatch) -> None:
         for name, delta in batch.deltas:  # all or nothing: check every name before joining any
@@ -344,7 +354,7 @@ class Node:
             self.memory.apply_delta(name, delta, batch.author)
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
-        self._log_batch(dot, batch.wire)
+        self._log.add(dot, batch.wire)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self._count("batches_applied")
 
@@ -390,6 +400,17 @@ class Node:
 
     # -- sending ----------------------------------------------------------------------------
 
+    def _relay_round(self, now: float) -> None:
+        """Push the waiting fresh batches to ``fanout`` random neighbours not known to have them all."""
+        batches, self._relay = self._relay, []
+        self._next_relay = now + self.config.relay_delay
+        lacking = [
+            s for s in self._ready_sessions()
+            if any(dot not in s.peer_seen and dot not in s.in_flight for dot, _ in batches)
+        ]
+        for target in self.rng.sample(lacking, min(self.config.fanout, len(lacking))):
+            self._push(target, batches, "gossip")
+
     def _gossip_round(self) -> None:
         sessions = self._ready_sessions()
         digest = SeenDigest(seen_digest(self.seen))
@@ -429,11 +450,6 @@ class Node:
         session.in_flight = {dot for dot in session.in_flight if dot not in seen}
         self._known_seen.setdefault(session.peer_id, CausalContext()).join(seen)
 
-    def _log_batch(self, dot: Dot, wire: bytes) -> None:
-        self._log[dot] = wire
-        if len(self._log) > self.config.max_log_batches:
-            del self._log[next(iter(self._log))]  # oldest first: anti-entropy covers what is dropped
-
     def _collect_log(self, now: float) -> None:
         """Forget batches that every peer met recently has seen.
 
@@ -444,23 +460,13 @@ class Node:
             if now - since >= self.config.log_retention:
                 del self._gone_since[peer_id]
                 self._known_seen.pop(peer_id, None)
-        if not self._known_seen:
-            return
-        knowns = list(self._known_seen.values())
-        for dot in [d for d in self._log if all(d in k for k in knowns)]:
-            del self._log[dot]
-
-    def _log_and_seen(self, seen: CausalContext) -> CausalContext:
-        covered = seen.copy()
-        for dot in self._log:
-            covered.add(dot)
-        return covered
+        self._log.collect(self._known_seen.values())
 
     def log_size(self) -> int:
         return len(self._log)
 
     def log_wires(self) -> list[bytes]:
-        return list(self._log.values())
+        return self._log.wires()
 
     def _ready_sessions(self) -> list[_Session]:
         return [s for s in self._sessions.values() if s.ready]

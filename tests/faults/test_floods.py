@@ -5,7 +5,7 @@ cap — and the honest peers must keep converging while it runs. What bounds eac
 
 * garbage frames from a client that keeps reconnecting: every connection is refused at its
   first bad frame (``malformed-handshake``/``malformed-frame``) and dropped;
-* a flood of validly signed frames from a trusted peer: processed in order, never blocking
+* a flood of validly tagged frames from a trusted peer: processed in order, never blocking
   honest traffic; the victim's replies to a peer that does not read are capped by
   ``Peer(max_queue_bytes=...)`` (``test_hostile_clients`` covers that drop);
 * a chunked message that never ends: the reassembly budget (``max_message_bytes``) refuses it
@@ -301,7 +301,7 @@ async def test_a_hello_then_silence_is_closed_by_the_handshake_timeout() -> None
             ws = await raw(trio.victim.url)
             start = time.monotonic()
             await ws.recv()
-            await ws.send(Handshake(trio.mallory, trio.keyring, random.randbytes(32)).start()[0])
+            await ws.send(Handshake(trio.mallory, trio.keyring, random.randbytes(32), random.randbytes(32)).start()[0])
             with anyio.fail_after(HANDSHAKE_TIMEOUT + 5):
                 await drain(ws)  # gets the victim's auth, then the close
             closed_after = time.monotonic() - start

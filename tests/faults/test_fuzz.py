@@ -8,8 +8,8 @@ hostile frames on an authenticated session, and every CRDT decoder (``codec.deco
 tag, reusing the corpus and mutators of ``tests/test_decode_fuzz.py``).
 
 Inputs: random bytes, valid messages with byte-level edits, valid messages with one node of
-their msgpack tree replaced / dropped / duplicated, and — to get past the signatures into the
-parsers beneath — mutated payloads re-signed with the right key.
+their msgpack tree replaced / dropped / duplicated, and — to get past the frame tags into the
+parsers beneath — mutated payloads re-tagged with the right key.
 
 Checks: only :class:`~crdtmem.errors.CrdtmemError` subclasses escape; no case runs past the
 Hypothesis deadline or the SIGALRM watchdog; after a refusal the channel's sequence number and
@@ -45,7 +45,7 @@ from crdtmem.merkle import MerkleIndex
 from crdtmem.protocol.antientropy import Reconciler
 from crdtmem.protocol.batch import _signed_part, open_batch, seal_batch
 from crdtmem.protocol.events import Send
-from crdtmem.protocol.framing import FrameChannel, _frame_transcript
+from crdtmem.protocol.framing import PROTOCOL_VERSION, FrameChannel, SessionKeys, _tag
 from crdtmem.protocol.handshake import Auth, Handshake, HandshakeState, decode_handshake_message
 from crdtmem.protocol.messages import AntiEntropy, AntiEntropyWanted, Batches, Sync, decode_message, encode_message
 from crdtmem.protocol.node import Node, NodeConfig
@@ -138,7 +138,7 @@ STRANGER = Identity.from_private_bytes(b"\x03" * 32)
 KEYRING = Keyring()
 KEYRING.add(ALICE)
 KEYRING.add(BOB)
-SESSION = bytes(range(32))
+ALICE_TO_BOB, BOB_TO_ALICE = bytes(range(32)), bytes(range(32, 64))
 FRAME_CAP = 512  # small, so real messages span several chunks
 
 
@@ -217,7 +217,7 @@ MESSAGES = [
 
 
 def _frames() -> list[bytes]:
-    sender = FrameChannel(ALICE, BOB.public_key, SESSION, max_frame_bytes=FRAME_CAP)
+    sender = FrameChannel(SessionKeys(send=ALICE_TO_BOB, receive=BOB_TO_ALICE), max_frame_bytes=FRAME_CAP)
     frames: list[bytes] = []
     for message in (MESSAGES[0], MESSAGES[2], MESSAGES[3]):
         frames += sender.seal_message(message)
@@ -268,7 +268,7 @@ def hostile(draw: st.DrawFn, valid: list[bytes]) -> bytes:
 
 
 def _receiver() -> FrameChannel:
-    return FrameChannel(BOB, ALICE.public_key, SESSION, max_frame_bytes=FRAME_CAP)
+    return FrameChannel(SessionKeys(send=BOB_TO_ALICE, receive=ALICE_TO_BOB), max_frame_bytes=FRAME_CAP)
 
 
 def _channel_state(channel: FrameChannel) -> tuple:
@@ -276,16 +276,16 @@ def _channel_state(channel: FrameChannel) -> tuple:
     return channel.last_received_seq, r.last_message_id, tuple(r._parts), r._count, r.buffered_bytes
 
 
-def _resign(seq: int, payload: bytes) -> bytes:
-    signature = ALICE.sign(_frame_transcript(SESSION, ALICE.peer_id, seq, payload))
-    return codec.pack([1, seq, payload, signature])
+def _retag(seq: int, payload: bytes) -> bytes:
+    tag = _tag(ALICE_TO_BOB, seq % 2**64, payload)
+    return codec.pack([PROTOCOL_VERSION, seq, payload, tag])
 
 
 @st.composite
 def frame_case(draw: st.DrawFn) -> tuple[int, bytes]:
     """(how many valid frames precede, the hostile frame)."""
     k = draw(st.integers(0, len(FRAMES) - 1))
-    how = draw(st.sampled_from(["random", "bytes", "structure", "resigned-chunk", "resigned-seq"]))
+    how = draw(st.sampled_from(["random", "bytes", "structure", "retagged-chunk", "retagged-seq"]))
     if how == "random":
         return k, draw(st.binary(max_size=FRAME_CAP + 8))
     valid = FRAMES[k]
@@ -294,12 +294,12 @@ def frame_case(draw: st.DrawFn) -> tuple[int, bytes]:
     if how == "structure":
         return k, mutate_structure(draw, valid)
     payload = msgpack.unpackb(valid, raw=False)[2]
-    if how == "resigned-chunk":  # a trusted sender's malformed or out-of-place chunk
+    if how == "retagged-chunk":  # a trusted sender's malformed or out-of-place chunk
         chunk = mutate_bytes(draw, payload) if draw(st.booleans()) else mutate_structure(draw, payload)
-        return k, _resign(k + 1, chunk)
+        return k, _retag(k + 1, chunk)
     seq = draw(st.sampled_from([0, k, k + 2, k + 100, 2**64 - 1, 2**64]))  # replay, gap, overflow
     try:
-        return k, _resign(seq, payload)
+        return k, _retag(seq, payload)
     except (OverflowError, ValueError):
         return k, valid[:-1]
 
@@ -322,11 +322,12 @@ def test_hostile_frames_are_refused_without_moving_the_channel(case: tuple[int, 
 # -- handshake ---------------------------------------------------------------------------------------
 
 _NONCE_A, _NONCE_B = b"\xaa" * 32, b"\xbb" * 32
+_SECRET_A, _SECRET_B = b"\xa5" * 32, b"\xb5" * 32
 
 
 def _handshakes() -> tuple[bytes, bytes]:
-    alice = Handshake(ALICE, KEYRING, _NONCE_A)
-    bob = Handshake(BOB, KEYRING, _NONCE_B)
+    alice = Handshake(ALICE, KEYRING, _NONCE_A, _SECRET_A)
+    bob = Handshake(BOB, KEYRING, _NONCE_B, _SECRET_B)
     (hello_a,) = alice.start()
     (hello_b,) = bob.start()
     (auth_a,) = alice.receive(hello_b)
@@ -334,13 +335,13 @@ def _handshakes() -> tuple[bytes, bytes]:
 
 
 HELLO, AUTH = _handshakes()
-STRANGER_HELLO = Handshake(STRANGER, KEYRING, b"\xcc" * 32).start()[0]
+STRANGER_HELLO = Handshake(STRANGER, KEYRING, b"\xcc" * 32, b"\xc5" * 32).start()[0]
 
 
 @fuzz(500)
 @given(after_hello=st.booleans(), data=hostile([HELLO, AUTH, STRANGER_HELLO]))
 def test_hostile_handshake_messages_are_refused_without_a_session(after_hello: bool, data: bytes) -> None:
-    bob = Handshake(BOB, KEYRING, _NONCE_B)
+    bob = Handshake(BOB, KEYRING, _NONCE_B, _SECRET_B)
     bob.start()
     if after_hello:
         bob.receive(HELLO)
@@ -465,7 +466,7 @@ def _node_with_mallory() -> tuple[Node, Memory, FrameChannel]:
     node = Node(memory, BOB, KEYRING, rng=random.Random(3), config=NodeConfig(max_frame_bytes=FRAME_CAP))
     node.flush(0.0)
     node.open("conn", 0.0, dialer=False)
-    hs = Handshake(ALICE, KEYRING, _NONCE_A)
+    hs = Handshake(ALICE, KEYRING, _NONCE_A, _SECRET_A)
     sent = [a.data for a in node.take_actions() if isinstance(a, Send)]
     for data in hs.start():
         node.receive("conn", data, 0.0)
@@ -475,7 +476,7 @@ def _node_with_mallory() -> tuple[Node, Memory, FrameChannel]:
     hs.receive(sent[0])
     assert hs.done and node.peers() == {"conn": ALICE.peer_id}
     node.take_events()
-    return node, memory, FrameChannel(ALICE, BOB.public_key, hs.session_id, max_frame_bytes=FRAME_CAP)
+    return node, memory, FrameChannel(hs.keys, peer_id=hs.peer_id, max_frame_bytes=FRAME_CAP)
 
 
 @st.composite
@@ -563,7 +564,7 @@ def _atheris_one_input(data: bytes) -> None:
     if target == 0:
         attempt("atheris-frame", lambda: _receiver().open_frame(data))
     elif target == 1:
-        hs = Handshake(BOB, KEYRING, _NONCE_B)
+        hs = Handshake(BOB, KEYRING, _NONCE_B, _SECRET_B)
         hs.start()
         attempt("atheris-handshake", lambda: hs.receive(data))
     elif target == 2:
