@@ -75,9 +75,9 @@ class NodeConfig:
     fanout: int = 3
     anti_entropy_interval: float = 30.0
     handshake_timeout: float = 10.0
-    ack_delay: float = 0.05
+    ack_delay: float = 0.1
     """Acks of received batches wait this long so one ack covers a burst."""
-    relay_delay: float = 0.02
+    relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
     """How long the delta log keeps batches for a peer that went away (then anti-entropy)."""

@@ -3,11 +3,15 @@
 Every peer ``i`` increments its own counter ``w<i>`` at a steady rate through its stdin (one
 write, one signed batch, ``{"durable": id}`` once journaled). A poller asks every peer for its
 values every ``POLL`` seconds; the first answer at peer ``j`` showing ``w<i> >= k`` makes write
-``k`` of ``i`` visible at ``j``. Reported: writes made and delivered per second, p50/p99/max
-write-to-visible latency (from the moment the write was sent; includes up to one poll
-interval), and each process's RSS (from ``/proc``) at start, halfway and end. Checked: after the
-writers stop every peer converges to every durable write (zero lost), and RSS stays bounded
-(the delta log is collected once every peer has a batch, so memory must not grow with writes).
+``k`` of ``i`` visible at ``j``.
+
+Reported: writes made and delivered per second; p50/p99/max write-to-visible latency (from
+the moment the write was sent; includes up to one poll interval); the CPU cores the peers used
+while writing and each process's RSS at start, halfway and end (both from ``/proc``).
+
+Checked: after the writers stop every peer converges to every durable write (zero lost), and
+RSS stays bounded (the delta log is collected once every peer has a batch, so memory must not
+grow with writes).
 
 The default run is small (5 peers x 5 s). The slow run is the issue's 20 peers x 60 s; set
 ``CRDTMEM_LOAD_PEERS``, ``CRDTMEM_LOAD_SECONDS``, ``CRDTMEM_LOAD_RATE`` (writes/s per peer) to
@@ -56,6 +60,15 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def topology(n: int, rng: random.Random) -> list[list[int]]:
@@ -194,6 +207,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
                     raise TimeoutError(f"{d.proc.name} did not connect")
                 time.sleep(0.05)
         rss_start = [rss_mb(p.proc.pid) for p in procs]
+        cpu_start = [cpu_seconds(p.proc.pid) for p in procs]
         pollers = [threading.Thread(target=d.poll_loop, daemon=True) for d in drivers]
         for t in pollers:
             t.start()
@@ -207,6 +221,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         for t in writers:
             t.join(seconds + 60)
         write_time = time.monotonic() - w0
+        cpu_writing = [cpu_seconds(p.proc.pid) - c for p, c in zip(procs, cpu_start)]
         # wait for every durable ack, then for every peer to see every write
         settle_deadline = time.monotonic() + 60 + seconds
         while any(len(d.durable) < len(d.sent) for d in drivers) and time.monotonic() < settle_deadline:
@@ -278,10 +293,26 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         "latency_includes_poll_interval_s": POLL,
         "rss_mb": {"start": [round(x, 1) for x in rss_start], "mid": [round(x, 1) for x in rss_mid],
                    "end": [round(x, 1) for x in rss_end], "growth": growth, "max_growth": max(growth)},
+        "cpu_cores_used_while_writing": {
+            "peers_total": round(sum(cpu_writing) / write_time, 2),
+            "per_peer_median": round(sorted(cpu_writing)[len(cpu_writing) // 2] / write_time, 3),
+            "machine_cores": os.cpu_count(),
+        },
+        "traffic_per_write": _traffic_per_write(metrics, writes_made),
         "journal_rows_end": [m["metrics"]["store"]["journal_rows"] if m else None for m in metrics],
         "refusals": [m["metrics"]["refusals"] if m else None for m in metrics],
         "errors": errors[:10],
     }
+
+
+def _traffic_per_write(metrics: list[dict | None], writes: int) -> dict[str, float]:
+    """Messages and bytes all peers sent per write, by kind (gossip, catch-up, anti-entropy...)."""
+    totals: dict[str, int] = {}
+    for m in metrics:
+        for key, n in (m["metrics"]["stats"] if m else {}).items():
+            if key.startswith(("messages_sent_", "bytes_sent_")) or key in ("duplicate_batches", "batches_applied"):
+                totals[key] = totals.get(key, 0) + n
+    return {key: round(n / max(1, writes), 2) for key, n in sorted(totals.items())}
 
 
 def check(result: dict[str, Any]) -> None:
