@@ -11,18 +11,8 @@ identities and every Node's own ``rng`` (a restarted node draws a fresh one), so
 one (say, more writes) does not reshuffle the others. Events at equal times run in the order
 they were scheduled.
 
-Connections model websockets: each topology link is dialed by its lower-numbered peer,
-re-dialed with exponential backoff (``redial`` doubling up to ``redial_max``, jittered) while
-it is down, and carries frames with the link's latency. ``transport="stream"`` (default) is
-TCP: frames arrive in order; a lost packet is retransmitted after a timeout (200 ms minimum,
-doubling), holding back what follows; after 6 losses in a row the connection breaks.
-Duplicates are discarded by TCP (counted, not delivered) and reordering only delays.
-``transport="datagram"`` hands every loss, duplicate and reordering to the Node as is.
-
-Partitions and link faults close the connections they cut at once, on both sides (as if
-keepalives had already noticed); dialers keep retrying with backoff and reconnect at their
-first attempt after the heal. A crash resets its peer's connections: each neighbour sees the
-close one latency later.
+The network between the peers (connections, transport, partitions and link faults) is
+:mod:`.network`; the event queue is :mod:`.queue`; what a run measures is :mod:`.metrics`.
 
 Crashes: a peer that crashes with its store kept restarts from its durable state — the
 memory snapshot, the batches it has seen and its delta log — as the SQLite store would give
@@ -37,8 +27,6 @@ if they were the old ones. A new identity is what an operator must do in that ca
 from __future__ import annotations
 
 import heapq
-import itertools
-import math
 import random
 import time
 from collections import Counter, defaultdict
@@ -52,18 +40,18 @@ from ..protocol.batch import open_batch
 from ..protocol.events import BatchApplied, Close, PeerConnected, Send
 from ..protocol.node import Node, NodeConfig
 from .latency import Latency
+from .metrics import Sample, divergence_of, gossip_bound_rounds, live_roots, take_sample
+from .network import Network
+from .queue import BREAK, CALL, CHECKPOINT, CLOSE, DELIVER, DIAL, FLUSH, OPEN, SAMPLE, TICK, WRITE, EventQueue
 from .scenario import Scenario
 from .topology import Topology, blocks
 from .workload import Workload
 
-__all__ = ["Simulation", "SimPeer", "Sample", "EPOCH"]
+__all__ = ["Simulation", "SimPeer", "Sample", "EPOCH", "gossip_bound_rounds"]
 
 EPOCH = 1_700_000_000.0
 """Virtual time 0 on the peers' clocks (so hybrid timestamps look like real ones)."""
 
-_DELIVER, _TICK, _DIAL, _OPEN, _CLOSE, _BREAK, _WRITE, _FLUSH, _SAMPLE, _CALL, _CHECKPOINT = range(11)
-_MIN_RTO = 0.2
-_MAX_RETRANSMITS = 6
 _SPIN_LIMIT = 10_000
 
 
@@ -95,41 +83,6 @@ class SimPeer:
     @property
     def peer_id(self) -> str:
         return self.identity.peer_id
-
-
-class _Edge:
-    __slots__ = ("index", "a", "b", "down", "conn", "conns", "pending", "backoff", "connected_once")
-
-    def __init__(self, index: int, a: int, b: int, backoff: float) -> None:
-        self.index, self.a, self.b = index, a, b
-        self.down = 0
-        self.conn: int | None = None  # the dialer side's conn id while connected
-        self.conns: set[int] = set()  # every conn id of this link still open on some side
-        self.pending = False  # a DIAL or OPEN event is scheduled
-        self.backoff = backoff
-        self.connected_once = False
-
-
-class _Conn:
-    __slots__ = ("id", "owner", "peer", "other", "edge", "last_arrival", "broken")
-
-    def __init__(self, cid: int, owner: int, peer: int, other: int, edge: int) -> None:
-        self.id, self.owner, self.peer, self.other, self.edge = cid, owner, peer, other, edge
-        self.last_arrival = 0.0
-        self.broken = False
-
-
-class Sample:
-    """One point of the divergence series (``missing_*``: batches made anywhere that a live
-    peer has not seen yet — the per-peer lag, as its maximum and mean)."""
-
-    __slots__ = ("t", "divergence", "roots", "live", "links", "messages", "bytes", "missing_max", "missing_mean")
-
-    def __init__(self, t: float, divergence: float, roots: int, live: int, links: int, messages: int, nbytes: int,
-                 missing_max: int = 0, missing_mean: float = 0.0):
-        self.t, self.divergence, self.roots, self.live = t, divergence, roots, live
-        self.links, self.messages, self.bytes = links, messages, nbytes
-        self.missing_max, self.missing_mean = missing_max, missing_mean
 
 
 class Simulation:
@@ -169,9 +122,7 @@ class Simulation:
             anti_entropy_interval=s.anti_entropy_interval,
             max_log_batches=s.max_log_batches,
         )
-        self.now = 0.0
-        self._queue: list[tuple] = []
-        self._seq = itertools.count()
+        self.queue = EventQueue()
         self.keyring = Keyring()
         self.peers: list[SimPeer] = []
         for i in range(s.peers):
@@ -179,25 +130,24 @@ class Simulation:
             skew = self.rng_faults.uniform(-s.skew, s.skew) if s.skew else 0.0
             self.peers.append(SimPeer(i, identity, skew))
             self.keyring.add(identity)
-        self.edges: list[_Edge] = []
-        for a, b in self.topology.edges(s.peers, self.rng_topology):
-            edge = _Edge(len(self.edges), a, b, s.redial)
-            self.edges.append(edge)
-            self.peers[a].edges.append(edge.index)
-            self.peers[b].edges.append(edge.index)
-        self.conns: dict[int, _Conn] = {}
-        self._conn_ids = itertools.count()
-        self.group: list[int] | None = None
-        self.partitioned = False
+        self.network = network = Network(
+            s,
+            self.latency,
+            self.rng_net,
+            self.queue,
+            self.peers,
+            self.topology.edges(s.peers, self.rng_topology),
+            open_node=self._open_side,
+            close_node=self._close_side,
+        )
+        self.edges, self.conns = network.edges, network.conns
         self.workload = Workload(s.workload, self.rng_workload, keys=s.keys)
         writers = list(range(s.peers))
         if s.writers and s.writers < s.peers:
             writers = sorted(self.rng_workload.sample(writers, s.writers))
         self.writers = writers
         # measures
-        self.messages: Counter[str] = Counter()
-        self.bytes: Counter[str] = Counter()
-        self.net: Counter[str] = Counter()
+        self.messages, self.bytes, self.net = network.messages, network.bytes, network.net
         self.samples: list[Sample] = []
         self.timeline: list[dict[str, Any]] = []
         self.last_change = 0.0
@@ -216,34 +166,46 @@ class Simulation:
         self.wall["setup"] = time.perf_counter() - wall_start
         self.wall["cpu"] += time.process_time() - cpu_start
 
-    # -- scheduling -----------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        """Virtual seconds since the run began."""
+        return self.queue.now
 
-    def _at(self, t: float, code: int, x: Any = None, y: Any = None) -> None:
-        heapq.heappush(self._queue, (t, next(self._seq), code, x, y))
+    @property
+    def group(self) -> list[int] | None:
+        """Each peer's partition group, or None while not partitioned."""
+        return self.network.group
+
+    @property
+    def partitioned(self) -> bool:
+        return self.network.partitioned
+
+    # -- scheduling -----------------------------------------------------------------------------
 
     def _schedule_scenario(self) -> None:
         s = self.scenario
+        at = self.queue.at
         for part in sorted(s.partitions, key=lambda p: p.at):
             groups = [list(b) for b in blocks(s.peers, part.groups)]
-            self._at(part.at, _CALL, self.partition, groups)
+            at(part.at, CALL, self.partition, groups)
             if part.heal_at is not None:
-                self._at(part.heal_at, _CALL, self.heal, None)
+                at(part.heal_at, CALL, self.heal, None)
         for crash in s.crashes:
-            self._at(crash.at, _CALL, self.crash, (crash.peer, crash.store))
+            at(crash.at, CALL, self.crash, (crash.peer, crash.store))
             if crash.restart_at is not None:
-                self._at(crash.restart_at, _CALL, self.restart, crash.peer)
+                at(crash.restart_at, CALL, self.restart, crash.peer)
         for fault in s.link_faults:
-            self._at(fault.at, _CALL, self.link_down, (fault.a, fault.b))
+            at(fault.at, CALL, self.link_down, (fault.a, fault.b))
             if fault.up_at is not None:
-                self._at(fault.up_at, _CALL, self.link_up, (fault.a, fault.b))
+                at(fault.up_at, CALL, self.link_up, (fault.a, fault.b))
         if s.writes > 0:
             until = s.effective_write_until()
             first = s.write_from + self.rng_workload.expovariate(s.writes)
             if first < until:
-                self._at(first, _WRITE)
-        self._at(0.0, _SAMPLE)
+                at(first, WRITE)
+        at(0.0, SAMPLE)
         if s.checkpoint_interval > 0:
-            self._at(s.checkpoint_interval, _CHECKPOINT)
+            at(s.checkpoint_interval, CHECKPOINT)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -258,9 +220,10 @@ class Simulation:
 
     def run_until(self, end: float) -> None:
         """Process every event up to virtual time ``end`` (inclusive)."""
-        queue = self._queue
+        clock = self.queue
+        queue = clock.heap
         pop = heapq.heappop
-        peers, conns = self.peers, self.conns
+        peers, conns, network = self.peers, self.conns, self.network
         perf = time.perf_counter
         node_wall = 0.0
         deliveries = 0
@@ -268,8 +231,8 @@ class Simulation:
         try:
             while queue and queue[0][0] <= end and not self._stop:
                 t, _, code, x, y = pop(queue)
-                self.now = t
-                if code == _DELIVER:
+                clock.now = t
+                if code == DELIVER:
                     conn = conns.get(x)
                     if conn is None:
                         self.net["dropped_on_closed"] += 1
@@ -280,7 +243,7 @@ class Simulation:
                     node_wall += perf() - began
                     deliveries += 1
                     self._after(peer)
-                elif code == _TICK:
+                elif code == TICK:
                     peer = peers[x]
                     if peer.tick_at != t or y != peer.generation or not peer.alive:
                         continue
@@ -289,29 +252,29 @@ class Simulation:
                     peer.node.tick(t)
                     node_wall += perf() - began
                     self._after(peer, ticked=True)
-                elif code == _SAMPLE:
+                elif code == SAMPLE:
                     self._sample()
-                elif code == _WRITE:
+                elif code == WRITE:
                     self._write_event()
-                elif code == _DIAL:
-                    self._dial(self.edges[x])
-                elif code == _OPEN:
-                    self._open(self.edges[x])
-                elif code == _CLOSE:
-                    self._remote_close(x, y)
-                elif code == _BREAK:
-                    self._break(x, y)
-                elif code == _FLUSH:
+                elif code == DIAL:
+                    network.dial(x)
+                elif code == OPEN:
+                    network.open(x)
+                elif code == CLOSE:
+                    network.remote_close(x, y)
+                elif code == BREAK:
+                    network.break_conn(x, y)
+                elif code == FLUSH:
                     peer = peers[x]
                     peer.flush_pending = False
                     if peer.alive and y == peer.generation:
                         self._flush(peer)
-                elif code == _CALL:
+                elif code == CALL:
                     x(y) if y is not None else x()
-                elif code == _CHECKPOINT:
+                elif code == CHECKPOINT:
                     self._checkpoint()
             if not self._stop:
-                self.now = max(self.now, end)
+                clock.now = max(clock.now, end)
         finally:
             self.wall["node"] += node_wall
             self.wall["run"] += perf() - started
@@ -329,9 +292,9 @@ class Simulation:
         node = peer.node
         for action in node.take_actions():
             if type(action) is Send:
-                self._transmit(action.conn, action.data, action.kind)
+                self.network.transmit(action.conn, action.data, action.kind)
             elif type(action) is Close:
-                self._local_close(action.conn, action.reason)
+                self.network.local_close(action.conn, action.reason)
         events = node.take_events()
         if events:
             for event in events:
@@ -342,17 +305,13 @@ class Simulation:
                         if self.scenario.checkpoint_interval > 0:
                             peer.journal.append(event.wire)
                 elif kind is PeerConnected:
-                    conn = self.conns.get(event.conn)
-                    if conn is not None:
-                        edge = self.edges[conn.edge]
-                        edge.backoff = self.scenario.redial
-                        if conn.owner == edge.a:
-                            self.net["handshakes"] += 1
+                    self.network.connected(event.conn)
         deadline = node.next_deadline()
         if deadline is None:
             return
-        deadline = max(deadline, self.now)
-        if ticked and deadline <= self.now:
+        now = self.queue.now
+        deadline = max(deadline, now)
+        if ticked and deadline <= now:
             # tick() just ran, yet the node says it is still due: a timer that did not fire
             # (e.g. a float rounding mismatch between tick() and next_deadline()). A real
             # runtime would spin until the wall clock moves on; here time only moves with
@@ -361,12 +320,12 @@ class Simulation:
             peer.spins += 1
             if peer.spins > _SPIN_LIMIT:
                 raise RuntimeError(f"peer {peer.index}'s next_deadline() never advances past tick()")
-            deadline = self.now + 1e-6
+            deadline = now + 1e-6
         elif ticked:
             peer.spins = 0
         if peer.tick_at is None or deadline < peer.tick_at:
             peer.tick_at = deadline
-            self._at(deadline, _TICK, peer.index, peer.generation)
+            self.queue.at(deadline, TICK, peer.index, peer.generation)
 
     def _call(self, peer: SimPeer, fn: Callable[..., None], *args: Any) -> None:
         began = time.perf_counter()
@@ -374,12 +333,22 @@ class Simulation:
         self.wall["node"] += time.perf_counter() - began
         self._after(peer)
 
+    def _open_side(self, peer: SimPeer, cid: int, dialer: bool) -> None:
+        began = time.perf_counter()
+        peer.node.open(cid, self.now, dialer=dialer)
+        self.wall["node"] += time.perf_counter() - began
+        self._after(peer)
+
+    def _close_side(self, peer: SimPeer, cid: int, reason: str) -> None:
+        self._call(peer, peer.node.close, cid, self.now, reason)
+
     def _boot(self, peer: SimPeer, at: float) -> None:
         """Start a fresh peer (no store) at virtual time ``at``."""
         self._start(peer, Memory(peer.peer_id, clock=self._clock(peer)), None, [], at)
 
     def _clock(self, peer: SimPeer) -> Callable[[], float]:
-        return lambda: EPOCH + self.now + peer.skew
+        queue = self.queue
+        return lambda: EPOCH + queue.now + peer.skew
 
     def _start(self, peer: SimPeer, memory: Memory, seen: CausalContext | None, log: list[bytes], at: float) -> None:
         node = Node(
@@ -404,203 +373,28 @@ class Simulation:
         # First tick staggered over one gossip interval, so rounds are not in lockstep.
         first = at + self.rng_net.uniform(0, self.scenario.gossip_interval)
         peer.tick_at = first
-        self._at(first, _TICK, peer.index, peer.generation)
-        for e in peer.edges:
-            edge = self.edges[e]
-            if edge.a == peer.index and not edge.pending and edge.conn is None:
-                edge.pending = True
-                self._at(at + self.rng_net.uniform(0, 0.01), _DIAL, e)
-
-    # -- the network --------------------------------------------------------------------------
-
-    def _reachable(self, edge: _Edge) -> bool:
-        peers = self.peers
-        if edge.down or not (peers[edge.a].alive and peers[edge.b].alive):
-            return False
-        group = self.group
-        return group is None or group[edge.a] == group[edge.b]
-
-    def _retry(self, edge: _Edge) -> None:
-        """Schedule the dialer's next attempt (if it is alive), with jittered exponential backoff."""
-        if edge.pending or not self.peers[edge.a].alive:
-            return
-        edge.pending = True
-        delay = edge.backoff * self.rng_net.uniform(0.5, 1.0)
-        edge.backoff = min(edge.backoff * 2, self.scenario.redial_max)
-        self._at(self.now + delay, _DIAL, edge.index)
-
-    def _dial(self, edge: _Edge) -> None:
-        edge.pending = False
-        if edge.conn is not None or not self.peers[edge.a].alive:
-            return
-        self.net["dials"] += 1
-        if not self._reachable(edge):
-            self.net["dials_failed"] += 1
-            self._retry(edge)
-            return
-        lat = self.latency
-        rtt = lat.sample(self.rng_net) + lat.sample(self.rng_net)
-        edge.pending = True
-        self._at(self.now + self.scenario.connect_rtts * rtt, _OPEN, edge.index)
-
-    def _open(self, edge: _Edge) -> None:
-        edge.pending = False
-        if edge.conn is not None or not self.peers[edge.a].alive:
-            return
-        if not self._reachable(edge):
-            self.net["dials_failed"] += 1
-            self._retry(edge)
-            return
-        k = next(self._conn_ids)
-        ca, cb = 2 * k, 2 * k + 1
-        self.conns[ca] = _Conn(ca, edge.a, edge.b, cb, edge.index)
-        self.conns[cb] = _Conn(cb, edge.b, edge.a, ca, edge.index)
-        edge.conn = ca
-        edge.connected_once = True
-        self.net["connections"] += 1
-        a, b = self.peers[edge.a], self.peers[edge.b]
-        edge.conns.update((ca, cb))
-        self._open_side(a, ca, True)
-        self._open_side(b, cb, False)
-
-    def _open_side(self, peer: SimPeer, cid: int, dialer: bool) -> None:
-        began = time.perf_counter()
-        peer.node.open(cid, self.now, dialer=dialer)
-        self.wall["node"] += time.perf_counter() - began
-        self._after(peer)
-
-    def _transmit(self, cid: int, data: bytes, kind: str) -> None:
-        size = len(data)
-        self.messages[kind] += 1
-        self.bytes[kind] += size
-        conn = self.conns.get(cid)
-        if conn is None or conn.broken:
-            self.net["dropped_on_closed"] += 1
-            return
-        s = self.scenario
-        rng = self.rng_net
-        delay = self.latency.sample(rng)
-        if s.transport == "stream":
-            if s.loss and rng.random() < s.loss:
-                rto = max(_MIN_RTO, 4 * self.latency.mean)
-                tries = 0
-                while True:
-                    self.net["retransmissions"] += 1
-                    delay += rto
-                    rto *= 2
-                    tries += 1
-                    if tries > _MAX_RETRANSMITS:
-                        # The stream gives up: this and everything after it on the connection is lost.
-                        conn.broken = True
-                        self.net["lost"] += 1
-                        self._at(self.now + delay, _BREAK, cid, "too many retransmissions")
-                        return
-                    if rng.random() >= s.loss:
-                        break
-            if s.duplicate and rng.random() < s.duplicate:
-                self.net["duplicates_discarded"] += 1  # TCP drops the copy; it only costs bandwidth
-            if s.reorder and rng.random() < s.reorder:
-                delay += rng.uniform(0, 4 * self.latency.mean + 0.001)
-                self.net["reordered"] += 1
-            arrival = self.now + delay
-            arrival = max(arrival, conn.last_arrival)  # in order: held back behind earlier frames
-            conn.last_arrival = arrival
-            self._at(arrival, _DELIVER, conn.other, data)
-            return
-        # datagram
-        if s.loss and rng.random() < s.loss:
-            self.net["lost"] += 1
-            return
-        if s.reorder and rng.random() < s.reorder:
-            delay += rng.uniform(0, 4 * self.latency.mean + 0.001)
-            self.net["reordered"] += 1
-        self._at(self.now + delay, _DELIVER, conn.other, data)
-        if s.duplicate and rng.random() < s.duplicate:
-            self.net["duplicated"] += 1
-            self._at(self.now + self.latency.sample(rng), _DELIVER, conn.other, data)
-
-    def _drop_conn(self, cid: int) -> _Conn | None:
-        """Forget one side of a connection; the first side to go marks the link down and redials."""
-        conn = self.conns.pop(cid, None)
-        if conn is None:
-            return None
-        edge = self.edges[conn.edge]
-        edge.conns.discard(cid)
-        if edge.conn in (cid, conn.other):
-            edge.conn = None
-            self.net["disconnections"] += 1
-            self._retry(edge)
-        return conn
-
-    def _local_close(self, cid: int, reason: str) -> None:
-        """The node closed ``cid`` (it already forgot the session): tell the other side later."""
-        conn = self._drop_conn(cid)
-        self.net["closed_by_node"] += 1
-        if conn is not None and conn.other in self.conns:
-            self._at(max(self.now + self.latency.sample(self.rng_net), conn.last_arrival), _CLOSE, conn.other, reason)
-
-    def _remote_close(self, cid: int, reason: str) -> None:
-        conn = self._drop_conn(cid)
-        if conn is None:
-            return
-        peer = self.peers[conn.owner]
-        if peer.alive:
-            self._call(peer, peer.node.close, cid, self.now, reason)
-
-    def _break(self, cid: int, reason: str) -> None:
-        """Both ends of ``cid``'s connection learn it is gone (a transport failure)."""
-        conn = self.conns.get(cid)
-        if conn is None:
-            return
-        self.net["connection_breaks"] += 1
-        other = conn.other
-        self._remote_close(cid, reason)
-        self._remote_close(other, reason)
-
-    def _cut_edge(self, edge: _Edge, reason: str) -> None:
-        if edge.conn is not None:
-            self._break(edge.conn, reason)
-        for cid in sorted(edge.conns):  # half-open leftovers of earlier connections
-            self._remote_close(cid, reason)
+        self.queue.at(first, TICK, peer.index, peer.generation)
+        self.network.start_dialing(peer, at)
 
     # -- faults ---------------------------------------------------------------------------------
 
     def partition(self, groups: list[list[int]]) -> None:
         """Split the peers into ``groups`` now (peers not listed form one more group)."""
-        group = [len(groups)] * len(self.peers)
-        for g, members in enumerate(groups):
-            for p in members:
-                group[p] = g
-        self.group, self.partitioned = group, True
-        self.timeline.append({"t": _r(self.now), "event": "partition", "groups": len(set(group))})
-        for edge in self.edges:
-            if group[edge.a] != group[edge.b]:
-                self._cut_edge(edge, "partition")
+        self.network.partition(groups)
+        self.timeline.append({"t": _r(self.now), "event": "partition", "groups": len(set(self.group))})
 
     def heal(self) -> None:
         """End the partition now; dialers reconnect at their next (backed-off) attempt."""
-        self.group, self.partitioned = None, False
+        self.network.heal()
         self.timeline.append({"t": _r(self.now), "event": "heal"})
 
     def link_down(self, pair: tuple[int, int]) -> None:
-        for edge in self._edges_between(*pair):
-            edge.down += 1
-            self._cut_edge(edge, "link down")
+        self.network.link_down(*pair)
         self.timeline.append({"t": _r(self.now), "event": "link-down", "link": list(pair)})
 
     def link_up(self, pair: tuple[int, int]) -> None:
-        for edge in self._edges_between(*pair):
-            edge.down = max(0, edge.down - 1)
-            if not edge.down and edge.conn is None:
-                edge.backoff = self.scenario.redial  # the operator fixed it: try soon
+        self.network.link_up(*pair)
         self.timeline.append({"t": _r(self.now), "event": "link-up", "link": list(pair)})
-
-    def _edges_between(self, a: int, b: int) -> list[_Edge]:
-        a, b = min(a, b), max(a, b)
-        found = [self.edges[e] for e in self.peers[a].edges if self.edges[e].b == b and self.edges[e].a == a]
-        if not found:
-            raise ValueError(f"peers {a} and {b} have no link in this topology")
-        return found
 
     def crash(self, arg: tuple[int, str] | int, store: str = "kept") -> None:
         """Stop a peer now. Its neighbours see their connections reset one latency later."""
@@ -624,12 +418,7 @@ class Simulation:
         peer.tick_at = None
         peer.flush_pending = False
         self.timeline.append({"t": _r(self.now), "event": "crash", "peer": index, "store": store})
-        for cid in sorted(c for e in peer.edges for c in self.edges[e].conns):
-            conn = self.conns[cid]
-            if conn.owner == index:
-                self._drop_conn(cid)
-                if conn.other in self.conns:
-                    self._at(self.now + self.latency.sample(self.rng_net), _CLOSE, conn.other, "peer crashed")
+        self.network.drop_peer(index)
 
     def restart(self, index: int) -> None:
         """Bring a crashed peer back now, from its store (or, if it was lost, as a new identity)."""
@@ -665,7 +454,7 @@ class Simulation:
             if peer.alive:
                 peer.store = (peer.memory.snapshot(), peer.node.seen.copy(), peer.node.log_wires())
                 peer.journal = []
-        self._at(self.now + self.scenario.checkpoint_interval, _CHECKPOINT)
+        self.queue.at(self.now + self.scenario.checkpoint_interval, CHECKPOINT)
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -694,12 +483,12 @@ class Simulation:
                 self._flush(peer)
             elif not peer.flush_pending:
                 peer.flush_pending = True
-                self._at(self.now + s.flush_delay, _FLUSH, index, peer.generation)
+                self.queue.at(self.now + s.flush_delay, FLUSH, index, peer.generation)
         else:
             self.writes_skipped += 1
         nxt = self.now + self.rng_workload.expovariate(s.writes)
         if nxt < s.effective_write_until():
-            self._at(nxt, _WRITE)
+            self.queue.at(nxt, WRITE)
 
     def _flush(self, peer: SimPeer) -> None:
         began = time.perf_counter()
@@ -711,51 +500,33 @@ class Simulation:
 
     def links(self) -> list[tuple[int, int]]:
         """The topology's links as (dialer, acceptor) peer indices."""
-        return [(e.a, e.b) for e in self.edges]
+        return self.network.links()
 
     def live_peers(self) -> list[SimPeer]:
         return [p for p in self.peers if p.alive]
 
     def roots(self) -> dict[int, Any]:
         """Each live peer's Merkle root (after folding in its pending changes)."""
-        out = {}
-        for peer in self.peers:
-            if peer.alive:
-                index = peer.node.index
-                index.refresh()
-                out[peer.index] = index.root()
-        return out
+        return live_roots(self.peers)
 
     def divergence(self) -> tuple[float, int, int]:
         """(share of live peer pairs whose roots differ, distinct roots, live peers).
 
-        Exact, not sampled: pairs that agree are counted per distinct root, sum of C(k, 2).
+        Exact, not sampled: see :func:`.metrics.divergence_of`.
         """
-        counts = Counter(self.roots().values())
-        live = sum(counts.values())
-        pairs = live * (live - 1) // 2
-        if pairs == 0:
-            return 0.0, len(counts), live
-        agree = sum(k * (k - 1) // 2 for k in counts.values())
-        return (pairs - agree) / pairs, len(counts), live
+        return divergence_of(self.roots())
 
     def _sample(self) -> None:
         began = time.perf_counter()
         s = self.scenario
-        div, roots, live = self.divergence()
-        links = sum(1 for e in self.edges if e.conn is not None)
-        created = self.batches_created
-        missing = [created - p.node.seen.size() for p in self.peers if p.alive]
-        sample = Sample(
-            self.now, div, roots, live, links, sum(self.messages.values()), sum(self.bytes.values()),
-            max(missing, default=0), sum(missing) / len(missing) if missing else 0.0,
-        )
+        links_up = self.network.links_up()
+        sample = take_sample(self.now, self.peers, links_up, self.batches_created, self.messages, self.bytes)
         self.samples.append(sample)
         self.wall["sampling"] += time.perf_counter() - began
         if self.progress is not None:
             self.progress(self)
         nxt = self.now + s.sample_interval
-        if s.stop_when_converged and self._quiet_now() and div == 0.0:
+        if s.stop_when_converged and self._quiet_now() and sample.divergence == 0.0:
             if self._converged_since is None:
                 self._converged_since = self.now
             if self.now - self._converged_since >= s.settle:
@@ -765,7 +536,7 @@ class Simulation:
         else:
             self._converged_since = None
         if nxt <= s.duration + 1e-9:
-            self._at(nxt, _SAMPLE)
+            self.queue.at(nxt, SAMPLE)
 
     def _quiet_now(self) -> bool:
         """No scheduled fault, write or restart is still to come."""
@@ -797,8 +568,3 @@ def peer_journal_wires(log: list[bytes], seen: CausalContext) -> list[bytes]:
 
 def _r(t: float) -> float:
     return round(t, 6)
-
-
-def gossip_bound_rounds(n: int) -> float:
-    """Push-pull gossip needs about log2(n) + ln(n) rounds to reach n peers."""
-    return math.log2(n) + math.log(n) if n > 1 else 0.0
