@@ -12,8 +12,8 @@ cap — and the honest peers must keep converging while it runs. What bounds eac
   (``oversized-message``); a single frame over the cap is refused by websockets (close 1009);
 * half an HTTP upgrade, then silence: the websocket ``open_timeout``;
 * a hello, then silence: the node's ``handshake_timeout`` (``handshake-timeout``);
-* many connections at once: each is bounded in *time* by those timeouts, but nothing caps how
-  many are open at once (see ``test_many_stalled_connections_are_all_timed_out``).
+* many connections at once: each is bounded in time by those timeouts, and their number by
+  ``Peer(max_connections=...)`` (``too-many-connections``).
 
 ``CRDTMEM_FLOOD_SCALE`` (default 1) multiplies flood durations and connection counts.
 """
@@ -186,7 +186,7 @@ async def test_garbage_frames_from_a_reconnecting_client_are_refused_connection_
                                     "refusals": refusals, **honest}
 
 
-async def test_a_flood_of_signed_frames_does_not_hold_up_honest_peers() -> None:
+async def test_a_flood_of_valid_frames_does_not_hold_up_honest_peers() -> None:
     seconds = 2.0 * SCALE
     sent = 0
     async with trio_peers() as trio:
@@ -208,7 +208,7 @@ async def test_a_flood_of_signed_frames_does_not_hold_up_honest_peers() -> None:
 
         honest = await while_attacking(trio, attack)
         assert trio.victim_mem.counter("honest").value == trio.written
-        RESULTS["signed_flood"] = {"seconds": seconds, "frames_sent": sent,
+        RESULTS["valid_frame_flood"] = {"seconds": seconds, "frames_sent": sent,
                                    "frames_per_s": round(sent / seconds), **honest}
 
 
