@@ -163,6 +163,7 @@ class Peer:
         self._stack: AsyncExitStack | None = None
         self._tg: Any = None
         self._wake = anyio.Event()
+        self._sleeping_until = math.inf  # when the timer loop will next tick unless woken
         self._changed: anyio.Event | None = None  # created by a waiter, set (and dropped) by _pump
         self._compact_wanted = anyio.Event()
         self._redial = anyio.Event()
@@ -373,6 +374,9 @@ class Peer:
                 link = self._links.get(action.conn)
                 if link is not None:
                     self._close_link(link, action.reason, refused=True)
+        deadline = node.next_deadline()
+        if deadline is not None and deadline < self._sleeping_until and not self._wake.is_set():
+            self._wake.set()  # input brought a timer forward (an ack, a relay): re-arm the timer loop
         if self._changed is not None:
             self._changed.set()
             self._changed = None
@@ -438,8 +442,10 @@ class Peer:
             deadline = self.node.next_deadline()
             delay = math.inf if deadline is None else max(0.0, deadline - self._now())
             if delay > 0:
+                self._sleeping_until = math.inf if deadline is None else deadline
                 with anyio.move_on_after(delay):
                     await self._wake.wait()
+            self._sleeping_until = -math.inf  # awake: the tick below sees every deadline
             self._wake = anyio.Event()
             self._tick()
             now = self._now()

@@ -52,6 +52,20 @@ async def test_two_peers_over_websockets_converge() -> None:
             assert metrics["bytes_sent"] > 0 and metrics["refusals"] == {}
 
 
+async def test_a_peer_that_never_writes_still_runs_its_timers() -> None:
+    # The listener only reads. Its ack timer, armed by the batch it receives, is the only way
+    # the writer can learn the batch arrived: gossip rounds are a minute apart.
+    quiet = NodeConfig(gossip_interval=60.0, anti_entropy_interval=60.0)
+    ids, keyring, (reader, writer) = team(2)
+    async with Peer(reader, ids[0], keyring, listen="ws://127.0.0.1:0", config=quiet) as listener:
+        async with Peer(writer, ids[1], keyring, connect=[listener.url], config=quiet) as dialer:
+            await dialer.wait_synced(timeout=10, peers=1)
+            for i in range(3):
+                writer.register("probe").assign(i)
+                await dialer.wait_synced(timeout=5)
+                assert reader.register("probe").value == i
+
+
 async def test_three_peers_in_a_line_converge_through_relay() -> None:
     ids, keyring, mems = team(3)
     async with Peer(mems[0], ids[0], keyring, listen="ws://127.0.0.1:0", config=FAST) as a:
