@@ -88,6 +88,17 @@ def test_replicas_converge_after_a_partition_heals() -> None:
     assert [e["event"] for e in report["timeline"]] == ["partition", "heal"]
 
 
+@pytest.mark.parametrize("peers, seed, fanout", [(10, 4, 3), (10, 5, 1), (20, 2, 1), (20, 6, 1)])
+def test_gossip_alone_converges_while_anti_entropy_runs_alongside_writes(peers, seed, fanout) -> None:
+    # The connect-time anti-entropy sessions overlap a burst of writes, and the next periodic
+    # one is a minute away, so only gossip can converge these replicas. A session that ends
+    # with equal roots lets the peer adopt our seen set; if a batch applied here mid-session
+    # leaked into that claim, the peer would skip the batch forever (these seeds did).
+    report = run(Scenario(peers=peers, seed=seed, topology="regular:4", fanout=fanout, writes=40.0, duration=4.0,
+                          anti_entropy_interval=60.0))
+    assert report["converged"] and report["final"]["identical_values"]
+
+
 def test_a_permanent_partition_reports_the_first_differing_peers_and_keys() -> None:
     report = run(small(peers=6, partitions=[Partition(1, None)], write_until=5, duration=8, topology="mesh"))
     assert not report["converged"]

@@ -99,6 +99,7 @@ class _Session:
     in_flight: set[Dot] = field(default_factory=set)
     ack_at: float | None = None
     reconciler: Reconciler | None = None
+    seen_at_reconcile: int = 0  # our seen-set size when the reconciliation began
     next_anti_entropy: float = 0.0
 
     @property
@@ -363,6 +364,7 @@ class Node:
             if session.dialer:
                 raise RemoteProtocolError("anti-entropy message without a session")
             session.reconciler = Reconciler(self.memory, self.index, initiator=False, origin=session.peer_id)
+            session.seen_at_reconcile = self.seen.size()
             self._count("anti_entropy_sessions")
         reconciler = session.reconciler
         replies = reconciler.receive(message.body)
@@ -375,6 +377,7 @@ class Node:
         session.reconciler = Reconciler(
             self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64)
         )
+        session.seen_at_reconcile = self.seen.size()
         self._count("anti_entropy_sessions")
         for body in session.reconciler.start():
             self._send_message(session, AntiEntropy(body), "anti-entropy")
@@ -393,9 +396,11 @@ class Node:
         retry = reconciler.converged is False  # writes meanwhile, or a fingerprint collision
         delay = self.config.gossip_interval if retry else self.config.anti_entropy_interval
         session.next_anti_entropy = now + delay * (0.75 + 0.5 * self.rng.random())
-        if reconciler.converged:
-            # Our state now equals the peer's as of its last message, which it still holds
-            # (states only grow), so every batch we have seen is reflected there too.
+        if reconciler.converged and self.seen.size() == session.seen_at_reconcile:
+            # The peer's state equals ours as compared during the session, and it still holds
+            # it (states only grow), so every batch we had seen then is reflected there too.
+            # A batch applied here while the session ran may have missed the comparison: then
+            # our seen set says more than the peer provably has, and we claim nothing.
             self._send_message(session, Sync(self.seen, reply=True, covered=True), "anti-entropy")
 
     # -- sending ----------------------------------------------------------------------------
