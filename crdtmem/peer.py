@@ -45,6 +45,7 @@ from .protocol.events import (
     Send,
 )
 from .protocol.node import Node, NodeConfig
+from .ratelimit import RateLimit
 from .storage.sqlite import SqliteStore
 from .transports import Connection, ConnectionClosed, Listener, Transport, transport_for
 
@@ -70,6 +71,7 @@ class _Link:
     peer_id: str | None = None
     closing: str | None = None
     refused: bool = False
+    budget: RateLimit | None = None
     scope: Any = None
     opened: float = field(default_factory=time.monotonic)
 
@@ -100,6 +102,10 @@ class Peer:
         transport: override the transport (otherwise chosen from each URL's scheme).
         max_connections: accepted connections beyond this many (handshaking or open) are
             closed at once, so a flood of sockets cannot exhaust memory.
+        max_receive_messages_per_s, max_receive_bytes_per_s: per connection, what is read on
+            average (one second's worth may come at once); beyond it the connection is not read
+            until the budget refills, so a flooding peer slows itself, not the others (counted
+            as ``throttled_seconds``). None: unlimited.
         conflict_window: register writes by two replicas this close in time (seconds) are
             counted as ``conflicts["concurrent_register_writes"]`` (a heuristic: timestamps
             cannot prove concurrency).
@@ -128,6 +134,8 @@ class Peer:
         transport: Transport | None = None,
         conflict_window: float = 1.0,
         max_connections: int = 256,
+        max_receive_messages_per_s: float | None = 2000.0,
+        max_receive_bytes_per_s: float | None = 64 * 1024 * 1024,
     ) -> None:
         if memory.replica_id != identity.peer_id:
             raise ValueError(
@@ -137,6 +145,8 @@ class Peer:
         self.memory, self.identity, self.keyring = memory, identity, keyring
         self._peer_id = identity.peer_id
         self._max_connections = max_connections
+        self._receive_limits = (max_receive_messages_per_s, max_receive_bytes_per_s)
+        RateLimit(*self._receive_limits)  # refuse bad limits here, not on the first connection
         if identity.peer_id not in keyring:
             keyring.add(identity, "self")
         self.config = config or NodeConfig()
@@ -169,7 +179,7 @@ class Peer:
         self._redial = anyio.Event()
         self._isolated = False
         self._running = False
-        self._counters: dict[str, int] = {}
+        self._counters: dict[str, float] = {}
         self._refusals: dict[str, int] = {}
         self._repair_log: list[dict[str, Any]] = []
         self._in_sync_since: dict[str, float] = {}
@@ -515,7 +525,7 @@ class Peer:
         """Serve one connection until it closes; return whether its handshake had finished."""
         key = f"{'out' if dialer else 'in'}-{next(_conn_ids)} {url or conn.remote}"
         send, receive = anyio.create_memory_object_stream(math.inf)
-        link = _Link(key, conn, dialer, url, send, receive)
+        link = _Link(key, conn, dialer, url, send, receive, budget=RateLimit(*self._receive_limits))
         self._links[key] = link
         reason = "closed"
         try:
@@ -527,8 +537,13 @@ class Peer:
                 try:
                     while True:
                         data = await conn.receive()
-                        self.node.receive(key, data, self._now())
+                        now = self._now()
+                        self.node.receive(key, data, now)
                         self._pump()
+                        pause = link.budget.charge(len(data), now)
+                        if pause > 0:
+                            self._count("throttled_seconds", pause)
+                            await anyio.sleep(pause)
                 except ConnectionClosed as exc:
                     reason = link.closing or exc.reason
                     if exc.refusal:
@@ -568,7 +583,7 @@ class Peer:
 
     # -- metrics ----------------------------------------------------------------------------
 
-    def _count(self, key: str, n: int = 1) -> None:
+    def _count(self, key: str, n: float = 1) -> None:
         self._counters[key] = self._counters.get(key, 0) + n
 
     def _sample_sync(self, now: float) -> None:
@@ -588,7 +603,8 @@ class Peer:
         ``bytes_received``, ``repairs``, ``repair_bytes``, ``lag`` (per peer: our batches it
         is not known to have), ``drift_seconds`` (per peer: time since we were last in sync),
         ``refusals`` (by reason), ``conflicts`` (MV-register siblings now, near-simultaneous
-        register writes seen), ``store`` and the node's raw ``stats``.
+        register writes seen), ``throttled_seconds`` (reading paused by the receive limits),
+        ``store`` and the node's raw ``stats``.
         """
         node = self.node
         stats = dict(node.stats) if node is not None else {}
@@ -638,6 +654,7 @@ class Peer:
                 "concurrent_register_writes": self._counters.get("concurrent_register_writes", 0),
             },
             "dial_failures": self._counters.get("dial_failures", 0),
+            "throttled_seconds": round(self._counters.get("throttled_seconds", 0), 3),
             "store": store,
             "recent_repairs": list(self._repair_log[-5:]),
             "stats": stats,
