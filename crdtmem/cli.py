@@ -228,33 +228,83 @@ def _stdin_lines() -> Any:
 
 
 async def _serve_stdin(peer: Any, memory: Any, durable: bool) -> None:
-    lines = _stdin_lines()
-    async for line in lines:  # at EOF: keep serving the network until a signal
-        line = line.strip()
-        if not line:
-            continue
-        ident = None
-        try:
-            command = json.loads(line)
-            if not isinstance(command, dict):
-                raise ValueError("a command is a JSON object")
-            ident = command.get("id")
-            op = command.get("op")
-            if op == "values":
-                _print_json({"id": ident, "values": to_jsonable(memory.values())})
-            elif op == "metrics":
-                _print_json({"id": ident, "metrics": to_jsonable(peer.metrics())})
-            elif op == "sync":
-                await peer.wait_synced(timeout=float(command.get("timeout", 10)), peers=int(command.get("peers", 0)))
-                _print_json({"id": ident, "synced": True})
-            else:
-                apply_command(memory, command)
-                await peer.flush()
-                _print_json({"durable" if durable else "applied": ident})
-        except TimeoutError:
-            _print_json({"id": ident, "error": "timeout"})
-        except Exception as exc:  # noqa: BLE001 - report and go on with the next command
-            _print_json({"id": ident, "error": f"{type(exc).__name__}: {exc}"})
+    """Answer JSON-line commands: writes (answered ``{"durable": id}``), ``values``, ``metrics``,
+    ``sync``, ``wait`` (until named values hold, answered ``{"id", "values"}``) and ``watch``
+    (then print ``{"changed": name, "value", "at": monotonic seconds}`` for each change)."""
+    import anyio
+
+    unwatch: list[Any] = []
+    async with anyio.create_task_group() as waits:
+        async for line in _stdin_lines():  # at EOF: keep serving the network until a signal
+            line = line.strip()
+            if not line:
+                continue
+            ident = None
+            try:
+                command = json.loads(line)
+                if not isinstance(command, dict):
+                    raise ValueError("a command is a JSON object")
+                ident = command.get("id")
+                op = command.get("op")
+                if op == "values":
+                    _print_json({"id": ident, "values": to_jsonable(memory.values())})
+                elif op == "metrics":
+                    _print_json({"id": ident, "metrics": to_jsonable(peer.metrics())})
+                elif op == "sync":
+                    timeout, peers = float(command.get("timeout", 10)), int(command.get("peers", 0))
+                    waits.start_soon(_answer, ident, peer.wait_synced(timeout=timeout, peers=peers), {"synced": True})
+                elif op == "wait":
+                    waits.start_soon(_answer, ident, _wait_values(peer, memory, command), None)
+                elif op == "watch":
+                    for stop in unwatch:
+                        stop()
+                    unwatch[:] = [memory.on_change(_watcher(memory, command.get("prefix", "")))]
+                    _print_json({"id": ident, "watching": command.get("prefix", "")})
+                else:
+                    apply_command(memory, command)
+                    await peer.flush()
+                    _print_json({"durable" if durable else "applied": ident})
+            except Exception as exc:  # noqa: BLE001 - report and go on with the next command
+                _print_json({"id": ident, "error": f"{type(exc).__name__}: {exc}"})
+
+
+async def _answer(ident: Any, waiting: Any, answer: dict | None) -> None:
+    """Await one ``sync`` or ``wait`` while other commands go on; print its answer or error."""
+    try:
+        result = await waiting
+        _print_json({"id": ident, **(answer if answer is not None else {"values": result})})
+    except TimeoutError:
+        _print_json({"id": ident, "error": "timeout"})
+    except Exception as exc:  # noqa: BLE001
+        _print_json({"id": ident, "error": f"{type(exc).__name__}: {exc}"})
+
+
+async def _wait_values(peer: Any, memory: Any, command: dict) -> dict:
+    """Wait until each ``equals`` name has that value and each ``contains`` name holds those
+    items; return the plain values of all the names waited on."""
+    equals, contains = command.get("equals", {}), command.get("contains", {})
+    names = sorted({*equals, *contains})
+
+    def reached() -> bool:
+        for name, expected in equals.items():
+            if to_jsonable(memory.value(name)) != expected:
+                return False
+        for name, items in contains.items():
+            held = to_jsonable(memory.value(name)) or []
+            if not set(items) <= set(held):
+                return False
+        return True
+
+    await peer.wait_for(reached, timeout=float(command.get("timeout", 10)))
+    return {name: to_jsonable(memory.value(name)) for name in names}
+
+
+def _watcher(memory: Any, prefix: str) -> Any:
+    def changed(name: str, origin: str) -> None:
+        if name.startswith(prefix):
+            _print_json({"changed": name, "value": to_jsonable(memory.value(name)), "at": time.monotonic()})
+
+    return changed
 
 
 # -- inspect --------------------------------------------------------------------------------------
@@ -324,9 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("peer", help="run a peer until SIGINT/SIGTERM", description=(
-        "Run a peer: listen, dial, gossip, persist. Reads JSON write commands on stdin, one a line "
-        "(see `python -m crdtmem.cli` docs), answering {\"durable\": ID} once committed to --db. "
-        "Stops cleanly on SIGINT/SIGTERM, flushing the store."))
+        "Run a peer: listen, dial, gossip, persist. Reads JSON commands on stdin, one a line: writes "
+        "such as {\"op\": \"set.add\", \"name\": \"facts\", \"value\": \"x\", \"id\": 1}, answered "
+        "{\"durable\": 1} once committed to --db; {\"op\": \"values\"}; {\"op\": \"metrics\"}; "
+        "{\"op\": \"sync\", \"peers\": N}; {\"op\": \"wait\", \"contains\": {NAME: [ITEMS]}, \"equals\": "
+        "{NAME: VALUE}} (answered once they hold); {\"op\": \"watch\", \"prefix\": P} (then one "
+        "{\"changed\": NAME, ...} line per change). Stops cleanly on SIGINT/SIGTERM, flushing the store."))
     p.add_argument("--key", required=True, help="private key file (from crdtmem keygen)")
     p.add_argument("--trust", required=True, help="keyring file: one trusted public key line per peer")
     p.add_argument("--listen", help="address to accept peers on, e.g. ws://0.0.0.0:8765 (port 0: any)")

@@ -136,11 +136,14 @@ class Memory:
 
     def values(self) -> dict[str, Any]:
         """Every object's plain value, for display and comparison."""
-        shown: dict[str, Any] = {}
-        for name in self.names():
-            state = self._objects[name]
-            shown[name] = state.value() if isinstance(state, Document) else self._handle(name, state.TAG).value
-        return shown
+        return {name: self.value(name) for name in self.names()}
+
+    def value(self, name: str) -> Any:
+        """One object's plain value, as :meth:`values` shows it (None: never written)."""
+        state = self._objects.get(name)
+        if state is None:
+            return None
+        return state.value() if isinstance(state, Document) else self._handle(name, state.TAG).value
 
     def _handle(self, name: str, tag: str) -> Any:
         handle = self._handles.get(name)

@@ -251,7 +251,7 @@ def summary(r: dict[str, Any]) -> str:
                   f"  writes {load['writes_made']} ({load['writes_per_s']}/s), delivered {load['deliveries']} "
                   f"({load['deliveries_per_s']}/s), lost {load['writes_lost']}",
                   f"  write-to-visible p50 {load['latency_s']['p50']} s, p99 {load['latency_s']['p99']} s, "
-                  f"max {round(load['latency_s']['max'] or 0, 3)} s (poll {load['latency_includes_poll_interval_s']} s)",
+                  f"max {round(load['latency_s']['max'] or 0, 3)} s",
                   f"  RSS MB start {min(rss['start'])}-{max(rss['start'])}, end {min(rss['end'])}-{max(rss['end'])}, "
                   f"max growth {rss['max_growth']}"]
     for name, summaries in r["other_suites"].items():

@@ -75,6 +75,28 @@ def test_peer_reports_durable_writes_and_inspect_reads_them_after_sigterm(tmp_pa
     assert table.returncode == 0 and "facts" in table.stdout and "water is wet" in table.stdout
 
 
+def test_peer_answers_wait_when_values_arrive_and_watch_prints_each_change(tmp_path) -> None:
+    trust = keys(tmp_path, ["a", "b"])
+    a = PeerProcess(tmp_path, "a", trust)
+    b = PeerProcess(tmp_path, "b", trust, connect=[a.url])
+    try:
+        assert b.ask({"op": "sync", "peers": 1, "timeout": 20, "id": "up"})["synced"]
+        assert a.ask({"op": "watch", "prefix": "f", "id": "w"})["watching"] == "f"
+        a.send({"op": "wait", "contains": {"facts": ["x", "y"]}, "equals": {"n": 3}, "timeout": 20, "id": "both"})
+        b.send({"op": "set.add", "name": "facts", "value": "x", "id": 1})
+        changed = a.expect(lambda m: m.get("changed") == "facts")
+        assert changed["value"] == ["x"] and isinstance(changed["at"], float)
+        b.send({"op": "set.add", "name": "facts", "value": "y", "id": 2})
+        b.send({"op": "counter.increment", "name": "n", "n": 3, "id": 3})
+        answer = a.expect(lambda m: m.get("id") == "both", timeout=25)
+        assert answer["values"] == {"facts": ["x", "y"], "n": 3}
+        late = a.ask({"op": "wait", "equals": {"n": 4}, "timeout": 0.2, "id": "never"})
+        assert late["error"] == "timeout"
+    finally:
+        b.stop()
+        a.stop()
+
+
 def test_peer_refuses_a_store_written_by_another_peer(tmp_path) -> None:
     trust = keys(tmp_path, ["a", "b"])
     first = PeerProcess(tmp_path, "a", trust)

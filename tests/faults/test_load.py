@@ -1,12 +1,13 @@
 """Load: many ``crdtmem peer`` processes on loopback, each writing continuously.
 
 Every peer ``i`` increments its own counter ``w<i>`` at a steady rate through its stdin (one
-write, one signed batch, ``{"durable": id}`` once journaled). A poller asks every peer for its
-values every ``POLL`` seconds; the first answer at peer ``j`` showing ``w<i> >= k`` makes write
+write, one signed batch, ``{"durable": id}`` once journaled). Every peer watches the ``w``
+counters (the CLI's ``watch`` command prints each change with the process's monotonic clock,
+which all processes share); the first change at peer ``j`` showing ``w<i> >= k`` makes write
 ``k`` of ``i`` visible at ``j``.
 
 Reported: writes made and delivered per second; p50/p99/max write-to-visible latency (from
-the moment the write was sent; includes up to one poll interval); the CPU cores the peers used
+the moment the write was sent to its peer's stdin); the CPU cores the peers used
 while writing and each process's RSS at start, halfway and end (both from ``/proc``).
 
 Checked: after the writers stop every peer converges to every durable write (zero lost), and
@@ -35,7 +36,6 @@ import pytest
 
 from ..procs import PeerProcess, keys
 
-POLL = 0.1
 MAX_RSS_GROWTH_MB = 60.0
 """The most a peer's RSS may grow from start to end of the run (state is 20 tiny counters)."""
 
@@ -100,7 +100,7 @@ def stop_all(procs: list[PeerProcess], timeout: float = 30) -> None:
 
 
 class Driver:
-    """Routes one peer process's output lines; sends paced writes and value polls."""
+    """Routes one peer process's output lines; sends paced writes; lets the test wait on them."""
 
     def __init__(self, index: int, proc: PeerProcess, n: int) -> None:
         self.index, self.proc, self.n = index, proc, n
@@ -109,11 +109,9 @@ class Driver:
         self.durable: dict[int, float] = {}
         self.errors: list[dict] = []
         self.answers: dict[Any, dict] = {}
-        self.polls: dict[int, list[tuple[float, int]]] = {i: [] for i in range(n)}  # writer -> (t, value)
-        self.poll_answered = threading.Event()
-        self.poll_answered.set()
+        self.seen: dict[int, list[tuple[float, int]]] = {i: [] for i in range(n)}  # writer -> (t, value)
         self.last_values: dict[int, int] = {}
-        self.stop = threading.Event()
+        self.updated = threading.Condition()
         self.reader = threading.Thread(target=self._route, daemon=True)
         self.reader.start()
 
@@ -121,28 +119,33 @@ class Driver:
         with self.lock:
             self.proc.send(command)
 
+    def wait_for(self, predicate, timeout: float) -> bool:
+        """Wait until ``predicate()`` holds, re-checked after every line the peer prints."""
+        with self.updated:
+            return self.updated.wait_for(predicate, max(0.0, timeout))
+
     def _route(self) -> None:
         lines = self.proc.lines
         while True:
             message = lines.get()
-            if message is None:
-                return
-            now = time.monotonic()
-            if "durable" in message:
-                self.durable[message["durable"]] = now
-            elif "values" in message:
-                values = {int(k[1:]): v for k, v in message["values"].items() if k.startswith("w")}
-                self.last_values = values
-                for writer, value in values.items():
-                    series = self.polls[writer]
-                    if not series or series[-1][1] != value:
-                        series.append((now, value))
-                self.poll_answered.set()
-            elif "error" in message:
-                self.errors.append(message)
-                self.poll_answered.set()
-            elif "id" in message:
-                self.answers[message["id"]] = message
+            with self.updated:
+                if message is None:
+                    self.updated.notify_all()
+                    return
+                if "changed" in message:
+                    writer, value = int(message["changed"][1:]), message["value"]
+                    self.last_values[writer] = value
+                    self.seen[writer].append((message["at"], value))
+                elif "durable" in message:
+                    self.durable[message["durable"]] = time.monotonic()
+                elif "error" in message:
+                    self.errors.append(message)
+                elif "id" in message:
+                    self.answers[message["id"]] = message
+                self.updated.notify_all()
+
+    def answered(self, ident: str) -> bool:
+        return ident in self.answers or any(m.get("id") == ident for m in self.errors)
 
     def write_loop(self, seconds: float, rate: float) -> None:
         start = time.monotonic()
@@ -153,17 +156,15 @@ class Driver:
             if due - start >= seconds:
                 return
             if due > now:
-                time.sleep(due - now)
+                time.sleep(due - now)  # the workload's pace, not a wait for an event
             k += 1
             self.sent[k] = time.monotonic()
             self.send({"op": "counter.increment", "name": f"w{self.index}", "n": 1, "id": k})
 
-    def poll_loop(self) -> None:
-        while not self.stop.is_set():
-            if self.poll_answered.wait(timeout=5):
-                self.poll_answered.clear()
-                self.send({"op": "values", "id": "poll"})
-            time.sleep(POLL)
+
+def wait_all(drivers: list[Driver], predicate, deadline: float) -> bool:
+    """Wait until ``predicate(driver)`` holds for every driver, or the deadline passes."""
+    return all(d.wait_for(lambda d=d: predicate(d), deadline - time.monotonic()) for d in drivers)
 
 
 def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: int = 1) -> dict[str, Any]:
@@ -198,25 +199,18 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         # everyone connected to its dial targets before the clock starts
         for d in drivers:
             d.send({"op": "sync", "id": "ready", "peers": len(dials[d.index]), "timeout": 60})
-        deadline = time.monotonic() + 90
-        for d in drivers:
-            while "ready" not in d.answers:
-                if any(m.get("id") == "ready" for m in d.errors):
-                    raise TimeoutError(f"{d.proc.name} did not connect: {d.errors}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{d.proc.name} did not connect")
-                time.sleep(0.05)
+            d.send({"op": "watch", "prefix": "w", "id": "watch"})
+        if not wait_all(drivers, lambda d: d.answered("ready") and d.answered("watch"), time.monotonic() + 90):
+            raise TimeoutError("peers did not connect in 90 s")
+        if any(d.errors for d in drivers):
+            raise TimeoutError(f"peers did not connect: {[d.errors for d in drivers if d.errors]}")
         rss_start = [rss_mb(p.proc.pid) for p in procs]
         cpu_start = [cpu_seconds(p.proc.pid) for p in procs]
-        pollers = [threading.Thread(target=d.poll_loop, daemon=True) for d in drivers]
-        for t in pollers:
-            t.start()
         writers = [threading.Thread(target=d.write_loop, args=(seconds, rate), daemon=True) for d in drivers]
         w0 = time.monotonic()
         for t in writers:
             t.start()
-        rss_mid: list[float] = []
-        time.sleep(seconds / 2)
+        time.sleep(seconds / 2)  # sample memory halfway through the writing
         rss_mid = [rss_mb(p.proc.pid) for p in procs]
         for t in writers:
             t.join(seconds + 60)
@@ -224,24 +218,16 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         cpu_writing = [cpu_seconds(p.proc.pid) - c for p, c in zip(procs, cpu_start)]
         # wait for every durable ack, then for every peer to see every write
         settle_deadline = time.monotonic() + 60 + seconds
-        while any(len(d.durable) < len(d.sent) for d in drivers) and time.monotonic() < settle_deadline:
-            time.sleep(0.05)
+        wait_all(drivers, lambda d: len(d.durable) >= len(d.sent), settle_deadline)
         made = {d.index: len(d.durable) for d in drivers}
-        while time.monotonic() < settle_deadline:
-            if all(d.last_values.get(i, 0) >= made[i] for d in drivers for i in range(peers)):
-                break
-            time.sleep(0.05)
+        wait_all(drivers, lambda d: all((d.last_values.get(i) or 0) >= made[i] for i in made), settle_deadline)
         settle = time.monotonic() - w0 - write_time
-        for d in drivers:
-            d.stop.set()
         rss_end = [rss_mb(p.proc.pid) for p in procs]
         final = {d.index: dict(d.last_values) for d in drivers}
         metrics = []
         for d in drivers:
             d.send({"op": "metrics", "id": "final-metrics"})
-        wait_until = time.monotonic() + 10
-        while time.monotonic() < wait_until and not all("final-metrics" in d.answers for d in drivers):
-            time.sleep(0.05)
+        wait_all(drivers, lambda d: d.answered("final-metrics"), time.monotonic() + 10)
     finally:
         stop_all(procs)
     for d in drivers:
@@ -254,7 +240,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         for i, writer in enumerate(drivers):
             if i == d.index:
                 continue
-            series = d.polls[i]
+            series = d.seen[i]
             times = [t for t, _ in series]
             values = [v for _, v in series]
             for k, sent_at in writer.sent.items():
@@ -271,9 +257,9 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 4) if latencies else None
 
     writes_made = sum(made.values())
-    lost = sum(max(0, made[i] - final[j].get(i, 0)) for j in final for i in made)
+    lost = sum(max(0, made[i] - (final[j].get(i) or 0)) for j in final for i in made)
     growth = [round(e - s, 1) for s, e in zip(rss_start, rss_end)]
-    errors = [e for d in drivers for e in d.errors if e.get("id") not in ("poll",)]
+    errors = [e for d in drivers for e in d.errors]
     return {
         "peers": peers,
         "seconds": seconds,
@@ -288,9 +274,9 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         "writes_lost": lost,
         "writes_lost_means": "durable writes not visible at every peer when the settle window "
                              "(60 s + duration) ended: lost, or a backlog the peers could not drain",
-        "deliveries_never_seen_by_poll": unseen,
+        "deliveries_never_seen": unseen,
         "latency_s": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
-        "latency_includes_poll_interval_s": POLL,
+        "latency_clock": "CLOCK_MONOTONIC, shared by every process: sent here, applied there",
         "rss_mb": {"start": [round(x, 1) for x in rss_start], "mid": [round(x, 1) for x in rss_mid],
                    "end": [round(x, 1) for x in rss_end], "growth": growth, "max_growth": max(growth)},
         "cpu_cores_used_while_writing": {
@@ -318,7 +304,7 @@ def _traffic_per_write(metrics: list[dict | None], writes: int) -> dict[str, flo
 def check(result: dict[str, Any]) -> None:
     assert result["writes_made"] > 0
     assert result["writes_lost"] == 0, result
-    assert result["deliveries_never_seen_by_poll"] == 0 or result["writes_lost"] == 0
+    assert result["deliveries_never_seen"] == 0
     assert result["rss_mb"]["max_growth"] < MAX_RSS_GROWTH_MB, result["rss_mb"]
     assert not result["errors"], result["errors"]
 

@@ -13,8 +13,7 @@ Needs root and iproute2; skipped with the reason otherwise.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,17 +81,16 @@ class Cluster:
     def facts(self, i: int) -> set[str]:
         return set(self.values(i).get("facts", []))
 
-    def wait_until(self, i: int, predicate: Callable[[set[str]], bool], timeout: float = 20) -> set[str]:
-        """Ask peer ``i`` for its facts until ``predicate`` holds (each answer is an event from the
-        process; the pause between questions only spaces them out)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            facts = self.facts(i)
-            if predicate(facts):
-                return facts
-            if time.monotonic() > deadline:
-                raise AssertionError(f"p{i} never got there in {timeout}s; it holds {sorted(facts)}")
-            time.sleep(0.05)
+    def wait_until(self, i: int, facts: set[str], timeout: float = 20) -> set[str]:
+        """Wait until peer ``i`` holds ``facts`` (the peer answers once they are in); its facts then."""
+        self._next_id += 1
+        answer = self.peers[i].ask(
+            {"op": "wait", "contains": {"facts": sorted(facts)}, "timeout": timeout, "id": self._next_id},
+            timeout=timeout + 5,
+        )
+        if "error" in answer:
+            raise AssertionError(f"p{i} never held {sorted(facts - self.facts(i))} in {timeout}s: {answer['error']}")
+        return set(answer["values"]["facts"] or [])
 
     def all_acked(self) -> set[str]:
         return set().union(*self.acked.values())
@@ -141,7 +139,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def test_majority_and_minority_keep_writing_apart_and_converge_when_the_split_heals(cluster: Cluster) -> None:
     before = cluster.write("before")
     for i in range(N):
-        cluster.wait_until(i, lambda f: before <= f)
+        cluster.wait_until(i, before)
 
     majority, minority = [0, 1, 2], [3, 4]
     cut = cluster.mesh.partition(majority, minority)
@@ -150,9 +148,9 @@ def test_majority_and_minority_keep_writing_apart_and_converge_when_the_split_he
     mino = cluster.write("split", minority)
     # each side converges within itself, and sees nothing of the other side while cut off
     for i in majority:
-        assert cluster.wait_until(i, lambda f: maj <= f) & mino == set(), f"p{i} heard the minority"
+        assert cluster.wait_until(i, maj) & mino == set(), f"p{i} heard the minority"
     for i in minority:
-        assert cluster.wait_until(i, lambda f: mino <= f) & maj == set(), f"p{i} heard the majority"
+        assert cluster.wait_until(i, mino) & maj == set(), f"p{i} heard the majority"
     after_repairs = cluster.write("late-split")  # both sides keep going; anti-entropy rounds pass
     for i in majority:
         assert cluster.facts(i) & mino == set()
@@ -172,7 +170,7 @@ def test_a_bridge_peer_carries_writes_between_sides_that_cannot_see_each_other(c
     assert not any(cluster.mesh.link_up(i, j) for i in left for j in right)
     written = cluster.write("bridged")
     for i in range(N):  # through the bridge alone, every write reaches every peer
-        cluster.wait_until(i, lambda f: written <= f)
+        cluster.wait_until(i, written)
 
     # now the bridge loses the right side too: left+bridge and right are apart
     more_cut = cluster.mesh.partition(left + [bridge], right)
@@ -180,7 +178,7 @@ def test_a_bridge_peer_carries_writes_between_sides_that_cannot_see_each_other(c
     apart = cluster.write("apart")
     right_only = {v for v in apart if v.startswith(("p3-", "p4-"))}
     for i in left + [bridge]:
-        assert cluster.wait_until(i, lambda f: (apart - right_only) <= f) & right_only == set()
+        assert cluster.wait_until(i, apart - right_only) & right_only == set()
 
     cluster.mesh.heal_all(cut + more_cut)
     final = cluster.converge()
