@@ -4,7 +4,7 @@
 
 * ``loss_30_stream``: websocket over TCP, the deployment model. A lost packet is retransmitted
   (RTO 200 ms, doubling), holding back what follows; six losses in a row break the connection.
-* ``loss_30_datagram``: every frame stands alone, so each loss reaches the Node. The signed,
+* ``loss_30_datagram``: every frame stands alone, so each loss reaches the Node. The authenticated,
   sequenced framing refuses the gap and drops the connection, which is redialed and
   re-handshaken. This shows what the protocol needs from its transport: order and reliability.
 
