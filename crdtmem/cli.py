@@ -170,7 +170,8 @@ async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> in
     peer = Peer(
         memory, identity, keyring, listen=args.listen, connect=args.connect or [], store=args.db,
         config=config, metrics_port=args.metrics_port, ssl=ssl_server, client_ssl=ssl_client,
-        reconnect_max=args.reconnect_max,
+        reconnect_max=args.reconnect_max, max_connections=args.max_connections,
+        max_receive_messages_per_s=args.max_receive_messages or None,
     )
     async with peer:
         _print_json({"ready": True, "peer_id": identity.peer_id, "url": peer.url, "metrics": peer.metrics_url})
@@ -392,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gossip-interval", type=float, default=1.0, help="seconds between gossip rounds")
     p.add_argument("--anti-entropy-interval", type=float, default=30.0, help="seconds between Merkle repairs")
     p.add_argument("--reconnect-max", type=float, default=10.0, help="longest redial backoff, seconds")
+    p.add_argument("--max-connections", type=int, default=256, help="refuse accepted connections beyond this many")
+    p.add_argument("--max-receive-messages", type=float, default=2000.0,
+                   help="per connection, messages read per second on average (0: unlimited)")
     p.add_argument("--no-stdin", action="store_true", help="do not read commands from standard input")
     p.set_defaults(func=cmd_peer)
 

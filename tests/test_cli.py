@@ -97,6 +97,25 @@ def test_peer_answers_wait_when_values_arrive_and_watch_prints_each_change(tmp_p
         a.stop()
 
 
+def test_peer_flags_cap_connections(tmp_path) -> None:
+    trust = keys(tmp_path, ["a", "b", "c"])
+    a = PeerProcess(tmp_path, "a", trust, extra=["--max-connections", "1", "--max-receive-messages", "500"])
+    b = PeerProcess(tmp_path, "b", trust, connect=[a.url])
+    c = None
+    try:
+        assert b.ask({"op": "sync", "peers": 1, "timeout": 20, "id": "up"})["synced"]
+        c = PeerProcess(tmp_path, "c", trust, connect=[a.url])  # only once b holds a's one slot
+        c.send({"op": "set.add", "name": "facts", "value": "from c", "id": 1})
+        refused = a.ask({"op": "wait", "contains": {"facts": ["from c"]}, "timeout": 1, "id": "c"}, timeout=10)
+        assert refused["error"] == "timeout"  # c's every dial is refused: a holds one link, b's
+        metrics = a.ask({"op": "metrics", "id": "m"})["metrics"]
+        assert metrics["refusals"].get("too-many-connections", 0) >= 1 and metrics["connected_peers"] == 1
+    finally:
+        for p in (c, b, a):
+            if p is not None:
+                p.stop()
+
+
 def test_peer_refuses_a_store_written_by_another_peer(tmp_path) -> None:
     trust = keys(tmp_path, ["a", "b"])
     first = PeerProcess(tmp_path, "a", trust)
