@@ -8,6 +8,7 @@ __all__ = [
     "RemoteProtocolError",
     "TypeMismatchError",
     "RollbackError",
+    "LostHistoryError",
 ]
 
 
@@ -37,3 +38,12 @@ class TypeMismatchError(LocalProtocolError, TypeError):
 
 class RollbackError(LocalProtocolError):
     """A checkpoint cannot be restored (a type that only grows, or an unknown checkpoint)."""
+
+
+class LostHistoryError(LocalProtocolError):
+    """Peers hold writes of this replica that it does not: its store was lost or is an old copy.
+
+    Writing on would reuse sequence numbers and dots the peers have already seen, and they would
+    ignore the new writes. Run this replica under a new identity (``crdtmem keygen``, trusted by
+    the others) with an empty store.
+    """

@@ -321,8 +321,13 @@ class Peer:
 
         When this returns, the writes are committed to the store (if any): a crash after this
         point does not lose them.
+
+        Raises:
+            LostHistoryError: peers hold writes of this replica's identity that its store does
+                not; nothing is signed or sent any more (see :class:`~crdtmem.errors.LostHistoryError`).
         """
         self._tick()
+        self.node.check_writable()
 
     def isolate(self) -> None:
         """Cut this peer off: drop every connection and refuse or stop making new ones.
@@ -604,6 +609,7 @@ class Peer:
         is not known to have), ``drift_seconds`` (per peer: time since we were last in sync),
         ``refusals`` (by reason), ``conflicts`` (MV-register siblings now, near-simultaneous
         register writes seen), ``throttled_seconds`` (reading paused by the receive limits),
+        ``lost_history`` (None, or why local writes are no longer sent: see :meth:`flush`),
         ``store`` and the node's raw ``stats``.
         """
         node = self.node
@@ -655,6 +661,7 @@ class Peer:
             },
             "dial_failures": self._counters.get("dial_failures", 0),
             "throttled_seconds": round(self._counters.get("throttled_seconds", 0), 3),
+            "lost_history": node.lost_history if node else None,
             "store": store,
             "recent_repairs": list(self._repair_log[-5:]),
             "stats": stats,

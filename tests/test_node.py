@@ -12,7 +12,8 @@ from crdtmem.crdt import GCounter, LWWRegister, ORSet
 from crdtmem.crdt.document import Document
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import seal_batch
-from crdtmem.protocol.events import BatchApplied, Refused
+from crdtmem.errors import LostHistoryError
+from crdtmem.protocol.events import BatchApplied, HistoryLost, Refused
 from crdtmem.protocol.messages import Batches, encode_message
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.values import encode_value
@@ -253,3 +254,32 @@ def test_handshake_that_never_finishes_times_out() -> None:
     node.tick(2.5)
     refusals = [e for e in node.take_events() if isinstance(e, Refused)]
     assert [r.reason for r in refusals] == ["handshake-timeout"]
+
+
+def test_a_replica_restarted_without_its_store_stops_signing_writes_the_others_would_ignore() -> None:
+    net = FakeNet(seed=9)
+    alice, bob = net.add("alice"), net.add("bob")
+    net.connect("alice", "bob")
+    for i in range(3):
+        alice.memory.set("facts").add(f"before-{i}")
+        net.run(0.2)
+    assert bob.memory.set("facts").value == {"before-0", "before-1", "before-2"}
+    net.cut("alice", "bob")
+    # alice comes back with her key but an empty store: her next batch would be #1 again
+    reborn = net.add("alice", identity=alice.identity)
+    reborn.memory.set("facts").add("after")
+    net.connect("alice", "bob")
+    net.run(1.0)
+    assert reborn.lost_history is not None and "#3" in reborn.lost_history
+    events = [e for e in reborn.take_events() if isinstance(e, HistoryLost)]
+    assert [(e.peer_id, e.theirs) for e in events] == [(bob.identity.peer_id, 3)]
+    # "after" went out as alice#1 before anyone could tell, and bob holds the old alice#1:
+    # exactly the loss the new identity avoids
+    assert "after" not in bob.memory.set("facts").value
+    with pytest.raises(LostHistoryError):
+        reborn.check_writable()
+    reborn.memory.set("facts").add("later")
+    reborn.flush(net.now)
+    net.run(1.0)
+    assert "later" not in bob.memory.set("facts").value  # never signed, never sent
+    assert reborn.stats["lost_history"] == 1

@@ -18,6 +18,7 @@ __all__ = [
     "Refused",
     "BatchApplied",
     "RepairApplied",
+    "HistoryLost",
     "Event",
 ]
 
@@ -85,4 +86,17 @@ class RepairApplied:
     names: tuple[str, ...]
 
 
-Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | RepairApplied
+@dataclass(frozen=True)
+class HistoryLost:
+    """``peer_id`` holds batches of ours up to ``theirs``; we only know up to ``ours``.
+
+    This replica's store was lost or rolled back. The node stops signing local writes (see
+    :class:`~crdtmem.errors.LostHistoryError`); the shell should alert its operator.
+    """
+
+    peer_id: str
+    ours: int
+    theirs: int
+
+
+Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | RepairApplied | HistoryLost

@@ -18,7 +18,10 @@ What the node does, per DESIGN.md §4:
   answers carry whatever either side lacks (push–pull);
 * catch-up from the delta log while it covers the gap; otherwise anti-entropy;
 * anti-entropy: a Merkle reconciliation on every connect and every ``anti_entropy_interval``;
-* log garbage collection once every peer known to this node has a batch.
+* log garbage collection once every peer known to this node has a batch;
+* lost history: a peer holding more of our own batches than we do means our store was lost
+  or rolled back; the node then stops signing local writes, which would reuse sequence
+  numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from ..clocks import CausalContext, Dot
-from ..errors import CrdtmemError, DecodeError, RemoteProtocolError
+from ..errors import CrdtmemError, DecodeError, LostHistoryError, RemoteProtocolError
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
@@ -41,6 +44,7 @@ from .events import (
     BatchApplied,
     Close,
     Event,
+    HistoryLost,
     PeerConnected,
     PeerDisconnected,
     Refused,
@@ -148,6 +152,8 @@ class Node:
         self._actions: list[Action] = []
         self._events: list[Event] = []
         self._next_gossip: float | None = None
+        self.lost_history: str | None = None
+        """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
         self.stats: dict[str, int] = {}
 
     # -- inputs -----------------------------------------------------------------------------
@@ -213,7 +219,12 @@ class Node:
             self._gossip_round()
 
     def flush(self, now: float) -> None:
-        """Sign the memory's pending local deltas as one batch and push it to every neighbour."""
+        """Sign the memory's pending local deltas as one batch and push it to every neighbour.
+
+        After lost history is detected, pending deltas stay in the memory, unsigned.
+        """
+        if self.lost_history is not None:
+            return
         deltas = group_deltas(self.memory.take_deltas())
         if not deltas:
             return
@@ -224,6 +235,11 @@ class Node:
         self._count("batches_created")
         for session in self._ready_sessions():
             self._push(session, [(Dot(batch.author, seq), batch.wire)], "gossip")
+
+    def check_writable(self) -> None:
+        """Raise :class:`LostHistoryError` if local writes can no longer be signed and sent."""
+        if self.lost_history is not None:
+            raise LostHistoryError(self.lost_history)
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has work to do (None: only input can create work)."""
@@ -311,6 +327,7 @@ class Node:
                 self._start_anti_entropy(session, now)
 
     def _on_sync(self, session: _Session, message: Sync, now: float) -> None:
+        self._check_history(session, message.seen.max(self.identity.peer_id))
         if message.covered:
             self.seen.join(message.seen)
         self._learn(session, message.seen)
@@ -331,6 +348,8 @@ class Node:
         fresh: list[tuple[Dot, bytes]] = []
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
+            if dot.replica == self.identity.peer_id:
+                self._check_history(session, dot.counter)
             session.peer_seen.add(dot)
             if dot in self.seen:
                 self._count("duplicate_batches")
@@ -449,6 +468,20 @@ class Node:
         self._count(f"messages_sent_{kind}")
 
     # -- bookkeeping ------------------------------------------------------------------------
+
+    def _check_history(self, session: _Session, theirs: int) -> None:
+        """A peer knows our batch ``theirs``: if we never made it, our history was lost."""
+        ours = self.seen.max(self.identity.peer_id)
+        if theirs <= ours or self.lost_history is not None:
+            return
+        self.lost_history = (
+            f"peer {session.peer_id} holds batches of {self.identity.peer_id} up to #{theirs}, this replica only "
+            f"up to #{ours}: its store was lost or is an old copy. New writes would reuse numbers the peers "
+            "ignore; run this replica under a new identity (crdtmem keygen) with an empty store."
+        )
+        log.error("%s", self.lost_history)
+        self._count("lost_history")
+        self._events.append(HistoryLost(session.peer_id, ours, theirs))
 
     def _learn(self, session: _Session, seen: CausalContext) -> None:
         session.peer_seen.join(seen)
