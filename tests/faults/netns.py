@@ -61,6 +61,7 @@ class Mesh:
         self.links = sorted(tuple(sorted(pair)) for pair in (links or combinations(range(n), 2)))
         self._index = {pair: k for k, pair in enumerate(self.links)}
         self.cuts = 0
+        self.partitions = 0
         self.down: set[tuple[int, int]] = set()
         self._created: list[str] = []
         try:
@@ -109,6 +110,7 @@ class Mesh:
         side_of = {p: s for s, members in enumerate(sides) for p in members}
         cut = [(i, j) for i, j in self.links
                if i in side_of and j in side_of and side_of[i] != side_of[j] and (i, j) not in self.down]
+        self.partitions += 1
         for i, j in cut:
             self.cut(i, j)
         return cut

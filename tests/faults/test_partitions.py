@@ -104,6 +104,9 @@ class Cluster:
         for i, v in enumerate(values[1:], 1):
             assert v == values[0], f"p{i} differs from p0 after healing:\n{v}\n{values[0]}"
         missing = self.all_acked() - set(values[0].get("facts", []))
+        figures = {"partitions": self.mesh.partitions, "link_cuts": self.mesh.cuts,
+                   "writes_acked": len(self.all_acked()), "writes_lost": len(missing)}
+        print(f"\npartitions: {json.dumps(figures)}")  # collected by simulations/faults_report.py
         assert not missing, f"writes acknowledged durable were lost: {sorted(missing)}"
         for i in range(N):
             assert values[0][f"writes-p{i}"] >= WRITES
