@@ -48,7 +48,6 @@ EXCHANGE_KEY_BYTES = 32
 __all__ = [
     "Hello",
     "Auth",
-    "make_hello",
     "make_auth",
     "verify_auth",
     "auth_transcript",
@@ -125,35 +124,21 @@ def decode_handshake_message(data: bytes) -> Hello | Auth:
     raise MalformedHandshakeError(f"unknown handshake message kind {kind!r}")
 
 
-def make_hello(identity: Identity, nonce: bytes, exchange_key: bytes) -> bytes:
-    """The encoded hello for ``identity``: the caller's fresh ``nonce`` and our X25519 ``exchange_key``."""
-    _check_nonce(nonce)
-    return Hello(PROTOCOL_VERSION, identity.public_key, bytes(nonce), bytes(exchange_key)).encode()
-
-
-def auth_transcript(
-    *, signer_nonce: bytes, other_nonce: bytes, signer_id: str, other_id: str, signer_exchange_key: bytes,
-    other_exchange_key: bytes,
-) -> bytes:
-    """The bytes an auth signs, from the signer's point of view."""
+def auth_transcript(signer: Hello, other: Hello) -> bytes:
+    """The bytes an auth signs: both nonces, both peer ids and both exchange keys, signer's first."""
     return codec.pack([
-        _AUTH_DOMAIN, PROTOCOL_VERSION, signer_nonce, other_nonce, signer_id, other_id, signer_exchange_key,
-        other_exchange_key,
+        _AUTH_DOMAIN, PROTOCOL_VERSION, signer.nonce, other.nonce, peer_id_of(signer.public_key),
+        peer_id_of(other.public_key), signer.exchange_key, other.exchange_key,
     ])
 
 
 def make_auth(identity: Identity, mine: Hello, theirs: Hello) -> bytes:
-    """The encoded auth: ``identity`` signs both hellos' nonces, peer ids and exchange keys."""
-    transcript = auth_transcript(
-        signer_nonce=mine.nonce, other_nonce=theirs.nonce, signer_id=identity.peer_id,
-        other_id=peer_id_of(theirs.public_key), signer_exchange_key=mine.exchange_key,
-        other_exchange_key=theirs.exchange_key,
-    )
-    return Auth(identity.sign(transcript)).encode()
+    """The encoded auth: ``identity`` (whose hello is ``mine``) signs both hellos."""
+    return Auth(identity.sign(auth_transcript(mine, theirs))).encode()
 
 
 def verify_auth(auth: Auth, mine: Hello, theirs: Hello) -> None:
-    """Check the peer's auth: its key signed both nonces, both peer ids and both exchange keys.
+    """Check the peer's auth: its key signed both hellos, its own first.
 
     Raises:
         MissingSignatureError: the auth has no signature.
@@ -161,12 +146,8 @@ def verify_auth(auth: Auth, mine: Hello, theirs: Hello) -> None:
     """
     if not auth.signature:
         raise MissingSignatureError("auth carries no signature")
-    their_id = peer_id_of(theirs.public_key)
-    transcript = auth_transcript(
-        signer_nonce=theirs.nonce, other_nonce=mine.nonce, signer_id=their_id, other_id=peer_id_of(mine.public_key),
-        signer_exchange_key=theirs.exchange_key, other_exchange_key=mine.exchange_key,
-    )
-    if not verify(theirs.public_key, auth.signature, transcript):
+    if not verify(theirs.public_key, auth.signature, auth_transcript(theirs, mine)):
+        their_id = peer_id_of(theirs.public_key)
         raise BadHandshakeSignatureError(f"auth from {their_id} does not sign this handshake's nonces, ids and keys")
 
 
