@@ -207,11 +207,8 @@ def _replace(plain: Any, path: tuple[int, ...], new: Any) -> Any:
     return copy
 
 
-@st.composite
-def structure_mutations(draw: st.DrawFn) -> bytes:
-    """A valid state or snapshot with one node of its msgpack tree replaced, dropped or duplicated."""
-    kind, data = draw(st.sampled_from([(k, d) for k, d in ALL_VALID if k != "value"]))
-    plain = msgpack.unpackb(data, raw=False)
+def mutate_plain(draw: st.DrawFn, plain: Any) -> Any:
+    """Replace, drop or duplicate one or two nodes of a msgpack tree."""
     for _ in range(draw(st.integers(1, 2))):
         paths = list(_nodes(plain))
         path = paths[draw(st.integers(0, len(paths) - 1))]
@@ -229,7 +226,14 @@ def structure_mutations(draw: st.DrawFn) -> bytes:
             else:
                 items.insert(index, items[index])
             plain = _replace(plain, parent_path, items)
-    return msgpack.packb(plain, use_bin_type=True)
+    return plain
+
+
+@st.composite
+def structure_mutations(draw: st.DrawFn) -> bytes:
+    """A valid state or snapshot with one node of its msgpack tree replaced, dropped or duplicated."""
+    kind, data = draw(st.sampled_from([(k, d) for k, d in ALL_VALID if k != "value"]))
+    return msgpack.packb(mutate_plain(draw, msgpack.unpackb(data, raw=False)), use_bin_type=True)
 
 
 # -- the tests ----------------------------------------------------------------------------------------

@@ -50,7 +50,17 @@ from crdtmem.protocol.handshake import Auth, Handshake, HandshakeState, decode_h
 from crdtmem.protocol.messages import AntiEntropy, AntiEntropyWanted, Batches, Sync, decode_message, encode_message
 from crdtmem.protocol.node import Node, NodeConfig
 
-from ..test_decode_fuzz import ALL_VALID, DECODERS, _nodes, _replace, byte_mutations, mutate_bytes, plain_values, watchdog
+from ..test_decode_fuzz import (
+    ALL_VALID,
+    DECODERS,
+    _nodes,
+    _replace,
+    byte_mutations,
+    mutate_bytes,
+    mutate_plain,
+    plain_values,
+    watchdog,
+)
 
 # -- scale and bookkeeping ---------------------------------------------------------------------------
 
@@ -227,27 +237,6 @@ def _frames() -> list[bytes]:
 FRAMES = _frames()
 
 # -- mutators ------------------------------------------------------------------------------------------
-
-
-def mutate_plain(draw: st.DrawFn, plain: Any) -> Any:
-    """Replace, drop or duplicate one or two nodes of a msgpack tree."""
-    for _ in range(draw(st.integers(1, 2))):
-        paths = list(_nodes(plain))
-        path = paths[draw(st.integers(0, len(paths) - 1))]
-        action = draw(st.sampled_from(["replace", "drop", "duplicate"]))
-        if action == "replace" or not path:
-            plain = _replace(plain, path, draw(plain_values))
-        else:
-            parent = plain
-            for i in path[:-1]:
-                parent = parent[i]
-            items = list(parent)
-            if action == "drop":
-                del items[path[-1]]
-            else:
-                items.insert(path[-1], items[path[-1]])
-            plain = _replace(plain, path[:-1], items)
-    return plain
 
 
 def mutate_structure(draw: st.DrawFn, data: bytes) -> bytes:
