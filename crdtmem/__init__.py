@@ -1,7 +1,8 @@
 """crdtmem: leaderless shared memory for AI agents.
 
-``Memory`` is the in-process replica agents write to. ``Identity``, ``Keyring`` and ``Peer``
-(the websocket runtime) load on first use, so the pure core imports nothing of I/O.
+``Memory`` is the in-process replica agents write to. ``Identity`` and ``Keyring`` are keys
+and trust; ``Peer`` (the websocket runtime, :mod:`crdtmem.runtime`) and the key-file helpers
+(:mod:`crdtmem.storage.keyfiles`) load on first use, so importing the core imports no I/O.
 """
 
 from .errors import (
@@ -21,6 +22,11 @@ __all__ = [
     "Identity",
     "Keyring",
     "Peer",
+    "load_identity",
+    "load_or_create_identity",
+    "save_identity",
+    "load_keyring",
+    "save_keyring",
     "CrdtmemError",
     "DecodeError",
     "AuthenticationError",
@@ -32,7 +38,16 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_LAZY = {"Identity": "identity", "Keyring": "identity", "Peer": "peer"}
+_LAZY = {
+    "Identity": "identity",
+    "Keyring": "identity",
+    "Peer": "runtime",
+    "load_identity": "storage.keyfiles",
+    "load_or_create_identity": "storage.keyfiles",
+    "save_identity": "storage.keyfiles",
+    "load_keyring": "storage.keyfiles",
+    "save_keyring": "storage.keyfiles",
+}
 
 
 def __getattr__(name: str):

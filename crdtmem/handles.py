@@ -6,14 +6,21 @@ hands the delta to the memory, which records it for the sync layer and tells lis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable, Iterable, Iterator
+from typing import Any, Protocol
 
 from .crdt import GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .values import decode_value, encode_value
 
-if TYPE_CHECKING:
-    from .memory import Memory
+
+class Writer(Protocol):
+    """What a handle needs of its :class:`~crdtmem.memory.Memory`."""
+
+    replica_id: str
+
+    def _local(self, name: str, delta: Any, touched: Iterable[Hashable] = ()) -> None: ...
+
+    def _stamp(self, after: int) -> int: ...
 
 __all__ = [
     "CounterHandle",
@@ -37,7 +44,7 @@ def _positive(n: Any) -> int:
 class _Handle:
     __slots__ = ("_memory", "name", "_state")
 
-    def __init__(self, memory: Memory, name: str, state: Any) -> None:
+    def __init__(self, memory: Writer, name: str, state: Any) -> None:
         self._memory, self.name, self._state = memory, name, state
 
     def __repr__(self) -> str:

@@ -18,8 +18,8 @@ Text forms, all line-based so they diff and paste well:
 
   Lines starting with ``#`` are comments; the two others must appear in that order.
 
-Nothing here reads the clock or the network; randomness is used only by
-:meth:`Identity.generate`.
+Nothing here reads the clock, the network or a file (key files are read and written by
+:mod:`crdtmem.storage.keyfiles`); randomness is used only by :meth:`Identity.generate`.
 """
 
 from __future__ import annotations
@@ -28,12 +28,7 @@ import base64
 import binascii
 import functools
 import hashlib
-import os
-import stat
-import tempfile
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -45,7 +40,6 @@ __all__ = [
     "PRIVATE_KEY_HEADER",
     "Identity",
     "Keyring",
-    "InsecureKeyFileWarning",
     "verify",
     "peer_id_of",
     "parse_public_key",
@@ -70,10 +64,6 @@ _SMALL_ORDER_Y = frozenset(
         "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
     )}
 )
-
-
-class InsecureKeyFileWarning(UserWarning):
-    """A private key file can be read by users other than its owner."""
 
 
 # -- public keys --------------------------------------------------------------------------------
@@ -240,7 +230,7 @@ class Identity:
         """The 64-byte Ed25519 signature of ``data``."""
         return self._private.sign(bytes(data))
 
-    # -- files ---------------------------------------------------------------------------------
+    # -- text form ---------------------------------------------------------------------------------
 
     def dumps(self) -> str:
         """The private key file's text (see the module docstring). Secret."""
@@ -265,46 +255,6 @@ class Identity:
             raise ValueError(f"private key decodes to {len(raw)} bytes, expected {KEY_BYTES}")
         return cls.from_private_bytes(raw)
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
-        """Write the private key file atomically with mode 0600.
-
-        The file is written to a private temporary file in the same directory, flushed to
-        disk, then moved into place, so a crash never leaves a half-written key.
-
-        Raises:
-            FileExistsError: ``path`` exists and ``overwrite`` is False (an identity is
-                never replaced by accident: its peer id names every write it made).
-        """
-        _atomic_write(Path(path), self.dumps(), mode=0o600, overwrite=overwrite)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Identity:
-        """Read a key file written by :meth:`save`.
-
-        Warns with :class:`InsecureKeyFileWarning` if the file is readable or writable by
-        group or others (POSIX only).
-
-        Raises:
-            ValueError: the file is not a crdtmem private key (names the path).
-            OSError: the file cannot be read.
-        """
-        path = Path(path)
-        with open(path, encoding="ascii", errors="replace") as f:
-            if os.name == "posix":
-                mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-                if mode & 0o077:
-                    warnings.warn(
-                        f"private key file {str(path)!r} has mode {mode:04o} and can be read by other "
-                        f"users; restrict it with: chmod 600 {str(path)!r}",
-                        InsecureKeyFileWarning,
-                        stacklevel=2,
-                    )
-            text = f.read(64 * 1024)
-        try:
-            return cls.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Identity) and other._public == self._public
 
@@ -327,17 +277,6 @@ class Keyring:
 
     def __init__(self) -> None:
         self._keys: dict[str, tuple[bytes, str | None]] = {}
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Keyring:
-        """Read a keyring file: one ``ed25519:<base64> [comment]`` per line.
-
-        Raises:
-            ValueError: a line is neither a key, a ``#`` comment nor blank; the message
-                names the file and line number.
-        """
-        with open(path, encoding="utf-8") as f:
-            return cls.loads(f.read(), source=str(path))
 
     @classmethod
     def loads(cls, text: str, *, source: str = "<keyring>") -> Keyring:
@@ -417,55 +356,5 @@ class Keyring:
         lines += [format_public_key(raw, comment) for raw, comment in self._keys.values()]
         return "\n".join(lines) + "\n"
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`dumps` to ``path`` atomically (replacing it)."""
-        _atomic_write(Path(path), self.dumps(), mode=0o644, overwrite=True)
-
     def __repr__(self) -> str:
         return f"Keyring({self.peer_ids!r})"
-
-
-# -- files --------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, text: str, *, mode: int, overwrite: bool) -> None:
-    """Write ``text`` to a temporary file beside ``path`` with ``mode``, fsync, then move it."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            if hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), mode)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # atomic, and fails if path exists
-            except FileExistsError:
-                raise FileExistsError(f"{path} already exists; refusing to overwrite it") from None
-            except OSError:  # a filesystem without hard links
-                if path.exists():
-                    raise FileExistsError(f"{path} already exists; refusing to overwrite it") from None
-                os.replace(tmp, path)
-        _fsync_directory(directory)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

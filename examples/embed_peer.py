@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 
-from crdtmem import Identity, Keyring, Memory, Peer
+from crdtmem import Identity, Keyring, Memory, Peer, load_identity, save_identity
 
 
 async def main() -> None:
@@ -22,7 +22,7 @@ async def main() -> None:
 
     # Each agent has a key (save it: the peer id names every write the agent makes).
     alice, bob = Identity.generate(), Identity.generate()
-    alice.save(workdir / "alice.key")
+    save_identity(alice, workdir / "alice.key")
     keyring = Keyring()  # closed by default: only these two may connect
     keyring.add(alice, "alice")
     keyring.add(bob, "bob")
@@ -50,7 +50,7 @@ async def main() -> None:
 
     # alice's memory survives a restart from its store.
     restored = Memory(alice.peer_id, clock=time.time)
-    async with Peer(restored, Identity.load(workdir / "alice.key"), keyring, store=workdir / "alice.db"):
+    async with Peer(restored, load_identity(workdir / "alice.key"), keyring, store=workdir / "alice.db"):
         print("alice after restart:", restored.values())
         assert restored.values() == mem_a.values()
 

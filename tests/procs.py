@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from crdtmem.identity import Identity, Keyring
+from crdtmem.storage.keyfiles import save_identity, save_keyring
 
 
 def crdtmem_cmd(*args: str) -> list[str]:
@@ -30,10 +31,10 @@ def keys(directory: Path, names: list[str]) -> Path:
     keyring = Keyring()
     for name in names:
         identity = Identity.generate()
-        identity.save(directory / f"{name}.key")
+        save_identity(identity, directory / f"{name}.key")
         keyring.add(identity, name)
     path = directory / "trusted.keys"
-    keyring.save(path)
+    save_keyring(keyring, path)
     return path
 
 

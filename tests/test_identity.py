@@ -10,13 +10,19 @@ import pytest
 
 from crdtmem.identity import (
     Identity,
-    InsecureKeyFileWarning,
     Keyring,
     format_public_key,
     is_weak_public_key,
     parse_public_key,
     peer_id_of,
     verify,
+)
+from crdtmem.storage.keyfiles import (
+    InsecureKeyFileWarning,
+    load_identity,
+    load_keyring,
+    save_identity,
+    save_keyring,
 )
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
@@ -85,8 +91,8 @@ def test_private_key_must_be_32_bytes():
 def test_key_file_round_trip_keeps_the_identity(tmp_path):
     identity = Identity.generate()
     path = tmp_path / "peer.key"
-    identity.save(path)
-    loaded = Identity.load(path)
+    save_identity(identity, path)
+    loaded = load_identity(path)
     assert loaded == identity
     assert loaded.peer_id == identity.peer_id
     assert loaded.private_bytes() == identity.private_bytes()
@@ -101,7 +107,7 @@ def test_saved_key_file_is_private(tmp_path):
     path = tmp_path / "peer.key"
     old = os.umask(0o000)  # even a permissive umask must not widen the mode
     try:
-        Identity.generate().save(path)
+        save_identity(Identity.generate(), path)
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -111,13 +117,13 @@ def test_saved_key_file_is_private(tmp_path):
 def test_save_refuses_to_replace_an_existing_identity(tmp_path):
     path = tmp_path / "peer.key"
     first = Identity.generate()
-    first.save(path)
+    save_identity(first, path)
     with pytest.raises(FileExistsError):
-        Identity.generate().save(path)
-    assert Identity.load(path) == first
+        save_identity(Identity.generate(), path)
+    assert load_identity(path) == first
     second = Identity.generate()
-    second.save(path, overwrite=True)
-    assert Identity.load(path) == second
+    save_identity(second, path, overwrite=True)
+    assert load_identity(path) == second
     assert len(list(tmp_path.iterdir())) == 1
 
 
@@ -125,19 +131,19 @@ def test_save_refuses_to_replace_an_existing_identity(tmp_path):
 def test_loading_a_group_readable_key_file_warns(tmp_path):
     path = tmp_path / "peer.key"
     identity = Identity.generate()
-    identity.save(path)
+    save_identity(identity, path)
     os.chmod(path, 0o644)
     with pytest.warns(InsecureKeyFileWarning, match="chmod 600"):
-        assert Identity.load(path) == identity
+        assert load_identity(path) == identity
 
 
 @posix_only
 def test_loading_a_private_key_file_does_not_warn(tmp_path):
     path = tmp_path / "peer.key"
-    Identity.generate().save(path)
+    save_identity(Identity.generate(), path)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Identity.load(path)
+        load_identity(path)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +155,7 @@ def test_malformed_key_file_is_refused_naming_the_path(tmp_path, text):
     path.write_text(text)
     os.chmod(path, 0o600)
     with pytest.raises(ValueError, match="bad.key"):
-        Identity.load(path)
+        load_identity(path)
 
 
 def test_public_key_text_round_trips_with_and_without_comment():
@@ -213,11 +219,11 @@ def test_keyring_file_round_trip_with_comments(tmp_path):
         f"   {bob.public_key_text}   \n"
         "   # indented comment\n"
     )
-    keyring = Keyring.load(path)
+    keyring = load_keyring(path)
     assert keyring.peer_ids == [alice.peer_id, bob.peer_id]
     assert "alice@laptop" in keyring.dumps()
-    keyring.save(tmp_path / "copy")
-    again = Keyring.load(tmp_path / "copy")
+    save_keyring(keyring, tmp_path / "copy")
+    again = load_keyring(tmp_path / "copy")
     assert again.peer_ids == keyring.peer_ids
     assert again.dumps() == keyring.dumps()
 
@@ -227,4 +233,4 @@ def test_keyring_file_error_names_the_line(tmp_path):
     path = tmp_path / "keyring"
     path.write_text(f"# ok\n{alice.public_key_text}\n\nnot a key\n")
     with pytest.raises(ValueError, match=r"keyring: line 4: .*does not start with"):
-        Keyring.load(path)
+        load_keyring(path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crdtmem.ratelimit import RateLimit
+from crdtmem.runtime.ratelimit import RateLimit
 
 
 def test_a_burst_of_one_seconds_worth_passes_then_reading_pauses():

@@ -21,7 +21,7 @@ from crdtmem.simulation import (
     Topology,
     dumps,
 )
-from crdtmem.simulation.cli import main as simulate_main
+from crdtmem.cli.simulate import main as simulate_main
 from crdtmem.simulation.latency import parse_duration
 from crdtmem.simulation.report import build_report
 from crdtmem.simulation.scenario import parse_crash, parse_link_fault
@@ -69,7 +69,7 @@ def test_report_does_not_depend_on_python_hash_seed(tmp_path: Path) -> None:
     for hash_seed in ("1", "2"):
         out = tmp_path / f"r{hash_seed}.json"
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        subprocess.run([sys.executable, "-m", "crdtmem.simulation", *args, "--json", str(out)], check=True, env=env, cwd=ROOT)
+        subprocess.run([sys.executable, "-m", "crdtmem", "simulate", *args, "--json", str(out)], check=True, env=env, cwd=ROOT)
         outputs.append(without_wall(json.loads(out.read_text())))
     assert outputs[0] == outputs[1]
 

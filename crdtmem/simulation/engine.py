@@ -44,7 +44,9 @@ from .metrics import Sample, divergence_of, gossip_bound_rounds, live_roots, tak
 from .network import Network
 from .queue import BREAK, CALL, CHECKPOINT, CLOSE, DELIVER, DIAL, FLUSH, OPEN, SAMPLE, TICK, WRITE, EventQueue
 from .scenario import Scenario
+from .simpeer import SimPeer
 from .topology import Topology, blocks
+from .verdict import final_check
 from .workload import Workload
 
 __all__ = ["Simulation", "SimPeer", "Sample", "EPOCH", "gossip_bound_rounds"]
@@ -53,36 +55,6 @@ EPOCH = 1_700_000_000.0
 """Virtual time 0 on the peers' clocks (so hybrid timestamps look like real ones)."""
 
 _SPIN_LIMIT = 10_000
-
-
-class SimPeer:
-    """One simulated peer: its identity, replica and Node (None while crashed)."""
-
-    __slots__ = (
-        "index", "identity", "memory", "node", "alive", "skew", "edges", "tick_at", "store",
-        "journal", "generation", "flush_pending", "last_change", "spins", "crashes",
-    )
-
-    def __init__(self, index: int, identity: Identity, skew: float) -> None:
-        self.index = index
-        self.identity = identity
-        self.memory: Memory | None = None
-        self.node: Node | None = None
-        self.alive = False
-        self.skew = skew
-        self.edges: list[int] = []
-        self.tick_at: float | None = None
-        self.store: tuple[bytes | None, CausalContext | None, list[bytes]] | None = None
-        self.journal: list[bytes] = []
-        self.generation = 0
-        self.flush_pending = False
-        self.last_change = 0.0
-        self.spins = 0
-        self.crashes = 0
-
-    @property
-    def peer_id(self) -> str:
-        return self.identity.peer_id
 
 
 class Simulation:
@@ -549,9 +521,7 @@ class Simulation:
 
     def check(self):
         """The final check: do all live replicas hold identical values and roots? See :mod:`.report`."""
-        from .report import final_check
-
-        return final_check(self)
+        return final_check(self.peers)
 
 
 def peer_journal_wires(log: list[bytes], seen: CausalContext) -> list[bytes]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .engine import SimPeer
+from .simpeer import SimPeer
 
 __all__ = ["Sample", "live_roots", "divergence_of", "take_sample", "gossip_bound_rounds"]
 

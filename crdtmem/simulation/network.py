@@ -24,14 +24,13 @@ import itertools
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+from ..protocol.backoff import Backoff
 from .latency import Latency
 from .queue import BREAK, CLOSE, DELIVER, DIAL, OPEN, EventQueue
 from .scenario import Scenario
 
-if TYPE_CHECKING:
-    from .engine import SimPeer
+from .simpeer import SimPeer
 
 __all__ = ["Network"]
 
@@ -42,7 +41,7 @@ _MAX_RETRANSMITS = 6
 class _Edge:
     __slots__ = ("index", "a", "b", "down", "conn", "conns", "pending", "backoff", "connected_once")
 
-    def __init__(self, index: int, a: int, b: int, backoff: float) -> None:
+    def __init__(self, index: int, a: int, b: int, backoff: Backoff) -> None:
         self.index, self.a, self.b = index, a, b
         self.down = 0
         self.conn: int | None = None  # the dialer side's conn id while connected
@@ -105,7 +104,7 @@ class Network:
         self._close_node = close_node
         self.edges: list[_Edge] = []
         for a, b in links:
-            edge = _Edge(len(self.edges), a, b, scenario.redial)
+            edge = _Edge(len(self.edges), a, b, Backoff(scenario.redial, scenario.redial_max))
             self.edges.append(edge)
             peers[a].edges.append(edge.index)
             peers[b].edges.append(edge.index)
@@ -140,7 +139,7 @@ class Network:
         conn = self.conns.get(cid)
         if conn is not None:
             edge = self.edges[conn.edge]
-            edge.backoff = self.scenario.redial
+            edge.backoff.reset()
             if conn.owner == edge.a:
                 self.net["handshakes"] += 1
 
@@ -156,9 +155,7 @@ class Network:
         if edge.pending or not self.peers[edge.a].alive:
             return
         edge.pending = True
-        delay = edge.backoff * self.rng.uniform(0.5, 1.0)
-        edge.backoff = min(edge.backoff * 2, self.scenario.redial_max)
-        self.queue.at(self.queue.now + delay, DIAL, edge.index)
+        self.queue.at(self.queue.now + edge.backoff.next_delay(self.rng), DIAL, edge.index)
 
     def dial(self, e: int) -> None:
         """Event DIAL: link ``e``'s dialer tries to connect; the attempt takes ``connect_rtts``."""
@@ -337,7 +334,7 @@ class Network:
         for edge in self._edges_between(a, b):
             edge.down = max(0, edge.down - 1)
             if not edge.down and edge.conn is None:
-                edge.backoff = self.scenario.redial  # the operator fixed it: try soon
+                edge.backoff.reset()  # the operator fixed it: try soon
 
     def _edges_between(self, a: int, b: int) -> list[_Edge]:
         a, b = min(a, b), max(a, b)

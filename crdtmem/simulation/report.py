@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .engine import gossip_bound_rounds
+from .metrics import gossip_bound_rounds
+from .verdict import FinalCheck, final_check
 from .workload import count_lost_writes
 
 if TYPE_CHECKING:
@@ -26,91 +26,6 @@ __all__ = ["FinalCheck", "final_check", "build_report", "dumps", "summary_lines"
 
 REPORT_FORMAT = 1
 _MAX_LISTED = 5
-
-
-@dataclass
-class FinalCheck:
-    """Whether every live replica holds identical values and Merkle roots, and if not, where not."""
-
-    converged: bool
-    live: int
-    distinct_roots: int
-    identical_roots: bool
-    identical_values: bool
-    reference_peer: int | None = None
-    differing_peers: list[dict[str, Any]] = field(default_factory=list)
-    """Up to 5 peers (index, peer id, root) that differ from the reference, first by index."""
-    differing_peers_total: int = 0
-    differing_keys: list[str] = field(default_factory=list)
-    """Objects (``name``) or leaves (``name[key]``) where the first differing peer differs."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "converged": self.converged,
-            "live": self.live,
-            "distinct_roots": self.distinct_roots,
-            "identical_roots": self.identical_roots,
-            "identical_values": self.identical_values,
-            "reference_peer": self.reference_peer,
-            "differing_peers_total": self.differing_peers_total,
-            "differing_peers": self.differing_peers,
-            "differing_keys": self.differing_keys,
-        }
-
-
-def final_check(sim: Simulation) -> FinalCheck:
-    """Compare every live replica with a reference: the most common root, lowest peer index.
-
-    Values are compared for every live peer (not only the roots), so a Merkle bug that gave
-    equal roots to different states would still show.
-    """
-    roots = sim.roots()
-    if not roots:
-        return FinalCheck(True, 0, 0, True, True)
-    counts = Counter(roots.values())
-    best = max(counts.values())
-    reference = min(i for i, r in roots.items() if counts[r] == best)
-    ref_root = roots[reference]
-    ref_values = sim.peers[reference].memory.values()
-    differing: list[int] = []
-    root_differs = value_differs = False
-    for index in sorted(roots):
-        same_root = roots[index] == ref_root
-        same_values = index == reference or sim.peers[index].memory.values() == ref_values
-        root_differs |= not same_root
-        value_differs |= not same_values
-        if not (same_root and same_values):
-            differing.append(index)
-    check = FinalCheck(
-        converged=not differing,
-        live=len(roots),
-        distinct_roots=len(counts),
-        identical_roots=not root_differs,
-        identical_values=not value_differs,
-        reference_peer=reference,
-        differing_peers_total=len(differing),
-    )
-    for index in differing[:_MAX_LISTED]:
-        peer = sim.peers[index]
-        check.differing_peers.append({"peer": index, "peer_id": peer.peer_id, "root_differs": roots[index] != ref_root})
-    if differing:
-        check.differing_keys = _differing_keys(sim, reference, differing[0])
-    return check
-
-
-def _differing_keys(sim: Simulation, a: int, b: int) -> list[str]:
-    va, vb = sim.peers[a].memory.values(), sim.peers[b].memory.values()
-    names = sorted(name for name in va.keys() | vb.keys() if va.get(name) != vb.get(name))
-    keys = list(names)
-    try:
-        leaves = sim.peers[a].node.index.diff(sim.peers[b].node.index)
-    except Exception:
-        leaves = set()
-    for name, key in sorted(leaves, key=repr):
-        label = f"{name}[{key!r}]" if key not in (b"", None) else name
-        if label not in keys:
-            keys.append(label)
-    return keys[:20]
 
 
 def _round(x: float | None, digits: int = 6) -> float | None:
@@ -213,7 +128,7 @@ def convergence(sim: Simulation, converged: bool) -> dict[str, Any]:
 
 def build_report(sim: Simulation, check: FinalCheck | None = None) -> dict[str, Any]:
     """The run's JSON report (see the module docstring)."""
-    check = check or final_check(sim)
+    check = check or final_check(sim.peers)
     s = sim.scenario
     node_stats: Counter[str] = Counter(sim.retired_stats)
     for peer in sim.live_peers():

@@ -1,7 +1,7 @@
 """``crdtmem simulate``: run a partition simulation from the command line.
 
-``crdtmem/cli.py`` adds the subcommand with :func:`register`; ``python -m crdtmem.simulation``
-runs it alone through :func:`main`. Examples::
+:mod:`crdtmem.cli.main` adds the subcommand with :func:`register`; :func:`main` runs it
+alone (scripts and tests). Examples::
 
     crdtmem simulate --peers 100 --partition-at 5 --heal-at 15 --plot run.png --json run.json
     crdtmem simulate --peers 30 --loss 0.3 --duration 60
@@ -37,7 +37,7 @@ def _probability(text: str) -> float:
 
 
 def _duration(text: str) -> float:
-    from .latency import parse_duration
+    from ..simulation.latency import parse_duration
 
     try:
         return parse_duration(text)
@@ -140,9 +140,12 @@ def build_parser(prog: str = "crdtmem simulate") -> argparse.ArgumentParser:
     return parser
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
+def register(subparsers: Any, common: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Add ``simulate`` to a ``parser.add_subparsers()`` object; its handler is ``args.func(args)``."""
-    parser = subparsers.add_parser("simulate", help="run a deterministic partition simulation", description=_DESCRIPTION)
+    parser = subparsers.add_parser(
+        "simulate", parents=[common] if common else [], help="run a deterministic partition simulation",
+        description=_DESCRIPTION,
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
@@ -152,7 +155,7 @@ def scenario_from_args(args: argparse.Namespace):
     """The :class:`Scenario` the flags describe. Raises ValueError on inconsistent flags."""
     import json
 
-    from .scenario import (
+    from ..simulation.scenario import (
         Partition,
         Scenario,
         parse_crash,
@@ -220,8 +223,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .engine import Simulation
-    from .report import build_report, dumps, summary_lines
+    from ..simulation.engine import Simulation
+    from ..simulation.report import build_report, dumps, summary_lines
 
     err = Console(stderr=True)
     try:
@@ -243,7 +246,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             args.json.write_text(text)
     if args.plot is not None:
-        from .plot import plot_report
+        from ..simulation.plot import plot_report
 
         plot_report(report, args.plot)
     if not args.quiet:
@@ -263,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
 def _run_with_progress(scenario: Any, console: Any):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .engine import Simulation
+    from ..simulation.engine import Simulation
 
     progress = Progress(
         TextColumn("[bold]simulating[/bold] {task.fields[peers]} peers"),
@@ -293,7 +296,7 @@ def _run_with_progress(scenario: Any, console: Any):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m crdtmem.simulation [flags]``."""
-    parser = build_parser("python -m crdtmem.simulation")
+    """``crdtmem simulate [flags]`` on its own (for scripts and tests)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     return run(args)

@@ -13,6 +13,7 @@ Merkle repair rather than log catch-up. Exit code 0 only if every peer converged
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 from typing import Any
@@ -20,10 +21,10 @@ from typing import Any
 import anyio
 import pycrdt
 
-from .identity import Identity, Keyring
-from .memory import Memory
-from .peer import Peer
-from .protocol.node import NodeConfig
+from ..identity import Identity, Keyring
+from ..memory import Memory
+from ..runtime import Peer
+from ..protocol.node import NodeConfig
 
 __all__ = ["run_demo"]
 
@@ -193,3 +194,15 @@ def _show(name: str, value: Any, who: dict[str, str]) -> str:
         text = str(value["text"])
         return (text[:120] + f"… ({len(text)} chars)") if len(text) > 120 else text
     return str(value)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``crdtmem demo`` to the subcommands."""
+    p = sub.add_parser("demo", parents=[common], help="three agents over websockets: partition, heal, repair", description=(
+        "Three agents as peers over real websockets on loopback write concurrently to counters, a "
+        "fact set, a register and shared notes; one is cut off, both sides keep writing, the link "
+        "heals, Merkle repair runs, and each peer's converged memory is printed. Exits 0 only if "
+        "all peers converged."))
+    p.add_argument("--seed", type=int, default=None, help="seed the agents' choices")
+    p.add_argument("--quiet", action="store_true", help="print only the verdict")
+    p.set_defaults(func=lambda args: run_demo(seed=args.seed, quiet=args.quiet))

@@ -33,9 +33,9 @@ from typing import Any
 
 import anyio
 
-from .identity import Identity, Keyring
-from .memory import Memory
-from .protocol.events import (
+from ..identity import Identity, Keyring
+from ..memory import Memory
+from ..protocol.events import (
     BatchApplied,
     Close,
     PeerConnected,
@@ -44,10 +44,11 @@ from .protocol.events import (
     RepairApplied,
     Send,
 )
-from .protocol.node import Node, NodeConfig
+from ..protocol.backoff import Backoff
+from ..protocol.node import Node, NodeConfig
 from .ratelimit import RateLimit
-from .storage.sqlite import SqliteStore
-from .transports import Connection, ConnectionClosed, Listener, Transport, transport_for
+from ..storage.sqlite import SqliteStore
+from ..transports import Connection, ConnectionClosed, Listener, Transport, transport_for
 
 __all__ = ["Peer"]
 
@@ -505,7 +506,7 @@ class Peer:
 
     async def _dial_loop(self, url: str) -> None:
         transport = self._transport(url)
-        delay = self.reconnect_min
+        backoff = Backoff(self.reconnect_min, self.reconnect_max)
         while self._running:
             while self._isolated:
                 await self._redial.wait()
@@ -518,12 +519,10 @@ class Peer:
                 log.debug("%s: dialing %s failed: %s", self.peer_id, url, exc)
             else:
                 if await self._run_link(conn, dialer=True, url=url):
-                    delay = self.reconnect_min
+                    backoff.reset()
             if not self._running:
                 return
-            wait = delay * (0.5 + self._jitter.random())
-            delay = min(delay * 2, self.reconnect_max)
-            with anyio.move_on_after(wait):
+            with anyio.move_on_after(backoff.next_delay(self._jitter)):
                 await redial.wait()
 
     async def _run_link(self, conn: Connection, *, dialer: bool, url: str | None) -> bool:
@@ -670,7 +669,7 @@ class Peer:
     def _start_metrics_server(self) -> None:
         from prometheus_client import CollectorRegistry, start_http_server
 
-        from ._prometheus import PeerCollector
+        from .prometheus import PeerCollector
 
         registry = CollectorRegistry(auto_describe=False)
         self._metrics_cache = self.metrics()

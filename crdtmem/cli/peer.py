@@ -1,0 +1,111 @@
+"""``crdtmem peer``: run one peer until SIGINT/SIGTERM, serving JSON-line commands on stdin."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Any
+
+from .jsonlines import print_json
+from .serve import serve_stdin
+
+__all__ = ["register", "cmd_peer"]
+
+
+def cmd_peer(args: argparse.Namespace) -> int:
+    import anyio
+
+    from ..storage.keyfiles import load_identity, load_keyring
+    from ..storage.sqlite import StoreError
+
+    try:
+        identity = load_identity(args.key)
+        keyring = load_keyring(args.trust)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return anyio.run(_run_peer, args, identity, keyring)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> int:
+    import signal
+
+    import anyio
+
+    from ..memory import Memory
+    from ..runtime import Peer
+    from ..protocol.node import NodeConfig
+
+    config = NodeConfig(
+        gossip_interval=args.gossip_interval,
+        anti_entropy_interval=args.anti_entropy_interval,
+    )
+    ssl_server = ssl_client = None
+    if args.tls_cert:
+        import ssl
+
+        ssl_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_server.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_ca:
+        import ssl
+
+        ssl_client = ssl.create_default_context(cafile=args.tls_ca)
+    memory = Memory(identity.peer_id, clock=time.time)
+    peer = Peer(
+        memory, identity, keyring, listen=args.listen, connect=args.connect or [], store=args.db,
+        config=config, metrics_port=args.metrics_port, ssl=ssl_server, client_ssl=ssl_client,
+        reconnect_max=args.reconnect_max, max_connections=args.max_connections,
+        max_receive_messages_per_s=args.max_receive_messages or None,
+    )
+    async with peer:
+        print_json({"ready": True, "peer_id": identity.peer_id, "url": peer.url, "metrics": peer.metrics_url})
+        async with anyio.create_task_group() as tg:
+
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        logging.getLogger("crdtmem.cli").info("signal %s: shutting down", signum)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(on_signals)
+            if not args.no_stdin:
+                tg.start_soon(serve_stdin, peer, memory, args.db is not None)
+    print_json({"stopped": True, "peer_id": identity.peer_id})
+    return 0
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``crdtmem peer`` to the subcommands."""
+    p = sub.add_parser("peer", parents=[common], help="run a peer until SIGINT/SIGTERM", description=(
+        "Run a peer: listen, dial, gossip, persist. Reads JSON commands on stdin, one a line: writes "
+        "such as {\"op\": \"set.add\", \"name\": \"facts\", \"value\": \"x\", \"id\": 1}, answered "
+        "{\"durable\": 1} once committed to --db; {\"op\": \"values\"}; {\"op\": \"metrics\"}; "
+        "{\"op\": \"sync\", \"peers\": N}; {\"op\": \"wait\", \"contains\": {NAME: [ITEMS]}, \"equals\": "
+        "{NAME: VALUE}} (answered once they hold); {\"op\": \"watch\", \"prefix\": P} (then one "
+        "{\"changed\": NAME, ...} line per change). Stops cleanly on SIGINT/SIGTERM, flushing the store."))
+    p.add_argument("--key", required=True, help="private key file (from crdtmem keygen)")
+    p.add_argument("--trust", required=True, help="keyring file: one trusted public key line per peer")
+    p.add_argument("--listen", help="address to accept peers on, e.g. ws://0.0.0.0:8765 (port 0: any)")
+    p.add_argument("--connect", action="append", metavar="URL", help="a peer to dial (repeatable)")
+    p.add_argument("--db", help="SQLite store to restore from and persist to")
+    p.add_argument("--metrics-port", type=int, help="export Prometheus metrics on this port")
+    p.add_argument("--tls-cert", help="certificate chain (PEM) for a wss:// listener")
+    p.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
+    p.add_argument("--tls-ca", help="CA bundle (PEM) to verify wss:// peers we dial")
+    p.add_argument("--gossip-interval", type=float, default=1.0, help="seconds between gossip rounds")
+    p.add_argument("--anti-entropy-interval", type=float, default=30.0, help="seconds between Merkle repairs")
+    p.add_argument("--reconnect-max", type=float, default=10.0, help="longest redial backoff, seconds")
+    p.add_argument("--max-connections", type=int, default=256, help="refuse accepted connections beyond this many")
+    p.add_argument("--max-receive-messages", type=float, default=2000.0,
+                   help="per connection, messages read per second on average (0: unlimited)")
+    p.add_argument("--no-stdin", action="store_true", help="do not read commands from standard input")
+    p.set_defaults(func=cmd_peer)

@@ -1,0 +1,1 @@
+"""Faces for agent frameworks: the LangGraph store and the MCP server (optional extras)."""
