@@ -42,7 +42,9 @@ class PeerProcess:
     """One ``crdtmem peer`` child process."""
 
     def __init__(self, directory: Path, name: str, trust: Path, *, listen: str = "ws://127.0.0.1:0",
-                 connect: list[str] = (), db: bool = True, extra: list[str] = ()) -> None:
+                 connect: list[str] = (), db: bool = True, extra: list[str] = (), prefix: list[str] = ()) -> None:
+        """Start the peer and wait for its ``ready`` line; ``prefix`` goes before the command
+        (``ip netns exec NS`` runs it in a namespace: exec keeps ``proc.pid`` the peer's)."""
         args = ["peer", "--key", str(directory / f"{name}.key"), "--trust", str(trust), "--listen", listen,
                 "--gossip-interval", "0.2", "--reconnect-max", "0.5", *extra]
         for url in connect:
@@ -53,7 +55,7 @@ class PeerProcess:
         self.stderr_path = directory / f"{name}.{time.monotonic_ns()}.stderr"
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
-            crdtmem_cmd("--log-level", "INFO", *args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [*prefix, *crdtmem_cmd("--log-level", "INFO", *args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._stderr, text=True, bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.lines: queue.Queue[dict | None] = queue.Queue()

@@ -155,3 +155,26 @@ def test_inspect_refuses_a_corrupt_store(tmp_path) -> None:
     result = run("inspect", "--db", str(path))
     assert result.returncode == 3 and "error:" in result.stderr
     assert path.read_bytes() == b"junk" * 100
+
+
+def test_peer_explains_bad_addresses_and_missing_files_in_one_line(tmp_path) -> None:
+    import socket
+
+    trust = keys(tmp_path, ["solo"])
+    key = str(tmp_path / "solo.key")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = {
+            ("--key", key, "--trust", str(trust), "--listen", "127.0.0.1:9"): "is not an address like ws://",
+            ("--key", key, "--trust", str(trust), "--connect", "bob:8765"): "is not an address like ws://",
+            ("--key", str(tmp_path / "nope.key"), "--trust", str(trust)): "crdtmem keygen",
+            ("--key", key, "--trust", str(tmp_path / "nope.keys")): "cannot read the keyring",
+            ("--key", key, "--trust", str(trust), "--listen", f"ws://127.0.0.1:{port}"): "cannot listen on",
+        }
+        for flags, message in cases.items():
+            result = run("peer", *flags, "--no-stdin")
+            assert result.returncode == 2, (flags, result.stderr)
+            assert message in result.stderr and "Traceback" not in result.stderr, (flags, result.stderr)
+            assert len(result.stderr.strip().splitlines()) == 1, result.stderr

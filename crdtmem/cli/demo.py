@@ -14,12 +14,15 @@ Merkle repair rather than log catch-up. Exit code 0 only if every peer converged
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import sys
 import time
 from typing import Any
 
 import anyio
 import pycrdt
+from rich.console import Console
 
 from ..identity import Identity, Keyring
 from ..memory import Memory
@@ -33,10 +36,20 @@ NAMES = ("alice", "bob", "carol")
 
 def run_demo(seed: int | None = None, quiet: bool = False, *, phase_seconds: float = 1.0) -> int:
     """Run the demo; return the exit code (0 = converged)."""
-    from rich.console import Console
+    code, verdict = anyio.run(_demo, seed, _PipeSafeConsole(quiet=quiet), phase_seconds, backend="asyncio")
+    if quiet:
+        print(verdict, flush=True)
+    return code
 
-    console = Console(quiet=quiet)
-    return anyio.run(_demo, seed, console, phase_seconds, backend="asyncio")
+
+class _PipeSafeConsole(Console):
+    """A console whose reader may go away (``crdtmem demo | head``): the demo then runs on
+    silently and still exits with its verdict, instead of dying in the middle of its peers."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 async def _agent(name: str, memory: Memory, rng: random.Random, until: float, phase: str) -> int:
@@ -58,7 +71,7 @@ async def _agent(name: str, memory: Memory, rng: random.Random, until: float, ph
     return writes
 
 
-async def _demo(seed: int | None, console: Any, phase_seconds: float) -> int:
+async def _demo(seed: int | None, console: Any, phase_seconds: float) -> tuple[int, str]:
     from rich.table import Table
 
     rng = random.Random(seed)
@@ -150,14 +163,15 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> int:
         cost.add_row("total bytes on the wire", f"{delta('bytes_sent'):,}")
         console.print(cost)
         if agree:
-            console.print(f"[bold green]CONVERGED[/]: all three peers hold identical memory "
-                          f"({len(values['alice'])} objects, counter = {values['alice'].get('tasks_done')}); "
-                          f"'the sky is blue' survived carol's concurrent remove: "
-                          f"{'the sky is blue' in values['alice'].get('facts', ())}")
+            verdict = (f"CONVERGED: all three peers hold identical memory ({len(values['alice'])} objects, "
+                       f"counter = {values['alice'].get('tasks_done')}); 'the sky is blue' survived carol's "
+                       f"concurrent remove: {'the sky is blue' in values['alice'].get('facts', ())}")
+            console.print(f"[bold green]{verdict}")
         else:
-            console.print("[bold red]NOT CONVERGED[/]")
+            verdict = "NOT CONVERGED: the peers hold different memories"
+            console.print(f"[bold red]{verdict}")
         console.print(f"demo took {time.monotonic() - started:.1f} s")
-        return 0 if agree else 1
+        return (0 if agree else 1), verdict
 
 
 async def _write_phase(memories: dict[str, Memory], rng: random.Random, phase: str, seconds: float) -> dict[str, int]:

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-from typing import Any
 
 from .. import __version__
 from ..agent import to_jsonable

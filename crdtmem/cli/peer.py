@@ -20,19 +20,58 @@ def cmd_peer(args: argparse.Namespace) -> int:
     from ..storage.keyfiles import load_identity, load_keyring
     from ..storage.sqlite import StoreError
 
+    problem = _address_problem(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         identity = load_identity(args.key)
+    except OSError as exc:
+        print(f"error: cannot read the key file {args.key}: {exc.strerror or exc} "
+              f"(create one with: crdtmem keygen {args.key})", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         keyring = load_keyring(args.trust)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        print(f"error: cannot read the keyring {args.trust}: {exc.strerror or exc} (one `ed25519:...` line "
+              "per trusted peer, as crdtmem keygen prints them)", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         return anyio.run(_run_peer, args, identity, keyring)
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
     except KeyboardInterrupt:
         return 130
+    except BaseException as group:
+        exc = _sole_cause(group)
+        if isinstance(exc, StoreError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        if isinstance(exc, OSError) and args.listen:
+            print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _address_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the ``--listen`` / ``--connect`` addresses, in one line (None: nothing)."""
+    for flag, urls in (("--listen", [args.listen] if args.listen else []), ("--connect", args.connect or [])):
+        for url in urls:
+            scheme, sep, rest = url.partition("://")
+            if not sep or scheme.lower() not in ("ws", "wss", "memory") or not rest:
+                return f"{flag} {url!r} is not an address like ws://HOST:PORT (or wss://, memory://NAME)"
+    return None
+
+
+def _sole_cause(exc: BaseException) -> BaseException:
+    """The one exception inside nested exception groups of one member each, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> int:

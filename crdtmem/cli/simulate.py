@@ -15,6 +15,7 @@ bad arguments.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import random
 import sys
@@ -227,6 +228,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..simulation.report import build_report, dumps, summary_lines
 
     err = Console(stderr=True)
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        err.print("[red]crdtmem simulate: --plot needs matplotlib: pip install 'crdtmem[sim]'[/red]")
+        return 2
     try:
         scenario = scenario_from_args(args)
     except (ValueError, OSError, KeyError) as exc:

@@ -10,17 +10,14 @@ fixture finalizer.
 from __future__ import annotations
 
 import os
-import queue
 import secrets
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from itertools import combinations
 from pathlib import Path
 
-from ..procs import PeerProcess, crdtmem_cmd
+from ..procs import PeerProcess
 
 __all__ = ["netns_unavailable", "Mesh", "NetnsPeer", "PORT"]
 
@@ -141,26 +138,7 @@ class NetnsPeer(PeerProcess):
 
     def __init__(self, mesh: Mesh, index: int, directory: Path, name: str, trust: Path, *,
                  connect: list[str] = (), extra: list[str] = ()) -> None:
-        # PeerProcess.__init__ with an `ip netns exec NS` prefix on the command line; the
-        # rest (output reader, expect/ask/stop/kill) is inherited unchanged.
         self.mesh, self.index = mesh, index
-        args = ["peer", "--key", str(directory / f"{name}.key"), "--trust", str(trust),
-                "--listen", f"ws://0.0.0.0:{PORT}", "--gossip-interval", "0.2", "--reconnect-max", "0.5",
-                "--db", str(directory / f"{name}.db"), *extra]
-        for url in connect:
-            args += ["--connect", url]
-        self.name = name
-        self.stderr_path = directory / f"{name}.{time.monotonic_ns()}.stderr"
-        self._stderr = open(self.stderr_path, "w")
-        # `ip netns exec` execs the command, so proc.pid is the peer itself (SIGKILL reaches it).
-        self.proc = subprocess.Popen(
-            [*mesh.exec_prefix(index), *crdtmem_cmd("--log-level", "INFO", *args)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: queue.Queue[dict | None] = queue.Queue()
-        self.seen: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        ready = self.expect(lambda m: m.get("ready"), timeout=20)
-        self.peer_id: str = ready["peer_id"]
+        super().__init__(directory, name, trust, listen=f"ws://0.0.0.0:{PORT}", connect=connect, extra=extra,
+                         prefix=mesh.exec_prefix(index))
         self.url = f"ws://0.0.0.0:{PORT} in {mesh.names[index]}"  # dial it with mesh.url(index, via=j)

@@ -79,21 +79,6 @@ def fuzz(default: int) -> settings:
 
 CASES: collections.Counter[str] = collections.Counter()
 REFUSALS: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
-KNOWN_BUGS: collections.Counter[str] = collections.Counter()
-"""Cases that hit a crdtmem bug already reported (see the xfail tests below); counted, not failed,
-so the fuzzer goes on looking for new ones."""
-
-
-def known_bug(exc: BaseException) -> str | None:
-    """The name of the reported bug ``exc`` is, if any."""
-    import traceback
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = (frames[-1].filename.rsplit("/", 1)[-1], frames[-1].name) if frames else ("", "")
-    del where  # no open crdtmem bug is tolerated today; name new ones here while they are fixed
-    return None
-
-
 def reason_of(exc: BaseException) -> str:
     return getattr(exc, "reason", None) or type(exc).__name__
 
@@ -109,13 +94,6 @@ def attempt(target: str, call: Callable[[], Any]) -> tuple[bool, Any]:
             result = call()
         except CrdtmemError as exc:
             REFUSALS[target][reason_of(exc)] += 1
-            return False, exc
-        except Exception as exc:
-            bug = known_bug(exc)
-            if bug is None:
-                raise
-            KNOWN_BUGS[bug] += 1
-            REFUSALS[target][f"BUG:{bug}"] += 1
             return False, exc
     REFUSALS[target]["accepted"] += 1
     return True, result
@@ -136,7 +114,6 @@ def _write_stats():
             refusals.setdefault(target, collections.Counter()).update(counter)
         with open(STATS_PATH, "w") as f:
             json.dump({"cases": dict(cases), "refusals": {k: dict(v) for k, v in refusals.items()},
-                       "known_bugs": dict(collections.Counter(old.get("known_bugs", {})) + KNOWN_BUGS),
                        "total": sum(cases.values())}, f, indent=1, sort_keys=True)
 
 
@@ -603,7 +580,7 @@ def _main() -> None:  # pragma: no cover - driven by simulations/faults_report.p
         if out:
             with open(out, "w") as f:
                 json.dump({"cases": dict(CASES), "refusals": {k: dict(v) for k, v in REFUSALS.items()},
-                           "known_bugs": dict(KNOWN_BUGS), "total": sum(CASES.values())}, f)
+                           "total": sum(CASES.values())}, f)
 
     calls = 0
 
