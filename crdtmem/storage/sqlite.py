@@ -1,5 +1,8 @@
 """SQLite persistence for one peer: a snapshot plus an append-only journal of applied batches.
 
+:class:`SqliteStore` keeps the :class:`~crdtmem.protocol.recovery.Store` contract; a peer is
+rebuilt from it by the core's one recovery function, :func:`~crdtmem.protocol.recovery.restore`.
+
 Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem store)::
 
     meta(key, value)                        peer_id, format, created
