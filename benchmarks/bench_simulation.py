@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crdtmem.simulation import Partition, Scenario, Simulation
+from crdtmem.simulation import NodeConfig, Partition, Scenario, Simulation
 from crdtmem.simulation.report import build_report
 
 
@@ -57,7 +57,7 @@ def scenario(peers: int, seed: int = 1) -> Scenario:
         duration=120.0,
         sample_interval=0.5,
         stop_when_converged=True,
-        anti_entropy_interval=300.0,
+        node=NodeConfig(anti_entropy_interval=300.0),
     )
 
 

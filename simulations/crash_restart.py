@@ -14,12 +14,12 @@ others already hold, and its new writes would be ignored or mis-merged.
 
 from _common import run
 
-from crdtmem.simulation import Crash, Partition, Scenario
+from crdtmem.simulation import Crash, NodeConfig, Partition, Scenario
 
 crashes = [Crash(p, 8.0, 12.0, "kept") for p in (2, 9, 20)] + [Crash(p, 8.0, 12.0, "lost") for p in (4, 17, 25)]
 run(
     "crash_restart",
     Scenario(peers=30, seed=7, partitions=[Partition(5.0, 16.0)], crashes=crashes, writes=5.0, duration=30.0,
-             anti_entropy_interval=10.0),
+             node=NodeConfig(anti_entropy_interval=10.0)),
     title="30 peers: partition 5-16 s; 6 crash at 8 s (3 keep their store, 3 lose it), restart at 12 s",
 )

@@ -15,7 +15,7 @@ from statistics import mean
 
 from _common import HERE, run, write_json
 
-from crdtmem.simulation import Partition, Scenario
+from crdtmem.simulation import NodeConfig, Partition, Scenario
 from crdtmem.simulation.plot import plot_sweep
 
 FANOUTS, SEEDS = (1, 2, 3, 4, 6, 8), (11, 12, 13)
@@ -25,8 +25,8 @@ for fanout in FANOUTS:
         name = f"fanout_{fanout}_seed_{seed}"
         report = run(
             name,
-            Scenario(peers=200, seed=seed, topology="regular:8", fanout=fanout, partitions=[Partition(4.0, 10.0)],
-                     writes=4.0, duration=20.0, anti_entropy_interval=30.0),
+            Scenario(peers=200, seed=seed, topology="regular:8", partitions=[Partition(4.0, 10.0)],
+                     writes=4.0, duration=20.0, node=NodeConfig(fanout=fanout, anti_entropy_interval=30.0)),
             plot=False,
         )
         (HERE / f"{name}.json").unlink()  # keep one combined report

@@ -11,11 +11,11 @@ counts the reconnections.
 
 from _common import run
 
-from crdtmem.simulation import LinkFault, Scenario, Simulation
+from crdtmem.simulation import LinkFault, NodeConfig, Scenario, Simulation
 
 PEERS = 40
 scenario = Scenario(peers=PEERS, seed=5, topology="clusters:2:1", writes=4.0, write_until=24.0, duration=40.0,
-                    anti_entropy_interval=10.0)
+                    node=NodeConfig(anti_entropy_interval=10.0))
 # The topology depends only on the seed: find the bridge, then schedule its flaps.
 bridge = next((a, b) for a, b in Simulation(scenario).links() if (a < PEERS // 2) != (b < PEERS // 2))
 scenario.link_faults = [LinkFault(bridge[0], bridge[1], float(t), t + 1.0) for t in range(4, 24, 2)]

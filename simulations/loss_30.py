@@ -13,12 +13,12 @@
 
 from _common import run
 
-from crdtmem.simulation import Scenario
+from crdtmem.simulation import NodeConfig, Scenario
 
 for transport in ("stream", "datagram"):
     run(
         f"loss_30_{transport}",
         Scenario(peers=30, seed=3, loss=0.3, transport=transport, writes=5.0, write_until=20.0, duration=40.0,
-                 anti_entropy_interval=10.0),
+                 node=NodeConfig(anti_entropy_interval=10.0)),
         title=f"30 peers, 30% loss ({transport} transport), writes until 20 s",
     )

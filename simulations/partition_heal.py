@@ -9,7 +9,7 @@ Writes stop at the heal, so the time to converge is measured from there.
 
 from _common import run
 
-from crdtmem.simulation import Partition, Scenario
+from crdtmem.simulation import NodeConfig, Partition, Scenario
 
 for peers in (10, 100, 1000):
     run(
@@ -21,7 +21,7 @@ for peers in (10, 100, 1000):
             writes=5.0 if peers <= 100 else 1.0,
             duration=25.0 if peers <= 100 else 22.0,
             sample_interval=0.25 if peers <= 100 else 0.5,
-            anti_entropy_interval=30.0 if peers <= 100 else 300.0,
+            node=NodeConfig(anti_entropy_interval=30.0 if peers <= 100 else 300.0),
         ),
         title=f"{peers} peers: partition at 5 s, heal at 15 s",
     )

@@ -15,6 +15,7 @@ from crdtmem.simulation import (
     Crash,
     Latency,
     LinkFault,
+    NodeConfig,
     Partition,
     Scenario,
     Simulation,
@@ -44,7 +45,7 @@ def without_wall(report: dict) -> str:
 
 
 def small(**kwargs) -> Scenario:
-    base = {"peers": 8, "seed": 7, "duration": 14.0, "writes": 6.0, "anti_entropy_interval": 5.0}
+    base = {"peers": 8, "seed": 7, "duration": 14.0, "writes": 6.0, "node": NodeConfig(anti_entropy_interval=5.0)}
     base.update(kwargs)
     return Scenario(**base)
 
@@ -94,8 +95,8 @@ def test_gossip_alone_converges_while_anti_entropy_runs_alongside_writes(peers, 
     # one is a minute away, so only gossip can converge these replicas. A session that ends
     # with equal roots lets the peer adopt our seen set; if a batch applied here mid-session
     # leaked into that claim, the peer would skip the batch forever (these seeds did).
-    report = run(Scenario(peers=peers, seed=seed, topology="regular:4", fanout=fanout, writes=40.0, duration=4.0,
-                          anti_entropy_interval=60.0))
+    report = run(Scenario(peers=peers, seed=seed, topology="regular:4", writes=40.0, duration=4.0,
+                          node=NodeConfig(fanout=fanout, anti_entropy_interval=60.0)))
     assert report["converged"] and report["final"]["identical_values"]
 
 
@@ -318,7 +319,7 @@ def test_crdtmem_simulate_is_a_subcommand_of_the_main_cli() -> None:
 def test_a_thousand_peers_converge_after_a_partition() -> None:
     report = run(Scenario(
         peers=1000, seed=1, partitions=[Partition(3, 6)], writes=2, write_from=3.2, duration=40,
-        stop_when_converged=True, sample_interval=0.5, anti_entropy_interval=300,
+        stop_when_converged=True, sample_interval=0.5, node=NodeConfig(anti_entropy_interval=300.0),
     ))
     assert report["converged"]
     assert report["convergence"]["within_2x_gossip_bound"]

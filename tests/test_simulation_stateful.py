@@ -19,7 +19,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from crdtmem.simulation import Scenario, Simulation
+from crdtmem.simulation import NodeConfig, Scenario, Simulation
 
 QUIET_SECONDS = 20.0
 
@@ -61,7 +61,7 @@ class PartitionedCluster(RuleBasedStateMachine):
     def start(self, seed: int, peers: int, topology: str, loss: float) -> None:
         scenario = Scenario(
             peers=peers, seed=seed, topology=topology, loss=loss, writes=0, duration=1e9,
-            anti_entropy_interval=2.0, redial=0.2, redial_max=2.0, skew=0.5,
+            node=NodeConfig(anti_entropy_interval=2.0), redial=0.2, redial_max=2.0, skew=0.5,
         )
         self.sim = Simulation(scenario)
         self.sim.advance(1.0)

@@ -12,7 +12,7 @@ from crdtmem import Memory, Peer
 from crdtmem.clocks import Dot
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import peek_batch, seal_batch
-from crdtmem.storage import SqliteStore, StoreError
+from crdtmem.storage import Snapshot, SqliteStore, StoreError
 
 from .peerkit import same_state, team
 
@@ -54,7 +54,7 @@ def test_compaction_keeps_the_state_and_empties_the_journal(tmp_path) -> None:
     with SqliteStore.open(path, identity.peer_id) as store:
         wires = journal_some(store, identity, memory, 1, 4)
         seen = store.load().seen
-        store.compact(memory, seen, wires[-2:])
+        store.compact(Snapshot.of(memory, seen, wires[-2:]))
         assert store.journal_rows == 0
         journal_some(store, identity, memory, 5, 2)  # journal after the snapshot
     with SqliteStore.open(path, identity.peer_id) as store:
@@ -113,7 +113,7 @@ def test_a_tampered_snapshot_is_detected(tmp_path) -> None:
     path = tmp_path / "p.db"
     with SqliteStore.open(path, identity.peer_id) as store:
         journal_some(store, identity, memory, 1, 3)
-        store.compact(memory, store.load().seen, [])
+        store.compact(Snapshot.of(memory, store.load().seen, []))
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE snapshot SET seen = X'90'")
     with SqliteStore.open(path, identity.peer_id) as store, pytest.raises(StoreError, match="corrupt"):

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from .jsonlines import print_json
+from .nodeflags import add_node_arguments, node_config_from_args
 from .serve import serve_stdin
 
 __all__ = ["register", "cmd_peer"]
@@ -81,12 +82,8 @@ async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> in
 
     from ..memory import Memory
     from ..runtime import Peer
-    from ..protocol.node import NodeConfig
 
-    config = NodeConfig(
-        gossip_interval=args.gossip_interval,
-        anti_entropy_interval=args.anti_entropy_interval,
-    )
+    config = node_config_from_args(args)
     ssl_server = ssl_client = None
     if args.tls_cert:
         import ssl
@@ -140,11 +137,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", help="certificate chain (PEM) for a wss:// listener")
     p.add_argument("--tls-key", help="private key (PEM) for --tls-cert")
     p.add_argument("--tls-ca", help="CA bundle (PEM) to verify wss:// peers we dial")
-    p.add_argument("--gossip-interval", type=float, default=1.0, help="seconds between gossip rounds")
-    p.add_argument("--anti-entropy-interval", type=float, default=30.0, help="seconds between Merkle repairs")
     p.add_argument("--reconnect-max", type=float, default=10.0, help="longest redial backoff, seconds")
     p.add_argument("--max-connections", type=int, default=256, help="refuse accepted connections beyond this many")
     p.add_argument("--max-receive-messages", type=float, default=2000.0,
                    help="per connection, messages read per second on average (0: unlimited)")
     p.add_argument("--no-stdin", action="store_true", help="do not read commands from standard input")
+    add_node_arguments(p.add_argument_group("node (the protocol's tunables)"))
     p.set_defaults(func=cmd_peer)

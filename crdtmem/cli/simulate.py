@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .nodeflags import add_node_arguments, node_config_from_args
+
 __all__ = ["register", "main", "build_parser", "scenario_from_args", "run"]
 
 _DESCRIPTION = (
@@ -110,11 +112,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stop-when-converged", action="store_true",
         help="stop at the first sample after every fault and write where all replicas agree",
     )
-    run_group.add_argument("--gossip-interval", type=_duration, default=1.0, help="Node gossip round (default 1s)")
-    run_group.add_argument("--fanout", type=_positive_int, default=3, help="Node gossip fanout (default 3)")
-    run_group.add_argument(
-        "--anti-entropy-interval", type=_duration, default=30.0, help="Node periodic Merkle repair (default 30s)"
-    )
     run_group.add_argument("--redial", type=_duration, default=0.5, help="first reconnect delay, doubling (default 500ms)")
     run_group.add_argument("--redial-max", type=_duration, default=5.0, help="reconnect delay cap (default 5s)")
     run_group.add_argument(
@@ -125,6 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-report", type=Path, default=None,
         help="rerun the scenario recorded in a JSON report (other scenario flags are ignored)",
     )
+
+    add_node_arguments(parser.add_argument_group("node (the Node's tunables, the same for every peer)"))
 
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the JSON report here ('-': stdout)")
@@ -197,9 +196,7 @@ def scenario_from_args(args: argparse.Namespace):
         duration=args.duration,
         sample_interval=args.sample,
         stop_when_converged=args.stop_when_converged,
-        gossip_interval=args.gossip_interval,
-        fanout=args.fanout,
-        anti_entropy_interval=args.anti_entropy_interval,
+        node=node_config_from_args(args),
         redial=args.redial,
         redial_max=args.redial_max,
         checkpoint_interval=args.checkpoint_interval,

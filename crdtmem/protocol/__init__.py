@@ -6,6 +6,7 @@
 * ``messages`` — what an open session carries (``Sync``, ``Batches``, anti-entropy);
 * ``antientropy`` — a Merkle reconciliation session between two replicas;
 * ``events`` — what a Node asks its shell to do and tells it happened;
+* ``recovery`` — the store contract, and the one way back from a snapshot and journal;
 * ``node`` — the peer state machine that ties them together.
 """
 

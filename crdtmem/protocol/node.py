@@ -37,7 +37,7 @@ from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .antientropy import Reconciler
-from .batch import DeltaBatch, open_batch, peek_batch, seal_batch
+from .batch import DeltaBatch, TypeConflictError, apply_batch, open_batch, peek_batch, seal_batch
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -366,12 +366,7 @@ class Node:
                 self._relay_round(now)
 
     def _apply(self, batch: DeltaBatch) -> None:
-        for name, delta in batch.deltas:  # all or nothing: check every name before joining any
-            held = self.memory.type_of(name, including_unwritten=True)
-            if held is not None and held != delta.TAG:
-                raise TypeConflictError(f"batch {batch.author}#{batch.seq} writes {name!r} as a {delta.TAG}, here a {held}")
-        for name, delta in batch.deltas:
-            self.memory.apply_delta(name, delta, batch.author)
+        apply_batch(self.memory, batch)
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
         self._log.add(dot, batch.wire)
@@ -522,12 +517,6 @@ class Node:
 
     def _count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
-
-
-class TypeConflictError(RemoteProtocolError):
-    """A batch writes a name as another CRDT type than this replica holds it."""
-
-    reason = "type-conflict"
 
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:

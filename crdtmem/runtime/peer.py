@@ -46,6 +46,7 @@ from ..protocol.events import (
 )
 from ..protocol.backoff import Backoff
 from ..protocol.node import Node, NodeConfig
+from ..protocol.recovery import Snapshot, Store, restore
 from .ratelimit import RateLimit
 from ..storage.sqlite import SqliteStore
 from ..transports import Connection, ConnectionClosed, Listener, Transport, transport_for
@@ -89,7 +90,8 @@ class Peer:
         listen: where to accept connections (``ws://HOST:PORT``, ``wss://...``,
             ``memory://NAME``); port 0 picks a free port, see :attr:`url`.
         connect: addresses to dial and keep dialing.
-        store: a SQLite file (or an open :class:`SqliteStore`) to restore from and persist to.
+        store: a SQLite file, or any open :class:`~crdtmem.protocol.recovery.Store` (such as a
+            :class:`SqliteStore`), to restore from and persist to.
         config: the node's tunables; ``config.max_frame_bytes`` also caps transport messages.
         ssl: server context for a ``wss://`` listener. client_ssl: context for ``wss://`` dials.
         metrics_port: also export metrics for Prometheus on this port (0: any free port,
@@ -120,7 +122,7 @@ class Peer:
         *,
         listen: str | None = None,
         connect: Iterable[str] = (),
-        store: str | os.PathLike[str] | SqliteStore | None = None,
+        store: str | os.PathLike[str] | Store | None = None,
         config: NodeConfig | None = None,
         ssl: ssl_module.SSLContext | None = None,
         client_ssl: ssl_module.SSLContext | None = None,
@@ -154,7 +156,7 @@ class Peer:
         self.listen_url = listen
         self.connect_urls = list(connect)
         self._store_arg = store
-        self.store: SqliteStore | None = None
+        self.store: Store | None = None
         self._ssl, self._client_ssl = ssl, client_ssl
         self.metrics_port, self.metrics_host = metrics_port, metrics_host
         self.metrics_url: str | None = None
@@ -231,13 +233,13 @@ class Peer:
         log_wires: list[bytes] = []
         if self._store_arg is not None:
             store = self._store_arg
-            if not isinstance(store, SqliteStore):
+            if isinstance(store, (str, os.PathLike)):
                 store = SqliteStore(store, self.identity.peer_id, fsync=self.fsync)
             elif store.peer_id != self.identity.peer_id:
-                raise ValueError(f"store {store.path} belongs to {store.peer_id}, not {self.identity.peer_id}")
+                raise ValueError(f"store {store} belongs to {store.peer_id}, not {self.identity.peer_id}")
             self.store = store
             try:
-                restored = store.load(clock=self.memory._clock)
+                restored = restore(store, clock=self.memory._clock)
                 self.memory.merge(restored.memory)
             except BaseException:
                 store.close()
@@ -245,7 +247,7 @@ class Peer:
                 raise
             seen, log_wires = restored.seen, restored.log_wires
             log.info("restored %d objects, %d batches from %s", len(restored.memory.names()),
-                     restored.seen.size(), store.path)
+                     restored.seen.size(), store)
         self.node = Node(self.memory, self.identity, self.keyring, rng=self.rng, config=self.config,
                          seen=seen, log_wires=log_wires)
 
@@ -483,12 +485,12 @@ class Peer:
 
     def _compact(self) -> None:
         """Snapshot memory + seen + log, consistently: flush and journal pending writes first."""
-        if self.store is None or self.store._conn is None:
+        if self.store is None:
             return
         if self.node is not None:
             self.node.flush(self._now())
             self._pump()
-        self.store.compact(self.memory, self.node.seen, self.node.log_wires())
+        self.store.compact(Snapshot.of(self.memory, self.node.seen, self.node.log_wires()))
         self._count("compactions")
 
     # -- connections ------------------------------------------------------------------------
@@ -632,10 +634,10 @@ class Peer:
         store = None
         if self.store is not None:
             store = {
-                "path": str(self.store.path),
+                "path": str(getattr(self.store, "path", self.store)),
                 "journal_rows": self.store.journal_rows,
-                "journal_bytes": self.store.journal_bytes,
-                "commits": self.store.commits,
+                "journal_bytes": getattr(self.store, "journal_bytes", 0),
+                "commits": getattr(self.store, "commits", 0),
                 "compactions": self._counters.get("compactions", 0),
             }
         return {

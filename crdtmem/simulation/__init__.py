@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "Simulation",
     "Scenario",
+    "NodeConfig",
     "Partition",
     "Crash",
     "LinkFault",
@@ -38,6 +39,7 @@ __all__ = [
 _LAZY = {
     "Simulation": "engine",
     "Scenario": "scenario",
+    "NodeConfig": "scenario",
     "Partition": "scenario",
     "Crash": "scenario",
     "LinkFault": "scenario",

@@ -14,14 +14,17 @@ they were scheduled.
 The network between the peers (connections, transport, partitions and link faults) is
 :mod:`.network`; the event queue is :mod:`.queue`; what a run measures is :mod:`.metrics`.
 
-Crashes: a peer that crashes with its store kept restarts from its durable state — the
-memory snapshot, the batches it has seen and its delta log — as the SQLite store would give
-it back (with ``checkpoint_interval`` > 0, remote changes after the last checkpoint are lost;
-its own batches never are, as they are journaled before being sent). A peer whose store is
-lost comes back **under a new identity** that is added to the keyring: restarting empty under
-the old identity would reuse batch sequence numbers and CRDT dots the others already hold
-for different writes, so its new writes would be ignored as already seen, or worse, merged as
-if they were the old ones. A new identity is what an operator must do in that case.
+Crashes: every peer keeps its durable state in a :class:`~crdtmem.storage.memory.MemoryStore`
+(a snapshot plus a journal, the parts a SQLite store keeps), and a restart rebuilds the peer
+with :func:`~crdtmem.protocol.recovery.restore`, the recovery the websocket runtime runs. With
+``checkpoint_interval`` = 0 the store holds everything the peer applied (it is compacted at
+the crash); otherwise it is compacted every ``checkpoint_interval`` and journals the peer's
+own batches in between, so remote changes after the last checkpoint are lost and its own
+batches never are (they are journaled before being sent). A peer whose store is lost comes
+back **under a new identity** that is added to the keyring: restarting empty under the old
+identity would reuse batch sequence numbers and CRDT dots the others already hold for
+different writes, so its new writes would be ignored as already seen, or worse, merged as if
+they were the old ones. A new identity is what an operator must do in that case.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from ..clocks import CausalContext, Dot
-from ..identity import Identity, Keyring, verify
+from ..clocks import CausalContext
+from ..identity import Identity, Keyring
 from ..memory import Memory
-from ..protocol.batch import open_batch
 from ..protocol.events import BatchApplied, Close, PeerConnected, Send
-from ..protocol.node import Node, NodeConfig
+from ..protocol.node import Node
+from ..protocol.recovery import Snapshot, restore
+from ..storage.memory import MemoryStore
 from .latency import Latency
 from .metrics import Sample, divergence_of, gossip_bound_rounds, live_roots, take_sample
 from .network import Network
@@ -88,12 +92,7 @@ class Simulation:
         self.rng_nodes = random.Random(master.getrandbits(64))
         self.latency = Latency.parse(s.latency)
         self.topology = Topology.parse(s.topology)
-        self.config = NodeConfig(
-            gossip_interval=s.gossip_interval,
-            fanout=s.fanout,
-            anti_entropy_interval=s.anti_entropy_interval,
-            max_log_batches=s.max_log_batches,
-        )
+        self.config = s.node
         self.queue = EventQueue()
         self.keyring = Keyring()
         self.peers: list[SimPeer] = []
@@ -275,7 +274,7 @@ class Simulation:
                     if event.local:
                         self.batches_created += 1
                         if self.scenario.checkpoint_interval > 0:
-                            peer.journal.append(event.wire)
+                            peer.store.append([(event.author, event.seq, event.wire)])
                 elif kind is PeerConnected:
                     self.network.connected(event.conn)
         deadline = node.next_deadline()
@@ -315,7 +314,8 @@ class Simulation:
         self._call(peer, peer.node.close, cid, self.now, reason)
 
     def _boot(self, peer: SimPeer, at: float) -> None:
-        """Start a fresh peer (no store) at virtual time ``at``."""
+        """Start a fresh peer, with an empty store, at virtual time ``at``."""
+        peer.store = MemoryStore(peer.peer_id)
         self._start(peer, Memory(peer.peer_id, clock=self._clock(peer)), None, [], at)
 
     def _clock(self, peer: SimPeer) -> Callable[[], float]:
@@ -334,7 +334,6 @@ class Simulation:
         )
         peer.memory, peer.node, peer.alive = memory, node, True
         peer.generation += 1
-        peer.journal = []
         peer.tick_at = None
 
         def changed(name: str, origin: str, peer: SimPeer = peer) -> None:
@@ -343,7 +342,7 @@ class Simulation:
 
         memory.on_change(changed)
         # First tick staggered over one gossip interval, so rounds are not in lockstep.
-        first = at + self.rng_net.uniform(0, self.scenario.gossip_interval)
+        first = at + self.rng_net.uniform(0, self.config.gossip_interval)
         peer.tick_at = first
         self.queue.at(first, TICK, peer.index, peer.generation)
         self.network.start_dialing(peer, at)
@@ -375,14 +374,10 @@ class Simulation:
         if not peer.alive:
             return
         peer.crashes += 1
-        if store == "kept":
-            if self.scenario.checkpoint_interval > 0:
-                snap, seen, log = peer.store or (None, None, [])
-                peer.store = (snap, seen, log + peer.journal)
-            else:
-                peer.store = (peer.memory.snapshot(), peer.node.seen.copy(), peer.node.log_wires())
-        else:
+        if store != "kept":
             peer.store = None
+        elif self.scenario.checkpoint_interval <= 0:
+            self._compact(peer)  # the store holds everything applied (an always up-to-date journal)
         for key, value in peer.node.stats.items():
             self.retired_stats[key] += value
         peer.alive = False
@@ -398,25 +393,14 @@ class Simulation:
         if peer.alive:
             return
         if peer.store is not None:
-            snap, seen, log = peer.store
-            memory = Memory.from_snapshot(peer.peer_id, snap, clock=self._clock(peer)) if snap else Memory(
-                peer.peer_id, clock=self._clock(peer)
-            )
-            seen = seen.copy() if seen is not None else CausalContext()
-            if self.scenario.checkpoint_interval > 0:  # replay the journal of own batches
-                for wire in peer_journal_wires(log, seen):
-                    batch = open_batch(wire, self.keyring, verify, max_size=self.config.max_message_bytes)
-                    for name, delta in batch.deltas:
-                        memory.apply_delta(name, delta, batch.author)
-                    seen.add(Dot(batch.author, batch.seq))
-            self._start(peer, memory, seen, log, self.now)
+            restored = restore(peer.store, clock=self._clock(peer))
+            self._start(peer, restored.memory, restored.seen, restored.log_wires, self.now)
             detail = "kept"
         else:
             peer.identity = Identity.from_private_bytes(self.rng_ids.randbytes(32))
             self.keyring.add(peer.identity)
             self._boot(peer, self.now)
             detail = "lost"
-        peer.store = None
         peer.last_change = self.now
         self.last_change = max(self.last_change, self.now)
         self.timeline.append({"t": _r(self.now), "event": "restart", "peer": index, "store": detail})
@@ -424,9 +408,12 @@ class Simulation:
     def _checkpoint(self) -> None:
         for peer in self.peers:
             if peer.alive:
-                peer.store = (peer.memory.snapshot(), peer.node.seen.copy(), peer.node.log_wires())
-                peer.journal = []
+                self._compact(peer)
         self.queue.at(self.now + self.scenario.checkpoint_interval, CHECKPOINT)
+
+    def _compact(self, peer: SimPeer) -> None:
+        """Compact the peer's store to its live state, as the runtime's compaction does."""
+        peer.store.compact(Snapshot.of(peer.memory, peer.node.seen, peer.node.log_wires()))
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -522,18 +509,6 @@ class Simulation:
     def check(self):
         """The final check: do all live replicas hold identical values and roots? See :mod:`.report`."""
         return final_check(self.peers)
-
-
-def peer_journal_wires(log: list[bytes], seen: CausalContext) -> list[bytes]:
-    """The journaled batches not yet reflected in the checkpoint's ``seen`` (to replay on restart)."""
-    from ..protocol.batch import peek_batch
-
-    out = []
-    for wire in log:
-        author, seq = peek_batch(wire)
-        if Dot(author, seq) not in seen:
-            out.append(wire)
-    return out
 
 
 def _r(t: float) -> float:

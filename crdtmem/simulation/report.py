@@ -115,7 +115,7 @@ def convergence(sim: Simulation, converged: bool) -> dict[str, Any]:
         if zero_from is not None:
             sampled = zero_from - reference
     bound = gossip_bound_rounds(s.peers)
-    rounds = exact / s.gossip_interval if exact is not None else None
+    rounds = exact / s.node.gossip_interval if exact is not None else None
     return {
         "measured_from": _round(reference),
         "convergence_time_after_heal": _round(exact),

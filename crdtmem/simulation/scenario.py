@@ -12,6 +12,15 @@ exactly. Faults are scheduled in virtual seconds:
   :mod:`crdtmem.simulation.engine` for why that peer returns under a new identity).
 * :class:`LinkFault` — one link is down from ``at`` until ``up_at`` (a flapping link is a
   list of these).
+
+Every peer runs the Node with ``scenario.node``, a :class:`~crdtmem.protocol.node.NodeConfig`,
+so any tunable the runtime has can be simulated::
+
+    Scenario(peers=50, node=NodeConfig(fanout=2, anti_entropy_interval=10.0))
+
+In the report (:meth:`Scenario.to_dict`) the node's fields are flat scenario keys:
+``gossip_interval``, ``fanout``, ``anti_entropy_interval`` and ``max_log_batches`` always,
+the others where they differ from NodeConfig's defaults.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from ..protocol.node import NodeConfig
 from .latency import Latency, parse_duration
 from .topology import Topology
 from .workload import parse_mix
@@ -90,10 +100,8 @@ class Scenario:
     """End the run at the first sample after every scheduled fault and write where all live
     replicas hold the same Merkle root (plus ``settle`` seconds)."""
     settle: float = 0.0
-    gossip_interval: float = 1.0
-    fanout: int = 3
-    anti_entropy_interval: float = 30.0
-    max_log_batches: int = 100_000
+    node: NodeConfig = field(default_factory=NodeConfig)
+    """The Node's tunables, the same for every peer."""
     redial: float = 0.5
     """First reconnect delay after a link drops; doubles per failed attempt (full jitter)."""
     redial_max: float = 5.0
@@ -129,10 +137,21 @@ class Scenario:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
-        for name in ("sample_interval", "gossip_interval", "anti_entropy_interval"):
-            if not getattr(self, name) > 0:
+        if not isinstance(self.node, NodeConfig):
+            raise ValueError(f"node must be a NodeConfig, got {type(self.node).__name__}")
+        for name, default in _node_defaults().items():
+            value = getattr(self.node, name)
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                wanted = (int, float) if isinstance(default, float) else int
+                if isinstance(value, bool) or not isinstance(value, wanted) or not (value >= 0 and math.isfinite(value)):
+                    raise ValueError(f"{name} must be a non-negative {type(default).__name__}, got {value!r}")
+        node = self.node
+        if not self.sample_interval > 0:
+            raise ValueError("sample_interval must be positive")
+        for name in ("gossip_interval", "anti_entropy_interval"):
+            if not getattr(node, name) > 0:
                 raise ValueError(f"{name} must be positive")
-        if self.fanout < 1 or self.keys < 1 or self.max_log_batches < 1:
+        if node.fanout < 1 or self.keys < 1 or node.max_log_batches < 1:
             raise ValueError("fanout, keys and max_log_batches must be at least 1")
         ordered = sorted(self.partitions, key=lambda p: p.at)
         for i, part in enumerate(ordered):
@@ -181,21 +200,55 @@ class Scenario:
         return self.duration / 2
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the JSON report (every field, faults as lists of dicts)."""
-        out = asdict(self)
+        """Plain data for the JSON report: every field, faults as lists of dicts, the node's
+        tunables flat in the node's place (see the module docstring)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "node":
+                out.update(_node_to_dict(self.node))
+            elif f.name in _FAULT_LISTS:
+                out[f.name] = [asdict(fault) for fault in getattr(self, f.name)]
+            else:
+                out[f.name] = getattr(self, f.name)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:
-        known = {f.name for f in fields(cls)}
+        """The scenario of :meth:`to_dict` (a report's ``"scenario"``); a nested ``"node"`` dict works too."""
+        node_fields = {f.name for f in fields(NodeConfig)}
+        known = {f.name for f in fields(cls)} | node_fields
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown scenario fields: {sorted(unknown)}")
         data = dict(data)
+        node = dict(data.pop("node", None) or {})
+        node.update({name: data.pop(name) for name in node_fields & set(data)})
+        data["node"] = NodeConfig(**node)
         data["partitions"] = [Partition(**p) for p in data.get("partitions", [])]
         data["crashes"] = [Crash(**c) for c in data.get("crashes", [])]
         data["link_faults"] = [LinkFault(**f) for f in data.get("link_faults", [])]
         return cls(**data)
+
+
+_FAULT_LISTS = ("partitions", "crashes", "link_faults")
+_NODE_KEYS_ALWAYS = ("gossip_interval", "fanout", "anti_entropy_interval", "max_log_batches")
+"""NodeConfig fields every report lists (the scenario fields they used to be)."""
+
+
+def _node_defaults() -> dict[str, Any]:
+    """NodeConfig's fields and their defaults, in its order."""
+    default = NodeConfig()
+    return {f.name: getattr(default, f.name) for f in fields(NodeConfig)}
+
+
+def _node_to_dict(node: NodeConfig) -> dict[str, Any]:
+    """The node's fields as flat report keys, in NodeConfig's order: those of
+    ``_NODE_KEYS_ALWAYS``, and any other that differs from its default."""
+    return {
+        name: getattr(node, name)
+        for name, default in _node_defaults().items()
+        if name in _NODE_KEYS_ALWAYS or getattr(node, name) != default
+    }
 
 
 # -- CLI syntax ---------------------------------------------------------------------------------

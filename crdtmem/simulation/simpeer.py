@@ -1,21 +1,24 @@
-"""``SimPeer``: one simulated peer's identity, replica, Node and durable state."""
+"""``SimPeer``: one simulated peer's identity, replica, Node and store."""
 
 from __future__ import annotations
 
-from ..clocks import CausalContext
 from ..identity import Identity
 from ..memory import Memory
 from ..protocol.node import Node
+from ..storage.memory import MemoryStore
 
 __all__ = ["SimPeer"]
 
 
 class SimPeer:
-    """One simulated peer: its identity, replica and Node (None while crashed)."""
+    """One simulated peer: its identity, replica and Node (None while crashed), and its store.
+
+    The store outlives a crash (None once it was lost): a restart restores from it.
+    """
 
     __slots__ = (
         "index", "identity", "memory", "node", "alive", "skew", "edges", "tick_at", "store",
-        "journal", "generation", "flush_pending", "last_change", "spins", "crashes",
+        "generation", "flush_pending", "last_change", "spins", "crashes",
     )
 
     def __init__(self, index: int, identity: Identity, skew: float) -> None:
@@ -27,8 +30,7 @@ class SimPeer:
         self.skew = skew
         self.edges: list[int] = []
         self.tick_at: float | None = None
-        self.store: tuple[bytes | None, CausalContext | None, list[bytes]] | None = None
-        self.journal: list[bytes] = []
+        self.store: MemoryStore | None = None
         self.generation = 0
         self.flush_pending = False
         self.last_change = 0.0

@@ -1,5 +1,8 @@
 """SQLite persistence for one peer: a snapshot plus an append-only journal of applied batches.
 
+:class:`SqliteStore` keeps the :class:`~crdtmem.protocol.recovery.Store` contract; a peer is
+rebuilt from it by the core's one recovery function, :func:`~crdtmem.protocol.recovery.restore`.
+
 Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem store)::
 
     meta(key, value)                        peer_id, format, created
@@ -30,14 +33,11 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import codec
-from ..clocks import CausalContext, Dot
-from ..errors import CrdtmemError, DecodeError
-from ..memory import Memory
-from ..protocol.batch import open_batch
+from ..errors import DecodeError
+from ..protocol.batch import peek_batch
+from ..protocol.recovery import JournalEntry, Restored, Snapshot, StoredParts, StoreError, restore
 
 __all__ = ["SqliteStore", "StoreError", "Restored", "APPLICATION_ID", "STORE_FORMAT"]
 
@@ -58,20 +58,6 @@ CREATE TABLE journal (
 """
 
 
-class StoreError(CrdtmemError):
-    """The store cannot be used: corrupt, not a crdtmem store, or another peer's. It is left untouched."""
-
-
-@dataclass
-class Restored:
-    """What a store held: the memory, the batches it reflects, and the node's catch-up log."""
-
-    memory: Memory
-    seen: CausalContext
-    log_wires: list[bytes] = field(default_factory=list)
-    journal_rows: int = 0
-
-
 def _digest(*parts: bytes) -> bytes:
     h = hashlib.blake2b(digest_size=16, person=b"crdtmem-store")
     for part in parts:
@@ -80,22 +66,12 @@ def _digest(*parts: bytes) -> bytes:
     return h.digest()
 
 
-class _AnyKeyring:
-    """Batches in our own journal were verified when they arrived; replay trusts their author."""
-
-    def public_key(self, peer_id: str) -> bytes:
-        return b""
-
-
-def _trusted(public_key: bytes, signature: bytes, data: bytes) -> bool:
-    return True
-
-
 class SqliteStore:
     """The persistent state of one peer.
 
-    Open with :meth:`open`; it creates the file if absent and refuses one that belongs to
-    another peer or fails its checks. Call :meth:`load` once to rebuild the memory, then
+    A :class:`~crdtmem.protocol.recovery.Store`. Open with :meth:`open`; it creates the file
+    if absent and refuses one that belongs to another peer or fails its checks. Rebuild the
+    memory once with :func:`~crdtmem.protocol.recovery.restore` (or :meth:`load`), then call
     :meth:`append` for every applied batch and :meth:`compact` now and then.
 
     Args:
@@ -233,56 +209,52 @@ class SqliteStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def load(self, *, clock=None) -> Restored:
-        """Rebuild the memory from the snapshot and replay the journal after it.
+    def load_parts(self) -> StoredParts:
+        """Read the snapshot and the journal rows after it, each checked against its checksum.
 
         Raises:
-            StoreError: a checksum does not match or a row does not decode.
+            StoreError: a checksum does not match or a row has the wrong types.
         """
-        replica = self.peer_id
-        row = self._db.execute("SELECT memory, seen, log, upto, checksum FROM snapshot WHERE id = 1").fetchone()
-        upto = 0
         try:
-            if row is None:
-                memory, seen, log = Memory(replica, clock=clock), CausalContext(), []
-            else:
+            row = self._db.execute("SELECT memory, seen, log, upto, checksum FROM snapshot WHERE id = 1").fetchone()
+            snapshot, upto = None, 0
+            if row is not None:
                 mem_b, seen_b, log_b, upto, checksum = row
                 if not all(isinstance(b, bytes) for b in (mem_b, seen_b, log_b, checksum)) or type(upto) is not int:
                     raise StoreError(f"{self.path} is corrupt: the snapshot row has the wrong types")
                 if _digest(mem_b, seen_b, log_b, str(upto).encode()) != checksum:
                     raise StoreError(f"{self.path} is corrupt: the snapshot fails its checksum")
-                memory = Memory.from_snapshot(replica, mem_b, clock=clock)
-                seen = codec.context_from_plain(codec.unpack(seen_b))
-                log = codec.unpack(log_b)
-                if not isinstance(log, list) or not all(isinstance(w, bytes) for w in log):
-                    raise DecodeError("malformed catch-up log")
-            log = list(log)
+                snapshot = Snapshot(mem_b, seen_b, log_b)
             rows = self._db.execute(
                 "SELECT id, author, seq, wire, checksum FROM journal WHERE id > ? ORDER BY id", (upto,)
             ).fetchall()
+            journal = []
             for row_id, author, seq, wire, checksum in rows:
                 if not (isinstance(author, str) and type(seq) is int and isinstance(wire, bytes)):
                     raise StoreError(f"{self.path} is corrupt: journal row {row_id} has the wrong types")
                 if _digest(author.encode(), str(seq).encode(), wire) != checksum:
                     raise StoreError(f"{self.path} is corrupt: journal row {row_id} fails its checksum")
-                dot = Dot(author, seq)
-                if dot in seen:
-                    continue
-                batch = open_batch(wire, _AnyKeyring(), _trusted, max_size=codec.MAX_STATE_BYTES)
-                for name, delta in batch.deltas:
-                    memory.apply_delta(name, delta, author)
-                seen.add(dot)
-                log.append(wire)
-        except (DecodeError, TypeError, AttributeError, sqlite3.DatabaseError) as exc:
+                if peek_batch(wire) != (author, seq):
+                    raise StoreError(f"{self.path} is corrupt: journal row {row_id} holds another batch")
+                journal.append(wire)
+        except (DecodeError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"{self.path} is corrupt: {exc}") from None
-        return Restored(memory, seen, log, len(rows))
+        return StoredParts(snapshot, journal)
+
+    def load(self, *, clock=None) -> Restored:
+        """Rebuild the memory from the snapshot and the journal: :func:`~crdtmem.protocol.recovery.restore`.
+
+        Raises:
+            StoreError: a checksum does not match or a row does not decode.
+        """
+        return restore(self, clock=clock)
 
     def peer_info(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     # -- writing ----------------------------------------------------------------------------
 
-    def append(self, entries: Iterable[tuple[str, int, bytes]]) -> int:
+    def append(self, entries: Iterable[JournalEntry]) -> int:
         """Journal applied batches ``(author, seq, wire)`` in one transaction; durable on return."""
         rows = [(a, s, w, _digest(a.encode(), str(s).encode(), w)) for a, s, w in entries]
         if not rows:
@@ -300,15 +272,14 @@ class SqliteStore:
         self.journal_bytes += sum(len(r[2]) for r in rows)
         return len(rows)
 
-    def compact(self, memory: Memory, seen: CausalContext, log_wires: Iterable[bytes]) -> None:
+    def compact(self, snapshot: Snapshot) -> None:
         """Write a new snapshot and drop the journal it covers (atomically).
 
-        Call with a memory, ``seen`` and log that agree with everything journaled so far (the
-        runtime flushes pending writes and journals their batches first).
+        Call with a :meth:`Snapshot.of <crdtmem.protocol.recovery.Snapshot.of>` that agrees
+        with everything journaled so far (the runtime flushes pending writes and journals
+        their batches first).
         """
-        mem_b = memory.snapshot()
-        seen_b = codec.pack(codec.context_to_plain(seen))
-        log_b = codec.pack(list(log_wires))
+        mem_b, seen_b, log_b = snapshot.memory, snapshot.seen, snapshot.log
         conn = self._db
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -348,3 +319,6 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r}, peer_id={self.peer_id!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)

@@ -1,0 +1,76 @@
+"""Command-line flags for the Node's tunables, built from :class:`NodeConfig` itself.
+
+``crdtmem peer`` and ``crdtmem simulate`` both call :func:`add_node_arguments`, so every
+NodeConfig field is a flag of both (``gossip_interval`` is ``--gossip-interval``) with
+NodeConfig's default, and a field added to NodeConfig becomes a flag without an edit here.
+Durations take the simulator's syntax (``500ms``, ``2s``, ``1.5``); counts are integers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Any
+
+from ..protocol.node import NodeConfig
+
+__all__ = ["add_node_arguments", "node_config_from_args"]
+
+_HELP = {
+    "gossip_interval": "seconds between gossip rounds",
+    "fanout": "neighbours each gossip or relay round reaches",
+    "anti_entropy_interval": "seconds between Merkle repairs with each neighbour",
+    "handshake_timeout": "drop a connection whose handshake takes longer",
+    "ack_delay": "acks of received batches wait this long, so one ack covers a burst",
+    "relay_delay": "at most one relay round per this many seconds",
+    "log_retention": "how long the delta log keeps batches for a peer that went away",
+    "max_frame_bytes": "largest frame sent or accepted",
+    "max_message_bytes": "largest message reassembled from frames",
+    "max_log_batches": "batches the catch-up log holds at most",
+    "max_batch_wires_per_message": "batches sent in one message at most",
+}
+
+
+def _duration(text: str) -> float:
+    from ..simulation.latency import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _defaults() -> dict[str, Any]:
+    default = NodeConfig()
+    return {f.name: getattr(default, f.name) for f in fields(NodeConfig)}
+
+
+def add_node_arguments(parser: Any) -> None:
+    """Add a flag per NodeConfig field to ``parser`` (a parser or an argument group).
+
+    Call while building a subcommand's parser; read the values back with
+    :func:`node_config_from_args`.
+    """
+    for name, default in _defaults().items():
+        kind = _duration if isinstance(default, float) else _count
+        shown = f"{default:g}s" if isinstance(default, float) else f"{default:,}"
+        what = _HELP.get(name, name.replace("_", " "))
+        parser.add_argument(
+            "--" + name.replace("_", "-"), dest=name, type=kind, default=default, metavar="N" if kind is _count else "T",
+            help=f"{what} (default {shown})",
+        )
+
+
+def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
+    """The NodeConfig the flags of :func:`add_node_arguments` describe."""
+    return NodeConfig(**{name: getattr(args, name) for name in _defaults()})

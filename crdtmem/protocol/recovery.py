@@ -1,0 +1,199 @@
+"""Recovery: rebuild a replica from what its store kept, and the contract every store keeps.
+
+A store holds two things for one peer (DESIGN.md §6): a :class:`Snapshot` — the memory, the
+batches it reflects and the node's catch-up log, as bytes — and a journal of the signed batch
+wires applied since. :func:`recover` turns those bytes back into a memory, a seen set and a
+log; it is the one recovery path, pure and shared by the shells::
+
+    parts = store.load_parts()                        # shell: read bytes (checked) from disk
+    restored = recover(store.peer_id, parts.snapshot, parts.journal, clock=clock)
+    node = Node(restored.memory, identity, keyring, rng=rng,
+                seen=restored.seen, log_wires=restored.log_wires)
+
+(:func:`restore` does the first two lines.) The websocket runtime restores from a
+:class:`~crdtmem.storage.sqlite.SqliteStore`, the simulator from a
+:class:`~crdtmem.storage.memory.MemoryStore`: both are a :class:`Store`.
+
+Journal batches are applied with :func:`~crdtmem.protocol.batch.apply_batch`, as the Node
+applies batches it receives. Their signatures are not checked again: every batch in our own
+journal was verified (or signed by us) before it was applied and journaled, and its author
+may since have left the keyring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from .. import codec
+from ..clocks import CausalContext, Dot
+from ..errors import CrdtmemError, DecodeError
+from ..memory import Memory
+from .batch import apply_batch, open_batch, peek_batch
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "Snapshot",
+    "StoredParts",
+    "JournalEntry",
+    "Restored",
+    "recover",
+    "restore",
+]
+
+JournalEntry = tuple[str, int, bytes]
+"""One applied batch as a store journals it: ``(author, seq, wire)``."""
+
+
+class StoreError(CrdtmemError):
+    """The store cannot be used: corrupt, not a crdtmem store, or another peer's. It is left untouched."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A peer's compacted state as bytes: what a store keeps in place of the journal it covers.
+
+    Build one with :meth:`of` when compacting; :func:`recover` reads it back.
+    """
+
+    memory: bytes
+    """:meth:`Memory.snapshot` bytes."""
+    seen: bytes
+    """The batches the memory reflects: a packed causal context."""
+    log: bytes
+    """The node's catch-up log: a packed list of signed batch wires."""
+
+    @classmethod
+    def of(cls, memory: Memory, seen: CausalContext, log_wires: Iterable[bytes]) -> Snapshot:
+        """Encode a consistent memory, seen set and log. Call when compacting a store.
+
+        They must agree: ``seen`` is exactly the batches ``memory`` reflects (flush the node's
+        pending writes first) and ``log_wires`` is the node's log.
+        """
+        return cls(memory.snapshot(), codec.pack(codec.context_to_plain(seen)), codec.pack(list(log_wires)))
+
+
+class StoredParts(NamedTuple):
+    """What a store holds: the last snapshot (None before the first compaction) and the journal after it."""
+
+    snapshot: Snapshot | None
+    journal: Sequence[bytes]
+    """Signed batch wires, in the order they were journaled."""
+
+
+@dataclass
+class Restored:
+    """What a store held, decoded: the memory, the batches it reflects, and the node's catch-up log."""
+
+    memory: Memory
+    seen: CausalContext
+    log_wires: list[bytes] = field(default_factory=list)
+    journal_rows: int = 0
+    """How many journal entries were read after the snapshot (replayed or already covered)."""
+
+
+class Store(Protocol):
+    """The durable state of one peer: a snapshot plus an append-only journal of applied batches.
+
+    Durability contract: when :meth:`append` returns, the batches survive the process being
+    killed; :meth:`compact` replaces the snapshot and drops the journal it covers atomically;
+    :meth:`load_parts` returns exactly what was committed, or raises :class:`StoreError`.
+
+    Implementations: :class:`~crdtmem.storage.sqlite.SqliteStore` (a file),
+    :class:`~crdtmem.storage.memory.MemoryStore` (the simulator's, and tests').
+    """
+
+    @property
+    def peer_id(self) -> str:
+        """The peer whose state this is: the replica id a restore rebuilds."""
+        ...
+
+    @property
+    def journal_rows(self) -> int:
+        """Batches journaled since the last compaction (compact when it grows large)."""
+        ...
+
+    def load_parts(self) -> StoredParts:
+        """Read the snapshot and the journal after it. Call once, when the peer starts."""
+        ...
+
+    def append(self, entries: Iterable[JournalEntry]) -> int:
+        """Journal applied batches in one commit, before anything about them is sent; durable on return."""
+        ...
+
+    def compact(self, snapshot: Snapshot) -> None:
+        """Replace the snapshot with ``snapshot`` and drop the journal it covers. Call now and then."""
+        ...
+
+    def close(self) -> None:
+        """Release the store. Call when the peer stops."""
+        ...
+
+
+class _OwnJournal:
+    """Batches in our own journal were verified when they arrived; replay trusts their author."""
+
+    def public_key(self, peer_id: str) -> bytes:
+        return b""
+
+
+def _trusted(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    return True
+
+
+def recover(
+    replica_id: str,
+    snapshot: Snapshot | None,
+    journal: Iterable[bytes],
+    *,
+    clock: Callable[[], float] | None = None,
+    source: str = "the store",
+) -> Restored:
+    """Rebuild a replica from a snapshot and the journal after it. Call when a peer starts.
+
+    Journal batches the snapshot already reflects are skipped; the others are applied in order
+    and join the seen set and the log.
+
+    Args:
+        replica_id: the restored memory's replica id (the store's peer id).
+        snapshot: the last compaction, or None if there was none.
+        journal: signed batch wires journaled after the snapshot.
+        clock: the restored memory's clock.
+        source: names the store in error messages.
+
+    Raises:
+        StoreError: a part does not decode, or a batch does not apply.
+    """
+    rows = 0
+    try:
+        if snapshot is None:
+            memory, seen, log = Memory(replica_id, clock=clock), CausalContext(), []
+        else:
+            memory = Memory.from_snapshot(replica_id, snapshot.memory, clock=clock)
+            seen = codec.context_from_plain(codec.unpack(snapshot.seen))
+            log = codec.unpack(snapshot.log)
+            if not isinstance(log, list) or not all(isinstance(w, bytes) for w in log):
+                raise DecodeError("malformed catch-up log")
+        for wire in journal:
+            rows += 1
+            dot = Dot(*peek_batch(wire))
+            if dot in seen:
+                continue
+            apply_batch(memory, open_batch(wire, _OwnJournal(), _trusted, max_size=codec.MAX_STATE_BYTES))
+            seen.add(dot)
+            log.append(wire)
+    except (CrdtmemError, TypeError, AttributeError) as exc:
+        raise StoreError(f"{source} is corrupt: {exc}") from None
+    return Restored(memory, seen, log, rows)
+
+
+def restore(store: Store, *, clock: Callable[[], float] | None = None) -> Restored:
+    """Read ``store`` and :func:`recover` its peer's replica. Call once, when the peer starts.
+
+    Raises:
+        StoreError: the store is unreadable or corrupt.
+    """
+    parts = store.load_parts()
+    return recover(store.peer_id, parts.snapshot, parts.journal, clock=clock, source=str(store))

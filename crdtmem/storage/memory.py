@@ -1,0 +1,73 @@
+"""An in-memory :class:`~crdtmem.protocol.recovery.Store`: the simulator's disk, and tests'.
+
+It keeps exactly what a :class:`~crdtmem.storage.sqlite.SqliteStore` keeps — the snapshot as
+bytes and the journal of signed batch wires after it — so a peer restored from it goes through
+the same :func:`~crdtmem.protocol.recovery.recover` as one restored from a file. It outlives
+the peer that wrote it: the simulator keeps a crashed peer's store and restarts the peer from
+it, and a test can restart a :class:`~crdtmem.runtime.Peer` on the same store in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..protocol.recovery import JournalEntry, Snapshot, StoredParts, StoreError
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """One peer's snapshot and journal, held in this process.
+
+    Every method returns with the change "committed": nothing is buffered, so what the
+    process held when a simulated crash happens is what the restart reads.
+
+    Args:
+        peer_id: the peer this store belongs to.
+    """
+
+    def __init__(self, peer_id: str) -> None:
+        if not peer_id:
+            raise ValueError("peer_id is required")
+        self.peer_id = peer_id
+        self.snapshot: Snapshot | None = None
+        self.journal: list[bytes] = []
+        self.journal_bytes = 0
+        self.commits = 0
+
+    @property
+    def journal_rows(self) -> int:
+        """Batches journaled since the last compaction."""
+        return len(self.journal)
+
+    def load_parts(self) -> StoredParts:
+        """The snapshot and the journal after it, as committed."""
+        return StoredParts(self.snapshot, list(self.journal))
+
+    def append(self, entries: Iterable[JournalEntry]) -> int:
+        """Journal applied batches ``(author, seq, wire)``; durable on return."""
+        wires = [wire for _, _, wire in entries]
+        if not wires:
+            return 0
+        if not all(isinstance(wire, bytes) for wire in wires):
+            raise StoreError(f"{self}: a journal entry is not bytes")
+        self.journal += wires
+        self.journal_bytes += sum(len(wire) for wire in wires)
+        self.commits += 1
+        return len(wires)
+
+    def compact(self, snapshot: Snapshot) -> None:
+        """Replace the snapshot and drop the journal it covers (a consistent snapshot: see :meth:`Snapshot.of`)."""
+        self.snapshot = snapshot
+        self.journal = []
+        self.journal_bytes = 0
+        self.commits += 1
+
+    def close(self) -> None:
+        """Nothing to release: the contents stay, for the next peer restored from this store."""
+
+    def __str__(self) -> str:
+        return f"the in-memory store of {self.peer_id}"
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(peer_id={self.peer_id!r}, journal_rows={self.journal_rows})"

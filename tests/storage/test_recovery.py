@@ -1,0 +1,98 @@
+"""The one recovery path: a snapshot plus a journal, as bytes, back into a memory, seen set and log."""
+
+from __future__ import annotations
+
+import pytest
+
+from crdtmem import Memory
+from crdtmem.clocks import CausalContext, Dot
+from crdtmem.identity import Identity
+from crdtmem.protocol.batch import TypeConflictError, apply_batch, open_batch, seal_batch
+from crdtmem.protocol.recovery import Snapshot, StoreError, recover
+
+
+def clock() -> float:
+    return 1_700_000_000.0
+
+
+def author(n: int) -> tuple[Identity, Memory]:
+    identity = Identity.from_private_bytes(bytes([n]) * 32)
+    return identity, Memory(identity.peer_id, clock=clock)
+
+
+def write(identity: Identity, memory: Memory, seq: int, fn) -> bytes:
+    """Apply ``fn(memory)`` and seal the resulting deltas as batch ``seq``."""
+    fn(memory)
+    return seal_batch(identity, seq, memory.take_deltas()).wire
+
+
+def test_a_journal_alone_rebuilds_the_memory_the_seen_set_and_the_log() -> None:
+    alice, memory = author(1)
+    wires = [write(alice, memory, seq, lambda m, seq=seq: m.counter("c").increment(seq)) for seq in (1, 2, 3)]
+    restored = recover(alice.peer_id, None, wires, clock=clock)
+    assert restored.memory.snapshot() == memory.snapshot()
+    assert restored.seen == CausalContext({alice.peer_id: 3})
+    assert restored.log_wires == wires and restored.journal_rows == 3
+
+
+def test_journal_batches_the_snapshot_already_reflects_are_skipped() -> None:
+    alice, memory = author(1)
+    first = write(alice, memory, 1, lambda m: m.set("facts").add("a"))
+    seen = CausalContext({alice.peer_id: 1})
+    snapshot = Snapshot.of(memory, seen, [first])
+    second = write(alice, memory, 2, lambda m: m.set("facts").add("b"))
+    restored = recover(alice.peer_id, snapshot, [first, second], clock=clock)
+    assert restored.memory.set("facts").value == {"a", "b"}
+    assert restored.log_wires == [first, second]  # the snapshot's log, then the replayed batch
+    assert restored.journal_rows == 2
+
+
+def test_the_snapshot_round_trips_memory_seen_and_log() -> None:
+    alice, memory = author(1)
+    wire = write(alice, memory, 1, lambda m: m.register("r").assign("x"))
+    seen = CausalContext({alice.peer_id: 1}, {Dot("someone", 4)})
+    restored = recover(alice.peer_id, Snapshot.of(memory, seen, [wire]), [], clock=clock)
+    assert restored.memory.snapshot() == memory.snapshot()
+    assert restored.seen == seen and restored.log_wires == [wire]
+
+
+def test_replay_applies_other_authors_batches_without_a_keyring() -> None:
+    # Our own journal was verified when it was written; its authors may have left the keyring.
+    alice, _ = author(1)
+    bob, bobs = author(2)
+    wire = write(bob, bobs, 1, lambda m: m.counter("c").increment(5))
+    restored = recover(alice.peer_id, None, [wire], clock=clock)
+    assert restored.memory.replica_id == alice.peer_id
+    assert restored.memory.counter("c").value == 5 and Dot(bob.peer_id, 1) in restored.seen
+
+
+def test_a_journal_batch_of_another_type_applies_nothing_and_the_store_is_corrupt() -> None:
+    alice, memory = author(1)
+    bob, bobs = author(2)
+    counted = write(alice, memory, 1, lambda m: m.counter("x").increment())
+    clash = write(bob, bobs, 1, lambda m: (m.set("y").add(1), m.set("x").add(1)))
+    with pytest.raises(StoreError, match="corrupt"):
+        recover(alice.peer_id, None, [counted, clash], clock=clock)
+    target = Memory(alice.peer_id, clock=clock)
+    apply_batch(target, open_batch(counted, _Anyone(), lambda *a: True, max_size=1 << 20))
+    with pytest.raises(TypeConflictError):
+        apply_batch(target, open_batch(clash, _Anyone(), lambda *a: True, max_size=1 << 20))
+    assert target.names() == ["x"]  # all or nothing: "y" was not joined either
+
+
+def test_undecodable_parts_raise_store_error_naming_the_store() -> None:
+    alice, memory = author(1)
+    good = Snapshot.of(memory, CausalContext(), [])
+    for snapshot, journal in [
+        (Snapshot(b"garbage", good.seen, good.log), []),
+        (Snapshot(good.memory, b"\x93", good.log), []),
+        (Snapshot(good.memory, good.seen, b"\xa3abc"), []),
+        (None, [b"not a batch"]),
+    ]:
+        with pytest.raises(StoreError, match="^disk.db is corrupt"):
+            recover(alice.peer_id, snapshot, journal, source="disk.db")
+
+
+class _Anyone:
+    def public_key(self, peer_id: str) -> bytes:
+        return b""
