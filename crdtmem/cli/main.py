@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import __version__
 from ..agent import to_jsonable
-from . import demo, peer, simulate
+from . import demo, mcp, peer, simulate
 from .jsonlines import print_json
 
 __all__ = ["main", "build_parser"]
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_keygen)
 
     peer.register(sub, common)
+    mcp.register(sub, common)
 
     p = sub.add_parser("inspect", parents=[common], help="print a store's memory", description=(
         "Print the values held in a peer's SQLite store, without running the peer."))
