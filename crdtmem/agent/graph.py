@@ -109,6 +109,16 @@ class KnowledgeGraph:
             memory.map(object_name)  # fail now, not mid-write, if a name holds another type
 
     @property
+    def memory(self) -> Any:
+        """The replica the graph lives in."""
+        return self._memory
+
+    @property
+    def object_names(self) -> tuple[str, str, str]:
+        """The memory objects holding the graph: watch them with ``memory.on_change``."""
+        return self._names
+
+    @property
     def _entities(self) -> Any:
         return self._memory.map(self._names[0])
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 
+import anyio
 import pytest
 
 pytest.importorskip("mcp")
 
 from mcp import Client  # noqa: E402
+from mcp.shared.exceptions import MCPDeprecationWarning  # noqa: E402
 
 from crdtmem import Memory  # noqa: E402
 from crdtmem.agent.graph import KnowledgeGraph  # noqa: E402
@@ -140,3 +143,34 @@ async def test_the_graph_is_also_a_resource(client, graph) -> None:
     assert [str(r.uri) for r in listed.resources] == [GRAPH_RESOURCE_URI]
     read = await client.read_resource(GRAPH_RESOURCE_URI)
     assert json.loads(read.contents[0].text) == {"entities": [ada("x")], "relations": []}
+
+
+async def test_subscribers_hear_of_changes_made_by_another_replica(graph) -> None:
+    elsewhere = KnowledgeGraph(Memory("bob"))
+    async with Client(build_server(graph_tools(graph), graph=graph)) as client:
+        async with client.listen(resource_subscriptions=[GRAPH_RESOURCE_URI]) as changes:
+            elsewhere.create_entities([ada("seen by bob")])
+            for name, delta in elsewhere.memory.take_deltas():
+                graph.memory.apply_delta(name, delta, "bob")
+            with anyio.fail_after(5):
+                event = await anext(changes)
+            assert event.uri == GRAPH_RESOURCE_URI
+            read = await client.call_tool("read_graph", {})
+            assert read.structured_content["entities"] == [ada("seen by bob")]
+
+
+async def test_legacy_clients_subscribe_with_resources_subscribe(graph) -> None:
+    heard = anyio.Event()
+
+    async def on_message(message) -> None:
+        if getattr(message, "method", None) == "notifications/resources/updated":
+            heard.set()
+
+    async with Client(build_server(graph_tools(graph), graph=graph), mode="legacy", message_handler=on_message) as client:
+        assert client.server_capabilities.resources.subscribe
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            await client.subscribe_resource(GRAPH_RESOURCE_URI)
+        await client.call_tool("create_entities", {"entities": [ada()]})
+        with anyio.fail_after(5):
+            await heard.wait()

@@ -15,6 +15,8 @@ pytest.importorskip("mcp")
 from mcp import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
+from crdtmem.integrations.mcp import GRAPH_RESOURCE_URI  # noqa: E402
+
 from ..procs import keys  # noqa: E402
 
 pytestmark = pytest.mark.anyio
@@ -53,6 +55,8 @@ async def test_concurrent_creates_through_two_servers_reach_both_graphs(tmp_path
             b = await stack.enter_async_context(Client(mcp_server(
                 tmp_path, "bob", trust, "--listen", "ws://127.0.0.1:0", "--connect", url)))
             assert {t.name for t in (await a.list_tools()).tools} >= {"create_entities", "read_graph"}
+            a_changes = await stack.enter_async_context(a.listen(resource_subscriptions=[GRAPH_RESOURCE_URI]))
+            b_changes = await stack.enter_async_context(b.listen(resource_subscriptions=[GRAPH_RESOURCE_URI]))
 
             async def create(client: Client, name: str) -> None:
                 entity = {"name": name, "entityType": "note", "observations": [f"written as {name}"]}
@@ -64,7 +68,7 @@ async def test_concurrent_creates_through_two_servers_reach_both_graphs(tmp_path
                     tg.start_soon(create, a, f"alice-{i}")
                     tg.start_soon(create, b, f"bob-{i}")
             expected = {f"{who}-{i}" for who in ("alice", "bob") for i in range(10)}
-            for client in (a, b):
+            for client, changes in ((a, a_changes), (b, b_changes)):
                 while (found := await entity_names(client)) != expected:
                     assert found < expected
-                    await anyio.sleep(0.05)  # re-read until gossip delivers the other's writes
+                    await anext(changes)  # the server says the graph changed (a write came in)

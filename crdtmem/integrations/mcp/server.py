@@ -21,6 +21,7 @@ from mcp.server.lowlevel import Server
 from ... import __version__
 from ...agent.graph import KnowledgeGraph
 from ...errors import CrdtmemError
+from .changes import GraphChanges
 from .toolset import ToolEntry, as_text
 
 __all__ = ["build_server", "GRAPH_RESOURCE_URI", "SERVER_NAME"]
@@ -49,7 +50,8 @@ def build_server(
 
     Args:
         tools: every tool to offer (names must be unique), e.g. ``graph_tools(graph)``.
-        graph: also offer the whole graph as the resource ``memory://knowledge-graph``.
+        graph: also offer the whole graph as the resource ``memory://knowledge-graph``, and
+            notify clients subscribed to it of every change, local or from another replica.
         after_write: awaited after each call that writes, before the answer (pass
             ``peer.flush``).
         name: the server name clients show.
@@ -92,5 +94,7 @@ def build_server(
                                                   text=as_text(graph.read_graph()))
             return types.ReadResourceResult(contents=[contents])
 
-        handlers.update(on_list_resources=list_resources, on_read_resource=read_resource)
+        changes = GraphChanges(graph.memory, graph.object_names, GRAPH_RESOURCE_URI)
+        handlers.update(on_list_resources=list_resources, on_read_resource=read_resource, **changes.handlers())
+        handlers["lifespan"] = changes.lifespan
     return Server(name, version=__version__, instructions=_INSTRUCTIONS, **handlers)
