@@ -4,6 +4,7 @@ and records (JSON documents in namespaces, merged per field).
 The CLI's JSON-lines server, the MCP server and the LangGraph store all speak it.
 """
 
+from .filters import matches
 from .jsonvalues import JsonValueError, from_json, json_key, to_json, to_jsonable
 from .ops import (
     OPERATIONS,
@@ -24,6 +25,8 @@ from .ops import (
     apply_command,
     parse_op,
 )
+from .records import Event, Record, Records, Sibling
+from .vectors import VectorIndex, texts_at
 
 __all__ = [
     "JsonValueError",
@@ -48,4 +51,11 @@ __all__ = [
     "parse_op",
     "apply",
     "apply_command",
+    "Records",
+    "Record",
+    "Sibling",
+    "Event",
+    "matches",
+    "VectorIndex",
+    "texts_at",
 ]
