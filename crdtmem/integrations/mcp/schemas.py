@@ -25,10 +25,12 @@ def array(items: dict[str, Any], description: str | None = None) -> dict[str, An
     return {"type": "array", "items": items, **({"description": description} if description else {})}
 
 
-def obj(properties: dict[str, Any], *, closed: bool = False, root: bool = False) -> dict[str, Any]:
-    """An object schema requiring every property; ``closed`` forbids others (output schemas)."""
+def obj(properties: dict[str, Any], *, optional: tuple[str, ...] = (), closed: bool = False,
+        root: bool = False) -> dict[str, Any]:
+    """An object schema requiring every property but ``optional``; ``closed`` forbids others
+    (output schemas); ``root`` marks a tool's whole input or output schema."""
     schema: dict[str, Any] = {"$schema": _DRAFT7} if root else {}
-    schema.update(type="object", properties=properties, required=list(properties))
+    schema.update(type="object", properties=properties, required=[p for p in properties if p not in optional])
     if closed:
         schema["additionalProperties"] = False
     return schema
