@@ -86,6 +86,11 @@ def _is_key(key: Any, size: int) -> bool:
     return isinstance(key, tuple) and len(key) == size and all(isinstance(part, str) for part in key)
 
 
+def _decoded_key(encoded: bytes, size: int) -> Any:
+    key = decode_value(encoded)
+    return key if _is_key(key, size) else None
+
+
 def _relation(key: tuple[str, str, str]) -> Relation:
     return {"from": key[0], "to": key[1], "relationType": key[2]}
 
@@ -105,6 +110,7 @@ class KnowledgeGraph:
     def __init__(self, memory: Any, name: str = "graph") -> None:
         self._memory = memory
         self._names = (f"{name}.entities", f"{name}.observations", f"{name}.relations")
+        self._keys: dict[str, dict[bytes, Any]] = {}  # per map: live encoded key -> decoded (None: bad shape)
         for object_name in self._names:
             memory.map(object_name)  # fail now, not mid-write, if a name holds another type
 
@@ -137,8 +143,10 @@ class KnowledgeGraph:
         if state is None:
             return []
         rows = sorted(state.items(), key=lambda row: (row[1][0], row[1][1], row[0]))
-        keys = (decode_value(key) for key, _ in rows)
-        return [key for key in keys if _is_key(key, size)]
+        known = self._keys.get(object_name, {})
+        decoded = self._keys[object_name] = {key: known[key] if key in known else _decoded_key(key, size)
+                                             for key, _ in rows}  # decode each key once, keep live ones only
+        return [key for key in decoded.values() if key is not None]
 
     # -- writes -----------------------------------------------------------------------------
 
