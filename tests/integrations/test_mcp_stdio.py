@@ -49,7 +49,7 @@ async def entity_names(client: Client) -> set[str]:
 async def test_concurrent_creates_through_two_servers_reach_both_graphs(tmp_path) -> None:
     trust = keys(tmp_path, ["alice", "bob"])
     url = f"ws://127.0.0.1:{_free_port()}"
-    with anyio.fail_after(20):
+    with anyio.fail_after(30):  # typically 3 s; importing the MCP SDK is slow on a busy machine
         async with AsyncExitStack() as stack:
             a = await stack.enter_async_context(Client(mcp_server(tmp_path, "alice", trust, "--listen", url)))
             b = await stack.enter_async_context(Client(mcp_server(
@@ -72,3 +72,22 @@ async def test_concurrent_creates_through_two_servers_reach_both_graphs(tmp_path
                 while (found := await entity_names(client)) != expected:
                     assert found < expected
                     await anext(changes)  # the server says the graph changed (a write came in)
+
+
+def test_the_mcp_command_takes_the_peer_flags(capsys) -> None:
+    from crdtmem.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["mcp", "--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    for flag in ("--key", "--trust", "--db", "--listen", "--connect", "--agent"):
+        assert flag in usage
+
+
+def test_the_mcp_command_refuses_a_missing_key_before_serving(tmp_path, capsys) -> None:
+    from crdtmem.cli import main
+
+    trust = keys(tmp_path, ["alice"])
+    assert main(["mcp", "--key", str(tmp_path / "nobody.key"), "--trust", str(trust)]) == 2
+    assert "error:" in capsys.readouterr().err
