@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crdtmem import Memory, codec
 from crdtmem.agent.graph import EntityNotFoundError, KnowledgeGraph
@@ -131,9 +133,9 @@ def test_concurrent_relation_to_a_deleted_entity_survives_dangling() -> None:
 
 def test_reads_skip_entries_of_the_wrong_shape_written_by_another_agent(graph) -> None:
     graph.create_entities([entity("Ada", "person", "x")])
-    graph._memory.map("graph.entities").put(7, "number-named")
-    graph._memory.map("graph.observations").put("not-a-pair", None)
-    graph._memory.map("graph.relations").put(("only", "two"), None)
+    graph.memory.map("graph.entities").put(7, "number-named")
+    graph.memory.map("graph.observations").put("not-a-pair", None)
+    graph.memory.map("graph.relations").put(("only", "two"), None)
     assert graph.read_graph() == {"entities": [entity("Ada", "person", "x")], "relations": []}
     graph.delete_entities(["Ada"])
     assert graph.read_graph() == {"entities": [], "relations": []}
@@ -145,3 +147,41 @@ def test_malformed_arguments_raise_type_errors_before_writing(graph) -> None:
     with pytest.raises(TypeError, match="observations"):
         graph.create_entities([{"name": "Bad", "entityType": "x", "observations": "not a list"}])
     assert graph.read_graph()["entities"] == []
+
+
+NAMES = st.sampled_from(["Ada", "Bob", "Cy"])
+TEXTS = st.sampled_from(["x", "y", "z"])
+GRAPH_OPS = st.one_of(
+    st.tuples(st.just("create_entities"), st.lists(st.builds(entity, NAMES, TEXTS, TEXTS), max_size=2)),
+    st.tuples(st.just("add_observations"), st.lists(st.fixed_dictionaries(
+        {"entityName": NAMES, "contents": st.lists(TEXTS, max_size=2)}), max_size=2)),
+    st.tuples(st.just("create_relations"), st.lists(st.builds(rel, NAMES, NAMES, TEXTS), max_size=2)),
+    st.tuples(st.just("delete_entities"), st.lists(NAMES, max_size=2)),
+    st.tuples(st.just("delete_observations"), st.lists(st.fixed_dictionaries(
+        {"entityName": NAMES, "observations": st.lists(TEXTS, max_size=2)}), max_size=2)),
+    st.tuples(st.just("delete_relations"), st.lists(st.builds(rel, NAMES, NAMES, TEXTS), max_size=2)),
+    st.tuples(st.just("exchange"), st.just(None)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), GRAPH_OPS), max_size=25))
+def test_replicas_that_saw_the_same_writes_show_the_same_graph(steps) -> None:
+    memories = [Memory(name) for name in ("alice", "bob", "carol")]
+    graphs = [KnowledgeGraph(m) for m in memories]
+    for who, (op, argument) in steps:
+        if op == "exchange":
+            exchange(memories[who], memories[(who + 1) % 3])
+            continue
+        try:
+            getattr(graphs[who], op)(argument)
+        except EntityNotFoundError:
+            pass
+    for source in memories:  # full-state merges: afterwards every replica has seen every write
+        for target in memories:
+            if target is not source:
+                target.merge(source)
+    first = graphs[0].read_graph()
+    assert graphs[1].read_graph() == first and graphs[2].read_graph() == first
+    for found in first["entities"]:
+        assert len(set(found["observations"])) == len(found["observations"])

@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypedDict
 
-from ..errors import CrdtmemError
+from ..errors import CrdtmemError, DecodeError
 from ..values import decode_value
 
 __all__ = ["KnowledgeGraph", "EntityNotFoundError", "Entity", "Relation", "Graph"]
@@ -87,7 +87,11 @@ def _is_key(key: Any, size: int) -> bool:
 
 
 def _decoded_key(encoded: bytes, size: int) -> Any:
-    key = decode_value(encoded)
+    """The key ``encoded`` names if it is a tuple of ``size`` strings, else None."""
+    try:
+        key = decode_value(encoded)
+    except DecodeError:
+        return None
     return key if _is_key(key, size) else None
 
 
@@ -98,8 +102,8 @@ def _relation(key: tuple[str, str, str]) -> Relation:
 class KnowledgeGraph:
     """The shared knowledge graph ``name`` of ``memory``.
 
-    Create one per memory and graph name, on the thread that writes the memory; it holds no
-    state of its own, so remote changes show in the next read. Every method takes and returns
+    Create one per memory and graph name, on the thread that writes the memory; it keeps no
+    graph state of its own (only decoded keys), so remote changes show in the next read. Every method takes and returns
     the JSON shapes of the reference memory server's tools.
 
     Args:
