@@ -52,11 +52,19 @@ PREFIX = "records:"
 _FIELD, _META, _CREATED, _HISTORY = "f", "u", "c", "h"
 
 
+_NAMES: dict[tuple[str, ...], str] = {}
+
+
 def namespace_name(namespace: tuple[str, ...]) -> str:
     """The memory name of the OR-Map holding ``namespace``'s records."""
-    import json
+    name = _NAMES.get(namespace)
+    if name is None:
+        import json
 
-    return PREFIX + json.dumps(list(namespace), separators=(",", ":"))
+        name = PREFIX + json.dumps(list(namespace), separators=(",", ":"))
+        if len(_NAMES) < 65536:
+            _NAMES[namespace] = name
+    return name
 
 
 def namespace_of(name: str) -> tuple[str, ...] | None:
@@ -129,6 +137,19 @@ class Event:
     agent: str | None = None
 
 
+def _thaw(value: Any) -> Any:
+    """A copy of the mutable parts of a value (records are cached: callers get their own)."""
+    if isinstance(value, dict):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _handed_out(record: Record) -> Record:
+    return replace(record, value=_thaw(record.value))
+
+
 def _seconds(stamp: int) -> float:
     return HybridClock.wall_ms(stamp) / 1000
 
@@ -176,6 +197,7 @@ class Records:
         self._keys: dict[str, dict[str, set[bytes]]] = {}  # name → record key → entry keys
         self._decoded: dict[bytes, tuple] = {}
         self._stale: set[str] = set()
+        self._cache: dict[str, dict[str, Record | None]] = {}  # name → key → assembled record
         self._writing = False
         memory.on_change(self._on_change)
 
@@ -191,6 +213,7 @@ class Records:
         if keys is not None and name not in self._stale:
             return keys
         self._stale.discard(name)
+        self._cache.pop(name, None)
         keys = self._keys[name] = {}
         state = self.memory.state(name)
         if state is not None:
@@ -224,6 +247,15 @@ class Records:
             if dots:
                 out[self._decoded[encoded]] = sorted(dots.values(), reverse=True)
         return out
+
+    def _record(self, name: str, namespace: tuple[str, ...], key: str) -> Record | None:
+        """The record ``key`` as replicated (expired or not), assembled once per change."""
+        self._index(name)  # drops the cache of a namespace changed by another replica
+        cache = self._cache.setdefault(name, {})
+        if key in cache:
+            return cache[key]
+        record = cache[key] = self._assemble(namespace, key, self._entries(name, key))
+        return record
 
     def _assemble(self, namespace: tuple[str, ...], key: str, entries: dict) -> Record | None:
         meta = entries.get((key, _META))
@@ -274,7 +306,9 @@ class Records:
                 keys.setdefault(parts[0], set()).add(encoded)
         finally:
             self._writing = False
+        cache = self._cache.get(name, {})
         for key in {parts[0] for parts, _ in puts} | {parts[0] for parts in removes}:
+            cache.pop(key, None)
             if not keys.get(key):
                 keys.pop(key, None)
 
@@ -363,10 +397,10 @@ class Records:
     def touch(self, namespace: tuple[str, ...], key: str) -> bool:
         """Restart the TTL of a visible record that has one (a read that refreshes); return whether it did."""
         name = namespace_name(_check_namespace(namespace))
-        entries = self._entries(name, key)
-        current = self._assemble(namespace, key, entries)
+        current = self._record(name, namespace, key)
         if not self._visible(current, self._clock()) or current.expires_at is None:
             return False
+        entries = self._entries(name, key)
         self._write(name, [((key, _META), decode_value(entries[(key, _META)][0][2]))], ())
         return True
 
@@ -379,13 +413,13 @@ class Records:
             refresh_ttl: restart its TTL (a write that replicates) if it has one.
         """
         name = namespace_name(_check_namespace(namespace))
-        record = self._assemble(namespace, key, self._entries(name, key))
+        record = self._record(name, namespace, key)
         if not self._visible(record, self._clock()):
             return None
         if refresh_ttl and record.expires_at is not None:
             self.touch(namespace, key)
-            record = self._assemble(namespace, key, self._entries(name, key))
-        return record
+            record = self._record(name, namespace, key)
+        return _handed_out(record)
 
     def namespaces(self) -> list[tuple[str, ...]]:
         """Every namespace holding at least one visible record, sorted."""
@@ -402,7 +436,7 @@ class Records:
 
     def _records(self, name: str, namespace: tuple[str, ...]) -> Iterable[Record]:
         for key in list(self._index(name)):
-            record = self._assemble(namespace, key, self._entries(name, key))
+            record = self._record(name, namespace, key)
             if record is not None:
                 yield record
 
@@ -415,6 +449,9 @@ class Records:
         Args:
             expired: include records that have expired but are not collected yet.
         """
+        return [_handed_out(record) for record in self._all(prefix, expired)]
+
+    def _all(self, prefix: tuple[str, ...], expired: bool) -> list[Record]:
         now = self._clock()
         groups = []
         n = len(prefix)
@@ -448,12 +485,12 @@ class Records:
         Without a query, records come in :meth:`all`'s order.
         """
         check_filter(filter)
-        found = [r for r in self.all(prefix) if matches(r.value, filter)]
+        found = [r for r in self._all(prefix, False) if matches(r.value, filter)]
         if not (query and self._vectors is not None):
-            return found[offset : offset + limit] if limit >= 0 else []
+            return [_handed_out(r) for r in found[offset : offset + limit]] if limit >= 0 else []
         vectors = self._vectors.vectors_for([(r.namespace, r.key, r.value, self._paths(r), self._version(r)) for r in found])
         ranked = rank(list(zip(found, vectors)), self._embed_query(query), offset, limit)
-        return [replace(r, score=score) for r, score in ranked]
+        return [replace(r, value=_thaw(r.value), score=score) for r, score in ranked]
 
     def _paths(self, record: Record) -> list[str]:
         name = namespace_name(record.namespace)
