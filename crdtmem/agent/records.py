@@ -349,8 +349,7 @@ class Records:
             raise ValueError("a record value is a dict with str keys")
         if ttl is not None and not ttl > 0:
             raise ValueError(f"ttl must be positive seconds or None, got {ttl!r}")
-        for v in value.values():
-            encode_value(v, hashable=False)  # refuse before writing anything
+        encoded = {f: encode_value(v, hashable=False) for f, v in value.items()}  # refuse before writing
         name = namespace_name(namespace)
         agent = agent if agent is not None else self.agent
         entries = self._entries(name, key)
@@ -363,7 +362,7 @@ class Records:
                 field_name = parts[2]
                 if field_name not in value:
                     removes.append(parts)
-                elif len(dots) > 1 or dots[0][2] != encode_value(value[field_name], hashable=False):
+                elif len(dots) > 1 or dots[0][2] != encoded[field_name]:
                     puts.append((parts, value[field_name]))
         for field_name, v in value.items():
             if (key, _FIELD, field_name) not in entries:
