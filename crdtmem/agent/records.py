@@ -146,6 +146,16 @@ def _thaw(value: Any) -> Any:
     return value
 
 
+def _dict(payload: bytes) -> dict[str, Any]:
+    """A replicated bookkeeping entry (another peer may have written anything: be lenient)."""
+    value = decode_value(payload)
+    return value if isinstance(value, dict) else {}
+
+
+def _label(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _handed_out(record: Record) -> Record:
     return replace(record, value=_thaw(record.value))
 
@@ -195,7 +205,7 @@ class Records:
         self._vectors = VectorIndex(embed, texts) if embed is not None else None
         self._embed_query = embed_query or (lambda query: embed([query])[0] if embed else [])
         self._keys: dict[str, dict[str, set[bytes]]] = {}  # name → record key → entry keys
-        self._decoded: dict[bytes, tuple] = {}
+        self._decoded: dict[str, dict[bytes, tuple]] = {}  # name → entry key → its decoded tuple
         self._stale: set[str] = set()
         self._cache: dict[str, dict[str, Record | None]] = {}  # name → key → assembled record
         self._writing = False
@@ -215,24 +225,25 @@ class Records:
         self._stale.discard(name)
         self._cache.pop(name, None)
         keys = self._keys[name] = {}
+        known = self._decoded.get(name, {})
+        decoded = self._decoded[name] = {}  # only live entries: removed ones are forgotten
         state = self.memory.state(name)
         if state is not None:
             for encoded in state.kernel.entries:
-                parts = self._decode(encoded)
+                parts = known.get(encoded) or self._decode(encoded)
                 if parts is not None:
+                    decoded[encoded] = parts
                     keys.setdefault(parts[0], set()).add(encoded)
         return keys
 
-    def _decode(self, encoded: bytes) -> tuple | None:
-        parts = self._decoded.get(encoded)
-        if parts is None:
-            try:
-                parts = decode_value(encoded)
-            except Exception:  # noqa: BLE001 - an entry written by something else: ignore it
-                return None
-            if not (isinstance(parts, tuple) and len(parts) >= 2 and isinstance(parts[0], str)):
-                return None
-            self._decoded[encoded] = parts
+    @staticmethod
+    def _decode(encoded: bytes) -> tuple | None:
+        try:
+            parts = decode_value(encoded)
+        except Exception:  # noqa: BLE001 - an entry written by something else: ignore it
+            return None
+        if not (isinstance(parts, tuple) and len(parts) >= 2 and isinstance(parts[0], str)):
+            return None
         return parts
 
     def _entries(self, name: str, key: str) -> dict[tuple, list[tuple[int, str, bytes]]]:
@@ -242,10 +253,12 @@ class Records:
         if state is None:
             return out
         entries = state.kernel.entries
-        for encoded in self._index(name).get(key, ()):
+        index = self._index(name)
+        decoded = self._decoded[name]
+        for encoded in index.get(key, ()):
             dots = entries.get(encoded)
             if dots:
-                out[self._decoded[encoded]] = sorted(dots.values(), reverse=True)
+                out[decoded[encoded]] = sorted(dots.values(), reverse=True)
         return out
 
     def _record(self, name: str, namespace: tuple[str, ...], key: str) -> Record | None:
@@ -262,16 +275,18 @@ class Records:
         if not meta:
             return None
         stamp, author, payload = meta[0]
-        info = decode_value(payload)
+        info = _dict(payload)
         value, conflicts = {}, {}
         for parts, dots in entries.items():
-            if parts[1] == _FIELD and len(parts) == 3:
+            if parts[1] == _FIELD and len(parts) == 3 and isinstance(parts[2], str):
                 value[parts[2]] = decode_value(dots[0][2])
                 if len(dots) > 1:
                     conflicts[parts[2]] = tuple(Sibling(decode_value(p), r, _seconds(s)) for s, r, p in dots)
         created = entries.get((key, _CREATED)) or min(d[-1:] for p, d in entries.items() if p[1] != _HISTORY)
         created_stamp, creator, _ = created[-1]
         ttl = info.get("ttl")
+        if type(ttl) not in (int, float) or not ttl > 0:
+            ttl = None
         updated_at = _seconds(stamp)
         return Record(
             namespace,
@@ -280,7 +295,7 @@ class Records:
             _seconds(created_stamp),
             updated_at,
             author,
-            info.get("agent"),
+            _label(info.get("agent")),
             None if ttl is None else updated_at + ttl,
             conflicts,
             created=(created_stamp, creator),
@@ -294,15 +309,18 @@ class Records:
     def _write(self, name: str, puts: list[tuple[tuple, Any]], removes: Iterable[tuple]) -> None:
         handle = self.memory.map(name)
         keys = self._index(name)
+        decoded = self._decoded[name]
         self._writing = True
         try:
             for parts in removes:
                 handle.remove(parts)
-                keys.get(parts[0], set()).discard(encode_value(parts))
+                encoded = encode_value(parts)
+                keys.get(parts[0], set()).discard(encoded)
+                decoded.pop(encoded, None)
             for parts, value in puts:
                 handle.put(parts, value)
                 encoded = encode_value(parts)
-                self._decoded[encoded] = parts
+                decoded[encoded] = parts
                 keys.setdefault(parts[0], set()).add(encoded)
         finally:
             self._writing = False
@@ -493,7 +511,7 @@ class Records:
 
     def _paths(self, record: Record) -> list[str]:
         name = namespace_name(record.namespace)
-        info = decode_value(self._entries(name, record.key)[(record.key, _META)][0][2])
+        info = _dict(self._entries(name, record.key)[(record.key, _META)][0][2])
         paths = info.get("index")
         if paths is False:
             return []
@@ -510,11 +528,10 @@ class Records:
             if parts[1] != _HISTORY:
                 continue
             stamp, author, payload = dots[0]
-            data = decode_value(payload)
-            events.append(
-                ((stamp, author, parts[3] if len(parts) > 3 else 0),
-                 Event(namespace, key, data.get("event"), author, _seconds(stamp), data.get("old"), data.get("new"), data.get("agent")))
-            )
+            data = _dict(payload)
+            event = Event(namespace, key, data.get("event"), author, _seconds(stamp), data.get("old"), data.get("new"),
+                          _label(data.get("agent")))
+            events.append(((stamp, author, repr(parts[2:])), event))
         events.sort(key=lambda pair: pair[0])
         return [event for _, event in events]
 
