@@ -52,11 +52,19 @@ PREFIX = "records:"
 _FIELD, _META, _CREATED, _HISTORY = "f", "u", "c", "h"
 
 
+_NAMES: dict[tuple[str, ...], str] = {}
+
+
 def namespace_name(namespace: tuple[str, ...]) -> str:
     """The memory name of the OR-Map holding ``namespace``'s records."""
-    import json
+    name = _NAMES.get(namespace)
+    if name is None:
+        import json
 
-    return PREFIX + json.dumps(list(namespace), separators=(",", ":"))
+        name = PREFIX + json.dumps(list(namespace), separators=(",", ":"))
+        if len(_NAMES) < 65536:
+            _NAMES[namespace] = name
+    return name
 
 
 def namespace_of(name: str) -> tuple[str, ...] | None:
@@ -129,6 +137,29 @@ class Event:
     agent: str | None = None
 
 
+def _thaw(value: Any) -> Any:
+    """A copy of the mutable parts of a value (records are cached: callers get their own)."""
+    if isinstance(value, dict):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _dict(payload: bytes) -> dict[str, Any]:
+    """A replicated bookkeeping entry (another peer may have written anything: be lenient)."""
+    value = decode_value(payload)
+    return value if isinstance(value, dict) else {}
+
+
+def _label(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _handed_out(record: Record) -> Record:
+    return replace(record, value=_thaw(record.value))
+
+
 def _seconds(stamp: int) -> float:
     return HybridClock.wall_ms(stamp) / 1000
 
@@ -174,8 +205,9 @@ class Records:
         self._vectors = VectorIndex(embed, texts) if embed is not None else None
         self._embed_query = embed_query or (lambda query: embed([query])[0] if embed else [])
         self._keys: dict[str, dict[str, set[bytes]]] = {}  # name → record key → entry keys
-        self._decoded: dict[bytes, tuple] = {}
+        self._decoded: dict[str, dict[bytes, tuple]] = {}  # name → entry key → its decoded tuple
         self._stale: set[str] = set()
+        self._cache: dict[str, dict[str, Record | None]] = {}  # name → key → assembled record
         self._writing = False
         memory.on_change(self._on_change)
 
@@ -191,25 +223,27 @@ class Records:
         if keys is not None and name not in self._stale:
             return keys
         self._stale.discard(name)
+        self._cache.pop(name, None)
         keys = self._keys[name] = {}
+        known = self._decoded.get(name, {})
+        decoded = self._decoded[name] = {}  # only live entries: removed ones are forgotten
         state = self.memory.state(name)
         if state is not None:
             for encoded in state.kernel.entries:
-                parts = self._decode(encoded)
+                parts = known.get(encoded) or self._decode(encoded)
                 if parts is not None:
+                    decoded[encoded] = parts
                     keys.setdefault(parts[0], set()).add(encoded)
         return keys
 
-    def _decode(self, encoded: bytes) -> tuple | None:
-        parts = self._decoded.get(encoded)
-        if parts is None:
-            try:
-                parts = decode_value(encoded)
-            except Exception:  # noqa: BLE001 - an entry written by something else: ignore it
-                return None
-            if not (isinstance(parts, tuple) and len(parts) >= 2 and isinstance(parts[0], str)):
-                return None
-            self._decoded[encoded] = parts
+    @staticmethod
+    def _decode(encoded: bytes) -> tuple | None:
+        try:
+            parts = decode_value(encoded)
+        except Exception:  # noqa: BLE001 - an entry written by something else: ignore it
+            return None
+        if not (isinstance(parts, tuple) and len(parts) >= 2 and isinstance(parts[0], str)):
+            return None
         return parts
 
     def _entries(self, name: str, key: str) -> dict[tuple, list[tuple[int, str, bytes]]]:
@@ -219,27 +253,40 @@ class Records:
         if state is None:
             return out
         entries = state.kernel.entries
-        for encoded in self._index(name).get(key, ()):
+        index = self._index(name)
+        decoded = self._decoded[name]
+        for encoded in index.get(key, ()):
             dots = entries.get(encoded)
             if dots:
-                out[self._decoded[encoded]] = sorted(dots.values(), reverse=True)
+                out[decoded[encoded]] = sorted(dots.values(), reverse=True)
         return out
+
+    def _record(self, name: str, namespace: tuple[str, ...], key: str) -> Record | None:
+        """The record ``key`` as replicated (expired or not), assembled once per change."""
+        self._index(name)  # drops the cache of a namespace changed by another replica
+        cache = self._cache.setdefault(name, {})
+        if key in cache:
+            return cache[key]
+        record = cache[key] = self._assemble(namespace, key, self._entries(name, key))
+        return record
 
     def _assemble(self, namespace: tuple[str, ...], key: str, entries: dict) -> Record | None:
         meta = entries.get((key, _META))
         if not meta:
             return None
         stamp, author, payload = meta[0]
-        info = decode_value(payload)
+        info = _dict(payload)
         value, conflicts = {}, {}
         for parts, dots in entries.items():
-            if parts[1] == _FIELD and len(parts) == 3:
+            if parts[1] == _FIELD and len(parts) == 3 and isinstance(parts[2], str):
                 value[parts[2]] = decode_value(dots[0][2])
                 if len(dots) > 1:
                     conflicts[parts[2]] = tuple(Sibling(decode_value(p), r, _seconds(s)) for s, r, p in dots)
         created = entries.get((key, _CREATED)) or min(d[-1:] for p, d in entries.items() if p[1] != _HISTORY)
         created_stamp, creator, _ = created[-1]
         ttl = info.get("ttl")
+        if type(ttl) not in (int, float) or not ttl > 0:
+            ttl = None
         updated_at = _seconds(stamp)
         return Record(
             namespace,
@@ -248,7 +295,7 @@ class Records:
             _seconds(created_stamp),
             updated_at,
             author,
-            info.get("agent"),
+            _label(info.get("agent")),
             None if ttl is None else updated_at + ttl,
             conflicts,
             created=(created_stamp, creator),
@@ -262,19 +309,24 @@ class Records:
     def _write(self, name: str, puts: list[tuple[tuple, Any]], removes: Iterable[tuple]) -> None:
         handle = self.memory.map(name)
         keys = self._index(name)
+        decoded = self._decoded[name]
         self._writing = True
         try:
             for parts in removes:
                 handle.remove(parts)
-                keys.get(parts[0], set()).discard(encode_value(parts))
+                encoded = encode_value(parts)
+                keys.get(parts[0], set()).discard(encoded)
+                decoded.pop(encoded, None)
             for parts, value in puts:
                 handle.put(parts, value)
                 encoded = encode_value(parts)
-                self._decoded[encoded] = parts
+                decoded[encoded] = parts
                 keys.setdefault(parts[0], set()).add(encoded)
         finally:
             self._writing = False
+        cache = self._cache.get(name, {})
         for key in {parts[0] for parts, _ in puts} | {parts[0] for parts in removes}:
+            cache.pop(key, None)
             if not keys.get(key):
                 keys.pop(key, None)
 
@@ -315,8 +367,7 @@ class Records:
             raise ValueError("a record value is a dict with str keys")
         if ttl is not None and not ttl > 0:
             raise ValueError(f"ttl must be positive seconds or None, got {ttl!r}")
-        for v in value.values():
-            encode_value(v, hashable=False)  # refuse before writing anything
+        encoded = {f: encode_value(v, hashable=False) for f, v in value.items()}  # refuse before writing
         name = namespace_name(namespace)
         agent = agent if agent is not None else self.agent
         entries = self._entries(name, key)
@@ -329,7 +380,7 @@ class Records:
                 field_name = parts[2]
                 if field_name not in value:
                     removes.append(parts)
-                elif len(dots) > 1 or dots[0][2] != encode_value(value[field_name], hashable=False):
+                elif len(dots) > 1 or dots[0][2] != encoded[field_name]:
                     puts.append((parts, value[field_name]))
         for field_name, v in value.items():
             if (key, _FIELD, field_name) not in entries:
@@ -363,10 +414,10 @@ class Records:
     def touch(self, namespace: tuple[str, ...], key: str) -> bool:
         """Restart the TTL of a visible record that has one (a read that refreshes); return whether it did."""
         name = namespace_name(_check_namespace(namespace))
-        entries = self._entries(name, key)
-        current = self._assemble(namespace, key, entries)
+        current = self._record(name, namespace, key)
         if not self._visible(current, self._clock()) or current.expires_at is None:
             return False
+        entries = self._entries(name, key)
         self._write(name, [((key, _META), decode_value(entries[(key, _META)][0][2]))], ())
         return True
 
@@ -379,13 +430,13 @@ class Records:
             refresh_ttl: restart its TTL (a write that replicates) if it has one.
         """
         name = namespace_name(_check_namespace(namespace))
-        record = self._assemble(namespace, key, self._entries(name, key))
+        record = self._record(name, namespace, key)
         if not self._visible(record, self._clock()):
             return None
         if refresh_ttl and record.expires_at is not None:
             self.touch(namespace, key)
-            record = self._assemble(namespace, key, self._entries(name, key))
-        return record
+            record = self._record(name, namespace, key)
+        return _handed_out(record)
 
     def namespaces(self) -> list[tuple[str, ...]]:
         """Every namespace holding at least one visible record, sorted."""
@@ -402,7 +453,7 @@ class Records:
 
     def _records(self, name: str, namespace: tuple[str, ...]) -> Iterable[Record]:
         for key in list(self._index(name)):
-            record = self._assemble(namespace, key, self._entries(name, key))
+            record = self._record(name, namespace, key)
             if record is not None:
                 yield record
 
@@ -415,6 +466,9 @@ class Records:
         Args:
             expired: include records that have expired but are not collected yet.
         """
+        return [_handed_out(record) for record in self._all(prefix, expired)]
+
+    def _all(self, prefix: tuple[str, ...], expired: bool) -> list[Record]:
         now = self._clock()
         groups = []
         n = len(prefix)
@@ -448,16 +502,16 @@ class Records:
         Without a query, records come in :meth:`all`'s order.
         """
         check_filter(filter)
-        found = [r for r in self.all(prefix) if matches(r.value, filter)]
+        found = [r for r in self._all(prefix, False) if matches(r.value, filter)]
         if not (query and self._vectors is not None):
-            return found[offset : offset + limit] if limit >= 0 else []
+            return [_handed_out(r) for r in found[offset : offset + limit]] if limit >= 0 else []
         vectors = self._vectors.vectors_for([(r.namespace, r.key, r.value, self._paths(r), self._version(r)) for r in found])
         ranked = rank(list(zip(found, vectors)), self._embed_query(query), offset, limit)
-        return [replace(r, score=score) for r, score in ranked]
+        return [replace(r, value=_thaw(r.value), score=score) for r, score in ranked]
 
     def _paths(self, record: Record) -> list[str]:
         name = namespace_name(record.namespace)
-        info = decode_value(self._entries(name, record.key)[(record.key, _META)][0][2])
+        info = _dict(self._entries(name, record.key)[(record.key, _META)][0][2])
         paths = info.get("index")
         if paths is False:
             return []
@@ -474,11 +528,10 @@ class Records:
             if parts[1] != _HISTORY:
                 continue
             stamp, author, payload = dots[0]
-            data = decode_value(payload)
-            events.append(
-                ((stamp, author, parts[3] if len(parts) > 3 else 0),
-                 Event(namespace, key, data.get("event"), author, _seconds(stamp), data.get("old"), data.get("new"), data.get("agent")))
-            )
+            data = _dict(payload)
+            event = Event(namespace, key, data.get("event"), author, _seconds(stamp), data.get("old"), data.get("new"),
+                          _label(data.get("agent")))
+            events.append(((stamp, author, repr(parts[2:])), event))
         events.sort(key=lambda pair: pair[0])
         return [event for _, event in events]
 

@@ -164,7 +164,7 @@ class CrdtStore(BaseStore):
         for op in ops:
             if isinstance(op, GetOp):
                 record = self.records.get(op.namespace, op.key)
-                if record is not None and op.refresh_ttl:
+                if record is not None and op.refresh_ttl and record.expires_at is not None:
                     refresh.append((op.namespace, op.key))
                 results.append(None if record is None else self._item(record))
             elif isinstance(op, SearchOp):
@@ -172,7 +172,7 @@ class CrdtStore(BaseStore):
                     op.namespace_prefix, filter=op.filter, limit=op.limit, offset=op.offset, query=op.query
                 )
                 if op.refresh_ttl:
-                    refresh.extend((r.namespace, r.key) for r in found)
+                    refresh.extend((r.namespace, r.key) for r in found if r.expires_at is not None)
                 results.append([self._search_item(r) for r in found])
             elif isinstance(op, ListNamespacesOp):
                 results.append(self._namespaces(op))

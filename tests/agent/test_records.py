@@ -215,3 +215,19 @@ def test_bad_namespaces_keys_and_values_are_refused():
     with pytest.raises(TypeError, match="cannot store"):
         records.put(NS, "k", {"x": object()})
     assert records.get(NS, "k") is None
+
+
+def test_malformed_entries_from_another_writer_do_not_break_reads():
+    clock = Clock()
+    records = replica("a", clock)
+    records.put(NS, "k", {"x": 1})
+    raw = Memory("b", clock=clock)
+    name = 'records:["users","ann"]'
+    raw.map(name).put(("k", "u"), "not a dict")
+    raw.map(name).put(("k", "f", 7), "field named by an int")
+    raw.map(name).put(("k", "h", "b", "n"), ["not", "an", "event"])
+    raw.map(name).put("not a tuple", 1)
+    records.memory.merge(raw)
+    record = records.get(NS, "k")
+    assert record.value == {"x": 1} and record.expires_at is None
+    assert sorted([e.kind for e in records.history(NS, "k")], key=str) == [None, "added"]

@@ -164,3 +164,28 @@ def test_async_batch_works_like_batch():
         return await store.aget(("n",), "k")
 
     assert asyncio.run(main()).value == {"v": 1}
+
+
+def test_ttl_sweeper_thread_collects_expired_items_until_stopped():
+    import threading
+
+    clock = Clock()
+    store = crdt_store(clock=clock)
+    store.put(("n",), "k", {"v": 1}, ttl=1)
+    clock.now += 61
+    swept = threading.Event()
+    sweep = store.sweep_ttl
+
+    def counting_sweep() -> int:
+        removed = sweep()
+        if removed:
+            swept.set()
+        return removed
+
+    store.sweep_ttl = counting_sweep
+    store.start_ttl_sweeper(sweep_interval_minutes=0.0005)
+    try:
+        assert swept.wait(timeout=10)
+    finally:
+        assert store.stop_ttl_sweeper(timeout=10)
+    assert store.records.expired() == [] and store.records.history(("n",), "k") == []
