@@ -11,10 +11,11 @@ import pytest
 pytest.importorskip("mcp")
 
 from mcp import Client  # noqa: E402
-from mcp.shared.exceptions import MCPDeprecationWarning  # noqa: E402
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError  # noqa: E402
 
 from crdtmem import Memory  # noqa: E402
 from crdtmem.agent.graph import KnowledgeGraph  # noqa: E402
+from crdtmem.errors import LostHistoryError  # noqa: E402
 from crdtmem.integrations.mcp import GRAPH_RESOURCE_URI, build_server, graph_tools  # noqa: E402
 
 pytestmark = pytest.mark.anyio
@@ -174,3 +175,22 @@ async def test_legacy_clients_subscribe_with_resources_subscribe(graph) -> None:
         await client.call_tool("create_entities", {"entities": [ada()]})
         with anyio.fail_after(5):
             await heard.wait()
+
+
+async def test_a_write_that_cannot_be_shared_is_a_tool_error(graph) -> None:
+    async def refuse() -> None:
+        raise LostHistoryError("peers hold writes of this replica that it does not")
+
+    async with Client(build_server(graph_tools(graph), after_write=refuse)) as client:
+        result = await client.call_tool("create_entities", {"entities": [ada()]})
+    assert result.is_error and "not shared" in result.content[0].text
+
+
+def test_two_tools_with_one_name_are_refused(graph) -> None:
+    with pytest.raises(ValueError, match="create_entities"):
+        build_server(graph_tools(graph) + graph_tools(graph))
+
+
+async def test_reading_an_unknown_resource_is_an_error(client) -> None:
+    with pytest.raises(MCPError, match="not found"):
+        await client.read_resource("memory://elsewhere")

@@ -17,6 +17,7 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
 
 from ... import __version__
 from ...agent.graph import KnowledgeGraph
@@ -56,7 +57,11 @@ def build_server(
             ``peer.flush``).
         name: the server name clients show.
     """
-    entries = {entry.name: entry for entry in tools}
+    entries: dict[str, ToolEntry] = {}
+    for entry in tools:
+        if entry.name in entries:
+            raise ValueError(f"two tools are named {entry.name!r}")
+        entries[entry.name] = entry
     listing = types.ListToolsResult(tools=[types.Tool.model_validate(e.spec) for e in entries.values()])
 
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
@@ -75,7 +80,10 @@ def build_server(
         except (CrdtmemError, TypeError, ValueError, LookupError) as exc:
             return _error(str(exc))
         if entry.writes and after_write is not None:
-            await after_write()
+            try:
+                await after_write()
+            except CrdtmemError as exc:  # e.g. LostHistoryError: written here, but not shared
+                return _error(f"written locally but not shared with the other agents: {exc}")
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=structured)
 
     handlers: dict[str, Any] = {"on_list_tools": list_tools, "on_call_tool": call_tool}
@@ -89,7 +97,7 @@ def build_server(
 
         async def read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
             if str(params.uri) != GRAPH_RESOURCE_URI:
-                raise ValueError(f"unknown resource {params.uri}")
+                raise MCPError(types.INVALID_PARAMS, f"Resource {params.uri} not found")
             contents = types.TextResourceContents(uri=GRAPH_RESOURCE_URI, mime_type="application/json",
                                                   text=as_text(graph.read_graph()))
             return types.ReadResourceResult(contents=[contents])
