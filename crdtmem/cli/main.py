@@ -14,7 +14,7 @@ import sys
 
 from .. import __version__
 from ..agent import to_jsonable
-from . import demo, peer, simulate
+from . import demo, mcp, peer, simulate
 from .jsonlines import print_json
 
 __all__ = ["main", "build_parser"]
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_keygen)
 
     peer.register(sub, common)
+    mcp.register(sub, common)
 
     p = sub.add_parser("inspect", parents=[common], help="print a store's memory", description=(
         "Print the values held in a peer's SQLite store, without running the peer."))

@@ -6,16 +6,27 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .jsonlines import print_json
 from .nodeflags import add_node_arguments, node_config_from_args
 from .serve import serve_stdin
 
-__all__ = ["register", "cmd_peer"]
+__all__ = ["register", "cmd_peer", "add_peer_arguments", "make_peer", "run_with_peer_files"]
 
 
 def cmd_peer(args: argparse.Namespace) -> int:
+    """``crdtmem peer``: serve JSON-line commands on stdin until SIGINT/SIGTERM."""
+    return run_with_peer_files(args, _run_peer)
+
+
+def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[int]]) -> int:
+    """Check the addresses, load the key and keyring, then ``anyio.run(main, args, identity, keyring)``.
+
+    Every problem a user can fix (a bad address, an unreadable key file, a port in use, a
+    corrupt store) ends in one ``error:`` line on stderr and exit status 2 or 3, not a traceback.
+    """
     import anyio
 
     from ..storage.keyfiles import load_identity, load_keyring
@@ -44,7 +55,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return anyio.run(_run_peer, args, identity, keyring)
+        return anyio.run(main, args, identity, keyring)
     except KeyboardInterrupt:
         return 130
     except BaseException as group:
@@ -81,26 +92,9 @@ async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> in
     import anyio
 
     from ..memory import Memory
-    from ..runtime import Peer
 
-    config = node_config_from_args(args)
-    ssl_server = ssl_client = None
-    if args.tls_cert:
-        import ssl
-
-        ssl_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ssl_server.load_cert_chain(args.tls_cert, args.tls_key)
-    if args.tls_ca:
-        import ssl
-
-        ssl_client = ssl.create_default_context(cafile=args.tls_ca)
     memory = Memory(identity.peer_id, clock=time.time)
-    peer = Peer(
-        memory, identity, keyring, listen=args.listen, connect=args.connect or [], store=args.db,
-        config=config, metrics_port=args.metrics_port, ssl=ssl_server, client_ssl=ssl_client,
-        reconnect_max=args.reconnect_max, max_connections=args.max_connections,
-        max_receive_messages_per_s=args.max_receive_messages or None,
-    )
+    peer = make_peer(args, memory, identity, keyring)
     async with peer:
         print_json({"ready": True, "peer_id": identity.peer_id, "url": peer.url, "metrics": peer.metrics_url})
         async with anyio.create_task_group() as tg:
@@ -128,6 +122,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "{\"op\": \"sync\", \"peers\": N}; {\"op\": \"wait\", \"contains\": {NAME: [ITEMS]}, \"equals\": "
         "{NAME: VALUE}} (answered once they hold); {\"op\": \"watch\", \"prefix\": P} (then one "
         "{\"changed\": NAME, ...} line per change). Stops cleanly on SIGINT/SIGTERM, flushing the store."))
+    add_peer_arguments(p)
+    p.add_argument("--no-stdin", action="store_true", help="do not read commands from standard input")
+    p.set_defaults(func=cmd_peer)
+
+
+def add_peer_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the options that say how to run a peer (key, keyring, addresses, store, tunables)."""
     p.add_argument("--key", required=True, help="private key file (from crdtmem keygen)")
     p.add_argument("--trust", required=True, help="keyring file: one trusted public key line per peer")
     p.add_argument("--listen", help="address to accept peers on, e.g. ws://0.0.0.0:8765 (port 0: any)")
@@ -141,6 +142,28 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-connections", type=int, default=256, help="refuse accepted connections beyond this many")
     p.add_argument("--max-receive-messages", type=float, default=2000.0,
                    help="per connection, messages read per second on average (0: unlimited)")
-    p.add_argument("--no-stdin", action="store_true", help="do not read commands from standard input")
     add_node_arguments(p.add_argument_group("node (the protocol's tunables)"))
-    p.set_defaults(func=cmd_peer)
+
+
+def make_peer(args: argparse.Namespace, memory: Any, identity: Any, keyring: Any) -> Any:
+    """The :class:`~crdtmem.runtime.Peer` for ``memory`` that :func:`add_peer_arguments` options describe."""
+    from ..runtime import Peer
+
+    config = node_config_from_args(args)
+    ssl_server = ssl_client = None
+    if args.tls_cert:
+        import ssl
+
+        ssl_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_server.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_ca:
+        import ssl
+
+        ssl_client = ssl.create_default_context(cafile=args.tls_ca)
+    peer = Peer(
+        memory, identity, keyring, listen=args.listen, connect=args.connect or [], store=args.db,
+        config=config, metrics_port=args.metrics_port, ssl=ssl_server, client_ssl=ssl_client,
+        reconnect_max=args.reconnect_max, max_connections=args.max_connections,
+        max_receive_messages_per_s=args.max_receive_messages or None,
+    )
+    return peer

@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any
 
-from ..agent import apply_command, to_jsonable
+from ..agent import apply, json_key, parse_op, to_jsonable
 from .jsonlines import print_json, stdin_lines
 
 __all__ = ["serve_stdin"]
@@ -50,7 +50,7 @@ async def serve_stdin(peer: Any, memory: Any, durable: bool) -> None:
                     unwatch[:] = [memory.on_change(_watcher(memory, command.get("prefix", "")))]
                     print_json({"id": ident, "watching": command.get("prefix", "")})
                 else:
-                    apply_command(memory, command)
+                    apply(memory, parse_op(command))
                     await peer.flush()
                     print_json({"durable" if durable else "applied": ident})
             except Exception as exc:  # noqa: BLE001 - report and go on with the next command
@@ -74,13 +74,16 @@ async def _wait_values(peer: Any, memory: Any, command: dict) -> dict:
     equals, contains = command.get("equals", {}), command.get("contains", {})
     names = sorted({*equals, *contains})
 
+    wanted = {name: {json_key(item) for item in items} for name, items in contains.items()}
+
     def reached() -> bool:
         for name, expected in equals.items():
             if to_jsonable(memory.value(name)) != expected:
                 return False
-        for name, items in contains.items():
-            held = to_jsonable(memory.value(name)) or []
-            if not set(items) <= set(held):
+        for name, items in wanted.items():
+            # Compare canonical JSON text: held items may be lists (tuples in a set).
+            held = {json_key(item) for item in to_jsonable(memory.value(name)) or []}
+            if not items <= held:
                 return False
         return True
 

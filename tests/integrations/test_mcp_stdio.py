@@ -1,0 +1,93 @@
+"""``crdtmem mcp`` processes driven by the official MCP client over stdio, peered over loopback."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anyio
+import pytest
+
+pytest.importorskip("mcp")
+
+from mcp import Client  # noqa: E402
+from mcp.client.stdio import StdioServerParameters  # noqa: E402
+
+from crdtmem.integrations.mcp import GRAPH_RESOURCE_URI  # noqa: E402
+
+from ..procs import keys  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mcp_server(directory: Path, name: str, trust: Path, *extra: str) -> StdioServerParameters:
+    args = ["-m", "crdtmem", "--log-level", "INFO", "mcp", "--key", str(directory / f"{name}.key"),
+            "--trust", str(trust), "--db", str(directory / f"{name}.db"),
+            "--gossip-interval", "0.2", "--reconnect-max", "0.5", *extra]
+    return StdioServerParameters(command=sys.executable, args=args, env={"PYTHONUNBUFFERED": "1"})
+
+
+async def entity_names(client: Client) -> set[str]:
+    result = await client.call_tool("read_graph", {})
+    assert not result.is_error, result.content
+    return {entity["name"] for entity in result.structured_content["entities"]}
+
+
+async def test_concurrent_creates_through_two_servers_reach_both_graphs(tmp_path) -> None:
+    trust = keys(tmp_path, ["alice", "bob"])
+    url = f"ws://127.0.0.1:{_free_port()}"
+    with anyio.fail_after(30):  # typically 3 s; importing the MCP SDK is slow on a busy machine
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(Client(mcp_server(tmp_path, "alice", trust, "--listen", url)))
+            b = await stack.enter_async_context(Client(mcp_server(
+                tmp_path, "bob", trust, "--listen", "ws://127.0.0.1:0", "--connect", url)))
+            assert {t.name for t in (await a.list_tools()).tools} >= {"create_entities", "read_graph"}
+            a_changes = await stack.enter_async_context(a.listen(resource_subscriptions=[GRAPH_RESOURCE_URI]))
+            b_changes = await stack.enter_async_context(b.listen(resource_subscriptions=[GRAPH_RESOURCE_URI]))
+
+            async def create(client: Client, name: str) -> None:
+                entity = {"name": name, "entityType": "note", "observations": [f"written as {name}"]}
+                result = await client.call_tool("create_entities", {"entities": [entity]})
+                assert result.structured_content == {"entities": [entity]}
+
+            async with anyio.create_task_group() as tg:
+                for i in range(10):
+                    tg.start_soon(create, a, f"alice-{i}")
+                    tg.start_soon(create, b, f"bob-{i}")
+            expected = {f"{who}-{i}" for who in ("alice", "bob") for i in range(10)}
+            for client, changes in ((a, a_changes), (b, b_changes)):
+                while (found := await entity_names(client)) != expected:
+                    assert found < expected
+                    await anext(changes)  # the server says the graph changed (a write came in)
+
+
+def test_the_mcp_command_takes_the_peer_flags(capsys) -> None:
+    from crdtmem.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["mcp", "--help"])
+    assert exit_info.value.code == 0
+    usage = capsys.readouterr().out
+    for flag in ("--key", "--trust", "--db", "--listen", "--connect", "--agent"):
+        assert flag in usage
+
+
+def test_the_mcp_command_refuses_a_missing_key_before_serving(tmp_path, capsys) -> None:
+    from crdtmem.cli import main
+
+    trust = keys(tmp_path, ["alice"])
+    assert main(["mcp", "--key", str(tmp_path / "nobody.key"), "--trust", str(trust)]) == 2
+    assert "error:" in capsys.readouterr().err
