@@ -366,10 +366,7 @@ class Node:
                 self._relay_round(now)
 
     def _apply(self, batch: DeltaBatch) -> None:
-        for name, delta in batch.deltas:  # all or nothing: check every name before joining any
-            held = self.memory.type_of(name, including_unwritten=True)
-            if held is not None and held != delta.TAG:
-                raise TypeConflictError(f"batch {batch.author}#{batch.seq} writes {name!r} as a {delta.TAG}, here a {held}")
+        self.memory.check_deltas(batch.deltas)  # all or nothing: check every name before joining any
         for name, delta in batch.deltas:
             self.memory.apply_delta(name, delta, batch.author)
         dot = Dot(batch.author, batch.seq)
@@ -522,12 +519,6 @@ class Node:
 
     def _count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
-
-
-class TypeConflictError(RemoteProtocolError):
-    """A batch writes a name as another CRDT type than this replica holds it."""
-
-    reason = "type-conflict"
 
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:
