@@ -67,7 +67,7 @@ class TypeSpec:
             makes a rollback refuse.
         new: ``new(replica_id)``: an empty state for this replica. Default: ``cls()``.
         value: ``value(state)``: the plain value ``Memory.value`` shows. Default: the
-            handle's ``value``.
+            handle's ``value`` (for the default handle: the state's ``value`` attribute).
         watch: ``watch(state, on_local)``, for a state edited outside any handle (a pycrdt
             Doc): called once when a memory takes the state in; the type then calls
             ``on_local(delta)`` after each local edit.
