@@ -6,8 +6,9 @@ ones.
 
 Local writes apply at once and leave a delta in an outbox; the sync layer drains it with
 :meth:`Memory.take_deltas` and delivers other replicas' deltas with :meth:`Memory.apply_delta`
-(after :meth:`Memory.check_deltas` has vetted the whole batch). Anti-entropy reads changed leaves with :meth:`Memory.take_dirty` and repairs with
-:meth:`Memory.restricted` / :meth:`Memory.apply_repair`. Nothing here does I/O or reads a clock:
+(after :meth:`Memory.check_deltas` has vetted the whole batch). Anti-entropy reads changed
+leaves with :meth:`Memory.take_dirty` and repairs with :meth:`Memory.restricted` /
+:meth:`Memory.apply_repair`. Nothing here does I/O or reads a clock:
 the clock for last-writer-wins timestamps is injected.
 """
 
@@ -171,7 +172,7 @@ class Memory:
         if state is None:
             state = self._unwritten.get(name)
         if state is not None and state.TAG != tag:
-            held, asked = SPECS[state.TAG].friendly, lookup(tag).friendly
+            held, asked = _friendly(state.TAG), _friendly(tag)
             if remote:
                 raise TypeConflictError(f"{name!r} is a {held} here, the peer sent a {asked}")
             raise TypeMismatchError(f"{name!r} is a {held}, not a {asked}: pick another name")
@@ -240,8 +241,9 @@ class Memory:
         """
         sent: dict[str, str] = {}
         for name, delta in deltas:
-            if sent.setdefault(name, delta.TAG) != delta.TAG:
-                raise TypeConflictError(f"{name!r} is sent as a {lookup(sent[name]).friendly} and as a {lookup(delta.TAG).friendly}")
+            first = sent.setdefault(name, delta.TAG)
+            if first != delta.TAG:
+                raise TypeConflictError(f"{name!r} is sent as a {_friendly(first)} and as a {_friendly(delta.TAG)}")
             self._held(name, delta.TAG, remote=True)
 
     def apply_delta(self, name: str, delta: Crdt, origin: str) -> bool:
@@ -349,7 +351,10 @@ class Memory:
     # -- checkpoints ------------------------------------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
-        """Record every object's current value, to :meth:`rollback` to later (:func:`crdtmem.rollback.checkpoint`)."""
+        """Record every object's current value, to :meth:`rollback` to later.
+
+        See :func:`crdtmem.rollback.checkpoint`.
+        """
         return _rollback.checkpoint(self)
 
     def rollback(self, checkpoint: Checkpoint, names: Iterable[str] | None = None) -> None:
@@ -362,6 +367,10 @@ class Memory:
             RollbackError: some name cannot be reverted; nothing is written in that case.
         """
         _rollback.rollback(self, checkpoint, names)
+
+
+def _friendly(tag: str) -> str:
+    return SPECS[tag].friendly
 
 
 def group_deltas(deltas: list[tuple[str, Crdt]]) -> list[tuple[str, Crdt]]:

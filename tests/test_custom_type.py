@@ -90,6 +90,13 @@ def registered() -> Iterator[TypeSpec]:
         unregister_type(SPEC.tag)
 
 
+def variant(tag: str, **fields: object) -> TypeSpec:
+    """A spec for a subclass of MaxRegister under another tag (registered by the caller)."""
+    cls = type(f"MaxRegister_{tag}", (MaxRegister,), {"TAG": tag, "__slots__": ()})
+    defaults = {"tag": tag, "cls": cls, "friendly": tag, "to_plain": SPEC.to_plain, "from_plain": SPEC.from_plain}
+    return TypeSpec(**{**defaults, **fields})
+
+
 def ship(source: Memory, target: Memory) -> None:
     """Every pending delta of ``source``, through the codec, into ``target``."""
     for name, delta in source.take_deltas():
@@ -138,11 +145,7 @@ def test_registered_type_obeys_the_join_laws_and_encodes_canonically(registered:
 
 
 def test_type_without_a_handle_class_is_written_with_update(registered: TypeSpec) -> None:
-    spec = TypeSpec(
-        tag="test-plainmax", cls=type("PlainMax", (MaxRegister,), {"TAG": "test-plainmax", "__slots__": ()}),
-        friendly="test-plainmax", to_plain=SPEC.to_plain, from_plain=SPEC.from_plain,
-    )
-    register_type(spec)
+    spec = register_type(variant("test-plainmax"))
     try:
         memory = Memory("alice")
         memory.get("top", spec).update(lambda state, replica: state.raise_to(2))
@@ -175,6 +178,18 @@ def test_batch_naming_one_object_as_two_types_is_refused_whole() -> None:
     assert refused.value.reason == "type-conflict"
 
 
+def test_node_refuses_a_batch_whose_name_holds_another_type_here_and_applies_none_of_it() -> None:
+    net = FakeNet(seed=2)
+    a, b = net.add("a"), net.add("b")
+    a.memory.set("x").add(1)
+    b.memory.counter("x").increment()
+    b.memory.counter("y").increment()  # flushed in the same batch as the clash
+    net.connect("a", "b")
+    net.run(1.0)
+    assert a.stats.get("refused_type-conflict", 0) >= 1
+    assert a.memory.values() == {"x": frozenset({1})}
+
+
 def test_rollback_refuses_a_changed_object_whose_type_has_no_policy(registered: TypeSpec) -> None:
     memory = Memory("alice")
     memory.get("top", "test-max").raise_to(1)
@@ -189,11 +204,8 @@ def test_rollback_refuses_a_changed_object_whose_type_has_no_policy(registered: 
 
 
 def test_rollback_asks_the_registered_policy() -> None:
-    spec = register_type(TypeSpec(
-        tag="test-policymax", cls=type("PolicyMax", (MaxRegister,), {"TAG": "test-policymax", "__slots__": ()}),
-        friendly="test-policymax", to_plain=SPEC.to_plain, from_plain=SPEC.from_plain,
-        rollback=RollbackPolicy(value=lambda state: state.top, refuse=lambda then: f"only grows (it was {then})"),
-    ))
+    policy = RollbackPolicy(value=lambda state: state.top, refuse=lambda then: f"only grows (it was {then})")
+    spec = register_type(variant("test-policymax", rollback=policy))
     try:
         memory = Memory("alice")
         memory.get("top", spec).update(lambda state, replica: state.raise_to(2))
@@ -219,11 +231,11 @@ def test_unregistered_tag_is_refused_as_malformed_input(registered: TypeSpec) ->
 
 def test_registry_refuses_taken_names_and_a_class_with_another_tag(registered: TypeSpec) -> None:
     with pytest.raises(ValueError, match="already names"):
-        register_type(TypeSpec(tag="test-other", cls=MaxRegister, friendly="set", to_plain=int, from_plain=int))
+        register_type(variant("test-other", friendly="set"))
     with pytest.raises(ValueError, match="already names"):
-        register_type(TypeSpec(tag=MaxRegister.TAG, cls=MaxRegister, friendly="test-max2", to_plain=int, from_plain=int))
+        register_type(variant(MaxRegister.TAG, friendly="test-max2"))
     with pytest.raises(ValueError, match="TAG must be"):
-        register_type(TypeSpec(tag="test-third", cls=MaxRegister, friendly="test-third", to_plain=int, from_plain=int))
+        register_type(variant("test-third", cls=MaxRegister))
     assert register_type(SPEC) is SPEC  # registering the same spec again changes nothing
     with pytest.raises(ValueError, match="unknown CRDT type"):
         Memory("alice").get("x", "no-such-type")
