@@ -9,6 +9,7 @@ travel through the same codec, signed batches and anti-entropy as the built-in t
 deltas lost, duplicated and reordered, states merged) and checks that join is commutative,
 associative and idempotent, that every mutator's delta is correct, and that equal states
 encode to equal bytes. Here the registered type passes, and a subtly wrong one is caught.
+A ``ReplicaMachine`` with one more rule then checks whole replicas that write it converge.
 
 Run: python examples/property_test_custom_type.py   (or collect it with pytest)
 """
@@ -20,12 +21,13 @@ from typing import Any
 
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import rule, run_state_machine_as_test
 
 from crdtmem import Memory, codec
 from crdtmem.crdt import WHOLE, TypeSpec, register_type
 from crdtmem.errors import DecodeError
 from crdtmem.handles import Handle
-from crdtmem.testing import CrdtAdapter, Op, check_join_laws, registered_adapter
+from crdtmem.testing import CrdtAdapter, Op, ReplicaMachine, check_join_laws, registered_adapter
 
 
 class MaxMap:
@@ -148,9 +150,27 @@ def test_last_write_map_is_caught() -> None:
         raise SystemExit("LastWriteMap passed the laws: the check is broken")
 
 
+class ReplicasKeepingScores(ReplicaMachine):
+    """crdtmem's replica machine (every built-in type, lossy delivery, merges, rollbacks) plus
+    one rule that writes the registered type; its invariant: replicas that saw the same writes
+    hold equal values and equal snapshot bytes."""
+
+    @rule(r=st.integers(0, 2), key=st.sampled_from("xyz"), value=st.integers(0, 50))
+    def raise_score(self, r: int, key: str, value: int) -> None:
+        self.replicas[r].get("scores", "maxmap").raise_to(key, value)
+        self.ship(r)
+
+
+def test_replicas_keeping_scores_converge() -> None:
+    run_state_machine_as_test(ReplicasKeepingScores, settings=settings(
+        max_examples=25, stateful_step_count=25, deadline=None))
+
+
 if __name__ == "__main__":
     test_max_map_replicates_between_memories()
     print("MaxMap: registered, stored in two memories, converged")
     test_max_map_is_a_crdt()
     print("MaxMap: every CRDT law holds")
     test_last_write_map_is_caught()
+    test_replicas_keeping_scores_converge()
+    print("MaxMap: replicas writing it (and every built-in type) converge")
