@@ -1,15 +1,14 @@
-"""Logical time: dots, version vectors, causal contexts and a hybrid logical clock.
+"""Logical time: dots, causal contexts and a hybrid logical clock.
 
 Nothing here reads a clock. The hybrid clock is handed the physical time.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import NamedTuple
 
-__all__ = ["Dot", "Order", "VersionVector", "CausalContext", "HybridClock"]
+__all__ = ["Dot", "CausalContext", "HybridClock"]
 
 
 class Dot(NamedTuple):
@@ -17,79 +16,6 @@ class Dot(NamedTuple):
 
     replica: str
     counter: int
-
-
-class Order(enum.Enum):
-    """How two version vectors relate."""
-
-    EQUAL = "equal"
-    BEFORE = "before"
-    AFTER = "after"
-    CONCURRENT = "concurrent"
-
-
-class VersionVector:
-    """A map replica → highest contiguous counter seen; missing replicas are 0."""
-
-    __slots__ = ("_counters",)
-
-    def __init__(self, counters: Mapping[str, int] | None = None) -> None:
-        self._counters: dict[str, int] = {r: c for r, c in (counters or {}).items() if c > 0}
-
-    def __getitem__(self, replica: str) -> int:
-        return self._counters.get(replica, 0)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._counters)
-
-    def __len__(self) -> int:
-        return len(self._counters)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, VersionVector) and self._counters == other._counters
-
-    def __repr__(self) -> str:
-        return f"VersionVector({dict(sorted(self._counters.items()))})"
-
-    def items(self) -> Iterable[tuple[str, int]]:
-        return self._counters.items()
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self._counters)
-
-    def increment(self, replica: str) -> int:
-        """Advance ``replica`` by one and return its new counter."""
-        counter = self._counters.get(replica, 0) + 1
-        self._counters[replica] = counter
-        return counter
-
-    def observe(self, replica: str, counter: int) -> None:
-        """Raise ``replica`` to at least ``counter``."""
-        if counter > self._counters.get(replica, 0):
-            self._counters[replica] = counter
-
-    def join(self, other: VersionVector) -> None:
-        """Pointwise maximum, in place."""
-        for replica, counter in other._counters.items():
-            self.observe(replica, counter)
-
-    def compare(self, other: VersionVector) -> Order:
-        """Say whether ``self`` happened before, after, equal to or concurrently with ``other``."""
-        less = greater = False
-        for replica in self._counters.keys() | other._counters.keys():
-            mine, theirs = self[replica], other[replica]
-            less |= mine < theirs
-            greater |= mine > theirs
-        if less and greater:
-            return Order.CONCURRENT
-        if less:
-            return Order.BEFORE
-        if greater:
-            return Order.AFTER
-        return Order.EQUAL
-
-    def copy(self) -> VersionVector:
-        return VersionVector(self._counters)
 
 
 class CausalContext:

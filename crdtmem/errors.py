@@ -7,6 +7,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "TypeMismatchError",
+    "TypeConflictError",
     "RollbackError",
     "LostHistoryError",
 ]
@@ -34,6 +35,12 @@ class RemoteProtocolError(CrdtmemError):
 
 class TypeMismatchError(LocalProtocolError, TypeError):
     """A name was asked for as one CRDT type but already holds another."""
+
+
+class TypeConflictError(RemoteProtocolError):
+    """A peer sent a name as another CRDT type than this replica holds it (refused as ``type-conflict``)."""
+
+    reason = "type-conflict"
 
 
 class RollbackError(LocalProtocolError):

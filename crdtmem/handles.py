@@ -1,16 +1,30 @@
 """Typed views of one named object in a :class:`~crdtmem.memory.Memory`.
 
 A handle holds no state of its own: it encodes the agent's values, calls the CRDT mutator and
-hands the delta to the memory, which records it for the sync layer and tells listeners.
+hands the delta to the memory, which records it for the sync layer and tells listeners. A
+registered type names its handle class in its :class:`~crdtmem.crdt.TypeSpec`; one that names
+none gets a :class:`Handle`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Protocol
 
 from .crdt import GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .values import decode_value, encode_value
+
+__all__ = [
+    "Writer",
+    "Handle",
+    "CounterHandle",
+    "PNCounterHandle",
+    "SetHandle",
+    "GSetHandle",
+    "RegisterHandle",
+    "MVRegisterHandle",
+    "MapHandle",
+]
 
 
 class Writer(Protocol):
@@ -21,16 +35,6 @@ class Writer(Protocol):
     def _local(self, name: str, delta: Any, touched: Iterable[Hashable] = ()) -> None: ...
 
     def _stamp(self, after: int) -> int: ...
-
-__all__ = [
-    "CounterHandle",
-    "PNCounterHandle",
-    "SetHandle",
-    "GSetHandle",
-    "RegisterHandle",
-    "MVRegisterHandle",
-    "MapHandle",
-]
 
 
 def _positive(n: Any) -> int:
@@ -53,6 +57,33 @@ class _Handle:
     @property
     def value(self) -> Any:  # pragma: no cover - every handle overrides
         raise NotImplementedError
+
+
+class Handle(_Handle):
+    """The handle of a registered type that brings no handle class of its own.
+
+    Write with :meth:`update`; read ``value`` (the state's ``value``) or ``state``. Subclass it
+    to give your type named methods (``def raise_to(self, n): self.update(lambda s, r: ...)``).
+    """
+
+    __slots__ = ()
+
+    def update(self, mutator: Callable[[Any, str], Any]) -> None:
+        """Apply ``mutator(state, replica_id) -> delta`` and record its delta for the sync layer.
+
+        The mutator changes the state in place and returns the delta, like every crdtmem
+        mutator (and like a :class:`crdtmem.testing.Op`).
+        """
+        self._memory._local(self.name, mutator(self._state, self._memory.replica_id))
+
+    @property
+    def state(self) -> Any:
+        """The live state (read it; change it only through :meth:`update`)."""
+        return self._state
+
+    @property
+    def value(self) -> Any:
+        return self._state.value
 
 
 class CounterHandle(_Handle):

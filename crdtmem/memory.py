@@ -1,66 +1,49 @@
 """``Memory``: one replica's named CRDTs, the API agents write to.
 
+An object is of any registered type (:mod:`crdtmem.crdt.registry`): :meth:`Memory.get` reaches
+every type, and :meth:`Memory.counter`, :meth:`Memory.set`, ... are shortcuts for the built-in
+ones.
+
 Local writes apply at once and leave a delta in an outbox; the sync layer drains it with
-:meth:`Memory.take_deltas` and delivers other replicas' deltas with :meth:`Memory.apply_delta`.
-Anti-entropy reads changed leaves with :meth:`Memory.take_dirty` and repairs with
-:meth:`Memory.restricted` / :meth:`Memory.apply_repair`. Nothing here does I/O or reads a clock:
+:meth:`Memory.take_deltas` and delivers other replicas' deltas with :meth:`Memory.apply_delta`
+(after :meth:`Memory.check_deltas` has vetted the whole batch). Anti-entropy reads changed
+leaves with :meth:`Memory.take_dirty` and repairs with :meth:`Memory.restricted` /
+:meth:`Memory.apply_repair`. Nothing here does I/O or reads a clock:
 the clock for last-writer-wins timestamps is injected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pycrdt
 
+from . import builtin_types as _builtin_types  # noqa: F401 - registers the built-in types
 from . import codec
+from . import rollback as _rollback
 from .clocks import HybridClock
-from .crdt import TYPES, Crdt, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
-from .errors import DecodeError, RemoteProtocolError, RollbackError, TypeMismatchError
+from .crdt import Crdt, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
+from .crdt.registry import SPECS, TypeSpec, lookup
+from .errors import DecodeError, TypeConflictError, TypeMismatchError
 from .handles import (
     CounterHandle,
     GSetHandle,
+    Handle,
     MapHandle,
     MVRegisterHandle,
     PNCounterHandle,
     RegisterHandle,
     SetHandle,
 )
+from .rollback import Checkpoint
 
 __all__ = ["Memory", "Checkpoint", "ChangeListener", "group_deltas"]
 
 ChangeListener = Callable[[str, str], None]
 """Called as ``listener(name, origin_replica_id)`` after every change to ``name``."""
 
-_HANDLES: dict[str, type] = {
-    GCounter.TAG: CounterHandle,
-    PNCounter.TAG: PNCounterHandle,
-    ORSet.TAG: SetHandle,
-    GSet.TAG: GSetHandle,
-    LWWRegister.TAG: RegisterHandle,
-    MVRegister.TAG: MVRegisterHandle,
-    ORMap.TAG: MapHandle,
-}
-_FRIENDLY = {
-    GCounter.TAG: "counter",
-    PNCounter.TAG: "pncounter",
-    ORSet.TAG: "set",
-    GSet.TAG: "gset",
-    LWWRegister.TAG: "register",
-    MVRegister.TAG: "mvregister",
-    ORMap.TAG: "map",
-    Document.TAG: "doc",
-}
 OUTBOX_COMPACT_AT = 4096
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """The values of every object when :meth:`Memory.checkpoint` was called."""
-
-    values: dict[str, tuple[str, Any]] = field(repr=False)
 
 
 class Memory:
@@ -81,7 +64,7 @@ class Memory:
         self._hlc = HybridClock()
         self._objects: dict[str, Crdt] = {}
         self._unwritten: dict[str, Crdt] = {}  # asked for by name, never written
-        self._handles: dict[str, Any] = {}
+        self._handles: dict[str, tuple[str, Any]] = {}  # name → (tag, handle)
         self._outbox: list[tuple[str, Crdt]] = []
         self._dirty: set[tuple[str, Hashable]] = set()
         self._listeners: list[ChangeListener] = []
@@ -90,6 +73,19 @@ class Memory:
         return f"Memory({self.replica_id!r}, {len(self._objects)} objects)"
 
     # -- typed access -----------------------------------------------------------------------
+
+    def get(self, name: str, kind: str | TypeSpec) -> Any:
+        """The object ``name`` of type ``kind`` (created empty on first use), through its handle.
+
+        Args:
+            name: the object's name, shared by every replica.
+            kind: a registered type's friendly name (``"set"``), tag (``"orset"``) or spec.
+
+        Raises:
+            TypeMismatchError: ``name`` already holds another type.
+            ValueError: ``kind`` names no registered type.
+        """
+        return self._handle(name, lookup(kind).tag)
 
     def counter(self, name: str) -> CounterHandle:
         """The grow-only counter ``name`` (created empty on first use)."""
@@ -118,8 +114,7 @@ class Memory:
 
     def doc(self, name: str) -> pycrdt.Doc:
         """The pycrdt (Yjs) document ``name``; edit it directly, every transaction replicates."""
-        state = self._object(name, Document.TAG)
-        return state.doc
+        return self._handle(name, Document.TAG)
 
     def names(self) -> list[str]:
         return sorted(self._objects)
@@ -143,39 +138,54 @@ class Memory:
         state = self._objects.get(name)
         if state is None:
             return None
-        return state.value() if isinstance(state, Document) else self._handle(name, state.TAG).value
+        shown = SPECS[state.TAG].value
+        return shown(state) if shown is not None else self._handle(name, state.TAG).value
 
     def _handle(self, name: str, tag: str) -> Any:
-        handle = self._handles.get(name)
-        if handle is not None and handle._state.TAG == tag:
-            return handle
-        handle = _HANDLES[tag](self, name, self._object(name, tag))
-        self._handles[name] = handle
+        cached = self._handles.get(name)
+        if cached is not None and cached[0] == tag:
+            return cached[1]
+        state = self._object(name, tag)
+        make = SPECS[tag].handle or Handle
+        handle = make(self, name, state)
+        self._handles[name] = (tag, handle)
         return handle
 
     def _object(self, name: str, tag: str) -> Any:
-        state = self._objects.get(name)
-        if state is None:
-            state = self._unwritten.get(name)
+        state = self._held(name, tag, remote=False)
         if state is None:
             if not isinstance(name, str) or not name:
                 raise ValueError("an object name must be a non-empty str")
             # Reading a name creates no state: the object joins the memory on its first write.
             state = self._unwritten[name] = self._new(tag)
             self._adopt(name, state)
-        elif state.TAG != tag:
-            raise TypeMismatchError(
-                f"{name!r} is a {_FRIENDLY[state.TAG]}, not a {_FRIENDLY[tag]}: pick another name"
-            )
+        return state
+
+    def _held(self, name: str, tag: str, *, remote: bool) -> Crdt | None:
+        """The state ``name`` holds (None: none yet), if it is a ``tag``; the one type check.
+
+        Raises:
+            TypeMismatchError: (local use) ``name`` holds another type.
+            TypeConflictError: (``remote``) ``name`` holds another type than a peer sent.
+        """
+        state = self._objects.get(name)
+        if state is None:
+            state = self._unwritten.get(name)
+        if state is not None and state.TAG != tag:
+            held, asked = _friendly(state.TAG), _friendly(tag)
+            if remote:
+                raise TypeConflictError(f"{name!r} is a {held} here, the peer sent a {asked}")
+            raise TypeMismatchError(f"{name!r} is a {held}, not a {asked}: pick another name")
         return state
 
     def _new(self, tag: str) -> Crdt:
-        return Document.for_replica(self.replica_id) if tag == Document.TAG else TYPES[tag]()
+        return SPECS[tag].empty(self.replica_id)
 
     def _adopt(self, name: str, state: Crdt) -> None:
-        """Start tracking ``name``; documents also start reporting local edits as deltas."""
-        if isinstance(state, Document):
-            state.watch(lambda delta, name=name: self._local(name, delta))
+        """Start tracking ``name``; a type edited outside handles (documents) starts reporting edits."""
+        watch = SPECS[state.TAG].watch
+        if watch is not None:
+            watch(state, lambda delta, name=name: self._local(name, delta))
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -220,22 +230,34 @@ class Memory:
         """True while local writes wait for :meth:`take_deltas` (the sync layer has not sent them)."""
         return bool(self._outbox)
 
+    def check_deltas(self, deltas: Iterable[tuple[str, Crdt]]) -> None:
+        """Refuse a batch of remote deltas whole, before any is joined, if a name clashes.
+
+        The sync layer calls this before applying a batch's deltas one by one with
+        :meth:`apply_delta`, so a clash changes nothing.
+
+        Raises:
+            TypeConflictError: a name holds another type here, or the batch sends it as two.
+        """
+        sent: dict[str, str] = {}
+        for name, delta in deltas:
+            first = sent.setdefault(name, delta.TAG)
+            if first != delta.TAG:
+                raise TypeConflictError(f"{name!r} is sent as a {_friendly(first)} and as a {_friendly(delta.TAG)}")
+            self._held(name, delta.TAG, remote=True)
+
     def apply_delta(self, name: str, delta: Crdt, origin: str) -> bool:
         """Join another replica's delta (or state) for ``name``; return whether anything changed.
 
         Raises:
-            RemoteProtocolError: ``name`` already holds another type here.
+            TypeConflictError: ``name`` already holds another type here.
         """
         state = self._remote_target(name, delta.TAG)
         changed = state.join(delta)
         return self._after_remote(name, changed, origin)
 
     def _remote_target(self, name: str, tag: str) -> Crdt:
-        state = self._objects.get(name)
-        if state is None:
-            state = self._unwritten.get(name)
-        if state is not None and state.TAG != tag:
-            raise RemoteProtocolError(f"{name!r} is a {_FRIENDLY[state.TAG]} here, the peer sent a {_FRIENDLY[tag]}")
+        state = self._held(name, tag, remote=True)
         if name not in self._objects:
             state = self._unwritten.pop(name, None)
             if state is None:
@@ -329,90 +351,26 @@ class Memory:
     # -- checkpoints ------------------------------------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
-        """Record every object's current value, to :meth:`rollback` to later."""
-        return Checkpoint({name: (state.TAG, _revertible_value(state)) for name, state in self._objects.items()})
+        """Record every object's current value, to :meth:`rollback` to later.
+
+        See :func:`crdtmem.rollback.checkpoint`.
+        """
+        return _rollback.checkpoint(self)
 
     def rollback(self, checkpoint: Checkpoint, names: Iterable[str] | None = None) -> None:
         """Bring ``names`` (default: every name) back to their values at ``checkpoint``.
 
-        Reverting issues ordinary writes (re-assign, re-add/remove, inverse increments), so the
-        rollback replicates and converges like any other write. Writes made concurrently on
-        other replicas are not undone.
+        Reverting issues ordinary writes, so the rollback replicates like any other write; see
+        :func:`crdtmem.rollback.rollback`.
 
         Raises:
-            RollbackError: some name cannot be reverted (a grow-only type that grew, a
-                document that changed, an MV-register that held several values); nothing is
-                written in that case.
+            RollbackError: some name cannot be reverted; nothing is written in that case.
         """
-        chosen = sorted(set(names) if names is not None else set(self._objects) | set(checkpoint.values))
-        plan = []
-        for name in chosen:
-            state = self._objects.get(name)
-            if state is None:
-                continue
-            # A name created after the checkpoint goes back to its empty value.
-            tag, then = checkpoint.values.get(name, (state.TAG, _revertible_value(self._new(state.TAG))))
-            if tag != state.TAG:
-                raise RollbackError(f"{name!r} was a {_FRIENDLY[tag]} at the checkpoint, now a {_FRIENDLY[state.TAG]}")
-            now = _revertible_value(state)
-            if now != then:
-                plan.append((name, state, then, now))
-        for name, state, then, _ in plan:
-            _check_revertible(name, state, then)
-        for name, state, then, now in plan:
-            self._revert(name, state, then, now)
-
-    def _revert(self, name: str, state: Crdt, then: Any, now: Any) -> None:
-        if isinstance(state, PNCounter):
-            diff = (then or 0) - now
-            handle = self.pncounter(name)
-            handle.increment(diff) if diff > 0 else handle.decrement(-diff)
-        elif isinstance(state, ORSet):
-            then = then or frozenset()
-            for key in sorted(then - now):
-                self._local(name, state.add(self.replica_id, key))
-            for key in sorted(now - then):
-                self._local(name, state.remove(key), touched=(key,))
-        elif isinstance(state, ORMap):
-            then = then or {}
-            for key in sorted(now.keys() - then.keys()):
-                self._local(name, state.remove(key), touched=(key,))
-            for key, payload in sorted(then.items()):
-                if now.get(key) != payload:
-                    stamp = self._stamp(after=state.latest_stamp(key))
-                    self._local(name, state.put(self.replica_id, key, stamp, payload))
-        elif isinstance(state, LWWRegister):
-            payload = then if then is not None else codec.pack(None)
-            self._local(name, state.assign(self.replica_id, self._stamp(after=state.stamp), payload))
-        elif isinstance(state, MVRegister):
-            delta = state.assign(self.replica_id, next(iter(then))) if then else MVRegister(state.kernel.remove_all())
-            self._local(name, delta)
+        _rollback.rollback(self, checkpoint, names)
 
 
-def _revertible_value(state: Crdt) -> Any:
-    """The part of a state a rollback compares and restores (encoded, so types stay exact)."""
-    if isinstance(state, (GCounter, PNCounter)):
-        return state.value
-    if isinstance(state, ORSet):
-        return frozenset(state.kernel.entries)
-    if isinstance(state, GSet):
-        return frozenset(state.items)
-    if isinstance(state, ORMap):
-        return {key: stamped[2] for key, stamped in state.items()}
-    if isinstance(state, LWWRegister):
-        return state.payload
-    if isinstance(state, MVRegister):
-        return frozenset(state.payloads())
-    return state.digest_source()
-
-
-def _check_revertible(name: str, state: Crdt, then: Any) -> None:
-    if isinstance(state, (GCounter, GSet)):
-        raise RollbackError(f"{name!r} is a grow-only {_FRIENDLY[state.TAG]}: it cannot go back to its checkpoint")
-    if isinstance(state, Document):
-        raise RollbackError(f"{name!r} is a document: use pycrdt's UndoManager to revert edits")
-    if isinstance(state, MVRegister) and then is not None and len(then) > 1:
-        raise RollbackError(f"{name!r} held {len(then)} concurrent values at the checkpoint; assign one instead")
+def _friendly(tag: str) -> str:
+    return SPECS[tag].friendly
 
 
 def group_deltas(deltas: list[tuple[str, Crdt]]) -> list[tuple[str, Crdt]]:

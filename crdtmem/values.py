@@ -13,7 +13,7 @@ import msgpack
 
 from .errors import DecodeError
 
-__all__ = ["encode_value", "decode_value", "decode_canonical", "check_value", "MAX_VALUE_DEPTH"]
+__all__ = ["encode_value", "decode_value", "decode_canonical", "MAX_VALUE_DEPTH"]
 
 MAX_VALUE_DEPTH = 32
 _TUPLE = 1
@@ -96,11 +96,6 @@ def encode_value(value: Any, *, hashable: bool = True) -> bytes:
             raise TypeError(f"integer {value} does not fit in 64 bits")
         return _fast_pack(value)
     return _pack(_to_plain(value, hashable, 0))
-
-
-def check_value(value: Any, *, hashable: bool = True) -> None:
-    """Raise :class:`TypeError` if ``value`` cannot be stored."""
-    encode_value(value, hashable=hashable)
 
 
 def decode_canonical(data: bytes, *, hashable: bool = True) -> Any:

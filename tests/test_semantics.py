@@ -8,7 +8,7 @@ import pycrdt
 import pytest
 
 from crdtmem import DecodeError, Memory, RemoteProtocolError, RollbackError, TypeMismatchError, codec
-from crdtmem.clocks import HybridClock, Order, VersionVector
+from crdtmem.clocks import HybridClock
 from crdtmem.crdt import Document, GCounter
 
 
@@ -328,21 +328,6 @@ def test_memory_rejects_bad_replica_ids_and_names() -> None:
 
 
 # -- clocks -----------------------------------------------------------------------------------------
-
-
-def test_version_vector_compare_covers_all_four_orders() -> None:
-    a = VersionVector({"alice": 2, "bob": 1})
-    assert a.compare(VersionVector({"alice": 2, "bob": 1})) is Order.EQUAL
-    assert a.compare(VersionVector({"alice": 3, "bob": 1})) is Order.BEFORE
-    assert a.compare(VersionVector({"alice": 2})) is Order.AFTER
-    assert a.compare(VersionVector({"alice": 1, "bob": 2})) is Order.CONCURRENT
-    assert VersionVector().compare(VersionVector({"x": 0})) is Order.EQUAL  # zero entries are absent
-
-
-def test_version_vector_join_is_pointwise_max() -> None:
-    a = VersionVector({"alice": 2, "bob": 1})
-    a.join(VersionVector({"bob": 4, "carol": 1}))
-    assert a.as_dict() == {"alice": 2, "bob": 4, "carol": 1}
 
 
 def test_hybrid_clock_is_monotonic_even_when_physical_time_goes_back() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from ..values import check_value
+from ..values import encode_value
 from .jsonvalues import JsonValueError, from_json, to_json
 
 __all__ = [
@@ -104,7 +104,7 @@ def _amount(op: str, n: Any) -> int:
 
 def _storable(op: str, field: str, value: Any, hashable: bool) -> None:
     try:
-        check_value(value, hashable=hashable)
+        encode_value(value, hashable=hashable)
     except TypeError as exc:
         raise OpError(op, field, str(exc)) from exc
 

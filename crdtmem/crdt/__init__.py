@@ -1,4 +1,9 @@
-"""The built-in CRDT types, by wire tag."""
+"""The CRDT types, one module each, and the registry that makes a type storable.
+
+:data:`TYPES` maps every registered tag to its class; the eight built-in types register in
+:mod:`crdtmem.builtin_types` (importing ``crdtmem`` does it), your own with
+:func:`register_type`.
+"""
 
 from .base import WHOLE, Crdt
 from .document import Document
@@ -9,11 +14,17 @@ from .mvregister import MVRegister
 from .ormap import ORMap
 from .orset import ORSet
 from .pncounter import PNCounter
+from .registry import TYPES, RollbackPolicy, TypeSpec, lookup, register_type, unregister_type
 
 __all__ = [
     "Crdt",
     "WHOLE",
     "TYPES",
+    "TypeSpec",
+    "RollbackPolicy",
+    "register_type",
+    "unregister_type",
+    "lookup",
     "GCounter",
     "PNCounter",
     "GSet",
@@ -24,10 +35,6 @@ __all__ = [
     "Document",
     "only_writes_as",
 ]
-
-TYPES: dict[str, type] = {
-    cls.TAG: cls for cls in (GCounter, PNCounter, GSet, ORSet, LWWRegister, MVRegister, ORMap, Document)
-}
 
 
 def only_writes_as(delta: Crdt, replica: str) -> bool:

@@ -17,6 +17,9 @@ class Crdt(Protocol):
     ``join`` is the least upper bound (commutative, associative, idempotent); a delta is joined
     like any state. Types that hold many independent entries split into leaves so anti-entropy
     can repair one entry alone; the rest have the single leaf :data:`WHOLE`.
+
+    A class providing this becomes storable and replicable with one
+    :func:`~crdtmem.crdt.registry.register_type` call.
     """
 
     TAG: ClassVar[str]

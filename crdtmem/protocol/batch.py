@@ -15,7 +15,7 @@ from .. import codec
 from ..crdt import Crdt, only_writes_as
 from ..errors import AuthenticationError, DecodeError, RemoteProtocolError
 
-__all__ = ["DeltaBatch", "ForgedDeltaError", "TypeConflictError", "seal_batch", "open_batch", "peek_batch", "apply_batch"]
+__all__ = ["DeltaBatch", "ForgedDeltaError", "seal_batch", "open_batch", "peek_batch", "apply_batch"]
 
 _DOMAIN = b"crdtmem-batch"
 
@@ -24,12 +24,6 @@ class ForgedDeltaError(RemoteProtocolError):
     """A batch writes a slot, dot or timestamp that belongs to someone other than its signer."""
 
     reason = "forged-author"
-
-
-class TypeConflictError(RemoteProtocolError):
-    """A batch writes a name as another CRDT type than this replica holds it."""
-
-    reason = "type-conflict"
 
 
 class BadBatchSignatureError(AuthenticationError):
@@ -119,9 +113,6 @@ def apply_batch(memory: Any, batch: DeltaBatch) -> None:
         TypeConflictError: a delta writes a name as another type than ``memory`` holds it;
             nothing was joined.
     """
-    for name, delta in batch.deltas:  # all or nothing: check every name before joining any
-        held = memory.type_of(name, including_unwritten=True)
-        if held is not None and held != delta.TAG:
-            raise TypeConflictError(f"batch {batch.author}#{batch.seq} writes {name!r} as a {delta.TAG}, here a {held}")
+    memory.check_deltas(batch.deltas)  # all or nothing: check every name before joining any
     for name, delta in batch.deltas:
         memory.apply_delta(name, delta, batch.author)

@@ -37,7 +37,7 @@ from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .antientropy import Reconciler
-from .batch import DeltaBatch, TypeConflictError, apply_batch, open_batch, peek_batch, seal_batch
+from .batch import DeltaBatch, apply_batch, open_batch, peek_batch, seal_batch
 from .deltalog import DeltaLog
 from .events import (
     Action,

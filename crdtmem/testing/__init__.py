@@ -26,6 +26,8 @@ Use this module from your own test suite:
               equal=lambda a, b: a.value == b.value,
           ))
 
+* :func:`registered_adapter` builds the adapter of a type registered with
+  :func:`crdtmem.crdt.register_type`, so the same check covers its registered encoding.
 * :class:`ReplicaMachine` is a Hypothesis state machine of several :class:`~crdtmem.Memory`
   replicas that write, lose, duplicate and reorder deltas, merge and sync; subclass it to add
   rules for your own objects.
@@ -49,6 +51,7 @@ from .adapters import (
     ormap_ops,
     orset_ops,
     pncounter_ops,
+    registered_adapter,
 )
 from .history import History, Mutation, histories
 from .laws import assert_delta_law, assert_encoding_round_trip, assert_join_laws, check_join_laws
@@ -76,6 +79,7 @@ __all__ = [
     "ormap_ops",
     "document_ops",
     "builtin_adapter",
+    "registered_adapter",
     "BUILTIN_TAGS",
     "ReplicaMachine",
 ]

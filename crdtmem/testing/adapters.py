@@ -1,9 +1,10 @@
 """Adapters: how the law checks make, change, join, compare and encode one CRDT type.
 
 Describe your own type with a :class:`CrdtAdapter` (its mutators wrapped in :class:`Op` for
-readable failure reports) and pass it to :func:`~crdtmem.testing.check_join_laws`. The
-``*_ops`` strategies and :func:`builtin_adapter` describe crdtmem's own types the same way,
-and serve as templates.
+readable failure reports) and pass it to :func:`~crdtmem.testing.check_join_laws`; once the type
+is registered (:func:`crdtmem.crdt.register_type`), :func:`registered_adapter` builds one that
+also checks its registered encoding. The ``*_ops`` strategies and :func:`builtin_adapter`
+describe crdtmem's own types the same way, and serve as templates.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from .. import codec
-from ..crdt import TYPES, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
+from ..crdt import Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter, TypeSpec, lookup
 from ..values import encode_value
 from .strategies import elements, stored_values
 
@@ -35,6 +36,7 @@ __all__ = [
     "ormap_ops",
     "document_ops",
     "builtin_adapter",
+    "registered_adapter",
     "BUILTIN_TAGS",
 ]
 
@@ -238,6 +240,32 @@ BUILTIN_TAGS: tuple[str, ...] = tuple(_OPS)
 """Tags of every built-in type, in the order :data:`crdtmem.crdt.TYPES` lists them."""
 
 
+def registered_adapter(
+    kind: str | TypeSpec, mutators: SearchStrategy[Callable[[Any, str], Any]], **options: Any
+) -> CrdtAdapter[Any]:
+    """The adapter of a registered type: states made, encoded and decoded as crdtmem does.
+
+    Call it to check your own type after :func:`~crdtmem.crdt.register_type`: besides the
+    join and delta laws, :func:`check_join_laws` then checks that its registered encoding is
+    canonical and round-trips through :func:`crdtmem.codec.encode_state`.
+
+    Args:
+        kind: the type's friendly name, tag or spec.
+        mutators: a strategy of :class:`Op` (or any ``(state, replica_id) -> delta``).
+        options: other :class:`CrdtAdapter` fields to override (``equal``, ``copy``, ...).
+    """
+    spec = lookup(kind)
+    fields: dict[str, Any] = {
+        "zero": spec.cls,
+        "mutators": mutators,
+        "encode": codec.encode_state,
+        "decode": lambda data: codec.decode_state(data, spec.tag),
+        "replica_zero": spec.new,
+        "name": spec.cls.__name__,
+    }
+    return CrdtAdapter(**{**fields, **options})
+
+
 def builtin_adapter(tag: str) -> CrdtAdapter[Any]:
     """The adapter :func:`check_join_laws` uses for a built-in type (``"orset"``, ...).
 
@@ -245,15 +273,5 @@ def builtin_adapter(tag: str) -> CrdtAdapter[Any]:
     """
     if tag not in _OPS:
         raise ValueError(f"unknown CRDT type tag {tag!r}; built-in tags are {', '.join(BUILTIN_TAGS)}")
-    cls = TYPES[tag]
-    document = tag == Document.TAG
-    return CrdtAdapter(
-        zero=cls,
-        mutators=_OPS[tag](),
-        encode=codec.encode_state,
-        decode=lambda data: codec.decode_state(data, tag),
-        copy=_as_live if document else _copy_state,
-        replica_zero=Document.for_replica if document else None,
-        name=cls.__name__,
-    )
-
+    options = {"copy": _as_live} if tag == Document.TAG else {}
+    return registered_adapter(tag, _OPS[tag](), **options)

@@ -1,0 +1,212 @@
+"""crdtmem's own eight types, registered exactly as a user's type would be.
+
+Each registration names the type's wire body (here: how the codec writes and strictly reads
+it), its handle (:mod:`crdtmem.handles`), its anti-entropy leaf encoding and its rollback
+policy (:mod:`crdtmem.rollback`). Importing ``crdtmem`` imports this module; the wire bodies
+below are part of the canonical format and must never change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import pycrdt
+
+from . import rollback
+from .clocks import Dot
+from .codec import (
+    context_from_plain,
+    context_to_plain,
+    encode_state,
+    expect_bytes,
+    expect_count,
+    expect_element,
+    expect_list,
+    expect_replica,
+    expect_stored,
+    pack,
+)
+from .crdt import WHOLE, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
+from .crdt.dotkernel import META, DotKernel
+from .crdt.registry import TypeSpec, register_type
+from .errors import DecodeError
+from .handles import (
+    CounterHandle,
+    GSetHandle,
+    MapHandle,
+    MVRegisterHandle,
+    PNCounterHandle,
+    RegisterHandle,
+    SetHandle,
+)
+
+__all__ = ["GCOUNTER", "PNCOUNTER", "GSET", "ORSET", "LWWREGISTER", "MVREGISTER", "ORMAP", "DOCUMENT"]
+
+
+# -- dot kernels (OR-Set, MV-Register, OR-Map) ---------------------------------------------------
+
+# (payload to plain, payload from plain, payload width, key check) per dot-kernel type
+_Payload = tuple[Callable[[Any], list], Callable[[list], Any], int, Callable[[Any, str], bytes]]
+
+
+def _whole_key(obj: Any, what: str) -> bytes:
+    if obj != WHOLE:
+        raise DecodeError(f"malformed {what}")
+    return obj
+
+
+def _stamped_from(rest: list) -> tuple[int, str, bytes]:
+    return (expect_count(rest[0], "timestamp"), expect_replica(rest[1]), expect_stored(rest[2], "value"))
+
+
+_NO_PAYLOAD: _Payload = (lambda p: [], lambda rest: None, 0, expect_element)
+_VALUE_PAYLOAD: _Payload = (lambda p: [p], lambda rest: expect_element(rest[0], "value"), 1, _whole_key)
+_STAMPED_PAYLOAD: _Payload = (lambda p: [p[0], p[1], p[2]], _stamped_from, 3, expect_element)
+
+
+def _entry_to_plain(key: bytes, dots: dict[Dot, Any], payload: _Payload) -> list:
+    return [key, sorted([d[0], d[1], *payload[0](p)] for d, p in dots.items())]
+
+
+def _entry_from_plain(obj: Any, payload: _Payload) -> tuple[bytes, dict[Dot, Any]]:
+    key, dot_list = expect_list(obj, "entry", 2)
+    key = payload[3](key, "entry key")
+    dots: dict[Dot, Any] = {}
+    for item in expect_list(dot_list, "entry dots"):
+        expect_list(item, "entry dot", 2 + payload[2])
+        dot = Dot(expect_replica(item[0]), expect_count(item[1], "counter"))
+        if dot in dots:
+            raise DecodeError("malformed entry (duplicate dot)")
+        dots[dot] = payload[1](item[2:])
+    if not dots:
+        raise DecodeError("malformed entry (no dots)")
+    return key, dots
+
+
+def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Callable]:
+    """(to_plain, from_plain, encode_leaf) of a type whose state is one dot kernel."""
+
+    def to_plain(state: Any) -> list:
+        kernel = state.kernel
+        entries = sorted(_entry_to_plain(k, dots, payload) for k, dots in kernel.entries.items())
+        return [entries, context_to_plain(kernel.ctx)]
+
+    def from_plain(obj: Any) -> Any:
+        entry_list, ctx_plain = expect_list(obj, "dot kernel", 2)
+        entries: dict[Hashable, dict[Dot, Any]] = {}
+        for item in expect_list(entry_list, "entries"):
+            key, dots = _entry_from_plain(item, payload)
+            if key in entries:
+                raise DecodeError("malformed entries (duplicate key)")
+            entries[key] = dots
+        return cls(DotKernel(entries, context_from_plain(ctx_plain)))
+
+    def encode_leaf(state: Any, key: Hashable) -> bytes | None:
+        if key == WHOLE:
+            return encode_state(state)
+        if key == META:
+            return pack(context_to_plain(state.kernel.ctx))
+        dots = state.kernel.entries.get(key)
+        return pack(_entry_to_plain(key, dots, payload)) if dots else None
+
+    return to_plain, from_plain, encode_leaf
+
+
+# -- the other bodies ----------------------------------------------------------------------------
+
+
+def _gcounter_to(state: GCounter) -> list:
+    return sorted([r, c] for r, c in state.slots.items())
+
+
+def _gcounter_from(obj: Any) -> GCounter:
+    slots: dict[str, int] = {}
+    for pair in expect_list(obj, "g-counter"):
+        replica, count = expect_list(pair, "g-counter slot", 2)
+        if expect_replica(replica) in slots:
+            raise DecodeError("malformed g-counter (duplicate slot)")
+        slots[replica] = expect_count(count, "g-counter count")
+    return GCounter(slots)
+
+
+def _pncounter_from(obj: Any) -> PNCounter:
+    p, n = expect_list(obj, "pn-counter", 2)
+    return PNCounter(_gcounter_from(p), _gcounter_from(n))
+
+
+def _gset_from(obj: Any) -> GSet:
+    return GSet({expect_element(e, "g-set element") for e in expect_list(obj, "g-set")})
+
+
+def _gset_leaf(state: GSet, key: Hashable) -> bytes | None:
+    if key == WHOLE:
+        return encode_state(state)
+    return key if key in state.items else None  # type: ignore[return-value]
+
+
+def _lww_from(obj: Any) -> LWWRegister:
+    stamp, replica, payload = expect_list(obj, "lww-register", 3)
+    if stamp == 0 and replica == "" and payload is None:
+        return LWWRegister()
+    return LWWRegister(expect_count(stamp, "timestamp"), expect_replica(replica), expect_stored(payload, "value"))
+
+
+def _document_from(obj: Any) -> Document:
+    update = expect_bytes(obj, "document update")
+    try:
+        pycrdt.get_state(update)  # parses the whole update; raises on garbage
+    except Exception as exc:
+        raise DecodeError(f"malformed Yjs update: {exc}") from exc
+    return Document.from_update(update)
+
+
+# -- registrations -------------------------------------------------------------------------------
+
+GCOUNTER = register_type(TypeSpec(
+    tag=GCounter.TAG, cls=GCounter, friendly="counter",
+    to_plain=_gcounter_to, from_plain=_gcounter_from,
+    handle=CounterHandle, rollback=rollback.GCOUNTER_ROLLBACK,
+))
+PNCOUNTER = register_type(TypeSpec(
+    tag=PNCounter.TAG, cls=PNCounter, friendly="pncounter",
+    to_plain=lambda s: [_gcounter_to(s.p), _gcounter_to(s.n)], from_plain=_pncounter_from,
+    handle=PNCounterHandle, rollback=rollback.PNCOUNTER_ROLLBACK,
+))
+GSET = register_type(TypeSpec(
+    tag=GSet.TAG, cls=GSet, friendly="gset",
+    to_plain=lambda s: sorted(s.items), from_plain=_gset_from,
+    handle=GSetHandle, encode_leaf=_gset_leaf, rollback=rollback.GSET_ROLLBACK,
+))
+_to, _from, _leaf = _kernel_codec(ORSet, _NO_PAYLOAD)
+ORSET = register_type(TypeSpec(
+    tag=ORSet.TAG, cls=ORSet, friendly="set",
+    to_plain=_to, from_plain=_from,
+    handle=SetHandle, encode_leaf=_leaf, rollback=rollback.ORSET_ROLLBACK,
+))
+LWWREGISTER = register_type(TypeSpec(
+    tag=LWWRegister.TAG, cls=LWWRegister, friendly="register",
+    to_plain=lambda s: [s.stamp, s.replica, s.payload], from_plain=_lww_from,
+    handle=RegisterHandle, rollback=rollback.LWWREGISTER_ROLLBACK,
+))
+_to, _from, _leaf = _kernel_codec(MVRegister, _VALUE_PAYLOAD)
+MVREGISTER = register_type(TypeSpec(
+    tag=MVRegister.TAG, cls=MVRegister, friendly="mvregister",
+    to_plain=_to, from_plain=_from,
+    handle=MVRegisterHandle, encode_leaf=_leaf, rollback=rollback.MVREGISTER_ROLLBACK,
+))
+_to, _from, _leaf = _kernel_codec(ORMap, _STAMPED_PAYLOAD)
+ORMAP = register_type(TypeSpec(
+    tag=ORMap.TAG, cls=ORMap, friendly="map",
+    to_plain=_to, from_plain=_from,
+    handle=MapHandle, encode_leaf=_leaf, rollback=rollback.ORMAP_ROLLBACK,
+))
+DOCUMENT = register_type(TypeSpec(
+    tag=Document.TAG, cls=Document, friendly="doc",
+    to_plain=Document.encoded, from_plain=_document_from,
+    handle=lambda memory, name, state: state.doc,  # agents edit the pycrdt Doc itself
+    encode_leaf=lambda s, key: s.digest_source(),
+    rollback=rollback.DOCUMENT_ROLLBACK,
+    new=Document.for_replica, value=Document.value, watch=Document.watch,
+))
+del _to, _from, _leaf
