@@ -122,7 +122,7 @@ def test_partition_heals_by_merkle_repair_alone() -> None:
     assert len(roots(net)) == 1
     facts = net.nodes["a"].memory.set("facts").value
     assert "before-b-fact-1" in facts and "alone-fact-3" in facts and "majority-fact-3" in facts
-    assert sum(node.stats.get("repairs", 0) for node in net.nodes.values()) >= 1
+    assert sum(node.stats.repairs for node in net.nodes.values()) >= 1
 
 
 def test_removal_made_during_a_partition_is_repaired_everywhere() -> None:
@@ -282,4 +282,4 @@ def test_a_replica_restarted_without_its_store_stops_signing_writes_the_others_w
     reborn.flush(net.now)
     net.run(1.0)
     assert "later" not in bob.memory.set("facts").value  # never signed, never sent
-    assert reborn.stats["lost_history"] == 1
+    assert reborn.stats.lost_history == 1

@@ -32,7 +32,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from ..clocks import CausalContext, Dot
-from ..errors import CrdtmemError, DecodeError, LostHistoryError, RemoteProtocolError
+from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtocolError
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
@@ -50,6 +50,7 @@ from .events import (
     Refused,
     RepairApplied,
     Send,
+    SendKind,
 )
 from .framing import FrameChannel, ReplayedFrameError
 from .handshake import Handshake
@@ -64,6 +65,7 @@ from .messages import (
     encode_message,
     seen_digest,
 )
+from .stats import NodeStats
 
 __all__ = ["Node", "NodeConfig"]
 
@@ -154,7 +156,8 @@ class Node:
         self._next_gossip: float | None = None
         self.lost_history: str | None = None
         """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
-        self.stats: dict[str, int] = {}
+        self.stats = NodeStats()
+        """Typed counters of what this node has done (read-only for callers)."""
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -166,14 +169,14 @@ class Node:
         session = _Session(conn, dialer, now, handshake)
         self._sessions[conn] = session
         for data in handshake.start():
-            self._send(session, data, "handshake")
+            self._send(session, data, SendKind.HANDSHAKE)
 
     def receive(self, conn: ConnId, data: bytes, now: float) -> None:
         """Bytes of one transport message arrived on ``conn``."""
         session = self._sessions.get(conn)
         if session is None:
             return
-        self._count("bytes_received", len(data))
+        self.stats.bytes_received += len(data)
         try:
             if not session.ready:
                 self._handshake_step(session, data, now)
@@ -184,7 +187,7 @@ class Node:
             self._dispatch(session, decode_message(payload, max_size=self.config.max_message_bytes), now)
         except ReplayedFrameError as exc:
             # A stale copy changes nothing: count it, keep the connection.
-            self._count("refused_replayed-frame")
+            self.stats.count_refusal(exc.reason)
             self._events.append(Refused(conn, exc.reason, str(exc)))
         except CrdtmemError as exc:
             self._refuse(session, exc, now)
@@ -202,11 +205,11 @@ class Node:
         self.flush(now)
         for session in list(self._sessions.values()):
             if not session.ready and now >= session.opened_at + self.config.handshake_timeout:
-                self._drop(session, "handshake-timeout", "handshake did not finish in time", now)
+                self._drop(session, RefusalReason.HANDSHAKE_TIMEOUT, "handshake did not finish in time", now)
             elif session.ready:
                 if session.ack_at is not None and now >= session.ack_at:
                     session.ack_at = None
-                    self._send_message(session, Sync(self.seen, reply=True), "gossip")
+                    self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
                 if session.dialer and session.reconciler is None and now >= session.next_anti_entropy:
                     self._start_anti_entropy(session, now)
         if self._relay and now >= self._next_relay:
@@ -232,9 +235,9 @@ class Node:
         batch = seal_batch(self.identity, seq, deltas)
         self._log.add(Dot(batch.author, seq), batch.wire)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
-        self._count("batches_created")
+        self.stats.batches_created += 1
         for session in self._ready_sessions():
-            self._push(session, [(Dot(batch.author, seq), batch.wire)], "gossip")
+            self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
 
     def check_writable(self) -> None:
         """Raise :class:`LostHistoryError` if local writes can no longer be signed and sent."""
@@ -291,7 +294,7 @@ class Node:
 
     def _handshake_step(self, session: _Session, data: bytes, now: float) -> None:
         for reply in session.handshake.receive(data):
-            self._send(session, reply, "handshake")
+            self._send(session, reply, SendKind.HANDSHAKE)
         if not session.handshake.done:
             return
         hs = session.handshake
@@ -306,7 +309,7 @@ class Node:
         self._gone_since.pop(hs.peer_id, None)
         session.next_anti_entropy = now
         self._events.append(PeerConnected(session.conn, hs.peer_id))
-        self._send_message(session, Sync(self.seen), "gossip")
+        self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -321,7 +324,7 @@ class Node:
             if message.digest == seen_digest(self.seen):
                 self._learn(session, self.seen)  # the peer has seen exactly what we have
             else:
-                self._send_message(session, Sync(self.seen), "gossip")
+                self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
         elif isinstance(message, AntiEntropyWanted):
             if session.dialer and session.reconciler is None:
                 self._start_anti_entropy(session, now)
@@ -334,15 +337,15 @@ class Node:
         if not _covers(message.seen, self.seen):  # they lack something: send it from the log
             missing = self._log.missing(message.seen)
             if missing:
-                self._push(session, missing, "catch-up")
+                self._push(session, missing, SendKind.CATCH_UP)
             if not self._log.fills(message.seen, self.seen):
                 # ...or, where the log no longer holds it, by anti-entropy.
                 if not session.dialer:
-                    self._send_message(session, AntiEntropyWanted(), "anti-entropy")
+                    self._send_message(session, AntiEntropyWanted(), SendKind.ANTI_ENTROPY)
                 elif session.reconciler is None:
                     self._start_anti_entropy(session, now)
         if not message.reply and not _covers(self.seen, message.seen):
-            self._send_message(session, Sync(self.seen, reply=True), "gossip")
+            self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh: list[tuple[Dot, bytes]] = []
@@ -352,7 +355,7 @@ class Node:
                 self._check_history(session, dot.counter)
             session.peer_seen.add(dot)
             if dot in self.seen:
-                self._count("duplicate_batches")
+                self.stats.duplicate_batches += 1
                 continue
             batch = open_batch(wire, self.keyring, verify, max_size=self.config.max_message_bytes)
             self._apply(batch)
@@ -376,7 +379,7 @@ class Node:
         self.seen.add(dot)
         self._log.add(dot, batch.wire)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
-        self._count("batches_applied")
+        self.stats.batches_applied += 1
 
     def _on_anti_entropy(self, session: _Session, message: AntiEntropy, now: float) -> None:
         if session.reconciler is None:
@@ -384,11 +387,11 @@ class Node:
                 raise RemoteProtocolError("anti-entropy message without a session")
             session.reconciler = Reconciler(self.memory, self.index, initiator=False, origin=session.peer_id)
             session.seen_at_reconcile = self.seen.size()
-            self._count("anti_entropy_sessions")
+            self.stats.anti_entropy_sessions += 1
         reconciler = session.reconciler
         replies = reconciler.receive(message.body)
         for body in replies:
-            self._send_message(session, AntiEntropy(body), "anti-entropy")
+            self._send_message(session, AntiEntropy(body), SendKind.ANTI_ENTROPY)
         if reconciler.done:
             self._finish_anti_entropy(session, now)
 
@@ -397,20 +400,23 @@ class Node:
             self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64)
         )
         session.seen_at_reconcile = self.seen.size()
-        self._count("anti_entropy_sessions")
+        self.stats.anti_entropy_sessions += 1
         for body in session.reconciler.start():
-            self._send_message(session, AntiEntropy(body), "anti-entropy")
+            self._send_message(session, AntiEntropy(body), SendKind.ANTI_ENTROPY)
         if session.reconciler.done:
             self._finish_anti_entropy(session, now)
 
     def _finish_anti_entropy(self, session: _Session, now: float) -> None:
         reconciler, session.reconciler = session.reconciler, None
-        stats = reconciler.stats
-        for key in ("bytes_sent", "leaves_sent", "leaves_received", "round_trips"):
-            self._count(f"repair_{key}", stats.get(key, 0))
-        repaired = tuple(stats.get("repaired_names", ()))
+        stats, counts = reconciler.stats, self.stats
+        counts.anti_entropy_finished += 1
+        counts.repair_bytes_sent += stats["bytes_sent"]
+        counts.repair_leaves_sent += stats["leaves_sent"]
+        counts.repair_leaves_received += stats["leaves_received"]
+        counts.repair_round_trips += stats["round_trips"]
+        repaired = tuple(stats["repaired_names"])
         if repaired:
-            self._count("repairs")
+            counts.repairs += 1
             self._events.append(RepairApplied(session.peer_id, repaired))
         retry = reconciler.converged is False  # writes meanwhile, or a fingerprint collision
         delay = self.config.gossip_interval if retry else self.config.anti_entropy_interval
@@ -420,7 +426,7 @@ class Node:
             # it (states only grow), so every batch we had seen then is reflected there too.
             # A batch applied here while the session ran may have missed the comparison: then
             # our seen set says more than the peer provably has, and we claim nothing.
-            self._send_message(session, Sync(self.seen, reply=True, covered=True), "anti-entropy")
+            self._send_message(session, Sync(self.seen, reply=True, covered=True), SendKind.ANTI_ENTROPY)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -433,15 +439,15 @@ class Node:
             if any(dot not in s.peer_seen and dot not in s.in_flight for dot, _ in batches)
         ]
         for target in self.rng.sample(lacking, min(self.config.fanout, len(lacking))):
-            self._push(target, batches, "gossip")
+            self._push(target, batches, SendKind.GOSSIP)
 
     def _gossip_round(self) -> None:
         sessions = self._ready_sessions()
         digest = SeenDigest(seen_digest(self.seen))
         for session in self.rng.sample(sessions, min(self.config.fanout, len(sessions))):
-            self._send_message(session, digest, "gossip")
+            self._send_message(session, digest, SendKind.GOSSIP)
 
-    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: str) -> None:
+    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: SendKind) -> None:
         """Send the batches the peer neither has nor has been sent on this connection.
 
         A connection delivers in order or breaks (the framing refuses gaps), so what was sent
@@ -455,17 +461,15 @@ class Node:
             self._send_message(session, Batches(tuple(wire for _, wire in chunk)), kind)
             session.in_flight.update(dot for dot, _ in chunk)
 
-    def _send_message(self, session: _Session, message: Message, kind: str) -> None:
+    def _send_message(self, session: _Session, message: Message, kind: SendKind) -> None:
         if isinstance(message, Sync):
             session.ack_at = None  # any Sync tells the peer what we have
         for frame in session.channel.seal_message(encode_message(message)):
             self._send(session, frame, kind)
 
-    def _send(self, session: _Session, data: bytes, kind: str) -> None:
+    def _send(self, session: _Session, data: bytes, kind: SendKind) -> None:
         self._actions.append(Send(session.conn, data, kind))
-        self._count("bytes_sent", len(data))
-        self._count(f"bytes_sent_{kind}", len(data))
-        self._count(f"messages_sent_{kind}")
+        self.stats.count_send(kind, len(data))
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -480,7 +484,7 @@ class Node:
             "ignore; run this replica under a new identity (crdtmem keygen) with an empty store."
         )
         log.error("%s", self.lost_history)
-        self._count("lost_history")
+        self.stats.lost_history += 1
         self._events.append(HistoryLost(session.peer_id, ours, theirs))
 
     def _learn(self, session: _Session, seen: CausalContext) -> None:
@@ -510,33 +514,22 @@ class Node:
         return [s for s in self._sessions.values() if s.ready]
 
     def _refuse(self, session: _Session, exc: CrdtmemError, now: float) -> None:
-        reason = getattr(exc, "reason", None) or _default_reason(exc)
+        reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
         self._drop(session, reason, str(exc), now)
 
-    def _drop(self, session: _Session, reason: str, detail: str, now: float) -> None:
+    def _drop(self, session: _Session, reason: RefusalReason, detail: str, now: float) -> None:
         log.warning("refused %s from %s: %s", reason, session.peer_id or session.conn, detail)
-        self._count(f"refused_{reason}")
+        self.stats.count_refusal(reason)
         self._events.append(Refused(session.conn, reason, detail))
         self._actions.append(Close(session.conn, reason))
         self.close(session.conn, now, reason)
 
-    def _count(self, key: str, n: int = 1) -> None:
-        self.stats[key] = self.stats.get(key, 0) + n
-
-
 class TypeConflictError(RemoteProtocolError):
     """A batch writes a name as another CRDT type than this replica holds it."""
 
-    reason = "type-conflict"
+    reason = RefusalReason.TYPE_CONFLICT
 
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:
     return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.cloud)
 
-
-def _default_reason(exc: CrdtmemError) -> str:
-    if isinstance(exc, DecodeError):
-        return "malformed-message"
-    if isinstance(exc, RemoteProtocolError):
-        return "protocol-violation"
-    return type(exc).__name__

@@ -46,6 +46,7 @@ from ..protocol.events import (
 )
 from ..protocol.backoff import Backoff
 from ..protocol.node import Node, NodeConfig
+from ..protocol.stats import NodeStats
 from .ratelimit import RateLimit
 from ..storage.sqlite import SqliteStore
 from ..transports import Connection, ConnectionClosed, Listener, Transport, transport_for
@@ -612,12 +613,10 @@ class Peer:
         ``store`` and the node's raw ``stats``.
         """
         node = self.node
-        stats = dict(node.stats) if node is not None else {}
+        counts = node.stats if node is not None else NodeStats()
+        stats = counts.as_dict()
         now = self._now()
-        refusals: dict[str, int] = {}
-        for key, n in stats.items():
-            if key.startswith("refused_"):
-                refusals[key[len("refused_"):]] = n
+        refusals: dict[str, int] = {str(reason): n for reason, n in counts.refusals.items()}
         for reason, n in self._refusals.items():
             if reason not in refusals or reason == "oversized-frame":
                 refusals[reason] = max(refusals.get(reason, 0), n)
@@ -643,13 +642,13 @@ class Peer:
             "url": self.url,
             "connected_peers": len(set(node.peers().values())) if node else 0,
             "peers": sorted(set(node.peers().values())) if node else [],
-            "deltas_sent": stats.get("batches_created", 0),
-            "deltas_received": stats.get("batches_applied", 0),
-            "bytes_sent": stats.get("bytes_sent", 0),
-            "bytes_received": stats.get("bytes_received", 0),
-            "repairs": stats.get("repairs", 0),
-            "repair_bytes": stats.get("repair_bytes_sent", 0),
-            "anti_entropy_sessions": stats.get("anti_entropy_sessions", 0),
+            "deltas_sent": counts.batches_created,
+            "deltas_received": counts.batches_applied,
+            "bytes_sent": counts.bytes_sent,
+            "bytes_received": counts.bytes_received,
+            "repairs": counts.repairs,
+            "repair_bytes": counts.repair_bytes_sent,
+            "anti_entropy_sessions": counts.anti_entropy_sessions,
             "lag": node.lag() if node else {},
             "drift_seconds": drift,
             "synced": node.synced() if node else False,
