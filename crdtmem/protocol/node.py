@@ -1,10 +1,27 @@
 """``Node``: the whole peer behaviour as a sans-I/O state machine.
 
-The shell tells the node what happened — :meth:`Node.open`, :meth:`Node.receive`,
-:meth:`Node.close`, :meth:`Node.tick` — always passing ``now`` (seconds, any epoch), then
-performs :meth:`Node.take_actions` in order and sleeps until :meth:`Node.next_deadline`.
-Randomness comes from the ``random.Random`` it is given. So the websocket runtime and the
-simulator run this same code, and a simulation seed replays exactly.
+The shell tells the node what happened, always passing ``now`` (seconds, any epoch, never
+going back), and does what the node asks::
+
+    node = Node(memory, identity, keyring, rng=random.Random(seed))
+    node.tick(now)                                # once, at start: arms the timers
+    node.open(conn, now, dialer=True)             # a connection opened (dialer: we dialed)
+    node.receive(conn, data, now)                 # one transport message arrived
+    node.close(conn, now, reason)                 # a connection closed, for any reason
+    node.tick(now)                                # at next_deadline()
+    # after each call, and after the application wrote to node.memory:
+    for action in node.take_actions():            # Send / Close, in order
+        ...
+    for event in node.take_events():              # journal batches, count refusals, ...
+        ...
+    deadline = node.next_deadline()               # sleep until then (None: until input)
+
+Local writes need no call of their own: while the memory holds unsigned deltas,
+:meth:`Node.next_deadline` is due at once, and the :meth:`Node.tick` it asks for signs and
+pushes them (:meth:`Node.flush` does just that, synchronously). A deadline at or before the
+present means "tick now". Randomness comes from the ``random.Random`` the node is given, so
+the websocket runtime and the simulator run this same code, and a simulation seed replays
+exactly.
 
 What the node does, per DESIGN.md §4:
 
@@ -27,6 +44,7 @@ What the node does, per DESIGN.md §4:
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
@@ -118,8 +136,11 @@ class Node:
 
     Args:
         memory: the replica; its ``replica_id`` must be ``identity.peer_id``.
-        identity: this peer's signing key.
-        keyring: who may connect and author batches (closed by default).
+        identity: this peer's signing key. Its own batches are always trusted (a restarted
+            replica must accept its writes relayed back), whether or not ``keyring`` lists it.
+        keyring: who else may connect and author batches (closed by default). The node reads
+            it on every handshake and batch, so keys added or removed later take effect; it
+            never changes it.
         rng: the only source of randomness (nonces, gossip targets).
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).
@@ -140,6 +161,7 @@ class Node:
         if memory.replica_id != identity.peer_id:
             raise ValueError(f"memory replica id {memory.replica_id!r} is not the identity's peer id {identity.peer_id!r}")
         self.memory, self.identity, self.keyring, self.rng = memory, identity, keyring, rng
+        self._authors = _WithOwnKey(keyring, identity)
         self.config = config or NodeConfig()
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
@@ -154,6 +176,7 @@ class Node:
         self._actions: list[Action] = []
         self._events: list[Event] = []
         self._next_gossip: float | None = None
+        self._now = -math.inf  # the latest time the shell has given
         self.lost_history: str | None = None
         """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
         self.stats = NodeStats()
@@ -162,9 +185,19 @@ class Node:
     # -- inputs -----------------------------------------------------------------------------
 
     def open(self, conn: ConnId, now: float, *, dialer: bool) -> None:
-        """A transport connection opened; ``dialer`` is True on the side that connected out."""
+        """Call when a transport connection opened; the handshake starts at once.
+
+        Args:
+            conn: any hashable id, unique among this node's open connections.
+            now: the current time.
+            dialer: True on the side that connected out (it runs anti-entropy sessions).
+
+        Raises:
+            ValueError: ``conn`` is already open.
+        """
         if conn in self._sessions:
             raise ValueError(f"connection {conn!r} is already open")
+        self._advance(now)
         handshake = Handshake(self.identity, self.keyring, self.rng.randbytes(32), self.rng.randbytes(32))
         session = _Session(conn, dialer, now, handshake)
         self._sessions[conn] = session
@@ -172,7 +205,13 @@ class Node:
             self._send(session, data, SendKind.HANDSHAKE)
 
     def receive(self, conn: ConnId, data: bytes, now: float) -> None:
-        """Bytes of one transport message arrived on ``conn``."""
+        """Call with each transport message (one frame) received on ``conn``, in order.
+
+        Bad input never raises: it is refused with a :class:`Refused` event, and (unless it was
+        a replayed frame) a :class:`Close` action. Bytes for a connection that is not open
+        are ignored.
+        """
+        self._advance(now)
         session = self._sessions.get(conn)
         if session is None:
             return
@@ -193,7 +232,11 @@ class Node:
             self._refuse(session, exc, now)
 
     def close(self, conn: ConnId, now: float, reason: str = "closed by transport") -> None:
-        """The transport connection closed (either side, for any reason)."""
+        """Call when a transport connection closed, from either side, for any reason.
+
+        Also call it after performing a :class:`Close` action (closing twice is harmless).
+        """
+        self._advance(now)
         session = self._sessions.pop(conn, None)
         if session is not None:
             self._events.append(PeerDisconnected(conn, session.peer_id, reason))
@@ -201,7 +244,12 @@ class Node:
                 self._gone_since[session.peer_id] = now
 
     def tick(self, now: float) -> None:
-        """Run due timers and flush local writes. Call at :meth:`next_deadline` and after writes."""
+        """Call once at start, then whenever :meth:`next_deadline` is reached.
+
+        Signs and pushes pending local writes, then runs every timer that is due: handshake
+        timeouts, delayed acks, relay rounds, anti-entropy sessions, gossip rounds and log
+        collection. Calling it early or often is harmless.
+        """
         self.flush(now)
         for session in list(self._sessions.values()):
             if not session.ready and now >= session.opened_at + self.config.handshake_timeout:
@@ -224,8 +272,11 @@ class Node:
     def flush(self, now: float) -> None:
         """Sign the memory's pending local deltas as one batch and push it to every neighbour.
 
-        After lost history is detected, pending deltas stay in the memory, unsigned.
+        :meth:`tick` does this too; call ``flush`` when the writes must be out (and journaled,
+        through the :class:`BatchApplied` event) before the caller goes on. After lost history
+        is detected, pending deltas stay in the memory, unsigned (see :meth:`check_writable`).
         """
+        self._advance(now)
         if self.lost_history is not None:
             return
         deltas = group_deltas(self.memory.take_deltas())
@@ -240,12 +291,24 @@ class Node:
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
 
     def check_writable(self) -> None:
-        """Raise :class:`LostHistoryError` if local writes can no longer be signed and sent."""
+        """Call after :meth:`flush` to learn whether the writes went out.
+
+        Raises:
+            LostHistoryError: local writes can no longer be signed and sent.
+        """
         if self.lost_history is not None:
             raise LostHistoryError(self.lost_history)
 
     def next_deadline(self) -> float | None:
-        """When :meth:`tick` next has work to do (None: only input can create work)."""
+        """When :meth:`tick` next has work to do; ask after every call and every local write.
+
+        Returns:
+            A time; one at or before the present means "tick now". While the memory holds
+            unsigned local writes that is the latest ``now`` the node was given (``-inf``
+            before the first). None: nothing is scheduled; only input can create work.
+        """
+        if self.lost_history is None and self.memory.has_pending_deltas():
+            return self._now
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
         if self._relay:
             deadlines.append(self._next_relay)
@@ -260,22 +323,27 @@ class Node:
         return min(deadlines) if deadlines else None
 
     def take_actions(self) -> list[Action]:
-        """Sends and closes to perform, in order."""
+        """Call after every input: the sends and closes to perform, in order (then forgotten)."""
         actions, self._actions = self._actions, []
         return actions
 
     def take_events(self) -> list[Event]:
+        """Call after every input: what happened since the last call, in order (then forgotten).
+
+        Journal :class:`BatchApplied` wires before performing the actions of the same call if
+        writes must survive a crash once peers have seen them.
+        """
         events, self._events = self._events, []
         return events
 
     # -- queries ----------------------------------------------------------------------------
 
     def peers(self) -> dict[ConnId, str]:
-        """Connections whose handshake finished, with their peer ids."""
+        """Connections whose handshake finished, with their peer ids; ask at any time."""
         return {s.conn: s.peer_id for s in self._sessions.values() if s.ready}
 
     def synced(self) -> bool:
-        """True when every connected peer has seen every batch we have, and we theirs."""
+        """Whether every connected peer has seen every batch we have, we theirs, and no write waits."""
         return all(self.synced_with().values()) and not self.memory.has_pending_deltas()
 
     def synced_with(self) -> dict[str, bool]:
@@ -287,7 +355,7 @@ class Node:
         return out
 
     def lag(self) -> dict[str, int]:
-        """Per connected peer: how many of our batches it is not known to have."""
+        """Per connected peer: how many batches of our log it is not known to have (for health)."""
         return {s.peer_id: self._log.count_missing(s.peer_seen) for s in self._ready_sessions()}
 
     # -- handshake --------------------------------------------------------------------------
@@ -357,7 +425,7 @@ class Node:
             if dot in self.seen:
                 self.stats.duplicate_batches += 1
                 continue
-            batch = open_batch(wire, self.keyring, verify, max_size=self.config.max_message_bytes)
+            batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
             self._apply(batch)
             fresh.append((dot, wire))
         self._known_seen[session.peer_id] = session.peer_seen.copy()
@@ -505,10 +573,16 @@ class Node:
         self._log.collect(self._known_seen.values())
 
     def log_size(self) -> int:
+        """How many signed batches the delta log holds for catch-up."""
         return len(self._log)
 
     def log_wires(self) -> list[bytes]:
+        """The delta log's signed batches: persist them with a snapshot to restore the log."""
         return self._log.wires()
+
+    def _advance(self, now: float) -> None:
+        if now > self._now:
+            self._now = now
 
     def _ready_sessions(self) -> list[_Session]:
         return [s for s in self._sessions.values() if s.ready]
@@ -528,6 +602,18 @@ class TypeConflictError(RemoteProtocolError):
     """A batch writes a name as another CRDT type than this replica holds it."""
 
     reason = RefusalReason.TYPE_CONFLICT
+
+
+class _WithOwnKey:
+    """The keyring as batch verification sees it: the caller's, plus this node's own key."""
+
+    def __init__(self, keyring: Keyring, identity: Identity) -> None:
+        self._keyring, self._identity = keyring, identity
+
+    def public_key(self, peer_id: str) -> bytes | None:
+        if peer_id == self._identity.peer_id:
+            return self._identity.public_key
+        return self._keyring.public_key(peer_id)
 
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:

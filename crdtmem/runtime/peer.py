@@ -85,8 +85,8 @@ class Peer:
         memory: the replica agents write to; its ``replica_id`` must be ``identity.peer_id``
             (create it as ``Memory(identity.peer_id, clock=time.time)``).
         identity: this peer's key.
-        keyring: the peers trusted to connect and to author writes. This peer's own key is
-            added to it if missing (a restarted peer must accept its own relayed writes).
+        keyring: the peers trusted to connect and to author writes (never changed; this
+            peer's own writes are trusted without it).
         listen: where to accept connections (``ws://HOST:PORT``, ``wss://...``,
             ``memory://NAME``); port 0 picks a free port, see :attr:`url`.
         connect: addresses to dial and keep dialing.
@@ -149,8 +149,6 @@ class Peer:
         self._max_connections = max_connections
         self._receive_limits = (max_receive_messages_per_s, max_receive_bytes_per_s)
         RateLimit(*self._receive_limits)  # refuse bad limits here, not on the first connection
-        if identity.peer_id not in keyring:
-            keyring.add(identity, "self")
         self.config = config or NodeConfig()
         self.listen_url = listen
         self.connect_urls = list(connect)
