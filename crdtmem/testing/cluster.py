@@ -33,6 +33,7 @@ import itertools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..identity import Identity, Keyring
 from ..memory import Memory
@@ -145,7 +146,7 @@ class Cluster:
         self._links: dict[frozenset[str], _Link] = {}
         self._open: set[Conn] = set()
         self._raw: dict[Conn, RawSession] = {}
-        self._queue: list[tuple[float, int, int, object, bytes]] = []
+        self._queue: list[tuple[float, int, int, Any, bytes]] = []  # (when, ticket, kind, target, frame)
         self._tickets = itertools.count()
         self._numbers = itertools.count(1)
 
@@ -414,8 +415,8 @@ class Cluster:
         self._pump(link.dialer)
         self._pump(link.listener)
 
-    def _redial(self, key: object) -> None:
-        link = self._links.get(key)  # type: ignore[arg-type]
+    def _redial(self, key: frozenset[str]) -> None:
+        link = self._links.get(key)
         if link is not None and link.wanted and link.conn is None and link.redial_at == self.now:
             self._dial(link)
 

@@ -73,7 +73,8 @@ def test_a_partition_cuts_only_links_between_groups() -> None:
     cluster.run(1)
     cluster.partition(["a"], ["b", "c"])
     cluster.run(1)
-    assert cluster.links_up() == 1 and cluster.node("b").peers() == {cluster.conn("b", "c"): cluster.node("c").identity.peer_id}
+    assert cluster.links_up() == 1
+    assert list(cluster.node("b").peers().values()) == [cluster.node("c").identity.peer_id]
     cluster.heal_all()
     cluster.run(3)
     assert cluster.links_up() == 2
