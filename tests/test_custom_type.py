@@ -12,9 +12,8 @@ from crdtmem import Memory, RollbackError, TypeMismatchError, codec
 from crdtmem.crdt import WHOLE, RollbackPolicy, TypeSpec, register_type, unregister_type
 from crdtmem.errors import DecodeError, TypeConflictError
 from crdtmem.handles import Handle
-from crdtmem.testing import Op, check_join_laws, registered_adapter
+from crdtmem.testing import Cluster, Op, check_join_laws, registered_adapter
 
-from .fakenet import FakeNet
 from .test_antientropy import Pair
 
 
@@ -118,14 +117,13 @@ def test_registered_type_replicates_through_deltas_and_snapshots(registered: Typ
 
 
 def test_registered_type_replicates_between_nodes_in_signed_batches(registered: TypeSpec) -> None:
-    net = FakeNet(seed=1)
-    a, b = net.add("a"), net.add("b")
-    net.connect("a", "b")
+    cluster = Cluster(seed=1)
+    a, b = cluster.add("a"), cluster.add("b")
+    cluster.connect("a", "b")
     a.memory.get("top", "test-max").raise_to(4)
     b.memory.get("top", "test-max").raise_to(9)
     a.memory.counter("hits").increment()
-    net.run(3.0)
-    assert net.converged()
+    assert cluster.run_until(cluster.converged, timeout=10)
     assert b.memory.values() == {"top": 9, "hits": 1}
 
 
@@ -179,14 +177,14 @@ def test_batch_naming_one_object_as_two_types_is_refused_whole() -> None:
 
 
 def test_node_refuses_a_batch_whose_name_holds_another_type_here_and_applies_none_of_it() -> None:
-    net = FakeNet(seed=2)
-    a, b = net.add("a"), net.add("b")
+    cluster = Cluster(seed=2)
+    a, b = cluster.add("a"), cluster.add("b")
     a.memory.set("x").add(1)
     b.memory.counter("x").increment()
     b.memory.counter("y").increment()  # flushed in the same batch as the clash
-    net.connect("a", "b")
-    net.run(1.0)
-    assert a.stats.get("refused_type-conflict", 0) >= 1
+    cluster.connect("a", "b")
+    cluster.run(1.0)
+    assert cluster.stats("a").refusals.get("type-conflict", 0) >= 1
     assert a.memory.values() == {"x": frozenset({1})}
 
 

@@ -7,9 +7,15 @@
 * ``antientropy`` — a Merkle reconciliation session between two replicas;
 * ``events`` — what a Node asks its shell to do and tells it happened;
 * ``recovery`` — the store contract, and the one way back from a snapshot and journal;
+* ``stats`` — the typed counters of what a Node has done;
+* ``backoff`` — how long a dialer waits before redialing;
 * ``node`` — the peer state machine that ties them together.
+
+Refusal reasons (:class:`~crdtmem.errors.RefusalReason`) and the error tree live in
+:mod:`crdtmem.errors`.
 """
 
 from .node import Node, NodeConfig
+from .stats import NodeStats
 
-__all__ = ["Node", "NodeConfig"]
+__all__ = ["Node", "NodeConfig", "NodeStats"]

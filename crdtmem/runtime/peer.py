@@ -47,6 +47,7 @@ from ..protocol.events import (
 from ..protocol.backoff import Backoff
 from ..protocol.node import Node, NodeConfig
 from ..protocol.recovery import Snapshot, Store, restore
+from ..protocol.stats import NodeStats
 from .ratelimit import RateLimit
 from ..storage.sqlite import SqliteStore
 from ..transports import Connection, ConnectionClosed, Listener, Transport, transport_for
@@ -85,8 +86,8 @@ class Peer:
         memory: the replica agents write to; its ``replica_id`` must be ``identity.peer_id``
             (create it as ``Memory(identity.peer_id, clock=time.time)``).
         identity: this peer's key.
-        keyring: the peers trusted to connect and to author writes. This peer's own key is
-            added to it if missing (a restarted peer must accept its own relayed writes).
+        keyring: the peers trusted to connect and to author writes (never changed; this
+            peer's own writes are trusted without it).
         listen: where to accept connections (``ws://HOST:PORT``, ``wss://...``,
             ``memory://NAME``); port 0 picks a free port, see :attr:`url`.
         connect: addresses to dial and keep dialing.
@@ -150,8 +151,6 @@ class Peer:
         self._max_connections = max_connections
         self._receive_limits = (max_receive_messages_per_s, max_receive_bytes_per_s)
         RateLimit(*self._receive_limits)  # refuse bad limits here, not on the first connection
-        if identity.peer_id not in keyring:
-            keyring.add(identity, "self")
         self.config = config or NodeConfig()
         self.listen_url = listen
         self.connect_urls = list(connect)
@@ -614,12 +613,10 @@ class Peer:
         ``store`` and the node's raw ``stats``.
         """
         node = self.node
-        stats = dict(node.stats) if node is not None else {}
+        counts = node.stats if node is not None else NodeStats()
+        stats = counts.as_dict()
         now = self._now()
-        refusals: dict[str, int] = {}
-        for key, n in stats.items():
-            if key.startswith("refused_"):
-                refusals[key[len("refused_"):]] = n
+        refusals: dict[str, int] = {str(reason): n for reason, n in counts.refusals.items()}
         for reason, n in self._refusals.items():
             if reason not in refusals or reason == "oversized-frame":
                 refusals[reason] = max(refusals.get(reason, 0), n)
@@ -645,13 +642,13 @@ class Peer:
             "url": self.url,
             "connected_peers": len(set(node.peers().values())) if node else 0,
             "peers": sorted(set(node.peers().values())) if node else [],
-            "deltas_sent": stats.get("batches_created", 0),
-            "deltas_received": stats.get("batches_applied", 0),
-            "bytes_sent": stats.get("bytes_sent", 0),
-            "bytes_received": stats.get("bytes_received", 0),
-            "repairs": stats.get("repairs", 0),
-            "repair_bytes": stats.get("repair_bytes_sent", 0),
-            "anti_entropy_sessions": stats.get("anti_entropy_sessions", 0),
+            "deltas_sent": counts.batches_created,
+            "deltas_received": counts.batches_applied,
+            "bytes_sent": counts.bytes_sent,
+            "bytes_received": counts.bytes_received,
+            "repairs": counts.repairs,
+            "repair_bytes": counts.repair_bytes_sent,
+            "anti_entropy_sessions": counts.anti_entropy_sessions,
             "lag": node.lag() if node else {},
             "drift_seconds": drift,
             "synced": node.synced() if node else False,

@@ -378,7 +378,7 @@ class Simulation:
             peer.store = None
         elif self.scenario.checkpoint_interval <= 0:
             self._compact(peer)  # the store holds everything applied (an always up-to-date journal)
-        for key, value in peer.node.stats.items():
+        for key, value in peer.node.stats.as_dict().items():
             self.retired_stats[key] += value
         peer.alive = False
         peer.node = None
