@@ -9,6 +9,7 @@ entry key                      value
 ``(key, "f", field)``          the field's value
 ``(key, "u")``                 ``{"ttl", "agent", "index"}``, rewritten by every put
 ``(key, "c")``                 ``{"agent"}``, written when the record is created
+``(key, "t")``                 None, rewritten by a read that refreshes the TTL
 ``(key, "h", replica, n)``     one history event: ``{"event", "old", "new", "agent"}``
 =============================  ===================================================
 
@@ -26,7 +27,7 @@ fact about a record is derived from replicated data the same way on every replic
   ``created_at`` of the ``c`` entry (kept on overwrite), ``updated_at`` of the ``u`` entry.
 * **History** events are entries of their own, written in the same batch as the change they
   describe (so they are signed by its author); a delete keeps them, collection removes them.
-* **TTL.** ``expires_at`` = ``updated_at`` + ttl, both replicated; the reader's clock decides
+* **TTL.** ``expires_at`` = the later of the ``u`` and ``t`` timestamps + ttl, all replicated; the reader's clock decides
   only whether the record is visible. :meth:`Records.collect` removes every entry of expired
   records (an ordinary observed-remove write: a concurrent put survives it), leaving nothing.
 
@@ -49,7 +50,7 @@ __all__ = ["Records", "Record", "Sibling", "Event", "PREFIX", "namespace_name", 
 PREFIX = "records:"
 """Memory names that hold records start with this."""
 
-_FIELD, _META, _CREATED, _HISTORY = "f", "u", "c", "h"
+_FIELD, _META, _CREATED, _HISTORY, _TOUCHED = "f", "u", "c", "h", "t"
 
 
 _NAMES: dict[tuple[str, ...], str] = {}
@@ -288,6 +289,8 @@ class Records:
         if type(ttl) not in (int, float) or not ttl > 0:
             ttl = None
         updated_at = _seconds(stamp)
+        touched = entries.get((key, _TOUCHED))
+        since = max(updated_at, _seconds(touched[0][0])) if touched else updated_at
         return Record(
             namespace,
             key,
@@ -296,7 +299,7 @@ class Records:
             updated_at,
             author,
             _label(info.get("agent")),
-            None if ttl is None else updated_at + ttl,
+            None if ttl is None else since + ttl,
             conflicts,
             created=(created_stamp, creator),
         )
@@ -417,8 +420,7 @@ class Records:
         current = self._record(name, namespace, key)
         if not self._visible(current, self._clock()) or current.expires_at is None:
             return False
-        entries = self._entries(name, key)
-        self._write(name, [((key, _META), decode_value(entries[(key, _META)][0][2]))], ())
+        self._write(name, [((key, _TOUCHED), None)], ())
         return True
 
     # -- reading ----------------------------------------------------------------------------
@@ -555,4 +557,16 @@ class Records:
             self._write(name, [], list(self._entries(name, record.key)))
             if self._vectors is not None:
                 self._vectors.forget(record.namespace, record.key)
+        self._collect_orphans()
         return len(gone)
+
+    def _collect_orphans(self) -> None:
+        """Remove what a refresh or field write concurrent with a delete left of a deleted record
+        (entries without the record's ``u`` entry; its history is kept, as after any delete)."""
+        for name in self._names():
+            for key in list(self._index(name)):
+                entries = self._entries(name, key)
+                if (key, _META) not in entries:
+                    orphans = [parts for parts in entries if parts[1] != _HISTORY]
+                    if orphans:
+                        self._write(name, [], orphans)
