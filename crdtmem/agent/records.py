@@ -106,6 +106,7 @@ class Records:
         self._stale: set[str] = set()
         self._cache: dict[str, dict[str, Record | None]] = {}  # name → key → assembled record
         self._writing = False
+        self._key_bytes: dict[tuple, bytes] = {}  # entry key → its encoding (a bounded cache)
         memory.on_change(self._on_change)
 
     def _on_change(self, name: str, origin: str) -> None:
@@ -172,7 +173,15 @@ class Records:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _write(self, name: str, puts: list[tuple[tuple, Any]], removes: Iterable[tuple]) -> None:
+    def _bytes_of(self, parts: tuple) -> bytes:
+        encoded = self._key_bytes.get(parts)
+        if encoded is None:
+            if len(self._key_bytes) >= 1 << 16:
+                self._key_bytes.clear()
+            encoded = self._key_bytes[parts] = encode_value(parts)
+        return encoded
+
+    def _write(self, name: str, puts: list[tuple[tuple, Any]], removes: list[tuple]) -> None:
         handle = self.memory.map(name)
         keys = self._index(name)
         decoded = self._decoded[name]
@@ -180,12 +189,12 @@ class Records:
         try:
             for parts in removes:
                 handle.remove(parts)
-                encoded = encode_value(parts)
+                encoded = self._bytes_of(parts)
                 keys.get(parts[0], set()).discard(encoded)
                 decoded.pop(encoded, None)
             for parts, value in puts:
                 handle.put(parts, value)
-                encoded = encode_value(parts)
+                encoded = self._bytes_of(parts)
                 decoded[encoded] = parts
                 keys.setdefault(parts[0], set()).add(encoded)
         finally:
