@@ -106,7 +106,8 @@ class Records:
         self._stale: set[str] = set()
         self._cache: dict[str, dict[str, Record | None]] = {}  # name → key → assembled record
         self._writing = False
-        self._key_bytes: dict[tuple, bytes] = {}  # entry key → its encoding (a bounded cache)
+        self._key_bytes: dict[tuple, bytes] = {}
+        self._ordered: dict[str, list[Record]] = {}  # name → its records in creation order  # entry key → its encoding (a bounded cache)
         memory.on_change(self._on_change)
 
     def _on_change(self, name: str, origin: str) -> None:
@@ -122,6 +123,7 @@ class Records:
             return keys
         self._stale.discard(name)
         self._cache.pop(name, None)
+        self._ordered.pop(name, None)
         keys = self._keys[name] = {}
         known = self._decoded.get(name, {})
         decoded = self._decoded[name] = {}  # only live entries: removed ones are forgotten
@@ -199,6 +201,7 @@ class Records:
                 keys.setdefault(parts[0], set()).add(encoded)
         finally:
             self._writing = False
+        self._ordered.pop(name, None)
         cache = self._cache.get(name, {})
         for key in {parts[0] for parts, _ in puts} | {parts[0] for parts in removes}:
             cache.pop(key, None)
@@ -325,11 +328,14 @@ class Records:
     def _names(self) -> list[str]:
         return [name for name in self.memory.names() if name.startswith(PREFIX)]
 
-    def _records(self, name: str, namespace: tuple[str, ...]) -> Iterable[Record]:
-        for key in list(self._index(name)):
-            record = self._record(name, namespace, key)
-            if record is not None:
-                yield record
+    def _records(self, name: str, namespace: tuple[str, ...]) -> list[Record]:
+        """Every record of one namespace (expired too), in creation order; cached until it changes."""
+        self._index(name)  # drops the caches of a namespace changed by another replica
+        ordered = self._ordered.get(name)
+        if ordered is None:
+            found = (self._record(name, namespace, key) for key in list(self._index(name)))
+            ordered = self._ordered[name] = sorted((r for r in found if r is not None), key=lambda r: (r.created, r.key))
+        return ordered
 
     def all(self, prefix: tuple[str, ...] = (), *, expired: bool = False) -> list[Record]:
         """Every record under the namespace ``prefix``, in a stable order.
@@ -352,7 +358,6 @@ class Records:
                 continue
             found = [r for r in self._records(name, namespace) if expired or self._visible(r, now)]
             if found:
-                found.sort(key=lambda r: (r.created, r.key))
                 groups.append((found[0].created, namespace, found))
         groups.sort(key=lambda g: (g[0], g[1]))
         return [record for _, _, found in groups for record in found]
