@@ -47,6 +47,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+try:
+    from langgraph.store.base import BaseStore
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("CrdtStore needs LangGraph: pip install 'crdtmem[langgraph]'") from exc
 from langgraph.store.base import (
     BaseStore,
     GetOp,

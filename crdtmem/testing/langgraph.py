@@ -33,6 +33,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+try:
+    import langgraph.store.base  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("the LangGraph conformance kit needs LangGraph: pip install 'crdtmem[langgraph]'") from exc
 from langgraph.store.base import BaseStore, GetOp, Item, ListNamespacesOp, MatchCondition, PutOp
 from langgraph.store.memory import InMemoryStore
 
