@@ -27,9 +27,22 @@ fact about a record is derived from replicated data the same way on every replic
   ``created_at`` of the ``c`` entry (kept on overwrite), ``updated_at`` of the ``u`` entry.
 * **History** events are entries of their own, written in the same batch as the change they
   describe (so they are signed by its author); a delete keeps them, collection removes them.
-* **TTL.** ``expires_at`` = the later of the ``u`` and ``t`` timestamps + ttl, all replicated; the reader's clock decides
-  only whether the record is visible. :meth:`Records.collect` removes every entry of expired
-  records (an ordinary observed-remove write: a concurrent put survives it), leaving nothing.
+* **TTL.** ``expires_at`` = the later of the ``u`` and ``t`` timestamps + ttl, all
+  replicated; the reader's clock decides only whether the record is visible.
+  :meth:`Records.collect` removes every entry of expired records (an ordinary observed-remove
+  write: a concurrent put survives it), leaving nothing but the map's causal context.
+
+The layout and the reading of entries live in :mod:`.layout`; the class below keeps the
+derived, local indexes (record key → entries, assembled records, vectors) and writes.
+
+Usage::
+
+    records = Records(memory, agent="planner")
+    records.put(("users", "ann"), "prefs", {"theme": "dark"}, ttl=3600)
+    records.get(("users", "ann"), "prefs").value           # {"theme": "dark"}
+    records.search(("users",), filter={"theme": {"$eq": "dark"}}, limit=10)
+    records.history(("users", "ann"), "prefs")              # [Event(kind="added", ...)]
+    records.collect()                                       # drop expired records everywhere
 
 A delete concurrent with a put keeps what the put wrote (add wins), as for every OR-Map.
 """
