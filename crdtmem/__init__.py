@@ -1,7 +1,8 @@
 """crdtmem: leaderless shared memory for AI agents.
 
 ``Memory`` is the in-process replica agents write to. ``Identity`` and ``Keyring`` are keys
-and trust; ``Peer`` (the websocket runtime, :mod:`crdtmem.runtime`) and the key-file helpers
+and trust; ``Peer`` (the websocket runtime, :mod:`crdtmem.runtime`), ``open_peer`` (a peer on
+a background thread, for code without an event loop) and the key-file helpers
 (:mod:`crdtmem.storage.keyfiles`) load on first use, so importing the core imports no I/O.
 """
 

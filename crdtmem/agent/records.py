@@ -9,6 +9,7 @@ entry key                      value
 ``(key, "f", field)``          the field's value
 ``(key, "u")``                 ``{"ttl", "agent", "index"}``, rewritten by every put
 ``(key, "c")``                 ``{"agent"}``, written when the record is created
+``(key, "t")``                 None, rewritten by a read that refreshes the TTL
 ``(key, "h", replica, n)``     one history event: ``{"event", "old", "new", "agent"}``
 =============================  ===================================================
 
@@ -26,9 +27,22 @@ fact about a record is derived from replicated data the same way on every replic
   ``created_at`` of the ``c`` entry (kept on overwrite), ``updated_at`` of the ``u`` entry.
 * **History** events are entries of their own, written in the same batch as the change they
   describe (so they are signed by its author); a delete keeps them, collection removes them.
-* **TTL.** ``expires_at`` = ``updated_at`` + ttl, both replicated; the reader's clock decides
-  only whether the record is visible. :meth:`Records.collect` removes every entry of expired
-  records (an ordinary observed-remove write: a concurrent put survives it), leaving nothing.
+* **TTL.** ``expires_at`` = the later of the ``u`` and ``t`` timestamps + ttl, all
+  replicated; the reader's clock decides only whether the record is visible.
+  :meth:`Records.collect` removes every entry of expired records (an ordinary observed-remove
+  write: a concurrent put survives it), leaving nothing but the map's causal context.
+
+The layout and the reading of entries live in :mod:`.layout`; the class below keeps the
+derived, local indexes (record key → entries, assembled records, vectors) and writes.
+
+Usage::
+
+    records = Records(memory, agent="planner")
+    records.put(("users", "ann"), "prefs", {"theme": "dark"}, ttl=3600)
+    records.get(("users", "ann"), "prefs").value           # {"theme": "dark"}
+    records.search(("users",), filter={"theme": {"$eq": "dark"}}, limit=10)
+    records.history(("users", "ann"), "prefs")              # [Event(kind="added", ...)]
+    records.collect()                                       # drop expired records everywhere
 
 A delete concurrent with a put keeps what the put wrote (add wins), as for every OR-Map.
 """
@@ -36,138 +50,34 @@ A delete concurrent with a put keeps what the put wrote (add wins), as for every
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from ..clocks import HybridClock
 from ..values import decode_value, encode_value
 from .filters import check_filter, matches
+from .layout import (
+    CREATED,
+    FIELD,
+    HISTORY,
+    META,
+    PREFIX,
+    TOUCHED,
+    assemble,
+    check_namespace,
+    entry_dict,
+    Event,
+    handed_out,
+    label_of,
+    namespace_name,
+    namespace_of,
+    Record,
+    seconds,
+    Sibling,
+    thaw,
+)
 from .vectors import Embed, TextsAt, VectorIndex, rank, texts_at
 
 __all__ = ["Records", "Record", "Sibling", "Event", "PREFIX", "namespace_name", "namespace_of"]
-
-PREFIX = "records:"
-"""Memory names that hold records start with this."""
-
-_FIELD, _META, _CREATED, _HISTORY = "f", "u", "c", "h"
-
-
-_NAMES: dict[tuple[str, ...], str] = {}
-
-
-def namespace_name(namespace: tuple[str, ...]) -> str:
-    """The memory name of the OR-Map holding ``namespace``'s records."""
-    name = _NAMES.get(namespace)
-    if name is None:
-        import json
-
-        name = PREFIX + json.dumps(list(namespace), separators=(",", ":"))
-        if len(_NAMES) < 65536:
-            _NAMES[namespace] = name
-    return name
-
-
-def namespace_of(name: str) -> tuple[str, ...] | None:
-    """The namespace a memory name holds, or None if it is not a records name."""
-    import json
-
-    if not name.startswith(PREFIX):
-        return None
-    try:
-        labels = json.loads(name[len(PREFIX):])
-    except ValueError:
-        return None
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        return None
-    return tuple(labels)
-
-
-@dataclass(frozen=True)
-class Sibling:
-    """One of several concurrent values of a field."""
-
-    value: Any
-    author: str
-    at: float
-
-
-@dataclass(frozen=True)
-class Record:
-    """A record as one replica sees it now.
-
-    Attributes:
-        namespace, key: where it lives.
-        value: the document (each field's winning value).
-        created_at, updated_at: seconds since the epoch, from the writers' hybrid clocks.
-        author: replica id of the latest put; agent: that put's agent label.
-        expires_at: when it stops being visible (None: never).
-        conflicts: for each field written concurrently, every sibling value, newest first.
-        score: similarity to the query of a semantic search (else None).
-        created: (hybrid timestamp, replica) of the creation: a total order of records.
-    """
-
-    namespace: tuple[str, ...]
-    key: str
-    value: dict[str, Any]
-    created_at: float
-    updated_at: float
-    author: str
-    agent: str | None = None
-    expires_at: float | None = None
-    conflicts: dict[str, tuple[Sibling, ...]] = field(default_factory=dict)
-    score: float | None = None
-    created: tuple[int, str] = field(default=(0, ""), repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One change of a record: ``kind`` is ``"added"``, ``"updated"`` or ``"deleted"``.
-
-    ``author`` is the replica that signed it, ``at`` its time (seconds), ``old`` the value that
-    author saw before (None when added), ``new`` the value written (None when deleted).
-    """
-
-    namespace: tuple[str, ...]
-    key: str
-    kind: str
-    author: str
-    at: float
-    old: dict[str, Any] | None
-    new: dict[str, Any] | None
-    agent: str | None = None
-
-
-def _thaw(value: Any) -> Any:
-    """A copy of the mutable parts of a value (records are cached: callers get their own)."""
-    if isinstance(value, dict):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_thaw(v) for v in value]
-    return value
-
-
-def _dict(payload: bytes) -> dict[str, Any]:
-    """A replicated bookkeeping entry (another peer may have written anything: be lenient)."""
-    value = decode_value(payload)
-    return value if isinstance(value, dict) else {}
-
-
-def _label(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _handed_out(record: Record) -> Record:
-    return replace(record, value=_thaw(record.value))
-
-
-def _seconds(stamp: int) -> float:
-    return HybridClock.wall_ms(stamp) / 1000
-
-
-def _check_namespace(namespace: Any) -> tuple[str, ...]:
-    if not isinstance(namespace, tuple) or not all(isinstance(label, str) and label for label in namespace):
-        raise ValueError(f"a namespace is a tuple of non-empty strings, got {namespace!r}")
-    return namespace
 
 
 class Records:
@@ -209,6 +119,8 @@ class Records:
         self._stale: set[str] = set()
         self._cache: dict[str, dict[str, Record | None]] = {}  # name → key → assembled record
         self._writing = False
+        self._key_bytes: dict[tuple, bytes] = {}
+        self._ordered: dict[str, list[Record]] = {}  # name → its records in creation order  # entry key → its encoding (a bounded cache)
         memory.on_change(self._on_change)
 
     def _on_change(self, name: str, origin: str) -> None:
@@ -224,6 +136,7 @@ class Records:
             return keys
         self._stale.discard(name)
         self._cache.pop(name, None)
+        self._ordered.pop(name, None)
         keys = self._keys[name] = {}
         known = self._decoded.get(name, {})
         decoded = self._decoded[name] = {}  # only live entries: removed ones are forgotten
@@ -267,46 +180,23 @@ class Records:
         cache = self._cache.setdefault(name, {})
         if key in cache:
             return cache[key]
-        record = cache[key] = self._assemble(namespace, key, self._entries(name, key))
+        record = cache[key] = assemble(namespace, key, self._entries(name, key))
         return record
-
-    def _assemble(self, namespace: tuple[str, ...], key: str, entries: dict) -> Record | None:
-        meta = entries.get((key, _META))
-        if not meta:
-            return None
-        stamp, author, payload = meta[0]
-        info = _dict(payload)
-        value, conflicts = {}, {}
-        for parts, dots in entries.items():
-            if parts[1] == _FIELD and len(parts) == 3 and isinstance(parts[2], str):
-                value[parts[2]] = decode_value(dots[0][2])
-                if len(dots) > 1:
-                    conflicts[parts[2]] = tuple(Sibling(decode_value(p), r, _seconds(s)) for s, r, p in dots)
-        created = entries.get((key, _CREATED)) or min(d[-1:] for p, d in entries.items() if p[1] != _HISTORY)
-        created_stamp, creator, _ = created[-1]
-        ttl = info.get("ttl")
-        if type(ttl) not in (int, float) or not ttl > 0:
-            ttl = None
-        updated_at = _seconds(stamp)
-        return Record(
-            namespace,
-            key,
-            dict(sorted(value.items())),
-            _seconds(created_stamp),
-            updated_at,
-            author,
-            _label(info.get("agent")),
-            None if ttl is None else updated_at + ttl,
-            conflicts,
-            created=(created_stamp, creator),
-        )
 
     def _visible(self, record: Record | None, now: float) -> bool:
         return record is not None and (record.expires_at is None or now < record.expires_at)
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _write(self, name: str, puts: list[tuple[tuple, Any]], removes: Iterable[tuple]) -> None:
+    def _bytes_of(self, parts: tuple) -> bytes:
+        encoded = self._key_bytes.get(parts)
+        if encoded is None:
+            if len(self._key_bytes) >= 1 << 16:
+                self._key_bytes.clear()
+            encoded = self._key_bytes[parts] = encode_value(parts)
+        return encoded
+
+    def _write(self, name: str, puts: list[tuple[tuple, Any]], removes: list[tuple]) -> None:
         handle = self.memory.map(name)
         keys = self._index(name)
         decoded = self._decoded[name]
@@ -314,16 +204,17 @@ class Records:
         try:
             for parts in removes:
                 handle.remove(parts)
-                encoded = encode_value(parts)
+                encoded = self._bytes_of(parts)
                 keys.get(parts[0], set()).discard(encoded)
                 decoded.pop(encoded, None)
             for parts, value in puts:
                 handle.put(parts, value)
-                encoded = encode_value(parts)
+                encoded = self._bytes_of(parts)
                 decoded[encoded] = parts
                 keys.setdefault(parts[0], set()).add(encoded)
         finally:
             self._writing = False
+        self._ordered.pop(name, None)
         cache = self._cache.get(name, {})
         for key in {parts[0] for parts, _ in puts} | {parts[0] for parts in removes}:
             cache.pop(key, None)
@@ -334,7 +225,7 @@ class Records:
         state = self.memory.state(name)
         replica = self.memory.replica_id
         n = (state.kernel.ctx.vv.get(replica, 0) if state is not None else 0) + 1
-        return (key, _HISTORY, replica, n)
+        return (key, HISTORY, replica, n)
 
     def put(
         self,
@@ -360,7 +251,7 @@ class Records:
             ValueError: a bad namespace or key, or a field name that is not a string.
             TypeError: a value crdtmem cannot store.
         """
-        _check_namespace(namespace)
+        check_namespace(namespace)
         if not isinstance(key, str):
             raise ValueError(f"a record key is a str, got {type(key).__name__}")
         if not isinstance(value, dict) or not all(isinstance(f, str) for f in value):
@@ -371,24 +262,24 @@ class Records:
         name = namespace_name(namespace)
         agent = agent if agent is not None else self.agent
         entries = self._entries(name, key)
-        current = self._assemble(namespace, key, entries)
+        current = assemble(namespace, key, entries)
         visible = self._visible(current, self._clock())
         puts: list[tuple[tuple, Any]] = []
         removes = []
         for parts, dots in entries.items():
-            if parts[1] == _FIELD and len(parts) == 3:
+            if parts[1] == FIELD and len(parts) == 3:
                 field_name = parts[2]
                 if field_name not in value:
                     removes.append(parts)
                 elif len(dots) > 1 or dots[0][2] != encoded[field_name]:
                     puts.append((parts, value[field_name]))
         for field_name, v in value.items():
-            if (key, _FIELD, field_name) not in entries:
-                puts.append(((key, _FIELD, field_name), v))
+            if (key, FIELD, field_name) not in entries:
+                puts.append(((key, FIELD, field_name), v))
         if not visible:
-            puts.append(((key, _CREATED), {"agent": agent}))
+            puts.append(((key, CREATED), {"agent": agent}))
         index_paths = list(index) if isinstance(index, (list, tuple)) else (False if index is False else None)
-        puts.append(((key, _META), {"ttl": ttl, "agent": agent, "index": index_paths}))
+        puts.append(((key, META), {"ttl": ttl, "agent": agent, "index": index_paths}))
         event = {"event": "updated" if visible else "added", "old": current.value if visible else None, "new": value, "agent": agent}
         puts.append((self._history_key(name, key), event))
         self._write(name, puts, removes)
@@ -398,12 +289,12 @@ class Records:
 
         Only what this replica has seen is removed: fields a concurrent put wrote survive.
         """
-        name = namespace_name(_check_namespace(namespace))
+        name = namespace_name(check_namespace(namespace))
         entries = self._entries(name, key)
-        current = self._assemble(namespace, key, entries)
+        current = assemble(namespace, key, entries)
         if current is None:
             return False
-        removes = [parts for parts in entries if parts[1] != _HISTORY]
+        removes = [parts for parts in entries if parts[1] != HISTORY]
         agent = self.agent
         event = {"event": "deleted", "old": current.value, "new": None, "agent": agent}
         self._write(name, [(self._history_key(name, key), event)], removes)
@@ -413,12 +304,11 @@ class Records:
 
     def touch(self, namespace: tuple[str, ...], key: str) -> bool:
         """Restart the TTL of a visible record that has one (a read that refreshes); return whether it did."""
-        name = namespace_name(_check_namespace(namespace))
+        name = namespace_name(check_namespace(namespace))
         current = self._record(name, namespace, key)
         if not self._visible(current, self._clock()) or current.expires_at is None:
             return False
-        entries = self._entries(name, key)
-        self._write(name, [((key, _META), decode_value(entries[(key, _META)][0][2]))], ())
+        self._write(name, [((key, TOUCHED), None)], ())
         return True
 
     # -- reading ----------------------------------------------------------------------------
@@ -429,14 +319,14 @@ class Records:
         Args:
             refresh_ttl: restart its TTL (a write that replicates) if it has one.
         """
-        name = namespace_name(_check_namespace(namespace))
+        name = namespace_name(check_namespace(namespace))
         record = self._record(name, namespace, key)
         if not self._visible(record, self._clock()):
             return None
         if refresh_ttl and record.expires_at is not None:
             self.touch(namespace, key)
             record = self._record(name, namespace, key)
-        return _handed_out(record)
+        return handed_out(record)
 
     def namespaces(self) -> list[tuple[str, ...]]:
         """Every namespace holding at least one visible record, sorted."""
@@ -451,11 +341,14 @@ class Records:
     def _names(self) -> list[str]:
         return [name for name in self.memory.names() if name.startswith(PREFIX)]
 
-    def _records(self, name: str, namespace: tuple[str, ...]) -> Iterable[Record]:
-        for key in list(self._index(name)):
-            record = self._record(name, namespace, key)
-            if record is not None:
-                yield record
+    def _records(self, name: str, namespace: tuple[str, ...]) -> list[Record]:
+        """Every record of one namespace (expired too), in creation order; cached until it changes."""
+        self._index(name)  # drops the caches of a namespace changed by another replica
+        ordered = self._ordered.get(name)
+        if ordered is None:
+            found = (self._record(name, namespace, key) for key in list(self._index(name)))
+            ordered = self._ordered[name] = sorted((r for r in found if r is not None), key=lambda r: (r.created, r.key))
+        return ordered
 
     def all(self, prefix: tuple[str, ...] = (), *, expired: bool = False) -> list[Record]:
         """Every record under the namespace ``prefix``, in a stable order.
@@ -466,7 +359,7 @@ class Records:
         Args:
             expired: include records that have expired but are not collected yet.
         """
-        return [_handed_out(record) for record in self._all(prefix, expired)]
+        return [handed_out(record) for record in self._all(prefix, expired)]
 
     def _all(self, prefix: tuple[str, ...], expired: bool) -> list[Record]:
         now = self._clock()
@@ -478,7 +371,6 @@ class Records:
                 continue
             found = [r for r in self._records(name, namespace) if expired or self._visible(r, now)]
             if found:
-                found.sort(key=lambda r: (r.created, r.key))
                 groups.append((found[0].created, namespace, found))
         groups.sort(key=lambda g: (g[0], g[1]))
         return [record for _, _, found in groups for record in found]
@@ -504,14 +396,14 @@ class Records:
         check_filter(filter)
         found = [r for r in self._all(prefix, False) if matches(r.value, filter)]
         if not (query and self._vectors is not None):
-            return [_handed_out(r) for r in found[offset : offset + limit]] if limit >= 0 else []
+            return [handed_out(r) for r in found[offset : offset + limit]] if limit >= 0 else []
         vectors = self._vectors.vectors_for([(r.namespace, r.key, r.value, self._paths(r), self._version(r)) for r in found])
         ranked = rank(list(zip(found, vectors)), self._embed_query(query), offset, limit)
-        return [replace(r, value=_thaw(r.value), score=score) for r, score in ranked]
+        return [replace(r, value=thaw(r.value), score=score) for r, score in ranked]
 
     def _paths(self, record: Record) -> list[str]:
         name = namespace_name(record.namespace)
-        info = _dict(self._entries(name, record.key)[(record.key, _META)][0][2])
+        info = entry_dict(self._entries(name, record.key)[(record.key, META)][0][2])
         paths = info.get("index")
         if paths is False:
             return []
@@ -522,15 +414,15 @@ class Records:
 
     def history(self, namespace: tuple[str, ...], key: str) -> list[Event]:
         """Every event of record ``key`` this replica holds, oldest first (ordered by time, author)."""
-        name = namespace_name(_check_namespace(namespace))
+        name = namespace_name(check_namespace(namespace))
         events = []
         for parts, dots in self._entries(name, key).items():
-            if parts[1] != _HISTORY:
+            if parts[1] != HISTORY:
                 continue
             stamp, author, payload = dots[0]
-            data = _dict(payload)
-            event = Event(namespace, key, data.get("event"), author, _seconds(stamp), data.get("old"), data.get("new"),
-                          _label(data.get("agent")))
+            data = entry_dict(payload)
+            event = Event(namespace, key, data.get("event"), author, seconds(stamp), data.get("old"), data.get("new"),
+                          label_of(data.get("agent")))
             events.append(((stamp, author, repr(parts[2:])), event))
         events.sort(key=lambda pair: pair[0])
         return [event for _, event in events]
@@ -555,4 +447,16 @@ class Records:
             self._write(name, [], list(self._entries(name, record.key)))
             if self._vectors is not None:
                 self._vectors.forget(record.namespace, record.key)
+        self._collect_orphans()
         return len(gone)
+
+    def _collect_orphans(self) -> None:
+        """Remove what a refresh or field write concurrent with a delete left of a deleted record
+        (entries without the record's ``u`` entry; its history is kept, as after any delete)."""
+        for name in self._names():
+            for key in list(self._index(name)):
+                entries = self._entries(name, key)
+                if (key, META) not in entries:
+                    orphans = [parts for parts in entries if parts[1] != HISTORY]
+                    if orphans:
+                        self._write(name, [], orphans)

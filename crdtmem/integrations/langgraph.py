@@ -20,7 +20,10 @@ these deliberate differences:
   timestamp, replica) value on every replica; ``CrdtStore.records.get(...).conflicts`` shows
   the siblings.
 * ``created_at`` is kept when an item is overwritten (InMemoryStore resets it); times come
-  from the writer's hybrid clock.
+  from the writer's hybrid clock (millisecond resolution), and a refreshing read moves
+  ``expires_at`` only, never ``updated_at``.
+* An item's fields come back sorted by name (the same on every replica); ``Item.value`` is
+  a fresh copy on every read (InMemoryStore hands out its stored dict).
 * Values must be storable by crdtmem (JSON-like: str, int, float, bool, None, bytes, lists,
   tuples, dicts with str field names); anything else raises ``TypeError`` at put.
 * ``list_namespaces`` lists only namespaces that hold items (InMemoryStore also lists
@@ -44,6 +47,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+try:
+    from langgraph.store.base import BaseStore
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("CrdtStore needs LangGraph: pip install 'crdtmem[langgraph]'") from exc
 from langgraph.store.base import (
     BaseStore,
     GetOp,

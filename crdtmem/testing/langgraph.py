@@ -33,10 +33,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from langgraph.store.base import BaseStore, GetOp, Item, ListNamespacesOp, MatchCondition, PutOp, SearchOp
+try:
+    import langgraph.store.base  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("the LangGraph conformance kit needs LangGraph: pip install 'crdtmem[langgraph]'") from exc
+from langgraph.store.base import BaseStore, GetOp, Item, ListNamespacesOp, MatchCondition, PutOp
 from langgraph.store.memory import InMemoryStore
 
-__all__ = ["ConformanceReport", "run_store_conformance", "random_ops"]
+__all__ = ["ConformanceReport", "run_store_conformance", "random_call"]
 
 NAMESPACES: list[tuple[str, ...]] = [("a",), ("a", "b"), ("a", "c"), ("a", "b", "d"), ("e",)]
 KEYS = ["k1", "k2", "k3", "k4"]
@@ -73,7 +77,7 @@ def _filter(rng: random.Random) -> dict[str, Any] | None:
     return {"x": {"$gte": 2, "$lte": 7}, "z": {"$ne": "red"}}
 
 
-def random_ops(rng: random.Random) -> Any:
+def random_call(rng: random.Random) -> Any:
     """One random store call: ``("put"|"delete"|"get"|"search"|"list"|"batch", args)``."""
     kind = rng.choices(["put", "delete", "get", "search", "list", "batch"], [6, 2, 3, 3, 2, 1])[0]
     namespace, key = rng.choice(NAMESPACES), rng.choice(KEYS)
@@ -190,7 +194,7 @@ def run_store_conformance(
         rng = random.Random(seed)
         store, oracle = factory(), InMemoryStore()
         for step in range(steps):
-            kind, args = random_ops(rng)
+            kind, args = random_call(rng)
             try:
                 got = _call(store, kind, args)
                 want = _call(oracle, kind, args)
@@ -225,7 +229,7 @@ def _check_convergence(
 ) -> None:
     stores, sync = replicas()
     for _ in range(steps):
-        kind, args = random_ops(rng)
+        kind, args = random_call(rng)
         if kind in ("put", "delete"):
             _call(rng.choice(stores), kind, args)
         if rng.random() < 0.2:

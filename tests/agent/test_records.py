@@ -6,6 +6,7 @@ import pytest
 
 from crdtmem import Memory
 from crdtmem.agent import Records
+from crdtmem.values import decode_value
 
 
 class Clock:
@@ -151,7 +152,8 @@ def test_reading_with_refresh_restarts_the_ttl():
     records = replica("a", clock)
     records.put(NS, "k", {"x": 1}, ttl=60)
     clock.now = 1050.0
-    assert records.get(NS, "k", refresh_ttl=True).expires_at == 1110.0
+    refreshed = records.get(NS, "k", refresh_ttl=True)
+    assert (refreshed.expires_at, refreshed.updated_at) == (1110.0, 1000.0)
     clock.now = 1100.0
     assert records.get(NS, "k") is not None
 
@@ -231,3 +233,19 @@ def test_malformed_entries_from_another_writer_do_not_break_reads():
     record = records.get(NS, "k")
     assert record.value == {"x": 1} and record.expires_at is None
     assert sorted([e.kind for e in records.history(NS, "k")], key=str) == [None, "added"]
+
+
+def test_refresh_concurrent_with_delete_leaves_nothing_after_collection():
+    clock = Clock(1000.0)
+    a, b = replica("a", clock), replica("b", clock)
+    a.put(NS, "k", {"x": 1}, ttl=60)
+    sync(a, b)
+    a.delete(NS, "k")
+    b.get(NS, "k", refresh_ttl=True)
+    sync(a, b)
+    assert a.get(NS, "k") is None and b.get(NS, "k") is None
+    a.collect()
+    sync(a, b)
+    name = 'records:["users","ann"]'
+    kinds = sorted(decode_value(k)[1] for k in b.memory.state(name).kernel.entries)
+    assert kinds == ["h", "h"]  # the added and deleted events: a deleted record keeps its history
