@@ -11,7 +11,7 @@ from typing import Any
 from .jsonlines import print_json
 from .serve import serve_stdin
 
-__all__ = ["register", "cmd_peer"]
+__all__ = ["register", "cmd_peer", "peer_options", "node_config"]
 
 
 def cmd_peer(args: argparse.Namespace) -> int:
@@ -23,11 +23,12 @@ def cmd_peer(args: argparse.Namespace) -> int:
     try:
         identity = load_identity(args.key)
         keyring = load_keyring(args.trust)
+        options, config = peer_options(args), node_config(args)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return anyio.run(_run_peer, args, identity, keyring)
+        return anyio.run(_run_peer, args, identity, keyring, options, config)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -35,36 +36,16 @@ def cmd_peer(args: argparse.Namespace) -> int:
         return 130
 
 
-async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> int:
+async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any, options: Any, config: Any) -> int:
     import signal
 
     import anyio
 
     from ..memory import Memory
     from ..runtime import Peer
-    from ..protocol.node import NodeConfig
 
-    config = NodeConfig(
-        gossip_interval=args.gossip_interval,
-        anti_entropy_interval=args.anti_entropy_interval,
-    )
-    ssl_server = ssl_client = None
-    if args.tls_cert:
-        import ssl
-
-        ssl_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ssl_server.load_cert_chain(args.tls_cert, args.tls_key)
-    if args.tls_ca:
-        import ssl
-
-        ssl_client = ssl.create_default_context(cafile=args.tls_ca)
     memory = Memory(identity.peer_id, clock=time.time)
-    peer = Peer(
-        memory, identity, keyring, listen=args.listen, connect=args.connect or [], store=args.db,
-        config=config, metrics_port=args.metrics_port, ssl=ssl_server, client_ssl=ssl_client,
-        reconnect_max=args.reconnect_max, max_connections=args.max_connections,
-        max_receive_messages_per_s=args.max_receive_messages or None,
-    )
+    peer = Peer(memory, identity, keyring, options, config=config)
     async with peer:
         print_json({"ready": True, "peer_id": identity.peer_id, "url": peer.url, "metrics": peer.metrics_url})
         async with anyio.create_task_group() as tg:
@@ -81,6 +62,42 @@ async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> in
                 tg.start_soon(serve_stdin, peer, memory, args.db is not None)
     print_json({"stopped": True, "peer_id": identity.peer_id})
     return 0
+
+
+def node_config(args: argparse.Namespace) -> Any:
+    """The node's tunables from ``crdtmem peer``'s flags."""
+    from ..protocol.node import NodeConfig
+
+    return NodeConfig(gossip_interval=args.gossip_interval, anti_entropy_interval=args.anti_entropy_interval)
+
+
+def peer_options(args: argparse.Namespace) -> Any:
+    """The :class:`~crdtmem.runtime.PeerOptions` that ``crdtmem peer``'s flags describe."""
+    from ..runtime import LinkLimits, PeerOptions, StoreOptions
+
+    ssl_server = ssl_client = None
+    if args.tls_cert:
+        import ssl
+
+        ssl_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_server.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_ca:
+        import ssl
+
+        ssl_client = ssl.create_default_context(cafile=args.tls_ca)
+    return PeerOptions(
+        listen=args.listen,
+        connect=tuple(args.connect or ()),
+        ssl=ssl_server,
+        client_ssl=ssl_client,
+        reconnect_max=args.reconnect_max,
+        metrics_port=args.metrics_port,
+        limits=LinkLimits(
+            max_connections=args.max_connections,
+            max_receive_messages_per_s=args.max_receive_messages or None,
+        ),
+        store=StoreOptions(path=args.db),
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -1,20 +1,63 @@
-"""Prometheus export of :meth:`Peer.metrics` (imported only when ``metrics_port`` is given).
+"""Prometheus export of ``Peer.metrics()`` (imported only when ``metrics_port`` is given).
 
-The collector reads a metrics snapshot the runtime refreshes on its own thread about twice a
-second, so a scrape never touches live protocol state from the HTTP server's thread.
+A scrape asks for a fresh snapshot: the HTTP server's thread hands the call to the peer's event
+loop (:func:`anyio.from_thread.run_sync`) and waits for it, so the metrics are computed on
+demand, never touch live protocol state from another thread, and cost nothing between scrapes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["PeerCollector"]
+__all__ = ["PeerCollector", "MetricsServer"]
+
+log = logging.getLogger("crdtmem.peer")
+
+
+class MetricsServer:
+    """An HTTP endpoint serving one peer's metrics to Prometheus.
+
+    Start it on the peer's event loop thread (it remembers that loop); :meth:`aclose` it when
+    the peer shuts down.
+
+    Args:
+        metrics: returns the snapshot (``Peer.metrics``); called on the event loop per scrape.
+        host, port: where to listen (port 0: any free port, see :attr:`url`).
+    """
+
+    def __init__(self, metrics: Callable[[], dict[str, Any]], host: str, port: int) -> None:
+        token = anyio.lowlevel.current_token()
+
+        def on_loop() -> dict[str, Any]:
+            return anyio.from_thread.run_sync(metrics, token=token)
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(PeerCollector(on_loop))
+        self._server, _ = start_http_server(port, addr=host, registry=registry)
+        self.url = f"http://{host}:{self._server.server_address[1]}/metrics"
+        """Where Prometheus scrapes."""
+
+    async def aclose(self) -> None:
+        """Stop serving (in a worker thread: a scrape in progress still gets its answer)."""
+        await anyio.to_thread.run_sync(self._server.shutdown)
+        self._server.server_close()
 
 
 class PeerCollector:
+    """A Prometheus collector over a metrics snapshot, taken once per scrape.
+
+    Args:
+        snapshot: returns ``Peer.metrics()``; safe to call from the HTTP server's thread.
+    """
+
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self.snapshot = snapshot
 
@@ -22,7 +65,11 @@ class PeerCollector:
         return []
 
     def collect(self):
-        m = self.snapshot()
+        try:
+            m = self.snapshot()
+        except RuntimeError as exc:  # the event loop is gone: the peer has stopped
+            log.debug("metrics scrape after shutdown: %s", exc)
+            return
         if not m:
             return
         peer = m["peer_id"]
