@@ -129,7 +129,8 @@ async def test_a_dialer_reconnects_after_the_listener_restarts() -> None:
     ids, keyring, (ma, mb) = team(2)
     port = _free_port()
     url = f"ws://127.0.0.1:{port}"
-    async with Peer(mb, ids[1], keyring, PeerOptions(connect=[url], reconnect_min=0.02, reconnect_max=0.2), config=FAST) as b:
+    redial = PeerOptions(connect=[url], reconnect_min=0.02, reconnect_max=0.2)
+    async with Peer(mb, ids[1], keyring, redial, config=FAST) as b:
         async with Peer(ma, ids[0], keyring, listen=url, config=FAST) as a:
             await b.wait_connected(1, timeout=10)
         mb.counter("while-down").increment(5)  # the listener is gone: the write stays local

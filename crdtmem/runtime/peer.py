@@ -61,9 +61,10 @@ _SYNC_SAMPLE_SECONDS = 0.5  # how often the timer loop notes which peers are in 
 class Peer:
     """One replica on the network: a Node, its links, its store and its timers.
 
-    Build it from :class:`~crdtmem.runtime.options.PeerOptions` — or, for the common cases, from the ``listen``,
-    ``connect`` and ``store`` shortcuts alone — then enter it with ``async with``; it runs
-    until the block exits (it flushes, closes its connections and snapshots the store)::
+    Build it from :class:`~crdtmem.runtime.options.PeerOptions` — or, for the common cases,
+    from the ``listen``, ``connect`` and ``store`` shortcuts alone — then enter it with
+    ``async with``; it runs until the block exits (it flushes, closes its connections and
+    snapshots the store)::
 
         Peer(memory, identity, keyring, listen="ws://0.0.0.0:8765", store="me.db")
         Peer(memory, identity, keyring, PeerOptions(listen=..., limits=LinkLimits(max_connections=64)),
@@ -144,7 +145,6 @@ class Peer:
         self._sleeping_until = math.inf  # when the timer loop will next tick unless woken
         self._changed: anyio.Event | None = None  # created by a waiter, set (and dropped) by _pump
         self._compact_wanted = anyio.Event()
-        self._metrics_server: Any = None
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -169,7 +169,7 @@ class Peer:
             for url in self.options.connect:
                 self._tg.start_soon(self._links.dial_forever, url)
             if self.options.metrics_port is not None:
-                self._start_metrics_server()
+                await self._start_metrics_server(stack)
             self._tick()
         except BaseException:
             await stack.__aexit__(None, None, None)
@@ -228,8 +228,6 @@ class Peer:
                     self._compact()
                 except Exception:  # noqa: BLE001
                     log.exception("final snapshot failed")
-            if self._metrics_server is not None:
-                await self._metrics_server.aclose()
             self._tg.cancel_scope.cancel()
 
     # -- public API -------------------------------------------------------------------------
@@ -431,9 +429,11 @@ class Peer:
         self.store.compact(self.memory, self.node.seen, self.node.log_wires())
         self._health.count("compactions")
 
-    def _start_metrics_server(self) -> None:
+    async def _start_metrics_server(self, stack: AsyncExitStack) -> None:
+        """Serve metrics to Prometheus until the peer exits (it stops first on the way out)."""
         from .prometheus import MetricsServer
 
-        self._metrics_server = MetricsServer(self.metrics, self.options.metrics_host, self.options.metrics_port)
-        self.metrics_url = self._metrics_server.url
+        server = MetricsServer(self.metrics, self.options.metrics_host, self.options.metrics_port)
+        await stack.enter_async_context(server)
+        self.metrics_url = server.url
         log.info("metrics for %s at %s", self.peer_id, self.metrics_url)

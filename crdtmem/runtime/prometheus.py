@@ -1,8 +1,9 @@
 """Prometheus export of ``Peer.metrics()`` (imported only when ``metrics_port`` is given).
 
 A scrape asks for a fresh snapshot: the HTTP server's thread hands the call to the peer's event
-loop (:func:`anyio.from_thread.run_sync`) and waits for it, so the metrics are computed on
-demand, never touch live protocol state from another thread, and cost nothing between scrapes.
+loop through a :class:`~anyio.from_thread.BlockingPortal` and waits for it, so the metrics are
+computed on demand, never touch live protocol state from another thread, and cost nothing
+between scrapes.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
+from anyio.from_thread import BlockingPortal
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -23,10 +23,9 @@ log = logging.getLogger("crdtmem.peer")
 
 
 class MetricsServer:
-    """An HTTP endpoint serving one peer's metrics to Prometheus.
+    """An HTTP endpoint serving one peer's metrics to Prometheus, while entered.
 
-    Start it on the peer's event loop thread (it remembers that loop); :meth:`aclose` it when
-    the peer shuts down.
+    Enter it (``async with``) on the peer's event loop; it serves until it exits.
 
     Args:
         metrics: returns the snapshot (``Peer.metrics``); called on the event loop per scrape.
@@ -34,21 +33,30 @@ class MetricsServer:
     """
 
     def __init__(self, metrics: Callable[[], dict[str, Any]], host: str, port: int) -> None:
-        token = anyio.lowlevel.current_token()
+        self._metrics, self._host, self._port = metrics, host, port
+        self._portal = BlockingPortal()
+        self._server: Any = None
+        self.url: str | None = None
+        """Where Prometheus scrapes (set on entry)."""
 
-        def on_loop() -> dict[str, Any]:
-            return anyio.from_thread.run_sync(metrics, token=token)
+    async def __aenter__(self) -> MetricsServer:
+        await self._portal.__aenter__()
+        try:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(PeerCollector(lambda: self._portal.call(self._metrics)))
+            self._server, _ = start_http_server(self._port, addr=self._host, registry=registry)
+        except BaseException:
+            await self._portal.__aexit__(None, None, None)
+            raise
+        self.url = f"http://{self._host}:{self._server.server_address[1]}/metrics"
+        return self
 
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(PeerCollector(on_loop))
-        self._server, _ = start_http_server(port, addr=host, registry=registry)
-        self.url = f"http://{host}:{self._server.server_address[1]}/metrics"
-        """Where Prometheus scrapes."""
-
-    async def aclose(self) -> None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         """Stop serving (in a worker thread: a scrape in progress still gets its answer)."""
-        await anyio.to_thread.run_sync(self._server.shutdown)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._server.shutdown)
         self._server.server_close()
+        await self._portal.__aexit__(*exc_info)
 
 
 class PeerCollector:
@@ -67,7 +75,7 @@ class PeerCollector:
     def collect(self):
         try:
             m = self.snapshot()
-        except RuntimeError as exc:  # the event loop is gone: the peer has stopped
+        except RuntimeError as exc:  # the portal has stopped: the peer is shutting down
             log.debug("metrics scrape after shutdown: %s", exc)
             return
         if not m:

@@ -118,8 +118,9 @@ def trio_peers():
 
     class _Ctx:
         async def __aenter__(self) -> Trio:
-            self.victim = Peer(victim_mem, victim_id, keyring, PeerOptions(limits=LinkLimits(max_queue_bytes=1024 * 1024)),
-                               listen="ws://127.0.0.1:0", config=CONFIG, transport=transport())
+            capped = PeerOptions(limits=LinkLimits(max_queue_bytes=1024 * 1024))
+            self.victim = Peer(victim_mem, victim_id, keyring, capped, listen="ws://127.0.0.1:0", config=CONFIG,
+                               transport=transport())
             await self.victim.__aenter__()
             self.honest = Peer(honest_mem, honest_id, keyring, connect=[self.victim.url], config=CONFIG,
                                transport=transport())
