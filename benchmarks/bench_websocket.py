@@ -106,7 +106,7 @@ def reader_main(pipe, secrets: list[bytes]) -> None:
         async with Peer(memory, me, keyring, listen="ws://127.0.0.1:0") as peer:
             pipe.send(peer.url)
             await anyio.to_thread.run_sync(pipe.recv)  # until the writer is done
-            pipe.send({"seen": seen, "elements": len(memory.set("load").value), "stats": dict(peer.node.stats)})
+            pipe.send({"seen": seen, "elements": len(memory.set("load").value), "stats": peer.node.stats.as_dict()})
             await anyio.to_thread.run_sync(pipe.recv)
 
     _profiled(lambda: anyio.run(main), "reader")
@@ -148,8 +148,8 @@ async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int
                 await anyio.sleep(0)
         await peer.wait_synced(timeout=300)
         elapsed = time.perf_counter() - start
-        batches = peer.node.stats.get("batches_created", 0)
-        sent_bytes = peer.node.stats.get("bytes_sent", 0)
+        batches = peer.node.stats.batches_created
+        sent_bytes = peer.node.stats.bytes_sent
 
         # latency: one probe at a time, stamped with the shared monotonic clock
         stamps: dict[int, float] = {}

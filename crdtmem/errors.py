@@ -1,35 +1,97 @@
-"""Every error crdtmem raises on purpose derives from :class:`CrdtmemError`."""
+"""Every error crdtmem raises on purpose derives from :class:`CrdtmemError`.
+
+Whose fault it is decides the branch::
+
+    CrdtmemError
+    ├── RemoteProtocolError          the other side broke the protocol (has a ``reason``)
+    │   ├── DecodeError (ValueError) bytes from outside are malformed, oversized, unknown
+    │   ├── AuthenticationError      a signature is missing or wrong, or a key untrusted
+    │   └── ...                      one class per refusal, in ``crdtmem.protocol``
+    └── LocalProtocolError           this process misused the API
+        ├── TypeMismatchError (TypeError)
+        ├── RollbackError
+        └── LostHistoryError
+
+Every :class:`RemoteProtocolError` carries a :class:`RefusalReason`: the short code a peer's
+input is refused with (logged, counted, and what a :class:`~crdtmem.protocol.events.Refused`
+event says). Subclasses narrow it; the reason strings are part of the wire and of reports.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
 
 __all__ = [
+    "RefusalReason",
     "CrdtmemError",
+    "RemoteProtocolError",
     "DecodeError",
     "AuthenticationError",
     "LocalProtocolError",
-    "RemoteProtocolError",
     "TypeMismatchError",
     "RollbackError",
     "LostHistoryError",
 ]
 
 
+class RefusalReason(StrEnum):
+    """Why a peer's input was refused (and, unless it was a replayed frame, its connection closed)."""
+
+    # framing and handshake (crdtmem.protocol.framing)
+    OVERSIZED_FRAME = "oversized-frame"
+    MALFORMED_FRAME = "malformed-frame"
+    MALFORMED_HANDSHAKE = "malformed-handshake"
+    VERSION_MISMATCH = "version-mismatch"
+    MISSING_SIGNATURE = "missing-signature"
+    MISSING_TAG = "missing-tag"
+    BAD_TAG = "bad-tag"
+    REFLECTED_FRAME = "reflected-frame"
+    BAD_HANDSHAKE_SIGNATURE = "bad-handshake-signature"
+    BAD_KEY_EXCHANGE = "bad-key-exchange"
+    UNTRUSTED_KEY = "untrusted-key"
+    SELF_CONNECTION = "self-connection"
+    UNEXPECTED_HANDSHAKE_MESSAGE = "unexpected-handshake-message"
+    REPLAYED_FRAME = "replayed-frame"
+    OUT_OF_ORDER = "out-of-order"
+    OVERSIZED_MESSAGE = "oversized-message"
+    BAD_CHUNK = "bad-chunk"
+    # signed batches (crdtmem.protocol.batch)
+    FORGED_AUTHOR = "forged-author"
+    BAD_BATCH_SIGNATURE = "bad-batch-signature"
+    UNTRUSTED_AUTHOR = "untrusted-author"
+    # the node (crdtmem.protocol.node)
+    TYPE_CONFLICT = "type-conflict"
+    HANDSHAKE_TIMEOUT = "handshake-timeout"
+    # any other fault of the peer
+    MALFORMED_MESSAGE = "malformed-message"
+    PROTOCOL_VIOLATION = "protocol-violation"
+    # a failure of this replica while handling the input (a bug here, not the peer's fault)
+    INTERNAL_ERROR = "internal-error"
+
+
 class CrdtmemError(Exception):
     """Base class: catch this to handle any crdtmem failure."""
 
 
-class DecodeError(CrdtmemError, ValueError):
+class RemoteProtocolError(CrdtmemError):
+    """A peer broke the protocol (the fault is on the other side)."""
+
+    reason: ClassVar[RefusalReason] = RefusalReason.PROTOCOL_VIOLATION
+
+
+class DecodeError(RemoteProtocolError, ValueError):
     """Bytes from outside (a peer, a file) are malformed, truncated, oversized or of an unknown version."""
 
+    reason: ClassVar[RefusalReason] = RefusalReason.MALFORMED_MESSAGE
 
-class AuthenticationError(CrdtmemError):
+
+class AuthenticationError(RemoteProtocolError):
     """A signature is missing or wrong, or a key is not trusted."""
 
 
 class LocalProtocolError(CrdtmemError):
     """The caller misused the API (the fault is in this process)."""
-
-
-class RemoteProtocolError(CrdtmemError):
-    """A peer broke the protocol (the fault is on the other side)."""
 
 
 class TypeMismatchError(LocalProtocolError, TypeError):

@@ -9,15 +9,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from crdtmem import codec
-from crdtmem.errors import AuthenticationError, DecodeError, LocalProtocolError, RemoteProtocolError
+from crdtmem.errors import AuthenticationError, DecodeError, LocalProtocolError, RefusalReason, RemoteProtocolError
 from crdtmem.identity import Identity, Keyring
-from crdtmem.protocol import framing, handshake
+from crdtmem.protocol import batch, framing, handshake, node
 from crdtmem.protocol.framing import (
     CHUNK_OVERHEAD,
     FRAME_OVERHEAD,
     MIN_CHUNK_DATA,
     PROTOCOL_VERSION,
-    REFUSAL_REASONS,
     BadChunkError,
     BadHandshakeSignatureError,
     BadKeyExchangeError,
@@ -515,7 +514,7 @@ def test_low_order_exchange_key_is_refused():
     a.receive(weak.encode())
     with pytest.raises(BadKeyExchangeError) as info:
         a.receive(make_auth(BOB, weak, alice_hello))
-    assert info.value.reason == "bad-key-exchange" and info.value.reason in REFUSAL_REASONS
+    assert info.value.reason == "bad-key-exchange" and isinstance(info.value.reason, RefusalReason)
     assert a.state is HandshakeState.FAILED and a.keys is None
 
 
@@ -579,7 +578,7 @@ def test_malformed_handshake_message_is_refused(data, error):
     a, _ = started(ALICE, keyring(BOB))
     with pytest.raises(error) as info:
         a.receive(data)
-    assert info.value.reason in REFUSAL_REASONS
+    assert isinstance(info.value.reason, RefusalReason)
     assert a.state is HandshakeState.FAILED
 
 
@@ -599,14 +598,38 @@ def test_handshake_is_driven_in_order():
 # -- reasons ------------------------------------------------------------------------------------
 
 
-def test_every_refusal_has_a_distinct_reason_and_a_crdtmem_base():
-    refusals = [
-        getattr(framing, name)
-        for name in framing.__all__
-        if isinstance(getattr(framing, name), type) and issubclass(getattr(framing, name), Exception)
+def _peer_refusals() -> list[type[RemoteProtocolError]]:
+    """Every refusal class the protocol raises for a peer's input."""
+    return [
+        cls
+        for module in (framing, batch, node)
+        for cls in vars(module).values()
+        if isinstance(cls, type) and issubclass(cls, RemoteProtocolError) and cls.__module__ == module.__name__
     ]
-    assert len(refusals) >= 18
+
+
+def test_every_peer_refusal_declares_its_own_distinct_reason():
+    refusals = _peer_refusals()
+    assert len(refusals) >= 21
     for cls in refusals:
-        assert isinstance(cls.reason, str) and cls.reason
-        assert issubclass(cls, (DecodeError, AuthenticationError, RemoteProtocolError, LocalProtocolError))
-    assert len(set(REFUSAL_REASONS)) == len(REFUSAL_REASONS)
+        assert isinstance(vars(cls).get("reason"), RefusalReason), cls
+    reasons = [cls.reason for cls in refusals]
+    assert len(set(reasons)) == len(reasons)
+
+
+def test_every_refusal_reason_is_raised_by_a_class_or_decided_by_the_node():
+    declared = {cls.reason for cls in _peer_refusals()} | {RemoteProtocolError.reason, DecodeError.reason}
+    assert set(RefusalReason) - declared == {RefusalReason.HANDSHAKE_TIMEOUT, RefusalReason.INTERNAL_ERROR}
+
+
+def test_every_fault_of_the_peer_is_a_remote_protocol_error():
+    assert issubclass(DecodeError, RemoteProtocolError) and issubclass(DecodeError, ValueError)
+    assert issubclass(AuthenticationError, RemoteProtocolError)
+    assert not issubclass(LocalProtocolError, RemoteProtocolError)
+
+
+def test_misuse_errors_are_local_and_oversized_sends_close_with_a_reason():
+    for cls in (FrameTooLargeError, MessageTooLargeError, HandshakeStateError):
+        assert issubclass(cls, LocalProtocolError) and not issubclass(cls, RemoteProtocolError)
+    assert FrameTooLargeError.reason is RefusalReason.OVERSIZED_FRAME
+    assert MessageTooLargeError.reason is RefusalReason.OVERSIZED_MESSAGE

@@ -106,7 +106,7 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> int:
                       f"memories {'diverged' if diverged else 'did not diverge'}")
 
         # 3. heal: Merkle repair
-        before = {n: dict(p.node.stats) for n, p in peers.items()}
+        before = {n: p.node.stats.as_dict() for n, p in peers.items()}
         healed_at = time.monotonic()
         carol.rejoin()
         converged = True
@@ -119,7 +119,7 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> int:
         except TimeoutError:
             converged = False
         heal_seconds = time.monotonic() - healed_at
-        after = {n: dict(p.node.stats) for n, p in peers.items()}
+        after = {n: p.node.stats.as_dict() for n, p in peers.items()}
 
         def delta(key: str) -> int:
             return sum(after[n].get(key, 0) - before[n].get(key, 0) for n in NAMES)

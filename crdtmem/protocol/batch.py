@@ -13,9 +13,17 @@ from typing import Any
 
 from .. import codec
 from ..crdt import Crdt, only_writes_as
-from ..errors import AuthenticationError, DecodeError, RemoteProtocolError
+from ..errors import AuthenticationError, DecodeError, RefusalReason, RemoteProtocolError
 
-__all__ = ["DeltaBatch", "ForgedDeltaError", "seal_batch", "open_batch"]
+__all__ = [
+    "DeltaBatch",
+    "ForgedDeltaError",
+    "BadBatchSignatureError",
+    "UntrustedAuthorError",
+    "seal_batch",
+    "peek_batch",
+    "open_batch",
+]
 
 _DOMAIN = b"crdtmem-batch"
 
@@ -23,15 +31,19 @@ _DOMAIN = b"crdtmem-batch"
 class ForgedDeltaError(RemoteProtocolError):
     """A batch writes a slot, dot or timestamp that belongs to someone other than its signer."""
 
-    reason = "forged-author"
+    reason = RefusalReason.FORGED_AUTHOR
 
 
 class BadBatchSignatureError(AuthenticationError):
-    reason = "bad-batch-signature"
+    """A batch's signature does not verify with its author's key."""
+
+    reason = RefusalReason.BAD_BATCH_SIGNATURE
 
 
 class UntrustedAuthorError(AuthenticationError):
-    reason = "untrusted-author"
+    """A batch's author is not in the keyring."""
+
+    reason = RefusalReason.UNTRUSTED_AUTHOR
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
+from enum import StrEnum
+
+from ..errors import RefusalReason
 
 __all__ = [
+    "SendKind",
     "Send",
     "Close",
     "Action",
@@ -25,14 +29,23 @@ __all__ = [
 ConnId = Hashable
 
 
+class SendKind(StrEnum):
+    """What a sent frame carries, for byte accounting (the strings name report counters)."""
+
+    HANDSHAKE = "handshake"
+    GOSSIP = "gossip"
+    CATCH_UP = "catch-up"
+    ANTI_ENTROPY = "anti-entropy"
+    OTHER = "other"
+
+
 @dataclass(frozen=True)
 class Send:
     """Write ``data`` (one frame) to connection ``conn``."""
 
     conn: ConnId
     data: bytes
-    kind: str = "other"
-    """What the frame carries (handshake, gossip, catch-up, anti-entropy), for byte accounting."""
+    kind: SendKind = SendKind.OTHER
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,7 @@ class Close:
     """Close connection ``conn``; ``reason`` says why (logged, counted)."""
 
     conn: ConnId
-    reason: str
+    reason: RefusalReason
 
 
 Action = Send | Close
@@ -61,10 +74,10 @@ class PeerDisconnected:
 
 @dataclass(frozen=True)
 class Refused:
-    """Input from ``conn`` was refused; ``reason`` is a short machine-readable code."""
+    """Input from ``conn`` was refused; ``detail`` says what was wrong, for a human."""
 
     conn: ConnId
-    reason: str
+    reason: RefusalReason
     detail: str
 
 

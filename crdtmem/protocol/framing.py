@@ -41,9 +41,9 @@ A connection goes through two phases, each driven by the caller with the bytes i
    :meth:`FrameChannel.open_frame` for that; :meth:`~FrameChannel.seal` and
    :meth:`~FrameChannel.open` are the single-frame layer beneath (use one layer per channel).
 
-Every refusal raises a subclass of the errors in :mod:`crdtmem.errors` with a short
-machine-readable ``reason`` (listed in :data:`REFUSAL_REASONS`), and leaves the channel or
-reassembler exactly as it was. Randomness (nonces, exchange keys) is always passed in by the caller.
+Every refusal raises a :class:`~crdtmem.errors.RemoteProtocolError` subclass whose ``reason``
+is a :class:`~crdtmem.errors.RefusalReason`, and leaves the channel or reassembler exactly as
+it was. Randomness (nonces, exchange keys) is always passed in by the caller.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
-from ..errors import AuthenticationError, DecodeError, LocalProtocolError, RemoteProtocolError
+from ..errors import AuthenticationError, DecodeError, LocalProtocolError, RefusalReason, RemoteProtocolError
 
 __all__ = [
     # constants
@@ -68,7 +68,6 @@ __all__ = [
     "FRAME_OVERHEAD",
     "CHUNK_OVERHEAD",
     "MIN_CHUNK_DATA",
-    "REFUSAL_REASONS",
     # refusals (from the peer)
     "OversizedFrameError",
     "MalformedFrameError",
@@ -125,43 +124,43 @@ _MAX_UINT = 2**64 - 1
 
 
 # -- refusals -----------------------------------------------------------------------------------
-# Each class carries ``reason``: a short code for logs and metrics (``refused_<reason>``).
+# Each class declares its ``reason`` (a RefusalReason): the code logs and metrics count it under.
 
 
 class OversizedFrameError(DecodeError):
     """A frame (or handshake message) is larger than the cap; it was not parsed."""
 
-    reason = "oversized-frame"
+    reason = RefusalReason.OVERSIZED_FRAME
 
 
 class MalformedFrameError(DecodeError):
     """A frame is not ``msgpack([version, seq, payload, tag])``."""
 
-    reason = "malformed-frame"
+    reason = RefusalReason.MALFORMED_FRAME
 
 
 class MalformedHandshakeError(DecodeError):
     """A handshake message is not a well-formed hello or auth."""
 
-    reason = "malformed-handshake"
+    reason = RefusalReason.MALFORMED_HANDSHAKE
 
 
 class VersionMismatchError(RemoteProtocolError):
     """The peer speaks another protocol version."""
 
-    reason = "version-mismatch"
+    reason = RefusalReason.VERSION_MISMATCH
 
 
 class MissingSignatureError(AuthenticationError):
     """An auth message has no signature."""
 
-    reason = "missing-signature"
+    reason = RefusalReason.MISSING_SIGNATURE
 
 
 class MissingTagError(AuthenticationError):
     """A frame has no authentication tag."""
 
-    reason = "missing-tag"
+    reason = RefusalReason.MISSING_TAG
 
 
 class BadTagError(AuthenticationError):
@@ -171,110 +170,88 @@ class BadTagError(AuthenticationError):
     connection's keys, so it is indistinguishable from a forgery.
     """
 
-    reason = "bad-tag"
+    reason = RefusalReason.BAD_TAG
 
 
 class ReflectedFrameError(BadTagError):
     """A frame this side sent on this session came back to it."""
 
-    reason = "reflected-frame"
+    reason = RefusalReason.REFLECTED_FRAME
 
 
 class BadHandshakeSignatureError(AuthenticationError):
     """The peer's auth does not sign both nonces, both peer ids and both exchange keys with its key."""
 
-    reason = "bad-handshake-signature"
+    reason = RefusalReason.BAD_HANDSHAKE_SIGNATURE
 
 
 class BadKeyExchangeError(AuthenticationError):
     """The peer's exchange key yields no usable shared secret (a low-order X25519 point)."""
 
-    reason = "bad-key-exchange"
+    reason = RefusalReason.BAD_KEY_EXCHANGE
 
 
 class UntrustedKeyError(AuthenticationError):
     """The peer's public key is not in the keyring."""
 
-    reason = "untrusted-key"
+    reason = RefusalReason.UNTRUSTED_KEY
 
 
 class SelfConnectionError(RemoteProtocolError):
     """The peer presented our own key or nonce: a loop, a reflection, or a shared key file."""
 
-    reason = "self-connection"
+    reason = RefusalReason.SELF_CONNECTION
 
 
 class UnexpectedHandshakeMessageError(RemoteProtocolError):
     """A well-formed handshake message arrived at the wrong step (e.g. auth before hello)."""
 
-    reason = "unexpected-handshake-message"
+    reason = RefusalReason.UNEXPECTED_HANDSHAKE_MESSAGE
 
 
 class ReplayedFrameError(RemoteProtocolError):
     """A validly tagged frame whose sequence number was already used."""
 
-    reason = "replayed-frame"
+    reason = RefusalReason.REPLAYED_FRAME
 
 
 class OutOfOrderFrameError(RemoteProtocolError):
     """A validly tagged frame skipped sequence numbers (frames were lost or reordered)."""
 
-    reason = "out-of-order"
+    reason = RefusalReason.OUT_OF_ORDER
 
 
 class OversizedMessageError(DecodeError):
     """A chunked message would exceed the reassembly budget (bytes or parts)."""
 
-    reason = "oversized-message"
+    reason = RefusalReason.OVERSIZED_MESSAGE
 
 
 class BadChunkError(RemoteProtocolError):
     """A chunk is malformed or does not continue the message in progress."""
 
-    reason = "bad-chunk"
+    reason = RefusalReason.BAD_CHUNK
 
 
 class FrameTooLargeError(LocalProtocolError):
     """:meth:`FrameChannel.seal` was given a payload that does not fit one frame."""
 
-    reason = "oversized-frame"
+    reason = RefusalReason.OVERSIZED_FRAME
 
 
 class MessageTooLargeError(LocalProtocolError):
-    """:meth:`FrameChannel.seal_message` was given more than the message cap."""
+    """:meth:`FrameChannel.seal_message` was given more than the message cap.
 
-    reason = "oversized-message"
+    A node that cannot send its own message closes the connection with this ``reason``.
+    """
+
+    reason = RefusalReason.OVERSIZED_MESSAGE
 
 
 class HandshakeStateError(LocalProtocolError):
     """A :class:`Handshake` method was called in a state that does not allow it."""
 
-    reason = "handshake-state"
 
-
-REFUSAL_REASONS: tuple[str, ...] = tuple(
-    cls.reason
-    for cls in (
-        OversizedFrameError,
-        MalformedFrameError,
-        MalformedHandshakeError,
-        VersionMismatchError,
-        MissingSignatureError,
-        MissingTagError,
-        BadTagError,
-        ReflectedFrameError,
-        BadHandshakeSignatureError,
-        BadKeyExchangeError,
-        UntrustedKeyError,
-        SelfConnectionError,
-        UnexpectedHandshakeMessageError,
-        ReplayedFrameError,
-        OutOfOrderFrameError,
-        OversizedMessageError,
-        BadChunkError,
-    )
-)
-"""Every ``reason`` a peer's input can be refused with (for pre-registering metrics)."""
 
 
 # -- frames -------------------------------------------------------------------------------------

@@ -254,7 +254,7 @@ class Handshake:
 
         Raises:
             HandshakeStateError: called before :meth:`start` or after the handshake ended.
-            A refusal (see :data:`REFUSAL_REASONS`): the state becomes FAILED.
+            RemoteProtocolError: a refusal naming its ``reason``; the state becomes FAILED.
         """
         if self.state not in (HandshakeState.SENT_HELLO, HandshakeState.SENT_AUTH):
             raise HandshakeStateError(f"receive() in state {self.state.value}")

@@ -1,10 +1,27 @@
 """``Node``: the whole peer behaviour as a sans-I/O state machine.
 
-The shell tells the node what happened — :meth:`Node.open`, :meth:`Node.receive`,
-:meth:`Node.close`, :meth:`Node.tick` — always passing ``now`` (seconds, any epoch), then
-performs :meth:`Node.take_actions` in order and sleeps until :meth:`Node.next_deadline`.
-Randomness comes from the ``random.Random`` it is given. So the websocket runtime and the
-simulator run this same code, and a simulation seed replays exactly.
+The shell tells the node what happened, always passing ``now`` (seconds, any epoch, never
+going back), and does what the node asks::
+
+    node = Node(memory, identity, keyring, rng=random.Random(seed))
+    node.tick(now)                                # once, at start: arms the timers
+    node.open(conn, now, dialer=True)             # a connection opened (dialer: we dialed)
+    node.receive(conn, data, now)                 # one transport message arrived
+    node.close(conn, now, reason)                 # a connection closed, for any reason
+    node.tick(now)                                # at next_deadline()
+    # after each call, and after the application wrote to node.memory:
+    for action in node.take_actions():            # Send / Close, in order
+        ...
+    for event in node.take_events():              # journal batches, count refusals, ...
+        ...
+    deadline = node.next_deadline()               # sleep until then (None: until input)
+
+Local writes need no call of their own: while the memory holds unsigned deltas,
+:meth:`Node.next_deadline` is due at once, and the :meth:`Node.tick` it asks for signs and
+pushes them (:meth:`Node.flush` does just that, synchronously). A deadline at or before the
+present means "tick now". Randomness comes from the ``random.Random`` the node is given, so
+the websocket runtime and the simulator run this same code, and a simulation seed replays
+exactly.
 
 What the node does, per DESIGN.md §4:
 
@@ -27,12 +44,13 @@ What the node does, per DESIGN.md §4:
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from ..clocks import CausalContext, Dot
-from ..errors import CrdtmemError, DecodeError, LostHistoryError, RemoteProtocolError
+from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtocolError
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
@@ -50,6 +68,7 @@ from .events import (
     Refused,
     RepairApplied,
     Send,
+    SendKind,
 )
 from .framing import FrameChannel, ReplayedFrameError
 from .handshake import Handshake
@@ -64,6 +83,7 @@ from .messages import (
     encode_message,
     seen_digest,
 )
+from .stats import NodeStats
 
 __all__ = ["Node", "NodeConfig"]
 
@@ -116,8 +136,11 @@ class Node:
 
     Args:
         memory: the replica; its ``replica_id`` must be ``identity.peer_id``.
-        identity: this peer's signing key.
-        keyring: who may connect and author batches (closed by default).
+        identity: this peer's signing key. Its own batches are always trusted (a restarted
+            replica must accept its writes relayed back), whether or not ``keyring`` lists it.
+        keyring: who else may connect and author batches (closed by default). The node reads
+            it on every handshake and batch, so keys added or removed later take effect; it
+            never changes it.
         rng: the only source of randomness (nonces, gossip targets).
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).
@@ -138,6 +161,7 @@ class Node:
         if memory.replica_id != identity.peer_id:
             raise ValueError(f"memory replica id {memory.replica_id!r} is not the identity's peer id {identity.peer_id!r}")
         self.memory, self.identity, self.keyring, self.rng = memory, identity, keyring, rng
+        self._authors = _WithOwnKey(keyring, identity)
         self.config = config or NodeConfig()
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
@@ -152,28 +176,46 @@ class Node:
         self._actions: list[Action] = []
         self._events: list[Event] = []
         self._next_gossip: float | None = None
+        self._now = -math.inf  # the latest time the shell has given
         self.lost_history: str | None = None
         """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
-        self.stats: dict[str, int] = {}
+        self.stats = NodeStats()
+        """Typed counters of what this node has done (read-only for callers)."""
 
     # -- inputs -----------------------------------------------------------------------------
 
     def open(self, conn: ConnId, now: float, *, dialer: bool) -> None:
-        """A transport connection opened; ``dialer`` is True on the side that connected out."""
+        """Call when a transport connection opened; the handshake starts at once.
+
+        Args:
+            conn: any hashable id, unique among this node's open connections.
+            now: the current time.
+            dialer: True on the side that connected out (it runs anti-entropy sessions).
+
+        Raises:
+            ValueError: ``conn`` is already open.
+        """
         if conn in self._sessions:
             raise ValueError(f"connection {conn!r} is already open")
+        self._advance(now)
         handshake = Handshake(self.identity, self.keyring, self.rng.randbytes(32), self.rng.randbytes(32))
         session = _Session(conn, dialer, now, handshake)
         self._sessions[conn] = session
         for data in handshake.start():
-            self._send(session, data, "handshake")
+            self._send(session, data, SendKind.HANDSHAKE)
 
     def receive(self, conn: ConnId, data: bytes, now: float) -> None:
-        """Bytes of one transport message arrived on ``conn``."""
+        """Call with each transport message (one frame) received on ``conn``, in order.
+
+        Bad input never raises: it is refused with a :class:`Refused` event, and (unless it was
+        a replayed frame) a :class:`Close` action. Bytes for a connection that is not open
+        are ignored.
+        """
+        self._advance(now)
         session = self._sessions.get(conn)
         if session is None:
             return
-        self._count("bytes_received", len(data))
+        self.stats.bytes_received += len(data)
         try:
             if not session.ready:
                 self._handshake_step(session, data, now)
@@ -184,13 +226,17 @@ class Node:
             self._dispatch(session, decode_message(payload, max_size=self.config.max_message_bytes), now)
         except ReplayedFrameError as exc:
             # A stale copy changes nothing: count it, keep the connection.
-            self._count("refused_replayed-frame")
+            self.stats.count_refusal(exc.reason)
             self._events.append(Refused(conn, exc.reason, str(exc)))
         except CrdtmemError as exc:
             self._refuse(session, exc, now)
 
     def close(self, conn: ConnId, now: float, reason: str = "closed by transport") -> None:
-        """The transport connection closed (either side, for any reason)."""
+        """Call when a transport connection closed, from either side, for any reason.
+
+        Also call it after performing a :class:`Close` action (closing twice is harmless).
+        """
+        self._advance(now)
         session = self._sessions.pop(conn, None)
         if session is not None:
             self._events.append(PeerDisconnected(conn, session.peer_id, reason))
@@ -198,15 +244,20 @@ class Node:
                 self._gone_since[session.peer_id] = now
 
     def tick(self, now: float) -> None:
-        """Run due timers and flush local writes. Call at :meth:`next_deadline` and after writes."""
+        """Call once at start, then whenever :meth:`next_deadline` is reached.
+
+        Signs and pushes pending local writes, then runs every timer that is due: handshake
+        timeouts, delayed acks, relay rounds, anti-entropy sessions, gossip rounds and log
+        collection. Calling it early or often is harmless.
+        """
         self.flush(now)
         for session in list(self._sessions.values()):
             if not session.ready and now >= session.opened_at + self.config.handshake_timeout:
-                self._drop(session, "handshake-timeout", "handshake did not finish in time", now)
+                self._drop(session, RefusalReason.HANDSHAKE_TIMEOUT, "handshake did not finish in time", now)
             elif session.ready:
                 if session.ack_at is not None and now >= session.ack_at:
                     session.ack_at = None
-                    self._send_message(session, Sync(self.seen, reply=True), "gossip")
+                    self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
                 if session.dialer and session.reconciler is None and now >= session.next_anti_entropy:
                     self._start_anti_entropy(session, now)
         if self._relay and now >= self._next_relay:
@@ -221,8 +272,11 @@ class Node:
     def flush(self, now: float) -> None:
         """Sign the memory's pending local deltas as one batch and push it to every neighbour.
 
-        After lost history is detected, pending deltas stay in the memory, unsigned.
+        :meth:`tick` does this too; call ``flush`` when the writes must be out (and journaled,
+        through the :class:`BatchApplied` event) before the caller goes on. After lost history
+        is detected, pending deltas stay in the memory, unsigned (see :meth:`check_writable`).
         """
+        self._advance(now)
         if self.lost_history is not None:
             return
         deltas = group_deltas(self.memory.take_deltas())
@@ -232,17 +286,29 @@ class Node:
         batch = seal_batch(self.identity, seq, deltas)
         self._log.add(Dot(batch.author, seq), batch.wire)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
-        self._count("batches_created")
+        self.stats.batches_created += 1
         for session in self._ready_sessions():
-            self._push(session, [(Dot(batch.author, seq), batch.wire)], "gossip")
+            self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
 
     def check_writable(self) -> None:
-        """Raise :class:`LostHistoryError` if local writes can no longer be signed and sent."""
+        """Call after :meth:`flush` to learn whether the writes went out.
+
+        Raises:
+            LostHistoryError: local writes can no longer be signed and sent.
+        """
         if self.lost_history is not None:
             raise LostHistoryError(self.lost_history)
 
     def next_deadline(self) -> float | None:
-        """When :meth:`tick` next has work to do (None: only input can create work)."""
+        """When :meth:`tick` next has work to do; ask after every call and every local write.
+
+        Returns:
+            A time; one at or before the present means "tick now". While the memory holds
+            unsigned local writes that is the latest ``now`` the node was given (``-inf``
+            before the first). None: nothing is scheduled; only input can create work.
+        """
+        if self.lost_history is None and self.memory.has_pending_deltas():
+            return self._now
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
         if self._relay:
             deadlines.append(self._next_relay)
@@ -257,22 +323,27 @@ class Node:
         return min(deadlines) if deadlines else None
 
     def take_actions(self) -> list[Action]:
-        """Sends and closes to perform, in order."""
+        """Call after every input: the sends and closes to perform, in order (then forgotten)."""
         actions, self._actions = self._actions, []
         return actions
 
     def take_events(self) -> list[Event]:
+        """Call after every input: what happened since the last call, in order (then forgotten).
+
+        Journal :class:`BatchApplied` wires before performing the actions of the same call if
+        writes must survive a crash once peers have seen them.
+        """
         events, self._events = self._events, []
         return events
 
     # -- queries ----------------------------------------------------------------------------
 
     def peers(self) -> dict[ConnId, str]:
-        """Connections whose handshake finished, with their peer ids."""
+        """Connections whose handshake finished, with their peer ids; ask at any time."""
         return {s.conn: s.peer_id for s in self._sessions.values() if s.ready}
 
     def synced(self) -> bool:
-        """True when every connected peer has seen every batch we have, and we theirs."""
+        """Whether every connected peer has seen every batch we have, we theirs, and no write waits."""
         return all(self.synced_with().values()) and not self.memory.has_pending_deltas()
 
     def synced_with(self) -> dict[str, bool]:
@@ -284,14 +355,14 @@ class Node:
         return out
 
     def lag(self) -> dict[str, int]:
-        """Per connected peer: how many of our batches it is not known to have."""
+        """Per connected peer: how many batches of our log it is not known to have (for health)."""
         return {s.peer_id: self._log.count_missing(s.peer_seen) for s in self._ready_sessions()}
 
     # -- handshake --------------------------------------------------------------------------
 
     def _handshake_step(self, session: _Session, data: bytes, now: float) -> None:
         for reply in session.handshake.receive(data):
-            self._send(session, reply, "handshake")
+            self._send(session, reply, SendKind.HANDSHAKE)
         if not session.handshake.done:
             return
         hs = session.handshake
@@ -306,7 +377,7 @@ class Node:
         self._gone_since.pop(hs.peer_id, None)
         session.next_anti_entropy = now
         self._events.append(PeerConnected(session.conn, hs.peer_id))
-        self._send_message(session, Sync(self.seen), "gossip")
+        self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -321,7 +392,7 @@ class Node:
             if message.digest == seen_digest(self.seen):
                 self._learn(session, self.seen)  # the peer has seen exactly what we have
             else:
-                self._send_message(session, Sync(self.seen), "gossip")
+                self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
         elif isinstance(message, AntiEntropyWanted):
             if session.dialer and session.reconciler is None:
                 self._start_anti_entropy(session, now)
@@ -334,15 +405,15 @@ class Node:
         if not _covers(message.seen, self.seen):  # they lack something: send it from the log
             missing = self._log.missing(message.seen)
             if missing:
-                self._push(session, missing, "catch-up")
+                self._push(session, missing, SendKind.CATCH_UP)
             if not self._log.fills(message.seen, self.seen):
                 # ...or, where the log no longer holds it, by anti-entropy.
                 if not session.dialer:
-                    self._send_message(session, AntiEntropyWanted(), "anti-entropy")
+                    self._send_message(session, AntiEntropyWanted(), SendKind.ANTI_ENTROPY)
                 elif session.reconciler is None:
                     self._start_anti_entropy(session, now)
         if not message.reply and not _covers(self.seen, message.seen):
-            self._send_message(session, Sync(self.seen, reply=True), "gossip")
+            self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh: list[tuple[Dot, bytes]] = []
@@ -352,9 +423,9 @@ class Node:
                 self._check_history(session, dot.counter)
             session.peer_seen.add(dot)
             if dot in self.seen:
-                self._count("duplicate_batches")
+                self.stats.duplicate_batches += 1
                 continue
-            batch = open_batch(wire, self.keyring, verify, max_size=self.config.max_message_bytes)
+            batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
             self._apply(batch)
             fresh.append((dot, wire))
         self._known_seen[session.peer_id] = session.peer_seen.copy()
@@ -376,7 +447,7 @@ class Node:
         self.seen.add(dot)
         self._log.add(dot, batch.wire)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
-        self._count("batches_applied")
+        self.stats.batches_applied += 1
 
     def _on_anti_entropy(self, session: _Session, message: AntiEntropy, now: float) -> None:
         if session.reconciler is None:
@@ -384,11 +455,11 @@ class Node:
                 raise RemoteProtocolError("anti-entropy message without a session")
             session.reconciler = Reconciler(self.memory, self.index, initiator=False, origin=session.peer_id)
             session.seen_at_reconcile = self.seen.size()
-            self._count("anti_entropy_sessions")
+            self.stats.anti_entropy_sessions += 1
         reconciler = session.reconciler
         replies = reconciler.receive(message.body)
         for body in replies:
-            self._send_message(session, AntiEntropy(body), "anti-entropy")
+            self._send_message(session, AntiEntropy(body), SendKind.ANTI_ENTROPY)
         if reconciler.done:
             self._finish_anti_entropy(session, now)
 
@@ -397,20 +468,23 @@ class Node:
             self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64)
         )
         session.seen_at_reconcile = self.seen.size()
-        self._count("anti_entropy_sessions")
+        self.stats.anti_entropy_sessions += 1
         for body in session.reconciler.start():
-            self._send_message(session, AntiEntropy(body), "anti-entropy")
+            self._send_message(session, AntiEntropy(body), SendKind.ANTI_ENTROPY)
         if session.reconciler.done:
             self._finish_anti_entropy(session, now)
 
     def _finish_anti_entropy(self, session: _Session, now: float) -> None:
         reconciler, session.reconciler = session.reconciler, None
-        stats = reconciler.stats
-        for key in ("bytes_sent", "leaves_sent", "leaves_received", "round_trips"):
-            self._count(f"repair_{key}", stats.get(key, 0))
-        repaired = tuple(stats.get("repaired_names", ()))
+        stats, counts = reconciler.stats, self.stats
+        counts.anti_entropy_finished += 1
+        counts.repair_bytes_sent += stats["bytes_sent"]
+        counts.repair_leaves_sent += stats["leaves_sent"]
+        counts.repair_leaves_received += stats["leaves_received"]
+        counts.repair_round_trips += stats["round_trips"]
+        repaired = tuple(stats["repaired_names"])
         if repaired:
-            self._count("repairs")
+            counts.repairs += 1
             self._events.append(RepairApplied(session.peer_id, repaired))
         retry = reconciler.converged is False  # writes meanwhile, or a fingerprint collision
         delay = self.config.gossip_interval if retry else self.config.anti_entropy_interval
@@ -420,7 +494,7 @@ class Node:
             # it (states only grow), so every batch we had seen then is reflected there too.
             # A batch applied here while the session ran may have missed the comparison: then
             # our seen set says more than the peer provably has, and we claim nothing.
-            self._send_message(session, Sync(self.seen, reply=True, covered=True), "anti-entropy")
+            self._send_message(session, Sync(self.seen, reply=True, covered=True), SendKind.ANTI_ENTROPY)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -433,15 +507,15 @@ class Node:
             if any(dot not in s.peer_seen and dot not in s.in_flight for dot, _ in batches)
         ]
         for target in self.rng.sample(lacking, min(self.config.fanout, len(lacking))):
-            self._push(target, batches, "gossip")
+            self._push(target, batches, SendKind.GOSSIP)
 
     def _gossip_round(self) -> None:
         sessions = self._ready_sessions()
         digest = SeenDigest(seen_digest(self.seen))
         for session in self.rng.sample(sessions, min(self.config.fanout, len(sessions))):
-            self._send_message(session, digest, "gossip")
+            self._send_message(session, digest, SendKind.GOSSIP)
 
-    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: str) -> None:
+    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: SendKind) -> None:
         """Send the batches the peer neither has nor has been sent on this connection.
 
         A connection delivers in order or breaks (the framing refuses gaps), so what was sent
@@ -455,17 +529,15 @@ class Node:
             self._send_message(session, Batches(tuple(wire for _, wire in chunk)), kind)
             session.in_flight.update(dot for dot, _ in chunk)
 
-    def _send_message(self, session: _Session, message: Message, kind: str) -> None:
+    def _send_message(self, session: _Session, message: Message, kind: SendKind) -> None:
         if isinstance(message, Sync):
             session.ack_at = None  # any Sync tells the peer what we have
         for frame in session.channel.seal_message(encode_message(message)):
             self._send(session, frame, kind)
 
-    def _send(self, session: _Session, data: bytes, kind: str) -> None:
+    def _send(self, session: _Session, data: bytes, kind: SendKind) -> None:
         self._actions.append(Send(session.conn, data, kind))
-        self._count("bytes_sent", len(data))
-        self._count(f"bytes_sent_{kind}", len(data))
-        self._count(f"messages_sent_{kind}")
+        self.stats.count_send(kind, len(data))
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -480,7 +552,7 @@ class Node:
             "ignore; run this replica under a new identity (crdtmem keygen) with an empty store."
         )
         log.error("%s", self.lost_history)
-        self._count("lost_history")
+        self.stats.lost_history += 1
         self._events.append(HistoryLost(session.peer_id, ours, theirs))
 
     def _learn(self, session: _Session, seen: CausalContext) -> None:
@@ -501,42 +573,49 @@ class Node:
         self._log.collect(self._known_seen.values())
 
     def log_size(self) -> int:
+        """How many signed batches the delta log holds for catch-up."""
         return len(self._log)
 
     def log_wires(self) -> list[bytes]:
+        """The delta log's signed batches: persist them with a snapshot to restore the log."""
         return self._log.wires()
+
+    def _advance(self, now: float) -> None:
+        if now > self._now:
+            self._now = now
 
     def _ready_sessions(self) -> list[_Session]:
         return [s for s in self._sessions.values() if s.ready]
 
     def _refuse(self, session: _Session, exc: CrdtmemError, now: float) -> None:
-        reason = getattr(exc, "reason", None) or _default_reason(exc)
+        reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
         self._drop(session, reason, str(exc), now)
 
-    def _drop(self, session: _Session, reason: str, detail: str, now: float) -> None:
+    def _drop(self, session: _Session, reason: RefusalReason, detail: str, now: float) -> None:
         log.warning("refused %s from %s: %s", reason, session.peer_id or session.conn, detail)
-        self._count(f"refused_{reason}")
+        self.stats.count_refusal(reason)
         self._events.append(Refused(session.conn, reason, detail))
         self._actions.append(Close(session.conn, reason))
         self.close(session.conn, now, reason)
 
-    def _count(self, key: str, n: int = 1) -> None:
-        self.stats[key] = self.stats.get(key, 0) + n
-
-
 class TypeConflictError(RemoteProtocolError):
     """A batch writes a name as another CRDT type than this replica holds it."""
 
-    reason = "type-conflict"
+    reason = RefusalReason.TYPE_CONFLICT
+
+
+class _WithOwnKey:
+    """The keyring as batch verification sees it: the caller's, plus this node's own key."""
+
+    def __init__(self, keyring: Keyring, identity: Identity) -> None:
+        self._keyring, self._identity = keyring, identity
+
+    def public_key(self, peer_id: str) -> bytes | None:
+        if peer_id == self._identity.peer_id:
+            return self._identity.public_key
+        return self._keyring.public_key(peer_id)
 
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:
     return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.cloud)
 
-
-def _default_reason(exc: CrdtmemError) -> str:
-    if isinstance(exc, DecodeError):
-        return "malformed-message"
-    if isinstance(exc, RemoteProtocolError):
-        return "protocol-violation"
-    return type(exc).__name__

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..memory import Memory
 from ..protocol.events import Refused, RepairApplied
 from ..protocol.node import Node
+from ..protocol.stats import NodeStats
 
 if TYPE_CHECKING:
     from ..storage.sqlite import SqliteStore
@@ -28,22 +29,22 @@ __all__ = ["Health", "node_figures"]
 _REPAIR_LOG = 50  # repairs remembered; the snapshot shows the last five
 
 
-def node_figures(stats: Mapping[str, int]) -> dict[str, Any]:
+def node_figures(stats: NodeStats) -> dict[str, Any]:
     """The snapshot's figures taken from the node's counters (``Node.stats``).
 
     Call it only from :meth:`Health.snapshot`: this is the one place that knows how the node
     names its counters.
     """
     return {
-        "deltas_sent": stats.get("batches_created", 0),
-        "deltas_received": stats.get("batches_applied", 0),
-        "bytes_sent": stats.get("bytes_sent", 0),
-        "bytes_received": stats.get("bytes_received", 0),
-        "repairs": stats.get("repairs", 0),
-        "repair_bytes": stats.get("repair_bytes_sent", 0),
-        "anti_entropy_sessions": stats.get("anti_entropy_sessions", 0),
-        "refusals": {key[len("refused_"):]: n for key, n in stats.items() if key.startswith("refused_")},
-        "stats": dict(stats),
+        "deltas_sent": stats.batches_created,
+        "deltas_received": stats.batches_applied,
+        "bytes_sent": stats.bytes_sent,
+        "bytes_received": stats.bytes_received,
+        "repairs": stats.repairs,
+        "repair_bytes": stats.repair_bytes_sent,
+        "anti_entropy_sessions": stats.anti_entropy_sessions,
+        "refusals": {str(reason): n for reason, n in stats.refusals.items()},
+        "stats": stats.as_dict(),
     }
 
 
@@ -161,7 +162,7 @@ class Health:
             url: the address the peer listens on.
             store: the open store, or None.
         """
-        figures = node_figures(node.stats if node is not None else {})
+        figures = node_figures(node.stats if node is not None else NodeStats())
         refusals = figures["refusals"]
         for reason, n in self._refusals.items():
             if reason not in refusals or reason == "oversized-frame":

@@ -76,8 +76,8 @@ class Peer:
         memory: the replica agents write to; its ``replica_id`` must be ``identity.peer_id``
             (create it as ``Memory(identity.peer_id, clock=time.time)``).
         identity: this peer's key.
-        keyring: the peers trusted to connect and to author writes. This peer's own key is
-            added to it if missing (a restarted peer must accept its own relayed writes).
+        keyring: the peers trusted to connect and to author writes (never changed; this
+            peer's own writes are trusted without it).
         options: addresses, TLS, backoff, metrics export, link limits and storage (see
             :class:`PeerOptions`); the defaults when omitted.
         config: the node's tunables; ``config.max_frame_bytes`` also caps transport messages.
@@ -121,8 +121,6 @@ class Peer:
         """What this peer was told (the shortcuts folded in)."""
         self.memory, self.identity, self.keyring = memory, identity, keyring
         self._peer_id = identity.peer_id
-        if identity.peer_id not in keyring:
-            keyring.add(identity, "self")
         self.config = config or NodeConfig()
         self.rng = rng or random.Random()
         self._store_arg = store if isinstance(store, SqliteStore) else options.store.path

@@ -383,7 +383,7 @@ class Simulation:
                 peer.store = (peer.memory.snapshot(), peer.node.seen.copy(), peer.node.log_wires())
         else:
             peer.store = None
-        for key, value in peer.node.stats.items():
+        for key, value in peer.node.stats.as_dict().items():
             self.retired_stats[key] += value
         peer.alive = False
         peer.node = None

@@ -132,7 +132,7 @@ def build_report(sim: Simulation, check: FinalCheck | None = None) -> dict[str, 
     s = sim.scenario
     node_stats: Counter[str] = Counter(sim.retired_stats)
     for peer in sim.live_peers():
-        node_stats.update(peer.node.stats)
+        node_stats.update(peer.node.stats.as_dict())
     conv = convergence(sim, check.converged)
     deliveries = sim.net["delivered"]
     wall = dict(sim.wall)

@@ -26,12 +26,23 @@ Use this module from your own test suite:
               equal=lambda a, b: a.value == b.value,
           ))
 
+* :class:`Cluster` runs real protocol nodes on a virtual clock over in-memory links that can
+  lose, duplicate and reorder frames, be cut and healed; it answers convergence queries, so
+  tests need not read node internals::
+
+      cluster = Cluster(seed=1)
+      cluster.add("alice")
+      cluster.add("bob")
+      cluster.connect("alice", "bob")
+      cluster.memory("alice").set("facts").add("the sky is blue")
+      assert cluster.run_until(cluster.converged, timeout=10)
+
 * :class:`ReplicaMachine` is a Hypothesis state machine of several :class:`~crdtmem.Memory`
   replicas that write, lose, duplicate and reorder deltas, merge and sync; subclass it to add
   rules for your own objects.
 
 The kit is split by concept: :mod:`.strategies`, :mod:`.adapters`, :mod:`.history`,
-:mod:`.laws` and :mod:`.stateful`; import every name from ``crdtmem.testing`` itself.
+:mod:`.laws`, :mod:`.stateful` and :mod:`.cluster`; import every name from ``crdtmem.testing`` itself.
 
 Like the rest of the core, this package does no I/O and reads no clock.
 """
@@ -50,6 +61,7 @@ from .adapters import (
     orset_ops,
     pncounter_ops,
 )
+from .cluster import Cluster, Conn, LinkFaults, RawSession
 from .history import History, Mutation, histories
 from .laws import assert_delta_law, assert_encoding_round_trip, assert_join_laws, check_join_laws
 from .stateful import ReplicaMachine
@@ -78,4 +90,8 @@ __all__ = [
     "builtin_adapter",
     "BUILTIN_TAGS",
     "ReplicaMachine",
+    "Cluster",
+    "Conn",
+    "LinkFaults",
+    "RawSession",
 ]

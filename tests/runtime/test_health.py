@@ -8,8 +8,10 @@ import time
 import pytest
 
 from crdtmem import Memory
+from crdtmem.errors import RefusalReason
 from crdtmem.protocol.events import Refused, RepairApplied
 from crdtmem.protocol.node import Node
+from crdtmem.protocol.stats import NodeStats
 from crdtmem.runtime.health import Health
 
 from ..peerkit import team
@@ -78,7 +80,7 @@ def test_changes_after_unwatch_are_not_followed() -> None:
 def test_refusals_repairs_and_runtime_counters_show_in_the_snapshot() -> None:
     _, _, (mine,) = team(1)
     health = Health(mine, mine.replica_id, conflict_window=1.0)
-    health.record(Refused("in-1", "bad-mac", "frame MAC does not verify"))
+    health.record(Refused("in-1", RefusalReason.BAD_TAG, "frame MAC does not verify"))
     health.refused("too-many-connections")
     health.refused("too-many-connections")
     health.record(RepairApplied("peer-b", ("plan", "goal")))
@@ -86,7 +88,7 @@ def test_refusals_repairs_and_runtime_counters_show_in_the_snapshot() -> None:
     health.count("throttled_seconds", 0.25)
     health.count("throttled_seconds", 0.5)
     m = _snapshot(health)
-    assert m["refusals"] == {"bad-mac": 1, "too-many-connections": 2}
+    assert m["refusals"] == {"bad-tag": 1, "too-many-connections": 2}
     assert m["recent_repairs"][-1]["peer"] == "peer-b" and m["recent_repairs"][-1]["names"] == ["plan", "goal"]
     assert m["dial_failures"] == 1 and m["throttled_seconds"] == 0.75
 
@@ -103,11 +105,26 @@ def test_the_snapshot_keys_are_the_peer_metrics_keys() -> None:
     ]
 
 
+def test_node_counters_map_onto_the_metrics_keys() -> None:
+    _, _, (mine,) = team(1)
+    health = Health(mine, mine.replica_id, conflict_window=1.0)
+    node = _NodeQueries()
+    node.stats = NodeStats(batches_created=3, batches_applied=5, bytes_sent=700, bytes_received=900,
+                           repairs=1, repair_bytes_sent=40, anti_entropy_sessions=2,
+                           refusals={RefusalReason.BAD_BATCH_SIGNATURE: 2})
+    health.refused("too-many-connections")
+    m = _snapshot(health, node)
+    assert (m["deltas_sent"], m["deltas_received"], m["bytes_sent"], m["bytes_received"]) == (3, 5, 700, 900)
+    assert (m["repairs"], m["repair_bytes"], m["anti_entropy_sessions"]) == (1, 40, 2)
+    assert m["refusals"] == {str(RefusalReason.BAD_BATCH_SIGNATURE): 2, "too-many-connections": 1}
+    assert m["stats"] == node.stats.as_dict()
+
+
 class _NodeQueries:
     """The node's read-only queries a snapshot makes, with sync states a test sets."""
 
     def __init__(self) -> None:
-        self.stats: dict[str, int] = {}
+        self.stats = NodeStats()
         self.lost_history = None
         self.in_sync: dict[str, bool] = {}
 

@@ -1,0 +1,88 @@
+"""``NodeStats``: what a :class:`~crdtmem.protocol.node.Node` has done, as typed counters.
+
+Read them from ``node.stats`` (health pages, metrics, tests, reports); only the node writes
+them. :meth:`NodeStats.as_dict` gives the flat ``{name: count}`` form that simulation reports
+and ``Peer.metrics()["stats"]`` serialise, with names such as ``bytes_sent_gossip``,
+``messages_sent_catch-up`` and ``refused_bad-tag``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import RefusalReason
+from .events import SendKind
+
+__all__ = ["NodeStats"]
+
+_REPAIR_COUNTERS = ("repair_bytes_sent", "repair_leaves_sent", "repair_leaves_received", "repair_round_trips")
+
+
+@dataclass
+class NodeStats:
+    """Counters since the node was created; all start at zero and only grow."""
+
+    batches_created: int = 0
+    """Local batches signed (one per flush that had writes)."""
+    batches_applied: int = 0
+    """Batches of others verified and joined into the memory."""
+    duplicate_batches: int = 0
+    """Batches received again after they had been applied (gossip redundancy)."""
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    bytes_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)
+    messages_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)
+    """Frames sent, by what they carry."""
+    refusals: dict[RefusalReason, int] = field(default_factory=dict)
+    """Inputs refused, by reason (every refusal but a replayed frame also closed a connection)."""
+    anti_entropy_sessions: int = 0
+    """Merkle reconciliations begun, either side."""
+    anti_entropy_finished: int = 0
+    """Merkle reconciliations that ran to their end (the ``repair_*`` counters sum over these)."""
+    repairs: int = 0
+    """Finished reconciliations that changed the memory."""
+    repair_bytes_sent: int = 0
+    repair_leaves_sent: int = 0
+    repair_leaves_received: int = 0
+    repair_round_trips: int = 0
+    lost_history: int = 0
+    """1 once a peer showed that this replica's own history was lost (see ``Node.lost_history``)."""
+
+    def count_send(self, kind: SendKind, nbytes: int) -> None:
+        """Count one frame of ``nbytes`` sent; the node calls it for every :class:`Send`."""
+        self.bytes_sent += nbytes
+        self.bytes_sent_by_kind[kind] = self.bytes_sent_by_kind.get(kind, 0) + nbytes
+        self.messages_sent_by_kind[kind] = self.messages_sent_by_kind.get(kind, 0) + 1
+
+    def count_refusal(self, reason: RefusalReason) -> None:
+        """Count one refused input; the node calls it for every :class:`Refused` event."""
+        self.refusals[reason] = self.refusals.get(reason, 0) + 1
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as one flat dict, for reports and metrics that serialise them.
+
+        A counter appears once it has counted something: nonzero ones, and the ``repair_*``
+        counters once a reconciliation has finished (even if they sum to zero). Per-kind and
+        per-reason counters are named ``bytes_sent_<kind>``, ``messages_sent_<kind>`` and
+        ``refused_<reason>``; ``anti_entropy_finished`` is left out.
+        """
+        flat = {
+            "anti_entropy_sessions": self.anti_entropy_sessions,
+            "batches_applied": self.batches_applied,
+            "batches_created": self.batches_created,
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+            "duplicate_batches": self.duplicate_batches,
+            "lost_history": self.lost_history,
+            "repairs": self.repairs,
+        }
+        for kind, n in self.bytes_sent_by_kind.items():
+            flat[f"bytes_sent_{kind}"] = n
+        for kind, n in self.messages_sent_by_kind.items():
+            flat[f"messages_sent_{kind}"] = n
+        for reason, n in self.refusals.items():
+            flat[f"refused_{reason}"] = n
+        out = {key: n for key, n in flat.items() if n}
+        if self.anti_entropy_finished:
+            out.update((key, getattr(self, key)) for key in _REPAIR_COUNTERS)
+        return dict(sorted(out.items()))

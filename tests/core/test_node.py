@@ -1,0 +1,297 @@
+"""The sans-I/O Node in a test cluster: convergence, partitions, refusals, authorship."""
+
+from __future__ import annotations
+
+import random
+
+import pycrdt
+import pytest
+
+from crdtmem import Memory
+from crdtmem.clocks import Dot
+from crdtmem.crdt import GCounter, LWWRegister, ORSet
+from crdtmem.crdt.document import Document
+from crdtmem.errors import LostHistoryError
+from crdtmem.identity import Identity, Keyring
+from crdtmem.protocol.batch import seal_batch
+from crdtmem.protocol.events import BatchApplied, HistoryLost, Refused
+from crdtmem.protocol.messages import Batches
+from crdtmem.protocol.node import NodeConfig
+from crdtmem.testing import Cluster, LinkFaults, RawSession
+from crdtmem.values import encode_value
+
+MALLORY = Identity.from_private_bytes(bytes(range(32)))
+
+
+def write_some(memory: Memory, tag: str, n: int = 5) -> None:
+    for i in range(n):
+        memory.counter("tasks").increment(1)
+        memory.pncounter("budget").decrement(i + 1)
+        memory.set("facts").add(f"{tag}-fact-{i}")
+        memory.register("goal").assign(f"{tag}-goal-{i}")
+        memory.map("board").put(f"{tag}-task-{i}", {"owner": tag, "n": i})
+    memory.set("facts").remove(f"{tag}-fact-0")
+    memory.mvregister("plan").assign(f"{tag}-plan")
+    text = memory.doc("notes").get("notes", type=pycrdt.Text)
+    text += f"[{tag}]"
+
+
+def members(cluster: Cluster, *names: str) -> None:
+    for name in names:
+        cluster.add(name)
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_nodes_on_a_clean_link_converge(size: int) -> None:
+    cluster = Cluster(seed=size)
+    names = [f"n{i}" for i in range(size)]
+    members(cluster, *names)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            cluster.connect(a, b)
+    for name in names:
+        write_some(cluster.memory(name), name)
+    cluster.run(3)
+    assert cluster.converged()
+    assert len(cluster.merkle_roots()) == 1
+    assert cluster.memory("n0").counter("tasks").value == 5 * size
+    assert cluster.synced()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_nodes_converge_over_a_lossy_duplicating_reordering_link(seed: int) -> None:
+    cluster = Cluster(
+        seed=seed,
+        faults=LinkFaults(loss=0.2, duplicate=0.2, reorder=0.3),
+        config=NodeConfig(anti_entropy_interval=2.0, handshake_timeout=1.0),
+    )
+    members(cluster, "a", "b", "c")
+    cluster.connect("a", "b")
+    cluster.connect("b", "c")  # a and c have no direct link: deltas must be relayed
+    rng = random.Random(seed)
+    for step in range(10):
+        write_some(cluster.memory(rng.choice("abc")), f"s{step}", n=2)
+        cluster.run(0.3)
+    cluster.faults = LinkFaults()
+    assert cluster.run_until(cluster.converged, timeout=10)
+    assert len(cluster.merkle_roots()) == 1
+
+
+def test_relayed_batches_keep_their_authors_signature() -> None:
+    cluster = Cluster(seed=7)
+    members(cluster, "a", "b", "c")
+    cluster.connect("a", "b")
+    cluster.connect("b", "c")  # c has no link to a
+    cluster.run(1)
+    cluster.memory("a").counter("c").increment(3)
+    cluster.run(2)
+    made = [e.wire for e in cluster.events("a") if isinstance(e, BatchApplied) and e.local]
+    relayed = [e for e in cluster.events("c") if isinstance(e, BatchApplied)]
+    assert cluster.memory("c").counter("c").value == 3
+    assert [e.wire for e in relayed] == made  # byte for byte: b relayed a's signed batch unchanged
+    assert relayed[0].author == cluster.node("a").identity.peer_id
+
+
+def test_partition_heals_by_merkle_repair_alone() -> None:
+    cluster = Cluster(seed=11, config=NodeConfig(max_log_batches=0, anti_entropy_interval=1000))
+    members(cluster, "a", "b", "c")
+    cluster.connect("a", "b")
+    cluster.connect("a", "c")
+    cluster.connect("b", "c")
+    for name in ("a", "b", "c"):
+        write_some(cluster.memory(name), f"before-{name}", n=2)
+    cluster.run(2)
+    assert cluster.converged()
+    cluster.partition(["a"], ["b", "c"])
+    write_some(cluster.memory("a"), "alone", n=4)
+    cluster.memory("a").set("facts").remove("before-b-fact-1")
+    write_some(cluster.memory("b"), "majority", n=4)
+    cluster.memory("c").set("facts").add("before-b-fact-1")  # concurrent re-add survives a's remove
+    cluster.run(2)
+    assert not cluster.converged()
+    assert all(cluster.node(name).log_size() == 0 for name in cluster.names)
+    cluster.heal_all()
+    assert cluster.run_until(cluster.converged, timeout=5)
+    assert len(cluster.merkle_roots()) == 1
+    facts = cluster.memory("a").set("facts").value
+    assert "before-b-fact-1" in facts and "alone-fact-3" in facts and "majority-fact-3" in facts
+    assert sum(cluster.stats(name).repairs for name in cluster.names) >= 1
+
+
+def test_removal_made_during_a_partition_is_repaired_everywhere() -> None:
+    cluster = Cluster(seed=12, config=NodeConfig(max_log_batches=0, anti_entropy_interval=1000))
+    members(cluster, "a", "b")
+    cluster.connect("a", "b")
+    cluster.memory("a").set("facts").add("stale")
+    cluster.run(1)
+    cluster.cut("a", "b")
+    cluster.memory("b").set("facts").remove("stale")
+    cluster.run(1)
+    cluster.heal("a", "b")
+    cluster.run(3)
+    assert "stale" not in cluster.memory("a").set("facts")
+    assert cluster.converged()
+
+
+def test_a_node_trusts_its_own_batches_without_its_key_in_the_keyring() -> None:
+    cluster = Cluster(seed=13)
+    members(cluster, "alice", "bob", "carol")
+    cluster.connect("alice", "carol")
+    cluster.connect("carol", "bob")  # bob gets alice's batch through carol, never meeting alice
+    cluster.memory("alice").set("facts").add("mine")
+    cluster.run(0.3)
+    others = Keyring()
+    for name in ("bob", "carol"):
+        others.add(cluster.node(name).identity)
+    cluster.restart("alice", keyring=others)  # an empty store...
+    cluster.connect("alice", "bob")  # ...and bob, who never met alice, sends her batch back
+    cluster.run(0.3)
+    assert cluster.memory("alice").set("facts").value == {"mine"}
+    assert cluster.stats("alice").batches_applied == 1
+    assert not cluster.refusals("alice")
+    assert cluster.node("alice").identity.peer_id not in others and len(others) == 2
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+def _honest(seed: int = 5) -> tuple[Cluster, RawSession]:
+    """An honest node holding some state, and a raw session to it as the trusted ``MALLORY``."""
+    cluster = Cluster(seed=seed)
+    cluster.add("honest")
+    cluster.memory("honest").counter("tasks").increment(2)
+    cluster.memory("honest").set("facts").add("kept")
+    cluster.run(1)
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("honest", MALLORY)
+    assert cluster.node("honest").peers() == {mallory.conn: MALLORY.peer_id}
+    return cluster, mallory
+
+
+def _refusals(events) -> list[str]:
+    return [e.reason for e in events if isinstance(e, Refused)]
+
+
+def _forged(deltas) -> Batches:
+    return Batches((seal_batch(MALLORY, 1, deltas).wire,))
+
+
+def test_trusted_peer_cannot_inflate_another_peers_counter_slot() -> None:
+    cluster, mallory = _honest()
+    honest = cluster.memory("honest")
+    before = honest.snapshot()
+    events = cluster.inject(mallory.conn, mallory.seal(_forged([("tasks", GCounter({honest.replica_id: 1000}))])))
+    assert _refusals(events) == ["forged-author"]
+    assert honest.snapshot() == before
+
+
+def test_trusted_peer_cannot_forge_another_peers_dots() -> None:
+    cluster, mallory = _honest()
+    honest = cluster.memory("honest")
+    before = honest.snapshot()
+    forged = ORSet()
+    forged.kernel.entries[encode_value("forged")] = {Dot(honest.replica_id, 99): None}
+    forged.kernel.ctx.add(Dot(honest.replica_id, 99))
+    events = cluster.inject(mallory.conn, mallory.seal(_forged([("facts", forged)])))
+    assert _refusals(events) == ["forged-author"]
+    assert honest.snapshot() == before
+
+
+def test_trusted_peer_cannot_write_a_timestamp_in_another_peers_name() -> None:
+    cluster, mallory = _honest()
+    honest = cluster.memory("honest")
+    before = honest.snapshot()
+    forged = LWWRegister(10**12, honest.replica_id, encode_value("hijacked"))
+    events = cluster.inject(mallory.conn, mallory.seal(_forged([("goal", forged)])))
+    assert _refusals(events) == ["forged-author"]
+    assert honest.snapshot() == before
+
+
+def test_trusted_peer_cannot_edit_a_document_as_another_client() -> None:
+    cluster, mallory = _honest()
+    honest = cluster.memory("honest")
+    before = honest.snapshot()
+    impostor = Document.for_replica(honest.replica_id)
+    updates = []
+    impostor.watch(updates.append)
+    impostor.doc.get("notes", type=pycrdt.Text).insert(0, "forged")
+    events = cluster.inject(mallory.conn, mallory.seal(_forged([("notes", updates[0])])))
+    assert _refusals(events) == ["forged-author"]
+    assert honest.snapshot() == before
+
+
+def test_batch_with_a_broken_signature_is_refused() -> None:
+    cluster, mallory = _honest()
+    honest = cluster.memory("honest")
+    before = honest.snapshot()
+    own = Memory(MALLORY.peer_id)
+    own.counter("tasks").increment(1)
+    broken = bytearray(seal_batch(MALLORY, 1, own.take_deltas()).wire)
+    broken[-1] ^= 0x01
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((bytes(broken),))))
+    assert _refusals(events) == ["bad-batch-signature"]
+    assert honest.snapshot() == before
+
+
+def test_a_trusted_peers_own_batch_is_applied() -> None:
+    cluster, mallory = _honest()
+    own = Memory(MALLORY.peer_id)
+    own.counter("tasks").increment(1)
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((seal_batch(MALLORY, 1, own.take_deltas()).wire,))))
+    assert _refusals(events) == []
+    assert cluster.memory("honest").counter("tasks").value == 3
+
+
+def test_garbage_after_handshake_is_refused_with_a_specific_reason() -> None:
+    cluster = Cluster(seed=5)
+    members(cluster, "honest", "mallory")
+    cluster.connect("honest", "mallory")
+    cluster.memory("honest").set("facts").add("kept")
+    cluster.run(1)
+    before = cluster.memory("honest").snapshot()
+    events = cluster.inject(cluster.conn("honest", "mallory"), [b"\x93garbage"])
+    assert _refusals(events) == ["malformed-frame"]
+    assert cluster.memory("honest").snapshot() == before
+    assert cluster.node("honest").peers() == {}
+
+
+def test_handshake_that_never_finishes_times_out() -> None:
+    cluster = Cluster(seed=3, config=NodeConfig(handshake_timeout=2.0))
+    cluster.add("a")
+    cluster.keyring.add(MALLORY)
+    cluster.open_raw("a", MALLORY, handshake=False)
+    cluster.run(1.0)
+    assert not cluster.refusals("a")
+    cluster.run(1.5)
+    assert [r.reason for r in cluster.refusals("a")] == ["handshake-timeout"]
+
+
+def test_a_replica_restarted_without_its_store_stops_signing_writes_the_others_would_ignore() -> None:
+    cluster = Cluster(seed=9)
+    members(cluster, "alice", "bob")
+    cluster.connect("alice", "bob")
+    for i in range(3):
+        cluster.memory("alice").set("facts").add(f"before-{i}")
+        cluster.run(0.2)
+    bob = cluster.memory("bob")
+    assert bob.set("facts").value == {"before-0", "before-1", "before-2"}
+    cluster.cut("alice", "bob")
+    # alice comes back with her key but an empty store: her next batch would be #1 again
+    reborn = cluster.restart("alice")
+    reborn.memory.set("facts").add("after")
+    cluster.run(0.1)
+    cluster.heal("alice", "bob")
+    cluster.run(3.0)
+    assert reborn.lost_history is not None and "#3" in reborn.lost_history
+    events = [e for e in cluster.events("alice") if isinstance(e, HistoryLost)]
+    assert [(e.peer_id, e.theirs) for e in events] == [(bob.replica_id, 3)]
+    # "after" went out as alice#1 before anyone could tell, and bob holds the old alice#1:
+    # exactly the loss the new identity avoids
+    assert "after" not in bob.set("facts").value
+    with pytest.raises(LostHistoryError):
+        reborn.check_writable()
+    reborn.memory.set("facts").add("later")
+    reborn.flush(cluster.now)
+    cluster.run(1.0)
+    assert "later" not in bob.set("facts").value  # never signed, never sent
+    assert reborn.stats.lost_history == 1
