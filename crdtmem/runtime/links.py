@@ -68,7 +68,7 @@ class Links:
 
     Args:
         peer_id: this peer's id, for logs.
-        options: addresses' TLS contexts, redial bounds and :class:`LinkLimits`.
+        options: the TLS contexts, the redial bounds and the :class:`LinkLimits`.
         config: the node's tunables (``max_frame_bytes`` caps transport messages;
             ``handshake_timeout`` bounds a dial).
         health: where dial failures, throttling and refused connections are counted.
