@@ -85,7 +85,8 @@ class Peer:
             ``wss://...``, ``memory://NAME``); port 0 picks a free port, see :attr:`url`.
         connect: shortcut for ``options.connect``: addresses to dial and keep dialing.
         store: shortcut for ``options.store.path``: a SQLite file to restore from and persist
-            to — or an already open :class:`SqliteStore` of this identity, used as is.
+            to — or an already open :class:`SqliteStore` of this identity, used as it was
+            opened (``options.store.fsync`` does not apply to it).
         rng: randomness for the node and backoff jitter (seed it for reproducible runs).
         transport: use this transport for every address instead of choosing one by URL scheme.
     """
@@ -114,16 +115,16 @@ class Peer:
             options = replace(options, listen=listen)
         if connect is not None:
             options = replace(options, connect=tuple(connect))
-        if store is not None:
-            path = store.path if isinstance(store, SqliteStore) else store
-            options = replace(options, store=replace(options.store, path=path))
+        opened = store is not None and not isinstance(store, (str, os.PathLike))
+        if store is not None and not opened:
+            options = replace(options, store=replace(options.store, path=store))
         self.options = options
         """What this peer was told (the shortcuts folded in)."""
         self.memory, self.identity, self.keyring = memory, identity, keyring
         self._peer_id = identity.peer_id
         self.config = config or NodeConfig()
         self.rng = rng or random.Random()
-        self._store_arg = store if isinstance(store, SqliteStore) else options.store.path
+        self._store_arg = store if opened else options.store.path  # an open store, a path, or None
         self.store: SqliteStore | None = None
         self.url: str | None = None
         """The address actually bound (set on entry when ``listen`` is given)."""

@@ -12,6 +12,7 @@ from crdtmem import Memory, Peer
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.runtime import LinkLimits, PeerOptions
 from crdtmem.runtime.health import Health
+from crdtmem.storage import SqliteStore
 from crdtmem.transports.memory import MemoryHub, MemoryTransport
 
 from ..peerkit import team
@@ -103,3 +104,16 @@ async def test_exiting_closes_every_link_and_journals_the_last_writes(tmp_path) 
     restored = Memory(ids[1].peer_id, clock=time.time)
     async with Peer(restored, ids[1], keyring, store=tmp_path / "b.db"):
         assert restored.counter("last").value == 4
+
+
+async def test_an_open_store_is_used_as_it_was_opened(tmp_path) -> None:
+    ids, keyring, (memory,) = team(1)
+    store = SqliteStore(tmp_path / "me.db", ids[0].peer_id)
+    peer = Peer(memory, ids[0], keyring, store=store)
+    assert peer.options.store.path is None  # nothing to open: the store is already open
+    async with peer:
+        assert peer.store is store
+        memory.counter("c").increment(2)
+        await peer.flush()
+    with SqliteStore(tmp_path / "me.db", None, readonly=True) as reader:
+        assert reader.load().memory.counter("c").value == 2
