@@ -18,6 +18,9 @@ from langgraph.store.base import BaseStore
 import crdtmem
 from crdtmem.identity import Identity, Keyring
 from crdtmem.integrations.langgraph import CrdtStore
+from crdtmem.runtime import PeerOptions
+
+FAST_REDIAL = PeerOptions(reconnect_min=0.05)  # a dialer started before its listener retries soon
 
 TASKS = ("team", "tasks")
 
@@ -58,8 +61,8 @@ def main() -> None:
     for identity in identities:
         keyring.add(identity)
     with crdtmem.open_peer(identities[0], keyring, listen="ws://127.0.0.1:0") as hub, \
-            crdtmem.open_peer(identities[1], keyring, connect=[hub.url], reconnect_min=0.05) as second, \
-            crdtmem.open_peer(identities[2], keyring, connect=[hub.url], reconnect_min=0.05) as third:
+            crdtmem.open_peer(identities[1], keyring, connect=[hub.url], options=FAST_REDIAL) as second, \
+            crdtmem.open_peer(identities[2], keyring, connect=[hub.url], options=FAST_REDIAL) as third:
         hub.wait_connected(2, timeout=20)
         peers = {"planner": hub, "researcher": second, "reviewer": third}
         stores = {name: CrdtStore(peer, agent=name) for name, peer in peers.items()}

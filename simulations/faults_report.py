@@ -224,7 +224,7 @@ def build(args, runs, fuzz, atheris, floods, load, others, seconds) -> dict[str,
         "missing_caps": [
             "incoming buffer per connection is bounded by websockets max_queue (64 frames) x "
             "max_frame_bytes (1 MiB) plus a reassembly budget of max_message_bytes (64 MiB); with "
-            "Peer(max_connections=256) the total is bounded, but at 256 x 128 MiB, far above a sane "
+            "LinkLimits(max_connections=256) the total is bounded, but at 256 x 128 MiB, far above a sane "
             "budget: there is no budget shared across connections",
         ],
     }

@@ -23,6 +23,7 @@ from crdtmem.protocol.framing import FrameChannel
 from crdtmem.protocol.handshake import Handshake
 from crdtmem.protocol.messages import Batches, Sync, encode_message
 from crdtmem.protocol.node import NodeConfig
+from crdtmem.runtime import LinkLimits, PeerOptions
 
 from .peerkit import same_state, team
 
@@ -177,8 +178,8 @@ async def test_hostile_client_is_refused_and_honest_peers_keep_converging(attack
 
 async def test_a_client_that_stops_reading_is_dropped_instead_of_buffered_forever() -> None:
     (victim_id, _, mallory), keyring, (victim_mem, _, _) = team(3)
-    async with Peer(victim_mem, victim_id, keyring, listen="ws://127.0.0.1:0", config=CONFIG,
-                    max_queue_bytes=256 * 1024) as victim:
+    async with Peer(victim_mem, victim_id, keyring, PeerOptions(limits=LinkLimits(max_queue_bytes=256 * 1024)),
+                    listen="ws://127.0.0.1:0", config=CONFIG) as victim:
         ws = await raw(victim.url)
         await handshake(ws, mallory, keyring)  # then never read again
         await victim.wait_connected(1, timeout=5)

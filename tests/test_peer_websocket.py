@@ -11,6 +11,7 @@ import pycrdt
 import pytest
 
 from crdtmem import Peer
+from crdtmem.runtime import PeerOptions
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.transports.memory import MemoryHub, MemoryTransport
 
@@ -83,9 +84,9 @@ async def test_three_peers_in_a_line_converge_through_relay() -> None:
 async def test_wss_with_a_generated_certificate_converges(tmp_path) -> None:
     server_ctx, client_ctx = make_tls(tmp_path)
     ids, keyring, (ma, mb) = team(2)
-    async with Peer(ma, ids[0], keyring, listen="wss://127.0.0.1:0", ssl=server_ctx, config=FAST) as a:
+    async with Peer(ma, ids[0], keyring, PeerOptions(listen="wss://127.0.0.1:0", ssl=server_ctx), config=FAST) as a:
         assert a.url.startswith("wss://")
-        async with Peer(mb, ids[1], keyring, connect=[a.url], client_ssl=client_ctx, config=FAST) as b:
+        async with Peer(mb, ids[1], keyring, PeerOptions(connect=[a.url], client_ssl=client_ctx), config=FAST) as b:
             write(ma, "a")
             write(mb, "b")
             await b.wait_synced(timeout=10, peers=1)
@@ -98,8 +99,8 @@ async def test_wss_refuses_a_server_with_an_untrusted_certificate(tmp_path) -> N
     (tmp_path / "other").mkdir()
     _, other_client = make_tls(tmp_path / "other")  # trusts a different certificate
     ids, keyring, (ma, mb) = team(2)
-    async with Peer(ma, ids[0], keyring, listen="wss://127.0.0.1:0", ssl=server_ctx, config=FAST) as a:
-        async with Peer(mb, ids[1], keyring, connect=[a.url], client_ssl=other_client, config=FAST) as b:
+    async with Peer(ma, ids[0], keyring, PeerOptions(listen="wss://127.0.0.1:0", ssl=server_ctx), config=FAST) as a:
+        async with Peer(mb, ids[1], keyring, PeerOptions(connect=[a.url], client_ssl=other_client), config=FAST) as b:
             await b.wait_for(lambda: b.metrics()["dial_failures"] >= 1, timeout=10)
             assert b.connected_peers() == []
 
@@ -113,7 +114,8 @@ def _free_port() -> int:
 async def test_an_unreachable_peer_never_blocks_local_writes() -> None:
     ids, keyring, (ma, _) = team(2)
     dead = f"ws://127.0.0.1:{_free_port()}"
-    async with Peer(ma, ids[0], keyring, connect=[dead], config=FAST, reconnect_min=0.01, reconnect_max=0.05) as a:
+    async with Peer(ma, ids[0], keyring, PeerOptions(reconnect_min=0.01, reconnect_max=0.05), connect=[dead],
+                    config=FAST) as a:
         with anyio.fail_after(1):
             for i in range(1000):
                 ma.counter("c").increment()
@@ -127,7 +129,8 @@ async def test_a_dialer_reconnects_after_the_listener_restarts() -> None:
     ids, keyring, (ma, mb) = team(2)
     port = _free_port()
     url = f"ws://127.0.0.1:{port}"
-    async with Peer(mb, ids[1], keyring, connect=[url], config=FAST, reconnect_min=0.02, reconnect_max=0.2) as b:
+    redial = PeerOptions(connect=[url], reconnect_min=0.02, reconnect_max=0.2)
+    async with Peer(mb, ids[1], keyring, redial, config=FAST) as b:
         async with Peer(ma, ids[0], keyring, listen=url, config=FAST) as a:
             await b.wait_connected(1, timeout=10)
         mb.counter("while-down").increment(5)  # the listener is gone: the write stays local
@@ -140,10 +143,10 @@ async def test_a_dialer_reconnects_after_the_listener_restarts() -> None:
 async def test_isolated_peer_catches_up_by_repair_after_rejoining() -> None:
     config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0, max_log_batches=0)
     ids, keyring, mems = team(3)
-    kw = dict(config=config, reconnect_min=0.02, reconnect_max=0.1)
-    async with Peer(mems[0], ids[0], keyring, listen="ws://127.0.0.1:0", **kw) as a, \
-            Peer(mems[1], ids[1], keyring, listen="ws://127.0.0.1:0", connect=[a.url], **kw) as b, \
-            Peer(mems[2], ids[2], keyring, connect=[a.url, b.url], **kw) as c:
+    quick = PeerOptions(reconnect_min=0.02, reconnect_max=0.1)
+    async with Peer(mems[0], ids[0], keyring, quick, listen="ws://127.0.0.1:0", config=config) as a, \
+            Peer(mems[1], ids[1], keyring, quick, listen="ws://127.0.0.1:0", connect=[a.url], config=config) as b, \
+            Peer(mems[2], ids[2], keyring, quick, connect=[a.url, b.url], config=config) as c:
         await c.wait_synced(timeout=10, peers=2)
         c.isolate()
         await a.wait_for(lambda: ids[2].peer_id not in a.connected_peers(), timeout=5)
@@ -177,13 +180,13 @@ async def test_peers_over_the_memory_transport_converge() -> None:
 
 async def test_metrics_are_exported_for_prometheus() -> None:
     ids, keyring, (ma, mb) = team(2)
-    async with Peer(ma, ids[0], keyring, listen="ws://127.0.0.1:0", config=FAST, metrics_port=0) as a:
+    async with Peer(ma, ids[0], keyring, PeerOptions(listen="ws://127.0.0.1:0", metrics_port=0), config=FAST) as a:
         async with Peer(mb, ids[1], keyring, connect=[a.url], config=FAST):
             mb.mvregister("plan").assign("x")
             ma.mvregister("plan").assign("y")  # concurrent: two siblings
             await a.wait_for(lambda: len(ma.mvregister("plan").values) == 2, timeout=10)
-            await a.wait_for(lambda: a._metrics_cache.get("connected_peers") == 1
-                             and a._metrics_cache["conflicts"]["mv_register_siblings"] == 1, timeout=10)
+            await a.wait_for(lambda: a.metrics()["connected_peers"] == 1
+                             and a.metrics()["conflicts"]["mv_register_siblings"] == 1, timeout=10)
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # ignore any HTTP proxy
             body = await anyio.to_thread.run_sync(lambda: opener.open(a.metrics_url, timeout=5).read())
     text = body.decode()

@@ -12,6 +12,7 @@ from crdtmem import Memory, Peer
 from crdtmem.clocks import Dot
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import peek_batch, seal_batch
+from crdtmem.runtime import PeerOptions, StoreOptions
 from crdtmem.storage import Snapshot, SqliteStore, StoreError
 
 from .peerkit import same_state, team
@@ -153,7 +154,7 @@ async def test_writes_are_journaled_before_anything_is_sent(tmp_path) -> None:
     """A flushed write is in the store even if the process dies right after (no snapshot taken)."""
     (identity,), keyring, (memory,) = team(1)
     path = tmp_path / "p.db"
-    peer = Peer(memory, identity, keyring, store=path, compact_every=10**9)
+    peer = Peer(memory, identity, keyring, PeerOptions(store=StoreOptions(path, compact_every=10**9)))
     async with peer:
         memory.counter("c").increment(7)
         await peer.flush()
@@ -165,7 +166,7 @@ async def test_writes_are_journaled_before_anything_is_sent(tmp_path) -> None:
 async def test_background_compaction_bounds_the_journal(tmp_path) -> None:
     (identity,), keyring, (memory,) = team(1)
     path = tmp_path / "p.db"
-    async with Peer(memory, identity, keyring, store=path, compact_every=20) as peer:
+    async with Peer(memory, identity, keyring, PeerOptions(store=StoreOptions(path, compact_every=20))) as peer:
         for i in range(100):
             memory.counter("c").increment()
             await peer.flush()

@@ -49,7 +49,7 @@ A delete concurrent with a put keeps what the put wrote (add wins), as for every
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 

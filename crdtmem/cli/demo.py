@@ -26,7 +26,7 @@ from rich.console import Console
 
 from ..identity import Identity, Keyring
 from ..memory import Memory
-from ..runtime import Peer
+from ..runtime import Peer, PeerOptions
 from ..protocol.node import NodeConfig
 
 __all__ = ["run_demo"]
@@ -82,16 +82,16 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> tuple[i
         keyring.add(identity, name)
     memories = {name: Memory(identities[name].peer_id, clock=time.time) for name in NAMES}
     config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0, max_log_batches=16, handshake_timeout=5.0)
-    common = dict(config=config, reconnect_min=0.05, reconnect_max=0.5)
+    options = PeerOptions(listen="ws://127.0.0.1:0", reconnect_min=0.05, reconnect_max=0.5)
     who = {identities[n].peer_id: n for n in NAMES}
 
     console.rule("[bold]crdtmem demo: three agents, one memory, no leader")
-    async with Peer(memories["alice"], identities["alice"], keyring, listen="ws://127.0.0.1:0",
-                    rng=random.Random(rng.random()), **common) as alice, \
-            Peer(memories["bob"], identities["bob"], keyring, listen="ws://127.0.0.1:0", connect=[alice.url],
-                 rng=random.Random(rng.random()), **common) as bob, \
-            Peer(memories["carol"], identities["carol"], keyring, listen="ws://127.0.0.1:0",
-                 connect=[alice.url, bob.url], rng=random.Random(rng.random()), **common) as carol:
+    async with Peer(memories["alice"], identities["alice"], keyring, options, config=config,
+                    rng=random.Random(rng.random())) as alice, \
+            Peer(memories["bob"], identities["bob"], keyring, options, config=config, connect=[alice.url],
+                 rng=random.Random(rng.random())) as bob, \
+            Peer(memories["carol"], identities["carol"], keyring, options, config=config,
+                 connect=[alice.url, bob.url], rng=random.Random(rng.random())) as carol:
         peers = {"alice": alice, "bob": bob, "carol": carol}
         for peer in peers.values():
             await peer.wait_connected(2, timeout=10)

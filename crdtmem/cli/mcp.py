@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from .peer import add_peer_arguments, make_peer, run_with_peer_files
+from .peer import add_peer_arguments, run_with_peer_files
 
 __all__ = ["register", "cmd_mcp"]
 
@@ -30,7 +30,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     return run_with_peer_files(args, _run_mcp)
 
 
-async def _run_mcp(args: argparse.Namespace, identity: Any, keyring: Any) -> int:
+async def _run_mcp(args: argparse.Namespace, identity: Any, keyring: Any, options: Any, config: Any) -> int:
     import signal
 
     import anyio
@@ -39,9 +39,10 @@ async def _run_mcp(args: argparse.Namespace, identity: Any, keyring: Any) -> int
     from ..agent.graph import KnowledgeGraph
     from ..integrations.mcp import build_server, graph_tools, record_tools, serve_stdio
     from ..memory import Memory
+    from ..runtime import Peer
 
     memory = Memory(identity.peer_id, clock=time.time)
-    async with make_peer(args, memory, identity, keyring) as peer:
+    async with Peer(memory, identity, keyring, options, config=config) as peer:
         log.info("mcp server for peer %s (listening on %s)", identity.peer_id, peer.url)
         graph = KnowledgeGraph(memory, args.graph)
         tools = graph_tools(graph) + record_tools(Records(memory, agent=args.agent))

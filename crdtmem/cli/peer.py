@@ -13,7 +13,7 @@ from .jsonlines import print_json
 from .nodeflags import add_node_arguments, node_config_from_args
 from .serve import serve_stdin
 
-__all__ = ["register", "cmd_peer", "add_peer_arguments", "make_peer", "run_with_peer_files"]
+__all__ = ["register", "cmd_peer", "add_peer_arguments", "peer_options", "run_with_peer_files"]
 
 
 def cmd_peer(args: argparse.Namespace) -> int:
@@ -22,7 +22,8 @@ def cmd_peer(args: argparse.Namespace) -> int:
 
 
 def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[int]]) -> int:
-    """Check the addresses, load the key and keyring, then ``anyio.run(main, args, identity, keyring)``.
+    """Check the flags, load the key and keyring, then ``anyio.run(main, args, identity, keyring,
+    options, config)`` with the :class:`~crdtmem.runtime.PeerOptions` and ``NodeConfig`` they describe.
 
     Every problem a user can fix (a bad address, an unreadable key file, a port in use, a
     corrupt store) ends in one ``error:`` line on stderr and exit status 2 or 3, not a traceback.
@@ -55,7 +56,12 @@ def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        return anyio.run(main, args, identity, keyring)
+        options, config = peer_options(args), node_config_from_args(args)
+    except (OSError, ValueError) as exc:  # a bad flag value, an unreadable TLS file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return anyio.run(main, args, identity, keyring, options, config)
     except KeyboardInterrupt:
         return 130
     except BaseException as group:
@@ -86,15 +92,16 @@ def _sole_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> int:
+async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any, options: Any, config: Any) -> int:
     import signal
 
     import anyio
 
     from ..memory import Memory
+    from ..runtime import Peer
 
     memory = Memory(identity.peer_id, clock=time.time)
-    peer = make_peer(args, memory, identity, keyring)
+    peer = Peer(memory, identity, keyring, options, config=config)
     async with peer:
         print_json({"ready": True, "peer_id": identity.peer_id, "url": peer.url, "metrics": peer.metrics_url})
         async with anyio.create_task_group() as tg:
@@ -111,6 +118,35 @@ async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any) -> in
                 tg.start_soon(serve_stdin, peer, memory, args.db is not None)
     print_json({"stopped": True, "peer_id": identity.peer_id})
     return 0
+
+
+def peer_options(args: argparse.Namespace) -> Any:
+    """The :class:`~crdtmem.runtime.PeerOptions` that ``crdtmem peer``'s flags describe."""
+    from ..runtime import LinkLimits, PeerOptions, StoreOptions
+
+    ssl_server = ssl_client = None
+    if args.tls_cert:
+        import ssl
+
+        ssl_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_server.load_cert_chain(args.tls_cert, args.tls_key)
+    if args.tls_ca:
+        import ssl
+
+        ssl_client = ssl.create_default_context(cafile=args.tls_ca)
+    return PeerOptions(
+        listen=args.listen,
+        connect=tuple(args.connect or ()),
+        ssl=ssl_server,
+        client_ssl=ssl_client,
+        reconnect_max=args.reconnect_max,
+        metrics_port=args.metrics_port,
+        limits=LinkLimits(
+            max_connections=args.max_connections,
+            max_receive_messages_per_s=args.max_receive_messages or None,
+        ),
+        store=StoreOptions(path=args.db),
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -143,27 +179,3 @@ def add_peer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-receive-messages", type=float, default=2000.0,
                    help="per connection, messages read per second on average (0: unlimited)")
     add_node_arguments(p.add_argument_group("node (the protocol's tunables)"))
-
-
-def make_peer(args: argparse.Namespace, memory: Any, identity: Any, keyring: Any) -> Any:
-    """The :class:`~crdtmem.runtime.Peer` for ``memory`` that :func:`add_peer_arguments` options describe."""
-    from ..runtime import Peer
-
-    config = node_config_from_args(args)
-    ssl_server = ssl_client = None
-    if args.tls_cert:
-        import ssl
-
-        ssl_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ssl_server.load_cert_chain(args.tls_cert, args.tls_key)
-    if args.tls_ca:
-        import ssl
-
-        ssl_client = ssl.create_default_context(cafile=args.tls_ca)
-    peer = Peer(
-        memory, identity, keyring, listen=args.listen, connect=args.connect or [], store=args.db,
-        config=config, metrics_port=args.metrics_port, ssl=ssl_server, client_ssl=ssl_client,
-        reconnect_max=args.reconnect_max, max_connections=args.max_connections,
-        max_receive_messages_per_s=args.max_receive_messages or None,
-    )
-    return peer

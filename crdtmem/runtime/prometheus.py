@@ -1,20 +1,71 @@
-"""Prometheus export of :meth:`Peer.metrics` (imported only when ``metrics_port`` is given).
+"""Prometheus export of ``Peer.metrics()`` (imported only when ``metrics_port`` is given).
 
-The collector reads a metrics snapshot the runtime refreshes on its own thread about twice a
-second, so a scrape never touches live protocol state from the HTTP server's thread.
+A scrape asks for a fresh snapshot: the HTTP server's thread hands the call to the peer's event
+loop through a :class:`~anyio.from_thread.BlockingPortal` and waits for it, so the metrics are
+computed on demand, never touch live protocol state from another thread, and cost nothing
+between scrapes.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+from anyio.from_thread import BlockingPortal
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["PeerCollector"]
+__all__ = ["PeerCollector", "MetricsServer"]
+
+log = logging.getLogger("crdtmem.peer")
+
+
+class MetricsServer:
+    """An HTTP endpoint serving one peer's metrics to Prometheus, while entered.
+
+    Enter it (``async with``) on the peer's event loop; it serves until it exits.
+
+    Args:
+        metrics: returns the snapshot (``Peer.metrics``); called on the event loop per scrape.
+        host, port: where to listen (port 0: any free port, see :attr:`url`).
+    """
+
+    def __init__(self, metrics: Callable[[], dict[str, Any]], host: str, port: int) -> None:
+        self._metrics, self._host, self._port = metrics, host, port
+        self._portal = BlockingPortal()
+        self._server: Any = None
+        self.url: str | None = None
+        """Where Prometheus scrapes (set on entry)."""
+
+    async def __aenter__(self) -> MetricsServer:
+        await self._portal.__aenter__()
+        try:
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(PeerCollector(lambda: self._portal.call(self._metrics)))
+            self._server, _ = start_http_server(self._port, addr=self._host, registry=registry)
+        except BaseException:
+            await self._portal.__aexit__(None, None, None)
+            raise
+        self.url = f"http://{self._host}:{self._server.server_address[1]}/metrics"
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        """Stop serving (in a worker thread: a scrape in progress still gets its answer)."""
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._server.shutdown)
+        self._server.server_close()
+        await self._portal.__aexit__(*exc_info)
 
 
 class PeerCollector:
+    """A Prometheus collector over a metrics snapshot, taken once per scrape.
+
+    Args:
+        snapshot: returns ``Peer.metrics()``; safe to call from the HTTP server's thread.
+    """
+
     def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
         self.snapshot = snapshot
 
@@ -22,7 +73,11 @@ class PeerCollector:
         return []
 
     def collect(self):
-        m = self.snapshot()
+        try:
+            m = self.snapshot()
+        except RuntimeError as exc:  # the portal has stopped: the peer is shutting down
+            log.debug("metrics scrape after shutdown: %s", exc)
+            return
         if not m:
             return
         peer = m["peer_id"]

@@ -26,6 +26,7 @@ from anyio.from_thread import start_blocking_portal
 
 from ..identity import Identity, Keyring
 from ..memory import Memory
+from .options import PeerOptions
 from .peer import Peer
 
 __all__ = ["ThreadedPeer", "open_peer"]
@@ -125,20 +126,22 @@ async def _sync(fn: Callable[..., T], *args: Any) -> T:
 def open_peer(
     identity: Identity | None = None,
     keyring: Keyring | None = None,
+    options: PeerOptions | None = None,
     *,
     memory: Memory | None = None,
     listen: str | None = None,
-    connect: Iterable[str] = (),
+    connect: Iterable[str] | None = None,
     store: str | os.PathLike[str] | None = None,
-    **peer_options: Any,
+    **peer_kwargs: Any,
 ) -> ThreadedPeer:
     """Start a peer on a background thread; use the result as a context manager (or ``close()`` it).
 
     Args:
         identity: this peer's key (default: a fresh one, for tests and demos).
         keyring: who is trusted (default: only this identity).
+        options: as for :class:`Peer` (addresses, backoff, limits, storage).
         memory: the replica (default: ``Memory(identity.peer_id, clock=time.time)``).
-        listen, connect, store, peer_options: as for :class:`Peer`.
+        listen, connect, store, peer_kwargs: as for :class:`Peer` (``config=``, ``rng=``).
     """
     identity = identity or Identity.generate()
     keyring = keyring if keyring is not None else Keyring()
@@ -147,8 +150,8 @@ def open_peer(
     try:
         portal = stack.enter_context(start_blocking_portal(backend="asyncio"))
         # Built on the loop thread: the peer's events belong to that loop.
-        peer = portal.call(_sync, lambda: Peer(memory, identity, keyring, listen=listen, connect=connect,
-                                               store=store, **peer_options))
+        peer = portal.call(_sync, lambda: Peer(memory, identity, keyring, options, listen=listen, connect=connect,
+                                               store=store, **peer_kwargs))
         stack.enter_context(portal.wrap_async_context_manager(peer))
         return ThreadedPeer(peer, portal, stack)
     except BaseException:

@@ -6,15 +6,15 @@ cap — and the honest peers must keep converging while it runs. What bounds eac
 * garbage frames from a client that keeps reconnecting: every connection is refused at its
   first bad frame (``malformed-handshake``/``malformed-frame``) and dropped;
 * a flood of validly tagged frames from a trusted peer: the per-connection receive budget
-  (``Peer(max_receive_messages_per_s=...)``) stops reading the flooder's connection, so TCP
+  (``LinkLimits(max_receive_messages_per_s=...)``) stops reading the flooder's connection, so TCP
   slows it down while honest traffic flows; the victim's replies to a peer that does not read
-  are capped by ``Peer(max_queue_bytes=...)`` (``test_hostile_clients`` covers that drop);
+  are capped by ``LinkLimits(max_queue_bytes=...)`` (``test_hostile_clients`` covers that drop);
 * a chunked message that never ends: the reassembly budget (``max_message_bytes``) refuses it
   (``oversized-message``); a single frame over the cap is refused by websockets (close 1009);
 * half an HTTP upgrade, then silence: the websocket ``open_timeout``;
 * a hello, then silence: the node's ``handshake_timeout`` (``handshake-timeout``);
 * many connections at once: each is bounded in time by those timeouts, and their number by
-  ``Peer(max_connections=...)`` (``too-many-connections``).
+  ``LinkLimits(max_connections=...)`` (``too-many-connections``).
 
 ``CRDTMEM_FLOOD_SCALE`` (default 1) multiplies flood durations and connection counts.
 """
@@ -35,6 +35,7 @@ from crdtmem import Peer
 from crdtmem.clocks import CausalContext
 from crdtmem.protocol.messages import Sync, encode_message
 from crdtmem.protocol.node import NodeConfig
+from crdtmem.runtime import LinkLimits, PeerOptions
 from crdtmem.transports.websocket import WebSocketTransport
 
 from ..peerkit import team
@@ -117,8 +118,9 @@ def trio_peers():
 
     class _Ctx:
         async def __aenter__(self) -> Trio:
-            self.victim = Peer(victim_mem, victim_id, keyring, listen="ws://127.0.0.1:0", config=CONFIG,
-                               transport=transport(), max_queue_bytes=1024 * 1024)
+            capped = PeerOptions(limits=LinkLimits(max_queue_bytes=1024 * 1024))
+            self.victim = Peer(victim_mem, victim_id, keyring, capped, listen="ws://127.0.0.1:0", config=CONFIG,
+                               transport=transport())
             await self.victim.__aenter__()
             self.honest = Peer(honest_mem, honest_id, keyring, connect=[self.victim.url], config=CONFIG,
                                transport=transport())
@@ -359,7 +361,8 @@ async def test_many_stalled_connections_are_all_timed_out() -> None:
 @pytest.mark.anyio
 async def test_connections_beyond_the_cap_are_closed_at_once() -> None:
     identities, keyring, memories = team(1)
-    async with Peer(memories[0], identities[0], keyring, listen="ws://127.0.0.1:0", max_connections=2) as peer:
+    async with Peer(memories[0], identities[0], keyring, PeerOptions(limits=LinkLimits(max_connections=2)),
+                    listen="ws://127.0.0.1:0") as peer:
         held = [await raw(peer.url) for _ in range(2)]  # silent clients, still handshaking
         with anyio.fail_after(10):
             extra = await raw(peer.url)

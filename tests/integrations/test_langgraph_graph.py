@@ -14,6 +14,9 @@ from langgraph.store.base import BaseStore
 import crdtmem
 from crdtmem.identity import Identity, Keyring
 from crdtmem.integrations.langgraph import CrdtStore
+from crdtmem.runtime import PeerOptions
+
+FAST_REDIAL = PeerOptions(reconnect_min=0.05)  # a dialer started before its listener retries soon
 
 
 class State(TypedDict):
@@ -50,7 +53,7 @@ def test_graph_nodes_write_through_the_store_and_another_peer_sees_it():
     for identity in identities:
         keyring.add(identity)
     with crdtmem.open_peer(identities[0], keyring, listen="ws://127.0.0.1:0") as a:
-        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], reconnect_min=0.05) as b:
+        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], options=FAST_REDIAL) as b:
             result = build(CrdtStore(a, agent="graph")).invoke({"topic": "orset", "notes": []})
             assert result["notes"] == ["fact-1", "fact-2"]
             other = CrdtStore(b)
@@ -70,7 +73,7 @@ def test_store_is_safe_from_many_threads_while_peers_sync():
     for identity in identities:
         keyring.add(identity)
     with crdtmem.open_peer(identities[0], keyring, listen="ws://127.0.0.1:0") as a:
-        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], reconnect_min=0.05) as b:
+        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], options=FAST_REDIAL) as b:
             stores = [CrdtStore(a), CrdtStore(b)]
             errors: list[BaseException] = []
 

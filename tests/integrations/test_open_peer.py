@@ -9,6 +9,9 @@ import pytest
 import crdtmem
 from crdtmem.agent import SetAdd
 from crdtmem.identity import Identity, Keyring
+from crdtmem.runtime import PeerOptions
+
+FAST_REDIAL = PeerOptions(reconnect_min=0.05)  # a dialer started before its listener retries soon
 
 
 @pytest.fixture
@@ -18,7 +21,7 @@ def pair():
     for identity in identities:
         keyring.add(identity)
     with crdtmem.open_peer(identities[0], keyring, listen="ws://127.0.0.1:0") as a:
-        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], reconnect_min=0.05) as b:
+        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], options=FAST_REDIAL) as b:
             b.wait_connected(1, timeout=20)
             yield a, b
 
