@@ -17,7 +17,7 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
-from ..procs import PeerProcess
+from ..processes import PeerProcess
 
 __all__ = ["netns_unavailable", "Mesh", "NetnsPeer", "PORT"]
 
@@ -133,7 +133,7 @@ class Mesh:
 
 
 class NetnsPeer(PeerProcess):
-    """A :class:`~tests.procs.PeerProcess` run with ``ip netns exec`` inside one namespace of a
+    """A :class:`~tests.processes.PeerProcess` run with ``ip netns exec`` inside one namespace of a
     :class:`Mesh`, listening on ``ws://0.0.0.0:PORT`` there and dialing ``connect``."""
 
     def __init__(self, mesh: Mesh, index: int, directory: Path, name: str, trust: Path, *,

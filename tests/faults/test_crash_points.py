@@ -26,7 +26,7 @@ import pytest
 
 from crdtmem.storage.sqlite import SqliteStore
 
-from ..procs import PeerProcess, keys, run
+from ..processes import PeerProcess, keys, run
 
 HUBS, VICTIMS = ["h1", "h2"], ["v1", "v2"]
 AE = ["--anti-entropy-interval", "0.5"]

@@ -38,8 +38,8 @@ from crdtmem.protocol.node import NodeConfig
 from crdtmem.runtime import LinkLimits, PeerOptions
 from crdtmem.transports.websocket import WebSocketTransport
 
-from ..peerkit import team
-from ..test_hostile_clients import handshake, raw
+from ..inprocess import team
+from ..runtime.test_hostile_clients import handshake, raw
 
 pytestmark = pytest.mark.anyio
 

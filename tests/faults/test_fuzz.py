@@ -5,7 +5,7 @@ Targets: the frame layer (:meth:`FrameChannel.open_frame`, chunk reassembly incl
 handshake (:meth:`Handshake.receive`), session messages (:func:`decode_message`), delta batches
 (:func:`open_batch`), the anti-entropy :meth:`Reconciler.receive`, a whole :class:`Node` fed
 hostile frames on an authenticated session, and every CRDT decoder (``codec.decode_state`` per
-tag, reusing the corpus and mutators of ``tests/test_decode_fuzz.py``).
+tag, reusing the corpus and mutators of ``tests/core/test_decode_fuzz.py``).
 
 Inputs: random bytes, valid messages with byte-level edits, valid messages with one node of
 their msgpack tree replaced / dropped / duplicated, and — to get past the frame tags into the
@@ -50,7 +50,7 @@ from crdtmem.protocol.handshake import Auth, Handshake, HandshakeState, decode_h
 from crdtmem.protocol.messages import AntiEntropy, AntiEntropyWanted, Batches, Sync, decode_message, encode_message
 from crdtmem.protocol.node import Node, NodeConfig
 
-from ..test_decode_fuzz import (
+from ..core.test_decode_fuzz import (
     ALL_VALID,
     DECODERS,
     _nodes,
@@ -499,7 +499,7 @@ def test_a_refused_batch_is_not_partly_applied() -> None:
     assert memory.snapshot() == before, f"a refused batch was partly applied (names now: {memory.names()})"
 
 
-# -- every CRDT decoder (the corpus and mutators of tests/test_decode_fuzz.py) ---------------------------
+# -- every CRDT decoder (the corpus and mutators of tests/core/test_decode_fuzz.py) ---------------------------
 
 
 @st.composite

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from ..procs import PeerProcess, keys
+from ..processes import PeerProcess, keys
 
 MAX_RSS_GROWTH_MB = 60.0
 """The most a peer's RSS may grow from start to end of the run (state is 20 tiny counters)."""

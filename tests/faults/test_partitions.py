@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ..procs import keys, run
+from ..processes import keys, run
 from .netns import Mesh, NetnsPeer, netns_unavailable
 
 N = 5

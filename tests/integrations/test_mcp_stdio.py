@@ -17,7 +17,7 @@ from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
 from crdtmem.integrations.mcp import GRAPH_RESOURCE_URI  # noqa: E402
 
-from ..procs import keys  # noqa: E402
+from ..processes import keys  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from crdtmem.protocol.node import Node
 from crdtmem.protocol.stats import NodeStats
 from crdtmem.runtime.health import Health
 
-from ..peerkit import team
+from ..inprocess import team
 
 
 def _snapshot(health: Health, node: Node | None = None, now: float = 0.0) -> dict:

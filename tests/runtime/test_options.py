@@ -11,7 +11,7 @@ from crdtmem.cli import build_parser
 from crdtmem.cli.peer import peer_options
 from crdtmem.runtime import LinkLimits, PeerOptions, StoreOptions
 
-from ..peerkit import team
+from ..inprocess import team
 
 
 @pytest.mark.parametrize(

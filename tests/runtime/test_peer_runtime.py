@@ -15,7 +15,7 @@ from crdtmem.runtime.health import Health
 from crdtmem.storage import SqliteStore
 from crdtmem.transports.memory import MemoryHub, MemoryTransport
 
-from ..peerkit import team
+from ..inprocess import team
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .procs import run
+from ..processes import run
 
 
 def test_demo_converges_and_exits_zero() -> None:
@@ -25,7 +25,7 @@ def test_quiet_demo_prints_only_its_verdict() -> None:
 def test_demo_piped_into_a_reader_that_stops_early_ends_without_a_traceback() -> None:
     import subprocess
 
-    from .procs import crdtmem_cmd
+    from ..processes import crdtmem_cmd
 
     proc = subprocess.Popen(crdtmem_cmd("demo", "--seed", "3"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.readline()

@@ -24,7 +24,7 @@ from crdtmem.protocol.antientropy import (
 )
 from crdtmem.values import encode_value
 
-from .writes import random_write
+from ..writes import random_write
 
 
 class Pair:

@@ -1,4 +1,4 @@
-"""Helpers for runtime tests: identities, keyrings, memories and a throwaway TLS certificate."""
+"""In-process peers for tests: identities, keyrings, memories and a throwaway TLS certificate."""
 
 from __future__ import annotations
 

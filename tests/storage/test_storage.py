@@ -15,7 +15,7 @@ from crdtmem.protocol.batch import peek_batch, seal_batch
 from crdtmem.runtime import PeerOptions, StoreOptions
 from crdtmem.storage import Snapshot, SqliteStore, StoreError
 
-from .peerkit import same_state, team
+from ..inprocess import same_state, team
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from crdtmem.protocol.messages import Batches, Sync, encode_message
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.runtime import LinkLimits, PeerOptions
 
-from .peerkit import same_state, team
+from ..inprocess import same_state, team
 
 pytestmark = pytest.mark.anyio
 

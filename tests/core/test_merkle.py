@@ -13,7 +13,7 @@ from crdtmem import Memory
 from crdtmem.crdt.dotkernel import META
 from crdtmem.merkle import MerkleIndex, leaf_digest
 
-from .writes import random_write
+from ..writes import random_write
 
 
 def truth(memory: Memory) -> dict:

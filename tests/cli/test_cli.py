@@ -10,7 +10,7 @@ import pytest
 
 from crdtmem.cli import build_parser, main
 
-from .procs import PeerProcess, keys, run
+from ..processes import PeerProcess, keys, run
 
 
 @pytest.mark.parametrize("command", [[], ["keygen"], ["peer"], ["inspect"], ["demo"]])

@@ -29,7 +29,7 @@ from crdtmem.simulation.scenario import parse_crash, parse_link_fault
 from crdtmem.simulation.topology import blocks, random_regular
 from crdtmem.simulation.workload import LwwWrite, count_lost_writes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(scenario: Scenario) -> dict:

@@ -14,7 +14,7 @@ from crdtmem.errors import DecodeError, TypeConflictError
 from crdtmem.handles import Handle
 from crdtmem.testing import Cluster, Op, check_join_laws, registered_adapter
 
-from .test_antientropy import Pair
+from ..core.test_antientropy import Pair
 
 
 class MaxRegister:

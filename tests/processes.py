@@ -1,4 +1,4 @@
-"""Run ``crdtmem peer`` processes and talk to them over stdin/stdout JSON lines, with bounded waits."""
+"""Subprocess peers for tests: run ``crdtmem peer`` processes and talk to them over stdin/stdout JSON lines, with bounded waits."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from crdtmem.runtime import PeerOptions
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.transports.memory import MemoryHub, MemoryTransport
 
-from .peerkit import make_tls, same_state, team
+from ..inprocess import make_tls, same_state, team
 
 pytestmark = pytest.mark.anyio
 

@@ -3,7 +3,7 @@ the same ``--db``. All converge, and no write that was reported durable is lost.
 
 from __future__ import annotations
 
-from .procs import PeerProcess, keys, run
+from ..processes import PeerProcess, keys, run
 
 BURST = 300
 
