@@ -1,4 +1,4 @@
-"""Agent-facing throughput: the LangGraph store, and (later) the MCP server.
+"""Agent-facing throughput: the LangGraph store and the MCP server, each against its reference.
 
 Run from the repo root (a venv with ``crdtmem[langgraph]``; add ``langgraph-checkpoint-sqlite``
 to compare with LangGraph's SQLite store)::
@@ -20,8 +20,12 @@ network), ``inmemory`` (LangGraph's ``InMemoryStore``), ``sqlite`` (LangGraph's
 ``SqliteStore`` on ``:memory:``, if ``langgraph-checkpoint-sqlite`` is installed). Ratios are
 ``crdt / other`` ops/s: above 1 means CrdtStore is faster.
 
+MCP part (``"mcp"`` key): two ``crdtmem mcp`` servers peered on loopback, driven by the
+official MCP client over stdio — tool-call latency p50/p99 and write-to-readable time across
+the servers; see ``bench_mcp.py`` (``--reference-js`` adds the reference Node.js server).
+
 Each measured thing is one function (``bench_put``, ``bench_get``, ``bench_search``); the
-store section is assembled by :func:`store_section`.
+store section is assembled by :func:`store_section`, the MCP one by ``bench_mcp.mcp_section``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
+import bench_mcp
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
@@ -148,15 +154,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--searches", type=int, default=500)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="500 items, 100 searches, 3 reps")
+    parser.add_argument("--quick", action="store_true", help="500 items, 100 searches, 3 reps; 50 MCP calls")
+    parser.add_argument("--skip-mcp", action="store_true", help="only the store part")
+    bench_mcp.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.searches, args.reps = 500, 100, 3
+        args.calls, args.probes, args.entities = 50, 20, 50
     report = {
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "store": store_section(args),
     }
+    if not args.skip_mcp:
+        report["mcp"] = anyio.run(bench_mcp.mcp_section, args)
     print(json.dumps(report, indent=2, sort_keys=True))
 
 

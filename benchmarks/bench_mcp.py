@@ -98,7 +98,8 @@ async def _time_visibility(a: Client, b: Client, probes: int) -> dict[str, float
             "visible_p99_ms": round(_percentile(samples, 0.99), 3)}
 
 
-async def main(args: argparse.Namespace) -> dict:
+async def mcp_section(args: argparse.Namespace) -> dict:
+    """The MCP figures (see the module docstring); ``bench_agent.py`` calls it too."""
     results: dict = {"python": platform.python_version(), "calls": args.calls, "probes": args.probes,
                      "entities": args.entities}
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,10 +126,15 @@ async def main(args: argparse.Namespace) -> dict:
     return results
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The MCP knobs (shared with ``bench_agent.py``)."""
     parser.add_argument("--calls", type=int, default=300, help="sequential calls per measured tool")
     parser.add_argument("--probes", type=int, default=100, help="write-to-readable probes")
     parser.add_argument("--entities", type=int, default=200, help="entities in the graph before timing")
     parser.add_argument("--reference-js", help="also time the reference server: path to its dist/index.js")
-    print(json.dumps(anyio.run(main, parser.parse_args()), indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    print(json.dumps(anyio.run(mcp_section, parser.parse_args()), indent=2))

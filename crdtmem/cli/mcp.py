@@ -45,7 +45,8 @@ async def _run_mcp(args: argparse.Namespace, identity: Any, keyring: Any, option
     async with Peer(memory, identity, keyring, options, config=config) as peer:
         log.info("mcp server for peer %s (listening on %s)", identity.peer_id, peer.url)
         graph = KnowledgeGraph(memory, args.graph)
-        tools = graph_tools(graph) + record_tools(Records(memory, agent=args.agent))
+        records = Records(memory, agent=args.agent)
+        tools = graph_tools(graph) + record_tools(records)
         server = build_server(tools, graph=graph, after_write=peer.flush)
         async with anyio.create_task_group() as tg:
 
@@ -61,8 +62,16 @@ async def _run_mcp(args: argparse.Namespace, identity: Any, keyring: Any, option
                 log.info("the MCP client closed stdin: shutting down")
                 tg.cancel_scope.cancel()
 
+            async def collect_expired() -> None:
+                while True:
+                    await anyio.sleep(args.ttl_sweep)
+                    if records.collect():
+                        await peer.flush()
+
             tg.start_soon(on_signals)
             tg.start_soon(serve)
+            if args.ttl_sweep > 0:
+                tg.start_soon(collect_expired)
     return 0
 
 
@@ -78,4 +87,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add_peer_arguments(p)
     p.add_argument("--graph", default="graph", help="name of the knowledge graph in the memory (default: graph)")
     p.add_argument("--agent", help="agent label written with each record (the author is always the key's peer id)")
+    p.add_argument("--ttl-sweep", type=float, default=60.0, metavar="SECONDS",
+                   help="remove expired records (and their history) this often; 0: never (default: 60)")
     p.set_defaults(func=cmd_mcp)

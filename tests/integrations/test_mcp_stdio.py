@@ -91,3 +91,20 @@ def test_the_mcp_command_refuses_a_missing_key_before_serving(tmp_path, capsys) 
     trust = keys(tmp_path, ["alice"])
     assert main(["mcp", "--key", str(tmp_path / "nobody.key"), "--trust", str(trust)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+async def test_the_server_collects_expired_records_with_their_history(tmp_path) -> None:
+    trust = keys(tmp_path, ["alice"])
+    with anyio.fail_after(30):
+        async with Client(mcp_server(tmp_path, "alice", trust, "--ttl-sweep", "0.1")) as client:
+            kept = {"namespace": ["notes"], "key": "kept", "value": {"a": 1}}
+            brief = {"namespace": ["notes"], "key": "brief", "value": {"a": 2}, "ttlSeconds": 0.5}
+            for arguments in (kept, brief):
+                assert not (await client.call_tool("remember", arguments)).is_error
+            history = {"namespace": ["notes"], "key": "brief"}
+            assert (await client.call_tool("history", history)).structured_content["events"]
+            # The sweeper's removal takes the record's history with it: wait until it ran.
+            while (await client.call_tool("history", history)).structured_content["events"]:
+                await anyio.sleep(0.05)
+            recalled = await client.call_tool("recall", {"namespace": ["notes"], "key": "kept"})
+            assert recalled.structured_content["found"]
