@@ -226,7 +226,7 @@ def _run(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
-        err.print("[red]crdtmem simulate: --plot needs matplotlib: pip install 'crdtmem[sim]'[/red]")
+        err.print("crdtmem simulate: --plot needs matplotlib: pip install 'crdtmem[sim]'", style="red", markup=False)
         return 2
     try:
         scenario = scenario_from_args(args)
