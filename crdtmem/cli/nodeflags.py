@@ -14,7 +14,7 @@ from typing import Any
 
 from ..protocol.node import NodeConfig
 
-__all__ = ["add_node_arguments", "node_config_from_args"]
+__all__ = ["add_node_arguments", "node_config_from_args", "duration"]
 
 _HELP = {
     "gossip_interval": "seconds between gossip rounds",
@@ -31,7 +31,8 @@ _HELP = {
 }
 
 
-def _duration(text: str) -> float:
+def duration(text: str) -> float:
+    """An argparse type for durations: ``10``, ``10s``, ``500ms``."""
     from ..simulation.latency import parse_duration
 
     try:
@@ -62,7 +63,7 @@ def add_node_arguments(parser: Any) -> None:
     :func:`node_config_from_args`.
     """
     for name, default in _defaults().items():
-        kind = _duration if isinstance(default, float) else _count
+        kind = duration if isinstance(default, float) else _count
         shown = f"{default:g}s" if isinstance(default, float) else f"{default:,}"
         what = _HELP.get(name, name.replace("_", " "))
         parser.add_argument(

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .nodeflags import add_node_arguments, node_config_from_args
+from .nodeflags import add_node_arguments, duration, node_config_from_args
 
 __all__ = ["register", "main", "build_parser", "scenario_from_args", "run"]
 
@@ -37,15 +37,6 @@ def _probability(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1] (or 0-100%)")
     return value
-
-
-def _duration(text: str) -> float:
-    from ..simulation.latency import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -78,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--transport", choices=("stream", "datagram"), default="stream",
         help="stream: websocket over TCP (ordered, retransmits); datagram: every loss/dup/reorder reaches the Node",
     )
-    net.add_argument("--skew", type=_duration, default=0.0, help="max clock skew per peer, e.g. 500ms (uniform +-)")
+    net.add_argument("--skew", type=duration, default=0.0, help="max clock skew per peer, e.g. 500ms (uniform +-)")
 
     faults = parser.add_argument_group("faults (times in virtual seconds: 10, 10s, 500ms)")
     faults.add_argument("--partition-at", default=None, help="partition start time(s), comma-separated")
@@ -95,27 +86,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     work = parser.add_argument_group("workload")
     work.add_argument("--writes", type=float, default=10.0, help="writes per virtual second, network-wide (default 10)")
-    work.add_argument("--write-from", type=_duration, default=0.0, help="first write time (default 0)")
-    work.add_argument("--write-until", type=_duration, default=None, help="writes stop here (default: the last heal)")
+    work.add_argument("--write-from", type=duration, default=0.0, help="first write time (default 0)")
+    work.add_argument("--write-until", type=duration, default=None, help="writes stop here (default: the last heal)")
     work.add_argument(
         "--workload", default="counter=1,facts=1,register=1,map=1",
         help="kind=weight mix of counter, pncounter, facts, register, mvregister, map",
     )
     work.add_argument("--writers", type=int, default=0, help="only this many (seeded) peers write (default: all)")
     work.add_argument("--keys", type=_positive_int, default=8, help="registers/map keys/counters to pick from (default 8)")
-    work.add_argument("--flush-delay", type=_duration, default=0.0, help="coalesce a peer's writes into one batch for this long")
+    work.add_argument("--flush-delay", type=duration, default=0.0, help="coalesce a peer's writes into one batch for this long")
 
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--duration", type=_duration, default=30.0, help="virtual seconds to run (default 30)")
-    run_group.add_argument("--sample", type=_duration, default=0.25, help="divergence sample interval (default 250ms)")
+    run_group.add_argument("--duration", type=duration, default=30.0, help="virtual seconds to run (default 30)")
+    run_group.add_argument("--sample", type=duration, default=0.25, help="divergence sample interval (default 250ms)")
     run_group.add_argument(
         "--stop-when-converged", action="store_true",
         help="stop at the first sample after every fault and write where all replicas agree",
     )
-    run_group.add_argument("--redial", type=_duration, default=0.5, help="first reconnect delay, doubling (default 500ms)")
-    run_group.add_argument("--redial-max", type=_duration, default=5.0, help="reconnect delay cap (default 5s)")
+    run_group.add_argument("--redial", type=duration, default=0.5, help="first reconnect delay, doubling (default 500ms)")
+    run_group.add_argument("--redial-max", type=duration, default=5.0, help="reconnect delay cap (default 5s)")
     run_group.add_argument(
-        "--checkpoint-interval", type=_duration, default=0.0,
+        "--checkpoint-interval", type=duration, default=0.0,
         help="crashed peers keep only what their last checkpoint held (default 0: everything applied)",
     )
     run_group.add_argument(
