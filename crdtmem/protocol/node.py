@@ -83,6 +83,7 @@ from .messages import (
     encode_message,
     seen_digest,
 )
+from .recovery import Snapshot
 from .stats import NodeStats
 
 __all__ = ["Node", "NodeConfig"]
@@ -574,6 +575,11 @@ class Node:
     def log_wires(self) -> list[bytes]:
         """The delta log's signed batches: persist them with a snapshot to restore the log."""
         return self._log.wires()
+
+    def snapshot(self) -> Snapshot:
+        """What a store keeps of this replica now: call :meth:`flush` first, then hand it to
+        :meth:`Store.compact <crdtmem.protocol.recovery.Store.compact>`."""
+        return Snapshot.of(self.memory, self.seen, self._log.wires())
 
     def _advance(self, now: float) -> None:
         if now > self._now:

@@ -45,7 +45,7 @@ from ..protocol.events import (
     Send,
 )
 from ..protocol.node import Node, NodeConfig
-from ..protocol.recovery import Snapshot, Store, restore
+from ..protocol.recovery import Store, restore
 from ..storage.sqlite import SqliteStore
 from ..transports import Transport
 from .health import Health
@@ -427,7 +427,7 @@ class Peer:
         if self.node is not None:
             self.node.flush(self._now())
             self._pump()
-        self.store.compact(Snapshot.of(self.memory, self.node.seen, self.node.log_wires()))
+        self.store.compact(self.node.snapshot())
         self._health.count("compactions")
 
     async def _start_metrics_server(self, stack: AsyncExitStack) -> None:

@@ -41,12 +41,25 @@ from ..identity import Identity, Keyring
 from ..memory import Memory
 from ..protocol.events import BatchApplied, Close, PeerConnected, Send
 from ..protocol.node import Node
-from ..protocol.recovery import Snapshot, restore
+from ..protocol.recovery import restore
 from ..storage.memory import MemoryStore
 from .latency import Latency
 from .metrics import Sample, divergence_of, gossip_bound_rounds, live_roots, take_sample
 from .network import Network
-from .queue import BREAK, CALL, CHECKPOINT, CLOSE, DELIVER, DIAL, FLUSH, OPEN, SAMPLE, TICK, WRITE, EventQueue
+from .queue import (
+    BREAK,
+    CALL,
+    CHECKPOINT,
+    CLOSE,
+    DELIVER,
+    DIAL,
+    FLUSH,
+    OPEN,
+    SAMPLE,
+    TICK,
+    WRITE,
+    EventQueue,
+)
 from .scenario import Scenario
 from .simpeer import SimPeer
 from .topology import Topology, blocks
@@ -413,7 +426,7 @@ class Simulation:
 
     def _compact(self, peer: SimPeer) -> None:
         """Compact the peer's store to its live state, as the runtime's compaction does."""
-        peer.store.compact(Snapshot.of(peer.memory, peer.node.seen, peer.node.log_wires()))
+        peer.store.compact(peer.node.snapshot())
 
     # -- writes ---------------------------------------------------------------------------------
 
