@@ -65,6 +65,10 @@ class RefusalReason(StrEnum):
     # the node (crdtmem.protocol.node)
     TYPE_CONFLICT = "type-conflict"
     HANDSHAKE_TIMEOUT = "handshake-timeout"
+    # admission (crdtmem.runtime.links): connection budgets
+    TOO_MANY_CONNECTIONS = "too-many-connections"
+    TOO_MANY_UNAUTHENTICATED = "too-many-unauthenticated"
+    HELLO_TIMEOUT = "hello-timeout"
     # any other fault of the peer
     MALFORMED_MESSAGE = "malformed-message"
     PROTOCOL_VIOLATION = "protocol-violation"

@@ -194,3 +194,39 @@ async def test_a_client_that_stops_reading_is_dropped_instead_of_buffered_foreve
                     await anyio.sleep(0)
         assert victim_mem.register("r0").value.endswith(big)
         await ws.close()
+
+
+# -- admission: strangers get their own small budget ----------------------------------------------
+
+SLOW_NODE = NodeConfig(gossip_interval=0.2, handshake_timeout=60.0, max_frame_bytes=CAP)
+
+
+async def test_idle_stranger_sockets_fill_only_the_stranger_budget_and_a_trusted_peer_still_connects() -> None:
+    (victim_id, honest_id, _), keyring, (victim_mem, honest_mem, _) = team(3)
+    limits = LinkLimits(max_connections=16, max_unauthenticated=16, hello_timeout=60.0)
+    async with Peer(victim_mem, victim_id, keyring, PeerOptions(limits=limits), listen="ws://127.0.0.1:0",
+                    config=SLOW_NODE) as victim:
+        idle = [await raw(victim.url) for _ in range(16)]  # a stranger's sockets, never answering
+        await victim.wait_for(lambda: len(victim._links) == 16, timeout=5)
+        victim_mem.counter("tasks").increment(2)
+        async with Peer(honest_mem, honest_id, keyring, connect=[victim.url], config=SLOW_NODE) as honest:
+            await honest.wait_synced(timeout=10, peers=1)
+            assert honest_mem.counter("tasks").value == 2
+            assert victim.connected_peers() == [honest_id.peer_id]
+        refusals = victim.metrics()["refusals"]
+        assert refusals.get("too-many-unauthenticated") == 1 and "too-many-connections" not in refusals
+        await closed_by_peer(idle[0])  # the oldest idle socket made room for the peer's handshake
+        for ws in idle:
+            await ws.close()
+
+
+async def test_a_stranger_that_never_finishes_the_handshake_is_closed_after_the_hello_timeout() -> None:
+    (victim_id, _, _), keyring, (victim_mem, _, _) = team(3)
+    limits = LinkLimits(hello_timeout=0.3)
+    async with Peer(victim_mem, victim_id, keyring, PeerOptions(limits=limits), listen="ws://127.0.0.1:0",
+                    config=SLOW_NODE) as victim:
+        ws = await raw(victim.url)
+        await ws.recv()  # the victim's hello; never answer
+        await closed_by_peer(ws)  # within 5 s although the node's handshake timeout is 60 s
+        await victim.wait_for(lambda: victim.metrics()["refusals"].get("hello-timeout", 0) == 1, timeout=5)
+        assert "handshake-timeout" not in victim.metrics()["refusals"]
