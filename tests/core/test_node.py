@@ -242,6 +242,83 @@ def test_a_trusted_peers_own_batch_is_applied() -> None:
     assert cluster.memory("honest").counter("tasks").value == 3
 
 
+# -- batches of authors not (yet) trusted ----------------------------------------------------------
+
+CAROL = Identity.from_private_bytes(bytes(range(1, 33)))  # in no keyring until a test adds her
+
+
+def _carols_batch(seq: int, amount: int = 1) -> bytes:
+    own = Memory(CAROL.peer_id)
+    own.counter("tasks").increment(amount)
+    return seal_batch(CAROL, seq, own.take_deltas()).wire
+
+
+def test_a_relayed_batch_of_an_untrusted_author_is_parked_and_the_relay_stays_connected() -> None:
+    cluster, mallory = _honest()
+    honest = cluster.node("honest")
+    before = honest.memory.snapshot()
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((_carols_batch(1),))))
+    assert _refusals(events) == []
+    assert honest.peers() == {mallory.conn: MALLORY.peer_id}
+    assert honest.memory.snapshot() == before
+    assert honest.parked() == 1 and honest.stats.batches_parked == 1
+
+
+def test_a_parked_batch_is_applied_and_relayed_once_its_author_is_trusted() -> None:
+    cluster, mallory = _honest()
+    cluster.add("bob")
+    cluster.connect("bob", "honest")
+    cluster.run(1)
+    cluster.inject(mallory.conn, mallory.seal(Batches((_carols_batch(1, amount=5),))))
+    cluster.keyring.add(CAROL)
+    cluster.node("honest").trust(cluster.now)
+    cluster.run(1)
+    assert cluster.node("honest").parked() == 0
+    assert cluster.memory("honest").counter("tasks").value == 7
+    assert cluster.memory("bob").counter("tasks").value == 7  # relayed like any fresh batch
+    assert not cluster.refusals("honest") and not cluster.refusals("bob")
+
+
+def test_trust_can_replace_the_keyring() -> None:
+    cluster, mallory = _honest()
+    cluster.inject(mallory.conn, mallory.seal(Batches((_carols_batch(1),))))
+    wider = Keyring()
+    for key in (MALLORY, CAROL, cluster.node("honest").identity):
+        wider.add(key)
+    cluster.node("honest").trust(cluster.now, wider)
+    assert cluster.node("honest").keyring is wider
+    assert cluster.memory("honest").counter("tasks").value == 3
+
+
+def test_parked_batches_beyond_the_bound_drop_the_oldest_and_count_it() -> None:
+    cluster = Cluster(seed=5, config=NodeConfig(max_parked_batches=2))
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("honest", MALLORY)
+    for seq in (1, 2, 3):
+        cluster.inject(mallory.conn, mallory.seal(Batches((_carols_batch(seq, amount=10**seq),))))
+    honest = cluster.node("honest")
+    assert honest.parked() == 2
+    assert (honest.stats.batches_parked, honest.stats.parked_dropped) == (3, 1)
+    cluster.keyring.add(CAROL)
+    honest.trust(cluster.now)
+    assert honest.memory.counter("tasks").value == 1000
+    assert Dot(CAROL.peer_id, 1) not in honest.seen and Dot(CAROL.peer_id, 3) in honest.seen
+
+
+def test_a_parked_batch_with_a_bad_signature_is_dropped_when_its_author_is_trusted() -> None:
+    cluster, mallory = _honest()
+    broken = bytearray(_carols_batch(1))
+    broken[-1] ^= 0x01
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((bytes(broken),))))
+    assert _refusals(events) == []  # untrusted: the signature cannot be checked yet
+    cluster.keyring.add(CAROL)
+    cluster.node("honest").trust(cluster.now)
+    assert cluster.node("honest").parked() == 0
+    assert cluster.stats("honest").refusals == {"bad-batch-signature": 1}
+    assert cluster.memory("honest").counter("tasks").value == 2
+
+
 def test_garbage_after_handshake_is_refused_with_a_specific_reason() -> None:
     cluster = Cluster(seed=5)
     members(cluster, "honest", "mallory")
