@@ -41,6 +41,9 @@ What the node does, per DESIGN.md §4:
   author; the peer that relayed it keeps its connection. A batch of a trusted author with a bad
   signature is still refused and closes the connection: a relay cannot forge a signature, so
   a peer that sends one is faulty;
+* type clashes: a name written as two types is kept as one object per type, resolved alike on
+  every replica (:mod:`crdtmem.memory`), and reported as a :class:`TypeClash` event; it never
+  closes a connection;
 * lost history: a peer holding more of our own batches than we do means our store was lost
   or rolled back; the node then stops signing local writes, which would reuse sequence
   numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
@@ -74,6 +77,7 @@ from .events import (
     RepairApplied,
     Send,
     SendKind,
+    TypeClash,
 )
 from .framing import FrameChannel, ReplayedFrameError
 from .handshake import Handshake
@@ -239,6 +243,7 @@ class Node:
             self._events.append(Refused(conn, exc.reason, str(exc)))
         except CrdtmemError as exc:
             self._refuse(session, exc, now)
+        self._report_clashes()
 
     def close(self, conn: ConnId, now: float, reason: str = "closed by transport") -> None:
         """Call when a transport connection closed, from either side, for any reason.
@@ -289,6 +294,7 @@ class Node:
         if self.lost_history is not None:
             return
         deltas = group_deltas(self.memory.take_deltas())
+        self._report_clashes()
         if not deltas:
             return
         seq = self.seen.next_dot(self.identity.peer_id).counter
@@ -328,6 +334,7 @@ class Node:
                 continue
             fresh.append((dot, wire))
         self._sync_parked_stats()
+        self._report_clashes()
         if fresh:
             self._relay += fresh
             if now >= self._next_relay:
@@ -486,6 +493,12 @@ class Node:
             self._relay += fresh
             if now >= self._next_relay:
                 self._relay_round(now)
+
+    def _report_clashes(self) -> None:
+        """Raise a :class:`TypeClash` for each name the memory began holding as another type."""
+        for name, tags in self.memory.take_clashes():
+            log.warning("type clash: %r is written as %s; reads see the %s", name, ", ".join(tags), tags[0])
+            self._events.append(TypeClash(name, tags))
 
     def _park(self, dot: Dot, wire: bytes) -> None:
         if dot not in self._parked:

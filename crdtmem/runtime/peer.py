@@ -43,6 +43,7 @@ from ..protocol.events import (
     Refused,
     RepairApplied,
     Send,
+    TypeClash,
 )
 from ..protocol.node import Node, NodeConfig
 from ..protocol.recovery import Snapshot, Store, restore
@@ -305,7 +306,8 @@ class Peer:
         ``bytes_received``, ``repairs``, ``repair_bytes``, ``anti_entropy_sessions``, ``lag``
         (per peer: our batches it is not known to have), ``drift_seconds`` (per peer: time since
         we were last in sync), ``synced``, ``refusals`` (by reason), ``conflicts`` (MV-register
-        siblings now, near-simultaneous register writes seen), ``dial_failures``,
+        siblings now, near-simultaneous register writes seen, ``type_clashes``: types a name
+        gained beyond its first, see :meth:`Memory.conflicts`), ``dial_failures``,
         ``throttled_seconds`` (reading paused by the receive limits), ``lost_history`` (None, or
         why local writes are no longer sent: see :meth:`flush`), ``store``, ``recent_repairs``
         and the node's raw ``stats``.
@@ -354,6 +356,8 @@ class Peer:
                 log.info("%s connected to %s (%s)", self.peer_id, event.peer_id, event.conn)
             elif isinstance(event, PeerDisconnected):
                 log.info("%s disconnected from %s: %s", self.peer_id, event.peer_id or event.conn, event.reason)
+            elif isinstance(event, TypeClash):
+                self._health.record(event)
             elif isinstance(event, Refused):
                 self._health.record(event)
                 log.warning("%s refused %s from %s: %s", self.peer_id, event.reason,
