@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from crdtmem import Peer
+from crdtmem import Memory, Peer
 from crdtmem.clocks import CausalContext
 from crdtmem.crdt import GCounter
 from crdtmem.identity import Identity
@@ -230,3 +230,24 @@ async def test_a_stranger_that_never_finishes_the_handshake_is_closed_after_the_
         await closed_by_peer(ws)  # within 5 s although the node's handshake timeout is 60 s
         await victim.wait_for(lambda: victim.metrics()["refusals"].get("hello-timeout", 0) == 1, timeout=5)
         assert "handshake-timeout" not in victim.metrics()["refusals"]
+
+
+async def test_a_trusted_peer_writing_a_name_as_another_type_keeps_its_link_and_is_counted_as_a_clash() -> None:
+    (victim_id, honest_id, mallory), keyring, (victim_mem, honest_mem, _) = team(3)
+    async with Peer(victim_mem, victim_id, keyring, listen="ws://127.0.0.1:0", config=CONFIG) as victim:
+        async with Peer(honest_mem, honest_id, keyring, connect=[victim.url], config=CONFIG) as honest:
+            victim_mem.counter("tasks").increment(2)
+            await honest.wait_synced(timeout=10, peers=1)
+            ws = await raw(victim.url)
+            channel = await handshake(ws, mallory, keyring)
+            own = Memory(mallory.peer_id)
+            own.set("tasks").add("hijack?")
+            batch = seal_batch(mallory, 1, own.take_deltas())
+            for frame in channel.seal_message(encode_message(Batches((batch.wire,)))):
+                await ws.send(frame)
+            await victim.wait_for(lambda: victim.metrics()["conflicts"]["type_clashes"] == 1, timeout=5)
+            await honest.wait_for(lambda: honest_mem.conflicts() == {"tasks": ["gcounter", "orset"]}, timeout=10)
+            assert victim.metrics()["refusals"] == {}
+            assert mallory.peer_id in victim.connected_peers() and honest_id.peer_id in victim.connected_peers()
+            assert victim_mem.counter("tasks").value == 2 and victim_mem.value("tasks") == 2
+            await ws.close()
