@@ -152,7 +152,8 @@ class Node:
             replica must accept its writes relayed back), whether or not ``keyring`` lists it.
         keyring: who else may connect and author batches (closed by default). The node reads
             it on every handshake and batch, so keys added or removed later take effect; it
-            never changes it.
+            never changes it. Batches whose author it does not list are parked until
+            :meth:`trust` is called.
         rng: the only source of randomness (nonces, gossip targets).
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).

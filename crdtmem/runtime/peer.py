@@ -78,8 +78,9 @@ class Peer:
         memory: the replica agents write to; its ``replica_id`` must be ``identity.peer_id``
             (create it as ``Memory(identity.peer_id, clock=time.time)``).
         identity: this peer's key.
-        keyring: the peers trusted to connect and to author writes (never changed; this
-            peer's own writes are trusted without it).
+        keyring: the peers trusted to connect and to author writes (never changed by the
+            peer; after changing it, call :meth:`trust`; this peer's own writes are trusted
+            without it).
         options: addresses, TLS, backoff, metrics export, link limits and storage (see
             :class:`PeerOptions`); the defaults when omitted.
         config: the node's tunables; ``config.max_frame_bytes`` also caps transport messages.
@@ -274,6 +275,17 @@ class Peer:
         """
         self._tick()
         self.node.check_writable()
+
+    def trust(self, keyring: Keyring | None = None) -> None:
+        """Call after changing the keyring (or to replace it; on the loop thread).
+
+        Writes relayed to this peer by authors it did not trust yet were parked; those of
+        authors trusted now are applied and relayed at once (see :meth:`Node.trust`).
+        """
+        if keyring is not None:
+            self.keyring = keyring
+        self.node.trust(self._now(), keyring)
+        self._pump()
 
     def isolate(self) -> None:
         """Cut this peer off: drop every connection and refuse or stop making new ones.

@@ -612,7 +612,7 @@ def _peer_refusals() -> list[type[RemoteProtocolError]]:
         for module in (framing, batch, node)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, RemoteProtocolError) and cls.__module__ == module.__name__
-    ] + [TypeConflictError]  # decided by the memory, raised for the node
+    ] + [TypeConflictError]  # no longer raised (type clashes resolve); its reason stays in reports
 
 
 def test_every_peer_refusal_declares_its_own_distinct_reason():

@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from crdtmem import Memory, Peer
 from crdtmem.clocks import CausalContext
 from crdtmem.crdt import GCounter
-from crdtmem.identity import Identity
+from crdtmem.identity import Identity, Keyring
 from crdtmem.protocol.batch import seal_batch
 from crdtmem.protocol.framing import FrameChannel
 from crdtmem.protocol.handshake import Handshake
@@ -251,3 +251,23 @@ async def test_a_trusted_peer_writing_a_name_as_another_type_keeps_its_link_and_
             assert mallory.peer_id in victim.connected_peers() and honest_id.peer_id in victim.connected_peers()
             assert victim_mem.counter("tasks").value == 2 and victim_mem.value("tasks") == 2
             await ws.close()
+
+
+async def test_a_peer_with_a_stale_keyring_keeps_its_relay_and_applies_parked_writes_once_it_trusts_the_author() -> None:
+    (victim_id, relay_id, newcomer), keyring, (victim_mem, relay_mem, newcomer_mem) = team(3)
+    stale = Keyring()
+    for identity in (victim_id, relay_id):
+        stale.add(identity)
+    async with Peer(victim_mem, victim_id, stale, listen="ws://127.0.0.1:0", config=CONFIG) as victim, \
+            Peer(relay_mem, relay_id, keyring, listen="ws://127.0.0.1:0", connect=[victim.url],
+                 config=CONFIG) as relay:
+        async with Peer(newcomer_mem, newcomer, keyring, connect=[relay.url], config=CONFIG):
+            newcomer_mem.set("facts").add("from the newcomer")
+            relay_mem.set("facts").add("from the relay")
+            await victim.wait_for(lambda: "from the relay" in victim_mem.set("facts").value, timeout=10)
+            await victim.wait_for(lambda: victim.node.parked() >= 1, timeout=10)
+            assert victim.metrics()["refusals"] == {}
+            assert relay_id.peer_id in victim.connected_peers()
+            victim.trust(keyring)
+            assert victim.node.parked() == 0 and victim.metrics()["stats"]["batches_parked"] >= 1
+            assert victim_mem.set("facts").value == {"from the relay", "from the newcomer"}
