@@ -6,7 +6,7 @@ Whose fault it is decides the branch::
     ├── RemoteProtocolError          the other side broke the protocol (has a ``reason``)
     │   ├── DecodeError (ValueError) bytes from outside are malformed, oversized, unknown
     │   ├── AuthenticationError      a signature is missing or wrong, or a key untrusted
-    │   ├── TypeConflictError        a name sent as another type than held here
+    │   ├── TypeConflictError        (no longer raised: a type clash is resolved, not refused)
     │   └── ...                      one class per refusal, in ``crdtmem.protocol``
     └── LocalProtocolError           this process misused the API
         ├── TypeMismatchError (TypeError)
@@ -63,8 +63,12 @@ class RefusalReason(StrEnum):
     BAD_BATCH_SIGNATURE = "bad-batch-signature"
     UNTRUSTED_AUTHOR = "untrusted-author"
     # the node (crdtmem.protocol.node)
-    TYPE_CONFLICT = "type-conflict"
+    TYPE_CONFLICT = "type-conflict"  # no longer raised: type clashes resolve (crdtmem.memory)
     HANDSHAKE_TIMEOUT = "handshake-timeout"
+    # admission (crdtmem.runtime.links): connection budgets
+    TOO_MANY_CONNECTIONS = "too-many-connections"
+    TOO_MANY_UNAUTHENTICATED = "too-many-unauthenticated"
+    HELLO_TIMEOUT = "hello-timeout"
     # any other fault of the peer
     MALFORMED_MESSAGE = "malformed-message"
     PROTOCOL_VIOLATION = "protocol-violation"
@@ -101,7 +105,12 @@ class TypeMismatchError(LocalProtocolError, TypeError):
 
 
 class TypeConflictError(RemoteProtocolError):
-    """A peer sent a name as another CRDT type than this replica holds it."""
+    """A peer sent a name as another CRDT type than this replica holds it.
+
+    No longer raised: since a name written as two types is resolved as a type clash (see
+    :mod:`crdtmem.memory`), it is never a refusal. The class and its reason stay so code
+    catching it and reports counting ``type-conflict`` keep working.
+    """
 
     reason = RefusalReason.TYPE_CONFLICT
 

@@ -10,6 +10,22 @@ Local writes apply at once and leave a delta in an outbox; the sync layer drains
 leaves with :meth:`Memory.take_dirty` and repairs with :meth:`Memory.restricted` /
 :meth:`Memory.apply_repair`. Nothing here does I/O or reads a clock:
 the clock for last-writer-wins timestamps is injected.
+
+A name written with two types (two agents picked one name for different things, or a bad
+agent did it on purpose) is a *type clash*, and it never blocks anything: the memory keeps one
+object per (name, type), and every replica resolves the clash the same way. Reads by name
+(:meth:`Memory.value`, :meth:`Memory.values`, :meth:`Memory.state`, :meth:`Memory.type_of`)
+see the **winner: the type with the lowest tag** (in string order, e.g. ``"gcounter"`` before
+``"orset"``), whatever the order the writes arrived in; every other type stays readable and
+writable through :meth:`Memory.get` with its kind, and :meth:`Memory.conflicts` lists the
+clashing names. Local access asking for a type the name does not hold still raises
+:class:`~crdtmem.errors.TypeMismatchError`. The sync layer learns of each new clash from
+:meth:`Memory.take_clashes`.
+
+Internally a losing object is stored under a reserved key (``"\\x00<tag>\\x00<name>"``, see
+:func:`clash_key`), which the Merkle index and anti-entropy treat as one more object name; a
+memory without a clash holds, encodes and digests exactly what it did before clashes were
+resolved.
 """
 
 from __future__ import annotations
@@ -25,7 +41,7 @@ from . import rollback as _rollback
 from .clocks import HybridClock
 from .crdt import Crdt, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .crdt.registry import SPECS, TypeSpec, lookup
-from .errors import DecodeError, TypeConflictError, TypeMismatchError
+from .errors import DecodeError, TypeMismatchError
 from .handles import (
     CounterHandle,
     GSetHandle,
@@ -38,12 +54,37 @@ from .handles import (
 )
 from .rollback import Checkpoint
 
-__all__ = ["Memory", "Checkpoint", "ChangeListener", "group_deltas"]
+__all__ = ["Memory", "Checkpoint", "ChangeListener", "group_deltas", "clash_key", "split_key"]
 
 ChangeListener = Callable[[str, str], None]
 """Called as ``listener(name, origin_replica_id)`` after every change to ``name``."""
 
 OUTBOX_COMPACT_AT = 4096
+_CLASH = "\x00"  # no object name starts with it: it marks the storage key of a clash's loser
+
+
+def clash_key(name: str, tag: str) -> str:
+    """The storage key of the object ``name`` of type ``tag`` when ``tag`` is not the winner.
+
+    Anti-entropy and the Merkle index see it as an object name; no batch may use it.
+    """
+    return f"{_CLASH}{tag}{_CLASH}{name}"
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """(object name, tag) of a storage key; the tag is None for a plain name (the winner).
+
+    Call to validate a key from outside (an anti-entropy row).
+
+    Raises:
+        DecodeError: a reserved key that is malformed.
+    """
+    if not key.startswith(_CLASH):
+        return key, None
+    tag, sep, name = key[1:].partition(_CLASH)
+    if not sep or not name or name.startswith(_CLASH) or tag not in SPECS:
+        raise DecodeError(f"malformed object key {key!r}")
+    return name, tag
 
 
 class Memory:
@@ -62,9 +103,11 @@ class Memory:
         self.replica_id = replica_id
         self._clock = clock or (lambda: 0.0)
         self._hlc = HybridClock()
-        self._objects: dict[str, Crdt] = {}
-        self._unwritten: dict[str, Crdt] = {}  # asked for by name, never written
-        self._handles: dict[str, tuple[str, Any]] = {}  # name → (tag, handle)
+        self._objects: dict[str, Crdt] = {}  # storage key (a name, or clash_key for a loser) → state
+        self._clashing: dict[str, set[str]] = {}  # names written as two or more types → their tags
+        self._new_clashes: list[tuple[str, tuple[str, ...]]] = []
+        self._unwritten: dict[str, dict[str, Crdt]] = {}  # asked for by name, never written: name → tag → state
+        self._handles: dict[tuple[str, str], Any] = {}  # (name, tag) → handle
         self._outbox: list[tuple[str, Crdt]] = []
         self._dirty: set[tuple[str, Hashable]] = set()
         self._listeners: list[ChangeListener] = []
@@ -81,8 +124,10 @@ class Memory:
             name: the object's name, shared by every replica.
             kind: a registered type's friendly name (``"set"``), tag (``"orset"``) or spec.
 
+        After a type clash, each type the name holds is reached with its own kind.
+
         Raises:
-            TypeMismatchError: ``name`` already holds another type.
+            TypeMismatchError: ``name`` holds other types, not this one.
             ValueError: ``kind`` names no registered type.
         """
         return self._handle(name, lookup(kind).tag)
@@ -117,17 +162,34 @@ class Memory:
         return self._handle(name, Document.TAG)
 
     def names(self) -> list[str]:
-        return sorted(self._objects)
+        """Every written object name, sorted (a name written as two types is listed once)."""
+        return sorted(key for key in self._objects if not key.startswith(_CLASH))
 
     def type_of(self, name: str, *, including_unwritten: bool = False) -> str | None:
         """The CRDT tag of ``name`` (``"orset"``, ``"gcounter"``, ...), or None if unused.
 
-        With ``including_unwritten``, a name only read so far (a handle exists) counts too.
+        After a type clash it is the winner's (the lowest tag). With ``including_unwritten``,
+        a name only read so far (a handle exists) counts too.
         """
         state = self._objects.get(name)
-        if state is None and including_unwritten:
-            state = self._unwritten.get(name)
+        if state is None and including_unwritten and self._unwritten.get(name):
+            return min(self._unwritten[name])
         return state.TAG if state is not None else None
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """The names written as two or more types, with their tags (the winner first).
+
+        Call it to find clashes to clean up; reach each type with :meth:`get`.
+        """
+        return {name: sorted(tags) for name, tags in sorted(self._clashing.items())}
+
+    def take_clashes(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Drain the type clashes that arose since the last call: (name, its tags, winner first).
+
+        The sync layer calls it after applying remote input, to report each clash once.
+        """
+        clashes, self._new_clashes = self._new_clashes, []
+        return clashes
 
     def values(self) -> dict[str, Any]:
         """Every object's plain value, for display and comparison."""
@@ -142,41 +204,78 @@ class Memory:
         return shown(state) if shown is not None else self._handle(name, state.TAG).value
 
     def _handle(self, name: str, tag: str) -> Any:
-        cached = self._handles.get(name)
-        if cached is not None and cached[0] == tag:
-            return cached[1]
+        cached = self._handles.get((name, tag))
+        if cached is not None:
+            return cached
         state = self._object(name, tag)
         make = SPECS[tag].handle or Handle
-        handle = make(self, name, state)
-        self._handles[name] = (tag, handle)
+        handle = self._handles[(name, tag)] = make(self, name, state)
         return handle
 
     def _object(self, name: str, tag: str) -> Any:
-        state = self._held(name, tag, remote=False)
+        """The object ``name`` of type ``tag`` for local use; the one local type check."""
+        state = self._find(name, tag)
         if state is None:
-            if not isinstance(name, str) or not name:
-                raise ValueError("an object name must be a non-empty str")
-            # Reading a name creates no state: the object joins the memory on its first write.
-            state = self._unwritten[name] = self._new(tag)
-            self._adopt(name, state)
+            state = self._unwritten.get(name, {}).get(tag)
+        if state is not None:
+            return state
+        held = self._objects.get(name)
+        if held is None:
+            held = next(iter(self._unwritten.get(name, {}).values()), None)
+        if held is not None:
+            raise TypeMismatchError(f"{name!r} is a {_friendly(held.TAG)}, not a {_friendly(tag)}: pick another name")
+        if not isinstance(name, str) or not name or name.startswith(_CLASH):
+            raise ValueError("an object name must be a non-empty str not starting with NUL")
+        # Reading a name creates no state: the object joins the memory on its first write.
+        state = self._unwritten.setdefault(name, {})[tag] = self._new(tag)
+        self._adopt(name, state)
         return state
 
-    def _held(self, name: str, tag: str, *, remote: bool) -> Crdt | None:
-        """The state ``name`` holds (None: none yet), if it is a ``tag``; the one type check.
-
-        Raises:
-            TypeMismatchError: (local use) ``name`` holds another type.
-            TypeConflictError: (``remote``) ``name`` holds another type than a peer sent.
-        """
+    def _find(self, name: str, tag: str) -> Crdt | None:
+        """The written object ``name`` of type ``tag``, wherever the clash rule stored it."""
         state = self._objects.get(name)
-        if state is None:
-            state = self._unwritten.get(name)
-        if state is not None and state.TAG != tag:
-            held, asked = _friendly(state.TAG), _friendly(tag)
-            if remote:
-                raise TypeConflictError(f"{name!r} is a {held} here, the peer sent a {asked}")
-            raise TypeMismatchError(f"{name!r} is a {held}, not a {asked}: pick another name")
-        return state
+        if state is not None and state.TAG == tag:
+            return state
+        return self._objects.get(clash_key(name, tag)) if name in self._clashing else None
+
+    def _key(self, name: str, tag: str) -> str:
+        """The storage key of the written object ``name`` of type ``tag``."""
+        state = self._objects.get(name)
+        return name if state is not None and state.TAG == tag else clash_key(name, tag)
+
+    def key_for(self, key: str, tag: str) -> str:
+        """The storage key where a ``tag`` object sent by a peer as ``key`` belongs here.
+
+        Anti-entropy calls it for each received row: a peer may hold the name's other type
+        under the plain name while a clash here keeps it under its :func:`clash_key`.
+        """
+        name, _ = split_key(key)
+        held = self._objects.get(name)
+        return name if held is None or held.TAG == tag else clash_key(name, tag)
+
+    def _place(self, name: str, state: Crdt) -> None:
+        """Store a newly written object ``name``; the lowest tag holds the plain name.
+
+        Call for the first write of each (name, type). A second type makes a clash: the loser
+        moves to (or starts at) its :func:`clash_key`, and its leaves are marked dirty under
+        both keys so the Merkle index follows the move.
+        """
+        held = self._objects.get(name)
+        if held is None:
+            self._objects[name] = state
+            return
+        tag = state.TAG
+        if tag < held.TAG:
+            self._objects[name] = state
+            self._objects[clash_key(name, held.TAG)] = held
+            moved = list(held.leaf_keys())
+            self._dirty.update((name, key) for key in moved)
+            self._dirty.update((clash_key(name, held.TAG), key) for key in moved)
+        else:
+            self._objects[clash_key(name, tag)] = state
+        tags = self._clashing.setdefault(name, {held.TAG})
+        tags.add(tag)
+        self._new_clashes.append((name, tuple(sorted(tags))))
 
     def _new(self, tag: str) -> Crdt:
         return SPECS[tag].empty(self.replica_id)
@@ -204,16 +303,18 @@ class Memory:
     def _local(self, name: str, delta: Crdt, touched: Iterable[Hashable] = ()) -> None:
         """Record a local write's delta; ``touched`` names leaves it emptied (a remove's delta
         carries only dots, not the key they supported)."""
-        if name not in self._objects:
-            self._objects[name] = self._unwritten.pop(name)
+        tag = delta.TAG
+        if self._find(name, tag) is None:
+            self._place(name, self._unwritten_pop(name, tag))
+        key = self._key(name, tag)
         self._outbox.append((name, delta))
         if len(self._outbox) >= OUTBOX_COMPACT_AT:
             self._outbox = group_deltas(self._outbox)
         dirty = self._dirty
-        for key in delta.leaf_keys():
-            dirty.add((name, key))
-        for key in touched:
-            dirty.add((name, key))
+        for leaf in delta.leaf_keys():
+            dirty.add((key, leaf))
+        for leaf in touched:
+            dirty.add((key, leaf))
         if self._listeners:
             self._notify(name, self.replica_id)
 
@@ -231,57 +332,72 @@ class Memory:
         return bool(self._outbox)
 
     def check_deltas(self, deltas: Iterable[tuple[str, Crdt]]) -> None:
-        """Refuse a batch of remote deltas whole, before any is joined, if a name clashes.
+        """Refuse a batch of remote deltas whole, before any is joined, if it names a reserved key.
 
         The sync layer calls this before applying a batch's deltas one by one with
-        :meth:`apply_delta`, so a clash changes nothing.
+        :meth:`apply_delta`. A name sent as another type than held here, or as two types in
+        one batch, is no reason to refuse: it is a type clash, resolved as the module says.
 
         Raises:
-            TypeConflictError: a name holds another type here, or the batch sends it as two.
+            DecodeError: a name is a reserved storage key (it starts with NUL).
         """
-        sent: dict[str, str] = {}
-        for name, delta in deltas:
-            first = sent.setdefault(name, delta.TAG)
-            if first != delta.TAG:
-                raise TypeConflictError(f"{name!r} is sent as a {_friendly(first)} and as a {_friendly(delta.TAG)}")
-            self._held(name, delta.TAG, remote=True)
+        for name, _ in deltas:
+            if name.startswith(_CLASH):
+                raise DecodeError(f"object name {name!r} starts with NUL, which marks reserved keys")
 
     def apply_delta(self, name: str, delta: Crdt, origin: str) -> bool:
         """Join another replica's delta (or state) for ``name``; return whether anything changed.
 
-        Raises:
-            TypeConflictError: ``name`` already holds another type here.
-        """
-        state = self._remote_target(name, delta.TAG)
-        changed = state.join(delta)
-        return self._after_remote(name, changed, origin)
+        ``name`` may be a :func:`clash_key` (a full-state merge or a repair moves losers too).
 
-    def _remote_target(self, name: str, tag: str) -> Crdt:
-        state = self._held(name, tag, remote=True)
-        if name not in self._objects:
-            state = self._unwritten.pop(name, None)
-            if state is None:
-                state = self._new(tag)
-                self._adopt(name, state)
-            self._objects[name] = state
+        Raises:
+            DecodeError: ``name`` is a malformed reserved key, or one of another type.
+        """
+        name, key, state = self._remote_target(name, delta.TAG)
+        changed = state.join(delta)
+        return self._after_remote(name, key, changed, origin)
+
+    def _remote_target(self, key: str, tag: str) -> tuple[str, str, Crdt]:
+        """(object name, storage key, state) for a remote write of type ``tag`` to ``key``."""
+        name, keyed_tag = split_key(key)
+        if keyed_tag is not None and keyed_tag != tag:
+            raise DecodeError(f"object key {key!r} holds a {keyed_tag}, not a {tag}")
+        state = self._find(name, tag)
+        if state is None:
+            state = self._unwritten_pop(name, tag)
+            self._place(name, state)
+        return name, self._key(name, tag), state
+
+    def _unwritten_pop(self, name: str, tag: str) -> Crdt:
+        """The handle-backed state ``name`` of type ``tag`` if one was read, else a new one."""
+        unwritten = self._unwritten.get(name, {})
+        state = unwritten.pop(tag, None)
+        if not unwritten:
+            self._unwritten.pop(name, None)
+        if state is None:
+            state = self._new(tag)
+            self._adopt(name, state)
         return state
 
-    def _after_remote(self, name: str, changed: set[Hashable], origin: str) -> bool:
+    def _after_remote(self, name: str, key: str, changed: set[Hashable], origin: str) -> bool:
         if not changed:
             return False
-        self._dirty.update((name, key) for key in changed)
+        self._dirty.update((key, leaf) for leaf in changed)
         self._notify(name, origin)
         return True
 
     def merge(self, other: Memory) -> None:
         """Join every object of ``other`` into this memory (a full-state merge, in place)."""
-        for name in other.names():
-            self.apply_delta(name, other._objects[name], other.replica_id)  # join never mutates its argument
+        for key in sorted(other._objects):
+            self.apply_delta(key, other._objects[key], other.replica_id)  # join never mutates its argument
 
     # -- anti-entropy seam ------------------------------------------------------------------
 
     def state(self, name: str) -> Crdt | None:
-        """The live state of ``name`` (read-only use: anti-entropy digests and repairs)."""
+        """The live state of ``name`` (read-only use: anti-entropy digests and repairs).
+
+        After a type clash: the winner's; a :func:`clash_key` reaches a loser.
+        """
         return self._objects.get(name)
 
     def take_dirty(self) -> set[tuple[str, Hashable]]:
@@ -296,8 +412,13 @@ class Memory:
                 yield name, key
 
     def leaf_bytes(self, name: str, key: Hashable) -> bytes | None:
+        """Canonical bytes of one leaf (None: not held), for the Merkle index and repairs."""
         state = self._objects.get(name)
-        return None if state is None else codec.encode_leaf(state, key)
+        if state is None:
+            return None
+        if name in self._clashing and SPECS[state.TAG].encode_leaf is None and key not in state.leaf_keys():
+            return None  # a leaf of the type this name held before a lower tag took it over
+        return codec.encode_leaf(state, key)
 
     def restricted(self, name: str, keys: Iterable[Hashable]) -> Crdt | None:
         """A partial state of ``name`` holding only ``keys`` (plus context), to repair a peer."""
@@ -305,15 +426,24 @@ class Memory:
         return None if state is None else state.restricted(keys)
 
     def apply_repair(self, name: str, partial: Crdt, keys: Iterable[Hashable], origin: str) -> bool:
-        """Join a peer's partial state covering every differing leaf ``keys`` of ``name``."""
-        state = self._remote_target(name, partial.TAG)
-        return self._after_remote(name, state.join_keys(partial, keys), origin)
+        """Join a peer's partial state covering every differing leaf ``keys`` of ``name``.
+
+        Raises:
+            DecodeError: ``name`` is a malformed reserved key, or one of another type.
+        """
+        name, key, state = self._remote_target(name, partial.TAG)
+        return self._after_remote(name, key, state.join_keys(partial, keys), origin)
 
     # -- snapshots --------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """Canonical bytes of the whole memory (replica-independent: equal states, equal bytes)."""
-        objects = [[name, *codec.state_to_plain(self._objects[name])] for name in self.names()]
+        """Canonical bytes of the whole memory (replica-independent: equal states, equal bytes).
+
+        One entry ``[name, tag, body]`` per object, sorted by name, then tag: a name written
+        as two types has two entries.
+        """
+        entries = sorted((split_key(key)[0], state.TAG, state) for key, state in self._objects.items())
+        objects = [[name, *codec.state_to_plain(state)] for name, _, state in entries]
         return codec.pack([codec.FORMAT_VERSION, "memory", objects])
 
     @classmethod
@@ -337,16 +467,22 @@ class Memory:
         for item in obj[2]:
             if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]):
                 raise DecodeError("malformed snapshot entry")
-            if item[0] in memory._objects:
-                raise DecodeError(f"snapshot names {item[0]!r} twice")
-            memory._restore(item[0], codec.state_from_plain(item[1:]))
+            if item[0].startswith(_CLASH):
+                raise DecodeError(f"snapshot names a reserved key {item[0]!r}")
+            state = codec.state_from_plain(item[1:])
+            if memory._find(item[0], state.TAG) is not None:
+                raise DecodeError(f"snapshot names {item[0]!r} as a {_friendly(state.TAG)} twice")
+            memory._restore(item[0], state)
+        memory._new_clashes.clear()  # restored, not new
         return memory
 
     def _restore(self, name: str, state: Crdt) -> None:
-        target = self._objects[name] = self._new(state.TAG)
+        target = self._new(state.TAG)
         target.join(state)
         self._adopt(name, target)
-        self._dirty.update((name, key) for key in target.leaf_keys())
+        self._place(name, target)
+        key = self._key(name, state.TAG)
+        self._dirty.update((key, leaf) for leaf in target.leaf_keys())
 
     # -- checkpoints ------------------------------------------------------------------------
 

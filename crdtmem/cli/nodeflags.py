@@ -28,6 +28,7 @@ _HELP = {
     "max_message_bytes": "largest message reassembled from frames",
     "max_log_batches": "batches the catch-up log holds at most",
     "max_batch_wires_per_message": "batches sent in one message at most",
+    "max_parked_batches": "batches of not (yet) trusted authors kept for when they are trusted",
 }
 
 

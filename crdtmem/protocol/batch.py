@@ -122,9 +122,11 @@ def apply_batch(memory: Any, batch: DeltaBatch) -> None:
     The one way a batch reaches a memory: the Node calls it for every batch it receives, and
     recovery for every batch it replays from a journal. The caller records the batch as seen.
 
+    A delta writing a name as another type than ``memory`` holds it is joined all the same:
+    a type clash, resolved alike on every replica (see :mod:`crdtmem.memory`).
+
     Raises:
-        TypeConflictError: a delta writes a name as another type than ``memory`` holds it;
-            nothing was joined.
+        DecodeError: a delta names a reserved storage key; nothing was joined.
     """
     memory.check_deltas(batch.deltas)  # all or nothing: check every name before joining any
     for name, delta in batch.deltas:

@@ -23,6 +23,7 @@ __all__ = [
     "BatchApplied",
     "RepairApplied",
     "HistoryLost",
+    "TypeClash",
     "Event",
 ]
 
@@ -112,4 +113,17 @@ class HistoryLost:
     theirs: int
 
 
-Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | RepairApplied | HistoryLost
+@dataclass(frozen=True)
+class TypeClash:
+    """The object ``name`` is now written as each of ``tags`` (the winner first; see
+    :mod:`crdtmem.memory`): a conflict to report, never a reason to refuse anything.
+
+    Reads by name see the winner (the lowest tag); each type stays reachable with
+    ``memory.get(name, kind)``. Raised once per type the name gains.
+    """
+
+    name: str
+    tags: tuple[str, ...]
+
+
+Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | RepairApplied | HistoryLost | TypeClash

@@ -36,6 +36,14 @@ What the node does, per DESIGN.md §4:
 * catch-up from the delta log while it covers the gap; otherwise anti-entropy;
 * anti-entropy: a Merkle reconciliation on every connect and every ``anti_entropy_interval``;
 * log garbage collection once every peer known to this node has a batch;
+* untrusted authors: a batch whose author is not in the keyring is parked (bounded by
+  ``max_parked_batches``, oldest dropped first) and applied once :meth:`Node.trust` admits the
+  author; the peer that relayed it keeps its connection. A batch of a trusted author with a bad
+  signature is still refused and closes the connection: a relay cannot forge a signature, so
+  a peer that sends one is faulty;
+* type clashes: a name written as two types is kept as one object per type, resolved alike on
+  every replica (:mod:`crdtmem.memory`), and reported as a :class:`TypeClash` event; it never
+  closes a connection;
 * lost history: a peer holding more of our own batches than we do means our store was lost
   or rolled back; the node then stops signing local writes, which would reuse sequence
   numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
@@ -55,7 +63,14 @@ from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .antientropy import Reconciler
-from .batch import DeltaBatch, apply_batch, open_batch, peek_batch, seal_batch
+from .batch import (
+    DeltaBatch,
+    UntrustedAuthorError,
+    apply_batch,
+    open_batch,
+    peek_batch,
+    seal_batch,
+)
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -69,6 +84,7 @@ from .events import (
     RepairApplied,
     Send,
     SendKind,
+    TypeClash,
 )
 from .framing import FrameChannel, ReplayedFrameError
 from .handshake import Handshake
@@ -83,6 +99,7 @@ from .messages import (
     encode_message,
     seen_digest,
 )
+from .parking import ParkedBatches
 from .recovery import Snapshot
 from .stats import NodeStats
 
@@ -110,6 +127,8 @@ class NodeConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     max_log_batches: int = 100_000
     max_batch_wires_per_message: int = 256
+    max_parked_batches: int = 1024
+    """Batches of authors not (yet) trusted kept for :meth:`Node.trust`; beyond, the oldest is dropped."""
 
 
 @dataclass
@@ -141,7 +160,8 @@ class Node:
             replica must accept its writes relayed back), whether or not ``keyring`` lists it.
         keyring: who else may connect and author batches (closed by default). The node reads
             it on every handshake and batch, so keys added or removed later take effect; it
-            never changes it.
+            never changes it. Batches whose author it does not list are parked until
+            :meth:`trust` is called.
         rng: the only source of randomness (nonces, gossip targets).
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).
@@ -169,6 +189,7 @@ class Node:
         self._log = DeltaLog(self.config.max_log_batches)
         for wire in log_wires:
             self._log.add(Dot(*peek_batch(wire)), wire)
+        self._parked = ParkedBatches(self.config.max_parked_batches)
         self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
         self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
@@ -231,6 +252,7 @@ class Node:
             self._events.append(Refused(conn, exc.reason, str(exc)))
         except CrdtmemError as exc:
             self._refuse(session, exc, now)
+        self._report_clashes()
 
     def close(self, conn: ConnId, now: float, reason: str = "closed by transport") -> None:
         """Call when a transport connection closed, from either side, for any reason.
@@ -281,6 +303,7 @@ class Node:
         if self.lost_history is not None:
             return
         deltas = group_deltas(self.memory.take_deltas())
+        self._report_clashes()
         if not deltas:
             return
         seq = self.seen.next_dot(self.identity.peer_id).counter
@@ -290,6 +313,45 @@ class Node:
         self.stats.batches_created += 1
         for session in self._ready_sessions():
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
+
+    def trust(self, now: float, keyring: Keyring | None = None) -> None:
+        """Call after the keyring changed (or to replace it): apply parked batches it now admits.
+
+        Batches whose author was not trusted when they arrived are parked (see
+        :class:`~crdtmem.protocol.parking.ParkedBatches`); those of authors trusted now are
+        verified and applied, and relayed like fresh batches. One that fails verification is
+        dropped and counted (``refused_<reason>``): the peer that relayed it is long gone.
+
+        Args:
+            now: the current time.
+            keyring: the new keyring; None keeps the node's (changed in place).
+        """
+        self._advance(now)
+        if keyring is not None:
+            self.keyring, self._authors = keyring, _WithOwnKey(keyring, self.identity)
+        fresh: list[tuple[Dot, bytes]] = []
+        for dot, wire in self._parked.release(lambda author: self._authors.public_key(author) is not None):
+            if dot in self.seen:
+                continue
+            try:
+                batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+                self._apply(batch)
+            except CrdtmemError as exc:
+                reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
+                log.warning("dropped parked batch %s#%d: %s", dot.replica, dot.counter, exc)
+                self.stats.count_refusal(reason)
+                continue
+            fresh.append((dot, wire))
+        self._sync_parked_stats()
+        self._report_clashes()
+        if fresh:
+            self._relay += fresh
+            if now >= self._next_relay:
+                self._relay_round(now)
+
+    def parked(self) -> int:
+        """How many batches wait for their author to be trusted (see :meth:`trust`)."""
+        return len(self._parked)
 
     def check_writable(self) -> None:
         """Call after :meth:`flush` to learn whether the writes went out.
@@ -426,7 +488,11 @@ class Node:
             if dot in self.seen:
                 self.stats.duplicate_batches += 1
                 continue
-            batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+            try:
+                batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+            except UntrustedAuthorError:
+                self._park(dot, wire)  # the relay is not at fault: keep the connection
+                continue
             self._apply(batch)
             fresh.append((dot, wire))
         self._known_seen[session.peer_id] = session.peer_seen.copy()
@@ -436,6 +502,21 @@ class Node:
             self._relay += fresh
             if now >= self._next_relay:
                 self._relay_round(now)
+
+    def _report_clashes(self) -> None:
+        """Raise a :class:`TypeClash` for each name the memory began holding as another type."""
+        for name, tags in self.memory.take_clashes():
+            log.warning("type clash: %r is written as %s; reads see the %s", name, ", ".join(tags), tags[0])
+            self._events.append(TypeClash(name, tags))
+
+    def _park(self, dot: Dot, wire: bytes) -> None:
+        if dot not in self._parked:
+            log.info("parked batch %s#%d: its author is not in the keyring", dot.replica, dot.counter)
+        self._parked.park(dot, wire)
+        self._sync_parked_stats()
+
+    def _sync_parked_stats(self) -> None:
+        self.stats.batches_parked, self.stats.parked_dropped = self._parked.parked, self._parked.dropped
 
     def _apply(self, batch: DeltaBatch) -> None:
         apply_batch(self.memory, batch)

@@ -45,6 +45,10 @@ class NodeStats:
     repair_leaves_sent: int = 0
     repair_leaves_received: int = 0
     repair_round_trips: int = 0
+    batches_parked: int = 0
+    """Batches of authors not (yet) trusted, parked for ``Node.trust`` instead of refused."""
+    parked_dropped: int = 0
+    """Parked batches dropped, oldest first, beyond ``NodeConfig.max_parked_batches``."""
     lost_history: int = 0
     """1 once a peer showed that this replica's own history was lost (see ``Node.lost_history``)."""
 
@@ -70,10 +74,12 @@ class NodeStats:
             "anti_entropy_sessions": self.anti_entropy_sessions,
             "batches_applied": self.batches_applied,
             "batches_created": self.batches_created,
+            "batches_parked": self.batches_parked,
             "bytes_received": self.bytes_received,
             "bytes_sent": self.bytes_sent,
             "duplicate_batches": self.duplicate_batches,
             "lost_history": self.lost_history,
+            "parked_dropped": self.parked_dropped,
             "repairs": self.repairs,
         }
         for kind, n in self.bytes_sent_by_kind.items():

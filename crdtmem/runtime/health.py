@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..memory import Memory
-from ..protocol.events import Refused, RepairApplied
+from ..protocol.events import Refused, RepairApplied, TypeClash
 from ..protocol.node import Node
 from ..protocol.recovery import Store
 from ..protocol.stats import NodeStats
@@ -98,10 +98,13 @@ class Health:
         """Count input refused outside the node (by a transport, or admission), by reason."""
         self._refusals[reason] = self._refusals.get(reason, 0) + 1
 
-    def record(self, event: Refused | RepairApplied) -> None:
-        """Count a node event that health reports: a refusal, or a repair that changed objects."""
+    def record(self, event: Refused | RepairApplied | TypeClash) -> None:
+        """Count a node event that health reports: a refusal, a type clash, or a repair that
+        changed objects."""
         if isinstance(event, Refused):
             self.refused(event.reason)
+        elif isinstance(event, TypeClash):
+            self.count("type_clashes")
         else:
             self.count("repair_events")
             self._repair_log.append({"peer": event.peer_id, "names": list(event.names), "at": time.time()})
@@ -198,6 +201,7 @@ class Health:
             "conflicts": {
                 "mv_register_siblings": sum(self._siblings.values()),
                 "concurrent_register_writes": self._counters.get("concurrent_register_writes", 0),
+                "type_clashes": self._counters.get("type_clashes", 0),
             },
             "dial_failures": self._counters.get("dial_failures", 0),
             "throttled_seconds": round(self._counters.get("throttled_seconds", 0), 3),

@@ -4,8 +4,16 @@ A link is one transport connection, named by a key the node knows it by. For eac
 :class:`Links` runs a reader (every message goes to the node at once; the per-connection
 :class:`~crdtmem.runtime.ratelimit.RateLimit` then pauses reading a peer that floods) and a
 writer draining an in-order queue (a peer that stops reading is dropped once its queue passes
-``LinkLimits.max_queue_bytes``). It admits at most ``LinkLimits.max_connections`` accepted
-connections and keeps every dialed address up with :class:`~crdtmem.protocol.backoff.Backoff`.
+``LinkLimits.max_queue_bytes``). It keeps every dialed address up with
+:class:`~crdtmem.protocol.backoff.Backoff`.
+
+Admission gives strangers their own small budget: an accepted connection still handshaking
+counts against ``LinkLimits.max_unauthenticated`` (a new one beyond it closes the oldest
+handshaking one) and is closed if it has not finished the handshake within
+``LinkLimits.hello_timeout``; only a connection that finished it (a keyring peer) counts
+against ``LinkLimits.max_connections``. So idle sockets from a stranger hold at most the
+stranger budget, never a keyring peer's slot, and a keyring peer finishing its handshake in
+one round trip always gets in.
 
 It holds no protocol logic: what to send and when to close is the node's, handed over by the
 peer through :meth:`Links.send` and :meth:`Links.close`; what arrives goes back through the
@@ -25,6 +33,7 @@ from typing import Any
 
 import anyio
 
+from ..errors import RefusalReason
 from ..protocol.backoff import Backoff
 from ..protocol.node import NodeConfig
 from ..transports import Connection, ConnectionClosed, Listener, Transport, transport_for
@@ -164,10 +173,18 @@ class Links:
             self._close(link, reason, refused=False)
 
     def handshake_done(self, key: str, peer_id: str) -> None:
-        """The node finished the handshake on ``key`` (its ``PeerConnected`` event)."""
+        """The node finished the handshake on ``key`` (its ``PeerConnected`` event).
+
+        The link moves from the strangers' budget to ``max_connections``; an accepted link
+        finding that full is closed (refusal ``too-many-connections``).
+        """
         link = self._links.get(key)
-        if link is not None:
-            link.ready, link.peer_id = True, peer_id
+        if link is None:
+            return
+        if not link.dialer and self._authenticated() >= self._limits.max_connections:
+            self._refuse(link, RefusalReason.TOO_MANY_CONNECTIONS, f"{self._authenticated()} peers connected")
+            return
+        link.ready, link.peer_id = True, peer_id
 
     def remote(self, key: str) -> str:
         """The other end's address of ``key``, for logs (``?`` once closed)."""
@@ -205,12 +222,42 @@ class Links:
         if self._isolated or not self._running:
             await conn.close("isolated" if self._isolated else "shutting down")
             return
-        if len(self._links) >= self._limits.max_connections:
-            log.warning("refused too-many-connections: %d open", len(self._links))
-            self._health.refused("too-many-connections")
+        if self._authenticated() >= self._limits.max_connections:
+            log.warning("%s refused %s from %s: %d peers connected", self._peer_id,
+                        RefusalReason.TOO_MANY_CONNECTIONS, conn.remote, self._authenticated())
+            self._health.refused(RefusalReason.TOO_MANY_CONNECTIONS)
             await conn.close("too many connections")
             return
+        handshaking = self._handshaking()
+        if len(handshaking) >= self._limits.max_unauthenticated:
+            # Make room by closing the oldest: a keyring peer finishes in one round trip, so
+            # idle sockets cannot keep it out, however many a stranger opens.
+            oldest = min(handshaking, key=lambda link: link.opened)
+            self._refuse(oldest, RefusalReason.TOO_MANY_UNAUTHENTICATED,
+                         f"{len(handshaking)} connections handshaking; closing the oldest")
+            if oldest.scope is not None:
+                oldest.scope.cancel()
         await self._serve(conn, dialer=False, url=None)
+
+    def _authenticated(self) -> int:
+        """Open links that finished the handshake (they count against ``max_connections``)."""
+        return sum(1 for link in self._links.values() if link.ready and link.closing is None)
+
+    def _handshaking(self) -> list[_Link]:
+        """Accepted links still handshaking (they count against ``max_unauthenticated``)."""
+        return [link for link in self._links.values() if not link.ready and not link.dialer and link.closing is None]
+
+    async def _hello_deadline(self, link: _Link) -> None:
+        """Close an accepted link that has not finished the handshake within ``hello_timeout``."""
+        await anyio.sleep(self._limits.hello_timeout)
+        if not link.ready and link.closing is None:
+            self._refuse(link, RefusalReason.HELLO_TIMEOUT,
+                         f"no handshake within {self._limits.hello_timeout:g}s")
+
+    def _refuse(self, link: _Link, reason: RefusalReason, detail: str) -> None:
+        log.warning("%s refused %s from %s: %s", self._peer_id, reason, link.conn.remote, detail)
+        self._health.refused(reason)
+        self._close(link, str(reason), refused=True)
 
     async def _serve(self, conn: Connection, *, dialer: bool, url: str | None) -> bool:
         """Serve one connection until it closes; return whether its handshake had finished."""
@@ -225,6 +272,8 @@ class Links:
             async with anyio.create_task_group() as tg:
                 link.scope = tg.cancel_scope
                 tg.start_soon(self._writer, link, tg.cancel_scope)
+                if not dialer:
+                    tg.start_soon(self._hello_deadline, link)
                 try:
                     while True:
                         data = await conn.receive()

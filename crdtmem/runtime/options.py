@@ -34,8 +34,16 @@ class LinkLimits:
     only itself.
 
     Attributes:
-        max_connections: accepted connections beyond this many (handshaking or open) are
-            closed at once (counted as refusal ``too-many-connections``).
+        max_connections: connections that finished the handshake (peers in the keyring),
+            at most this many; a connection accepted or authenticated beyond it is closed at
+            once (counted as refusal ``too-many-connections``).
+        max_unauthenticated: accepted connections still handshaking, at most this many: the
+            strangers' own budget, so idle sockets never take a keyring peer's slot. A new one
+            beyond it closes the oldest handshaking one (refusal ``too-many-unauthenticated``),
+            so a keyring peer, done in one round trip, always gets in.
+        hello_timeout: an accepted connection that has not finished the handshake this many
+            seconds after it opened is closed (refusal ``hello-timeout``); a keyring peer needs
+            one round trip. Shorter than the node's general ``handshake_timeout``.
         max_queue_bytes: drop a connection whose unsent frames exceed this (a stalled peer
             catches up after reconnecting instead of growing our memory).
         max_receive_messages_per_s, max_receive_bytes_per_s: per connection, what is read on
@@ -44,6 +52,8 @@ class LinkLimits:
     """
 
     max_connections: int = 256
+    max_unauthenticated: int = 16
+    hello_timeout: float = 3.0
     max_queue_bytes: int = 64 * 1024 * 1024
     max_receive_messages_per_s: float | None = 2000.0
     max_receive_bytes_per_s: float | None = 64 * 1024 * 1024
@@ -51,6 +61,10 @@ class LinkLimits:
     def __post_init__(self) -> None:
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {self.max_connections!r}")
+        if self.max_unauthenticated < 1:
+            raise ValueError(f"max_unauthenticated must be at least 1, got {self.max_unauthenticated!r}")
+        if not self.hello_timeout > 0:
+            raise ValueError(f"hello_timeout must be positive, got {self.hello_timeout!r}")
         if self.max_queue_bytes < 1:
             raise ValueError(f"max_queue_bytes must be positive, got {self.max_queue_bytes!r}")
         for name in ("max_receive_messages_per_s", "max_receive_bytes_per_s"):

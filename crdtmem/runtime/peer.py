@@ -43,6 +43,7 @@ from ..protocol.events import (
     Refused,
     RepairApplied,
     Send,
+    TypeClash,
 )
 from ..protocol.node import Node, NodeConfig
 from ..protocol.recovery import Store, restore
@@ -77,8 +78,9 @@ class Peer:
         memory: the replica agents write to; its ``replica_id`` must be ``identity.peer_id``
             (create it as ``Memory(identity.peer_id, clock=time.time)``).
         identity: this peer's key.
-        keyring: the peers trusted to connect and to author writes (never changed; this
-            peer's own writes are trusted without it).
+        keyring: the peers trusted to connect and to author writes (never changed by the
+            peer; after changing it, call :meth:`trust`; this peer's own writes are trusted
+            without it).
         options: addresses, TLS, backoff, metrics export, link limits and storage (see
             :class:`PeerOptions`); the defaults when omitted.
         config: the node's tunables; ``config.max_frame_bytes`` also caps transport messages.
@@ -274,6 +276,17 @@ class Peer:
         self._tick()
         self.node.check_writable()
 
+    def trust(self, keyring: Keyring | None = None) -> None:
+        """Call after changing the keyring (or to replace it; on the loop thread).
+
+        Writes relayed to this peer by authors it did not trust yet were parked; those of
+        authors trusted now are applied and relayed at once (see :meth:`Node.trust`).
+        """
+        if keyring is not None:
+            self.keyring = keyring
+        self.node.trust(self._now(), keyring)
+        self._pump()
+
     def isolate(self) -> None:
         """Cut this peer off: drop every connection and refuse or stop making new ones.
 
@@ -305,7 +318,8 @@ class Peer:
         ``bytes_received``, ``repairs``, ``repair_bytes``, ``anti_entropy_sessions``, ``lag``
         (per peer: our batches it is not known to have), ``drift_seconds`` (per peer: time since
         we were last in sync), ``synced``, ``refusals`` (by reason), ``conflicts`` (MV-register
-        siblings now, near-simultaneous register writes seen), ``dial_failures``,
+        siblings now, near-simultaneous register writes seen, ``type_clashes``: types a name
+        gained beyond its first, see :meth:`Memory.conflicts`), ``dial_failures``,
         ``throttled_seconds`` (reading paused by the receive limits), ``lost_history`` (None, or
         why local writes are no longer sent: see :meth:`flush`), ``store``, ``recent_repairs``
         and the node's raw ``stats``.
@@ -354,6 +368,8 @@ class Peer:
                 log.info("%s connected to %s (%s)", self.peer_id, event.peer_id, event.conn)
             elif isinstance(event, PeerDisconnected):
                 log.info("%s disconnected from %s: %s", self.peer_id, event.peer_id or event.conn, event.reason)
+            elif isinstance(event, TypeClash):
+                self._health.record(event)
             elif isinstance(event, Refused):
                 self._health.record(event)
                 log.warning("%s refused %s from %s: %s", self.peer_id, event.reason,

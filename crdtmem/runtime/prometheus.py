@@ -115,7 +115,7 @@ class PeerCollector:
             refused.add_metric([peer, reason], n)
         yield refused
         conflicts = GaugeMetricFamily("crdtmem_conflicts", "Conflicts seen: MV-register siblings now, "
-                                      "near-simultaneous register writes so far.", labels=["peer", "kind"])
+                                      "near-simultaneous register writes and type clashes so far.", labels=["peer", "kind"])
         for kind, n in sorted(m["conflicts"].items()):
             conflicts.add_metric([peer, kind], n)
         yield conflicts

@@ -612,7 +612,7 @@ def _peer_refusals() -> list[type[RemoteProtocolError]]:
         for module in (framing, batch, node)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, RemoteProtocolError) and cls.__module__ == module.__name__
-    ] + [TypeConflictError]  # decided by the memory, raised for the node
+    ] + [TypeConflictError]  # no longer raised (type clashes resolve); its reason stays in reports
 
 
 def test_every_peer_refusal_declares_its_own_distinct_reason():
@@ -624,9 +624,12 @@ def test_every_peer_refusal_declares_its_own_distinct_reason():
     assert len(set(reasons)) == len(reasons)
 
 
-def test_every_refusal_reason_is_raised_by_a_class_or_decided_by_the_node():
+def test_every_refusal_reason_is_raised_by_a_class_or_decided_by_the_node_or_admission():
     declared = {cls.reason for cls in _peer_refusals()} | {RemoteProtocolError.reason, DecodeError.reason}
-    assert set(RefusalReason) - declared == {RefusalReason.HANDSHAKE_TIMEOUT, RefusalReason.INTERNAL_ERROR}
+    by_node = {RefusalReason.HANDSHAKE_TIMEOUT, RefusalReason.INTERNAL_ERROR}
+    by_admission = {RefusalReason.TOO_MANY_CONNECTIONS, RefusalReason.TOO_MANY_UNAUTHENTICATED,
+                    RefusalReason.HELLO_TIMEOUT}
+    assert set(RefusalReason) - declared == by_node | by_admission
 
 
 def test_every_fault_of_the_peer_is_a_remote_protocol_error():

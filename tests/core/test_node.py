@@ -14,7 +14,7 @@ from crdtmem.crdt.document import Document
 from crdtmem.errors import LostHistoryError
 from crdtmem.identity import Identity, Keyring
 from crdtmem.protocol.batch import seal_batch
-from crdtmem.protocol.events import BatchApplied, HistoryLost, Refused
+from crdtmem.protocol.events import BatchApplied, HistoryLost, Refused, TypeClash
 from crdtmem.protocol.messages import Batches
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.testing import Cluster, LinkFaults, RawSession
@@ -240,6 +240,154 @@ def test_a_trusted_peers_own_batch_is_applied() -> None:
     events = cluster.inject(mallory.conn, mallory.seal(Batches((seal_batch(MALLORY, 1, own.take_deltas()).wire,))))
     assert _refusals(events) == []
     assert cluster.memory("honest").counter("tasks").value == 3
+
+
+# -- type clashes ---------------------------------------------------------------------------------
+
+TRENT = Identity.from_private_bytes(bytes(range(2, 34)))  # a second trusted writer
+
+
+def _clashing_pair(seed: int = 7) -> Cluster:
+    cluster = Cluster(seed=seed)
+    members(cluster, "alice", "bob")
+    cluster.connect("alice", "bob")
+    cluster.memory("alice").set("kept").add("before")
+    cluster.run(1)
+    return cluster
+
+
+def _one_batch(identity: Identity, write) -> Batches:
+    own = Memory(identity.peer_id)
+    write(own)
+    return Batches((seal_batch(identity, 1, own.take_deltas()).wire,))
+
+
+def test_two_batches_writing_one_name_as_two_types_do_not_partition_honest_peers() -> None:
+    cluster = _clashing_pair()
+    cluster.keyring.add(MALLORY)
+    cluster.keyring.add(TRENT)
+    to_alice, to_bob = cluster.open_raw("alice", MALLORY), cluster.open_raw("bob", TRENT)
+    cluster.inject(to_alice.conn, to_alice.seal(_one_batch(MALLORY, lambda m: m.set("x").add("a set"))))
+    cluster.inject(to_bob.conn, to_bob.seal(_one_batch(TRENT, lambda m: m.counter("x").increment(4))))
+    cluster.run(2)
+    assert not cluster.refusals("alice") and not cluster.refusals("bob")
+    assert cluster.conn("alice", "bob") is not None and cluster.node("alice").peers()
+    cluster.memory("alice").set("kept").add("after")  # the link still carries other writes
+    assert cluster.run_until(cluster.converged, timeout=5)
+    assert len(cluster.merkle_roots()) == 1
+    for name in ("alice", "bob"):
+        memory = cluster.memory(name)
+        assert memory.value("x") == 4 and memory.set("x").value == frozenset({"a set"})
+        assert memory.set("kept").value == frozenset({"before", "after"})
+        assert [e for e in cluster.events(name) if isinstance(e, TypeClash)] == [
+            TypeClash("x", ("gcounter", "orset"))
+        ]
+
+
+def test_two_honest_agents_first_using_one_name_as_two_types_stay_connected_and_converge() -> None:
+    cluster = Cluster(seed=11)
+    members(cluster, "alice", "bob", "carol")
+    cluster.memory("alice").register("status").assign("busy")
+    cluster.memory("bob").map("status").put("alice", "busy")
+    cluster.connect("alice", "bob")
+    cluster.connect("bob", "carol")
+    assert cluster.run_until(cluster.converged, timeout=5)
+    assert not any(cluster.refusals(name) for name in ("alice", "bob", "carol"))
+    assert cluster.memory("carol").conflicts() == {"status": ["lwwregister", "ormap"]}
+    assert cluster.memory("carol").value("status") == "busy"
+    assert len(cluster.merkle_roots()) == 1
+
+
+def test_a_batch_naming_one_object_as_two_types_keeps_the_link_and_resolves_the_same_everywhere() -> None:
+    cluster = _clashing_pair()
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("alice", MALLORY)
+    set_part, counter_part = Memory(MALLORY.peer_id), Memory(MALLORY.peer_id)
+    set_part.set("x").add("s")
+    counter_part.counter("x").increment(2)
+    wire = seal_batch(MALLORY, 1, set_part.take_deltas() + counter_part.take_deltas()).wire
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    assert _refusals(events) == [] and mallory.conn in cluster.node("alice").peers()
+    assert cluster.run_until(cluster.converged, timeout=5)
+    assert cluster.memory("bob").conflicts() == {"x": ["gcounter", "orset"]}
+    assert cluster.memory("bob").value("x") == 2
+
+
+# -- batches of authors not (yet) trusted ----------------------------------------------------------
+
+CAROL = Identity.from_private_bytes(bytes(range(1, 33)))  # in no keyring until a test adds her
+
+
+def _carols_batch(seq: int, amount: int = 1) -> bytes:
+    own = Memory(CAROL.peer_id)
+    own.counter("tasks").increment(amount)
+    return seal_batch(CAROL, seq, own.take_deltas()).wire
+
+
+def test_a_relayed_batch_of_an_untrusted_author_is_parked_and_the_relay_stays_connected() -> None:
+    cluster, mallory = _honest()
+    honest = cluster.node("honest")
+    before = honest.memory.snapshot()
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((_carols_batch(1),))))
+    assert _refusals(events) == []
+    assert honest.peers() == {mallory.conn: MALLORY.peer_id}
+    assert honest.memory.snapshot() == before
+    assert honest.parked() == 1 and honest.stats.batches_parked == 1
+
+
+def test_a_parked_batch_is_applied_and_relayed_once_its_author_is_trusted() -> None:
+    cluster, mallory = _honest()
+    cluster.add("bob")
+    cluster.connect("bob", "honest")
+    cluster.run(1)
+    cluster.inject(mallory.conn, mallory.seal(Batches((_carols_batch(1, amount=5),))))
+    cluster.keyring.add(CAROL)
+    cluster.node("honest").trust(cluster.now)
+    cluster.run(1)
+    assert cluster.node("honest").parked() == 0
+    assert cluster.memory("honest").counter("tasks").value == 7
+    assert cluster.memory("bob").counter("tasks").value == 7  # relayed like any fresh batch
+    assert not cluster.refusals("honest") and not cluster.refusals("bob")
+
+
+def test_trust_can_replace_the_keyring() -> None:
+    cluster, mallory = _honest()
+    cluster.inject(mallory.conn, mallory.seal(Batches((_carols_batch(1),))))
+    wider = Keyring()
+    for key in (MALLORY, CAROL, cluster.node("honest").identity):
+        wider.add(key)
+    cluster.node("honest").trust(cluster.now, wider)
+    assert cluster.node("honest").keyring is wider
+    assert cluster.memory("honest").counter("tasks").value == 3
+
+
+def test_parked_batches_beyond_the_bound_drop_the_oldest_and_count_it() -> None:
+    cluster = Cluster(seed=5, config=NodeConfig(max_parked_batches=2))
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("honest", MALLORY)
+    for seq in (1, 2, 3):
+        cluster.inject(mallory.conn, mallory.seal(Batches((_carols_batch(seq, amount=10**seq),))))
+    honest = cluster.node("honest")
+    assert honest.parked() == 2
+    assert (honest.stats.batches_parked, honest.stats.parked_dropped) == (3, 1)
+    cluster.keyring.add(CAROL)
+    honest.trust(cluster.now)
+    assert honest.memory.counter("tasks").value == 1000
+    assert Dot(CAROL.peer_id, 1) not in honest.seen and Dot(CAROL.peer_id, 3) in honest.seen
+
+
+def test_a_parked_batch_with_a_bad_signature_is_dropped_when_its_author_is_trusted() -> None:
+    cluster, mallory = _honest()
+    broken = bytearray(_carols_batch(1))
+    broken[-1] ^= 0x01
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((bytes(broken),))))
+    assert _refusals(events) == []  # untrusted: the signature cannot be checked yet
+    cluster.keyring.add(CAROL)
+    cluster.node("honest").trust(cluster.now)
+    assert cluster.node("honest").parked() == 0
+    assert cluster.stats("honest").refusals == {"bad-batch-signature": 1}
+    assert cluster.memory("honest").counter("tasks").value == 2
 
 
 def test_garbage_after_handshake_is_refused_with_a_specific_reason() -> None:

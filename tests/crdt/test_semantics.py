@@ -256,14 +256,15 @@ def test_type_mismatch_error_names_both_types() -> None:
         memory.map("thing")
 
 
-def test_remote_delta_of_another_type_is_refused_naming_both_types(pair: tuple[Memory, Memory]) -> None:
+def test_remote_delta_of_another_type_is_kept_apart_and_the_lowest_tag_is_read(pair: tuple[Memory, Memory]) -> None:
     alice, bob = pair
     alice.set("thing").add(1)
     bob.counter("thing").increment()
     ((name, delta),) = bob.take_deltas()
-    with pytest.raises(RemoteProtocolError, match="set here, the peer sent a counter"):
-        alice.apply_delta(name, delta, "bob")
+    assert alice.apply_delta(name, delta, "bob")
+    assert alice.value("thing") == 1 and alice.type_of("thing") == "gcounter"
     assert alice.set("thing").value == {1}
+    assert alice.take_clashes() == [("thing", ("gcounter", "orset"))]
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,10 @@ cap — and the honest peers must keep converging while it runs. What bounds eac
   (``oversized-message``); a single frame over the cap is refused by websockets (close 1009);
 * half an HTTP upgrade, then silence: the websocket ``open_timeout``;
 * a hello, then silence: the node's ``handshake_timeout`` (``handshake-timeout``);
-* many connections at once: each is bounded in time by those timeouts, and their number by
-  ``LinkLimits(max_connections=...)`` (``too-many-connections``).
+* many connections at once: each is bounded in time by those timeouts (and by
+  ``LinkLimits(hello_timeout=...)``), and their number by the strangers' budget
+  ``LinkLimits(max_unauthenticated=...)`` (``too-many-unauthenticated``) while handshaking,
+  by ``LinkLimits(max_connections=...)`` (``too-many-connections``) once authenticated.
 
 ``CRDTMEM_FLOOD_SCALE`` (default 1) multiplies flood durations and connection counts.
 """
@@ -319,10 +321,8 @@ async def test_a_hello_then_silence_is_closed_by_the_handshake_timeout() -> None
 
 
 async def test_many_stalled_connections_are_all_timed_out() -> None:
-    """Each stalled connection is closed by the handshake timeout, and honest peers keep going.
-
-    ``n`` stays under the Peer's default ``max_connections`` (256), so all are accepted and only
-    the handshake timeout bounds them (the cap itself: ``test_connections_beyond_the_cap_...``).
+    """Each stalled connection is closed by the handshake timeout or, beyond the strangers'
+    budget (``max_unauthenticated``, 16), at once; honest peers keep going.
     """
     n = int(150 * SCALE)
     peak = 0
@@ -347,8 +347,9 @@ async def test_many_stalled_connections_are_all_timed_out() -> None:
         honest = await while_attacking(trio, attack)
         for ws in sockets:
             await ws.close()
-        timeouts = trio.victim.metrics()["refusals"].get("handshake-timeout", 0)
-        assert timeouts >= n
+        refusals = trio.victim.metrics()["refusals"]
+        timeouts = refusals.get("handshake-timeout", 0)
+        assert timeouts + refusals.get("too-many-unauthenticated", 0) >= n
         assert open_links(trio.victim) == 1
         with anyio.fail_after(10):
             while len(os.listdir("/proc/self/fd")) > fds_before + 5:
@@ -359,15 +360,18 @@ async def test_many_stalled_connections_are_all_timed_out() -> None:
 
 
 @pytest.mark.anyio
-async def test_connections_beyond_the_cap_are_closed_at_once() -> None:
+async def test_a_connection_beyond_the_stranger_budget_closes_the_oldest_handshaking_one() -> None:
     identities, keyring, memories = team(1)
-    async with Peer(memories[0], identities[0], keyring, PeerOptions(limits=LinkLimits(max_connections=2)),
+    async with Peer(memories[0], identities[0], keyring, PeerOptions(limits=LinkLimits(max_unauthenticated=2)),
                     listen="ws://127.0.0.1:0") as peer:
         held = [await raw(peer.url) for _ in range(2)]  # silent clients, still handshaking
+        await peer.wait_for(lambda: open_links(peer) == 2, timeout=5)
+        extra = await raw(peer.url)
         with anyio.fail_after(10):
-            extra = await raw(peer.url)
             with pytest.raises(ConnectionClosed):
-                await extra.recv()
-        assert peer.metrics()["refusals"].get("too-many-connections") == 1
-        for ws in held:
+                while True:
+                    await held[0].recv()
+            await extra.recv()  # the newcomer is served: the victim's hello
+        assert peer.metrics()["refusals"].get("too-many-unauthenticated") == 1
+        for ws in [*held, extra]:
             await ws.close()

@@ -485,18 +485,19 @@ def test_a_node_refuses_hostile_input_without_state_change(case: tuple[str, byte
         raise AssertionError(f"refused ({refusals[0].reason}) but the replica changed")
 
 
-def test_a_refused_batch_is_not_partly_applied() -> None:
-    """A trusted author's batch whose second delta conflicts in type is refused as a whole."""
+def test_a_batch_whose_second_delta_clashes_in_type_is_applied_whole_and_the_link_kept() -> None:
+    """A trusted author's batch whose second delta is another type than the node holds."""
     node, memory, channel = _node_with_mallory()
-    before = memory.snapshot()
     mallory = Memory(ALICE.peer_id, clock=lambda: 6000.0)
-    mallory.gset("fresh").add("x")  # applies cleanly...
-    mallory.gset("c").add("y")  # ...but "c" is a counter at the node
+    mallory.gset("fresh").add("x")
+    mallory.gset("c").add("y")  # "c" is a counter at the node: a type clash, not a fault
     batch = seal_batch(ALICE, 1, mallory.take_deltas())
     for frame in channel.seal_message(encode_message(Batches((batch.wire,)))):
         node.receive("conn", frame, 1.0)
-    assert not node.peers(), "the conflicting batch was not refused"
-    assert memory.snapshot() == before, f"a refused batch was partly applied (names now: {memory.names()})"
+    assert node.peers(), "a validly signed batch dropped the connection"
+    assert [type(e).__name__ for e in node.take_events()].count("TypeClash") == 1
+    assert memory.gset("fresh").value == {"x"} and memory.gset("c").value == {"y"}
+    assert memory.conflicts() == {"c": ["gcounter", "gset"]}
 
 
 # -- every CRDT decoder (the corpus and mutators of tests/core/test_decode_fuzz.py) ---------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from crdtmem import Memory
 from crdtmem.errors import RefusalReason
-from crdtmem.protocol.events import Refused, RepairApplied
+from crdtmem.protocol.events import Refused, RepairApplied, TypeClash
 from crdtmem.protocol.node import Node
 from crdtmem.protocol.stats import NodeStats
 from crdtmem.runtime.health import Health
@@ -152,3 +152,11 @@ def test_drift_is_the_time_since_a_peer_was_last_seen_in_sync() -> None:
     assert _snapshot(health, node, now=13.5)["drift_seconds"] == {"b": 3.5, "c": 3.5}
     node.in_sync = {"b": True, "c": False}
     assert _snapshot(health, node, now=14.0)["drift_seconds"] == {"b": 0.0, "c": 4.0}
+
+
+def test_type_clashes_are_counted_as_conflicts() -> None:
+    _, _, (mine,) = team(1)
+    health = Health(mine, mine.replica_id, conflict_window=1.0)
+    assert _snapshot(health)["conflicts"]["type_clashes"] == 0
+    health.record(TypeClash("status", ("lwwregister", "ormap")))
+    assert _snapshot(health)["conflicts"]["type_clashes"] == 1

@@ -14,10 +14,10 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from crdtmem import Peer
+from crdtmem import Memory, Peer
 from crdtmem.clocks import CausalContext
 from crdtmem.crdt import GCounter
-from crdtmem.identity import Identity
+from crdtmem.identity import Identity, Keyring
 from crdtmem.protocol.batch import seal_batch
 from crdtmem.protocol.framing import FrameChannel
 from crdtmem.protocol.handshake import Handshake
@@ -194,3 +194,80 @@ async def test_a_client_that_stops_reading_is_dropped_instead_of_buffered_foreve
                     await anyio.sleep(0)
         assert victim_mem.register("r0").value.endswith(big)
         await ws.close()
+
+
+# -- admission: strangers get their own small budget ----------------------------------------------
+
+SLOW_NODE = NodeConfig(gossip_interval=0.2, handshake_timeout=60.0, max_frame_bytes=CAP)
+
+
+async def test_idle_stranger_sockets_fill_only_the_stranger_budget_and_a_trusted_peer_still_connects() -> None:
+    (victim_id, honest_id, _), keyring, (victim_mem, honest_mem, _) = team(3)
+    limits = LinkLimits(max_connections=16, max_unauthenticated=16, hello_timeout=60.0)
+    async with Peer(victim_mem, victim_id, keyring, PeerOptions(limits=limits), listen="ws://127.0.0.1:0",
+                    config=SLOW_NODE) as victim:
+        idle = [await raw(victim.url) for _ in range(16)]  # a stranger's sockets, never answering
+        await victim.wait_for(lambda: len(victim._links) == 16, timeout=5)
+        victim_mem.counter("tasks").increment(2)
+        async with Peer(honest_mem, honest_id, keyring, connect=[victim.url], config=SLOW_NODE) as honest:
+            await honest.wait_synced(timeout=10, peers=1)
+            assert honest_mem.counter("tasks").value == 2
+            assert victim.connected_peers() == [honest_id.peer_id]
+        refusals = victim.metrics()["refusals"]
+        assert refusals.get("too-many-unauthenticated") == 1 and "too-many-connections" not in refusals
+        await closed_by_peer(idle[0])  # the oldest idle socket made room for the peer's handshake
+        for ws in idle:
+            await ws.close()
+
+
+async def test_a_stranger_that_never_finishes_the_handshake_is_closed_after_the_hello_timeout() -> None:
+    (victim_id, _, _), keyring, (victim_mem, _, _) = team(3)
+    limits = LinkLimits(hello_timeout=0.3)
+    async with Peer(victim_mem, victim_id, keyring, PeerOptions(limits=limits), listen="ws://127.0.0.1:0",
+                    config=SLOW_NODE) as victim:
+        ws = await raw(victim.url)
+        await ws.recv()  # the victim's hello; never answer
+        await closed_by_peer(ws)  # within 5 s although the node's handshake timeout is 60 s
+        await victim.wait_for(lambda: victim.metrics()["refusals"].get("hello-timeout", 0) == 1, timeout=5)
+        assert "handshake-timeout" not in victim.metrics()["refusals"]
+
+
+async def test_a_trusted_peer_writing_a_name_as_another_type_keeps_its_link_and_is_counted_as_a_clash() -> None:
+    (victim_id, honest_id, mallory), keyring, (victim_mem, honest_mem, _) = team(3)
+    async with Peer(victim_mem, victim_id, keyring, listen="ws://127.0.0.1:0", config=CONFIG) as victim:
+        async with Peer(honest_mem, honest_id, keyring, connect=[victim.url], config=CONFIG) as honest:
+            victim_mem.counter("tasks").increment(2)
+            await honest.wait_synced(timeout=10, peers=1)
+            ws = await raw(victim.url)
+            channel = await handshake(ws, mallory, keyring)
+            own = Memory(mallory.peer_id)
+            own.set("tasks").add("hijack?")
+            batch = seal_batch(mallory, 1, own.take_deltas())
+            for frame in channel.seal_message(encode_message(Batches((batch.wire,)))):
+                await ws.send(frame)
+            await victim.wait_for(lambda: victim.metrics()["conflicts"]["type_clashes"] == 1, timeout=5)
+            await honest.wait_for(lambda: honest_mem.conflicts() == {"tasks": ["gcounter", "orset"]}, timeout=10)
+            assert victim.metrics()["refusals"] == {}
+            assert mallory.peer_id in victim.connected_peers() and honest_id.peer_id in victim.connected_peers()
+            assert victim_mem.counter("tasks").value == 2 and victim_mem.value("tasks") == 2
+            await ws.close()
+
+
+async def test_a_peer_with_a_stale_keyring_keeps_its_relay_and_applies_parked_writes_once_it_trusts_the_author() -> None:
+    (victim_id, relay_id, newcomer), keyring, (victim_mem, relay_mem, newcomer_mem) = team(3)
+    stale = Keyring()
+    for identity in (victim_id, relay_id):
+        stale.add(identity)
+    async with Peer(victim_mem, victim_id, stale, listen="ws://127.0.0.1:0", config=CONFIG) as victim, \
+            Peer(relay_mem, relay_id, keyring, listen="ws://127.0.0.1:0", connect=[victim.url],
+                 config=CONFIG) as relay:
+        async with Peer(newcomer_mem, newcomer, keyring, connect=[relay.url], config=CONFIG):
+            newcomer_mem.set("facts").add("from the newcomer")
+            relay_mem.set("facts").add("from the relay")
+            await victim.wait_for(lambda: "from the relay" in victim_mem.set("facts").value, timeout=10)
+            await victim.wait_for(lambda: victim.node.parked() >= 1, timeout=10)
+            assert victim.metrics()["refusals"] == {}
+            assert relay_id.peer_id in victim.connected_peers()
+            victim.trust(keyring)
+            assert victim.node.parked() == 0 and victim.metrics()["stats"]["batches_parked"] >= 1
+            assert victim_mem.set("facts").value == {"from the relay", "from the newcomer"}

@@ -7,7 +7,6 @@ import pytest
 from crdtmem import Memory
 from crdtmem.clocks import CausalContext, Dot
 from crdtmem.identity import Identity
-from crdtmem.errors import TypeConflictError
 from crdtmem.protocol.batch import apply_batch, open_batch, seal_batch
 from crdtmem.protocol.recovery import Snapshot, StoreError, recover
 
@@ -67,18 +66,15 @@ def test_replay_applies_other_authors_batches_without_a_keyring() -> None:
     assert restored.memory.counter("c").value == 5 and Dot(bob.peer_id, 1) in restored.seen
 
 
-def test_a_journal_batch_of_another_type_applies_nothing_and_the_store_is_corrupt() -> None:
+def test_a_journal_batch_of_another_type_replays_as_a_type_clash() -> None:
     alice, memory = author(1)
     bob, bobs = author(2)
     counted = write(alice, memory, 1, lambda m: m.counter("x").increment())
     clash = write(bob, bobs, 1, lambda m: (m.set("y").add(1), m.set("x").add(1)))
-    with pytest.raises(StoreError, match="corrupt"):
-        recover(alice.peer_id, None, [counted, clash], clock=clock)
-    target = Memory(alice.peer_id, clock=clock)
-    apply_batch(target, open_batch(counted, _Anyone(), lambda *a: True, max_size=1 << 20))
-    with pytest.raises(TypeConflictError):
-        apply_batch(target, open_batch(clash, _Anyone(), lambda *a: True, max_size=1 << 20))
-    assert target.names() == ["x"]  # all or nothing: "y" was not joined either
+    restored = recover(alice.peer_id, None, [counted, clash], clock=clock)
+    assert restored.memory.names() == ["x", "y"]
+    assert restored.memory.conflicts() == {"x": ["gcounter", "orset"]}
+    assert restored.memory.value("x") == 1 and restored.memory.set("x").value == frozenset({1})
 
 
 def test_undecodable_parts_raise_store_error_naming_the_store() -> None:

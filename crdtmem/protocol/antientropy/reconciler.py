@@ -263,10 +263,9 @@ class Reconciler:
                 certain.setdefault(name, set()).add(key)
         vouch: set[str] = set()
         for name, got in received.items():
-            if not self._conflict(name, got.tag):
-                # X lacks my differing leaves it listed no id for: its context decides them.
-                if not self._apply(name, got, {*got.keys, *got.absent, *certain.get(name, ())}):
-                    vouch.add(name)
+            # X lacks my differing leaves it listed no id for: its context decides them.
+            if not self._apply(name, got, {*got.keys, *got.absent, *certain.get(name, ())}):
+                vouch.add(name)
         # What X's context was measured against when I check that my rows are complete: its
         # ae.repair context, or nothing where X holds no such object at all.
         basis = {name: context(got.partial) for name, got in received.items()}
@@ -329,27 +328,29 @@ class Reconciler:
 
     # -- repair -------------------------------------------------------------------------------
 
-    def _conflict(self, name: str, tag: str) -> bool:
+    def _note_clash(self, name: str, tag: str) -> None:
+        """Count a row of another type than the name holds here; it is applied all the same."""
         mine = self.memory.type_of(name)
-        if mine is not None and mine != tag:
-            if name not in self.stats["conflicts"]:
-                self.stats["conflicts"].append(name)
-            return True
-        return False
+        if mine is not None and mine != tag and name not in self.stats["conflicts"]:
+            self.stats["conflicts"].append(name)
 
     def _apply(self, name: str, got: Received, keys: set[Hashable]) -> bool:
-        """Join a peer's row for ``keys``; return False if part of its context was held back."""
+        """Join a peer's row for ``keys``; return False if part of its context was held back.
+
+        A row of another type than ``name`` holds here joins that type's object (a type
+        clash, see :mod:`crdtmem.memory`).
+        """
         self.stats["leaves_received"] += len(got.keys) + len(got.absent)
-        partial, whole = adoptable(self.memory, name, got, keys)
-        if self.memory.apply_repair(name, partial, keys, self.origin):
+        self._note_clash(name, got.tag)
+        key = self.memory.key_for(name, got.tag)
+        partial, whole = adoptable(self.memory, key, got, keys)
+        if self.memory.apply_repair(key, partial, keys, self.origin):
             self._repaired.add(name)
         return whole
 
     def _apply_marked(self, received: dict[str, Received]) -> None:
         """Join the peer's answer to my rows: its entries, its absent keys and what it marked."""
         for name, got in received.items():
-            if self._conflict(name, got.tag):
-                continue
             sent = self._repair_sent.get(name, [])
             marked = {key for key, flag in zip(sent, got.marks, strict=True) if flag}
             self._apply(name, got, {*got.keys, *got.absent, *marked})

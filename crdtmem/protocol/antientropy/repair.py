@@ -121,17 +121,23 @@ def repair_rows(
     for name in sorted(plan):
         state = memory.state(name)
         got = received.get(name)
-        if state is None or (got is not None and got.tag != state.TAG):
+        if state is None:
             continue
+        # The peer holds another type under this name (a type clash): its row and context say
+        # nothing about mine, so every key is sent as if unknown there, and nothing is marked.
+        clash = got is not None and got.tag != state.TAG
+        in_basis = name in basis and not clash
         removable = isinstance(state, (ORSet, ORMap))
         # Whether the peer may hold an entry it removed, which only it can judge.
-        may_have_removed = removable and not (got is None and name in basis)  # vs: lacks it all
+        may_have_removed = removable and not (got is None and in_basis)  # vs: lacks it all
         marks = [False] * (len(got.keys) if got else 0)
-        positions = {key: i for i, key in enumerate(got.keys)} if got else {}
+        positions = {key: i for i, key in enumerate(got.keys)} if got and not clash else {}
         send: set[Hashable] = set()
         absent: list[bytes] = []
         for key, theirs in plan[name].items():
             mine = memory.leaf_bytes(name, key)
+            if clash:
+                theirs = ...
             if theirs is ...:  # unknown: send what I hold, name what I lack
                 if mine is not None:
                     send.add(key)
@@ -150,8 +156,8 @@ def repair_rows(
                     marks[positions[key]] = True
             elif mine != theirs:
                 send.add(key)
-        complete = not removable or name in basis
-        if removable and name in basis:
+        complete = not removable or in_basis
+        if removable and in_basis:
             send |= _owners_unseen(state, basis[name], send)
         if not (send or absent or any(marks)):
             continue

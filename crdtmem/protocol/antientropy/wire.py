@@ -20,6 +20,7 @@ from ... import codec
 from ...crdt import TYPES, Crdt
 from ...crdt.dotkernel import META
 from ...errors import DecodeError
+from ...memory import split_key
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -189,7 +190,7 @@ def decode_rows(block: Any, marks_for: dict[str, list] | None, *, complete_allow
         name, tag, body, absent, marks, complete = row
         if type(complete) is not bool:
             raise DecodeError("malformed completeness flag")
-        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME:
+        if not isinstance(name, str) or not 0 < len(split_key(name)[0]) <= MAX_NAME:
             raise DecodeError("malformed object name")
         if last is not None and name <= last:
             raise DecodeError("repair rows not in strictly increasing name order")
