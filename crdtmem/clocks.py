@@ -153,3 +153,8 @@ class HybridClock:
     @classmethod
     def wall_ms(cls, stamp: int) -> int:
         return stamp >> cls.LOGICAL_BITS
+
+    @classmethod
+    def bound(cls, now: float) -> int:
+        """The greatest timestamp whose physical part is not after ``now`` (seconds)."""
+        return ((int(now * 1000) + 1) << cls.LOGICAL_BITS) - 1

@@ -26,6 +26,7 @@ from .clocks import HybridClock
 from .crdt import Crdt, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .crdt.registry import SPECS, TypeSpec, lookup
 from .errors import DecodeError, TypeConflictError, TypeMismatchError
+from .limits import MAX_COUNT, OutOfRangeError, check_name
 from .handles import (
     CounterHandle,
     GSetHandle,
@@ -61,6 +62,7 @@ class Memory:
             raise ValueError(f"replica_id must be a non-empty str of at most {codec.MAX_REPLICA_ID} chars")
         self.replica_id = replica_id
         self._clock = clock or (lambda: 0.0)
+        self._logical_clock = clock is None
         self._hlc = HybridClock()
         self._objects: dict[str, Crdt] = {}
         self._unwritten: dict[str, Crdt] = {}  # asked for by name, never written
@@ -154,8 +156,7 @@ class Memory:
     def _object(self, name: str, tag: str) -> Any:
         state = self._held(name, tag, remote=False)
         if state is None:
-            if not isinstance(name, str) or not name:
-                raise ValueError("an object name must be a non-empty str")
+            check_name(name, local=True)
             # Reading a name creates no state: the object joins the memory on its first write.
             state = self._unwritten[name] = self._new(tag)
             self._adopt(name, state)
@@ -199,7 +200,26 @@ class Memory:
             listener(name, origin)
 
     def _stamp(self, after: int) -> int:
+        """A fresh hybrid timestamp later than ``after``; call before mutating anything.
+
+        Raises:
+            OutOfRangeError: it would pass :data:`~crdtmem.limits.MAX_COUNT` (nothing changed).
+        """
+        if after >= MAX_COUNT or self._hlc.last >= MAX_COUNT:
+            raise OutOfRangeError(f"a timestamp after {after} would pass the bound {MAX_COUNT}")
         return self._hlc.tick(self._clock(), after)
+
+    def stamp_bound(self, max_skew: float) -> int:
+        """The latest hybrid timestamp a peer's write may carry: our clock plus ``max_skew`` seconds.
+
+        The sync layer calls this before applying a batch. A memory on the default logical
+        clock has no wall time to compare with and bounds timestamps by
+        :data:`~crdtmem.limits.MAX_COUNT` only.
+        """
+        if self._logical_clock:
+            return MAX_COUNT
+        bound = HybridClock.bound(self._clock() + max_skew)
+        return min(bound, MAX_COUNT)
 
     def _local(self, name: str, delta: Crdt, touched: Iterable[Hashable] = ()) -> None:
         """Record a local write's delta; ``touched`` names leaves it emptied (a remove's delta
@@ -335,8 +355,9 @@ class Memory:
             raise DecodeError("malformed snapshot object list")
         memory = cls(replica_id, clock=clock)
         for item in obj[2]:
-            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]):
+            if not (isinstance(item, list) and len(item) == 3):
                 raise DecodeError("malformed snapshot entry")
+            codec.expect_name(item[0])
             if item[0] in memory._objects:
                 raise DecodeError(f"snapshot names {item[0]!r} twice")
             memory._restore(item[0], codec.state_from_plain(item[1:]))

@@ -50,12 +50,13 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from ..clocks import CausalContext, Dot
-from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtocolError
+from .. import codec
+from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtocolError, UnencodableWriteError
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .antientropy import Reconciler
-from .batch import DeltaBatch, apply_batch, open_batch, peek_batch, seal_batch
+from .batch import DeltaBatch, apply_batch, check_stamps, open_batch, peek_batch, seal_batch
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -109,6 +110,9 @@ class NodeConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     max_log_batches: int = 100_000
     max_batch_wires_per_message: int = 256
+    max_clock_skew: float = 300.0
+    """Seconds a peer's hybrid timestamps may run ahead of this replica's memory clock; later
+    ones are refused (``clock-skew``), so no peer can push last-writer-wins time to its limit."""
 
 
 @dataclass
@@ -177,6 +181,7 @@ class Node:
         self._events: list[Event] = []
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
+        self._unencodable: list[str] = []  # names of local writes flush could not encode
         self.lost_history: str | None = None
         """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
         self.stats = NodeStats()
@@ -282,22 +287,46 @@ class Node:
         deltas = group_deltas(self.memory.take_deltas())
         if not deltas:
             return
-        seq = self.seen.next_dot(self.identity.peer_id).counter
-        batch = seal_batch(self.identity, seq, deltas)
+        seq = self.seen.max(self.identity.peer_id) + 1
+        try:
+            batch = seal_batch(self.identity, seq, deltas)
+        except (TypeError, ValueError, OverflowError):
+            batch = self._seal_encodable(seq, deltas)
+            if batch is None:
+                return
+        self.seen.add(Dot(batch.author, seq))
         self._log.add(Dot(batch.author, seq), batch.wire)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self.stats.batches_created += 1
         for session in self._ready_sessions():
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
 
+    def _seal_encodable(self, seq: int, deltas: list) -> DeltaBatch | None:
+        """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
+        good = []
+        for name, delta in deltas:
+            try:
+                codec.encode_state(delta)
+            except (TypeError, ValueError, OverflowError) as exc:
+                log.error("local write to %r cannot be encoded, not sent: %s", name, exc)
+                self._unencodable.append(f"{name!r} ({type(exc).__name__}: {exc})")
+            else:
+                good.append((name, delta))
+        return seal_batch(self.identity, seq, good) if good else None
+
     def check_writable(self) -> None:
         """Call after :meth:`flush` to learn whether the writes went out.
 
         Raises:
             LostHistoryError: local writes can no longer be signed and sent.
+            UnencodableWriteError: some writes since the last call could not be encoded and
+                were not sent (reported once; later writes go out as usual).
         """
         if self.lost_history is not None:
             raise LostHistoryError(self.lost_history)
+        if self._unencodable:
+            names, self._unencodable = self._unencodable, []
+            raise UnencodableWriteError("local writes could not be encoded and were not sent: " + ", ".join(names))
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has work to do; ask after every call and every local write.
@@ -426,6 +455,7 @@ class Node:
                 self.stats.duplicate_batches += 1
                 continue
             batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+            check_stamps(batch, self.memory.stamp_bound(self.config.max_clock_skew))
             self._apply(batch)
             fresh.append((dot, wire))
         self._known_seen[session.peer_id] = session.peer_seen.copy()
