@@ -636,5 +636,5 @@ class _WithOwnKey:
 
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:
-    return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.cloud)
+    return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.iter_cloud())
 
