@@ -455,7 +455,7 @@ class Node:
                 self.stats.duplicate_batches += 1
                 continue
             batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
-            check_stamps(batch, self.memory.stamp_bound(self.config.max_clock_skew))
+            check_stamps(batch, self._stamp_bound())
             self._apply(batch)
             fresh.append((dot, wire))
         self._known_seen[session.peer_id] = session.peer_seen.copy()
@@ -478,7 +478,9 @@ class Node:
         if session.reconciler is None:
             if session.dialer:
                 raise RemoteProtocolError("anti-entropy message without a session")
-            session.reconciler = Reconciler(self.memory, self.index, initiator=False, origin=session.peer_id)
+            session.reconciler = Reconciler(
+                self.memory, self.index, initiator=False, origin=session.peer_id, stamp_bound=self._stamp_bound
+            )
             session.seen_at_reconcile = self.seen.size()
             self.stats.anti_entropy_sessions += 1
         reconciler = session.reconciler
@@ -490,7 +492,8 @@ class Node:
 
     def _start_anti_entropy(self, session: _Session, now: float) -> None:
         session.reconciler = Reconciler(
-            self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64)
+            self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64),
+            stamp_bound=self._stamp_bound,
         )
         session.seen_at_reconcile = self.seen.size()
         self.stats.anti_entropy_sessions += 1
@@ -604,6 +607,10 @@ class Node:
     def log_wires(self) -> list[bytes]:
         """The delta log's signed batches: persist them with a snapshot to restore the log."""
         return self._log.wires()
+
+    def _stamp_bound(self) -> int:
+        """The latest hybrid timestamp a peer's write may carry (memory clock + ``max_clock_skew``)."""
+        return self.memory.stamp_bound(self.config.max_clock_skew)
 
     def _advance(self, now: float) -> None:
         if now > self._now:
