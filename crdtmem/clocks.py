@@ -19,28 +19,26 @@ class Dot(NamedTuple):
     counter: int
 
 
-class _Stray:
-    """One replica's dots beyond its contiguous run: a set for lookups, a min-heap for draining
-    from the bottom as the run grows, and the greatest (dots only ever leave from the bottom)."""
+_TOP, _DOTS, _HEAP = 0, 1, 2
+"""A replica's strays: one int while there is one (most delta contexts hold exactly one dot,
+and that is the hot path: no container to allocate), else a record ``[top, dots, heap]``: the
+greatest stray, the stray counters (a set), and a min-heap of them built on first need (None
+until then) to drain them from the bottom as the contiguous run grows. Dots only ever leave
+from the bottom, so ``top`` stays right."""
 
-    __slots__ = ("dots", "heap", "top")
+_Strays = int | list
 
-    def __init__(self, counters: Iterable[int] = ()) -> None:
-        self.dots: set[int] = set(counters)
-        self.heap: list[int] = list(self.dots)
-        heapq.heapify(self.heap)
-        self.top = max(self.dots, default=0)
 
-    def add(self, counter: int) -> None:
-        self.dots.add(counter)
-        heapq.heappush(self.heap, counter)
-        if counter > self.top:
-            self.top = counter
+def _counters(strays: _Strays) -> set[int] | tuple[int]:
+    return (strays,) if type(strays) is int else strays[_DOTS]
 
-    def copy(self) -> _Stray:
-        twin = _Stray.__new__(_Stray)
-        twin.dots, twin.heap, twin.top = set(self.dots), list(self.heap), self.top
-        return twin
+
+def _heap(record: list) -> list[int]:
+    heap = record[_HEAP]
+    if heap is None:
+        heap = record[_HEAP] = list(record[_DOTS])
+        heapq.heapify(heap)
+    return heap
 
 
 class CausalContext:
@@ -58,44 +56,59 @@ class CausalContext:
 
     def __init__(self, vv: dict[str, int] | None = None, cloud: Iterable[Dot] | None = None) -> None:
         self.vv: dict[str, int] = vv if vv is not None else {}
-        self._stray: dict[str, _Stray] = {}
+        self._stray: dict[str, _Strays] = {}  # replica → its strays, see _TOP
         if cloud:
-            by_replica: dict[str, list[int]] = {}
             for replica, counter in cloud:
-                by_replica.setdefault(replica, []).append(counter)
-            self._stray = {replica: _Stray(counters) for replica, counters in by_replica.items()}
+                self._put(replica, counter)
 
     @property
     def cloud(self) -> set[Dot]:
         """The stray dots, as a new set (build it only for small contexts or rare reads)."""
-        return {Dot(replica, c) for replica, stray in self._stray.items() for c in stray.dots}
+        return {Dot(replica, counter) for replica, counter in self.iter_cloud()}
 
     def cloud_size(self) -> int:
         """How many stray dots the cloud holds."""
-        return sum(len(stray.dots) for stray in self._stray.values())
+        if not self._stray:
+            return 0
+        return sum([1 if type(s) is int else len(s[_DOTS]) for s in self._stray.values()])
 
-    def iter_cloud(self) -> Iterator[Dot]:
-        """Every stray dot, in no particular order, without building a set."""
-        for replica, stray in self._stray.items():
-            for counter in stray.dots:
-                yield Dot(replica, counter)
+    def iter_cloud(self) -> Iterator[tuple[str, int]]:
+        """Every stray dot as a ``(replica, counter)`` pair (equal to its Dot), in no order."""
+        for replica, strays in self._stray.items():
+            if type(strays) is int:
+                yield (replica, strays)
+            else:
+                for counter in strays[_DOTS]:
+                    yield (replica, counter)
 
-    def stray(self, replica: str) -> set[int] | frozenset[int]:
+    def stray(self, replica: str) -> set[int] | tuple[int, ...]:
         """The stray counters of ``replica`` (read-only)."""
-        found = self._stray.get(replica)
-        return found.dots if found is not None else frozenset()
+        strays = self._stray.get(replica)
+        return () if strays is None else _counters(strays)
 
     def __contains__(self, dot: Dot) -> bool:
         replica, counter = dot
         if counter <= self.vv.get(replica, 0):
             return True
-        stray = self._stray.get(replica)
-        return stray is not None and counter in stray.dots
+        strays = self._stray.get(replica)
+        if strays is None:
+            return False
+        return counter == strays if type(strays) is int else counter in strays[_DOTS]
+
+    def unseen_of(self, dots: dict) -> dict:
+        """The items of ``dots`` (keyed by dot) whose dot this context lacks; one call per map."""
+        vv, strays = self.vv, self._stray
+        return {
+            d: p for d, p in dots.items()
+            if d[1] > vv.get(d[0], 0)
+            and ((s := strays.get(d[0])) is None or (d[1] != s if type(s) is int else d[1] not in s[_DOTS]))
+        }
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CausalContext) or self.vv != other.vv or self._stray.keys() != other._stray.keys():
             return False
-        return all(stray.dots == other._stray[replica].dots for replica, stray in self._stray.items())
+        theirs = other._stray
+        return all(set(_counters(s)) == set(_counters(theirs[r])) for r, s in self._stray.items())
 
     def __repr__(self) -> str:
         return f"CausalContext({self.vv}, {sorted(self.iter_cloud())})"
@@ -113,8 +126,10 @@ class CausalContext:
 
     def max(self, replica: str) -> int:
         """The greatest counter of ``replica`` covered (0: none); constant time."""
-        stray = self._stray.get(replica)
-        return stray.top if stray is not None else self.vv.get(replica, 0)
+        strays = self._stray.get(replica)
+        if strays is None:
+            return self.vv.get(replica, 0)
+        return strays if type(strays) is int else strays[_TOP]
 
     def next_dot(self, replica: str) -> Dot:
         """A fresh dot for a local write by ``replica``, recorded in this context."""
@@ -134,16 +149,33 @@ class CausalContext:
             if replica in self._stray:
                 self._settle(replica)
         elif counter > top:
-            stray = self._stray.get(replica)
-            if stray is None:
-                self._stray[replica] = _Stray((counter,))
-            elif counter not in stray.dots:
-                stray.add(counter)
+            self._put(replica, counter)
+
+    def _put(self, replica: str, counter: int) -> None:
+        """Record a stray dot (no contiguity check: :meth:`compact` or :meth:`_settle` does that)."""
+        strays = self._stray.get(replica)
+        if strays is None:
+            self._stray[replica] = counter
+        elif type(strays) is int:
+            if counter != strays:
+                self._stray[replica] = [max(strays, counter), {strays, counter}, None]
+        elif counter not in strays[_DOTS]:
+            strays[_DOTS].add(counter)
+            if strays[_HEAP] is not None:
+                heapq.heappush(strays[_HEAP], counter)
+            if counter > strays[_TOP]:
+                strays[_TOP] = counter
 
     def _settle(self, replica: str) -> None:
         """Drop ``replica``'s strays the run now covers and pull in those that continue it."""
-        stray = self._stray[replica]
-        heap, dots, top = stray.heap, stray.dots, self.vv.get(replica, 0)
+        strays, top = self._stray[replica], self.vv.get(replica, 0)
+        if type(strays) is int:
+            if strays <= top + 1:
+                del self._stray[replica]
+                if strays == top + 1:
+                    self.vv[replica] = strays
+            return
+        heap, dots = _heap(strays), strays[_DOTS]
         while heap and heap[0] <= top + 1:
             counter = heapq.heappop(heap)
             dots.discard(counter)
@@ -164,12 +196,19 @@ class CausalContext:
                 if replica in strays:
                     self._settle(replica)
         for replica, theirs in other._stray.items():
-            top, mine = vv.get(replica, 0), strays.get(replica)
-            for counter in theirs.dots:
-                if counter > top and (mine is None or counter not in mine.dots):
-                    self.add(Dot(replica, counter))
-                    grew = True
-                    top, mine = vv.get(replica, 0), strays.get(replica)
+            if type(theirs) is int:  # the common case: a delta's one dot
+                if theirs > vv.get(replica, 0):
+                    mine = strays.get(replica)
+                    if mine is None or (theirs != mine if type(mine) is int else theirs not in mine[_DOTS]):
+                        self.add((replica, theirs))  # type: ignore[arg-type]  # a plain tuple is cheaper
+                        grew = True
+                continue
+            for counter in theirs[_DOTS]:
+                if counter > vv.get(replica, 0):
+                    mine = strays.get(replica)
+                    if mine is None or (counter != mine if type(mine) is int else counter not in mine[_DOTS]):
+                        self.add((replica, counter))  # type: ignore[arg-type]
+                        grew = True
         return grew
 
     def compact(self) -> None:
@@ -179,7 +218,10 @@ class CausalContext:
 
     def copy(self) -> CausalContext:
         twin = CausalContext(dict(self.vv))
-        twin._stray = {replica: stray.copy() for replica, stray in self._stray.items()}
+        twin._stray = {
+            r: s if type(s) is int else [s[_TOP], set(s[_DOTS]), None if s[_HEAP] is None else list(s[_HEAP])]
+            for r, s in self._stray.items()
+        }
         return twin
 
     def replicas(self) -> set[str]:

@@ -82,14 +82,9 @@ class DotKernel:
         # Our keys that ``other`` may have removed hold dots both contexts cover: find them
         # through those dots when there are few, else look at every key.
         # (Walking the ranges costs at most 4 dots per entry held: never a number a peer picks.)
-        budget = 4 * len(self.entries) - their_ctx.cloud_size()
-        ranges = {}
-        for r, top in their_ctx.vv.items():
-            if budget < 0:
-                break
-            ranges[r] = shared_top = min(top, self.ctx.max(r))
-            budget -= shared_top
-        if budget >= 0:
+        mine = self.ctx
+        ranges = {r: min(top, mine.max(r)) for r, top in their_ctx.vv.items()}
+        if sum(ranges.values()) <= 4 * len(self.entries):
             owner = self._index()
             shared = (Dot(r, c) for r, top in ranges.items() for c in range(1, top + 1))
             candidates = {owner[d] for d in shared if d in owner}
@@ -107,8 +102,7 @@ class DotKernel:
         """Keep dots both sides hold, and dots one side holds that the other has not seen."""
         mine = self.entries.get(key)
         if mine is None:
-            ctx = self.ctx
-            fresh = {d: p for d, p in theirs.items() if d not in ctx}
+            fresh = self.ctx.unseen_of(theirs)
             if fresh:
                 self._set(key, fresh)
             return bool(fresh)
