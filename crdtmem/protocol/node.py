@@ -49,8 +49,8 @@ import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
-from ..clocks import CausalContext, Dot
 from .. import codec
+from ..clocks import CausalContext, Dot
 from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtocolError, UnencodableWriteError
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
