@@ -81,6 +81,16 @@ class CausalContext:
                 for counter in strays[_DOTS]:
                     yield (replica, counter)
 
+    def cloud_pairs(self) -> list[tuple[str, int]]:
+        """Every stray dot as a ``(replica, counter)`` pair, in a list (faster than iterating)."""
+        out: list[tuple[str, int]] = []
+        for replica, strays in self._stray.items():
+            if type(strays) is int:
+                out.append((replica, strays))
+            else:
+                out.extend([(replica, counter) for counter in strays[_DOTS]])
+        return out
+
     def stray(self, replica: str) -> set[int] | tuple[int, ...]:
         """The stray counters of ``replica`` (read-only)."""
         strays = self._stray.get(replica)
@@ -149,7 +159,19 @@ class CausalContext:
             if replica in self._stray:
                 self._settle(replica)
         elif counter > top:
-            self._put(replica, counter)
+            strays = self._stray.get(replica)
+            if strays is None:
+                self._stray[replica] = counter
+            elif type(strays) is list:  # (inlined from _put: this is every write's path)
+                dots = strays[_DOTS]
+                if counter not in dots:
+                    dots.add(counter)
+                    if strays[_HEAP] is not None:
+                        heapq.heappush(strays[_HEAP], counter)
+                    if counter > strays[_TOP]:
+                        strays[_TOP] = counter
+            elif counter != strays:
+                self._stray[replica] = [max(strays, counter), {strays, counter}, None]
 
     def _put(self, replica: str, counter: int) -> None:
         """Record a stray dot (no contiguity check: :meth:`compact` or :meth:`_settle` does that)."""

@@ -128,7 +128,7 @@ def expect_stored(obj: Any, what: str) -> bytes:
 
 
 def context_to_plain(ctx: CausalContext) -> list:
-    return [sorted([r, c] for r, c in ctx.vv.items()), sorted([r, c] for r, c in ctx.iter_cloud())]
+    return [sorted([r, c] for r, c in ctx.vv.items()), sorted([[r, c] for r, c in ctx.cloud_pairs()])]
 
 
 def context_from_plain(obj: Any) -> CausalContext:

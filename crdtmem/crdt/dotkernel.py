@@ -82,13 +82,15 @@ class DotKernel:
         # Our keys that ``other`` may have removed hold dots both contexts cover: find them
         # through those dots when there are few, else look at every key.
         # (Walking the ranges costs at most 4 dots per entry held: never a number a peer picks.)
-        mine = self.ctx
-        ranges = {r: min(top, mine.max(r)) for r, top in their_ctx.vv.items()}
-        if sum(ranges.values()) <= 4 * len(self.entries):
+        mine, held = self.ctx, len(self.entries)
+        ranges = {r: min(top, mine.max(r)) for r, top in their_ctx.vv.items()} if held else {}
+        if not held:
+            candidates = set()
+        elif sum(ranges.values()) + their_ctx.cloud_size() <= 4 * held:
             owner = self._index()
             shared = (Dot(r, c) for r, top in ranges.items() for c in range(1, top + 1))
             candidates = {owner[d] for d in shared if d in owner}
-            candidates.update(owner[d] for d in their_ctx.iter_cloud() if d in owner)
+            candidates.update([owner[d] for d in their_ctx.cloud_pairs() if d in owner])
         else:
             candidates = set(self.entries)
         for key in candidates - other.entries.keys():
