@@ -31,6 +31,7 @@ from .crdt import WHOLE, Document, GCounter, GSet, LWWRegister, MVRegister, ORMa
 from .crdt.dotkernel import META, DotKernel
 from .crdt.registry import TypeSpec, register_type
 from .errors import DecodeError
+from .limits import MAX_CONTEXT_REPLICAS, OversizedContextError
 from .handles import (
     CounterHandle,
     GSetHandle,
@@ -126,6 +127,8 @@ def _gcounter_from(obj: Any) -> GCounter:
         replica, count = expect_list(pair, "g-counter slot", 2)
         if expect_replica(replica) in slots:
             raise DecodeError("malformed g-counter (duplicate slot)")
+        if len(slots) >= MAX_CONTEXT_REPLICAS:
+            raise OversizedContextError(f"a g-counter of more than {MAX_CONTEXT_REPLICAS} slots")
         slots[replica] = expect_count(count, "g-counter count")
     return GCounter(slots)
 

@@ -5,10 +5,11 @@ Nothing here reads a clock. The hybrid clock is handed the physical time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import heapq
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-__all__ = ["Dot", "CausalContext", "HybridClock"]
+__all__ = ["Dot", "CausalContext", "HybridClock", "count_unseen"]
 
 
 class Dot(NamedTuple):
@@ -18,49 +19,131 @@ class Dot(NamedTuple):
     counter: int
 
 
+_TOP, _DOTS, _HEAP = 0, 1, 2
+"""A replica's strays: one int while there is one (most delta contexts hold exactly one dot,
+and that is the hot path: no container to allocate), else a record ``[top, dots, heap]``: the
+greatest stray, the stray counters (a set), and a min-heap of them built on first need (None
+until then) to drain them from the bottom as the contiguous run grows. Dots only ever leave
+from the bottom, so ``top`` stays right."""
+
+_Strays = int | list
+
+
+def _counters(strays: _Strays) -> set[int] | tuple[int]:
+    return (strays,) if type(strays) is int else strays[_DOTS]
+
+
+def _heap(record: list) -> list[int]:
+    heap = record[_HEAP]
+    if heap is None:
+        heap = record[_HEAP] = list(record[_DOTS])
+        heapq.heapify(heap)
+    return heap
+
+
 class CausalContext:
     """The set of dots a replica has seen: a compact version vector plus a cloud of stray dots.
 
-    Dots contiguous from 1 live in ``vv``; dots seen out of order live in ``cloud`` until the
+    Dots contiguous from 1 live in ``vv``; dots seen out of order live in the cloud until the
     gap before them fills. Kept compact, so equal sets have equal representations.
+
+    The cloud is kept per replica, so every operation costs the dots it touches — never the
+    size of a range a peer names, nor the strays of other replicas: a peer that leaves tens of
+    thousands of gapped dots in a context slows no later write to it.
     """
 
-    __slots__ = ("vv", "cloud")
+    __slots__ = ("vv", "_stray")
 
-    def __init__(self, vv: dict[str, int] | None = None, cloud: set[Dot] | None = None) -> None:
+    def __init__(self, vv: dict[str, int] | None = None, cloud: Iterable[Dot] | None = None) -> None:
         self.vv: dict[str, int] = vv if vv is not None else {}
-        self.cloud: set[Dot] = cloud if cloud is not None else set()
+        self._stray: dict[str, _Strays] = {}  # replica → its strays, see _TOP
+        if cloud:
+            for replica, counter in cloud:
+                self._put(replica, counter)
+
+    @property
+    def cloud(self) -> set[Dot]:
+        """The stray dots, as a new set (build it only for small contexts or rare reads)."""
+        return {Dot(replica, counter) for replica, counter in self.iter_cloud()}
+
+    def cloud_size(self) -> int:
+        """How many stray dots the cloud holds."""
+        if not self._stray:
+            return 0
+        return sum([1 if type(s) is int else len(s[_DOTS]) for s in self._stray.values()])
+
+    def iter_cloud(self) -> Iterator[tuple[str, int]]:
+        """Every stray dot as a ``(replica, counter)`` pair (equal to its Dot), in no order."""
+        for replica, strays in self._stray.items():
+            if type(strays) is int:
+                yield (replica, strays)
+            else:
+                for counter in strays[_DOTS]:
+                    yield (replica, counter)
+
+    def cloud_pairs(self) -> list[tuple[str, int]]:
+        """Every stray dot as a ``(replica, counter)`` pair, in a list (faster than iterating)."""
+        out: list[tuple[str, int]] = []
+        for replica, strays in self._stray.items():
+            if type(strays) is int:
+                out.append((replica, strays))
+            else:
+                out.extend([(replica, counter) for counter in strays[_DOTS]])
+        return out
+
+    def stray(self, replica: str) -> set[int] | tuple[int, ...]:
+        """The stray counters of ``replica`` (read-only)."""
+        strays = self._stray.get(replica)
+        return () if strays is None else _counters(strays)
 
     def __contains__(self, dot: Dot) -> bool:
-        return dot[1] <= self.vv.get(dot[0], 0) or dot in self.cloud
+        replica, counter = dot
+        if counter <= self.vv.get(replica, 0):
+            return True
+        strays = self._stray.get(replica)
+        if strays is None:
+            return False
+        return counter == strays if type(strays) is int else counter in strays[_DOTS]
+
+    def unseen_of(self, dots: dict) -> dict:
+        """The items of ``dots`` (keyed by dot) whose dot this context lacks; one call per map."""
+        vv, strays = self.vv, self._stray
+        return {
+            d: p for d, p in dots.items()
+            if d[1] > vv.get(d[0], 0)
+            and ((s := strays.get(d[0])) is None or (d[1] != s if type(s) is int else d[1] not in s[_DOTS]))
+        }
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CausalContext) and self.vv == other.vv and self.cloud == other.cloud
+        if not isinstance(other, CausalContext) or self.vv != other.vv or self._stray.keys() != other._stray.keys():
+            return False
+        theirs = other._stray
+        return all(set(_counters(s)) == set(_counters(theirs[r])) for r, s in self._stray.items())
 
     def __repr__(self) -> str:
-        return f"CausalContext({self.vv}, {sorted(self.cloud)})"
+        return f"CausalContext({self.vv}, {sorted(self.iter_cloud())})"
 
     def size(self) -> int:
         """How many dots the context covers (used to pick the cheaper side of a join)."""
-        return sum(self.vv.values()) + len(self.cloud)
+        return sum(self.vv.values()) + self.cloud_size()
 
     def dots(self) -> Iterator[Dot]:
         """Every dot covered; only sensible for small (delta) contexts."""
         for replica, top in self.vv.items():
             for counter in range(1, top + 1):
                 yield Dot(replica, counter)
-        yield from self.cloud
+        yield from self.iter_cloud()
 
     def max(self, replica: str) -> int:
-        top = self.vv.get(replica, 0)
-        for dot in self.cloud:
-            if dot[0] == replica and dot[1] > top:
-                top = dot[1]
-        return top
+        """The greatest counter of ``replica`` covered (0: none); constant time."""
+        strays = self._stray.get(replica)
+        if strays is None:
+            return self.vv.get(replica, 0)
+        return strays if type(strays) is int else strays[_TOP]
 
     def next_dot(self, replica: str) -> Dot:
         """A fresh dot for a local write by ``replica``, recorded in this context."""
-        if self.cloud:
+        if replica in self._stray:
             dot = Dot(replica, self.max(replica) + 1)
             self.add(dot)
             return dot
@@ -73,50 +156,115 @@ class CausalContext:
         top = self.vv.get(replica, 0)
         if counter == top + 1:
             self.vv[replica] = counter
-            if self.cloud:
-                self._extend(replica)
+            if replica in self._stray:
+                self._settle(replica)
         elif counter > top:
-            self.cloud.add(dot)
+            strays = self._stray.get(replica)
+            if strays is None:
+                self._stray[replica] = counter
+            elif type(strays) is list:  # (inlined from _put: this is every write's path)
+                dots = strays[_DOTS]
+                if counter not in dots:
+                    dots.add(counter)
+                    if strays[_HEAP] is not None:
+                        heapq.heappush(strays[_HEAP], counter)
+                    if counter > strays[_TOP]:
+                        strays[_TOP] = counter
+            elif counter != strays:
+                self._stray[replica] = [max(strays, counter), {strays, counter}, None]
 
-    def _extend(self, replica: str) -> None:
-        """Pull cloud dots of ``replica`` that now continue its contiguous run into the vv."""
-        cloud, top = self.cloud, self.vv.get(replica, 0)
-        while (following := Dot(replica, top + 1)) in cloud:
-            cloud.remove(following)
-            top += 1
-        self.vv[replica] = top
+    def _put(self, replica: str, counter: int) -> None:
+        """Record a stray dot (no contiguity check: :meth:`compact` or :meth:`_settle` does that)."""
+        strays = self._stray.get(replica)
+        if strays is None:
+            self._stray[replica] = counter
+        elif type(strays) is int:
+            if counter != strays:
+                self._stray[replica] = [max(strays, counter), {strays, counter}, None]
+        elif counter not in strays[_DOTS]:
+            strays[_DOTS].add(counter)
+            if strays[_HEAP] is not None:
+                heapq.heappush(strays[_HEAP], counter)
+            if counter > strays[_TOP]:
+                strays[_TOP] = counter
+
+    def _settle(self, replica: str) -> None:
+        """Drop ``replica``'s strays the run now covers and pull in those that continue it."""
+        strays, top = self._stray[replica], self.vv.get(replica, 0)
+        if type(strays) is int:
+            if strays <= top + 1:
+                del self._stray[replica]
+                if strays == top + 1:
+                    self.vv[replica] = strays
+            return
+        heap, dots = _heap(strays), strays[_DOTS]
+        while heap and heap[0] <= top + 1:
+            counter = heapq.heappop(heap)
+            dots.discard(counter)
+            if counter == top + 1:
+                top = counter
+        if top:
+            self.vv[replica] = top
+        if not dots:
+            del self._stray[replica]
 
     def join(self, other: CausalContext) -> bool:
         """Union, in place; say whether any dot was new. Cost: the size of ``other``."""
-        vv, raised = self.vv, []
+        vv, strays, grew = self.vv, self._stray, False
         for replica, counter in other.vv.items():
             if counter > vv.get(replica, 0):
                 vv[replica] = counter
-                raised.append(replica)
-        if raised and self.cloud:
-            self.cloud = {dot for dot in self.cloud if dot[1] > vv.get(dot[0], 0)}
-            for replica in raised:
-                self._extend(replica)
-        grew = bool(raised)
-        for dot in other.cloud:
-            if dot not in self:
-                self.add(dot)
                 grew = True
+                if replica in strays:
+                    self._settle(replica)
+        for replica, theirs in other._stray.items():
+            if type(theirs) is int:  # the common case: a delta's one dot
+                if theirs > vv.get(replica, 0):
+                    mine = strays.get(replica)
+                    if mine is None or (theirs != mine if type(mine) is int else theirs not in mine[_DOTS]):
+                        self.add((replica, theirs))  # type: ignore[arg-type]  # a plain tuple is cheaper
+                        grew = True
+                continue
+            for counter in theirs[_DOTS]:
+                if counter > vv.get(replica, 0):
+                    mine = strays.get(replica)
+                    if mine is None or (counter != mine if type(mine) is int else counter not in mine[_DOTS]):
+                        self.add((replica, counter))  # type: ignore[arg-type]
+                        grew = True
         return grew
 
     def compact(self) -> None:
         """Move cloud dots that became contiguous into the version vector; drop covered ones."""
-        vv = self.vv
-        self.cloud = {dot for dot in self.cloud if dot[1] > vv.get(dot[0], 0)}
-        for replica in {dot[0] for dot in self.cloud}:
-            if Dot(replica, vv.get(replica, 0) + 1) in self.cloud:
-                self._extend(replica)
+        for replica in list(self._stray):
+            self._settle(replica)
 
     def copy(self) -> CausalContext:
-        return CausalContext(dict(self.vv), set(self.cloud))
+        twin = CausalContext(dict(self.vv))
+        twin._stray = {
+            r: s if type(s) is int else [s[_TOP], set(s[_DOTS]), None if s[_HEAP] is None else list(s[_HEAP])]
+            for r, s in self._stray.items()
+        }
+        return twin
 
     def replicas(self) -> set[str]:
-        return set(self.vv) | {dot[0] for dot in self.cloud}
+        return set(self.vv) | set(self._stray)
+
+
+def count_unseen(ctx: CausalContext, seen: CausalContext) -> int:
+    """How many dots of ``ctx`` ``seen`` lacks, counted without walking any range.
+
+    Cost: the replicas and stray dots of ``ctx`` plus the strays of ``seen`` for those
+    replicas, however large the counters are.
+    """
+    missing = 0
+    for replica in ctx.replicas():
+        top, have = ctx.vv.get(replica, 0), seen.vv.get(replica, 0)
+        if top > have:
+            missing += top - have - sum(1 for c in seen.stray(replica) if have < c <= top)
+        for counter in ctx.stray(replica):
+            if Dot(replica, counter) not in seen:
+                missing += 1
+    return missing
 
 
 class HybridClock:
@@ -153,3 +301,8 @@ class HybridClock:
     @classmethod
     def wall_ms(cls, stamp: int) -> int:
         return stamp >> cls.LOGICAL_BITS
+
+    @classmethod
+    def bound(cls, now: float) -> int:
+        """The greatest timestamp whose physical part is not after ``now`` (seconds)."""
+        return ((int(now * 1000) + 1) << cls.LOGICAL_BITS) - 1

@@ -21,6 +21,7 @@ from .clocks import CausalContext, Dot
 from .crdt import Crdt
 from .crdt.registry import SPECS
 from .errors import DecodeError
+from .limits import MAX_COUNT, check_context_size, check_count, check_name
 from .values import decode_canonical
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "expect_list",
     "expect_replica",
     "expect_count",
+    "expect_name",
     "expect_bytes",
     "expect_element",
     "expect_stored",
@@ -47,7 +49,6 @@ __all__ = [
 FORMAT_VERSION = 1
 MAX_STATE_BYTES = 256 * 1024 * 1024
 MAX_REPLICA_ID = 128
-_MAX_INT = 2**64 - 1
 
 
 def pack(plain: Any) -> bytes:
@@ -89,10 +90,19 @@ def expect_replica(obj: Any) -> str:
 
 
 def expect_count(obj: Any, what: str, minimum: int = 1) -> int:
-    """``obj`` if it is an int from ``minimum`` to 2**64 - 1."""
-    if type(obj) is not int or not minimum <= obj <= _MAX_INT:
-        raise _fail(what)
-    return obj
+    """``obj`` if it is an int from ``minimum`` to :data:`~crdtmem.limits.MAX_COUNT`.
+
+    Use it for every counter, dot, sequence number and timestamp a type decodes: numbers
+    past the bound raise :class:`~crdtmem.limits.NumberOutOfRangeError`.
+    """
+    if type(obj) is int and minimum <= obj <= MAX_COUNT:
+        return obj
+    return check_count(obj, what, minimum)
+
+
+def expect_name(obj: Any) -> str:
+    """``obj`` if it is an object name (:func:`crdtmem.limits.check_name`, the one name check)."""
+    return check_name(obj)
 
 
 def expect_bytes(obj: Any, what: str) -> bytes:
@@ -118,11 +128,12 @@ def expect_stored(obj: Any, what: str) -> bytes:
 
 
 def context_to_plain(ctx: CausalContext) -> list:
-    return [sorted([r, c] for r, c in ctx.vv.items()), sorted([r, c] for r, c in ctx.cloud)]
+    return [sorted([r, c] for r, c in ctx.vv.items()), sorted([[r, c] for r, c in ctx.cloud_pairs()])]
 
 
 def context_from_plain(obj: Any) -> CausalContext:
     vv_part, cloud_part = expect_list(obj, "causal context", 2)
+    check_context_size(len(expect_list(vv_part, "version vector")), len(expect_list(cloud_part, "dot cloud")))
     vv: dict[str, int] = {}
     for pair in expect_list(vv_part, "version vector"):
         replica, counter = expect_list(pair, "version vector entry", 2)

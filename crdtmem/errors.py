@@ -11,7 +11,8 @@ Whose fault it is decides the branch::
     └── LocalProtocolError           this process misused the API
         ├── TypeMismatchError (TypeError)
         ├── RollbackError
-        └── LostHistoryError
+        ├── LostHistoryError
+        └── UnencodableWriteError
 
 Every :class:`RemoteProtocolError` carries a :class:`RefusalReason`: the short code a peer's
 input is refused with (logged, counted, and what a :class:`~crdtmem.protocol.events.Refused`
@@ -34,6 +35,7 @@ __all__ = [
     "TypeConflictError",
     "RollbackError",
     "LostHistoryError",
+    "UnencodableWriteError",
 ]
 
 
@@ -64,11 +66,16 @@ class RefusalReason(StrEnum):
     UNTRUSTED_AUTHOR = "untrusted-author"
     # the node (crdtmem.protocol.node)
     TYPE_CONFLICT = "type-conflict"  # no longer raised: type clashes resolve (crdtmem.memory)
+    CLOCK_SKEW = "clock-skew"
     HANDSHAKE_TIMEOUT = "handshake-timeout"
     # admission (crdtmem.runtime.links): connection budgets
     TOO_MANY_CONNECTIONS = "too-many-connections"
     TOO_MANY_UNAUTHENTICATED = "too-many-unauthenticated"
     HELLO_TIMEOUT = "hello-timeout"
+    # bounds (crdtmem.limits)
+    NUMBER_OUT_OF_RANGE = "number-out-of-range"
+    BAD_NAME = "bad-name"
+    OVERSIZED_CONTEXT = "oversized-context"
     # any other fault of the peer
     MALFORMED_MESSAGE = "malformed-message"
     PROTOCOL_VIOLATION = "protocol-violation"
@@ -125,4 +132,12 @@ class LostHistoryError(LocalProtocolError):
     Writing on would reuse sequence numbers and dots the peers have already seen, and they would
     ignore the new writes. Run this replica under a new identity (``crdtmem keygen``, trusted by
     the others) with an empty store.
+    """
+
+
+class UnencodableWriteError(LocalProtocolError):
+    """Local writes could not be encoded for the wire, so they were not signed or sent.
+
+    A type's ``to_plain`` made something msgpack cannot carry (or a number past the wire's
+    limit). The writes stay in this replica's state but reach no peer; the names are listed.
     """

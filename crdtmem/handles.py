@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Protocol
 
 from .crdt import GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
+from .limits import check_increment
 from .values import decode_value, encode_value
 
 __all__ = [
@@ -37,11 +38,13 @@ class Writer(Protocol):
     def _stamp(self, after: int) -> int: ...
 
 
-def _positive(n: Any) -> int:
+def _positive(n: Any, slots: dict[str, int], replica: str) -> int:
+    """``n`` if it is a positive int that keeps this replica's slot within the bound."""
     if type(n) is not int:
         raise TypeError(f"the amount must be an int, got {type(n).__name__}")
     if n <= 0:
         raise ValueError(f"the amount must be positive, got {n}")
+    check_increment(slots.get(replica, 0), n, "this replica's counter slot")
     return n
 
 
@@ -93,7 +96,9 @@ class CounterHandle(_Handle):
     _state: GCounter
 
     def increment(self, n: int = 1) -> None:
-        self._memory._local(self.name, self._state.increment(self._memory.replica_id, _positive(n)))
+        """Add ``n`` (a positive int); raises OutOfRangeError past :data:`~crdtmem.limits.MAX_COUNT`."""
+        replica = self._memory.replica_id
+        self._memory._local(self.name, self._state.increment(replica, _positive(n, self._state.slots, replica)))
 
     @property
     def value(self) -> int:
@@ -107,10 +112,14 @@ class PNCounterHandle(_Handle):
     _state: PNCounter
 
     def increment(self, n: int = 1) -> None:
-        self._memory._local(self.name, self._state.increment(self._memory.replica_id, _positive(n)))
+        """Add ``n`` (a positive int); raises OutOfRangeError past :data:`~crdtmem.limits.MAX_COUNT`."""
+        replica = self._memory.replica_id
+        self._memory._local(self.name, self._state.increment(replica, _positive(n, self._state.p.slots, replica)))
 
     def decrement(self, n: int = 1) -> None:
-        self._memory._local(self.name, self._state.decrement(self._memory.replica_id, _positive(n)))
+        """Subtract ``n`` (a positive int); raises OutOfRangeError past :data:`~crdtmem.limits.MAX_COUNT`."""
+        replica = self._memory.replica_id
+        self._memory._local(self.name, self._state.decrement(replica, _positive(n, self._state.n.slots, replica)))
 
     @property
     def value(self) -> int:

@@ -42,6 +42,7 @@ from .clocks import HybridClock
 from .crdt import Crdt, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .crdt.registry import SPECS, TypeSpec, lookup
 from .errors import DecodeError, TypeMismatchError
+from .limits import MAX_COUNT, OutOfRangeError, check_name
 from .handles import (
     CounterHandle,
     GSetHandle,
@@ -102,6 +103,7 @@ class Memory:
             raise ValueError(f"replica_id must be a non-empty str of at most {codec.MAX_REPLICA_ID} chars")
         self.replica_id = replica_id
         self._clock = clock or (lambda: 0.0)
+        self._logical_clock = clock is None
         self._hlc = HybridClock()
         self._objects: dict[str, Crdt] = {}  # storage key (a name, or clash_key for a loser) → state
         self._clashing: dict[str, set[str]] = {}  # names written as two or more types → their tags
@@ -224,8 +226,9 @@ class Memory:
             held = next(iter(self._unwritten.get(name, {}).values()), None)
         if held is not None:
             raise TypeMismatchError(f"{name!r} is a {_friendly(held.TAG)}, not a {_friendly(tag)}: pick another name")
-        if not isinstance(name, str) or not name or name.startswith(_CLASH):
-            raise ValueError("an object name must be a non-empty str not starting with NUL")
+        check_name(name, local=True)
+        if name.startswith(_CLASH):
+            raise ValueError("an object name must not start with NUL (reserved for type clashes)")
         # Reading a name creates no state: the object joins the memory on its first write.
         state = self._unwritten.setdefault(name, {})[tag] = self._new(tag)
         self._adopt(name, state)
@@ -298,7 +301,26 @@ class Memory:
             listener(name, origin)
 
     def _stamp(self, after: int) -> int:
+        """A fresh hybrid timestamp later than ``after``; call before mutating anything.
+
+        Raises:
+            OutOfRangeError: it would pass :data:`~crdtmem.limits.MAX_COUNT` (nothing changed).
+        """
+        if after >= MAX_COUNT or self._hlc.last >= MAX_COUNT:
+            raise OutOfRangeError(f"a timestamp after {after} would pass the bound {MAX_COUNT}")
         return self._hlc.tick(self._clock(), after)
+
+    def stamp_bound(self, max_skew: float) -> int:
+        """The latest hybrid timestamp a peer's write may carry: our clock plus ``max_skew`` seconds.
+
+        The sync layer calls this before applying a batch. A memory on the default logical
+        clock has no wall time to compare with and bounds timestamps by
+        :data:`~crdtmem.limits.MAX_COUNT` only.
+        """
+        if self._logical_clock:
+            return MAX_COUNT
+        bound = HybridClock.bound(self._clock() + max_skew)
+        return min(bound, MAX_COUNT)
 
     def _local(self, name: str, delta: Crdt, touched: Iterable[Hashable] = ()) -> None:
         """Record a local write's delta; ``touched`` names leaves it emptied (a remove's delta
@@ -465,8 +487,9 @@ class Memory:
             raise DecodeError("malformed snapshot object list")
         memory = cls(replica_id, clock=clock)
         for item in obj[2]:
-            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]):
+            if not (isinstance(item, list) and len(item) == 3):
                 raise DecodeError("malformed snapshot entry")
+            codec.expect_name(item[0])
             if item[0].startswith(_CLASH):
                 raise DecodeError(f"snapshot names a reserved key {item[0]!r}")
             state = codec.state_from_plain(item[1:])

@@ -22,6 +22,7 @@ from .crdt import Document, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .crdt.registry import SPECS, RollbackPolicy, TypeSpec, lookup
 from .errors import RollbackError
 from .handles import Writer
+from .limits import check_increment
 
 __all__ = [
     "Checkpoint",
@@ -113,6 +114,8 @@ def _policy(spec: TypeSpec) -> RollbackPolicy:
 
 def _revert_pncounter(memory: Memory, name: str, state: PNCounter, then: int, now: int) -> None:
     diff = then - now
+    slots = state.p.slots if diff > 0 else state.n.slots
+    check_increment(slots.get(memory.replica_id, 0), abs(diff), f"{name!r}'s counter slot")
     delta = state.increment(memory.replica_id, diff) if diff > 0 else state.decrement(memory.replica_id, -diff)
     memory._local(name, delta)
 

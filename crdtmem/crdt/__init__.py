@@ -34,6 +34,7 @@ __all__ = [
     "ORMap",
     "Document",
     "only_writes_as",
+    "latest_stamp",
 ]
 
 
@@ -43,3 +44,13 @@ def only_writes_as(delta: Crdt, replica: str) -> bool:
     if check is not None:
         return check(replica)
     return delta.writers() <= {replica}
+
+
+def latest_stamp(delta: Crdt) -> int:
+    """The greatest hybrid timestamp ``delta`` writes (0: none); a type says so with ``max_stamp()``.
+
+    The sync layer refuses a peer's delta whose timestamp is beyond its own clock plus the
+    allowed skew, so a timestamp at the wire's limit can never stall the next honest write.
+    """
+    stamp = getattr(delta, "max_stamp", None)
+    return stamp() if stamp is not None else 0

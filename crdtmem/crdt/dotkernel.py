@@ -81,12 +81,16 @@ class DotKernel:
         their_ctx = other.ctx
         # Our keys that ``other`` may have removed hold dots both contexts cover: find them
         # through those dots when there are few, else look at every key.
-        ranges = {r: min(top, self.ctx.max(r)) for r, top in their_ctx.vv.items()}
-        if sum(ranges.values()) + len(their_ctx.cloud) <= 4 * len(self.entries):
+        # (Walking the ranges costs at most 4 dots per entry held: never a number a peer picks.)
+        mine, held = self.ctx, len(self.entries)
+        ranges = {r: min(top, mine.max(r)) for r, top in their_ctx.vv.items()} if held else {}
+        if not held:
+            candidates = set()
+        elif sum(ranges.values()) + their_ctx.cloud_size() <= 4 * held:
             owner = self._index()
             shared = (Dot(r, c) for r, top in ranges.items() for c in range(1, top + 1))
             candidates = {owner[d] for d in shared if d in owner}
-            candidates.update(owner[d] for d in their_ctx.cloud if d in owner)
+            candidates.update([owner[d] for d in their_ctx.cloud_pairs() if d in owner])
         else:
             candidates = set(self.entries)
         for key in candidates - other.entries.keys():
@@ -100,8 +104,7 @@ class DotKernel:
         """Keep dots both sides hold, and dots one side holds that the other has not seen."""
         mine = self.entries.get(key)
         if mine is None:
-            vv, cloud = self.ctx.vv, self.ctx.cloud
-            fresh = {d: p for d, p in theirs.items() if d[1] > vv.get(d[0], 0) and d not in cloud}
+            fresh = self.ctx.unseen_of(theirs)
             if fresh:
                 self._set(key, fresh)
             return bool(fresh)

@@ -43,6 +43,9 @@ class LWWRegister:
     def copy(self) -> LWWRegister:
         return LWWRegister(self.stamp, self.replica, self.payload)
 
+    def max_stamp(self) -> int:
+        return self.stamp
+
     def writers(self) -> set[str]:
         return {self.replica} if self.stamp else set()
 

@@ -36,6 +36,10 @@ class ORMap(KernelContainer):
     def remove(self, key: bytes) -> ORMap:
         return ORMap(self.kernel.remove(key))
 
+    def max_stamp(self) -> int:
+        """The greatest timestamp of any value held (a delta's: of the values it writes)."""
+        return max((p[0] for dots in self.kernel.entries.values() for p in dots.values()), default=0)
+
     def writers(self) -> set[str]:
         kernel_writers = self.kernel.writers()
         for dots in self.kernel.entries.values():

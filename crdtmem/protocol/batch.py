@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
-from ..crdt import Crdt, only_writes_as
+from ..clocks import HybridClock
+from ..crdt import Crdt, latest_stamp, only_writes_as
 from ..errors import AuthenticationError, DecodeError, RefusalReason, RemoteProtocolError
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "ForgedDeltaError",
     "BadBatchSignatureError",
     "UntrustedAuthorError",
+    "ClockSkewError",
+    "check_stamps",
     "seal_batch",
     "peek_batch",
     "open_batch",
@@ -45,6 +48,12 @@ class UntrustedAuthorError(AuthenticationError):
     """A batch's author is not in the keyring."""
 
     reason = RefusalReason.UNTRUSTED_AUTHOR
+
+
+class ClockSkewError(RemoteProtocolError):
+    """A batch carries a timestamp beyond this replica's clock plus the allowed skew."""
+
+    reason = RefusalReason.CLOCK_SKEW
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,7 @@ def peek_batch(wire: bytes) -> tuple[str, int]:
     author, seq = parts[0], parts[1]
     if not isinstance(author, str) or type(seq) is not int or seq < 1:
         raise DecodeError("malformed delta batch header")
-    return author, seq
+    return author, codec.expect_count(seq, "batch sequence number")
 
 
 def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> DeltaBatch:
@@ -97,6 +106,7 @@ def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> Delt
     author, seq, body, signature = parts
     if not isinstance(author, str) or type(seq) is not int or seq < 1 or not isinstance(body, bytes):
         raise DecodeError("malformed delta batch header")
+    codec.expect_count(seq, "batch sequence number")
     public_key = keyring.public_key(author)
     if public_key is None:
         raise UntrustedAuthorError(f"batch author {author} is not in the keyring")
@@ -107,13 +117,33 @@ def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> Delt
         raise DecodeError("malformed delta list")
     deltas = []
     for item in items:
-        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and item[0]):
+        if not (isinstance(item, list) and len(item) == 3):
             raise DecodeError("malformed delta entry")
+        codec.expect_name(item[0])
         delta = codec.state_from_plain(item[1:])
         if not only_writes_as(delta, author):
             raise ForgedDeltaError(f"batch {author}#{seq} writes {item[0]!r} in another replica's name")
         deltas.append((item[0], delta))
     return DeltaBatch(author, seq, tuple(deltas), bytes(wire))
+
+
+def check_stamps(batch: DeltaBatch, bound: int) -> None:
+    """Refuse a batch writing a hybrid timestamp after ``bound``; call before applying it.
+
+    ``bound`` is ``memory.stamp_bound(max_skew)``: the receiver's clock plus the skew it
+    allows. Nothing is applied by this check.
+
+    Raises:
+        ClockSkewError: some delta's timestamp is later than ``bound``.
+    """
+    for name, delta in batch.deltas:
+        stamp = latest_stamp(delta)
+        if stamp > bound:
+            ahead = (HybridClock.wall_ms(stamp) - HybridClock.wall_ms(bound)) / 1000
+            raise ClockSkewError(
+                f"batch {batch.author}#{batch.seq} writes {name!r} at a timestamp {ahead:.3f} s beyond "
+                "this replica's clock plus the allowed skew: check the author's clock (or raise max_clock_skew)"
+            )
 
 
 def apply_batch(memory: Any, batch: DeltaBatch) -> None:

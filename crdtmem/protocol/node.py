@@ -57,8 +57,9 @@ import random
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
+from .. import codec
 from ..clocks import CausalContext, Dot
-from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtocolError
+from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtocolError, UnencodableWriteError
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
@@ -67,6 +68,7 @@ from .batch import (
     DeltaBatch,
     UntrustedAuthorError,
     apply_batch,
+    check_stamps,
     open_batch,
     peek_batch,
     seal_batch,
@@ -129,6 +131,9 @@ class NodeConfig:
     max_batch_wires_per_message: int = 256
     max_parked_batches: int = 1024
     """Batches of authors not (yet) trusted kept for :meth:`Node.trust`; beyond, the oldest is dropped."""
+    max_clock_skew: float = 300.0
+    """Seconds a peer's hybrid timestamps may run ahead of this replica's memory clock; later
+    ones are refused (``clock-skew``), so no peer can push last-writer-wins time to its limit."""
 
 
 @dataclass
@@ -199,6 +204,7 @@ class Node:
         self._events: list[Event] = []
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
+        self._unencodable: list[str] = []  # names of local writes flush could not encode
         self.lost_history: str | None = None
         """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
         self.stats = NodeStats()
@@ -306,8 +312,14 @@ class Node:
         self._report_clashes()
         if not deltas:
             return
-        seq = self.seen.next_dot(self.identity.peer_id).counter
-        batch = seal_batch(self.identity, seq, deltas)
+        seq = self.seen.max(self.identity.peer_id) + 1
+        try:
+            batch = seal_batch(self.identity, seq, deltas)
+        except (TypeError, ValueError, OverflowError):
+            batch = self._seal_encodable(seq, deltas)
+            if batch is None:
+                return
+        self.seen.add(Dot(batch.author, seq))
         self._log.add(Dot(batch.author, seq), batch.wire)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self.stats.batches_created += 1
@@ -335,6 +347,7 @@ class Node:
                 continue
             try:
                 batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+                check_stamps(batch, self._stamp_bound())
                 self._apply(batch)
             except CrdtmemError as exc:
                 reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
@@ -353,14 +366,32 @@ class Node:
         """How many batches wait for their author to be trusted (see :meth:`trust`)."""
         return len(self._parked)
 
+    def _seal_encodable(self, seq: int, deltas: list) -> DeltaBatch | None:
+        """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
+        good = []
+        for name, delta in deltas:
+            try:
+                codec.encode_state(delta)
+            except (TypeError, ValueError, OverflowError) as exc:
+                log.error("local write to %r cannot be encoded, not sent: %s", name, exc)
+                self._unencodable.append(f"{name!r} ({type(exc).__name__}: {exc})")
+            else:
+                good.append((name, delta))
+        return seal_batch(self.identity, seq, good) if good else None
+
     def check_writable(self) -> None:
         """Call after :meth:`flush` to learn whether the writes went out.
 
         Raises:
             LostHistoryError: local writes can no longer be signed and sent.
+            UnencodableWriteError: some writes since the last call could not be encoded and
+                were not sent (reported once; later writes go out as usual).
         """
         if self.lost_history is not None:
             raise LostHistoryError(self.lost_history)
+        if self._unencodable:
+            names, self._unencodable = self._unencodable, []
+            raise UnencodableWriteError("local writes could not be encoded and were not sent: " + ", ".join(names))
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has work to do; ask after every call and every local write.
@@ -493,6 +524,7 @@ class Node:
             except UntrustedAuthorError:
                 self._park(dot, wire)  # the relay is not at fault: keep the connection
                 continue
+            check_stamps(batch, self._stamp_bound())
             self._apply(batch)
             fresh.append((dot, wire))
         self._known_seen[session.peer_id] = session.peer_seen.copy()
@@ -530,7 +562,9 @@ class Node:
         if session.reconciler is None:
             if session.dialer:
                 raise RemoteProtocolError("anti-entropy message without a session")
-            session.reconciler = Reconciler(self.memory, self.index, initiator=False, origin=session.peer_id)
+            session.reconciler = Reconciler(
+                self.memory, self.index, initiator=False, origin=session.peer_id, stamp_bound=self._stamp_bound
+            )
             session.seen_at_reconcile = self.seen.size()
             self.stats.anti_entropy_sessions += 1
         reconciler = session.reconciler
@@ -542,7 +576,8 @@ class Node:
 
     def _start_anti_entropy(self, session: _Session, now: float) -> None:
         session.reconciler = Reconciler(
-            self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64)
+            self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64),
+            stamp_bound=self._stamp_bound,
         )
         session.seen_at_reconcile = self.seen.size()
         self.stats.anti_entropy_sessions += 1
@@ -661,6 +696,9 @@ class Node:
         """What a store keeps of this replica now: call :meth:`flush` first, then hand it to
         :meth:`Store.compact <crdtmem.protocol.recovery.Store.compact>`."""
         return Snapshot.of(self.memory, self.seen, self._log.wires())
+    def _stamp_bound(self) -> int:
+        """The latest hybrid timestamp a peer's write may carry (memory clock + ``max_clock_skew``)."""
+        return self.memory.stamp_bound(self.config.max_clock_skew)
 
     def _advance(self, now: float) -> None:
         if now > self._now:
@@ -693,5 +731,5 @@ class _WithOwnKey:
 
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:
-    return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.cloud)
+    return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.iter_cloud())
 

@@ -245,7 +245,7 @@ def test_the_trap_is_real_without_the_guards(guards: str, monkeypatch: pytest.Mo
     pair.a.take_deltas()
     monkeypatch.setattr(MerkleIndex, "changed_since", lambda self, mark: set())
     if guards == "neither":
-        monkeypatch.setattr(repair, "unseen", lambda ctx, seen: iter(()))
+        monkeypatch.setattr(repair, "count_unseen", lambda ctx, seen: 0)
     late: list = []
 
     def between(flight: int, _sender: str) -> None:

@@ -8,7 +8,7 @@ import random
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from crdtmem import codec
+from crdtmem import codec, limits
 from crdtmem.errors import (
     AuthenticationError,
     DecodeError,
@@ -609,7 +609,7 @@ def _peer_refusals() -> list[type[RemoteProtocolError]]:
     """Every refusal class the protocol raises for a peer's input."""
     return [
         cls
-        for module in (framing, batch, node)
+        for module in (framing, batch, node, limits)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, RemoteProtocolError) and cls.__module__ == module.__name__
     ] + [TypeConflictError]  # no longer raised (type clashes resolve); its reason stays in reports

@@ -7,7 +7,7 @@ import itertools
 import pycrdt
 import pytest
 
-from crdtmem import DecodeError, Memory, RemoteProtocolError, RollbackError, TypeMismatchError, codec
+from crdtmem import DecodeError, Memory, RollbackError, TypeMismatchError, codec
 from crdtmem.clocks import HybridClock
 from crdtmem.crdt import Document, GCounter
 

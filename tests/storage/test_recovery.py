@@ -7,7 +7,7 @@ import pytest
 from crdtmem import Memory
 from crdtmem.clocks import CausalContext, Dot
 from crdtmem.identity import Identity
-from crdtmem.protocol.batch import apply_batch, open_batch, seal_batch
+from crdtmem.protocol.batch import seal_batch
 from crdtmem.protocol.recovery import Snapshot, StoreError, recover
 
 

@@ -16,16 +16,17 @@ Thus a missed difference only ever delays a repair.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from ... import codec
 from ...clocks import CausalContext
-from ...crdt import ORMap, ORSet
+from ...crdt import ORMap, ORSet, latest_stamp
 from ...crdt.document import Document
 from ...crdt.dotkernel import META
 from ...errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from ...merkle import LeafId, Mark, MerkleIndex
+from ..batch import ClockSkewError
 from .descent import Descent, Tuning
 from .repair import adoptable, candidates, context, repair_rows
 from .wire import (
@@ -59,6 +60,8 @@ class Reconciler:
         salt: salts every fingerprint of the session (the initiator's is used); pass a fresh
             random value per session so a truncated-fingerprint collision does not repeat.
         tuning: wire widths and the leaf-list threshold.
+        stamp_bound: returns the latest hybrid timestamp a row may carry (the node passes
+            its memory's clock plus the allowed skew); None: no bound beyond the codec's.
 
     Attributes:
         done: True once the session needs no more messages.
@@ -80,6 +83,7 @@ class Reconciler:
         origin: str,
         salt: int = 0,
         tuning: Tuning | None = None,
+        stamp_bound: Callable[[], int] | None = None,
     ) -> None:
         if index.memory is not memory:
             raise LocalProtocolError("the index must be built over the same memory")
@@ -90,6 +94,7 @@ class Reconciler:
         self.initiator = initiator
         self.origin = origin
         self.tuning = tuning or Tuning()
+        self._stamp_bound = stamp_bound
         widths = (self.tuning.fp_width, self.tuning.id_width, self.tuning.leaf_width)
         self._descent = Descent(index, salt, widths, self.tuning.leaf_list_max)
         self.done = False
@@ -254,6 +259,7 @@ class Reconciler:
         # X expanded nothing further: every fingerprint of my last message matched there.
         found = self._descent.answered_leaves(leaf_bits, absent_bits)
         received = decode_rows(rows, marks_for=None, complete_allowed=False)
+        self._check_stamps(received)
         self._merge_diff(found)
         self._descent.forget()
         self._repair_names = set(received)
@@ -295,6 +301,7 @@ class Reconciler:
         if type(need_final) is not bool:
             raise DecodeError("malformed ae.reply flag")
         received = decode_rows(rows, marks_for=self._repair_sent, complete_allowed=True)
+        self._check_stamps(received)
         self._apply_marked(received)
         if not need_final:
             self.converged = root_fp == self._descent.root_fingerprint()
@@ -319,6 +326,7 @@ class Reconciler:
             raise DecodeError("malformed root fingerprint")
         allowed = set(self._repair_sent)
         received = decode_rows(rows, marks_for=self._repair_sent, complete_allowed=True)
+        self._check_stamps(received)
         if set(received) - allowed:
             raise DecodeError("ae.final names an object it may not")
         self._apply_marked(received)
@@ -327,6 +335,15 @@ class Reconciler:
         return []
 
     # -- repair -------------------------------------------------------------------------------
+
+    def _check_stamps(self, received: dict[str, Received]) -> None:
+        """Refuse the whole message if a row carries a timestamp beyond the bound (before any row is joined)."""
+        if self._stamp_bound is None:
+            return
+        bound = self._stamp_bound()
+        for name, got in received.items():
+            if latest_stamp(got.partial) > bound:
+                raise ClockSkewError(f"repair row {name!r} carries a timestamp beyond this replica's clock plus the allowed skew")
 
     def _note_clash(self, name: str, tag: str) -> None:
         """Count a row of another type than the name holds here; it is applied all the same."""

@@ -16,20 +16,20 @@ result with ``Memory.apply_repair``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from typing import Any
 
 import pycrdt
 
 from ... import codec
-from ...clocks import CausalContext, Dot
+from ...clocks import CausalContext, count_unseen
 from ...crdt import Crdt, ORMap, ORSet
 from ...crdt.document import Document
 from ...crdt.dotkernel import META, DotKernel
 from ...merkle import LeafId
 from .wire import Received, pack_bits, sent_keys
 
-__all__ = ["context", "unseen", "candidates", "repair_rows", "adoptable"]
+__all__ = ["context", "candidates", "repair_rows", "adoptable"]
 
 
 def context(state: Crdt) -> CausalContext:
@@ -38,27 +38,14 @@ def context(state: Crdt) -> CausalContext:
     return kernel.ctx if kernel is not None else CausalContext()
 
 
-def unseen(ctx: CausalContext, seen: CausalContext) -> Iterator[Dot]:
-    """The dots of ``ctx`` that ``seen`` does not cover."""
-    for replica, top in ctx.vv.items():
-        for counter in range(seen.vv.get(replica, 0) + 1, top + 1):
-            dot = Dot(replica, counter)
-            if dot not in seen.cloud:
-                yield dot
-    for dot in ctx.cloud:
-        if dot not in seen:
-            yield dot
-
-
 def _owners_unseen(state: ORSet | ORMap, seen: CausalContext, sending: set[Hashable]) -> set[Hashable]:
-    """Keys not in ``sending`` that hold a live dot outside ``seen`` (a peer's context)."""
+    """Keys not in ``sending`` that hold a live dot outside ``seen`` (a peer's context).
+
+    Walks the live dots (every live dot is in the state's context), never the context's
+    ranges, whose width a peer picks.
+    """
     owner = state.kernel._index()  # dot → key, kept up to date by the kernel once built
-    found = set()
-    for dot in unseen(state.kernel.ctx, seen):
-        key = owner.get(dot)
-        if key is not None and key not in sending:
-            found.add(key)
-    return found
+    return {key for dot, key in owner.items() if key not in sending and dot not in seen}
 
 
 def candidates(
@@ -197,7 +184,8 @@ def adoptable(memory: Any, name: str, got: Received, keys: set[Hashable]) -> tup
         mine_ctx = context(mine) if mine is not None else CausalContext()
         theirs = partial.kernel
         carried = {dot for dots in theirs.entries.values() for dot in dots}
-        if any(dot not in carried for dot in unseen(theirs.ctx, mine_ctx)):
+        carried_new = sum(1 for dot in carried if dot in theirs.ctx and dot not in mine_ctx)
+        if count_unseen(theirs.ctx, mine_ctx) > carried_new:  # a new dot of the context is not carried
             whole = False
             safe = CausalContext()
             for dot in carried:

@@ -16,7 +16,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from ... import codec
+from ... import codec, limits
 from ...crdt import TYPES, Crdt
 from ...crdt.dotkernel import META
 from ...errors import DecodeError
@@ -53,7 +53,8 @@ KINDS = (BEGIN, STEP, REPAIR, REPLY, FINAL, EQUAL)
 _LENGTHS = {BEGIN: 11, STEP: 7, REPAIR: 4, REPLY: 4, FINAL: 3, EQUAL: 1}
 ROOT_WIDTH = 8
 MAX_LIST = 1 << 24
-MAX_NAME = 4096
+MAX_NAME = limits.MAX_NAME
+"""The longest object name (the one bound of :mod:`crdtmem.limits`, kept here for callers)."""
 SALT_MAX = 2**64 - 1
 
 
@@ -190,8 +191,9 @@ def decode_rows(block: Any, marks_for: dict[str, list] | None, *, complete_allow
         name, tag, body, absent, marks, complete = row
         if type(complete) is not bool:
             raise DecodeError("malformed completeness flag")
-        if not isinstance(name, str) or not 0 < len(split_key(name)[0]) <= MAX_NAME:
+        if not isinstance(name, str):
             raise DecodeError("malformed object name")
+        codec.expect_name(split_key(name)[0])
         if last is not None and name <= last:
             raise DecodeError("repair rows not in strictly increasing name order")
         last = name

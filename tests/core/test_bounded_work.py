@@ -1,0 +1,121 @@
+"""Bounded work: a trusted peer's numbers (dot ranges, context gaps, replica-id counts) cost an
+honest replica no more than the bytes that carry them, now or on any later write."""
+
+from __future__ import annotations
+
+import time
+
+from crdtmem import Memory, codec
+from crdtmem.clocks import CausalContext, Dot
+from crdtmem.crdt import ORSet
+from crdtmem.identity import Identity
+from crdtmem.limits import MAX_CONTEXT_REPLICAS
+from crdtmem.protocol.batch import seal_batch
+from crdtmem.protocol.events import Refused
+from crdtmem.protocol.messages import Batches
+from crdtmem.protocol.node import NodeConfig
+from crdtmem.testing import Cluster, RawSession
+from crdtmem.values import encode_value
+
+MALLORY = Identity.from_private_bytes(bytes(range(32)))
+
+
+def _honest(config: NodeConfig | None = None) -> tuple[Cluster, RawSession]:
+    cluster = Cluster(seed=11, config=config)
+    cluster.add("honest")
+    for i in range(50):
+        cluster.memory("honest").set("facts").add(f"fact-{i}")
+    cluster.run(1)
+    cluster.keyring.add(MALLORY)
+    return cluster, cluster.open_raw("honest", MALLORY)
+
+
+def _refusals(events) -> list[str]:
+    return [e.reason for e in events if isinstance(e, Refused)]
+
+
+def _inject(cluster: Cluster, mallory: RawSession, seq: int, delta: ORSet) -> list[str]:
+    wire = seal_batch(MALLORY, seq, [("facts", delta)]).wire
+    return _refusals(cluster.inject(mallory.conn, mallory.seal(Batches((wire,)))))
+
+
+def _claiming(dots: CausalContext, element: str | None = None, dot: Dot | None = None) -> ORSet:
+    """An OR-Set delta of MALLORY's own whose context is ``dots``."""
+    delta = ORSet()
+    if element is not None:
+        delta.kernel.entries[encode_value(element)] = {dot: None}
+    delta.kernel.ctx = dots
+    return delta
+
+
+def _seconds_per_add(memory: Memory, n: int = 400) -> float:
+    facts = memory.set("facts")
+    start = time.process_time()
+    for i in range(n):
+        facts.add(f"probe-{i}-{start}")
+    memory.take_deltas()
+    return (time.process_time() - start) / n
+
+
+def test_a_batch_claiming_a_trillion_of_its_own_dots_is_repaired_at_once() -> None:
+    cluster, mallory = _honest(NodeConfig(max_log_batches=1))  # the log cannot serve it: repair must
+    trillion = 10**12
+    claim = _claiming(CausalContext({MALLORY.peer_id: trillion}), "mine", Dot(MALLORY.peer_id, trillion))
+    assert len(codec.encode_state(claim)) < 100
+    assert _inject(cluster, mallory, 1, claim) == []
+    cluster.memory("honest").set("facts").add("newer")
+    cluster.run(1)
+    cluster.add("late")  # a peer that lacks it all and must be repaired
+    cluster.connect("late", "honest")
+    start = time.process_time()
+    assert cluster.run_until(cluster.converged, timeout=30)
+    assert time.process_time() - start < 5
+    assert cluster.stats("late").anti_entropy_sessions >= 1
+    assert "mine" in cluster.memory("late").set("facts")
+
+
+def test_gapped_dots_left_in_a_context_do_not_slow_later_adds() -> None:
+    cluster, mallory = _honest()
+    honest = cluster.memory("honest")
+    _seconds_per_add(honest)  # warm up
+    clean = _seconds_per_add(honest)
+    gaps = CausalContext({}, {Dot(MALLORY.peer_id, 2 * i) for i in range(1, 20_001)})
+    assert _inject(cluster, mallory, 1, _claiming(gaps, "gapped", Dot(MALLORY.peer_id, 40_000))) == []
+    after = _seconds_per_add(honest)
+    assert after < 10 * clean + 20e-6, (clean, after)
+
+
+def test_made_up_replica_ids_are_joined_in_time_linear_in_the_batch() -> None:
+    cluster, mallory = _honest()
+    gaps = CausalContext({}, {Dot(MALLORY.peer_id, 2 * i) for i in range(1, 5_001)})
+    assert _inject(cluster, mallory, 1, _claiming(gaps, "gapped", Dot(MALLORY.peer_id, 10_000))) == []
+    made_up = CausalContext({f"made-up-{i}": 1 for i in range(5_000)})
+    clean = Memory("clean")
+    clean.set("facts").add("x")
+    start = time.process_time()
+    clean.apply_delta("facts", _claiming(made_up.copy()), MALLORY.peer_id)
+    baseline = time.process_time() - start
+    start = time.process_time()
+    assert _inject(cluster, mallory, 2, _claiming(made_up)) == []
+    assert time.process_time() - start < 20 * baseline + 0.2, baseline
+
+
+def test_a_small_batch_after_many_gapped_dots_joins_in_constant_time() -> None:
+    cluster, mallory = _honest()
+    gaps = CausalContext({}, {Dot(MALLORY.peer_id, 2 * i) for i in range(2, 20_001)})
+    assert _inject(cluster, mallory, 1, _claiming(gaps, "gapped", Dot(MALLORY.peer_id, 40_000))) == []
+    honest = cluster.memory("honest")
+    start = time.process_time()
+    for seq in range(2, 202):  # each fills one gap at the bottom
+        delta = _claiming(CausalContext({MALLORY.peer_id: 2 * seq - 1}))
+        honest.apply_delta("facts", delta, MALLORY.peer_id)
+    per_join = (time.process_time() - start) / 200
+    assert per_join < 1e-3, per_join
+
+
+def test_a_context_listing_more_replica_ids_than_the_bound_is_refused() -> None:
+    cluster, mallory = _honest()
+    before = cluster.memory("honest").snapshot()
+    crowd = CausalContext({f"r{i}": 1 for i in range(MAX_CONTEXT_REPLICAS + 1)})
+    assert _inject(cluster, mallory, 1, _claiming(crowd)) == ["oversized-context"]
+    assert cluster.memory("honest").snapshot() == before
