@@ -7,8 +7,8 @@
 3. The link heals: carol redials, the peers compare Merkle roots and repair what gossip missed.
 4. Each peer's memory is printed, with whether they agree and what the repair cost.
 
-The delta log is kept short here so that most of what carol missed must come back through
-Merkle repair rather than log catch-up. Exit code 0 only if every peer converged.
+What carol missed comes back as the original signed batches, each verified against its
+author's key. Exit code 0 only if every peer converged.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> tuple[i
     for name, identity in identities.items():
         keyring.add(identity, name)
     memories = {name: Memory(identities[name].peer_id, clock=time.time) for name in NAMES}
-    config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0, max_log_batches=16, handshake_timeout=5.0)
+    config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0, handshake_timeout=5.0)
     options = PeerOptions(listen="ws://127.0.0.1:0", reconnect_min=0.05, reconnect_max=0.5)
     who = {identities[n].peer_id: n for n in NAMES}
 

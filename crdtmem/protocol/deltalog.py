@@ -34,6 +34,10 @@ class DeltaLog:
     def __contains__(self, dot: Dot) -> bool:
         return dot in self._wires
 
+    def get(self, dot: Dot, default: bytes | None = None) -> bytes | None:
+        """The logged wire of batch ``dot``, or ``default`` if the log does not hold it."""
+        return self._wires.get(dot, default)
+
     def wires(self) -> list[bytes]:
         return list(self._wires.values())
 

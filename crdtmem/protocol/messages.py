@@ -22,14 +22,13 @@ __all__ = ["Sync", "SeenDigest", "seen_digest", "Batches", "AntiEntropy", "AntiE
 class Sync:
     """The batches the sender has seen; gossip rounds and acks.
 
-    ``reply`` marks an answer (it is not answered again). ``covered`` says the sender's state
-    has been fully sent to the receiver by the anti-entropy session that just ended, so the
-    receiver may adopt ``seen`` as its own.
+    ``reply`` marks an answer (it is not answered again). ``seen`` is the sender's unsigned
+    word about its own holdings: a receiver uses it to choose what to send, never to change
+    its own history (no claim is adopted or persisted).
     """
 
     seen: CausalContext
     reply: bool = False
-    covered: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ Message = Sync | SeenDigest | Batches | AntiEntropy | AntiEntropyWanted
 
 def encode_message(message: Message) -> bytes:
     if isinstance(message, Sync):
-        return codec.pack(["sync", codec.context_to_plain(message.seen), message.reply, message.covered])
+        return codec.pack(["sync", codec.context_to_plain(message.seen), message.reply])
     if isinstance(message, Batches):
         return codec.pack(["batches", list(message.wires)])
     if isinstance(message, AntiEntropy):
@@ -88,8 +87,8 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
     if not (isinstance(obj, list) and obj and isinstance(obj[0], str)):
         raise DecodeError("malformed message")
     kind, args = obj[0], obj[1:]
-    if kind == "sync" and len(args) == 3 and all(type(a) is bool for a in args[1:]):
-        return Sync(codec.context_from_plain(args[0]), args[1], args[2])
+    if kind == "sync" and len(args) == 2 and type(args[1]) is bool:
+        return Sync(codec.context_from_plain(args[0]), args[1])
     if kind == "batches" and len(args) == 1 and isinstance(args[0], list):
         if not all(isinstance(w, bytes) for w in args[0]):
             raise DecodeError("malformed batches message")

@@ -124,6 +124,7 @@ class _Session:
     ack_at: float | None = None
     reconciler: Reconciler | None = None
     seen_at_reconcile: int = 0  # our seen-set size when the reconciliation began
+    heard: bool = False  # whether the peer's first Sync on this connection arrived
     next_anti_entropy: float = 0.0
 
     @property
@@ -398,9 +399,14 @@ class Node:
                 self._start_anti_entropy(session, now)
 
     def _on_sync(self, session: _Session, message: Sync, now: float) -> None:
-        self._check_history(session, message.seen.max(self.identity.peer_id))
-        if message.covered:
-            self.seen.join(message.seen)
+        # A Sync is the peer's unsigned word about what *it* holds: it steers what we send it
+        # and nothing else. It never changes our own ``seen`` and never halts us.
+        if not session.heard:
+            # What the peer held on an earlier connection may be gone (a lost or rolled-back
+            # store): its first word on this one replaces what we remembered.
+            session.heard = True
+            session.peer_seen = CausalContext()
+            self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send it from the log
             missing = self._log.missing(message.seen)
@@ -417,17 +423,25 @@ class Node:
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh: list[tuple[Dot, bytes]] = []
+        own = self.identity.peer_id
+        ours_lost = 0  # the highest of our own validly signed batches this store does not hold
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
-            if dot.replica == self.identity.peer_id:
-                self._check_history(session, dot.counter)
-            session.peer_seen.add(dot)
-            if dot in self.seen:
+            if dot in self.seen and not (dot.replica == own and self._log.get(dot, wire) != wire):
+                session.peer_seen.add(dot)
                 self.stats.duplicate_batches += 1
                 continue
+            # Verified before anything is believed: an unsigned header claims nothing.
             batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+            session.peer_seen.add(dot)
+            if dot.replica == own:
+                ours_lost = max(ours_lost, dot.counter)
+                if dot in self.seen:
+                    continue  # we signed another batch under this number: never apply both
             self._apply(batch)
             fresh.append((dot, wire))
+        if ours_lost:
+            self._check_history(session, ours_lost)
         self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fresh:
             if session.ack_at is None:
@@ -489,7 +503,9 @@ class Node:
             # it (states only grow), so every batch we had seen then is reflected there too.
             # A batch applied here while the session ran may have missed the comparison: then
             # our seen set says more than the peer provably has, and we claim nothing.
-            self._send_message(session, Sync(self.seen, reply=True, covered=True), SendKind.ANTI_ENTROPY)
+            # The peer now holds our state, but not provably our batches: it learns those by
+            # catch-up, never by our word (a claim is never adopted into anyone's ``seen``).
+            self._send_message(session, Sync(self.seen, reply=True), SendKind.ANTI_ENTROPY)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -537,9 +553,13 @@ class Node:
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _check_history(self, session: _Session, theirs: int) -> None:
-        """A peer knows our batch ``theirs``: if we never made it, our history was lost."""
+        """A peer relayed our own validly signed batch ``theirs`` that this store did not hold.
+
+        Only our own signature proves our history: a ``Sync`` or a batch header is the peer's
+        word and is never believed here, so no peer can halt us with a claim.
+        """
         ours = self.seen.max(self.identity.peer_id)
-        if theirs <= ours or self.lost_history is not None:
+        if self.lost_history is not None:
             return
         self.lost_history = (
             f"peer {session.peer_id} holds batches of {self.identity.peer_id} up to #{theirs}, this replica only "
@@ -556,16 +576,16 @@ class Node:
         self._known_seen.setdefault(session.peer_id, CausalContext()).join(seen)
 
     def _collect_log(self, now: float) -> None:
-        """Forget batches that every peer met recently has seen.
+        """Forget what peers gone for longer than ``log_retention`` had seen.
 
-        A peer gone for longer than ``log_retention`` stops pinning the log; when it returns,
-        catch-up falls back to anti-entropy.
+        Signed batches themselves are kept for good (up to ``max_log_batches``): they are the
+        only proof of each author's writes and of our own history that a peer joining or
+        returning later can verify, so acks never drop them.
         """
         for peer_id, since in list(self._gone_since.items()):
             if now - since >= self.config.log_retention:
                 del self._gone_since[peer_id]
                 self._known_seen.pop(peer_id, None)
-        self._log.collect(self._known_seen.values())
 
     def log_size(self) -> int:
         """How many signed batches the delta log holds for catch-up."""

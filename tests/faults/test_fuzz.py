@@ -196,7 +196,7 @@ AE_TRACE = _ae_trace()
 
 MESSAGES = [
     encode_message(Sync(_context())),
-    encode_message(Sync(CausalContext(), reply=True, covered=True)),
+    encode_message(Sync(CausalContext(), reply=True)),
     encode_message(Batches(tuple(BATCHES))),
     encode_message(AntiEntropyWanted()),
     *(encode_message(AntiEntropy(msg)) for _, msg in AE_TRACE),
