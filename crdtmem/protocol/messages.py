@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
-
 from .. import codec
 from ..clocks import CausalContext
 from ..errors import DecodeError
 
-__all__ = ["Sync", "SeenDigest", "seen_digest", "Batches", "AntiEntropy", "AntiEntropyWanted", "Message", "encode_message", "decode_message"]
+__all__ = ["Sync", "SeenDigest", "seen_digest", "Batches", "Message", "encode_message", "decode_message"]
 
 
 @dataclass(frozen=True)
@@ -53,19 +51,7 @@ class Batches:
     wires: tuple[bytes, ...]
 
 
-@dataclass(frozen=True)
-class AntiEntropy:
-    """One message of a Merkle reconciliation session (opaque here; see ``antientropy``)."""
-
-    body: Any
-
-
-@dataclass(frozen=True)
-class AntiEntropyWanted:
-    """Asks the dialing side to start an anti-entropy session now (the log could not cover a gap)."""
-
-
-Message = Sync | SeenDigest | Batches | AntiEntropy | AntiEntropyWanted
+Message = Sync | SeenDigest | Batches
 
 
 def encode_message(message: Message) -> bytes:
@@ -73,10 +59,6 @@ def encode_message(message: Message) -> bytes:
         return codec.pack(["sync", codec.context_to_plain(message.seen), message.reply])
     if isinstance(message, Batches):
         return codec.pack(["batches", list(message.wires)])
-    if isinstance(message, AntiEntropy):
-        return codec.pack(["ae", message.body])
-    if isinstance(message, AntiEntropyWanted):
-        return codec.pack(["ae-wanted"])
     if isinstance(message, SeenDigest):
         return codec.pack(["digest", message.digest])
     raise TypeError(f"not a message: {message!r}")
@@ -93,10 +75,6 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
         if not all(isinstance(w, bytes) for w in args[0]):
             raise DecodeError("malformed batches message")
         return Batches(tuple(args[0]))
-    if kind == "ae" and len(args) == 1:
-        return AntiEntropy(args[0])
-    if kind == "ae-wanted" and not args:
-        return AntiEntropyWanted()
     if kind == "digest" and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
         return SeenDigest(args[0])
     raise DecodeError(f"malformed or unknown message kind {kind!r}")

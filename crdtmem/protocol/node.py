@@ -33,12 +33,16 @@ What the node does, per DESIGN.md §4:
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
-* catch-up from the delta log while it covers the gap; otherwise anti-entropy;
-* anti-entropy: a Merkle reconciliation on every connect and every ``anti_entropy_interval``;
-* log garbage collection once every peer known to this node has a batch;
-* lost history: a peer holding more of our own batches than we do means our store was lost
-  or rolled back; the node then stops signing local writes, which would reuse sequence
-  numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
+* reconciliation moves batches, never state: each side's ``Sync`` (a version vector per
+  author) tells the other which signed batches it lacks, and those original batches are sent
+  from the delta log, so every receiver verifies every author's part itself. A ``Sync`` goes
+  out on every connect, on every differing gossip digest and every ``anti_entropy_interval``;
+* the delta log keeps signed batches for good (up to ``max_log_batches``), so a peer that
+  joins or returns late gets every author's signed history;
+* claims need signatures: a ``Sync`` or a batch header is the peer's word and changes nothing
+  of ours. Only our own validly signed batch that this store does not hold proves our history
+  was lost (a restart without the store); the node then stops signing local writes, which
+  would reuse sequence numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
 """
 
 from __future__ import annotations
@@ -54,7 +58,6 @@ from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtoc
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
-from .antientropy import Reconciler
 from .batch import DeltaBatch, apply_batch, open_batch, peek_batch, seal_batch
 from .deltalog import DeltaLog
 from .events import (
@@ -66,15 +69,12 @@ from .events import (
     PeerConnected,
     PeerDisconnected,
     Refused,
-    RepairApplied,
     Send,
     SendKind,
 )
 from .framing import FrameChannel, ReplayedFrameError
 from .handshake import Handshake
 from .messages import (
-    AntiEntropy,
-    AntiEntropyWanted,
     Batches,
     Message,
     SeenDigest,
@@ -98,6 +98,7 @@ class NodeConfig:
     gossip_interval: float = 1.0
     fanout: int = 3
     anti_entropy_interval: float = 30.0
+    """Seconds between full ``Sync`` exchanges with each neighbour (answered with missing batches)."""
     handshake_timeout: float = 10.0
     ack_delay: float = 0.1
     """Acks of received batches wait this long so one ack covers a burst."""
@@ -122,8 +123,6 @@ class _Session:
     peer_seen: CausalContext = field(default_factory=CausalContext)
     in_flight: set[Dot] = field(default_factory=set)
     ack_at: float | None = None
-    reconciler: Reconciler | None = None
-    seen_at_reconcile: int = 0  # our seen-set size when the reconciliation began
     heard: bool = False  # whether the peer's first Sync on this connection arrived
     next_anti_entropy: float = 0.0
 
@@ -259,8 +258,8 @@ class Node:
                 if session.ack_at is not None and now >= session.ack_at:
                     session.ack_at = None
                     self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
-                if session.dialer and session.reconciler is None and now >= session.next_anti_entropy:
-                    self._start_anti_entropy(session, now)
+                if session.dialer and now >= session.next_anti_entropy:
+                    self._reconcile(session, now)
         if self._relay and now >= self._next_relay:
             self._relay_round(now)
         if self._next_gossip is None:
@@ -319,7 +318,7 @@ class Node:
             else:
                 if session.ack_at is not None:
                     deadlines.append(session.ack_at)
-                if session.dialer and session.reconciler is None:
+                if session.dialer:
                     deadlines.append(session.next_anti_entropy)
         return min(deadlines) if deadlines else None
 
@@ -351,7 +350,7 @@ class Node:
         """Per connected peer id: whether it has seen every batch we have, and we every one it has."""
         out: dict[str, bool] = {}
         for s in self._ready_sessions():
-            ok = s.reconciler is None and _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
+            ok = _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
             out[s.peer_id] = out.get(s.peer_id, True) and ok
         return out
 
@@ -376,7 +375,7 @@ class Node:
         )
         session.peer_seen = self._known_seen.setdefault(hs.peer_id, CausalContext()).copy()
         self._gone_since.pop(hs.peer_id, None)
-        session.next_anti_entropy = now
+        session.next_anti_entropy = now + self._anti_entropy_delay()
         self._events.append(PeerConnected(session.conn, hs.peer_id))
         self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
 
@@ -387,16 +386,11 @@ class Node:
             self._on_sync(session, message, now)
         elif isinstance(message, Batches):
             self._on_batches(session, message, now)
-        elif isinstance(message, AntiEntropy):
-            self._on_anti_entropy(session, message, now)
         elif isinstance(message, SeenDigest):
             if message.digest == seen_digest(self.seen):
                 self._learn(session, self.seen)  # the peer has seen exactly what we have
             else:
                 self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
-        elif isinstance(message, AntiEntropyWanted):
-            if session.dialer and session.reconciler is None:
-                self._start_anti_entropy(session, now)
 
     def _on_sync(self, session: _Session, message: Sync, now: float) -> None:
         # A Sync is the peer's unsigned word about what *it* holds: it steers what we send it
@@ -408,16 +402,10 @@ class Node:
             session.peer_seen = CausalContext()
             self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
-        if not _covers(message.seen, self.seen):  # they lack something: send it from the log
+        if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
             missing = self._log.missing(message.seen)
             if missing:
                 self._push(session, missing, SendKind.CATCH_UP)
-            if not self._log.fills(message.seen, self.seen):
-                # ...or, where the log no longer holds it, by anti-entropy.
-                if not session.dialer:
-                    self._send_message(session, AntiEntropyWanted(), SendKind.ANTI_ENTROPY)
-                elif session.reconciler is None:
-                    self._start_anti_entropy(session, now)
         if not message.reply and not _covers(self.seen, message.seen):
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
@@ -458,54 +446,15 @@ class Node:
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
 
-    def _on_anti_entropy(self, session: _Session, message: AntiEntropy, now: float) -> None:
-        if session.reconciler is None:
-            if session.dialer:
-                raise RemoteProtocolError("anti-entropy message without a session")
-            session.reconciler = Reconciler(self.memory, self.index, initiator=False, origin=session.peer_id)
-            session.seen_at_reconcile = self.seen.size()
-            self.stats.anti_entropy_sessions += 1
-        reconciler = session.reconciler
-        replies = reconciler.receive(message.body)
-        for body in replies:
-            self._send_message(session, AntiEntropy(body), SendKind.ANTI_ENTROPY)
-        if reconciler.done:
-            self._finish_anti_entropy(session, now)
-
-    def _start_anti_entropy(self, session: _Session, now: float) -> None:
-        session.reconciler = Reconciler(
-            self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64)
-        )
-        session.seen_at_reconcile = self.seen.size()
+    def _reconcile(self, session: _Session, now: float) -> None:
+        """A periodic full ``Sync``: the peer answers with the signed batches we lack, and we it."""
         self.stats.anti_entropy_sessions += 1
-        for body in session.reconciler.start():
-            self._send_message(session, AntiEntropy(body), SendKind.ANTI_ENTROPY)
-        if session.reconciler.done:
-            self._finish_anti_entropy(session, now)
+        self.stats.anti_entropy_finished += 1
+        session.next_anti_entropy = now + self._anti_entropy_delay()
+        self._send_message(session, Sync(self.seen), SendKind.ANTI_ENTROPY)
 
-    def _finish_anti_entropy(self, session: _Session, now: float) -> None:
-        reconciler, session.reconciler = session.reconciler, None
-        stats, counts = reconciler.stats, self.stats
-        counts.anti_entropy_finished += 1
-        counts.repair_bytes_sent += stats["bytes_sent"]
-        counts.repair_leaves_sent += stats["leaves_sent"]
-        counts.repair_leaves_received += stats["leaves_received"]
-        counts.repair_round_trips += stats["round_trips"]
-        repaired = tuple(stats["repaired_names"])
-        if repaired:
-            counts.repairs += 1
-            self._events.append(RepairApplied(session.peer_id, repaired))
-        retry = reconciler.converged is False  # writes meanwhile, or a fingerprint collision
-        delay = self.config.gossip_interval if retry else self.config.anti_entropy_interval
-        session.next_anti_entropy = now + delay * (0.75 + 0.5 * self.rng.random())
-        if reconciler.converged and self.seen.size() == session.seen_at_reconcile:
-            # The peer's state equals ours as compared during the session, and it still holds
-            # it (states only grow), so every batch we had seen then is reflected there too.
-            # A batch applied here while the session ran may have missed the comparison: then
-            # our seen set says more than the peer provably has, and we claim nothing.
-            # The peer now holds our state, but not provably our batches: it learns those by
-            # catch-up, never by our word (a claim is never adopted into anyone's ``seen``).
-            self._send_message(session, Sync(self.seen, reply=True), SendKind.ANTI_ENTROPY)
+    def _anti_entropy_delay(self) -> float:
+        return self.config.anti_entropy_interval * (0.75 + 0.5 * self.rng.random())
 
     # -- sending ----------------------------------------------------------------------------
 
