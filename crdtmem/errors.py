@@ -62,6 +62,9 @@ class RefusalReason(StrEnum):
     FORGED_AUTHOR = "forged-author"
     BAD_BATCH_SIGNATURE = "bad-batch-signature"
     UNTRUSTED_AUTHOR = "untrusted-author"
+    # causal delivery (crdtmem.protocol.causal)
+    UNOBSERVED_REMOVE = "unobserved-remove"
+    BAD_DEPENDENCIES = "bad-dependencies"
     # the node (crdtmem.protocol.node)
     TYPE_CONFLICT = "type-conflict"
     HANDSHAKE_TIMEOUT = "handshake-timeout"

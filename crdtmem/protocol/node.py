@@ -58,7 +58,8 @@ from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtoc
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
-from .batch import DeltaBatch, apply_batch, open_batch, peek_batch, seal_batch
+from .batch import DeltaBatch, apply_batch, open_batch, peek_batch, read_batch, seal_batch
+from .causal import CausalIndex
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -110,6 +111,9 @@ class NodeConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     max_log_batches: int = 100_000
     max_batch_wires_per_message: int = 256
+    max_pending_batches: int = 10_000
+    """Verified batches kept waiting for their dependencies; beyond, new ones are dropped
+    (counted) and fetched again later."""
 
 
 @dataclass
@@ -166,8 +170,13 @@ class Node:
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
         self._log = DeltaLog(self.config.max_log_batches)
-        for wire in log_wires:
-            self._log.add(Dot(*peek_batch(wire)), wire)
+        self._causal = CausalIndex()
+        for wire in log_wires:  # in the order they were applied, so dependencies come first
+            batch = read_batch(wire, max_size=self.config.max_message_bytes)
+            self._log.add(Dot(batch.author, batch.seq), wire)
+            self._causal.record(batch)
+        self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
+        self._waiting: dict[bytes, list[bytes]] = {}  # missing dependency -> batches waiting on it
         self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
         self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
@@ -283,7 +292,8 @@ class Node:
         if not deltas:
             return
         seq = self.seen.next_dot(self.identity.peer_id).counter
-        batch = seal_batch(self.identity, seq, deltas)
+        batch = seal_batch(self.identity, seq, deltas, self._causal.heads())
+        self._causal.record(batch)
         self._log.add(Dot(batch.author, seq), batch.wire)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self.stats.batches_created += 1
@@ -412,7 +422,9 @@ class Node:
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh: list[tuple[Dot, bytes]] = []
         own = self.identity.peer_id
+        ours = self.seen.max(own)
         ours_lost = 0  # the highest of our own validly signed batches this store does not hold
+        fetch = False
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
             if dot in self.seen and not (dot.replica == own and self._log.get(dot, wire) != wire):
@@ -426,11 +438,23 @@ class Node:
                 ours_lost = max(ours_lost, dot.counter)
                 if dot in self.seen:
                     continue  # we signed another batch under this number: never apply both
-            self._apply(batch)
+            if batch.hash in self._pending:
+                self.stats.duplicate_batches += 1
+                continue
+            missing = self._causal.missing(batch)
+            if missing and not any(self._causal.refused(d) for d in missing):
+                self._buffer(batch, missing)
+                fetch = True
+                continue
+            self._apply(batch)  # a refusal here is this sender's batch: the connection drops
             fresh.append((dot, wire))
+            fresh += self._release(session, batch.hash)
         if ours_lost:
-            self._check_history(session, ours_lost)
+            self._check_history(session, ours, ours_lost)
         self._known_seen[session.peer_id] = session.peer_seen.copy()
+        if fetch:
+            # The sender applied what it relays, so it holds the dependencies we lack.
+            self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
         if fresh:
             if session.ack_at is None:
                 session.ack_at = now + self.config.ack_delay
@@ -438,13 +462,56 @@ class Node:
             if now >= self._next_relay:
                 self._relay_round(now)
 
+    def _buffer(self, batch: DeltaBatch, missing: list[bytes]) -> None:
+        """Keep a verified batch until its dependencies are applied, within the bound."""
+        if len(self._pending) >= self.config.max_pending_batches:
+            self.stats.pending_dropped += 1  # not in ``seen``: a later Sync fetches it again
+            return
+        self._pending[batch.hash] = batch
+        for dep in missing:
+            self._waiting.setdefault(dep, []).append(batch.hash)
+        self.stats.batches_buffered += 1
+
+    def _release(self, session: _Session, applied: bytes) -> list[tuple[Dot, bytes]]:
+        """Apply the waiting batches that ``applied`` (transitively) made ready; return them."""
+        out: list[tuple[Dot, bytes]] = []
+        stack = [applied]
+        while stack:
+            for waiting in self._waiting.pop(stack.pop(), ()):
+                batch = self._pending.get(waiting)
+                if batch is None or self._causal.missing(batch):
+                    continue
+                del self._pending[waiting]
+                try:
+                    self._apply(batch)
+                except CrdtmemError as exc:
+                    # Signed by its author, not by this sender: count it, keep the connection.
+                    reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
+                    log.warning("refused waiting batch %s#%d: %s", batch.author, batch.seq, exc)
+                    self.stats.count_refusal(reason)
+                    self._events.append(Refused(session.conn, reason, str(exc)))
+                    continue
+                out.append((Dot(batch.author, batch.seq), batch.wire))
+                stack.append(batch.hash)
+        return out
+
     def _apply(self, batch: DeltaBatch) -> None:
+        try:
+            covered = self._causal.check(batch)
+        except RemoteProtocolError:
+            self._causal.refuse(batch)
+            raise
         apply_batch(self.memory, batch)
+        self._causal.record(batch, covered)
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
         self._log.add(dot, batch.wire)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
+
+    def pending_size(self) -> int:
+        """How many verified batches wait for their dependencies (for health and tests)."""
+        return len(self._pending)
 
     def _reconcile(self, session: _Session, now: float) -> None:
         """A periodic full ``Sync``: the peer answers with the signed batches we lack, and we it."""
@@ -501,13 +568,12 @@ class Node:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _check_history(self, session: _Session, theirs: int) -> None:
+    def _check_history(self, session: _Session, ours: int, theirs: int) -> None:
         """A peer relayed our own validly signed batch ``theirs`` that this store did not hold.
 
         Only our own signature proves our history: a ``Sync`` or a batch header is the peer's
         word and is never believed here, so no peer can halt us with a claim.
         """
-        ours = self.seen.max(self.identity.peer_id)
         if self.lost_history is not None:
             return
         self.lost_history = (

@@ -28,6 +28,10 @@ class NodeStats:
     """Batches of others verified and joined into the memory."""
     duplicate_batches: int = 0
     """Batches received again after they had been applied (gossip redundancy)."""
+    batches_buffered: int = 0
+    """Verified batches that had to wait for their dependencies (causal delivery)."""
+    pending_dropped: int = 0
+    """Waiting batches dropped because the wait buffer was full (fetched again later)."""
     bytes_sent: int = 0
     bytes_received: int = 0
     bytes_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)
@@ -69,6 +73,8 @@ class NodeStats:
         flat = {
             "anti_entropy_sessions": self.anti_entropy_sessions,
             "batches_applied": self.batches_applied,
+            "batches_buffered": self.batches_buffered,
+            "pending_dropped": self.pending_dropped,
             "batches_created": self.batches_created,
             "bytes_received": self.bytes_received,
             "bytes_sent": self.bytes_sent,

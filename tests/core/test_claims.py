@@ -54,8 +54,8 @@ def test_a_batch_header_in_our_name_is_not_believed_before_its_signature() -> No
     own = Memory(MALLORY.peer_id)
     own.counter("tasks").increment(1)
     wire = seal_batch(MALLORY, 1, own.take_deltas()).wire
-    _, _, body, signature = codec.unpack(wire)
-    forged = codec.pack([alice, FAR, body, signature])  # our name, a far number, not our signature
+    _, _, deps, body, signature = codec.unpack(wire)
+    forged = codec.pack([alice, FAR, deps, body, signature])  # our name, a far number, not our signature
     events = cluster.inject(mallory.conn, mallory.seal(Batches((forged,))))
     assert [e.reason for e in events if isinstance(e, Refused)] == ["bad-batch-signature"]
     assert Dot(alice, FAR) not in cluster.node("alice").seen

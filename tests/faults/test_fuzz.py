@@ -142,8 +142,9 @@ def _alice_memory(clock: float = 1000.0) -> Memory:
 def _batches() -> list[bytes]:
     m = _alice_memory()
     deltas = m.take_deltas()
-    wires = [seal_batch(ALICE, 1, deltas[:3]).wire, seal_batch(ALICE, 2, deltas[3:]).wire]
-    wires.append(seal_batch(ALICE, 3, [("c", TYPES["gcounter"]())]).wire)
+    first = seal_batch(ALICE, 1, deltas[:3])
+    second = seal_batch(ALICE, 2, deltas[3:], deps=(first.hash,))
+    wires = [first.wire, second.wire, seal_batch(ALICE, 3, [("c", TYPES["gcounter"]())], deps=(second.hash,)).wire]
     return wires
 
 
@@ -301,7 +302,7 @@ def batch_case(draw: st.DrawFn) -> bytes:
     how = draw(st.sampled_from(["plain", "resigned-body", "forged-author", "untrusted"]))
     if how == "plain":
         return draw(hostile(BATCHES))
-    author, seq, body, _ = msgpack.unpackb(draw(st.sampled_from(BATCHES)), raw=False)
+    author, seq, deps, body, _ = msgpack.unpackb(draw(st.sampled_from(BATCHES)), raw=False)
     signer = ALICE
     if how == "resigned-body":  # the author's own key over a malformed body
         body = mutate_bytes(draw, body) if draw(st.booleans()) else mutate_structure(draw, body)
@@ -309,7 +310,7 @@ def batch_case(draw: st.DrawFn) -> bytes:
         author, signer = BOB.peer_id, BOB
     else:
         author, signer = STRANGER.peer_id, STRANGER
-    return codec.pack([author, seq, body, signer.sign(_signed_part(author, seq, body))])
+    return codec.pack([author, seq, deps, body, signer.sign(_signed_part(author, seq, deps, body))])
 
 
 @fuzz(600)
