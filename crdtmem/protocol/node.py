@@ -106,10 +106,12 @@ class NodeConfig:
     relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
-    """How long the delta log keeps batches for a peer that went away (then anti-entropy)."""
+    """How long what a peer that went away had seen is remembered (its batches stay logged)."""
     max_frame_bytes: int = 1024 * 1024
     max_message_bytes: int = 64 * 1024 * 1024
-    max_log_batches: int = 100_000
+    max_log_batches: int = 1_000_000
+    """Signed batches kept for catch-up. They are kept for good up to this bound: past it the
+    oldest go, and a peer joining later can no longer get (nor verify) them."""
     max_batch_wires_per_message: int = 256
     max_pending_batches: int = 10_000
     """Verified batches kept waiting for their dependencies; beyond, new ones are dropped
