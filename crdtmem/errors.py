@@ -65,6 +65,7 @@ class RefusalReason(StrEnum):
     # causal delivery (crdtmem.protocol.causal)
     UNOBSERVED_REMOVE = "unobserved-remove"
     BAD_DEPENDENCIES = "bad-dependencies"
+    EQUIVOCATION = "equivocation"
     # the node (crdtmem.protocol.node)
     TYPE_CONFLICT = "type-conflict"
     HANDSHAKE_TIMEOUT = "handshake-timeout"

@@ -31,7 +31,7 @@ from ..crdt.dotkernel import KernelContainer
 from ..errors import RefusalReason, RemoteProtocolError
 from .batch import DeltaBatch
 
-__all__ = ["CausalIndex", "UnobservedRemoveError", "BadDependenciesError"]
+__all__ = ["CausalIndex", "UnobservedRemoveError", "BadDependenciesError", "EquivocationError"]
 
 
 class UnobservedRemoveError(RemoteProtocolError):
@@ -44,6 +44,16 @@ class BadDependenciesError(RemoteProtocolError):
     """A batch's dependencies skip its author's own previous batch, or one of them was refused."""
 
     reason = RefusalReason.BAD_DEPENDENCIES
+
+
+class EquivocationError(RemoteProtocolError):
+    """An author signed two different batches under one sequence number.
+
+    The second is never applied (it would reuse the first one's dots). It is evidence against
+    the author, not against the peer that relayed it, so the connection stays open.
+    """
+
+    reason = RefusalReason.EQUIVOCATION
 
 
 class CausalIndex:
@@ -89,10 +99,10 @@ class CausalIndex:
             UnobservedRemoveError: a delta's context names another replica's dots beyond what
                 the covered batches created.
         """
+        if any(dep in self._refused for dep in batch.deps):
+            raise BadDependenciesError(f"batch {batch.author}#{batch.seq} depends on a refused batch")
         covered: dict[str, int] = {}
         for dep in batch.deps:
-            if dep in self._refused:
-                raise BadDependenciesError(f"batch {batch.author}#{batch.seq} depends on a refused batch")
             for replica, seq in self._covered[dep].items():
                 if seq > covered.get(replica, 0):
                     covered[replica] = seq

@@ -59,7 +59,7 @@ from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .batch import DeltaBatch, apply_batch, open_batch, peek_batch, read_batch, seal_batch
-from .causal import CausalIndex
+from .causal import CausalIndex, EquivocationError
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -429,7 +429,8 @@ class Node:
         fetch = False
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
-            if dot in self.seen and not (dot.replica == own and self._log.get(dot, wire) != wire):
+            held = dot in self.seen
+            if held and self._log.get(dot, wire) == wire:
                 session.peer_seen.add(dot)
                 self.stats.duplicate_batches += 1
                 continue
@@ -438,8 +439,11 @@ class Node:
             session.peer_seen.add(dot)
             if dot.replica == own:
                 ours_lost = max(ours_lost, dot.counter)
-                if dot in self.seen:
+                if held:
                     continue  # we signed another batch under this number: never apply both
+            elif held:
+                self._equivocation(session, batch)
+                continue
             if batch.hash in self._pending:
                 self.stats.duplicate_batches += 1
                 continue
@@ -463,6 +467,13 @@ class Node:
             self._relay += fresh
             if now >= self._next_relay:
                 self._relay_round(now)
+
+    def _equivocation(self, session: _Session, batch: DeltaBatch) -> None:
+        """``batch`` is validly signed, but its author signed another batch under its number."""
+        exc = EquivocationError(f"{batch.author} signed two different batches #{batch.seq}")
+        log.warning("refused batch from %s: %s", session.peer_id, exc)
+        self.stats.count_refusal(exc.reason)
+        self._events.append(Refused(session.conn, exc.reason, str(exc)))
 
     def _buffer(self, batch: DeltaBatch, missing: list[bytes]) -> None:
         """Keep a verified batch until its dependencies are applied, within the bound."""

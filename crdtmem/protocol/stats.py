@@ -38,7 +38,9 @@ class NodeStats:
     messages_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)
     """Frames sent, by what they carry."""
     refusals: dict[RefusalReason, int] = field(default_factory=dict)
-    """Inputs refused, by reason (every refusal but a replayed frame also closed a connection)."""
+    """Inputs refused, by reason. Every refusal closed a connection except a replayed frame, an
+    equivocating batch, and a batch refused after waiting for its dependencies (its author, not
+    the peer that delivered it, is at fault)."""
     anti_entropy_sessions: int = 0
     """Merkle reconciliations begun, either side."""
     anti_entropy_finished: int = 0

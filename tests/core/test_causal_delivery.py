@@ -139,3 +139,19 @@ def test_replaying_a_recorded_old_batch_resurrects_nothing() -> None:
     events = cluster.inject(mallory.conn, mallory.seal(Batches((recorded,))))
     assert _refusals(events) == []
     assert "x" not in cluster.memory("honest").set("facts").value
+
+
+def test_two_batches_signed_under_one_number_are_refused_as_equivocation_without_a_drop() -> None:
+    cluster = Cluster(seed=23)
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("honest", MALLORY)
+    own = ORSet()
+    first = seal_batch(MALLORY, 1, [("mine", own.add(MALLORY.peer_id, encode_value("a")))])
+    other = seal_batch(MALLORY, 1, [("mine", ORSet().add(MALLORY.peer_id, encode_value("b")))])
+    cluster.inject(mallory.conn, mallory.seal(Batches((first.wire,))))
+    before = cluster.memory("honest").snapshot()
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((other.wire,))))
+    assert _refusals(events) == ["equivocation"]
+    assert cluster.memory("honest").snapshot() == before
+    assert cluster.node("honest").peers()  # the evidence is against the author: no drop
