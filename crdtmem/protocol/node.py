@@ -362,7 +362,8 @@ class Node:
         """Per connected peer id: whether it has seen every batch we have, and we every one it has."""
         out: dict[str, bool] = {}
         for s in self._ready_sessions():
-            ok = _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
+            # Until the peer's first Sync on this connection we do not know what it holds.
+            ok = s.heard and _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
             out[s.peer_id] = out.get(s.peer_id, True) and ok
         return out
 
