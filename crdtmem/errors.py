@@ -64,6 +64,10 @@ class RefusalReason(StrEnum):
     FORGED_AUTHOR = "forged-author"
     BAD_BATCH_SIGNATURE = "bad-batch-signature"
     UNTRUSTED_AUTHOR = "untrusted-author"
+    # causal delivery (crdtmem.protocol.causal)
+    UNOBSERVED_REMOVE = "unobserved-remove"
+    BAD_DEPENDENCIES = "bad-dependencies"
+    EQUIVOCATION = "equivocation"
     # the node (crdtmem.protocol.node)
     TYPE_CONFLICT = "type-conflict"  # no longer raised: type clashes resolve (crdtmem.memory)
     CLOCK_SKEW = "clock-skew"

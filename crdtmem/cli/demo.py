@@ -4,11 +4,12 @@
    set of facts, a status register and a shared notes document (pycrdt text).
 2. carol is cut off (her connections dropped); both sides keep writing, including conflicting
    ones: carol removes a fact that alice re-adds (add wins), both assign the register.
-3. The link heals: carol redials, the peers compare Merkle roots and repair what gossip missed.
-4. Each peer's memory is printed, with whether they agree and what the repair cost.
+3. The link heals: carol redials, the peers compare version vectors and send each other the
+   signed batches the other missed, each verified against its author's key.
+4. Each peer's memory is printed, with whether they agree and what healing cost.
 
-The delta log is kept short here so that most of what carol missed must come back through
-Merkle repair rather than log catch-up. Exit code 0 only if every peer converged.
+What carol missed comes back as the original signed batches, each verified against its
+author's key. Exit code 0 only if every peer converged.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> tuple[i
     for name, identity in identities.items():
         keyring.add(identity, name)
     memories = {name: Memory(identities[name].peer_id, clock=time.time) for name in NAMES}
-    config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0, max_log_batches=16, handshake_timeout=5.0)
+    config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0, handshake_timeout=5.0)
     options = PeerOptions(listen="ws://127.0.0.1:0", reconnect_min=0.05, reconnect_max=0.5)
     who = {identities[n].peer_id: n for n in NAMES}
 
@@ -118,7 +119,7 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> tuple[i
         console.print(f"[yellow]phase 2[/]: carol cut off; {sum(counts.values())} writes on both sides; "
                       f"memories {'diverged' if diverged else 'did not diverge'}")
 
-        # 3. heal: Merkle repair
+        # 3. heal: the missed signed batches flow
         before = {n: p.node.stats.as_dict() for n, p in peers.items()}
         healed_at = time.monotonic()
         carol.rejoin()
@@ -152,14 +153,9 @@ async def _demo(seed: int | None, console: Any, phase_seconds: float) -> tuple[i
         cost.add_column("measure")
         cost.add_column("value", justify="right")
         cost.add_row("time from rejoin to agreement", f"{heal_seconds * 1000:.0f} ms")
-        cost.add_row("Merkle repair bytes", f"{delta('repair_bytes_sent'):,}")
-        sessions = max(1, delta("anti_entropy_sessions"))
-        ae_messages = delta("messages_sent_anti-entropy")
-        cost.add_row("anti-entropy sessions / messages", f"{delta('anti_entropy_sessions')} / {ae_messages}")
-        cost.add_row("round trips per session", f"{ae_messages / sessions / 2:.1f}")
-        cost.add_row("leaves repaired (sent / received)",
-                     f"{delta('repair_leaves_sent')} / {delta('repair_leaves_received')}")
-        cost.add_row("log catch-up bytes", f"{delta('bytes_sent_catch-up'):,}")
+        cost.add_row("signed batches applied (all peers)", f"{delta('batches_applied'):,}")
+        cost.add_row("batches that waited for their dependencies", f"{delta('batches_buffered'):,}")
+        cost.add_row("catch-up bytes (signed batches)", f"{delta('bytes_sent_catch-up'):,}")
         cost.add_row("total bytes on the wire", f"{delta('bytes_sent'):,}")
         console.print(cost)
         if agree:
@@ -212,10 +208,10 @@ def _show(name: str, value: Any, who: dict[str, str]) -> str:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``crdtmem demo`` to the subcommands."""
-    p = sub.add_parser("demo", parents=[common], help="three agents over websockets: partition, heal, repair", description=(
+    p = sub.add_parser("demo", parents=[common], help="three agents over websockets: partition, heal, catch up", description=(
         "Three agents as peers over real websockets on loopback write concurrently to counters, a "
         "fact set, a register and shared notes; one is cut off, both sides keep writing, the link "
-        "heals, Merkle repair runs, and each peer's converged memory is printed. Exits 0 only if "
+        "heals, the missed signed batches flow, and each peer's converged memory is printed. Exits 0 only if "
         "all peers converged."))
     p.add_argument("--seed", type=int, default=None, help="seed the agents' choices")
     p.add_argument("--quiet", action="store_true", help="print only the verdict")

@@ -19,16 +19,17 @@ __all__ = ["add_node_arguments", "node_config_from_args", "duration"]
 _HELP = {
     "gossip_interval": "seconds between gossip rounds",
     "fanout": "neighbours each gossip or relay round reaches",
-    "anti_entropy_interval": "seconds between Merkle repairs with each neighbour",
+    "anti_entropy_interval": "seconds between full version-vector exchanges with each neighbour",
     "handshake_timeout": "drop a connection whose handshake takes longer",
     "ack_delay": "acks of received batches wait this long, so one ack covers a burst",
     "relay_delay": "at most one relay round per this many seconds",
-    "log_retention": "how long the delta log keeps batches for a peer that went away",
+    "log_retention": "how long a peer that went away is remembered for sending it batches",
     "max_frame_bytes": "largest frame sent or accepted",
     "max_message_bytes": "largest message reassembled from frames",
     "max_log_batches": "batches the catch-up log holds at most",
     "max_batch_wires_per_message": "batches sent in one message at most",
     "max_parked_batches": "batches of not (yet) trusted authors kept for when they are trusted",
+    "max_pending_batches": "received batches kept waiting for their dependencies at most",
 }
 
 

@@ -3,8 +3,7 @@
 * ``handshake`` — mutual challenge–response that opens a connection;
 * ``framing`` — signed, sequenced, size-capped frames, chunking, and every wire refusal;
 * ``batch`` — delta batches signed by their author and relayed unchanged;
-* ``messages`` — what an open session carries (``Sync``, ``Batches``, anti-entropy);
-* ``antientropy`` — a Merkle reconciliation session between two replicas;
+* ``messages`` — what an open session carries (``Sync``, ``SeenDigest``, ``Batches``);
 * ``events`` — what a Node asks its shell to do and tells it happened;
 * ``recovery`` — the store contract, and the one way back from a snapshot and journal;
 * ``stats`` — the typed counters of what a Node has done;

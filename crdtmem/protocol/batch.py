@@ -2,13 +2,19 @@
 
 A batch is the deltas one replica produced between two flushes, numbered ``seq`` 1, 2, 3, ...
 per author, so ``(author, seq)`` is a dot and a causal context of them says which batches a
-replica has seen. The author's signature covers the author, the sequence number and the exact
-delta bytes; relays never re-sign.
+replica has seen. It names its causal dependencies by hash: the head batches its author had
+applied when sealing it (see :mod:`.causal`), so it cannot name a batch that does not exist
+yet. The author's signature covers the author, the sequence number, the dependencies and the
+exact delta bytes; relays never re-sign.
+
+Wire: ``msgpack([author, seq, deps, body, signature])``, ``deps`` a sorted list of distinct
+:data:`HASH_BYTES`-byte batch hashes (at most :data:`MAX_DEPS`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
@@ -18,6 +24,10 @@ from ..errors import AuthenticationError, DecodeError, RefusalReason, RemoteProt
 
 __all__ = [
     "DeltaBatch",
+    "HASH_BYTES",
+    "MAX_DEPS",
+    "batch_hash",
+    "read_batch",
     "ForgedDeltaError",
     "BadBatchSignatureError",
     "UntrustedAuthorError",
@@ -29,7 +39,17 @@ __all__ = [
     "apply_batch",
 ]
 
-_DOMAIN = b"crdtmem-batch"
+_DOMAIN = b"crdtmem-batch-v2"
+
+HASH_BYTES = 16
+"""Length of a batch hash (BLAKE2b of the signed wire; Ed25519 signatures are deterministic)."""
+MAX_DEPS = 64
+"""Most dependencies one batch may name (an honest one names its author's few head batches)."""
+
+
+def batch_hash(wire: bytes) -> bytes:
+    """The hash other batches name this one by. Call on the exact signed wire."""
+    return hashlib.blake2b(wire, digest_size=HASH_BYTES).digest()
 
 
 class ForgedDeltaError(RemoteProtocolError):
@@ -65,53 +85,68 @@ class DeltaBatch:
     deltas: tuple[tuple[str, Crdt], ...]
     wire: bytes
     """The signed encoding, relayed as is."""
+    deps: tuple[bytes, ...] = ()
+    """Hashes of the batches its author had applied and no other of them depends on (its heads)."""
+    hash: bytes = field(default=b"", compare=False)
+    """:func:`batch_hash` of ``wire``."""
+
+    def __post_init__(self) -> None:
+        if not self.hash:
+            object.__setattr__(self, "hash", batch_hash(self.wire))
 
 
-def _signed_part(author: str, seq: int, body: bytes) -> bytes:
-    return codec.pack([_DOMAIN, author, seq, body])
+def _signed_part(author: str, seq: int, deps: list[bytes], body: bytes) -> bytes:
+    return codec.pack([_DOMAIN, author, seq, deps, body])
 
 
-def seal_batch(identity: Any, seq: int, deltas: list[tuple[str, Crdt]]) -> DeltaBatch:
-    """Encode and sign a local batch. Call when flushing ``memory.take_deltas()``."""
+def seal_batch(
+    identity: Any, seq: int, deltas: list[tuple[str, Crdt]], deps: tuple[bytes, ...] | list[bytes] = ()
+) -> DeltaBatch:
+    """Encode and sign a local batch. Call when flushing ``memory.take_deltas()``.
+
+    Args:
+        deps: the hashes of the batches this replica has applied that no other applied batch
+            depends on (:meth:`~crdtmem.protocol.causal.CausalIndex.heads`); through them the
+            batch must cover its author's own batch ``seq - 1``.
+    """
     body = codec.pack([[name, *codec.state_to_plain(delta)] for name, delta in deltas])
     author = identity.peer_id
-    signature = identity.sign(_signed_part(author, seq, body))
-    wire = codec.pack([author, seq, body, signature])
-    return DeltaBatch(author, seq, tuple(deltas), wire)
+    dep_list = sorted(set(deps))
+    signature = identity.sign(_signed_part(author, seq, dep_list, body))
+    wire = codec.pack([author, seq, dep_list, body, signature])
+    return DeltaBatch(author, seq, tuple(deltas), wire, tuple(dep_list))
+
+
+def _parts(wire: bytes, max_size: int | None = None) -> list:
+    parts = codec.unpack(wire) if max_size is None else codec.unpack(wire, max_size=max_size)
+    if not (isinstance(parts, list) and len(parts) == 5):
+        raise DecodeError("malformed delta batch")
+    author, seq, deps, body = parts[0], parts[1], parts[2], parts[3]
+    if not isinstance(author, str) or type(seq) is not int or seq < 1 or not isinstance(body, bytes):
+        raise DecodeError("malformed delta batch header")
+    if not (isinstance(deps, list) and len(deps) <= MAX_DEPS
+            and all(isinstance(d, bytes) and len(d) == HASH_BYTES for d in deps) and deps == sorted(set(deps))):
+        raise DecodeError("malformed delta batch dependencies")
+    codec.expect_count(seq, "batch sequence number")
+    return parts
 
 
 def peek_batch(wire: bytes) -> tuple[str, int]:
     """The (author, seq) of a batch without verifying it; raises DecodeError if malformed."""
-    parts = codec.unpack(wire)
-    if not (isinstance(parts, list) and len(parts) == 4):
-        raise DecodeError("malformed delta batch")
-    author, seq = parts[0], parts[1]
-    if not isinstance(author, str) or type(seq) is not int or seq < 1:
-        raise DecodeError("malformed delta batch header")
-    return author, codec.expect_count(seq, "batch sequence number")
+    parts = _parts(wire)
+    return parts[0], parts[1]
 
 
-def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> DeltaBatch:
-    """Verify a batch from the wire and decode its deltas; nothing is applied.
+def read_batch(wire: bytes, *, max_size: int) -> DeltaBatch:
+    """Decode a batch without verifying its signature again.
 
-    Raises:
-        DecodeError: malformed bytes or deltas.
-        UntrustedAuthorError: the author is not in the keyring.
-        BadBatchSignatureError: the signature does not match.
-        ForgedDeltaError: a delta writes in another replica's name.
+    Call only on wires read back from this replica's own storage (verified when received).
     """
-    parts = codec.unpack(wire, max_size=max_size)
-    if not (isinstance(parts, list) and len(parts) == 4):
-        raise DecodeError("malformed delta batch")
-    author, seq, body, signature = parts
-    if not isinstance(author, str) or type(seq) is not int or seq < 1 or not isinstance(body, bytes):
-        raise DecodeError("malformed delta batch header")
-    codec.expect_count(seq, "batch sequence number")
-    public_key = keyring.public_key(author)
-    if public_key is None:
-        raise UntrustedAuthorError(f"batch author {author} is not in the keyring")
-    if not isinstance(signature, bytes) or not verify(public_key, signature, _signed_part(author, seq, body)):
-        raise BadBatchSignatureError(f"batch {author}#{seq} has a bad signature")
+    author, seq, deps, body, _ = _parts(wire, max_size)
+    return DeltaBatch(author, seq, _deltas(author, seq, body, max_size), bytes(wire), tuple(deps))
+
+
+def _deltas(author: str, seq: int, body: bytes, max_size: int) -> tuple[tuple[str, Crdt], ...]:
     items = codec.unpack(body, max_size=max_size)
     if not isinstance(items, list):
         raise DecodeError("malformed delta list")
@@ -124,7 +159,25 @@ def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> Delt
         if not only_writes_as(delta, author):
             raise ForgedDeltaError(f"batch {author}#{seq} writes {item[0]!r} in another replica's name")
         deltas.append((item[0], delta))
-    return DeltaBatch(author, seq, tuple(deltas), bytes(wire))
+    return tuple(deltas)
+
+
+def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> DeltaBatch:
+    """Verify a batch from the wire and decode its deltas; nothing is applied.
+
+    Raises:
+        DecodeError: malformed bytes or deltas.
+        UntrustedAuthorError: the author is not in the keyring.
+        BadBatchSignatureError: the signature does not match.
+        ForgedDeltaError: a delta writes in another replica's name.
+    """
+    author, seq, deps, body, signature = _parts(wire, max_size)
+    public_key = keyring.public_key(author)
+    if public_key is None:
+        raise UntrustedAuthorError(f"batch author {author} is not in the keyring")
+    if not isinstance(signature, bytes) or not verify(public_key, signature, _signed_part(author, seq, deps, body)):
+        raise BadBatchSignatureError(f"batch {author}#{seq} has a bad signature")
+    return DeltaBatch(author, seq, _deltas(author, seq, body, max_size), bytes(wire), tuple(deps))
 
 
 def check_stamps(batch: DeltaBatch, bound: int) -> None:

@@ -26,6 +26,8 @@ class DeltaLog:
     def __init__(self, max_batches: int) -> None:
         self.max_batches = max_batches
         self._wires: dict[Dot, bytes] = {}  # insertion order: oldest first
+        self._order: dict[Dot, int] = {}  # dot -> when it was added (a causal order)
+        self._added = 0
         self._seqs: dict[str, list[int]] = {}  # per author, ascending
 
     def __len__(self) -> int:
@@ -34,6 +36,10 @@ class DeltaLog:
     def __contains__(self, dot: Dot) -> bool:
         return dot in self._wires
 
+    def get(self, dot: Dot, default: bytes | None = None) -> bytes | None:
+        """The logged wire of batch ``dot``, or ``default`` if the log does not hold it."""
+        return self._wires.get(dot, default)
+
     def wires(self) -> list[bytes]:
         return list(self._wires.values())
 
@@ -41,6 +47,8 @@ class DeltaLog:
         if dot in self._wires:
             return
         self._wires[dot] = wire
+        self._order[dot] = self._added
+        self._added += 1
         seqs = self._seqs.setdefault(dot[0], [])
         if not seqs or dot[1] > seqs[-1]:
             seqs.append(dot[1])
@@ -57,6 +65,8 @@ class DeltaLog:
                 dot = Dot(author, seq)
                 if dot not in seen:
                     out.append((dot, self._wires[dot]))
+        order = self._order
+        out.sort(key=lambda item: order[item[0]])  # the order they were applied: causal
         return out
 
     def fills(self, seen: CausalContext, target: CausalContext) -> bool:
@@ -94,6 +104,7 @@ class DeltaLog:
                 dot = Dot(author, seq)
                 if i < cut or all(dot in k for k in knowns):
                     del self._wires[dot]
+                    del self._order[dot]
                 else:
                     kept.append(seq)
             if kept:
@@ -104,6 +115,7 @@ class DeltaLog:
 
     def _forget(self, dot: Dot) -> None:
         del self._wires[dot]
+        del self._order[dot]
         seqs = self._seqs[dot[0]]
         del seqs[bisect.bisect_left(seqs, dot[1])]
         if not seqs:

@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
-
 from .. import codec
 from ..clocks import CausalContext
 from ..errors import DecodeError
 
-__all__ = ["Sync", "SeenDigest", "seen_digest", "Batches", "AntiEntropy", "AntiEntropyWanted", "Message", "encode_message", "decode_message"]
+__all__ = ["Sync", "SeenDigest", "seen_digest", "Batches", "Message", "encode_message", "decode_message"]
 
 
 @dataclass(frozen=True)
 class Sync:
     """The batches the sender has seen; gossip rounds and acks.
 
-    ``reply`` marks an answer (it is not answered again). ``covered`` says the sender's state
-    has been fully sent to the receiver by the anti-entropy session that just ended, so the
-    receiver may adopt ``seen`` as its own.
+    ``reply`` marks an answer (it is not answered again). ``seen`` is the sender's unsigned
+    word about its own holdings: a receiver uses it to choose what to send, never to change
+    its own history (no claim is adopted or persisted).
     """
 
     seen: CausalContext
     reply: bool = False
-    covered: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,30 +51,14 @@ class Batches:
     wires: tuple[bytes, ...]
 
 
-@dataclass(frozen=True)
-class AntiEntropy:
-    """One message of a Merkle reconciliation session (opaque here; see ``antientropy``)."""
-
-    body: Any
-
-
-@dataclass(frozen=True)
-class AntiEntropyWanted:
-    """Asks the dialing side to start an anti-entropy session now (the log could not cover a gap)."""
-
-
-Message = Sync | SeenDigest | Batches | AntiEntropy | AntiEntropyWanted
+Message = Sync | SeenDigest | Batches
 
 
 def encode_message(message: Message) -> bytes:
     if isinstance(message, Sync):
-        return codec.pack(["sync", codec.context_to_plain(message.seen), message.reply, message.covered])
+        return codec.pack(["sync", codec.context_to_plain(message.seen), message.reply])
     if isinstance(message, Batches):
         return codec.pack(["batches", list(message.wires)])
-    if isinstance(message, AntiEntropy):
-        return codec.pack(["ae", message.body])
-    if isinstance(message, AntiEntropyWanted):
-        return codec.pack(["ae-wanted"])
     if isinstance(message, SeenDigest):
         return codec.pack(["digest", message.digest])
     raise TypeError(f"not a message: {message!r}")
@@ -88,16 +69,12 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
     if not (isinstance(obj, list) and obj and isinstance(obj[0], str)):
         raise DecodeError("malformed message")
     kind, args = obj[0], obj[1:]
-    if kind == "sync" and len(args) == 3 and all(type(a) is bool for a in args[1:]):
-        return Sync(codec.context_from_plain(args[0]), args[1], args[2])
+    if kind == "sync" and len(args) == 2 and type(args[1]) is bool:
+        return Sync(codec.context_from_plain(args[0]), args[1])
     if kind == "batches" and len(args) == 1 and isinstance(args[0], list):
         if not all(isinstance(w, bytes) for w in args[0]):
             raise DecodeError("malformed batches message")
         return Batches(tuple(args[0]))
-    if kind == "ae" and len(args) == 1:
-        return AntiEntropy(args[0])
-    if kind == "ae-wanted" and not args:
-        return AntiEntropyWanted()
     if kind == "digest" and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
         return SeenDigest(args[0])
     raise DecodeError(f"malformed or unknown message kind {kind!r}")

@@ -33,9 +33,12 @@ What the node does, per DESIGN.md §4:
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
-* catch-up from the delta log while it covers the gap; otherwise anti-entropy;
-* anti-entropy: a Merkle reconciliation on every connect and every ``anti_entropy_interval``;
-* log garbage collection once every peer known to this node has a batch;
+* reconciliation moves batches, never state: each side's ``Sync`` (a version vector per
+  author) tells the other which signed batches it lacks, and those original batches are sent
+  from the delta log, so every receiver verifies every author's part itself. A ``Sync`` goes
+  out on every connect, on every differing gossip digest and every ``anti_entropy_interval``;
+* the delta log keeps signed batches for good (up to ``max_log_batches``), so a peer that
+  joins or returns late gets every author's signed history;
 * untrusted authors: a batch whose author is not in the keyring is parked (bounded by
   ``max_parked_batches``, oldest dropped first) and applied once :meth:`Node.trust` admits the
   author; the peer that relayed it keeps its connection. A batch of a trusted author with a bad
@@ -44,9 +47,13 @@ What the node does, per DESIGN.md §4:
 * type clashes: a name written as two types is kept as one object per type, resolved alike on
   every replica (:mod:`crdtmem.memory`), and reported as a :class:`TypeClash` event; it never
   closes a connection;
-* lost history: a peer holding more of our own batches than we do means our store was lost
-  or rolled back; the node then stops signing local writes, which would reuse sequence
-  numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
+* bounded numbers: a batch whose timestamps run ahead of this replica's clock by more than
+  ``max_clock_skew`` is refused (``clock-skew``); a local write that cannot be encoded is set
+  aside and reported by :meth:`Node.check_writable`, never raised out of :meth:`Node.tick`;
+* claims need signatures: a ``Sync`` or a batch header is the peer's word and changes nothing
+  of ours. Only our own validly signed batch that this store does not hold proves our history
+  was lost (a restart without the store); the node then stops signing local writes, which
+  would reuse sequence numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
 """
 
 from __future__ import annotations
@@ -59,11 +66,16 @@ from dataclasses import dataclass, field
 
 from .. import codec
 from ..clocks import CausalContext, Dot
-from ..errors import CrdtmemError, LostHistoryError, RefusalReason, RemoteProtocolError, UnencodableWriteError
+from ..errors import (
+    CrdtmemError,
+    LostHistoryError,
+    RefusalReason,
+    RemoteProtocolError,
+    UnencodableWriteError,
+)
 from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
-from .antientropy import Reconciler
 from .batch import (
     DeltaBatch,
     UntrustedAuthorError,
@@ -71,8 +83,10 @@ from .batch import (
     check_stamps,
     open_batch,
     peek_batch,
+    read_batch,
     seal_batch,
 )
+from .causal import CausalIndex, EquivocationError
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -83,7 +97,6 @@ from .events import (
     PeerConnected,
     PeerDisconnected,
     Refused,
-    RepairApplied,
     Send,
     SendKind,
     TypeClash,
@@ -91,8 +104,6 @@ from .events import (
 from .framing import FrameChannel, ReplayedFrameError
 from .handshake import Handshake
 from .messages import (
-    AntiEntropy,
-    AntiEntropyWanted,
     Batches,
     Message,
     SeenDigest,
@@ -118,17 +129,23 @@ class NodeConfig:
     gossip_interval: float = 1.0
     fanout: int = 3
     anti_entropy_interval: float = 30.0
+    """Seconds between full ``Sync`` exchanges with each neighbour (answered with missing batches)."""
     handshake_timeout: float = 10.0
     ack_delay: float = 0.1
     """Acks of received batches wait this long so one ack covers a burst."""
     relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
-    """How long the delta log keeps batches for a peer that went away (then anti-entropy)."""
+    """How long what a peer that went away had seen is remembered (its batches stay logged)."""
     max_frame_bytes: int = 1024 * 1024
     max_message_bytes: int = 64 * 1024 * 1024
-    max_log_batches: int = 100_000
+    max_log_batches: int = 1_000_000
+    """Signed batches kept for catch-up. They are kept for good up to this bound: past it the
+    oldest go, and a peer joining later can no longer get (nor verify) them."""
     max_batch_wires_per_message: int = 256
+    max_pending_batches: int = 10_000
+    """Verified batches kept waiting for their dependencies; beyond, new ones are dropped
+    (counted) and fetched again later."""
     max_parked_batches: int = 1024
     """Batches of authors not (yet) trusted kept for :meth:`Node.trust`; beyond, the oldest is dropped."""
     max_clock_skew: float = 300.0
@@ -147,8 +164,7 @@ class _Session:
     peer_seen: CausalContext = field(default_factory=CausalContext)
     in_flight: set[Dot] = field(default_factory=set)
     ack_at: float | None = None
-    reconciler: Reconciler | None = None
-    seen_at_reconcile: int = 0  # our seen-set size when the reconciliation began
+    heard: bool = False  # whether the peer's first Sync on this connection arrived
     next_anti_entropy: float = 0.0
 
     @property
@@ -165,8 +181,7 @@ class Node:
             replica must accept its writes relayed back), whether or not ``keyring`` lists it.
         keyring: who else may connect and author batches (closed by default). The node reads
             it on every handshake and batch, so keys added or removed later take effect; it
-            never changes it. Batches whose author it does not list are parked until
-            :meth:`trust` is called.
+            never changes it.
         rng: the only source of randomness (nonces, gossip targets).
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).
@@ -192,9 +207,14 @@ class Node:
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
         self._log = DeltaLog(self.config.max_log_batches)
-        for wire in log_wires:
-            self._log.add(Dot(*peek_batch(wire)), wire)
+        self._causal = CausalIndex()
         self._parked = ParkedBatches(self.config.max_parked_batches)
+        for wire in log_wires:  # in the order they were applied, so dependencies come first
+            batch = read_batch(wire, max_size=self.config.max_message_bytes)
+            self._log.add(Dot(batch.author, batch.seq), wire)
+            self._causal.record(batch)
+        self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
+        self._waiting: dict[bytes, list[bytes]] = {}  # missing dependency -> batches waiting on it
         self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
         self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
@@ -287,8 +307,8 @@ class Node:
                 if session.ack_at is not None and now >= session.ack_at:
                     session.ack_at = None
                     self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
-                if session.dialer and session.reconciler is None and now >= session.next_anti_entropy:
-                    self._start_anti_entropy(session, now)
+                if session.dialer and now >= session.next_anti_entropy:
+                    self._reconcile(session, now)
         if self._relay and now >= self._next_relay:
             self._relay_round(now)
         if self._next_gossip is None:
@@ -312,27 +332,41 @@ class Node:
         self._report_clashes()
         if not deltas:
             return
-        seq = self.seen.max(self.identity.peer_id) + 1
+        seq = self.seen.next_dot(self.identity.peer_id).counter
+        heads = self._causal.heads()
         try:
-            batch = seal_batch(self.identity, seq, deltas)
+            batch = seal_batch(self.identity, seq, deltas, heads)
         except (TypeError, ValueError, OverflowError):
-            batch = self._seal_encodable(seq, deltas)
+            batch = self._seal_encodable(seq, deltas, heads)
             if batch is None:
                 return
-        self.seen.add(Dot(batch.author, seq))
+        self._causal.record(batch)
         self._log.add(Dot(batch.author, seq), batch.wire)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self.stats.batches_created += 1
         for session in self._ready_sessions():
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
 
+    def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
+        """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
+        good = []
+        for name, delta in deltas:
+            try:
+                codec.encode_state(delta)
+            except (TypeError, ValueError, OverflowError) as exc:
+                log.error("local write to %r cannot be encoded, not sent: %s", name, exc)
+                self._unencodable.append(f"{name!r} ({type(exc).__name__}: {exc})")
+            else:
+                good.append((name, delta))
+        return seal_batch(self.identity, seq, good, heads) if good else None
+
     def trust(self, now: float, keyring: Keyring | None = None) -> None:
         """Call after the keyring changed (or to replace it): apply parked batches it now admits.
 
         Batches whose author was not trusted when they arrived are parked (see
         :class:`~crdtmem.protocol.parking.ParkedBatches`); those of authors trusted now are
-        verified and applied, and relayed like fresh batches. One that fails verification is
-        dropped and counted (``refused_<reason>``): the peer that relayed it is long gone.
+        verified, applied once their dependencies are (like any received batch), and relayed.
+        One that fails verification is dropped and counted: the peer that relayed it is long gone.
 
         Args:
             now: the current time.
@@ -348,6 +382,10 @@ class Node:
             try:
                 batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
                 check_stamps(batch, self._stamp_bound())
+                missing = self._causal.missing(batch)
+                if missing:
+                    self._buffer(batch, missing)
+                    continue
                 self._apply(batch)
             except CrdtmemError as exc:
                 reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
@@ -355,6 +393,7 @@ class Node:
                 self.stats.count_refusal(reason)
                 continue
             fresh.append((dot, wire))
+            fresh += self._release(None, batch.hash)
         self._sync_parked_stats()
         self._report_clashes()
         if fresh:
@@ -365,19 +404,6 @@ class Node:
     def parked(self) -> int:
         """How many batches wait for their author to be trusted (see :meth:`trust`)."""
         return len(self._parked)
-
-    def _seal_encodable(self, seq: int, deltas: list) -> DeltaBatch | None:
-        """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
-        good = []
-        for name, delta in deltas:
-            try:
-                codec.encode_state(delta)
-            except (TypeError, ValueError, OverflowError) as exc:
-                log.error("local write to %r cannot be encoded, not sent: %s", name, exc)
-                self._unencodable.append(f"{name!r} ({type(exc).__name__}: {exc})")
-            else:
-                good.append((name, delta))
-        return seal_batch(self.identity, seq, good) if good else None
 
     def check_writable(self) -> None:
         """Call after :meth:`flush` to learn whether the writes went out.
@@ -412,7 +438,7 @@ class Node:
             else:
                 if session.ack_at is not None:
                     deadlines.append(session.ack_at)
-                if session.dialer and session.reconciler is None:
+                if session.dialer:
                     deadlines.append(session.next_anti_entropy)
         return min(deadlines) if deadlines else None
 
@@ -444,7 +470,8 @@ class Node:
         """Per connected peer id: whether it has seen every batch we have, and we every one it has."""
         out: dict[str, bool] = {}
         for s in self._ready_sessions():
-            ok = s.reconciler is None and _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
+            # Until the peer's first Sync on this connection we do not know what it holds.
+            ok = s.heard and _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
             out[s.peer_id] = out.get(s.peer_id, True) and ok
         return out
 
@@ -469,7 +496,7 @@ class Node:
         )
         session.peer_seen = self._known_seen.setdefault(hs.peer_id, CausalContext()).copy()
         self._gone_since.pop(hs.peer_id, None)
-        session.next_anti_entropy = now
+        session.next_anti_entropy = now + self._anti_entropy_delay()
         self._events.append(PeerConnected(session.conn, hs.peer_id))
         self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
 
@@ -480,60 +507,123 @@ class Node:
             self._on_sync(session, message, now)
         elif isinstance(message, Batches):
             self._on_batches(session, message, now)
-        elif isinstance(message, AntiEntropy):
-            self._on_anti_entropy(session, message, now)
         elif isinstance(message, SeenDigest):
             if message.digest == seen_digest(self.seen):
                 self._learn(session, self.seen)  # the peer has seen exactly what we have
             else:
                 self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
-        elif isinstance(message, AntiEntropyWanted):
-            if session.dialer and session.reconciler is None:
-                self._start_anti_entropy(session, now)
 
     def _on_sync(self, session: _Session, message: Sync, now: float) -> None:
-        self._check_history(session, message.seen.max(self.identity.peer_id))
-        if message.covered:
-            self.seen.join(message.seen)
+        # A Sync is the peer's unsigned word about what *it* holds: it steers what we send it
+        # and nothing else. It never changes our own ``seen`` and never halts us.
+        if not session.heard:
+            # What the peer held on an earlier connection may be gone (a lost or rolled-back
+            # store): its first word on this one replaces what we remembered.
+            session.heard = True
+            session.peer_seen = CausalContext()
+            self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
-        if not _covers(message.seen, self.seen):  # they lack something: send it from the log
+        if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
             missing = self._log.missing(message.seen)
             if missing:
                 self._push(session, missing, SendKind.CATCH_UP)
-            if not self._log.fills(message.seen, self.seen):
-                # ...or, where the log no longer holds it, by anti-entropy.
-                if not session.dialer:
-                    self._send_message(session, AntiEntropyWanted(), SendKind.ANTI_ENTROPY)
-                elif session.reconciler is None:
-                    self._start_anti_entropy(session, now)
         if not message.reply and not _covers(self.seen, message.seen):
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh: list[tuple[Dot, bytes]] = []
+        own = self.identity.peer_id
+        ours = self.seen.max(own)
+        ours_lost = 0  # the highest of our own validly signed batches this store does not hold
+        fetch = False
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
-            if dot.replica == self.identity.peer_id:
-                self._check_history(session, dot.counter)
-            session.peer_seen.add(dot)
-            if dot in self.seen:
+            held = dot in self.seen
+            if held and self._log.get(dot, wire) == wire:
+                session.peer_seen.add(dot)
                 self.stats.duplicate_batches += 1
                 continue
+            # Verified before anything is believed: an unsigned header claims nothing.
             try:
                 batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
             except UntrustedAuthorError:
                 self._park(dot, wire)  # the relay is not at fault: keep the connection
                 continue
             check_stamps(batch, self._stamp_bound())
-            self._apply(batch)
+            session.peer_seen.add(dot)
+            if dot.replica == own:
+                ours_lost = max(ours_lost, dot.counter)
+                if held:
+                    continue  # we signed another batch under this number: never apply both
+            elif held:
+                self._equivocation(session, batch)
+                continue
+            if batch.hash in self._pending:
+                self.stats.duplicate_batches += 1
+                continue
+            missing = self._causal.missing(batch)
+            if missing and not any(self._causal.refused(d) for d in missing):
+                self._buffer(batch, missing)
+                fetch = True
+                continue
+            self._apply(batch)  # a refusal here is this sender's batch: the connection drops
             fresh.append((dot, wire))
+            fresh += self._release(session.conn, batch.hash)
+        if ours_lost:
+            self._check_history(session, ours, ours_lost)
         self._known_seen[session.peer_id] = session.peer_seen.copy()
+        if fetch:
+            # The sender applied what it relays, so it holds the dependencies we lack.
+            self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
         if fresh:
             if session.ack_at is None:
                 session.ack_at = now + self.config.ack_delay
             self._relay += fresh
             if now >= self._next_relay:
                 self._relay_round(now)
+
+    def _equivocation(self, session: _Session, batch: DeltaBatch) -> None:
+        """``batch`` is validly signed, but its author signed another batch under its number."""
+        exc = EquivocationError(f"{batch.author} signed two different batches #{batch.seq}")
+        log.warning("refused batch from %s: %s", session.peer_id, exc)
+        self.stats.count_refusal(exc.reason)
+        self._events.append(Refused(session.conn, exc.reason, str(exc)))
+
+    def _buffer(self, batch: DeltaBatch, missing: list[bytes]) -> None:
+        """Keep a verified batch until its dependencies are applied, within the bound."""
+        if len(self._pending) >= self.config.max_pending_batches:
+            self.stats.pending_dropped += 1  # not in ``seen``: a later Sync fetches it again
+            return
+        self._pending[batch.hash] = batch
+        for dep in missing:
+            self._waiting.setdefault(dep, []).append(batch.hash)
+        self.stats.batches_buffered += 1
+
+    def _release(self, conn: ConnId | None, applied: bytes) -> list[tuple[Dot, bytes]]:
+        """Apply the waiting batches that ``applied`` (transitively) made ready; return them.
+
+        A refused one is counted (and reported on ``conn``, the connection that brought
+        ``applied``, if any); it never drops a connection: its sender is not at fault."""
+        out: list[tuple[Dot, bytes]] = []
+        stack = [applied]
+        while stack:
+            for waiting in self._waiting.pop(stack.pop(), ()):
+                batch = self._pending.get(waiting)
+                if batch is None or self._causal.missing(batch):
+                    continue
+                del self._pending[waiting]
+                try:
+                    self._apply(batch)
+                except CrdtmemError as exc:
+                    # Signed by its author, not by this sender: count it, keep the connection.
+                    reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
+                    log.warning("refused waiting batch %s#%d: %s", batch.author, batch.seq, exc)
+                    self.stats.count_refusal(reason)
+                    self._events.append(Refused(conn, reason, str(exc)))
+                    continue
+                out.append((Dot(batch.author, batch.seq), batch.wire))
+                stack.append(batch.hash)
+        return out
 
     def _report_clashes(self) -> None:
         """Raise a :class:`TypeClash` for each name the memory began holding as another type."""
@@ -551,62 +641,32 @@ class Node:
         self.stats.batches_parked, self.stats.parked_dropped = self._parked.parked, self._parked.dropped
 
     def _apply(self, batch: DeltaBatch) -> None:
+        try:
+            covered = self._causal.check(batch)
+        except RemoteProtocolError:
+            self._causal.refuse(batch)
+            raise
         apply_batch(self.memory, batch)
+        self._causal.record(batch, covered)
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
         self._log.add(dot, batch.wire)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
 
-    def _on_anti_entropy(self, session: _Session, message: AntiEntropy, now: float) -> None:
-        if session.reconciler is None:
-            if session.dialer:
-                raise RemoteProtocolError("anti-entropy message without a session")
-            session.reconciler = Reconciler(
-                self.memory, self.index, initiator=False, origin=session.peer_id, stamp_bound=self._stamp_bound
-            )
-            session.seen_at_reconcile = self.seen.size()
-            self.stats.anti_entropy_sessions += 1
-        reconciler = session.reconciler
-        replies = reconciler.receive(message.body)
-        for body in replies:
-            self._send_message(session, AntiEntropy(body), SendKind.ANTI_ENTROPY)
-        if reconciler.done:
-            self._finish_anti_entropy(session, now)
+    def pending_size(self) -> int:
+        """How many verified batches wait for their dependencies (for health and tests)."""
+        return len(self._pending)
 
-    def _start_anti_entropy(self, session: _Session, now: float) -> None:
-        session.reconciler = Reconciler(
-            self.memory, self.index, initiator=True, origin=session.peer_id, salt=self.rng.getrandbits(64),
-            stamp_bound=self._stamp_bound,
-        )
-        session.seen_at_reconcile = self.seen.size()
+    def _reconcile(self, session: _Session, now: float) -> None:
+        """A periodic full ``Sync``: the peer answers with the signed batches we lack, and we it."""
         self.stats.anti_entropy_sessions += 1
-        for body in session.reconciler.start():
-            self._send_message(session, AntiEntropy(body), SendKind.ANTI_ENTROPY)
-        if session.reconciler.done:
-            self._finish_anti_entropy(session, now)
+        self.stats.anti_entropy_finished += 1
+        session.next_anti_entropy = now + self._anti_entropy_delay()
+        self._send_message(session, Sync(self.seen), SendKind.ANTI_ENTROPY)
 
-    def _finish_anti_entropy(self, session: _Session, now: float) -> None:
-        reconciler, session.reconciler = session.reconciler, None
-        stats, counts = reconciler.stats, self.stats
-        counts.anti_entropy_finished += 1
-        counts.repair_bytes_sent += stats["bytes_sent"]
-        counts.repair_leaves_sent += stats["leaves_sent"]
-        counts.repair_leaves_received += stats["leaves_received"]
-        counts.repair_round_trips += stats["round_trips"]
-        repaired = tuple(stats["repaired_names"])
-        if repaired:
-            counts.repairs += 1
-            self._events.append(RepairApplied(session.peer_id, repaired))
-        retry = reconciler.converged is False  # writes meanwhile, or a fingerprint collision
-        delay = self.config.gossip_interval if retry else self.config.anti_entropy_interval
-        session.next_anti_entropy = now + delay * (0.75 + 0.5 * self.rng.random())
-        if reconciler.converged and self.seen.size() == session.seen_at_reconcile:
-            # The peer's state equals ours as compared during the session, and it still holds
-            # it (states only grow), so every batch we had seen then is reflected there too.
-            # A batch applied here while the session ran may have missed the comparison: then
-            # our seen set says more than the peer provably has, and we claim nothing.
-            self._send_message(session, Sync(self.seen, reply=True, covered=True), SendKind.ANTI_ENTROPY)
+    def _anti_entropy_delay(self) -> float:
+        return self.config.anti_entropy_interval * (0.75 + 0.5 * self.rng.random())
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -653,10 +713,13 @@ class Node:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _check_history(self, session: _Session, theirs: int) -> None:
-        """A peer knows our batch ``theirs``: if we never made it, our history was lost."""
-        ours = self.seen.max(self.identity.peer_id)
-        if theirs <= ours or self.lost_history is not None:
+    def _check_history(self, session: _Session, ours: int, theirs: int) -> None:
+        """A peer relayed our own validly signed batch ``theirs`` that this store did not hold.
+
+        Only our own signature proves our history: a ``Sync`` or a batch header is the peer's
+        word and is never believed here, so no peer can halt us with a claim.
+        """
+        if self.lost_history is not None:
             return
         self.lost_history = (
             f"peer {session.peer_id} holds batches of {self.identity.peer_id} up to #{theirs}, this replica only "
@@ -673,32 +736,33 @@ class Node:
         self._known_seen.setdefault(session.peer_id, CausalContext()).join(seen)
 
     def _collect_log(self, now: float) -> None:
-        """Forget batches that every peer met recently has seen.
+        """Forget what peers gone for longer than ``log_retention`` had seen.
 
-        A peer gone for longer than ``log_retention`` stops pinning the log; when it returns,
-        catch-up falls back to anti-entropy.
+        Signed batches themselves are kept for good (up to ``max_log_batches``): they are the
+        only proof of each author's writes and of our own history that a peer joining or
+        returning later can verify, so acks never drop them.
         """
         for peer_id, since in list(self._gone_since.items()):
             if now - since >= self.config.log_retention:
                 del self._gone_since[peer_id]
                 self._known_seen.pop(peer_id, None)
-        self._log.collect(self._known_seen.values())
 
     def log_size(self) -> int:
         """How many signed batches the delta log holds for catch-up."""
         return len(self._log)
 
-    def log_wires(self) -> list[bytes]:
-        """The delta log's signed batches: persist them with a snapshot to restore the log."""
-        return self._log.wires()
-
     def snapshot(self) -> Snapshot:
         """What a store keeps of this replica now: call :meth:`flush` first, then hand it to
         :meth:`Store.compact <crdtmem.protocol.recovery.Store.compact>`."""
         return Snapshot.of(self.memory, self.seen, self._log.wires())
+
     def _stamp_bound(self) -> int:
         """The latest hybrid timestamp a peer's write may carry (memory clock + ``max_clock_skew``)."""
         return self.memory.stamp_bound(self.config.max_clock_skew)
+
+    def log_wires(self) -> list[bytes]:
+        """The delta log's signed batches: persist them with a snapshot to restore the log."""
+        return self._log.wires()
 
     def _advance(self, now: float) -> None:
         if now > self._now:

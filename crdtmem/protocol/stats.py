@@ -28,13 +28,19 @@ class NodeStats:
     """Batches of others verified and joined into the memory."""
     duplicate_batches: int = 0
     """Batches received again after they had been applied (gossip redundancy)."""
+    batches_buffered: int = 0
+    """Verified batches that had to wait for their dependencies (causal delivery)."""
+    pending_dropped: int = 0
+    """Waiting batches dropped because the wait buffer was full (fetched again later)."""
     bytes_sent: int = 0
     bytes_received: int = 0
     bytes_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)
     messages_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)
     """Frames sent, by what they carry."""
     refusals: dict[RefusalReason, int] = field(default_factory=dict)
-    """Inputs refused, by reason (every refusal but a replayed frame also closed a connection)."""
+    """Inputs refused, by reason. Every refusal closed a connection except a replayed frame, an
+    equivocating batch, and a batch refused after waiting for its dependencies (its author, not
+    the peer that delivered it, is at fault)."""
     anti_entropy_sessions: int = 0
     """Merkle reconciliations begun, either side."""
     anti_entropy_finished: int = 0
@@ -73,6 +79,8 @@ class NodeStats:
         flat = {
             "anti_entropy_sessions": self.anti_entropy_sessions,
             "batches_applied": self.batches_applied,
+            "batches_buffered": self.batches_buffered,
+            "pending_dropped": self.pending_dropped,
             "batches_created": self.batches_created,
             "batches_parked": self.batches_parked,
             "bytes_received": self.bytes_received,

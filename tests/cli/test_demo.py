@@ -10,7 +10,7 @@ def test_demo_converges_and_exits_zero() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "CONVERGED" in out
-    assert "Merkle repair bytes" in out and "round trips" in out
+    assert "catch-up bytes (signed batches)" in out and "signed batches applied" in out
     for name in ("alice", "bob", "carol"):
         assert f"{name}'s memory" in out
 

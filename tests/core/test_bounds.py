@@ -165,28 +165,3 @@ def test_a_batch_with_one_skewed_timestamp_applies_none_of_its_deltas() -> None:
     events = cluster.inject(mallory.conn, mallory.seal(_own_batch([*own.take_deltas(), ("goal", skewed)])))
     assert _refusals(events) == ["clock-skew"]
     assert cluster.memory("honest").snapshot() == before
-
-
-def test_a_repair_row_with_a_skewed_timestamp_is_refused_before_any_row_is_joined() -> None:
-    from crdtmem.merkle import MerkleIndex
-    from crdtmem.protocol.antientropy import Reconciler
-    from crdtmem.protocol.batch import ClockSkewError
-
-    now = NOW
-    honest = Memory("honest", clock=lambda: now)
-    honest.register("goal").assign("ship")
-    honest.take_deltas()
-    liar = Memory("liar", clock=lambda: now + 3600)
-    liar.counter("aaa").increment(1)  # a row sorted before the skewed one
-    liar.register("goal").assign("an hour ahead")
-    liar.take_deltas()
-    before = honest.snapshot()
-    x = Reconciler(liar, MerkleIndex(liar), initiator=True, origin="honest", salt=5)
-    y = Reconciler(honest, MerkleIndex(honest), initiator=False, origin="liar",
-                   stamp_bound=lambda: honest.stamp_bound(300.0))
-    messages, side = x.start(), y
-    with pytest.raises(ClockSkewError):
-        while messages:
-            replies = [reply for message in messages for reply in side.receive(message)]
-            messages, side = replies, (x if side is y else y)
-    assert honest.snapshot() == before

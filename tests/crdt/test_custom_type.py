@@ -14,7 +14,6 @@ from crdtmem.errors import DecodeError
 from crdtmem.handles import Handle
 from crdtmem.testing import Cluster, Op, check_join_laws, registered_adapter
 
-from ..core.test_antientropy import Pair
 
 
 class MaxRegister:
@@ -125,16 +124,6 @@ def test_registered_type_replicates_between_nodes_in_signed_batches(registered: 
     a.memory.counter("hits").increment()
     assert cluster.run_until(cluster.converged, timeout=10)
     assert b.memory.values() == {"top": 9, "hits": 1}
-
-
-def test_registered_type_is_repaired_by_anti_entropy(registered: TypeSpec) -> None:
-    pair = Pair(Memory("alice"), Memory("bob"))
-    pair.a.get("top", "test-max").raise_to(3)
-    pair.b.get("top", "test-max").raise_to(8)
-    pair.b.set("s").add(1)
-    pair.run()
-    pair.assert_converged()
-    assert pair.a.values() == {"top": 8, "s": frozenset({1})}
 
 
 def test_registered_type_obeys_the_join_laws_and_encodes_canonically(registered: TypeSpec) -> None:

@@ -3,7 +3,7 @@ and a refusal leaves no trace.
 
 Targets: the frame layer (:meth:`FrameChannel.open_frame`, chunk reassembly included), the
 handshake (:meth:`Handshake.receive`), session messages (:func:`decode_message`), delta batches
-(:func:`open_batch`), the anti-entropy :meth:`Reconciler.receive`, a whole :class:`Node` fed
+(:func:`open_batch`), a whole :class:`Node` fed
 hostile frames on an authenticated session, and every CRDT decoder (``codec.decode_state`` per
 tag, reusing the corpus and mutators of ``tests/core/test_decode_fuzz.py``).
 
@@ -41,24 +41,19 @@ from crdtmem.clocks import CausalContext, Dot
 from crdtmem.crdt import TYPES
 from crdtmem.errors import CrdtmemError
 from crdtmem.identity import Identity, Keyring
-from crdtmem.merkle import MerkleIndex
-from crdtmem.protocol.antientropy import Reconciler
 from crdtmem.protocol.batch import _signed_part, open_batch, seal_batch
 from crdtmem.protocol.events import Send
 from crdtmem.protocol.framing import PROTOCOL_VERSION, FrameChannel, SessionKeys, _tag
 from crdtmem.protocol.handshake import Auth, Handshake, HandshakeState, decode_handshake_message
-from crdtmem.protocol.messages import AntiEntropy, AntiEntropyWanted, Batches, Sync, decode_message, encode_message
+from crdtmem.protocol.messages import Batches, Sync, decode_message, encode_message
 from crdtmem.protocol.node import Node, NodeConfig
 
 from ..core.test_decode_fuzz import (
     ALL_VALID,
     DECODERS,
-    _nodes,
-    _replace,
     byte_mutations,
     mutate_bytes,
     mutate_plain,
-    plain_values,
     watchdog,
 )
 
@@ -147,8 +142,9 @@ def _alice_memory(clock: float = 1000.0) -> Memory:
 def _batches() -> list[bytes]:
     m = _alice_memory()
     deltas = m.take_deltas()
-    wires = [seal_batch(ALICE, 1, deltas[:3]).wire, seal_batch(ALICE, 2, deltas[3:]).wire]
-    wires.append(seal_batch(ALICE, 3, [("c", TYPES["gcounter"]())]).wire)
+    first = seal_batch(ALICE, 1, deltas[:3])
+    second = seal_batch(ALICE, 2, deltas[3:], deps=(first.hash,))
+    wires = [first.wire, second.wire, seal_batch(ALICE, 3, [("c", TYPES["gcounter"]())], deps=(second.hash,)).wire]
     return wires
 
 
@@ -162,51 +158,21 @@ def _context() -> CausalContext:
     return ctx
 
 
-def _ae_trace() -> list[tuple[bool, list]]:
-    """A full anti-entropy session between two differing replicas: (to_initiator, message) per flight."""
-    a, b = _ae_pair()
-    ia, ib = MerkleIndex(a), MerkleIndex(b)
-    ra = Reconciler(a, ia, initiator=True, origin=BOB.peer_id, salt=7)
-    rb = Reconciler(b, ib, initiator=False, origin=ALICE.peer_id)
-    trace: list[tuple[bool, list]] = []
-    pending = [(False, m) for m in ra.start()]
-    while pending:
-        to_initiator, msg = pending.pop(0)
-        trace.append((to_initiator, msg))
-        side = ra if to_initiator else rb
-        pending += [(not to_initiator, r) for r in side.receive(msg)]
-    return trace
 
 
-def _ae_pair() -> tuple[Memory, Memory]:
-    a = _alice_memory()
-    b = Memory(BOB.peer_id, clock=lambda: 2000.0)
-    b.set("s").add("y")
-    b.counter("c").increment(1)
-    b.map("m").put("k2", [1])
-    b.register("only-b").assign(1)
-    for i in range(12):
-        a.set("many").add(i)
-    a.take_deltas()
-    b.take_deltas()
-    return a, b
 
-
-AE_TRACE = _ae_trace()
 
 MESSAGES = [
     encode_message(Sync(_context())),
-    encode_message(Sync(CausalContext(), reply=True, covered=True)),
+    encode_message(Sync(CausalContext(), reply=True)),
     encode_message(Batches(tuple(BATCHES))),
-    encode_message(AntiEntropyWanted()),
-    *(encode_message(AntiEntropy(msg)) for _, msg in AE_TRACE),
 ]
 
 
 def _frames() -> list[bytes]:
     sender = FrameChannel(SessionKeys(send=ALICE_TO_BOB, receive=BOB_TO_ALICE), max_frame_bytes=FRAME_CAP)
     frames: list[bytes] = []
-    for message in (MESSAGES[0], MESSAGES[2], MESSAGES[3]):
+    for message in (MESSAGES[0], MESSAGES[2], MESSAGES[1]):
         frames += sender.seal_message(message)
     return frames
 
@@ -336,7 +302,7 @@ def batch_case(draw: st.DrawFn) -> bytes:
     how = draw(st.sampled_from(["plain", "resigned-body", "forged-author", "untrusted"]))
     if how == "plain":
         return draw(hostile(BATCHES))
-    author, seq, body, _ = msgpack.unpackb(draw(st.sampled_from(BATCHES)), raw=False)
+    author, seq, deps, body, _ = msgpack.unpackb(draw(st.sampled_from(BATCHES)), raw=False)
     signer = ALICE
     if how == "resigned-body":  # the author's own key over a malformed body
         body = mutate_bytes(draw, body) if draw(st.booleans()) else mutate_structure(draw, body)
@@ -344,7 +310,7 @@ def batch_case(draw: st.DrawFn) -> bytes:
         author, signer = BOB.peer_id, BOB
     else:
         author, signer = STRANGER.peer_id, STRANGER
-    return codec.pack([author, seq, body, signer.sign(_signed_part(author, seq, body))])
+    return codec.pack([author, seq, deps, body, signer.sign(_signed_part(author, seq, deps, body))])
 
 
 @fuzz(600)
@@ -357,68 +323,6 @@ def test_hostile_batches_are_refused_or_write_only_as_their_author(wire: bytes) 
         probe = Memory("probe-replica", clock=lambda: 0.0)
         for name, delta in batch.deltas:  # an accepted batch applies to a fresh replica
             attempt("batch-apply", lambda: probe.apply_delta(name, delta, batch.author))
-
-
-# -- anti-entropy ------------------------------------------------------------------------------------
-
-
-@st.composite
-def ae_case(draw: st.DrawFn) -> tuple[int, Any]:
-    """(index of the flight to corrupt in the valid session trace, the corrupt message)."""
-    k = draw(st.integers(0, len(AE_TRACE) - 1))
-    _, msg = AE_TRACE[k]
-    how = draw(st.sampled_from(["structure", "bytes", "random"]))
-    if how == "structure":
-        return k, mutate_plain(draw, msg)
-    if how == "random":
-        return k, draw(plain_values)
-    try:
-        return k, msgpack.unpackb(mutate_bytes(draw, codec.pack(msg)), raw=False, strict_map_key=False)
-    except Exception:  # noqa: BLE001 - not even msgpack: the node's decoder would have refused it
-        return k, mutate_plain(draw, msg)
-
-
-@fuzz(400)
-@given(case=ae_case())
-def test_hostile_anti_entropy_messages_leave_the_replica_untouched(case: tuple[int, Any]) -> None:
-    k, hostile_msg = case
-    a, b = _ae_pair()
-    ra = Reconciler(a, MerkleIndex(a), initiator=True, origin=BOB.peer_id, salt=7)
-    rb = Reconciler(b, MerkleIndex(b), initiator=False, origin=ALICE.peer_id)
-    ra.start()
-    for to_initiator, msg in AE_TRACE[:k]:
-        (ra if to_initiator else rb).receive(msg)
-    to_initiator, _ = AE_TRACE[k]
-    side, memory = (ra, a) if to_initiator else (rb, b)
-    before = memory.snapshot()
-    accepted, _ = attempt("anti-entropy", lambda: side.receive(hostile_msg))
-    if not accepted:
-        assert memory.snapshot() == before, "a refused anti-entropy message changed the replica"
-
-
-def test_a_repair_row_with_an_unhashable_type_tag_is_refused() -> None:
-    k = next(i for i, (_, msg) in enumerate(AE_TRACE) if msg[0] == "ae.repair")
-    a, b = _ae_pair()
-    ra = Reconciler(a, MerkleIndex(a), initiator=True, origin=BOB.peer_id, salt=7)
-    rb = Reconciler(b, MerkleIndex(b), initiator=False, origin=ALICE.peer_id)
-    ra.start()
-    for to_initiator, msg in AE_TRACE[:k]:
-        (ra if to_initiator else rb).receive(msg)
-    to_initiator, msg = AE_TRACE[k]
-
-
-    bad = codec.pack(msg)
-    plain = msgpack.unpackb(bad, raw=False)
-    # the rows block is [replica table, rows]; give the first row a list as its type tag
-    for path in _nodes(plain):
-        node = plain
-        for i in path:
-            node = node[i]
-        if isinstance(node, list) and len(node) == 6 and node[1] in TYPES:
-            plain = _replace(plain, (*path, 1), [])
-            break
-    with pytest.raises(CrdtmemError):
-        (ra if to_initiator else rb).receive(plain)
 
 
 # -- a whole node on an authenticated session ------------------------------------------------------------

@@ -140,8 +140,10 @@ async def test_a_dialer_reconnects_after_the_listener_restarts() -> None:
             await b.wait_synced(timeout=10, peers=1)
 
 
-async def test_isolated_peer_catches_up_by_repair_after_rejoining() -> None:
-    config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0, max_log_batches=0)
+async def test_isolated_peer_catches_up_after_rejoining() -> None:
+    # Signed batches are the only proof of history (a repaired state proves no one's writes),
+    # so the peers keep their logs and the rejoining peer gets the batches it lacks.
+    config = NodeConfig(gossip_interval=0.2, anti_entropy_interval=60.0)
     ids, keyring, mems = team(3)
     quick = PeerOptions(reconnect_min=0.02, reconnect_max=0.1)
     async with Peer(mems[0], ids[0], keyring, quick, listen="ws://127.0.0.1:0", config=config) as a, \
@@ -159,7 +161,6 @@ async def test_isolated_peer_catches_up_by_repair_after_rejoining() -> None:
         await c.wait_synced(timeout=10, peers=2)
         await a.wait_for(lambda: same_state(*mems), timeout=10)
         assert "only-c" in mems[1].set("facts")
-        assert sum(p.metrics()["repairs"] for p in (a, b, c)) >= 1
 
 
 async def test_peers_over_the_memory_transport_converge() -> None:

@@ -1,0 +1,159 @@
+"""Causal delivery: which signed batches a batch depends on, and what it may remove.
+
+Every batch names, by hash, the head batches its author had applied when sealing it. A
+receiver applies it only once all of them are applied here, and computes its **covered
+version vector**: the join of its dependencies' vectors plus the batch itself. That vector is
+what the author provably observed, so:
+
+* the author's own previous batch must be covered (``seq - 1``), else the dependencies are
+  refused as :attr:`~crdtmem.errors.RefusalReason.BAD_DEPENDENCIES`;
+* a removal, a map-key removal or an MV-register overwrite (the causal context of an OR-Set,
+  OR-Map or MV-register delta) may name another replica's dots only as far as that replica's
+  covered batches created them in the same object; beyond is
+  :attr:`~crdtmem.errors.RefusalReason.UNOBSERVED_REMOVE`. Dots not made yet cannot be
+  covered, because a hash cannot name a batch that does not exist.
+
+:class:`CausalIndex` keeps, per applied batch, its hash and covered vector, the current heads
+(what the next local batch depends on), and per object and replica how far that replica's
+dots reached after each of its batches. It holds no wires and is rebuilt from the delta log
+on restart (:meth:`CausalIndex.record` in log order).
+
+Yjs documents are not bounded here yet: a document delete-set is not checked against the
+covered batches (see the Node's module notes).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+from ..crdt.dotkernel import KernelContainer
+from ..errors import RefusalReason, RemoteProtocolError
+from .batch import DeltaBatch
+
+__all__ = ["CausalIndex", "UnobservedRemoveError", "BadDependenciesError", "EquivocationError"]
+
+
+class UnobservedRemoveError(RemoteProtocolError):
+    """A batch removes or overwrites another replica's dots its dependencies do not cover."""
+
+    reason = RefusalReason.UNOBSERVED_REMOVE
+
+
+class BadDependenciesError(RemoteProtocolError):
+    """A batch's dependencies skip its author's own previous batch, or one of them was refused."""
+
+    reason = RefusalReason.BAD_DEPENDENCIES
+
+
+class EquivocationError(RemoteProtocolError):
+    """An author signed two different batches under one sequence number.
+
+    The second is never applied (it would reuse the first one's dots). It is evidence against
+    the author, not against the peer that relayed it, so the connection stays open.
+    """
+
+    reason = RefusalReason.EQUIVOCATION
+
+
+class CausalIndex:
+    """The applied batches' hashes, covered vectors and heads, and per-object dot reach."""
+
+    def __init__(self) -> None:
+        self._covered: dict[bytes, dict[str, int]] = {}
+        self._heads: set[bytes] = set()
+        self._refused: set[bytes] = set()
+        # (object name, replica) -> (that replica's batch seqs, ascending; the highest dot
+        # counter it had made in the object as of each)
+        self._reach: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+
+    def __contains__(self, batch_hash: bytes) -> bool:
+        return batch_hash in self._covered
+
+    def __len__(self) -> int:
+        return len(self._covered)
+
+    def heads(self) -> tuple[bytes, ...]:
+        """What a local batch sealed now depends on. Call when flushing."""
+        return tuple(sorted(self._heads))
+
+    def missing(self, batch: DeltaBatch) -> list[bytes]:
+        """The dependencies of ``batch`` not applied here yet (wait for them before applying)."""
+        return [d for d in batch.deps if d not in self._covered]
+
+    def refused(self, batch_hash: bytes) -> bool:
+        return batch_hash in self._refused
+
+    def refuse(self, batch: DeltaBatch) -> None:
+        """Remember a refused batch, so batches that depend on it are refused at once."""
+        self._refused.add(batch.hash)
+
+    def check(self, batch: DeltaBatch) -> dict[str, int]:
+        """The covered vector of ``batch``, whose dependencies are all applied; nothing changes.
+
+        Call just before applying it.
+
+        Raises:
+            BadDependenciesError: the dependencies skip the author's previous batch or include a
+                refused one.
+            UnobservedRemoveError: a delta's context names another replica's dots beyond what
+                the covered batches created.
+        """
+        if any(dep in self._refused for dep in batch.deps):
+            raise BadDependenciesError(f"batch {batch.author}#{batch.seq} depends on a refused batch")
+        covered: dict[str, int] = {}
+        for dep in batch.deps:
+            for replica, seq in self._covered[dep].items():
+                if seq > covered.get(replica, 0):
+                    covered[replica] = seq
+        if covered.get(batch.author, 0) != batch.seq - 1:
+            raise BadDependenciesError(
+                f"batch {batch.author}#{batch.seq} does not depend on its author's batch #{batch.seq - 1}"
+            )
+        covered[batch.author] = batch.seq
+        for name, delta in batch.deltas:
+            if not isinstance(delta, KernelContainer):
+                continue
+            ctx = delta.kernel.ctx
+            for replica in ctx.replicas():
+                if replica == batch.author:
+                    continue
+                top = ctx.max(replica)
+                if top > self._reach_at(name, replica, covered.get(replica, 0)):
+                    raise UnobservedRemoveError(
+                        f"batch {batch.author}#{batch.seq} removes dots of {replica} in {name!r} "
+                        "that its dependencies do not cover"
+                    )
+        return covered
+
+    def record(self, batch: DeltaBatch, covered: dict[str, int] | None = None) -> None:
+        """Note ``batch`` as applied (after :meth:`check`, or in log order on restart)."""
+        if covered is None:
+            covered = {}
+            for dep in batch.deps:
+                for replica, seq in self._covered.get(dep, {}).items():
+                    covered[replica] = max(covered.get(replica, 0), seq)
+            covered[batch.author] = batch.seq
+        self._covered[batch.hash] = covered
+        self._heads.difference_update(batch.deps)
+        self._heads.add(batch.hash)
+        for name, delta in batch.deltas:
+            if isinstance(delta, KernelContainer):
+                top = delta.kernel.ctx.max(batch.author)
+                if top:
+                    seqs, tops = self._reach.setdefault((name, batch.author), ([], []))
+                    if not seqs or batch.seq > seqs[-1]:
+                        seqs.append(batch.seq)
+                        tops.append(max(top, tops[-1] if tops else 0))
+
+    def record_all(self, batches: Iterable[DeltaBatch]) -> None:
+        for batch in batches:
+            self.record(batch)
+
+    def _reach_at(self, name: str, replica: str, seq: int) -> int:
+        entry = self._reach.get((name, replica))
+        if entry is None or seq <= 0:
+            return 0
+        seqs, tops = entry
+        i = bisect.bisect_right(seqs, seq)
+        return tops[i - 1] if i else 0

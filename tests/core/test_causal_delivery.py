@@ -1,0 +1,157 @@
+"""Observed-remove, for real: a batch removes only what its signed dependencies cover.
+
+Every attack is a batch sealed with the project's encoder under a *trusted* key
+(``MALLORY``), so only causal delivery stands between it and the victim's writes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from crdtmem.clocks import CausalContext, Dot
+from crdtmem.crdt import MVRegister, ORMap, ORSet
+from crdtmem.crdt.dotkernel import DotKernel
+from crdtmem.identity import Identity
+from crdtmem.protocol.batch import batch_hash, seal_batch
+from crdtmem.protocol.events import Refused
+from crdtmem.protocol.messages import Batches
+from crdtmem.protocol.node import NodeConfig
+from crdtmem.testing import Cluster
+from crdtmem.values import encode_value
+
+MALLORY = Identity.from_private_bytes(bytes(range(32)))
+
+
+def _cluster(config: NodeConfig | None = None) -> Cluster:
+    cluster = Cluster(seed=17, config=config)
+    cluster.add("victim")
+    cluster.add("honest")
+    cluster.connect("victim", "honest")
+    cluster.memory("victim").set("facts").add("x")
+    cluster.memory("victim").map("board").put("k", 1)
+    cluster.memory("victim").mvregister("plan").assign("v")
+    cluster.run(1)
+    cluster.keyring.add(MALLORY)
+    return cluster
+
+
+def _victim(cluster: Cluster) -> str:
+    return cluster.node("victim").identity.peer_id
+
+
+def _removal(kind: type, victim: str, upto: int):
+    """A delta that removes ``victim``'s dots 1..``upto`` in one object (context only)."""
+    return kind(DotKernel(ctx=CausalContext({victim: upto})))
+
+
+def _refusals(events) -> list[str]:
+    return [e.reason for e in events if isinstance(e, Refused)]
+
+
+@pytest.mark.parametrize(("name", "kind"), [("facts", ORSet), ("board", ORMap), ("plan", MVRegister)])
+def test_a_batch_cannot_remove_what_its_author_never_observed(name: str, kind: type) -> None:
+    cluster = _cluster()
+    honest = cluster.memory("honest")
+    before = honest.snapshot()
+    mallory = cluster.open_raw("honest", MALLORY)
+    wire = seal_batch(MALLORY, 1, [(name, _removal(kind, _victim(cluster), 1))]).wire  # no dependencies
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    assert _refusals(events) == ["unobserved-remove"]
+    assert honest.snapshot() == before
+
+
+def test_a_removal_naming_dots_not_made_yet_cannot_delete_later_adds() -> None:
+    cluster = _cluster()
+    victim = _victim(cluster)
+    mallory = cluster.open_raw("honest", MALLORY)
+    # mallory did observe the victim's first batch, and claims its dots far beyond it
+    observed = batch_hash(cluster.node("victim").log_wires()[0])
+    wire = seal_batch(MALLORY, 1, [("facts", _removal(ORSet, victim, 100))], deps=(observed,)).wire
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    assert _refusals(events) == ["unobserved-remove"]
+    cluster.memory("victim").set("facts").add("later")
+    cluster.run(1)
+    assert cluster.memory("honest").set("facts").value == {"x", "later"}
+
+
+def test_a_removal_of_what_the_author_observed_applies() -> None:
+    cluster = _cluster()
+    mallory = cluster.open_raw("honest", MALLORY)
+    observed = batch_hash(cluster.node("victim").log_wires()[0])
+    element = encode_value("x")
+    seen = cluster.memory("honest").state("facts").kernel.entries[element]
+    wire = seal_batch(MALLORY, 1, [("facts", ORSet(DotKernel(ctx=CausalContext(cloud=set(seen)))))],
+                      deps=(observed,)).wire
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    assert _refusals(events) == []
+    assert cluster.memory("honest").set("facts").value == set()
+
+
+def test_a_batch_that_skips_its_authors_previous_batch_is_refused() -> None:
+    cluster = _cluster()
+    mallory = cluster.open_raw("honest", MALLORY)
+    own = ORSet()
+    wire = seal_batch(MALLORY, 1, [("mine", own.add(MALLORY.peer_id, encode_value("a")))]).wire
+    second = seal_batch(MALLORY, 2, [("mine", own.add(MALLORY.peer_id, encode_value("b")))]).wire  # no deps
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire, second))))
+    assert _refusals(events) == ["bad-dependencies"]
+
+
+def test_a_batch_waits_for_its_dependencies_and_applies_after_them() -> None:
+    cluster = Cluster(seed=19)
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("honest", MALLORY)
+    own = ORSet()
+    first = seal_batch(MALLORY, 1, [("mine", own.add(MALLORY.peer_id, encode_value("a")))])
+    second = seal_batch(MALLORY, 2, [("mine", own.remove(encode_value("a")))], deps=(first.hash,))
+    node = cluster.node("honest")
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((second.wire,))))
+    assert _refusals(events) == [] and node.pending_size() == 1
+    assert node.stats.batches_buffered == 1 and Dot(MALLORY.peer_id, 2) not in node.seen
+    cluster.inject(mallory.conn, mallory.seal(Batches((first.wire,))))
+    assert node.pending_size() == 0
+    assert Dot(MALLORY.peer_id, 2) in node.seen
+    assert cluster.memory("honest").set("mine").value == set()
+
+
+def test_the_wait_buffer_is_bounded_and_counts_what_it_drops() -> None:
+    cluster = Cluster(seed=19, config=NodeConfig(max_pending_batches=1))
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("honest", MALLORY)
+    own = ORSet()
+    first = seal_batch(MALLORY, 1, [("mine", own.add(MALLORY.peer_id, encode_value("a")))])
+    second = seal_batch(MALLORY, 2, [("mine", own.add(MALLORY.peer_id, encode_value("b")))], deps=(first.hash,))
+    third = seal_batch(MALLORY, 3, [("mine", own.add(MALLORY.peer_id, encode_value("c")))], deps=(second.hash,))
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((third.wire, second.wire))))
+    node = cluster.node("honest")
+    assert _refusals(events) == [] and node.pending_size() == 1
+    assert node.stats.pending_dropped == 1
+
+
+def test_replaying_a_recorded_old_batch_resurrects_nothing() -> None:
+    cluster = _cluster()
+    recorded = cluster.node("victim").log_wires()[0]  # the add of "x"
+    cluster.memory("victim").set("facts").remove("x")
+    cluster.run(1)
+    mallory = cluster.open_raw("honest", MALLORY)
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((recorded,))))
+    assert _refusals(events) == []
+    assert "x" not in cluster.memory("honest").set("facts").value
+
+
+def test_two_batches_signed_under_one_number_are_refused_as_equivocation_without_a_drop() -> None:
+    cluster = Cluster(seed=23)
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("honest", MALLORY)
+    own = ORSet()
+    first = seal_batch(MALLORY, 1, [("mine", own.add(MALLORY.peer_id, encode_value("a")))])
+    other = seal_batch(MALLORY, 1, [("mine", ORSet().add(MALLORY.peer_id, encode_value("b")))])
+    cluster.inject(mallory.conn, mallory.seal(Batches((first.wire,))))
+    before = cluster.memory("honest").snapshot()
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((other.wire,))))
+    assert _refusals(events) == ["equivocation"]
+    assert cluster.memory("honest").snapshot() == before
+    assert cluster.node("honest").peers()  # the evidence is against the author: no drop
