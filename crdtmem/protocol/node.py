@@ -77,6 +77,7 @@ from ..identity import Identity, Keyring, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .batch import (
+    ClockSkewError,
     DeltaBatch,
     UntrustedAuthorError,
     apply_batch,
@@ -549,8 +550,12 @@ class Node:
             except UntrustedAuthorError:
                 self._park(dot, wire)  # the relay is not at fault: keep the connection
                 continue
-            check_stamps(batch, self._stamp_bound())
             session.peer_seen.add(dot)
+            try:
+                check_stamps(batch, self._stamp_bound())
+            except ClockSkewError as exc:
+                self._refuse_batch(session, batch, exc)
+                continue
             if dot.replica == own:
                 ours_lost = max(ours_lost, dot.counter)
                 if held:
@@ -566,7 +571,11 @@ class Node:
                 self._buffer(batch, missing)
                 fetch = True
                 continue
-            self._apply(batch)  # a refusal here is this sender's batch: the connection drops
+            try:
+                self._apply(batch)
+            except RemoteProtocolError as exc:
+                self._refuse_batch(session, batch, exc)
+                continue
             fresh.append((dot, wire))
             fresh += self._release(session.conn, batch.hash)
         if ours_lost:
@@ -584,8 +593,16 @@ class Node:
 
     def _equivocation(self, session: _Session, batch: DeltaBatch) -> None:
         """``batch`` is validly signed, but its author signed another batch under its number."""
-        exc = EquivocationError(f"{batch.author} signed two different batches #{batch.seq}")
-        log.warning("refused batch from %s: %s", session.peer_id, exc)
+        self._refuse_batch(session, batch, EquivocationError(f"{batch.author} signed two different batches #{batch.seq}"))
+
+    def _refuse_batch(self, session: _Session, batch: DeltaBatch, exc: RemoteProtocolError) -> None:
+        """Refuse one validly signed batch: count it, report it, keep the connection.
+
+        Its author signed it; the peer that sent it may only be relaying it, so dropping that
+        peer would cut honest replicas apart. Batches depending on it are refused with it.
+        """
+        log.warning("refused batch %s#%d from %s: %s", batch.author, batch.seq, session.peer_id, exc)
+        self._causal.refuse(batch)
         self.stats.count_refusal(exc.reason)
         self._events.append(Refused(session.conn, exc.reason, str(exc)))
 

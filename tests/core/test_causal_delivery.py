@@ -155,3 +155,16 @@ def test_two_batches_signed_under_one_number_are_refused_as_equivocation_without
     assert _refusals(events) == ["equivocation"]
     assert cluster.memory("honest").snapshot() == before
     assert cluster.node("honest").peers()  # the evidence is against the author: no drop
+
+
+def test_a_refused_signed_batch_never_drops_the_peer_that_sent_it() -> None:
+    from crdtmem.protocol.events import PeerDisconnected
+
+    cluster = _cluster()
+    mallory = cluster.open_raw("honest", MALLORY)
+    # Signed by its author, but it may have been relayed by an honest peer: refuse it, keep the link.
+    wire = seal_batch(MALLORY, 1, [("facts", _removal(ORSet, _victim(cluster), 1))]).wire
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    assert _refusals(events) == ["unobserved-remove"]
+    assert not any(isinstance(e, PeerDisconnected) for e in events)
+    assert mallory.conn in cluster.node("honest").peers()
