@@ -42,6 +42,7 @@ from ..protocol.recovery import JournalEntry, Restored, Snapshot, StoredParts, S
 __all__ = ["SqliteStore", "StoreError", "Restored", "APPLICATION_ID", "STORE_FORMAT"]
 
 APPLICATION_ID = 0x63726474  # "crdt"
+_WAL_LIMIT = 64 * 1024 * 1024
 STORE_FORMAT = 1
 
 _SCHEMA = """
@@ -133,6 +134,9 @@ class SqliteStore:
             self._conn = sqlite3.connect(self.path, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            # A compaction writes the whole batch log in one transaction; without a limit the
+            # WAL file keeps that size for good after the checkpoint.
+            self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
             if self.stored_peer_id is None:
                 self._create()
         self.journal_rows = self._scalar("SELECT COUNT(*) FROM journal")
