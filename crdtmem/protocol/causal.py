@@ -13,20 +13,21 @@ what the author provably observed, so:
   :attr:`~crdtmem.errors.RefusalReason.UNOBSERVED_REMOVE`. Dots not made yet cannot be
   covered, because a hash cannot name a batch that does not exist;
 * a Yjs document delta's **delete set** may delete another client's items only as far as the
-  covered batches of the replica that client belongs to had inserted them in the same
-  document. Each replica edits under its own Yjs client id (:func:`~crdtmem.crdt.document.yjs_client_id`),
-  and an update that creates items under another client id is refused as forged when the
-  batch is decoded, so client id ``c``'s items up to clock ``k`` were all inserted by the
-  batches of one replica; a deleted range of ``c`` reaching past what that replica's covered
-  batches inserted is :attr:`~crdtmem.errors.RefusalReason.UNOBSERVED_REMOVE`, and so is a
-  delete set naming a client no applied batch ever wrote as. Deleting the author's own items
-  is always allowed. A delete-only update therefore cannot erase text its author never saw,
-  nor text typed after it.
+  covered batches of the replica owning that client id had inserted them in the same
+  document. Each replica edits under its own Yjs client id
+  (:func:`~crdtmem.crdt.document.yjs_client_id`), and a batch whose update creates items
+  under another client id is refused as forged when it is decoded (``only_writes_as``), so
+  the items of client id ``c`` were all inserted by one replica's batches. A deleted range of
+  ``c`` reaching past the clock that replica's covered batches had inserted up to is
+  :attr:`~crdtmem.errors.RefusalReason.UNOBSERVED_REMOVE`, and so is a range of a client id
+  no applied batch wrote as. Deleting the author's own items is always allowed. A
+  delete-only update thus cannot erase text its author never received, nor text typed after
+  it.
 
 :class:`CausalIndex` keeps, per applied batch, its hash and covered vector, the current heads
 (what the next local batch depends on), and per object and replica how far that replica's
-dots (and, in documents, its Yjs clock) reached after each of its batches. It holds no wires and is rebuilt from the delta log
-on restart (:meth:`CausalIndex.record` in log order).
+dots (in documents: its Yjs clock) reached after each of its batches. It holds no wires and is
+rebuilt from the delta log on restart (:meth:`CausalIndex.record` in log order).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class EquivocationError(RemoteProtocolError):
 
 
 class CausalIndex:
-    """The applied batches' hashes, covered vectors and heads, and per-object dot reach."""
+    """The applied batches' hashes, covered vectors and heads, and per-object dot and Yjs reach."""
 
     def __init__(self) -> None:
         self._covered: dict[bytes, dict[str, int]] = {}
@@ -110,7 +111,8 @@ class CausalIndex:
             BadDependenciesError: the dependencies skip the author's previous batch or include a
                 refused one.
             UnobservedRemoveError: a delta's context names another replica's dots beyond what
-                the covered batches created.
+                the covered batches created, or a document delta's delete set names another
+                replica's Yjs items beyond what the covered batches inserted.
         """
         if any(dep in self._refused for dep in batch.deps):
             raise BadDependenciesError(f"batch {batch.author}#{batch.seq} depends on a refused batch")
@@ -177,10 +179,10 @@ class CausalIndex:
         for name, delta in batch.deltas:
             if isinstance(delta, KernelContainer):
                 _extend(self._reach, (name, batch.author), batch.seq, delta.kernel.ctx.max(batch.author))
-            elif isinstance(delta, Document) and delta.doc is None:
+            elif isinstance(delta, Document):
                 client = yjs_client_id(batch.author)
                 try:
-                    ends, _deletes = update_footprint(delta.update)
+                    ends, _deletes = update_footprint(delta.encoded())
                 except ValueError:
                     continue  # refused by check; locally, leaves the reach where it was
                 self._yjs_replicas.setdefault(client, batch.author)
