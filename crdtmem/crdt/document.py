@@ -14,7 +14,7 @@ import pycrdt
 
 from .base import WHOLE
 
-__all__ = ["Document", "yjs_client_id"]
+__all__ = ["Document", "update_footprint", "yjs_client_id"]
 
 
 def yjs_client_id(replica: str) -> int:
@@ -107,6 +107,49 @@ def _update_clients(update: bytes) -> set[int] | None:
     except ValueError:
         return None
     return {client}
+
+
+def _encode_state(clients: dict[int, int]) -> bytes:
+    out = bytearray()
+    _write_varuint(len(clients), out)
+    for client, clock in sorted(clients.items()):
+        _write_varuint(client, out)
+        _write_varuint(clock, out)
+    return bytes(out)
+
+
+def update_footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:
+    """What a Yjs v1 update does: ({client: clock after its last inserted item}, its delete set).
+
+    The delete set is ``{client: sorted merged (clock, length) ranges}`` of the items it deletes.
+    yrs does the decoding: a struct group that does not start at clock 0 is first prefixed with
+    a GC struct covering the clocks before it (so yrs counts the group's end from 0), and the
+    update is then diffed against those ends, which leaves its delete set alone.
+
+    Raises:
+        ValueError: the update cannot be read.
+    """
+    groups, pos = _read_varuint(update, 0)
+    probe = update
+    if groups == 1:
+        structs, pos = _read_varuint(update, pos)
+        client, pos = _read_varuint(update, pos)
+        clock, pos = _read_varuint(update, pos)
+        if clock:
+            prefixed = bytearray()
+            for value in (1, structs + 1, client, 0):
+                _write_varuint(value, prefixed)
+            prefixed.append(0)  # a GC struct (info byte 0) of length ``clock``
+            _write_varuint(clock, prefixed)
+            probe = bytes(prefixed) + update[pos:]
+    try:
+        ends = state_clients(pycrdt.get_state(probe))
+        deletes = _delete_set(pycrdt.get_update(update, _encode_state(ends)))
+    except Exception as exc:  # yrs raises its own errors on malformed updates
+        raise ValueError(f"unreadable Yjs update: {exc}") from exc
+    if deletes is None:  # structs survived the diff: a group yrs could not count from 0
+        raise ValueError("cannot separate the update's structs from its delete set")
+    return ends, deletes
 
 
 class Document:

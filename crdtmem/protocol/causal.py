@@ -11,15 +11,23 @@ what the author provably observed, so:
   OR-Map or MV-register delta) may name another replica's dots only as far as that replica's
   covered batches created them in the same object; beyond is
   :attr:`~crdtmem.errors.RefusalReason.UNOBSERVED_REMOVE`. Dots not made yet cannot be
-  covered, because a hash cannot name a batch that does not exist.
+  covered, because a hash cannot name a batch that does not exist;
+* a Yjs document delta's **delete set** may delete another client's items only as far as the
+  covered batches of the replica owning that client id had inserted them in the same
+  document. Each replica edits under its own Yjs client id
+  (:func:`~crdtmem.crdt.document.yjs_client_id`), and a batch whose update creates items
+  under another client id is refused as forged when it is decoded (``only_writes_as``), so
+  the items of client id ``c`` were all inserted by one replica's batches. A deleted range of
+  ``c`` reaching past the clock that replica's covered batches had inserted up to is
+  :attr:`~crdtmem.errors.RefusalReason.UNOBSERVED_REMOVE`, and so is a range of a client id
+  no applied batch wrote as. Deleting the author's own items is always allowed. A
+  delete-only update thus cannot erase text its author never received, nor text typed after
+  it.
 
 :class:`CausalIndex` keeps, per applied batch, its hash and covered vector, the current heads
 (what the next local batch depends on), and per object and replica how far that replica's
-dots reached after each of its batches. It holds no wires and is rebuilt from the delta log
-on restart (:meth:`CausalIndex.record` in log order).
-
-Yjs documents are not bounded here yet: a document delete-set is not checked against the
-covered batches (see the Node's module notes).
+dots (in documents: its Yjs clock) reached after each of its batches. It holds no wires and is
+rebuilt from the delta log on restart (:meth:`CausalIndex.record` in log order).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
+from ..crdt.document import Document, update_footprint, yjs_client_id
 from ..crdt.dotkernel import KernelContainer
 from ..errors import RefusalReason, RemoteProtocolError
 from .batch import DeltaBatch
@@ -57,7 +66,7 @@ class EquivocationError(RemoteProtocolError):
 
 
 class CausalIndex:
-    """The applied batches' hashes, covered vectors and heads, and per-object dot reach."""
+    """The applied batches' hashes, covered vectors and heads, and per-object dot and Yjs reach."""
 
     def __init__(self) -> None:
         self._covered: dict[bytes, dict[str, int]] = {}
@@ -66,6 +75,11 @@ class CausalIndex:
         # (object name, replica) -> (that replica's batch seqs, ascending; the highest dot
         # counter it had made in the object as of each)
         self._reach: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        # the same for Yjs documents: (document name, replica) -> (its batch seqs, the clock
+        # after the last item it had inserted under its client id as of each)
+        self._yjs_reach: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
+        # Yjs client id -> the replica that writes as it (learned from applied batches)
+        self._yjs_replicas: dict[int, str] = {}
 
     def __contains__(self, batch_hash: bytes) -> bool:
         return batch_hash in self._covered
@@ -97,7 +111,8 @@ class CausalIndex:
             BadDependenciesError: the dependencies skip the author's previous batch or include a
                 refused one.
             UnobservedRemoveError: a delta's context names another replica's dots beyond what
-                the covered batches created.
+                the covered batches created, or a document delta's delete set names another
+                replica's Yjs items beyond what the covered batches inserted.
         """
         if any(dep in self._refused for dep in batch.deps):
             raise BadDependenciesError(f"batch {batch.author}#{batch.seq} depends on a refused batch")
@@ -112,6 +127,9 @@ class CausalIndex:
             )
         covered[batch.author] = batch.seq
         for name, delta in batch.deltas:
+            if isinstance(delta, Document):
+                self._check_document(batch, name, delta, covered)
+                continue
             if not isinstance(delta, KernelContainer):
                 continue
             ctx = delta.kernel.ctx
@@ -126,6 +144,27 @@ class CausalIndex:
                     )
         return covered
 
+    def _check_document(self, batch: DeltaBatch, name: str, delta: Document, covered: dict[str, int]) -> None:
+        """Refuse a document delta whose delete set reaches past what ``covered`` inserted."""
+        try:
+            _ends, deletes = update_footprint(delta.encoded())
+        except ValueError as exc:
+            raise UnobservedRemoveError(
+                f"batch {batch.author}#{batch.seq}: the delete set of {name!r} cannot be read ({exc})"
+            ) from exc
+        own = yjs_client_id(batch.author)
+        for client, ranges in deletes.items():
+            if client == own or not ranges:
+                continue
+            replica = self._yjs_replicas.get(client)
+            reach = 0 if replica is None else self._yjs_reach_at(name, replica, covered.get(replica, 0))
+            clock, length = ranges[-1]  # sorted and merged: the last range ends highest
+            if clock + length > reach:
+                raise UnobservedRemoveError(
+                    f"batch {batch.author}#{batch.seq} deletes items of {replica or f'Yjs client {client}'} "
+                    f"in {name!r} that its dependencies do not cover"
+                )
+
     def record(self, batch: DeltaBatch, covered: dict[str, int] | None = None) -> None:
         """Note ``batch`` as applied (after :meth:`check`, or in log order on restart)."""
         if covered is None:
@@ -139,21 +178,41 @@ class CausalIndex:
         self._heads.add(batch.hash)
         for name, delta in batch.deltas:
             if isinstance(delta, KernelContainer):
-                top = delta.kernel.ctx.max(batch.author)
-                if top:
-                    seqs, tops = self._reach.setdefault((name, batch.author), ([], []))
-                    if not seqs or batch.seq > seqs[-1]:
-                        seqs.append(batch.seq)
-                        tops.append(max(top, tops[-1] if tops else 0))
+                _extend(self._reach, (name, batch.author), batch.seq, delta.kernel.ctx.max(batch.author))
+            elif isinstance(delta, Document):
+                client = yjs_client_id(batch.author)
+                try:
+                    ends, _deletes = update_footprint(delta.encoded())
+                except ValueError:
+                    continue  # refused by check; locally, leaves the reach where it was
+                self._yjs_replicas.setdefault(client, batch.author)
+                _extend(self._yjs_reach, (name, batch.author), batch.seq, ends.get(client, 0))
 
     def record_all(self, batches: Iterable[DeltaBatch]) -> None:
         for batch in batches:
             self.record(batch)
 
     def _reach_at(self, name: str, replica: str, seq: int) -> int:
-        entry = self._reach.get((name, replica))
-        if entry is None or seq <= 0:
-            return 0
-        seqs, tops = entry
-        i = bisect.bisect_right(seqs, seq)
-        return tops[i - 1] if i else 0
+        return _reach_at(self._reach, name, replica, seq)
+
+    def _yjs_reach_at(self, name: str, replica: str, seq: int) -> int:
+        return _reach_at(self._yjs_reach, name, replica, seq)
+
+
+def _extend(reach: dict[tuple[str, str], tuple[list[int], list[int]]], key: tuple[str, str], seq: int, top: int) -> None:
+    """Note that ``key``'s replica reached ``top`` in its batch ``seq`` (later batches only)."""
+    if not top:
+        return
+    seqs, tops = reach.setdefault(key, ([], []))
+    if not seqs or seq > seqs[-1]:
+        seqs.append(seq)
+        tops.append(max(top, tops[-1] if tops else 0))
+
+
+def _reach_at(reach: dict[tuple[str, str], tuple[list[int], list[int]]], name: str, replica: str, seq: int) -> int:
+    entry = reach.get((name, replica))
+    if entry is None or seq <= 0:
+        return 0
+    seqs, tops = entry
+    i = bisect.bisect_right(seqs, seq)
+    return tops[i - 1] if i else 0

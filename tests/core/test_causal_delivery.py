@@ -6,10 +6,12 @@ Every attack is a batch sealed with the project's encoder under a *trusted* key
 
 from __future__ import annotations
 
+import pycrdt
 import pytest
 
 from crdtmem.clocks import CausalContext, Dot
-from crdtmem.crdt import MVRegister, ORMap, ORSet
+from crdtmem.crdt import Document, MVRegister, ORMap, ORSet
+from crdtmem.crdt.document import yjs_client_id
 from crdtmem.crdt.dotkernel import DotKernel
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import batch_hash, seal_batch
@@ -168,3 +170,94 @@ def test_a_refused_signed_batch_never_drops_the_peer_that_sent_it() -> None:
     assert _refusals(events) == ["unobserved-remove"]
     assert not any(isinstance(e, PeerDisconnected) for e in events)
     assert mallory.conn in cluster.node("honest").peers()
+
+
+# --- Yjs documents: a delete set may delete only what the batch's dependencies inserted ---
+
+
+def _delete_only(client: int, clock: int, length: int) -> Document:
+    """A Yjs v1 update with no structs, deleting ``client``'s items ``clock .. clock+length-1``."""
+    out = bytearray()
+    for value in (0, 1, client, 1, clock, length):  # no struct groups; one client, one range
+        while value > 0x7F:
+            out.append(0x80 | (value & 0x7F))
+            value >>= 7
+        out.append(value)
+    return Document.from_update(bytes(out))
+
+
+def _text(cluster: Cluster, name: str) -> pycrdt.Text:
+    return cluster.memory(name).doc("notes").get("notes", type=pycrdt.Text)
+
+
+def _doc_cluster() -> Cluster:
+    cluster = Cluster(seed=29)
+    cluster.add("victim")
+    cluster.add("honest")
+    cluster.connect("victim", "honest")
+    text = _text(cluster, "victim")
+    text += "hello"
+    cluster.run(1)
+    cluster.keyring.add(MALLORY)
+    return cluster
+
+
+def test_a_delete_only_yjs_update_cannot_erase_text_its_author_never_observed() -> None:
+    cluster = _doc_cluster()
+    assert str(_text(cluster, "honest")) == "hello"
+    before = cluster.memory("honest").snapshot()
+    mallory = cluster.open_raw("honest", MALLORY)
+    victim = yjs_client_id(_victim(cluster))
+    wire = seal_batch(MALLORY, 1, [("notes", _delete_only(victim, 0, 5))]).wire  # no dependencies
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    assert _refusals(events) == ["unobserved-remove"]
+    assert cluster.memory("honest").snapshot() == before
+    assert str(_text(cluster, "honest")) == "hello"
+
+
+def test_a_yjs_delete_set_naming_clocks_not_typed_yet_cannot_erase_later_text() -> None:
+    cluster = _doc_cluster()
+    victim = yjs_client_id(_victim(cluster))
+    observed = batch_hash(cluster.node("victim").log_wires()[0])  # the batch that typed "hello"
+    text = _text(cluster, "victim")
+    text += " world"
+    cluster.run(1)
+    mallory = cluster.open_raw("honest", MALLORY)
+    # observed "hello" (clocks 0..4) only, and claims clocks far beyond: " world" and text to come
+    wire = seal_batch(MALLORY, 1, [("notes", _delete_only(victim, 0, 100))], deps=(observed,)).wire
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    assert _refusals(events) == ["unobserved-remove"]
+    text += "!"
+    cluster.run(1)
+    assert str(_text(cluster, "honest")) == "hello world!"
+    assert str(_text(cluster, "victim")) == "hello world!"
+
+
+def test_a_yjs_delete_of_observed_text_applies() -> None:
+    cluster = _doc_cluster()
+    victim = yjs_client_id(_victim(cluster))
+    observed = batch_hash(cluster.node("victim").log_wires()[0])
+    mallory = cluster.open_raw("honest", MALLORY)
+    wire = seal_batch(MALLORY, 1, [("notes", _delete_only(victim, 0, 5))], deps=(observed,)).wire
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    assert _refusals(events) == []
+    assert str(_text(cluster, "honest")) == ""
+
+
+def test_honest_concurrent_edits_deleting_each_others_observed_text_converge() -> None:
+    cluster = _doc_cluster()
+    mine, theirs = _text(cluster, "victim"), _text(cluster, "honest")
+    theirs += " there"
+    cluster.run(1)
+    assert str(mine) == "hello there"
+    # concurrently: the victim deletes the honest replica's " there", the honest one deletes
+    # the victim's "hello" and types over it
+    del mine[5:11]
+    mine += "!"
+    del theirs[0:5]
+    theirs.insert(0, "bye")
+    cluster.run(2)
+    assert str(mine) == str(theirs) == "bye!"
+    for name in ("victim", "honest"):
+        assert cluster.node(name).stats.refusals == {}
+    assert cluster.memory("victim").snapshot() == cluster.memory("honest").snapshot()
