@@ -6,9 +6,11 @@ import datetime
 import ipaddress
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from crdtmem import Memory
+from crdtmem import Memory, codec
 from crdtmem.identity import Identity, Keyring
 
 
@@ -20,6 +22,29 @@ def team(n: int) -> tuple[list[Identity], Keyring, list[Memory]]:
         keyring.add(identity)
     memories = [Memory(identity.peer_id, clock=time.time) for identity in identities]
     return identities, keyring, memories
+
+
+def exchange(*replicas: Memory) -> None:
+    """Every replica ships its pending deltas to every other one, through the codec."""
+    outboxes = [(r, r.take_deltas()) for r in replicas]
+    for source, deltas in outboxes:
+        for name, delta in deltas:
+            for target in replicas:
+                if target is not source:
+                    target.apply_delta(name, codec.decode_state(codec.encode_state(delta)), source.replica_id)
+
+
+@contextmanager
+def threaded_pair() -> Iterator[tuple]:
+    """Two peers on background threads (``crdtmem.open_peer``), the second dialing the first."""
+    import crdtmem
+    from crdtmem.runtime import PeerOptions
+
+    identities, keyring, _ = team(2)
+    with crdtmem.open_peer(identities[0], keyring, listen="ws://127.0.0.1:0") as a:
+        # A dialer that lost the race with its listener's start retries soon.
+        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], options=PeerOptions(reconnect_min=0.05)) as b:
+            yield a, b
 
 
 def same_state(*memories: Memory) -> bool:

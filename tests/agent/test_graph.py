@@ -6,18 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crdtmem import Memory, codec
+from crdtmem import Memory
 from crdtmem.agent.graph import EntityNotFoundError, KnowledgeGraph
 
-
-def exchange(*replicas: Memory) -> None:
-    """Every replica ships its pending deltas to every other one, through the codec."""
-    outboxes = [(r, r.take_deltas()) for r in replicas]
-    for source, deltas in outboxes:
-        for name, delta in deltas:
-            for target in replicas:
-                if target is not source:
-                    target.apply_delta(name, codec.decode_state(codec.encode_state(delta)), source.replica_id)
+from ..inprocess import exchange
 
 
 def entity(name: str, kind: str = "person", *observations: str) -> dict:

@@ -11,6 +11,8 @@ from crdtmem import DecodeError, Memory, RollbackError, TypeMismatchError, codec
 from crdtmem.clocks import HybridClock
 from crdtmem.crdt import Document, GCounter
 
+from ..inprocess import exchange
+
 
 def send(source: Memory, *targets: Memory) -> None:
     """Ship ``source``'s pending deltas to ``targets`` through the codec, as the wire would."""
@@ -18,16 +20,6 @@ def send(source: Memory, *targets: Memory) -> None:
         data = codec.encode_state(delta)
         for target in targets:
             target.apply_delta(name, codec.decode_state(data), source.replica_id)
-
-
-def exchange(*replicas: Memory) -> None:
-    """Every replica ships its pending deltas to every other one."""
-    outboxes = [(r, r.take_deltas()) for r in replicas]
-    for source, deltas in outboxes:
-        for name, delta in deltas:
-            for target in replicas:
-                if target is not source:
-                    target.apply_delta(name, codec.decode_state(codec.encode_state(delta)), source.replica_id)
 
 
 @pytest.fixture

@@ -11,12 +11,9 @@ pytest.importorskip("langgraph")
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore
 
-import crdtmem
-from crdtmem.identity import Identity, Keyring
 from crdtmem.integrations.langgraph import CrdtStore
-from crdtmem.runtime import PeerOptions
 
-FAST_REDIAL = PeerOptions(reconnect_min=0.05)  # a dialer started before its listener retries soon
+from ..inprocess import threaded_pair
 
 
 class State(TypedDict):
@@ -48,53 +45,43 @@ def build(store: BaseStore):
 
 
 def test_graph_nodes_write_through_the_store_and_another_peer_sees_it():
-    identities = [Identity.generate(), Identity.generate()]
-    keyring = Keyring()
-    for identity in identities:
-        keyring.add(identity)
-    with crdtmem.open_peer(identities[0], keyring, listen="ws://127.0.0.1:0") as a:
-        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], options=FAST_REDIAL) as b:
-            result = build(CrdtStore(a, agent="graph")).invoke({"topic": "orset", "notes": []})
-            assert result["notes"] == ["fact-1", "fact-2"]
-            other = CrdtStore(b)
-            b.wait_for(lambda memory: other.records.get(("summaries",), "orset") is not None, timeout=20)
-            summary = other.get(("summaries",), "orset")
-            assert summary.value == {"summary": "orset is a CRDT; merges per field", "sources": 2}
-            assert [i.key for i in other.search(("notes",))] == ["fact-1", "fact-2"]
-            history = other.records.history(("summaries",), "orset")
-            assert [(e.kind, e.author, e.agent) for e in history] == [("added", a.peer_id, "graph")]
+    with threaded_pair() as (a, b):
+        result = build(CrdtStore(a, agent="graph")).invoke({"topic": "orset", "notes": []})
+        assert result["notes"] == ["fact-1", "fact-2"]
+        other = CrdtStore(b)
+        b.wait_for(lambda memory: other.records.get(("summaries",), "orset") is not None, timeout=20)
+        summary = other.get(("summaries",), "orset")
+        assert summary.value == {"summary": "orset is a CRDT; merges per field", "sources": 2}
+        assert [i.key for i in other.search(("notes",))] == ["fact-1", "fact-2"]
+        history = other.records.history(("summaries",), "orset")
+        assert [(e.kind, e.author, e.agent) for e in history] == [("added", a.peer_id, "graph")]
 
 
 def test_store_is_safe_from_many_threads_while_peers_sync():
     import threading
 
-    identities = [Identity.generate(), Identity.generate()]
-    keyring = Keyring()
-    for identity in identities:
-        keyring.add(identity)
-    with crdtmem.open_peer(identities[0], keyring, listen="ws://127.0.0.1:0") as a:
-        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], options=FAST_REDIAL) as b:
-            stores = [CrdtStore(a), CrdtStore(b)]
-            errors: list[BaseException] = []
+    with threaded_pair() as (a, b):
+        stores = [CrdtStore(a), CrdtStore(b)]
+        errors: list[BaseException] = []
 
-            def work(t: int) -> None:
-                store = stores[t % 2]
-                try:
-                    for i in range(25):
-                        store.put(("threads", f"t{t}"), f"k{i}", {"i": i, "t": t})
-                        assert store.get(("threads", f"t{t}"), f"k{i}").value == {"i": i, "t": t}
-                        store.search(("threads",), limit=5)
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
+        def work(t: int) -> None:
+            store = stores[t % 2]
+            try:
+                for i in range(25):
+                    store.put(("threads", f"t{t}"), f"k{i}", {"i": i, "t": t})
+                    assert store.get(("threads", f"t{t}"), f"k{i}").value == {"i": i, "t": t}
+                    store.search(("threads",), limit=5)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
 
-            threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=60)
-            assert errors == []
-            for peer, store in zip((a, b), stores):
-                peer.wait_for(lambda _, s=store: len(s.records.search(("threads",), limit=1000)) == 150, timeout=30)
-            assert [i.value for i in stores[0].search(("threads",), limit=1000)] == [
-                i.value for i in stores[1].search(("threads",), limit=1000)
-            ]
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        for peer, store in zip((a, b), stores):
+            peer.wait_for(lambda _, s=store: len(s.records.search(("threads",), limit=1000)) == 150, timeout=30)
+        assert [i.value for i in stores[0].search(("threads",), limit=1000)] == [
+            i.value for i in stores[1].search(("threads",), limit=1000)
+        ]

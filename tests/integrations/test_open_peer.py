@@ -8,22 +8,15 @@ import pytest
 
 import crdtmem
 from crdtmem.agent import SetAdd
-from crdtmem.identity import Identity, Keyring
-from crdtmem.runtime import PeerOptions
 
-FAST_REDIAL = PeerOptions(reconnect_min=0.05)  # a dialer started before its listener retries soon
+from ..inprocess import threaded_pair
 
 
 @pytest.fixture
 def pair():
-    identities = [Identity.generate(), Identity.generate()]
-    keyring = Keyring()
-    for identity in identities:
-        keyring.add(identity)
-    with crdtmem.open_peer(identities[0], keyring, listen="ws://127.0.0.1:0") as a:
-        with crdtmem.open_peer(identities[1], keyring, connect=[a.url], options=FAST_REDIAL) as b:
-            b.wait_connected(1, timeout=20)
-            yield a, b
+    with threaded_pair() as (a, b):
+        b.wait_connected(1, timeout=20)
+        yield a, b
 
 
 def test_writes_from_plain_threads_reach_the_other_peer(pair):
