@@ -54,7 +54,7 @@ def main() -> None:
             made.append(batch)
     by_author = {i.peer_id: n for n, i in enumerate(ids)}
     wires = [b.wire for b in sorted(made, key=lambda b: (by_author[b.author], b.seq))]
-    cluster = Cluster(seed=1, config=NodeConfig(max_pending_batches=len(wires)))
+    cluster = Cluster(seed=1, config=NodeConfig(max_pending_batches=len(wires), max_pending_per_author=len(wires)))
     cluster.add("joiner")
     for ident in ids:
         cluster.keyring.add(ident)

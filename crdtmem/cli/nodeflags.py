@@ -30,6 +30,7 @@ _HELP = {
     "max_batch_wires_per_message": "batches sent in one message at most",
     "max_parked_batches": "batches of not (yet) trusted authors kept for when they are trusted",
     "max_pending_batches": "received batches kept waiting for their dependencies at most",
+    "max_pending_per_author": "waiting batches of one author kept at most; beyond, its oldest is dropped",
 }
 
 

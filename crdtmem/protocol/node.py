@@ -39,6 +39,12 @@ What the node does, per DESIGN.md §4:
   out on every connect, on every differing gossip digest and every ``anti_entropy_interval``;
 * the delta log keeps signed batches for good (up to ``max_log_batches``), so a peer that
   joins or returns late gets every author's signed history;
+* causal delivery: a verified batch waits until the batches it names as dependencies are
+  applied here. Each author has its own budget of waiting batches (``max_pending_per_author``,
+  1,000): past it that author's oldest waiting batch is dropped, so an author naming hashes
+  that will never exist displaces only its own batches. ``max_pending_batches`` (10,000)
+  bounds all of them together as a last resort. A dropped batch is counted
+  (``pending_dropped``) and fetched again by a later ``Sync``;
 * untrusted authors: a batch whose author is not in the keyring is parked (bounded by
   ``max_parked_batches``, oldest dropped first) and applied once :meth:`Node.trust` admits the
   author; the peer that relayed it keeps its connection. A batch of a trusted author with a bad
@@ -145,8 +151,13 @@ class NodeConfig:
     oldest go, and a peer joining later can no longer get (nor verify) them."""
     max_batch_wires_per_message: int = 256
     max_pending_batches: int = 10_000
-    """Verified batches kept waiting for their dependencies; beyond, new ones are dropped
-    (counted) and fetched again later."""
+    """Verified batches kept waiting for their dependencies, all authors together; beyond, new
+    ones are dropped (counted) and fetched again later. The last resort behind
+    ``max_pending_per_author``."""
+    max_pending_per_author: int = 1_000
+    """Verified batches of one author kept waiting for their dependencies; beyond, that
+    author's oldest waiting batch is dropped (counted, fetched again later), so an author whose
+    batches name hashes that never arrive displaces only its own."""
     max_parked_batches: int = 1024
     """Batches of authors not (yet) trusted kept for :meth:`Node.trust`; beyond, the oldest is dropped."""
     max_clock_skew: float = 300.0
@@ -215,7 +226,9 @@ class Node:
             self._log.add(Dot(batch.author, batch.seq), wire)
             self._causal.record(batch)
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
-        self._waiting: dict[bytes, list[bytes]] = {}  # missing dependency -> batches waiting on it
+        self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
+        # author -> its waiting batches, oldest first -> the dependencies each was filed under
+        self._pending_by_author: dict[str, dict[bytes, tuple[bytes, ...]]] = {}
         self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
         self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
@@ -607,14 +620,44 @@ class Node:
         self._events.append(Refused(session.conn, exc.reason, str(exc)))
 
     def _buffer(self, batch: DeltaBatch, missing: list[bytes]) -> None:
-        """Keep a verified batch until its dependencies are applied, within the bound."""
-        if len(self._pending) >= self.config.max_pending_batches:
-            self.stats.pending_dropped += 1  # not in ``seen``: a later Sync fetches it again
+        """Keep a verified batch until its dependencies are applied, within the bounds.
+
+        An author past its budget (``max_pending_per_author``) loses its own oldest waiting
+        batch, so it can displace no one else's; the global bound (``max_pending_batches``)
+        then drops the new batch as a last resort. A dropped batch is not in ``seen``: a later
+        ``Sync`` fetches it again.
+        """
+        if batch.hash in self._pending:
+            return
+        own = self._pending_by_author.get(batch.author, {})
+        if len(own) >= self.config.max_pending_per_author:
+            if not own:  # a budget of zero: nothing of this author waits
+                self.stats.pending_dropped += 1
+                return
+            self._unbuffer(batch.author, next(iter(own)))
+            self.stats.pending_dropped += 1
+        elif len(self._pending) >= self.config.max_pending_batches:
+            self.stats.pending_dropped += 1
             return
         self._pending[batch.hash] = batch
+        self._pending_by_author.setdefault(batch.author, {})[batch.hash] = tuple(missing)
         for dep in missing:
-            self._waiting.setdefault(dep, []).append(batch.hash)
+            self._waiting.setdefault(dep, {})[batch.hash] = None
         self.stats.batches_buffered += 1
+
+    def _unbuffer(self, author: str, batch_hash: bytes) -> None:
+        """Forget a waiting batch: applied, refused or dropped; no dependency lists it any more."""
+        del self._pending[batch_hash]
+        own = self._pending_by_author[author]
+        deps = own.pop(batch_hash)
+        if not own:
+            del self._pending_by_author[author]
+        for dep in deps:
+            waiters = self._waiting.get(dep)
+            if waiters is not None:
+                waiters.pop(batch_hash, None)
+                if not waiters:
+                    del self._waiting[dep]
 
     def _release(self, conn: ConnId | None, applied: bytes) -> list[tuple[Dot, bytes]]:
         """Apply the waiting batches that ``applied`` (transitively) made ready; return them.
@@ -628,7 +671,7 @@ class Node:
                 batch = self._pending.get(waiting)
                 if batch is None or self._causal.missing(batch):
                     continue
-                del self._pending[waiting]
+                self._unbuffer(batch.author, waiting)
                 try:
                     self._apply(batch)
                 except CrdtmemError as exc:
@@ -671,9 +714,15 @@ class Node:
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
 
-    def pending_size(self) -> int:
-        """How many verified batches wait for their dependencies (for health and tests)."""
-        return len(self._pending)
+    def pending_size(self, author: str | None = None) -> int:
+        """How many verified batches wait for their dependencies (for health and tests).
+
+        Args:
+            author: count only this author's (None: every author's).
+        """
+        if author is None:
+            return len(self._pending)
+        return len(self._pending_by_author.get(author, ()))
 
     def _reconcile(self, session: _Session, now: float) -> None:
         """A periodic full ``Sync``: the peer answers with the signed batches we lack, and we it."""

@@ -31,7 +31,8 @@ class NodeStats:
     batches_buffered: int = 0
     """Verified batches that had to wait for their dependencies (causal delivery)."""
     pending_dropped: int = 0
-    """Waiting batches dropped because the wait buffer was full (fetched again later)."""
+    """Waiting batches dropped because their author's budget or the whole wait buffer was full
+    (fetched again later)."""
     bytes_sent: int = 0
     bytes_received: int = 0
     bytes_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)

@@ -132,6 +132,69 @@ def test_the_wait_buffer_is_bounded_and_counts_what_it_drops() -> None:
     assert node.stats.pending_dropped == 1
 
 
+ALICE = Identity.from_private_bytes(bytes(range(1, 33)))
+
+
+def _never(n: int) -> bytes:
+    """A hash no batch will ever have."""
+    return batch_hash(b"never sealed %d" % n)
+
+
+def test_a_flood_naming_hashes_that_never_exist_displaces_only_its_author() -> None:
+    budget = 5
+    # Without the per-author budget, MALLORY's flood alone would fill the whole buffer.
+    cluster = Cluster(seed=29, config=NodeConfig(max_pending_batches=budget + 2, max_pending_per_author=budget))
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    cluster.keyring.add(ALICE)
+    node = cluster.node("honest")
+    mallory = cluster.open_raw("honest", MALLORY)
+    alice = cluster.open_raw("honest", ALICE)
+    junk = ORSet()
+    flood = [
+        seal_batch(MALLORY, n, [("junk", junk.add(MALLORY.peer_id, encode_value(n)))], deps=(_never(n),))
+        for n in range(1, 4 * budget + 1)
+    ]
+    own = ORSet()
+    first = seal_batch(ALICE, 1, [("notes", own.add(ALICE.peer_id, encode_value("a")))])
+    second = seal_batch(ALICE, 2, [("notes", own.add(ALICE.peer_id, encode_value("b")))], deps=(first.hash,))
+    for batch in flood:
+        assert _refusals(cluster.inject(mallory.conn, mallory.seal(Batches((batch.wire,))))) == []
+        assert node.pending_size(MALLORY.peer_id) <= budget
+    assert node.pending_size(MALLORY.peer_id) == budget
+    # after the flood, ALICE's second batch arrives before her first: it still finds room
+    assert _refusals(cluster.inject(alice.conn, alice.seal(Batches((second.wire,))))) == []
+    assert node.pending_size(ALICE.peer_id) == 1 and Dot(ALICE.peer_id, 2) not in node.seen
+    assert node.stats.pending_dropped == len(flood) - budget  # MALLORY's oldest, each time
+    # the dropped ones left no trace behind: only the newest batches' missing hashes are waited on
+    assert set(node._waiting) == {_never(n) for n in range(len(flood) - budget + 1, len(flood) + 1)} | {first.hash}
+    cluster.inject(alice.conn, alice.seal(Batches((first.wire,))))
+    assert Dot(ALICE.peer_id, 1) in node.seen and Dot(ALICE.peer_id, 2) in node.seen
+    assert cluster.memory("honest").set("notes").value == {"a", "b"}
+    assert node.pending_size(ALICE.peer_id) == 0 and node.pending_size() == budget
+    assert first.hash not in node._waiting
+
+
+def test_the_global_wait_bound_stays_the_last_resort_across_authors() -> None:
+    cluster = Cluster(seed=31, config=NodeConfig(max_pending_batches=3, max_pending_per_author=2))
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    cluster.keyring.add(ALICE)
+    node = cluster.node("honest")
+    raw = cluster.open_raw("honest", MALLORY)
+    wires = []
+    for author in (MALLORY, ALICE):
+        junk = ORSet()
+        wires += [
+            seal_batch(author, n, [("junk", junk.add(author.peer_id, encode_value(n)))], deps=(_never(n),)).wire
+            for n in (1, 2)
+        ]
+    assert _refusals(cluster.inject(raw.conn, raw.seal(Batches(tuple(wires))))) == []
+    assert node.pending_size() == 3
+    assert node.pending_size(MALLORY.peer_id) == 2 and node.pending_size(ALICE.peer_id) == 1
+    assert node.stats.pending_dropped == 1
+
+
 def test_replaying_a_recorded_old_batch_resurrects_nothing() -> None:
     cluster = _cluster()
     recorded = cluster.node("victim").log_wires()[0]  # the add of "x"
