@@ -6,9 +6,8 @@ ones.
 
 Local writes apply at once and leave a delta in an outbox; the sync layer drains it with
 :meth:`Memory.take_deltas` and delivers other replicas' deltas with :meth:`Memory.apply_delta`
-(after :meth:`Memory.check_deltas` has vetted the whole batch). Anti-entropy reads changed
-leaves with :meth:`Memory.take_dirty` and repairs with :meth:`Memory.restricted` /
-:meth:`Memory.apply_repair`. Nothing here does I/O or reads a clock:
+(after :meth:`Memory.check_deltas` has vetted the whole batch). The Merkle index reads
+changed leaves with :meth:`Memory.take_dirty`. Nothing here does I/O or reads a clock:
 the clock for last-writer-wins timestamps is injected.
 
 A name written with two types (two agents picked one name for different things, or a bad
@@ -370,7 +369,7 @@ class Memory:
     def apply_delta(self, name: str, delta: Crdt, origin: str) -> bool:
         """Join another replica's delta (or state) for ``name``; return whether anything changed.
 
-        ``name`` may be a :func:`clash_key` (a full-state merge or a repair moves losers too).
+        ``name`` may be a :func:`clash_key` (a full-state merge moves losers too).
 
         Raises:
             DecodeError: ``name`` is a malformed reserved key, or one of another type.
@@ -413,10 +412,10 @@ class Memory:
         for key in sorted(other._objects):
             self.apply_delta(key, other._objects[key], other.replica_id)  # join never mutates its argument
 
-    # -- anti-entropy seam ------------------------------------------------------------------
+    # -- Merkle index seam --------------------------------------------------------------------
 
     def state(self, name: str) -> Crdt | None:
-        """The live state of ``name`` (read-only use: anti-entropy digests and repairs).
+        """The live state of ``name`` (read-only use: Merkle digests and metrics).
 
         After a type clash: the winner's; a :func:`clash_key` reaches a loser.
         """
@@ -434,27 +433,13 @@ class Memory:
                 yield name, key
 
     def leaf_bytes(self, name: str, key: Hashable) -> bytes | None:
-        """Canonical bytes of one leaf (None: not held), for the Merkle index and repairs."""
+        """Canonical bytes of one leaf (None: not held), for the Merkle index."""
         state = self._objects.get(name)
         if state is None:
             return None
         if name in self._clashing and SPECS[state.TAG].encode_leaf is None and key not in state.leaf_keys():
             return None  # a leaf of the type this name held before a lower tag took it over
         return codec.encode_leaf(state, key)
-
-    def restricted(self, name: str, keys: Iterable[Hashable]) -> Crdt | None:
-        """A partial state of ``name`` holding only ``keys`` (plus context), to repair a peer."""
-        state = self._objects.get(name)
-        return None if state is None else state.restricted(keys)
-
-    def apply_repair(self, name: str, partial: Crdt, keys: Iterable[Hashable], origin: str) -> bool:
-        """Join a peer's partial state covering every differing leaf ``keys`` of ``name``.
-
-        Raises:
-            DecodeError: ``name`` is a malformed reserved key, or one of another type.
-        """
-        name, key, state = self._remote_target(name, partial.TAG)
-        return self._after_remote(name, key, state.join_keys(partial, keys), origin)
 
     # -- snapshots --------------------------------------------------------------------------
 

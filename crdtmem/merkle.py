@@ -407,7 +407,7 @@ class MerkleIndex:
 
         Exact (full 128-bit sums, no truncation); descends only into differing nodes. Both
         indexes must use the same ``bits``. Mostly for tests and tools: two replicas in
-        different processes reconcile with :mod:`crdtmem.protocol.antientropy` instead.
+        different processes reconcile by exchanging ``Sync`` version vectors instead.
         """
         if other.bits != self.bits:
             raise ValueError("indexes of different fan-out cannot be compared")

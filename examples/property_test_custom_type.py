@@ -63,18 +63,12 @@ class MaxMap:
         return f"MaxMap({self.entries})"
 
     # What replication needs as well: who a delta writes as (nobody: any trusted peer may
-    # raise any key), and the anti-entropy leaves (one, repaired whole).
+    # raise any key), and the Merkle leaves (one: the whole state).
     def writers(self) -> set[str]:
         return set()
 
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)
-
-    def restricted(self, keys: Iterable[Hashable]) -> MaxMap:
-        return self.copy()
-
-    def join_keys(self, other: MaxMap, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.join(other)
 
 
 def max_map_from_plain(body: Any) -> MaxMap:

@@ -1,4 +1,4 @@
-"""What every crdtmem type provides, so Memory, the codec and anti-entropy can treat them alike."""
+"""What every crdtmem type provides, so Memory, the codec and the Merkle index can treat them alike."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from typing import ClassVar, Protocol, Self
 __all__ = ["Crdt", "WHOLE"]
 
 WHOLE = b""
-"""The single leaf key of types that anti-entropy repairs as one piece."""
+"""The single leaf key of types that the Merkle index digests as one piece."""
 
 
 class Crdt(Protocol):
     """A delta-state CRDT: mutators change the state in place and return a delta of the same type.
 
     ``join`` is the least upper bound (commutative, associative, idempotent); a delta is joined
-    like any state. Types that hold many independent entries split into leaves so anti-entropy
-    can repair one entry alone; the rest have the single leaf :data:`WHOLE`.
+    like any state. Types that hold many independent entries split into leaves so the Merkle
+    index digests one entry alone; the rest have the single leaf :data:`WHOLE`.
 
     A class providing this becomes storable and replicable with one
     :func:`~crdtmem.crdt.registry.register_type` call.
@@ -34,9 +34,3 @@ class Crdt(Protocol):
 
     def leaf_keys(self) -> Iterable[Hashable]:
         """Every leaf key this state holds (for a delta: the leaves it touches)."""
-
-    def restricted(self, keys: Iterable[Hashable]) -> Self:
-        """A partial state holding just ``keys``, with whatever context makes it a safe delta."""
-
-    def join_keys(self, other: Self, keys: Iterable[Hashable]) -> set[Hashable]:
-        """Join a partial state from :meth:`restricted` that covers every key that differs."""

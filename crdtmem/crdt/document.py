@@ -286,12 +286,6 @@ class Document:
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)
 
-    def restricted(self, keys: Iterable[Hashable]) -> Document:
-        return Document.from_update(self.encoded())
-
-    def join_keys(self, other: Document, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.join(other)
-
     def value(self) -> dict[str, object]:
         """A plain view of every root, for display (``crdtmem inspect``)."""
         update = self.encoded()

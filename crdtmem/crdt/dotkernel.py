@@ -135,31 +135,12 @@ class DotKernel:
         else:
             self.entries.pop(key, None)
 
-    # -- partial states, for anti-entropy -----------------------------------------------------
-
-    def restricted(self, keys: Iterable[Hashable]) -> DotKernel:
-        """The entries for ``keys`` with the whole context: a delta that repairs exactly them."""
-        entries = {k: dict(self.entries[k]) for k in keys if k in self.entries}
-        return DotKernel(entries, self.ctx.copy())
-
-    def join_keys(self, other: DotKernel, keys: Iterable[Hashable]) -> set[Hashable]:
-        """Join ``other`` for ``keys`` only, then adopt its context.
-
-        Call only when ``other`` holds every key on which the two states may differ; otherwise
-        adopting the context would hide dots this state has not received yet.
-        """
-        changed = {key for key in set(keys) if self._merge_key(key, other.entries.get(key, {}), other.ctx)}
-        if self.ctx.join(other.ctx):
-            changed.add(META)
-        return changed
-
     def copy(self) -> DotKernel:
         return DotKernel({k: dict(v) for k, v in self.entries.items()}, self.ctx.copy())
 
     def writers(self) -> set[str]:
         """Replicas whose dots this state (as a delta) creates."""
         return {d[0] for dots in self.entries.values() for d in dots}
-
 
 
 class KernelContainer:
@@ -188,9 +169,3 @@ class KernelContainer:
 
     def leaf_keys(self) -> Iterable[Hashable]:
         return [*self.kernel.entries, META]
-
-    def restricted(self, keys: Iterable[Hashable]):  # noqa: ANN201
-        return type(self)(self.kernel.restricted(k for k in keys if k != META))
-
-    def join_keys(self, other: KernelContainer, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.kernel.join_keys(other.kernel, (k for k in keys if k != META))

@@ -47,9 +47,3 @@ class GCounter:
 
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)
-
-    def restricted(self, keys: Iterable[Hashable]) -> GCounter:
-        return self.copy()
-
-    def join_keys(self, other: GCounter, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.join(other)

@@ -37,9 +37,3 @@ class GSet:
 
     def leaf_keys(self) -> Iterable[Hashable]:
         return self.items
-
-    def restricted(self, keys: Iterable[Hashable]) -> GSet:
-        return GSet({k for k in keys if k in self.items})
-
-    def join_keys(self, other: GSet, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.join(other)

@@ -51,9 +51,3 @@ class LWWRegister:
 
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)
-
-    def restricted(self, keys: Iterable[Hashable]) -> LWWRegister:
-        return self.copy()
-
-    def join_keys(self, other: LWWRegister, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.join(other)

@@ -29,9 +29,3 @@ class MVRegister(KernelContainer):
 
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)
-
-    def restricted(self, keys: Iterable[Hashable]) -> MVRegister:
-        return self.copy()
-
-    def join_keys(self, other: MVRegister, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.join(other)

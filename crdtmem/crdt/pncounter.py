@@ -45,9 +45,3 @@ class PNCounter:
 
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)
-
-    def restricted(self, keys: Iterable[Hashable]) -> PNCounter:
-        return self.copy()
-
-    def join_keys(self, other: PNCounter, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.join(other)

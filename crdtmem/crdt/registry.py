@@ -61,7 +61,7 @@ class TypeSpec:
             peer's bytes end up here).
         handle: ``handle(memory, name, state)``: what ``Memory.get`` returns. Default: a
             :class:`~crdtmem.handles.Handle`, written with ``update(mutator)``.
-        encode_leaf: ``encode_leaf(state, key)``: canonical bytes of one anti-entropy leaf,
+        encode_leaf: ``encode_leaf(state, key)``: canonical bytes of one Merkle leaf,
             or None if it is empty. Default: the whole state's encoding (one leaf).
         rollback: how checkpoints record and restore it; None: a changed object of this type
             makes a rollback refuse.

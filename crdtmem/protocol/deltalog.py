@@ -1,7 +1,7 @@
 """``DeltaLog``: the signed batches a node keeps to serve catch-up, indexed by author.
 
-A node logs every batch it makes or applies, sends a peer what its ``seen`` set lacks, and
-forgets a batch once every peer it knows has it. The log is indexed by author and sequence
+A node logs every batch it makes or applies and sends a peer what its ``seen`` set lacks;
+batches are kept for good, up to ``max_batches``. The log is indexed by author and sequence
 number, so answering a peer costs the size of the gap, not the size of the log: a node that
 has been partitioned for a while can hold a long log while its neighbours ack every 50 ms.
 """
@@ -9,7 +9,6 @@ has been partitioned for a while can hold a long log while its neighbours ack ev
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
 
 from ..clocks import CausalContext, Dot
 
@@ -19,8 +18,7 @@ __all__ = ["DeltaLog"]
 class DeltaLog:
     """Batch wires by dot, oldest first, with at most ``max_batches`` kept.
 
-    When full, the oldest batch is dropped: a peer that still lacks it is repaired by
-    anti-entropy instead (see :meth:`fills`).
+    When full, the oldest batch is dropped.
     """
 
     def __init__(self, max_batches: int) -> None:
@@ -69,49 +67,8 @@ class DeltaLog:
         out.sort(key=lambda item: order[item[0]])  # the order they were applied: causal
         return out
 
-    def fills(self, seen: CausalContext, target: CausalContext) -> bool:
-        """Whether ``seen`` plus this log covers ``target`` (else only anti-entropy can help)."""
-        for author, top in target.vv.items():
-            have = seen.vv.get(author, 0)
-            if top <= have:
-                continue
-            seqs = self._seqs.get(author, ())
-            logged = bisect.bisect_right(seqs, top) - bisect.bisect_right(seqs, have)
-            if logged == top - have:
-                continue
-            # The gap (have, top] is filled if the log and ``seen``'s strays cover it together;
-            # count them rather than walk it (its width is a number a peer picks).
-            stray = [c for c in seen.stray(author) if have < c <= top]
-            both = sum(1 for c in stray if Dot(author, c) in self._wires)
-            if logged + len(stray) - both != top - have:
-                return False
-        return all(dot in seen or dot in self._wires for dot in target.iter_cloud())
-
     def count_missing(self, seen: CausalContext) -> int:
         return len(self.missing(seen))
-
-    def collect(self, knowns: Iterable[CausalContext]) -> int:
-        """Forget the batches every context in ``knowns`` has seen; return how many."""
-        knowns = list(knowns)
-        if not knowns:
-            return 0
-        before = len(self._wires)
-        for author in list(self._seqs):
-            seqs = self._seqs[author]
-            cut = bisect.bisect_right(seqs, min(k.vv.get(author, 0) for k in knowns))
-            kept = []
-            for i, seq in enumerate(seqs):
-                dot = Dot(author, seq)
-                if i < cut or all(dot in k for k in knowns):
-                    del self._wires[dot]
-                    del self._order[dot]
-                else:
-                    kept.append(seq)
-            if kept:
-                self._seqs[author] = kept
-            else:
-                del self._seqs[author]
-        return before - len(self._wires)
 
     def _forget(self, dot: Dot) -> None:
         del self._wires[dot]

@@ -21,7 +21,6 @@ __all__ = [
     "PeerDisconnected",
     "Refused",
     "BatchApplied",
-    "RepairApplied",
     "HistoryLost",
     "TypeClash",
     "Event",
@@ -93,14 +92,6 @@ class BatchApplied:
 
 
 @dataclass(frozen=True)
-class RepairApplied:
-    """Anti-entropy changed these objects (storage should snapshot: no batch describes it)."""
-
-    peer_id: str
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class HistoryLost:
     """``peer_id`` holds batches of ours up to ``theirs``; we only know up to ``ours``.
 
@@ -126,4 +117,4 @@ class TypeClash:
     tags: tuple[str, ...]
 
 
-Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | RepairApplied | HistoryLost | TypeClash
+Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | HistoryLost | TypeClash

@@ -43,15 +43,15 @@ class NodeStats:
     equivocating batch, and a batch refused after waiting for its dependencies (its author, not
     the peer that delivered it, is at fault)."""
     anti_entropy_sessions: int = 0
-    """Merkle reconciliations begun, either side."""
+    """Periodic full ``Sync`` exchanges this node started."""
     anti_entropy_finished: int = 0
-    """Merkle reconciliations that ran to their end (the ``repair_*`` counters sum over these)."""
-    repairs: int = 0
-    """Finished reconciliations that changed the memory."""
+    """The same exchanges, counted as finished: once nonzero, the ``repair_*`` counters show."""
     repair_bytes_sent: int = 0
     repair_leaves_sent: int = 0
     repair_leaves_received: int = 0
     repair_round_trips: int = 0
+    """The ``repair_*`` counters stay at zero since reconciliation sends signed batches, not
+    Merkle rows; they are kept so simulation reports keep their fields."""
     batches_parked: int = 0
     """Batches of authors not (yet) trusted, parked for ``Node.trust`` instead of refused."""
     parked_dropped: int = 0
@@ -89,7 +89,6 @@ class NodeStats:
             "duplicate_batches": self.duplicate_batches,
             "lost_history": self.lost_history,
             "parked_dropped": self.parked_dropped,
-            "repairs": self.repairs,
         }
         for kind, n in self.bytes_sent_by_kind.items():
             flat[f"bytes_sent_{kind}"] = n

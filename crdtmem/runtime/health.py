@@ -1,7 +1,7 @@
 """``Health``: a peer's metrics, kept up to date from events and computed only when asked.
 
 Nothing here rescans the memory. Counters move when something happens — a node event
-(refusal, repair), a link event (dial failure, throttled read, refused connection), a store
+(refusal, type clash), a link event (dial failure, throttled read, refused connection), a store
 compaction, a memory change notification (register writes, MV-register siblings) — and
 :meth:`Health.snapshot` assembles the plain-data view from them, the node's counters and its
 per-connection queries, only when someone asks (``Peer.metrics()``, a Prometheus scrape).
@@ -12,19 +12,16 @@ snapshot comes from this module's own counters.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..memory import Memory
-from ..protocol.events import Refused, RepairApplied, TypeClash
+from ..protocol.events import Refused, TypeClash
 from ..protocol.node import Node
 from ..protocol.recovery import Store
 from ..protocol.stats import NodeStats
 
 __all__ = ["Health", "node_figures"]
-
-_REPAIR_LOG = 50  # repairs remembered; the snapshot shows the last five
 
 
 def node_figures(stats: NodeStats) -> dict[str, Any]:
@@ -38,8 +35,6 @@ def node_figures(stats: NodeStats) -> dict[str, Any]:
         "deltas_received": stats.batches_applied,
         "bytes_sent": stats.bytes_sent,
         "bytes_received": stats.bytes_received,
-        "repairs": stats.repairs,
-        "repair_bytes": stats.repair_bytes_sent,
         "anti_entropy_sessions": stats.anti_entropy_sessions,
         "refusals": {str(reason): n for reason, n in stats.refusals.items()},
         "stats": stats.as_dict(),
@@ -66,7 +61,6 @@ class Health:
         self._conflict_window_ms = conflict_window * 1000
         self._counters: dict[str, float] = {}
         self._refusals: dict[str, int] = {}
-        self._repair_log: list[dict[str, Any]] = []
         self._last_in_sync: dict[str, float] = {}
         self._registers: dict[str, tuple[int, str]] = {}  # last-writer-wins: last (stamp, replica) seen
         self._siblings: dict[str, int] = {}  # MV-registers holding more than one value: extra values
@@ -98,17 +92,12 @@ class Health:
         """Count input refused outside the node (by a transport, or admission), by reason."""
         self._refusals[reason] = self._refusals.get(reason, 0) + 1
 
-    def record(self, event: Refused | RepairApplied | TypeClash) -> None:
-        """Count a node event that health reports: a refusal, a type clash, or a repair that
-        changed objects."""
+    def record(self, event: Refused | TypeClash) -> None:
+        """Count a node event that health reports: a refusal or a type clash."""
         if isinstance(event, Refused):
             self.refused(event.reason)
-        elif isinstance(event, TypeClash):
-            self.count("type_clashes")
         else:
-            self.count("repair_events")
-            self._repair_log.append({"peer": event.peer_id, "names": list(event.names), "at": time.time()})
-            del self._repair_log[:-_REPAIR_LOG]
+            self.count("type_clashes")
 
     def sample_sync(self, synced_with: Mapping[str, bool], now: float) -> None:
         """Note which connected peers are in sync at ``now``; drift is measured from these samples.
@@ -191,8 +180,6 @@ class Health:
             "deltas_received": figures["deltas_received"],
             "bytes_sent": figures["bytes_sent"],
             "bytes_received": figures["bytes_received"],
-            "repairs": figures["repairs"],
-            "repair_bytes": figures["repair_bytes"],
             "anti_entropy_sessions": figures["anti_entropy_sessions"],
             "lag": node.lag() if node is not None else {},
             "drift_seconds": drift,
@@ -207,6 +194,5 @@ class Health:
             "throttled_seconds": round(self._counters.get("throttled_seconds", 0), 3),
             "lost_history": node.lost_history if node is not None else None,
             "store": stored,
-            "recent_repairs": list(self._repair_log[-5:]),
             "stats": figures["stats"],
         }

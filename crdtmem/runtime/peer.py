@@ -41,7 +41,6 @@ from ..protocol.events import (
     PeerConnected,
     PeerDisconnected,
     Refused,
-    RepairApplied,
     Send,
     TypeClash,
 )
@@ -315,14 +314,14 @@ class Peer:
 
         Keys: ``peer_id``, ``url``, ``connected_peers``, ``peers``, ``deltas_sent`` /
         ``deltas_received`` (batches made here / applied from others), ``bytes_sent`` /
-        ``bytes_received``, ``repairs``, ``repair_bytes``, ``anti_entropy_sessions``, ``lag``
+        ``bytes_received``, ``anti_entropy_sessions``, ``lag``
         (per peer: our batches it is not known to have), ``drift_seconds`` (per peer: time since
         we were last in sync), ``synced``, ``refusals`` (by reason), ``conflicts`` (MV-register
         siblings now, near-simultaneous register writes seen, ``type_clashes``: types a name
         gained beyond its first, see :meth:`Memory.conflicts`), ``dial_failures``,
         ``throttled_seconds`` (reading paused by the receive limits), ``lost_history`` (None, or
-        why local writes are no longer sent: see :meth:`flush`), ``store``, ``recent_repairs``
-        and the node's raw ``stats``.
+        why local writes are no longer sent: see :meth:`flush`), ``store`` and the
+        node's raw ``stats``.
         """
         return self._health.snapshot(self.node, now=self._now(), url=self.url, store=self.store)
 
@@ -360,9 +359,6 @@ class Peer:
         for event in events:
             if isinstance(event, BatchApplied):
                 journal.append((event.author, event.seq, event.wire))
-            elif isinstance(event, RepairApplied):
-                self._health.record(event)
-                self._compact_wanted.set()
             elif isinstance(event, PeerConnected):
                 self._links.handshake_done(event.conn, event.peer_id)
                 log.info("%s connected to %s (%s)", self.peer_id, event.peer_id, event.conn)

@@ -98,8 +98,6 @@ class PeerCollector:
         yield counter("crdtmem_deltas_received", "Delta batches from others applied here.", m["deltas_received"])
         yield counter("crdtmem_bytes_sent", "Frame bytes sent.", m["bytes_sent"])
         yield counter("crdtmem_bytes_received", "Frame bytes received.", m["bytes_received"])
-        yield counter("crdtmem_repairs", "Anti-entropy sessions that changed something.", m["repairs"])
-        yield counter("crdtmem_repair_bytes", "Bytes sent by anti-entropy repair.", m["repair_bytes"])
         lag = GaugeMetricFamily("crdtmem_lag_batches", "Our batches a connected peer is not known to have.",
                                 labels=["peer", "remote"])
         for remote, n in sorted(m["lag"].items()):

@@ -41,35 +41,9 @@ def test_missing_is_every_logged_batch_the_context_lacks(logged, seen):
     assert log.count_missing(seen) == len(expected)
 
 
-@given(st.lists(dots, max_size=30), contexts(), contexts())
-def test_fills_says_whether_log_and_context_cover_the_target(logged, seen, target):
-    log = filled(logged)
-    union = seen.copy()
-    for dot in logged:
-        union.add(dot)
-    covers = all(dot in union for dot in target.dots())
-    assert log.fills(seen, target) == covers
-
-
-@given(st.lists(dots, max_size=30), st.lists(contexts(), min_size=1, max_size=3))
-def test_collect_forgets_exactly_what_every_known_peer_has(logged, knowns):
-    log = filled(logged)
-    forgotten = log.collect(knowns)
-    kept = {dot for dot in logged if not all(dot in k for k in knowns)}
-    assert {dot for dot, _ in log.missing(CausalContext())} == kept
-    assert len(log) == len(kept) and forgotten == len(set(logged)) - len(kept)
-    assert sorted(log.wires()) == sorted(wire(dot) for dot in kept)
-
-
 def test_a_full_log_drops_its_oldest_batch_first():
     log = filled([Dot("b", 5), Dot("a", 1), Dot("a", 2)], cap=2)
     assert Dot("b", 5) not in log and len(log) == 2
     log.add(Dot("b", 1), wire(Dot("b", 1)))
     assert Dot("a", 1) not in log and Dot("a", 2) in log and Dot("b", 1) in log
-    assert not log.fills(CausalContext(), CausalContext({"a": 2}))
-    assert log.fills(CausalContext({"a": 1}), CausalContext({"a": 2}))
 
-
-def test_collect_without_known_peers_keeps_everything():
-    log = filled([Dot("a", 1)])
-    assert log.collect([]) == 0 and len(log) == 1

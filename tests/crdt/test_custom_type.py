@@ -54,12 +54,6 @@ class MaxRegister:
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)
 
-    def restricted(self, keys: Iterable[Hashable]) -> MaxRegister:
-        return self.copy()
-
-    def join_keys(self, other: MaxRegister, keys: Iterable[Hashable]) -> set[Hashable]:
-        return self.join(other)
-
 
 class MaxHandle(Handle):
     __slots__ = ()

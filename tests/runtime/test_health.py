@@ -9,7 +9,7 @@ import pytest
 
 from crdtmem import Memory
 from crdtmem.errors import RefusalReason
-from crdtmem.protocol.events import Refused, RepairApplied, TypeClash
+from crdtmem.protocol.events import Refused, TypeClash
 from crdtmem.protocol.node import Node
 from crdtmem.protocol.stats import NodeStats
 from crdtmem.runtime.health import Health
@@ -77,19 +77,17 @@ def test_changes_after_unwatch_are_not_followed() -> None:
     assert _snapshot(health)["conflicts"]["mv_register_siblings"] == 0
 
 
-def test_refusals_repairs_and_runtime_counters_show_in_the_snapshot() -> None:
+def test_refusals_and_runtime_counters_show_in_the_snapshot() -> None:
     _, _, (mine,) = team(1)
     health = Health(mine, mine.replica_id, conflict_window=1.0)
     health.record(Refused("in-1", RefusalReason.BAD_TAG, "frame MAC does not verify"))
     health.refused("too-many-connections")
     health.refused("too-many-connections")
-    health.record(RepairApplied("peer-b", ("plan", "goal")))
     health.count("dial_failures")
     health.count("throttled_seconds", 0.25)
     health.count("throttled_seconds", 0.5)
     m = _snapshot(health)
     assert m["refusals"] == {"bad-tag": 1, "too-many-connections": 2}
-    assert m["recent_repairs"][-1]["peer"] == "peer-b" and m["recent_repairs"][-1]["names"] == ["plan", "goal"]
     assert m["dial_failures"] == 1 and m["throttled_seconds"] == 0.75
 
 
@@ -99,9 +97,9 @@ def test_the_snapshot_keys_are_the_peer_metrics_keys() -> None:
     health = Health(mine, mine.replica_id, conflict_window=1.0)
     assert list(health.snapshot(node, now=time.monotonic(), url="ws://h:1")) == [
         "peer_id", "url", "connected_peers", "peers", "deltas_sent", "deltas_received", "bytes_sent",
-        "bytes_received", "repairs", "repair_bytes", "anti_entropy_sessions", "lag", "drift_seconds", "synced",
+        "bytes_received", "anti_entropy_sessions", "lag", "drift_seconds", "synced",
         "refusals", "conflicts", "dial_failures", "throttled_seconds", "lost_history", "store",
-        "recent_repairs", "stats",
+        "stats",
     ]
 
 
@@ -110,12 +108,12 @@ def test_node_counters_map_onto_the_metrics_keys() -> None:
     health = Health(mine, mine.replica_id, conflict_window=1.0)
     node = _NodeQueries()
     node.stats = NodeStats(batches_created=3, batches_applied=5, bytes_sent=700, bytes_received=900,
-                           repairs=1, repair_bytes_sent=40, anti_entropy_sessions=2,
+                           anti_entropy_sessions=2,
                            refusals={RefusalReason.BAD_BATCH_SIGNATURE: 2})
     health.refused("too-many-connections")
     m = _snapshot(health, node)
     assert (m["deltas_sent"], m["deltas_received"], m["bytes_sent"], m["bytes_received"]) == (3, 5, 700, 900)
-    assert (m["repairs"], m["repair_bytes"], m["anti_entropy_sessions"]) == (1, 40, 2)
+    assert m["anti_entropy_sessions"] == 2
     assert m["refusals"] == {str(RefusalReason.BAD_BATCH_SIGNATURE): 2, "too-many-connections": 1}
     assert m["stats"] == node.stats.as_dict()
 

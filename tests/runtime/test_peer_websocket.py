@@ -193,4 +193,4 @@ async def test_metrics_are_exported_for_prometheus() -> None:
     text = body.decode()
     assert "crdtmem_connected_peers" in text and "crdtmem_drift_seconds" in text
     assert 'crdtmem_conflicts{kind="mv_register_siblings"' in text
-    assert "crdtmem_repair_bytes_total" in text and "crdtmem_lag_batches" in text
+    assert "crdtmem_bytes_sent_total" in text and "crdtmem_lag_batches" in text
