@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -43,12 +43,9 @@ class Figures:
     writes_sent: int = 0
     writes_acked: int = 0
     writes_lost: int = 0
-    kill_delays: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
-        out = dict(self.__dict__)
-        out.pop("kill_delays")
-        return out
+        return dict(self.__dict__)
 
 
 class CrashRun:
@@ -120,6 +117,16 @@ class CrashRun:
         for message in proc.drain():
             self._note_ack(name, message)
 
+    def wait_caught_up(self, name: str, count: int) -> None:
+        """Wait until ``name`` holds ``count`` random writes the others acknowledged (0: not at all).
+
+        This picks a crash instant by progress, not by the clock: the peer has caught up that far.
+        """
+        others = sorted(set().union(*(ids for peer, ids in self.acked.items() if peer != name)))
+        items = self.rng.sample(others, min(count, len(others)))
+        if items:
+            self.procs[name].ask({"op": "wait", "contains": {"ids": items}, "timeout": 30, "id": "caught-up"}, timeout=35)
+
     def write_and_wait(self, name: str, count: int) -> None:
         ids = self.send_writes(name, count)
         self.wait_acked(name, ids[-1])
@@ -169,27 +176,23 @@ def run_crash_points(tmp_path: Path, kills: int, seed: int) -> Figures:
                 run_.wait_acked(name, ids[-1])
             proc = run_.start(victim)
             if rng.random() < 0.5:
-                # crash during catch-up/anti-entropy: a random instant after it came back
-                delay = rng.uniform(0.0, 0.4)
-                time.sleep(delay)  # picks the crash instant; it waits for no event
+                # crash during catch-up: once it holds a random few of the others' writes (or at once)
+                run_.wait_caught_up(victim, rng.randint(0, 3))
                 run_.kill(victim)
                 run_.fig.kills_in_catch_up += 1
-                run_.fig.kill_delays.append(delay)
             else:
                 # crash during a write burst, while also receiving the others' concurrent writes
                 burst = rng.randint(20, 120)
                 ids = run_.send_writes(victim, burst)
-                run_.send_writes(HUBS[round_no % 2], rng.randint(5, 30))
+                hub_name = HUBS[round_no % 2]
+                hub_ids = run_.send_writes(hub_name, rng.randint(5, 30))
                 if rng.random() < 0.5:
-                    after = rng.randrange(burst)
-                    run_.wait_acked(victim, ids[after])
+                    run_.wait_acked(victim, ids[rng.randrange(burst)])
                 else:
-                    delay = rng.uniform(0.0, 0.3)
-                    time.sleep(delay)  # picks the crash instant inside the burst; it waits for no event
-                    run_.fig.kill_delays.append(delay)
+                    run_.wait_acked(hub_name, rng.choice(hub_ids))  # an instant set by the hub's progress
                 run_.kill(victim)
                 run_.fig.kills_in_burst += 1
-                hub = run_.procs[HUBS[round_no % 2]]
+                hub = run_.procs[hub_name]
                 for message in hub.drain():
                     run_._note_ack(hub.name, message)
             if not run_.check_dead_store(victim):
