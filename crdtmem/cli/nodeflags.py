@@ -9,12 +9,13 @@ Durations take the simulator's syntax (``500ms``, ``2s``, ``1.5``); counts are i
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
 from ..protocol.node import NodeConfig
 
-__all__ = ["add_node_arguments", "node_config_from_args", "duration"]
+__all__ = ["add_node_arguments", "node_config_from_args", "duration", "integer"]
 
 _HELP = {
     "gossip_interval": "seconds between gossip rounds",
@@ -44,14 +45,22 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    return value
+def integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type for integers of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+_count = integer(0)
 
 
 def _defaults() -> dict[str, Any]:

@@ -22,9 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .nodeflags import add_node_arguments, duration, node_config_from_args
+from .nodeflags import add_node_arguments, duration, integer, node_config_from_args
 
 __all__ = ["register", "main", "build_parser", "scenario_from_args", "run"]
+
+_positive_int = integer(1)
 
 _DESCRIPTION = (
     "Run the real crdtmem Node on a simulated network under virtual time: partitions, loss, "
@@ -36,16 +38,6 @@ def _probability(text: str) -> float:
     value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1] (or 0-100%)")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
 
 
