@@ -33,6 +33,7 @@ rebuilt from the delta log on restart (:meth:`CausalIndex.record` in log order).
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable
 
 from ..crdt.document import Document, update_footprint, yjs_client_id
@@ -41,6 +42,9 @@ from ..errors import RefusalReason, RemoteProtocolError
 from .batch import DeltaBatch
 
 __all__ = ["CausalIndex", "UnobservedRemoveError", "BadDependenciesError", "EquivocationError"]
+
+# check() then record() read each remote document delta's footprint: parse it once.
+_footprint = functools.lru_cache(maxsize=64)(update_footprint)
 
 
 class UnobservedRemoveError(RemoteProtocolError):
@@ -116,11 +120,7 @@ class CausalIndex:
         """
         if any(dep in self._refused for dep in batch.deps):
             raise BadDependenciesError(f"batch {batch.author}#{batch.seq} depends on a refused batch")
-        covered: dict[str, int] = {}
-        for dep in batch.deps:
-            for replica, seq in self._covered[dep].items():
-                if seq > covered.get(replica, 0):
-                    covered[replica] = seq
+        covered = self._join(batch.deps)
         if covered.get(batch.author, 0) != batch.seq - 1:
             raise BadDependenciesError(
                 f"batch {batch.author}#{batch.seq} does not depend on its author's batch #{batch.seq - 1}"
@@ -147,7 +147,7 @@ class CausalIndex:
     def _check_document(self, batch: DeltaBatch, name: str, delta: Document, covered: dict[str, int]) -> None:
         """Refuse a document delta whose delete set reaches past what ``covered`` inserted."""
         try:
-            _ends, deletes = update_footprint(delta.encoded())
+            _ends, deletes = _footprint(delta.encoded())
         except ValueError as exc:
             raise UnobservedRemoveError(
                 f"batch {batch.author}#{batch.seq}: the delete set of {name!r} cannot be read ({exc})"
@@ -168,10 +168,7 @@ class CausalIndex:
     def record(self, batch: DeltaBatch, covered: dict[str, int] | None = None) -> None:
         """Note ``batch`` as applied (after :meth:`check`, or in log order on restart)."""
         if covered is None:
-            covered = {}
-            for dep in batch.deps:
-                for replica, seq in self._covered.get(dep, {}).items():
-                    covered[replica] = max(covered.get(replica, 0), seq)
+            covered = self._join(batch.deps)
             covered[batch.author] = batch.seq
         self._covered[batch.hash] = covered
         self._heads.difference_update(batch.deps)
@@ -182,11 +179,20 @@ class CausalIndex:
             elif isinstance(delta, Document):
                 client = yjs_client_id(batch.author)
                 try:
-                    ends, _deletes = update_footprint(delta.encoded())
+                    ends, _deletes = _footprint(delta.encoded())
                 except ValueError:
                     continue  # refused by check; locally, leaves the reach where it was
                 self._yjs_replicas.setdefault(client, batch.author)
                 _extend(self._yjs_reach, (name, batch.author), batch.seq, ends.get(client, 0))
+
+    def _join(self, deps: Iterable[bytes]) -> dict[str, int]:
+        """The join of the covered vectors of ``deps`` (those applied here)."""
+        covered: dict[str, int] = {}
+        for dep in deps:
+            for replica, seq in self._covered.get(dep, {}).items():
+                if seq > covered.get(replica, 0):
+                    covered[replica] = seq
+        return covered
 
     def record_all(self, batches: Iterable[DeltaBatch]) -> None:
         for batch in batches:
