@@ -33,31 +33,15 @@ def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[
     from ..storage.keyfiles import load_identity, load_keyring
     from ..storage.sqlite import StoreError
 
-    problem = _address_problem(args)
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
     try:
-        identity = load_identity(args.key)
-    except OSError as exc:
-        print(f"error: cannot read the key file {args.key}: {exc.strerror or exc} "
-              f"(create one with: crdtmem keygen {args.key})", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        keyring = load_keyring(args.trust)
-    except OSError as exc:
-        print(f"error: cannot read the keyring {args.trust}: {exc.strerror or exc} (one `ed25519:...` line "
-              "per trusted peer, as crdtmem keygen prints them)", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
+        problem = _address_problem(args)
+        if problem is not None:
+            raise ValueError(problem)
+        identity = _read(load_identity, args.key, "the key file", f"create one with: crdtmem keygen {args.key}")
+        keyring = _read(load_keyring, args.trust, "the keyring",
+                        "one `ed25519:...` line per trusted peer, as crdtmem keygen prints them")
         options, config = peer_options(args), node_config_from_args(args)
-    except (OSError, ValueError) as exc:  # a bad flag value, an unreadable TLS file
+    except (OSError, ValueError) as exc:  # also a bad flag value, an unreadable TLS file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -73,6 +57,14 @@ def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[
             print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
             return 2
         raise
+
+
+def _read(load: Callable[[Any], Any], path: str, what: str, hint: str) -> Any:
+    """``load(path)``; a file that cannot be read becomes one OSError line saying how to fix it."""
+    try:
+        return load(path)
+    except OSError as exc:
+        raise OSError(f"cannot read {what} {path}: {exc.strerror or exc} ({hint})") from None
 
 
 def _address_problem(args: argparse.Namespace) -> str | None:
