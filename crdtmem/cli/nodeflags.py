@@ -3,7 +3,8 @@
 ``crdtmem peer`` and ``crdtmem simulate`` both call :func:`add_node_arguments`, so every
 NodeConfig field is a flag of both (``gossip_interval`` is ``--gossip-interval``) with
 NodeConfig's default, and a field added to NodeConfig becomes a flag without an edit here.
-Durations take the simulator's syntax (``500ms``, ``2s``, ``1.5``); counts are integers.
+Durations take the simulator's syntax (``500ms``, ``2s``, ``1.5``); counts are integers; a
+field whose default is None is an opt-in bound (a positive integer, unbounded when absent).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _HELP = {
     "log_retention": "how long a peer that went away is remembered for sending it batches",
     "max_frame_bytes": "largest frame sent or accepted",
     "max_message_bytes": "largest message reassembled from frames",
-    "max_log_batches": "batches the catch-up log holds at most",
+    "max_log_batches": "opt-in bound on the batches kept for catch-up; older ones are then never served to late joiners",
     "max_batch_wires_per_message": "batches sent in one message at most",
     "max_parked_batches": "batches of not (yet) trusted authors kept for when they are trusted",
     "max_pending_batches": "received batches kept waiting for their dependencies at most",
@@ -61,6 +62,7 @@ def integer(minimum: int) -> Callable[[str], int]:
 
 
 _count = integer(0)
+_bound = integer(1)
 
 
 def _defaults() -> dict[str, Any]:
@@ -75,11 +77,15 @@ def add_node_arguments(parser: Any) -> None:
     :func:`node_config_from_args`.
     """
     for name, default in _defaults().items():
-        kind = duration if isinstance(default, float) else _count
-        shown = f"{default:g}s" if isinstance(default, float) else f"{default:,}"
+        if default is None:
+            kind, shown = _bound, "unbounded"
+        elif isinstance(default, float):
+            kind, shown = duration, f"{default:g}s"
+        else:
+            kind, shown = _count, f"{default:,}"
         what = _HELP.get(name, name.replace("_", " "))
         parser.add_argument(
-            "--" + name.replace("_", "-"), dest=name, type=kind, default=default, metavar="N" if kind is _count else "T",
+            "--" + name.replace("_", "-"), dest=name, type=kind, default=default, metavar="T" if kind is duration else "N",
             help=f"{what} (default {shown})",
         )
 

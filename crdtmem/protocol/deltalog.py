@@ -1,7 +1,7 @@
 """``DeltaLog``: the signed batches a node keeps to serve catch-up, indexed by author.
 
 A node logs every batch it makes or applies and sends a peer what its ``seen`` set lacks;
-batches are kept for good, up to ``max_batches``. The log is indexed by author and sequence
+batches are kept for good, unless an opt-in ``max_batches`` is set. The log is indexed by author and sequence
 number, so answering a peer costs the size of the gap, not the size of the log: a node that
 has been partitioned for a while can hold a long log while its neighbours ack every 50 ms.
 """
@@ -16,12 +16,12 @@ __all__ = ["DeltaLog"]
 
 
 class DeltaLog:
-    """Batch wires by dot, oldest first, with at most ``max_batches`` kept.
+    """Batch wires by dot, oldest first: all of them, or at most ``max_batches`` if set.
 
-    When full, the oldest batch is dropped.
+    When a bound is set and reached, the oldest batch is dropped.
     """
 
-    def __init__(self, max_batches: int) -> None:
+    def __init__(self, max_batches: int | None = None) -> None:
         self.max_batches = max_batches
         self._wires: dict[Dot, bytes] = {}  # insertion order: oldest first
         self._order: dict[Dot, int] = {}  # dot -> when it was added (a causal order)
@@ -52,7 +52,7 @@ class DeltaLog:
             seqs.append(dot[1])
         else:
             bisect.insort(seqs, dot[1])
-        if len(self._wires) > self.max_batches:
+        if self.max_batches is not None and len(self._wires) > self.max_batches:
             self._forget(next(iter(self._wires)))
 
     def missing(self, seen: CausalContext) -> list[tuple[Dot, bytes]]:

@@ -37,8 +37,8 @@ What the node does, per DESIGN.md §4:
   author) tells the other which signed batches it lacks, and those original batches are sent
   from the delta log, so every receiver verifies every author's part itself. A ``Sync`` goes
   out on every connect, on every differing gossip digest and every ``anti_entropy_interval``;
-* the delta log keeps signed batches for good (up to ``max_log_batches``), so a peer that
-  joins or returns late gets every author's signed history;
+* the delta log keeps signed batches for good (unless ``max_log_batches`` is set), so a
+  peer that joins or returns late gets every author's signed history;
 * causal delivery: a verified batch waits until the batches it names as dependencies are
   applied here. Each author has its own budget of waiting batches (``max_pending_per_author``,
   1,000): past it that author's oldest waiting batch is dropped, so an author naming hashes
@@ -146,9 +146,11 @@ class NodeConfig:
     """How long what a peer that went away had seen is remembered (its batches stay logged)."""
     max_frame_bytes: int = 1024 * 1024
     max_message_bytes: int = 64 * 1024 * 1024
-    max_log_batches: int = 1_000_000
-    """Signed batches kept for catch-up. They are kept for good up to this bound: past it the
-    oldest go, and a peer joining later can no longer get (nor verify) them."""
+    max_log_batches: int | None = None
+    """Signed batches kept in RAM for catch-up; None (the default): every one, for good.
+    Opt-in bound: past it the oldest are no longer served, so a peer that lacks one of them
+    (a late joiner, a peer that lost its store) never gets it from this node, and its batches
+    that depend on it wait at that peer until its wait budget drops them."""
     max_batch_wires_per_message: int = 256
     max_pending_batches: int = 10_000
     """Verified batches kept waiting for their dependencies, all authors together; beyond, new
@@ -804,7 +806,7 @@ class Node:
     def _collect_log(self, now: float) -> None:
         """Forget what peers gone for longer than ``log_retention`` had seen.
 
-        Signed batches themselves are kept for good (up to ``max_log_batches``): they are the
+        Signed batches themselves are kept for good (unless ``max_log_batches`` is set): they are the
         only proof of each author's writes and of our own history that a peer joining or
         returning later can verify, so acks never drop them.
         """
@@ -820,14 +822,14 @@ class Node:
     def snapshot(self) -> Snapshot:
         """What a store keeps of this replica now: call :meth:`flush` first, then hand it to
         :meth:`Store.compact <crdtmem.protocol.recovery.Store.compact>`."""
-        return Snapshot.of(self.memory, self.seen, self._log.wires())
+        return Snapshot.of(self.memory, self.seen)
 
     def _stamp_bound(self) -> int:
         """The latest hybrid timestamp a peer's write may carry (memory clock + ``max_clock_skew``)."""
         return self.memory.stamp_bound(self.config.max_clock_skew)
 
     def log_wires(self) -> list[bytes]:
-        """The delta log's signed batches: persist them with a snapshot to restore the log."""
+        """The delta log's signed batches, in the order they were applied here."""
         return self._log.wires()
 
     def _advance(self, now: float) -> None:

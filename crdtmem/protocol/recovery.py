@@ -1,9 +1,11 @@
 """Recovery: rebuild a replica from what its store kept, and the contract every store keeps.
 
-A store holds two things for one peer (DESIGN.md §6): a :class:`Snapshot` — the memory, the
-batches it reflects and the node's catch-up log, as bytes — and a journal of the signed batch
-wires applied since. :func:`recover` turns those bytes back into a memory, a seen set and a
-log; it is the one recovery path, pure and shared by the shells::
+A store holds two things for one peer (DESIGN.md §6): the journal — every signed batch wire
+the peer applied, in the order it applied them, each appended once and kept for good — and a
+:class:`Snapshot` — the memory and the batches it reflects, as bytes — so a restart replays only
+the journal after it. The journal is also the node's catch-up log: a peer that joins late gets
+every author's original signed batches. :func:`recover` turns those bytes back into a memory, a
+seen set and a log; it is the one recovery path, pure and shared by the shells::
 
     parts = store.load_parts()                        # shell: read bytes (checked) from disk
     restored = recover(store.peer_id, parts.snapshot, parts.journal, clock=clock)
@@ -53,34 +55,34 @@ class StoreError(CrdtmemError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A peer's compacted state as bytes: what a store keeps in place of the journal it covers.
+    """A peer's memory as bytes, and which journaled batches it reflects, so a restart skips them.
 
-    Build one with :meth:`of` when compacting; :func:`recover` reads it back.
+    Its size is the live state's, not the history's. Build one with :meth:`of` when compacting;
+    :func:`recover` reads it back.
     """
 
     memory: bytes
     """:meth:`Memory.snapshot` bytes."""
     seen: bytes
     """The batches the memory reflects: a packed causal context."""
-    log: bytes
-    """The node's catch-up log: a packed list of signed batch wires."""
 
     @classmethod
-    def of(cls, memory: Memory, seen: CausalContext, log_wires: Iterable[bytes]) -> Snapshot:
-        """Encode a consistent memory, seen set and log. Call when compacting a store.
+    def of(cls, memory: Memory, seen: CausalContext) -> Snapshot:
+        """Encode a consistent memory and seen set. Call when compacting a store.
 
         They must agree: ``seen`` is exactly the batches ``memory`` reflects (flush the node's
-        pending writes first) and ``log_wires`` is the node's log.
+        pending writes first and journal their batches).
         """
-        return cls(memory.snapshot(), codec.pack(codec.context_to_plain(seen)), codec.pack(list(log_wires)))
+        return cls(memory.snapshot(), codec.pack(codec.context_to_plain(seen)))
 
 
 class StoredParts(NamedTuple):
-    """What a store holds: the last snapshot (None before the first compaction) and the journal after it."""
+    """What a store holds: the last snapshot (None before the first compaction) and the whole journal."""
 
     snapshot: Snapshot | None
     journal: Sequence[bytes]
-    """Signed batch wires, in the order they were journaled."""
+    """Every signed batch wire journaled, in the order they were journaled (the snapshot
+    reflects a prefix of them)."""
 
 
 @dataclass
@@ -90,16 +92,19 @@ class Restored:
     memory: Memory
     seen: CausalContext
     log_wires: list[bytes] = field(default_factory=list)
+    """Every journaled batch, in journal order: pass them to the Node to serve catch-up."""
     journal_rows: int = 0
-    """How many journal entries were read after the snapshot (replayed or already covered)."""
+    """How many journaled batches the snapshot did not reflect and were replayed."""
 
 
 class Store(Protocol):
-    """The durable state of one peer: a snapshot plus an append-only journal of applied batches.
+    """The durable state of one peer: an append-only journal of applied batches plus a snapshot.
 
     Durability contract: when :meth:`append` returns, the batches survive the process being
-    killed; :meth:`compact` replaces the snapshot and drops the journal it covers atomically;
-    :meth:`load_parts` returns exactly what was committed, or raises :class:`StoreError`.
+    killed; a journaled batch is never rewritten nor dropped (it is the signed history a late
+    joiner verifies); :meth:`compact` replaces the snapshot atomically, at a cost that grows
+    with the live state, not with the history; :meth:`load_parts` returns exactly what was
+    committed, or raises :class:`StoreError`.
 
     Implementations: :class:`~crdtmem.storage.sqlite.SqliteStore` (a file),
     :class:`~crdtmem.storage.memory.MemoryStore` (the simulator's, and tests').
@@ -112,7 +117,7 @@ class Store(Protocol):
 
     @property
     def journal_rows(self) -> int:
-        """Batches journaled since the last compaction (compact when it grows large)."""
+        """Batches journaled since the last compaction: what a restart would replay (compact when it grows large)."""
         ...
 
     def load_parts(self) -> StoredParts:
@@ -124,7 +129,7 @@ class Store(Protocol):
         ...
 
     def compact(self, snapshot: Snapshot) -> None:
-        """Replace the snapshot with ``snapshot`` and drop the journal it covers. Call now and then."""
+        """Replace the snapshot with ``snapshot``; the journal stays. Call now and then."""
         ...
 
     def close(self) -> None:
@@ -151,42 +156,42 @@ def recover(
     clock: Callable[[], float] | None = None,
     source: str = "the store",
 ) -> Restored:
-    """Rebuild a replica from a snapshot and the journal after it. Call when a peer starts.
+    """Rebuild a replica from a snapshot and the journal. Call when a peer starts.
 
-    Journal batches the snapshot already reflects are skipped; the others are applied in order
-    and join the seen set and the log.
+    Every journal batch joins the log; those the snapshot already reflects are not applied
+    again, the others are applied in order and join the seen set.
 
     Args:
         replica_id: the restored memory's replica id (the store's peer id).
         snapshot: the last compaction, or None if there was none.
-        journal: signed batch wires journaled after the snapshot.
+        journal: every signed batch wire journaled, in order.
         clock: the restored memory's clock.
         source: names the store in error messages.
 
     Raises:
         StoreError: a part does not decode, or a batch does not apply.
     """
-    rows = 0
+    replayed = 0
+    log: list[bytes] = []
     try:
         if snapshot is None:
-            memory, seen, log = Memory(replica_id, clock=clock), CausalContext(), []
+            memory, seen = Memory(replica_id, clock=clock), CausalContext()
         else:
             memory = Memory.from_snapshot(replica_id, snapshot.memory, clock=clock)
             seen = codec.context_from_plain(codec.unpack(snapshot.seen))
-            log = codec.unpack(snapshot.log)
-            if not isinstance(log, list) or not all(isinstance(w, bytes) for w in log):
-                raise DecodeError("malformed catch-up log")
         for wire in journal:
-            rows += 1
+            if not isinstance(wire, bytes):
+                raise DecodeError("a journal entry is not bytes")
+            log.append(wire)
             dot = Dot(*peek_batch(wire))
             if dot in seen:
                 continue
             apply_batch(memory, open_batch(wire, _OwnJournal(), _trusted, max_size=codec.MAX_STATE_BYTES))
             seen.add(dot)
-            log.append(wire)
+            replayed += 1
     except (CrdtmemError, TypeError, AttributeError) as exc:
         raise StoreError(f"{source} is corrupt: {exc}") from None
-    return Restored(memory, seen, log, rows)
+    return Restored(memory, seen, log, replayed)
 
 
 def restore(store: Store, *, clock: Callable[[], float] | None = None) -> Restored:

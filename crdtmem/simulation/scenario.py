@@ -151,8 +151,11 @@ class Scenario:
         for name in ("gossip_interval", "anti_entropy_interval"):
             if not getattr(node, name) > 0:
                 raise ValueError(f"{name} must be positive")
-        if node.fanout < 1 or self.keys < 1 or node.max_log_batches < 1:
-            raise ValueError("fanout, keys and max_log_batches must be at least 1")
+        bound = node.max_log_batches
+        if bound is not None and (type(bound) is not int or bound < 1):
+            raise ValueError(f"max_log_batches must be None or a positive int, got {bound!r}")
+        if node.fanout < 1 or self.keys < 1:
+            raise ValueError("fanout and keys must be at least 1")
         ordered = sorted(self.partitions, key=lambda p: p.at)
         for i, part in enumerate(ordered):
             if part.groups < 2:

@@ -1,7 +1,7 @@
 """An in-memory :class:`~crdtmem.protocol.recovery.Store`: the simulator's disk, and tests'.
 
-It keeps exactly what a :class:`~crdtmem.storage.sqlite.SqliteStore` keeps — the snapshot as
-bytes and the journal of signed batch wires after it — so a peer restored from it goes through
+It keeps exactly what a :class:`~crdtmem.storage.sqlite.SqliteStore` keeps — every signed
+batch wire journaled, and the last snapshot as bytes — so a peer restored from it goes through
 the same :func:`~crdtmem.protocol.recovery.recover` as one restored from a file. It outlives
 the peer that wrote it: the simulator keeps a crashed peer's store and restarts the peer from
 it, and a test can restart a :class:`~crdtmem.runtime.Peer` on the same store in one process.
@@ -17,7 +17,7 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """One peer's snapshot and journal, held in this process.
+    """One peer's journal and snapshot, held in this process.
 
     Every method returns with the change "committed": nothing is buffered, so what the
     process held when a simulated crash happens is what the restart reads.
@@ -32,16 +32,13 @@ class MemoryStore:
         self.peer_id = peer_id
         self.snapshot: Snapshot | None = None
         self.journal: list[bytes] = []
+        self.journal_rows = 0
+        """Batches journaled since the last compaction (what a restart replays)."""
         self.journal_bytes = 0
         self.commits = 0
 
-    @property
-    def journal_rows(self) -> int:
-        """Batches journaled since the last compaction."""
-        return len(self.journal)
-
     def load_parts(self) -> StoredParts:
-        """The snapshot and the journal after it, as committed."""
+        """The snapshot and the whole journal, as committed."""
         return StoredParts(self.snapshot, list(self.journal))
 
     def append(self, entries: Iterable[JournalEntry]) -> int:
@@ -52,14 +49,15 @@ class MemoryStore:
         if not all(isinstance(wire, bytes) for wire in wires):
             raise StoreError(f"{self}: a journal entry is not bytes")
         self.journal += wires
+        self.journal_rows += len(wires)
         self.journal_bytes += sum(len(wire) for wire in wires)
         self.commits += 1
         return len(wires)
 
     def compact(self, snapshot: Snapshot) -> None:
-        """Replace the snapshot and drop the journal it covers (a consistent snapshot: see :meth:`Snapshot.of`)."""
+        """Replace the snapshot (a consistent one: see :meth:`Snapshot.of`); the journal stays."""
         self.snapshot = snapshot
-        self.journal = []
+        self.journal_rows = 0
         self.journal_bytes = 0
         self.commits += 1
 

@@ -1,4 +1,4 @@
-"""SQLite persistence for one peer: a snapshot plus an append-only journal of applied batches.
+"""SQLite persistence for one peer: an append-only journal of signed batches plus a snapshot.
 
 :class:`SqliteStore` keeps the :class:`~crdtmem.protocol.recovery.Store` contract; a peer is
 rebuilt from it by the core's one recovery function, :func:`~crdtmem.protocol.recovery.restore`.
@@ -6,19 +6,22 @@ rebuilt from it by the core's one recovery function, :func:`~crdtmem.protocol.re
 Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem store)::
 
     meta(key, value)                        peer_id, format, created
-    snapshot(id=1, memory, seen, log, upto, checksum)
     journal(id, author, seq, wire, checksum)
+    snapshot(id=1, memory, seen, upto, checksum)
 
-* Every delta batch the node applies (local or remote) is appended to the journal in the same
-  transaction as the others of one runtime step, *before* the runtime sends anything. So a
-  local write never leaves the process before it is durable, and a restarted peer never reuses
-  a sequence number or a dot that others have already seen.
-* :meth:`SqliteStore.compact` replaces the snapshot with the current memory, the batches seen
-  and the node's catch-up log, and drops the journal rows it covers — one transaction, so a
-  crash at any instant leaves either the old snapshot plus its journal or the new one.
+* Every delta batch the node applies (local or remote) is appended to the journal as one row,
+  in the same transaction as the others of one runtime step, *before* the runtime sends
+  anything. So a local write never leaves the process before it is durable, and a restarted
+  peer never reuses a sequence number or a dot that others have already seen.
+* A journal row is written once and never rewritten nor deleted: the journal is the peer's
+  signed history, served to peers that join late so they can verify every author's part.
+* :meth:`SqliteStore.compact` replaces the snapshot (the memory, the batches it reflects, and
+  ``upto``, the last journal row it covers) in one transaction. It writes the live state only,
+  never an old batch, so its cost does not grow with the history; a crash at any instant leaves
+  either the old snapshot or the new one, and the journal rows after it are replayed.
 * Each row carries a BLAKE2b checksum; a mismatch, an unreadable file, another application's
-  database, or a store written by another peer id raise :class:`StoreError` and the file is
-  never written to.
+  database, a store of another format, or a store written by another peer id raise
+  :class:`StoreError` and the file is never written to.
 
 Durability: ``synchronous=NORMAL`` (the default) survives the process being killed at any
 instant — a committed transaction is in the WAL file. Pass ``fsync=True`` to survive power
@@ -43,14 +46,14 @@ __all__ = ["SqliteStore", "StoreError", "Restored", "APPLICATION_ID", "STORE_FOR
 
 APPLICATION_ID = 0x63726474  # "crdt"
 _WAL_LIMIT = 64 * 1024 * 1024
-STORE_FORMAT = 1
+STORE_FORMAT = 2
+"""2: the journal is the whole history (format 1 kept the catch-up log in the snapshot row)."""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE snapshot (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    memory BLOB NOT NULL, seen BLOB NOT NULL, log BLOB NOT NULL,
-    upto INTEGER NOT NULL, checksum BLOB NOT NULL
+    memory BLOB NOT NULL, seen BLOB NOT NULL, upto INTEGER NOT NULL, checksum BLOB NOT NULL
 );
 CREATE TABLE journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -134,13 +137,14 @@ class SqliteStore:
             self._conn = sqlite3.connect(self.path, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            # A compaction writes the whole batch log in one transaction; without a limit the
-            # WAL file keeps that size for good after the checkpoint.
+            # A compaction writes the whole memory in one transaction; without a limit the WAL
+            # file keeps that size for good after the checkpoint.
             self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
             if self.stored_peer_id is None:
                 self._create()
-        self.journal_rows = self._scalar("SELECT COUNT(*) FROM journal")
-        self.journal_bytes = self._scalar("SELECT COALESCE(SUM(LENGTH(wire)), 0) FROM journal")
+        upto = "(SELECT COALESCE(MAX(upto), 0) FROM snapshot)"
+        self.journal_rows = self._scalar(f"SELECT COUNT(*) FROM journal WHERE id > {upto}")
+        self.journal_bytes = self._scalar(f"SELECT COALESCE(SUM(LENGTH(wire)), 0) FROM journal WHERE id > {upto}")
         self.commits = 0
         self.last_compaction: float | None = None
 
@@ -176,7 +180,10 @@ class SqliteStore:
                 raise StoreError(f"{self.path} is corrupt: {status}")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
             if meta.get("format") != str(STORE_FORMAT):
-                raise StoreError(f"{self.path}: unsupported store format {meta.get('format')!r}")
+                raise StoreError(
+                    f"{self.path}: unsupported store format {meta.get('format')!r} (this crdtmem reads "
+                    f"format {STORE_FORMAT}); start the peer with a new --db and it catches up from its peers"
+                )
             if not meta.get("peer_id"):
                 raise StoreError(f"{self.path} is corrupt: no peer id recorded")
             return meta["peer_id"]
@@ -214,24 +221,24 @@ class SqliteStore:
     # -- reading ----------------------------------------------------------------------------
 
     def load_parts(self) -> StoredParts:
-        """Read the snapshot and the journal rows after it, each checked against its checksum.
+        """Read the snapshot and every journal row, each checked against its checksum.
+
+        Reads the whole history (the node serves it for catch-up): call once, at start.
 
         Raises:
             StoreError: a checksum does not match or a row has the wrong types.
         """
         try:
-            row = self._db.execute("SELECT memory, seen, log, upto, checksum FROM snapshot WHERE id = 1").fetchone()
-            snapshot, upto = None, 0
+            row = self._db.execute("SELECT memory, seen, upto, checksum FROM snapshot WHERE id = 1").fetchone()
+            snapshot = None
             if row is not None:
-                mem_b, seen_b, log_b, upto, checksum = row
-                if not all(isinstance(b, bytes) for b in (mem_b, seen_b, log_b, checksum)) or type(upto) is not int:
+                mem_b, seen_b, upto, checksum = row
+                if not all(isinstance(b, bytes) for b in (mem_b, seen_b, checksum)) or type(upto) is not int:
                     raise StoreError(f"{self.path} is corrupt: the snapshot row has the wrong types")
-                if _digest(mem_b, seen_b, log_b, str(upto).encode()) != checksum:
+                if _digest(mem_b, seen_b, str(upto).encode()) != checksum:
                     raise StoreError(f"{self.path} is corrupt: the snapshot fails its checksum")
-                snapshot = Snapshot(mem_b, seen_b, log_b)
-            rows = self._db.execute(
-                "SELECT id, author, seq, wire, checksum FROM journal WHERE id > ? ORDER BY id", (upto,)
-            ).fetchall()
+                snapshot = Snapshot(mem_b, seen_b)
+            rows = self._db.execute("SELECT id, author, seq, wire, checksum FROM journal ORDER BY id")
             journal = []
             for row_id, author, seq, wire, checksum in rows:
                 if not (isinstance(author, str) and type(seq) is int and isinstance(wire, bytes)):
@@ -277,24 +284,22 @@ class SqliteStore:
         return len(rows)
 
     def compact(self, snapshot: Snapshot) -> None:
-        """Write a new snapshot and drop the journal it covers (atomically).
+        """Replace the snapshot (atomically); no journal row is rewritten or dropped.
 
         Call with a :meth:`Snapshot.of <crdtmem.protocol.recovery.Snapshot.of>` that agrees
         with everything journaled so far (the runtime flushes pending writes and journals
-        their batches first).
+        their batches first). Writes the memory's size, whatever the history's.
         """
-        mem_b, seen_b, log_b = snapshot.memory, snapshot.seen, snapshot.log
+        mem_b, seen_b = snapshot.memory, snapshot.seen
         conn = self._db
         conn.execute("BEGIN IMMEDIATE")
         try:
             upto = conn.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
-            upto = max(upto, conn.execute("SELECT COALESCE(MAX(upto), 0) FROM snapshot").fetchone()[0])
-            checksum = _digest(mem_b, seen_b, log_b, str(upto).encode())
+            checksum = _digest(mem_b, seen_b, str(upto).encode())
             conn.execute(
-                "INSERT OR REPLACE INTO snapshot(id, memory, seen, log, upto, checksum) VALUES (1, ?, ?, ?, ?, ?)",
-                (mem_b, seen_b, log_b, upto, checksum),
+                "INSERT OR REPLACE INTO snapshot(id, memory, seen, upto, checksum) VALUES (1, ?, ?, ?, ?)",
+                (mem_b, seen_b, upto, checksum),
             )
-            conn.execute("DELETE FROM journal WHERE id <= ?", (upto,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -47,3 +47,11 @@ def test_a_full_log_drops_its_oldest_batch_first():
     log.add(Dot("b", 1), wire(Dot("b", 1)))
     assert Dot("a", 1) not in log and Dot("a", 2) in log and Dot("b", 1) in log
 
+
+
+def test_without_a_bound_no_batch_is_ever_dropped():
+    logged = [Dot(author, seq) for seq in range(1, 2001) for author in ("a", "b")]
+    log = DeltaLog()
+    for dot in logged:
+        log.add(dot, wire(dot))
+    assert len(log) == len(logged) and log.count_missing(CausalContext()) == len(logged)

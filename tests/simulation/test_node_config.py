@@ -68,6 +68,17 @@ def test_every_node_tunable_is_a_peer_flag_with_nodeconfigs_default() -> None:
     assert node_config_from_args(build_parser().parse_args(base)) == NodeConfig()
     for f in fields(NodeConfig):
         flag = "--" + f.name.replace("_", "-")
-        value = "7" if isinstance(f.default, int) else "1.5"
+        kind = int if f.default is None else type(f.default)  # None: an opt-in bound, a count
+        value = "7" if kind is int else "1.5"
         parsed = node_config_from_args(build_parser().parse_args([*base, flag, value]))
-        assert getattr(parsed, f.name) == type(f.default)(value)
+        assert getattr(parsed, f.name) == kind(value)
+
+
+def test_the_log_bound_is_opt_in_and_positive() -> None:
+    assert NodeConfig().max_log_batches is None  # every signed batch is kept by default
+    assert Scenario(node=NodeConfig(max_log_batches=5)).node.max_log_batches == 5
+    for bad in (0, 2.5, "10"):
+        with pytest.raises(ValueError, match="max_log_batches"):
+            Scenario(node=NodeConfig(max_log_batches=bad))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["peer", "--key", "k", "--trust", "t", "--max-log-batches", "0"])

@@ -49,20 +49,21 @@ def test_journal_replays_into_the_same_memory(tmp_path) -> None:
     assert restored.journal_rows == 5 and len(restored.log_wires) == 5
 
 
-def test_compaction_keeps_the_state_and_empties_the_journal(tmp_path) -> None:
+def test_compaction_keeps_the_state_and_every_batch(tmp_path) -> None:
     (identity,), _, (memory,) = team(1)
     path = tmp_path / "p.db"
     with SqliteStore.open(path, identity.peer_id) as store:
-        wires = journal_some(store, identity, memory, 1, 4)
+        journal_some(store, identity, memory, 1, 4)
         seen = store.load().seen
-        store.compact(Snapshot.of(memory, seen, wires[-2:]))
+        store.compact(Snapshot.of(memory, seen))
         assert store.journal_rows == 0
         journal_some(store, identity, memory, 5, 2)  # journal after the snapshot
     with SqliteStore.open(path, identity.peer_id) as store:
         restored = store.load()
+        assert store.journal_rows == 2
     assert same_state(restored.memory, memory)
     assert restored.journal_rows == 2
-    assert [peek_batch(w)[1] for w in restored.log_wires] == [3, 4, 5, 6]
+    assert [peek_batch(w)[1] for w in restored.log_wires] == [1, 2, 3, 4, 5, 6]
     assert restored.seen.vv == {identity.peer_id: 6}
 
 
@@ -114,7 +115,7 @@ def test_a_tampered_snapshot_is_detected(tmp_path) -> None:
     path = tmp_path / "p.db"
     with SqliteStore.open(path, identity.peer_id) as store:
         journal_some(store, identity, memory, 1, 3)
-        store.compact(Snapshot.of(memory, store.load().seen, []))
+        store.compact(Snapshot.of(memory, store.load().seen))
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE snapshot SET seen = X'90'")
     with SqliteStore.open(path, identity.peer_id) as store, pytest.raises(StoreError, match="corrupt"):

@@ -66,30 +66,32 @@ def test_appended_batches_come_back_in_order(make_store) -> None:
     assert list(make_store().load_parts().journal) == wires
 
 
-def test_compaction_replaces_the_snapshot_and_drops_the_journal_it_covers(make_store) -> None:
+def test_compaction_replaces_the_snapshot_and_keeps_every_journaled_batch(make_store) -> None:
     store = make_store()
     memory = Memory(ALICE.peer_id, clock=clock)
     wires = journal(store, memory, range(1, 4))
-    snapshot = Snapshot.of(memory, CausalContext({ALICE.peer_id: 3}), wires[-1:])
+    store.compact(Snapshot.of(memory, CausalContext({ALICE.peer_id: 2})))
+    snapshot = Snapshot.of(memory, CausalContext({ALICE.peer_id: 3}))
     store.compact(snapshot)
-    assert store.journal_rows == 0
+    assert store.journal_rows == 0  # nothing left to replay
     later = journal(store, memory, range(4, 6))
+    assert store.journal_rows == 2
     store.close()
     parts = make_store().load_parts()
-    assert parts.snapshot == snapshot and list(parts.journal) == later
+    assert parts.snapshot == snapshot and list(parts.journal) == wires + later
 
 
 def test_restore_rebuilds_what_was_journaled_and_compacted(make_store) -> None:
     store = make_store()
     memory = Memory(ALICE.peer_id, clock=clock)
     journal(store, memory, range(1, 3))
-    store.compact(Snapshot.of(memory, CausalContext({ALICE.peer_id: 2}), []))
+    store.compact(Snapshot.of(memory, CausalContext({ALICE.peer_id: 2})))
     journal(store, memory, range(3, 5))
     store.close()
     restored = restore(make_store(), clock=clock)
     assert restored.memory.snapshot() == memory.snapshot()
     assert restored.seen == CausalContext({ALICE.peer_id: 4})
-    assert restored.journal_rows == 2
+    assert restored.journal_rows == 2 and len(restored.log_wires) == 4
 
 
 @pytest.mark.anyio
