@@ -10,9 +10,21 @@ puts over ``--keys`` keys, as an agent's memory sees them), each flushed as its 
 batch by a real :class:`~crdtmem.protocol.node.Node` and journaled to a real
 :class:`~crdtmem.storage.SqliteStore`; the store is compacted (snapshot + every kept batch)
 every ``--every`` writes, as the runtime does. After each compaction it prints one JSON line:
-writes so far, the database file size, bytes per write, the snapshot's share, and the
-seconds spent. The reference in the same run is the size of the memory snapshot alone (what a
-store that kept no history would hold).
+
+* ``db_bytes``: every file of the store (database, write-ahead log, lock); ``wal_bytes`` the
+  write-ahead log alone; ``bytes_per_write`` = db_bytes / writes; ``growth_per_write``: the
+  files' growth since the previous line, per write (the slope, free of fixed costs);
+* ``log_bytes_per_write``: the signed batch wires alone, per write;
+* ``snapshot_bytes``: the memory snapshot alone (the reference: what a store that kept no
+  history would hold); ``history_share``: the part of the files that is not the snapshot;
+* ``compact_seconds``: the last compaction alone (it writes the live state, so it should not
+  grow with the history), ``seconds``: everything so far;
+* ``rss_growth_per_write``: the growth of the process's resident memory since the previous
+  line, per write (the node keeps every signed batch in RAM to serve catch-up, plus the memory
+  itself).
+
+``--every`` equal for two versions of the code gives comparable lines; the script runs against
+another checkout with ``PYTHONPATH=/path/to/checkout``.
 """
 
 from __future__ import annotations
@@ -47,6 +59,11 @@ def _size(path: Path) -> int:
     return sum(os.path.getsize(p) for p in path.parent.glob(path.name + "*"))
 
 
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writes", type=int, default=1_000_000)
@@ -62,25 +79,33 @@ def main() -> None:
         path = Path(tmp) / "peer.db"
         store = SqliteStore(path, identity.peer_id)
         started = time.perf_counter()
+        last_n, last_size, last_rss = 0, _size(path), _rss()
         for n in range(1, args.writes + 1):
             _write(memory, rng, args.keys, n)
             node.flush(float(n))
             store.append([(e.author, e.seq, e.wire) for e in node.take_events() if isinstance(e, BatchApplied)])
             if n % args.every == 0 or n == args.writes:
+                compact_started = time.perf_counter()
                 store.compact(node.snapshot())
+                compact_seconds = time.perf_counter() - compact_started
                 size = _size(path)
                 wal = _size(path.with_name(path.name + "-wal"))
                 snapshot = len(memory.snapshot())
+                rss = _rss()
                 print(json.dumps({
                     "writes": n,
                     "db_bytes": size,
                     "wal_bytes": wal,
                     "bytes_per_write": round(size / n, 1),
+                    "growth_per_write": round((size - last_size) / (n - last_n), 1),
                     "log_bytes_per_write": round(sum(len(w) for w in node.log_wires()) / n, 1),
                     "snapshot_bytes": snapshot,
                     "history_share": round(1 - snapshot / size, 3),
+                    "compact_seconds": round(compact_seconds, 3),
                     "seconds": round(time.perf_counter() - started, 1),
+                    "rss_growth_per_write": round((rss - last_rss) / (n - last_n), 1),
                 }), flush=True)
+                last_n, last_size, last_rss = n, size, rss
         store.close()
 
 
