@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--redial-max", type=duration, default=5.0, help="reconnect delay cap (default 5s)")
     run_group.add_argument(
         "--checkpoint-interval", type=duration, default=0.0,
-        help="crashed peers keep only what their last checkpoint held (default 0: everything applied)",
+        help="compact each peer's store this often; a restart replays the journal since (default 0: only at a crash)",
     )
     run_group.add_argument(
         "--from-report", type=Path, default=None,

@@ -15,12 +15,11 @@ The network between the peers (connections, transport, partitions and link fault
 :mod:`.network`; the event queue is :mod:`.queue`; what a run measures is :mod:`.metrics`.
 
 Crashes: every peer keeps its durable state in a :class:`~crdtmem.storage.memory.MemoryStore`
-(a snapshot plus a journal, the parts a SQLite store keeps), and a restart rebuilds the peer
-with :func:`~crdtmem.protocol.recovery.restore`, the recovery the websocket runtime runs. With
-``checkpoint_interval`` = 0 the store holds everything the peer applied (it is compacted at
-the crash); otherwise it is compacted every ``checkpoint_interval`` and journals the peer's
-own batches in between, so remote changes after the last checkpoint are lost and its own
-batches never are (they are journaled before being sent). A peer whose store is lost comes
+(a journal of every batch it applied plus a snapshot, the parts a SQLite store keeps), and a
+restart rebuilds the peer with :func:`~crdtmem.protocol.recovery.restore`, the recovery the
+websocket runtime runs. As in the runtime, every batch is journaled when it is applied (its own
+before being sent); the store is compacted every ``checkpoint_interval`` (with 0, only at the
+crash), which decides how much a restart replays, not what it keeps. A peer whose store is lost comes
 back **under a new identity** that is added to the keyring: restarting empty under the old
 identity would reuse batch sequence numbers and CRDT dots the others already hold for
 different writes, so its new writes would be ignored as already seen, or worse, merged as if
@@ -286,8 +285,7 @@ class Simulation:
                 if kind is BatchApplied:
                     if event.local:
                         self.batches_created += 1
-                        if self.scenario.checkpoint_interval > 0:
-                            peer.store.append([(event.author, event.seq, event.wire)])
+                    peer.store.append([(event.author, event.seq, event.wire)])
                 elif kind is PeerConnected:
                     self.network.connected(event.conn)
         deadline = node.next_deadline()

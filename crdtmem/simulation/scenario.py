@@ -108,9 +108,9 @@ class Scenario:
     connect_rtts: float = 1.0
     """Round trips a dial takes before both sides' Node.open (TCP + websocket upgrade)."""
     checkpoint_interval: float = 0.0
-    """0: a crashed peer's store holds everything it applied (synchronous journal). Otherwise
-    remote changes since the last checkpoint are lost (own batches are journaled before they
-    are sent, as the storage layer must)."""
+    """Seconds between compactions of each peer's store (0: only at a crash). Every applied
+    batch is journaled either way, as the runtime does; this decides how much a restart
+    replays, not what it keeps."""
     boot_spread: float = 0.0
     """Peers boot (and first dial) at uniform times in [0, boot_spread]."""
 
