@@ -35,9 +35,10 @@ A connection goes through two phases, each driven by the caller with the bytes i
    must outlive the connection — who wrote a delta — is signed by its author, in the batch
    (:mod:`crdtmem.protocol.batch`), and relayed unchanged.
 
-   A message larger than one frame travels as several: each frame payload is a chunk
-   ``msgpack([message_id, index, count, data])``, and a :class:`Reassembler` with a byte and
-   part budget puts them back together. Use :meth:`FrameChannel.seal_message` and
+   A message larger than one frame travels as several: each frame payload is a chunk, one
+   byte saying whether more chunks of the message follow (``0x01``) or not (``0x00``), then
+   the data. Frames arrive in order, so a message is the chunks up to and including its last;
+   a :class:`Reassembler` with a byte and part budget puts them back together. Use :meth:`FrameChannel.seal_message` and
    :meth:`FrameChannel.open_frame` for that; :meth:`~FrameChannel.seal` and
    :meth:`~FrameChannel.open` are the single-frame layer beneath (use one layer per channel).
 
@@ -97,7 +98,7 @@ __all__ = [
     "Reassembler",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 MAX_FRAME_BYTES = 1024 * 1024
 """Default cap on one frame, envelope and tag included."""
 MIN_FRAME_BYTES = 256
@@ -111,8 +112,9 @@ FRAME_KEY_BYTES = 32
 TAG_BYTES = 16
 FRAME_OVERHEAD = 48
 """Upper bound on a frame's bytes beyond its payload (msgpack envelope, seq, tag: 34)."""
-CHUNK_OVERHEAD = 40
-"""Upper bound on a chunk's bytes beyond its data (msgpack header, three integers: 33)."""
+CHUNK_OVERHEAD = 1
+"""A chunk's bytes beyond its data: the flag saying whether more chunks follow."""
+_LAST, _MORE = 0, 1
 MIN_CHUNK_DATA = MIN_FRAME_BYTES - FRAME_OVERHEAD - CHUNK_OVERHEAD
 """Every chunk but a message's last carries at least this much data, whatever the sender's cap.
 
@@ -326,7 +328,6 @@ class FrameChannel:
         """Sequence number of the last frame sealed (0: none yet)."""
         self.last_received_seq = 0
         """Sequence number of the last frame accepted (0: none yet)."""
-        self._next_message_id = 1
         self.reassembler = Reassembler(max_message_bytes=max_message_bytes)
 
     @property
@@ -418,9 +419,7 @@ class FrameChannel:
             raise MessageTooLargeError(
                 f"a {len(payload)}-byte message exceeds the {self.max_message_bytes}-byte cap"
             )
-        chunks = split(payload, self.chunk_limit, message_id=self._next_message_id)
-        self._next_message_id += 1
-        return [self.seal(chunk) for chunk in chunks]
+        return [self.seal(chunk) for chunk in split(payload, self.chunk_limit)]
 
     def open_frame(self, frame: bytes) -> bytes | None:
         """Verify the next incoming frame; return the message it completes, or None.
@@ -438,8 +437,8 @@ class FrameChannel:
 # -- chunking -----------------------------------------------------------------------------------
 
 
-def split(payload: bytes, limit: int, *, message_id: int = 1) -> list[bytes]:
-    """Encode ``payload`` as chunks ``msgpack([message_id, index, count, data])`` of at most ``limit`` bytes.
+def split(payload: bytes, limit: int) -> list[bytes]:
+    """Encode ``payload`` as chunks of at most ``limit`` bytes: a flag byte (more follow?) and data.
 
     An empty payload gives one chunk. Feed the chunks, in order, to a :class:`Reassembler`.
 
@@ -450,12 +449,10 @@ def split(payload: bytes, limit: int, *, message_id: int = 1) -> list[bytes]:
     per_chunk = limit - CHUNK_OVERHEAD
     if per_chunk < MIN_CHUNK_DATA:
         raise ValueError(f"a chunk limit must be at least {MIN_CHUNK_DATA + CHUNK_OVERHEAD} bytes, got {limit}")
-    if type(message_id) is not int or not 1 <= message_id <= _MAX_UINT:
-        raise ValueError(f"message_id must be a positive integer, got {message_id!r}")
     count = max(1, -(-len(payload) // per_chunk))
     view = memoryview(payload)
     return [
-        codec.pack([message_id, index, count, bytes(view[index * per_chunk : (index + 1) * per_chunk])])
+        bytes([_MORE if index + 1 < count else _LAST]) + view[index * per_chunk : (index + 1) * per_chunk]
         for index in range(count)
     ]
 
@@ -463,13 +460,13 @@ def split(payload: bytes, limit: int, *, message_id: int = 1) -> list[bytes]:
 class Reassembler:
     """Joins the chunks of one message at a time, in order, within a budget.
 
-    Message ids must run 1, 2, 3, ... and chunk indexes 0 .. count-1, with no interleaving:
-    the frames beneath are already ordered, so anything else is a protocol violation. Every
-    chunk but the last must carry at least :data:`MIN_CHUNK_DATA` bytes.
+    A message is the chunks up to and including the first whose flag says none follow; the
+    frames beneath are already ordered, so no ids are needed. Every chunk but a message's last
+    must carry at least :data:`MIN_CHUNK_DATA` bytes.
 
     Args:
         max_message_bytes: most data bytes buffered for one message (refused beyond).
-        max_parts: most chunks one message may declare (refused at its first chunk). The
+        max_parts: most chunks one message may have (refused at the first beyond). The
             default is the most an honest sender needs for a ``max_message_bytes`` message.
     """
 
@@ -481,9 +478,8 @@ class Reassembler:
         self.max_message_bytes = max_message_bytes
         self.max_parts = max_parts
         self.last_message_id = 0
-        """Id of the last message completed (0: none yet)."""
+        """How many messages were completed (their ids are 1, 2, 3, ... in order)."""
         self._parts: list[bytes] = []
-        self._count = 0
         self._buffered = 0
 
     @property
@@ -499,42 +495,32 @@ class Reassembler:
         """Add the next chunk; return the whole message when this chunk completes it, else None.
 
         Raises:
-            BadChunkError: malformed, or not the next chunk of the expected message.
-            OversizedMessageError: the message declares too many parts or outgrows the budget.
+            BadChunkError: malformed (no flag, an unknown flag, a too small non-final chunk).
+            OversizedMessageError: the message has too many parts or outgrows the budget.
             Either way nothing changes.
         """
-        try:
-            parts = codec.unpack(chunk, max_size=self.max_message_bytes + CHUNK_OVERHEAD)
-        except DecodeError as exc:
-            raise BadChunkError(f"malformed chunk: {exc}") from None
-        if not (isinstance(parts, list) and len(parts) == 4):
-            raise BadChunkError("a chunk is msgpack [message_id, index, count, data]")
-        message_id, index, count, data = parts
-        if not all(type(n) is int for n in (message_id, index, count)) or not isinstance(data, bytes):
-            raise BadChunkError("a chunk is msgpack [message_id, index, count, data]")
-        if not 0 <= index < count:
-            raise BadChunkError(f"chunk index {index} is outside 0..{count - 1}")
-        if count > self.max_parts:
-            raise OversizedMessageError(f"message {message_id} declares {count} parts, over the {self.max_parts}-part cap")
-        expected_id = self.last_message_id + 1
-        if message_id != expected_id:
-            raise BadChunkError(f"chunk of message {message_id}, expected message {expected_id}")
-        if index != len(self._parts):
-            raise BadChunkError(f"chunk {index} of message {message_id}, expected chunk {len(self._parts)}")
-        if self._parts and count != self._count:
-            raise BadChunkError(f"message {message_id} changed its part count from {self._count} to {count}")
-        if index + 1 < count and len(data) < MIN_CHUNK_DATA:
-            raise BadChunkError(f"chunk {index} of message {message_id} carries {len(data)} bytes, under {MIN_CHUNK_DATA}")
+        if not isinstance(chunk, (bytes, bytearray)) or not chunk:
+            raise BadChunkError("a chunk is a flag byte and data")
+        flag, data = chunk[0], bytes(chunk[1:])
+        if flag not in (_LAST, _MORE):
+            raise BadChunkError(f"unknown chunk flag {flag:#x}")
+        if len(self._parts) + 1 > self.max_parts:
+            raise OversizedMessageError(f"message {self.last_message_id + 1} has over {self.max_parts} parts")
+        if flag == _MORE and len(data) < MIN_CHUNK_DATA:
+            raise BadChunkError(
+                f"chunk {len(self._parts)} of message {self.last_message_id + 1} carries {len(data)} bytes, "
+                f"under {MIN_CHUNK_DATA}"
+            )
         total = self._buffered + len(data)
         if total > self.max_message_bytes:
             raise OversizedMessageError(
-                f"message {message_id} grows past the {self.max_message_bytes}-byte reassembly budget"
+                f"message {self.last_message_id + 1} grows past the {self.max_message_bytes}-byte reassembly budget"
             )
-        if index + 1 < count:
+        if flag == _MORE:
             self._parts.append(data)
-            self._count, self._buffered = count, total
+            self._buffered = total
             return None
         message = b"".join([*self._parts, data]) if self._parts else data
-        self._parts, self._count, self._buffered = [], 0, 0
-        self.last_message_id = message_id
+        self._parts, self._buffered = [], 0
+        self.last_message_id += 1
         return message

@@ -321,8 +321,7 @@ class Node:
                 self._drop(session, RefusalReason.HANDSHAKE_TIMEOUT, "handshake did not finish in time", now)
             elif session.ready:
                 if session.ack_at is not None and now >= session.ack_at:
-                    session.ack_at = None
-                    self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
+                    self._ack(session)
                 if session.dialer and now >= session.next_anti_entropy:
                     self._reconcile(session, now)
         if self._relay and now >= self._next_relay:
@@ -532,7 +531,8 @@ class Node:
     def _on_sync(self, session: _Session, message: Sync, now: float) -> None:
         # A Sync is the peer's unsigned word about what *it* holds: it steers what we send it
         # and nothing else. It never changes our own ``seen`` and never halts us.
-        if not session.heard:
+        first = not session.heard
+        if first:
             # What the peer held on an earlier connection may be gone (a lost or rolled-back
             # store): its first word on this one replaces what we remembered.
             session.heard = True
@@ -543,7 +543,9 @@ class Node:
             missing = self._log.missing(message.seen)
             if missing:
                 self._push(session, missing, SendKind.CATCH_UP)
-        if not message.reply and not _covers(self.seen, message.seen):
+        # Our answer tells the peer what we lack. The peer's first Sync is the one it sent on
+        # connecting, crossing ours: it answers ours with whatever it holds that we lack.
+        if not message.reply and not first and not _covers(self.seen, message.seen):
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
@@ -605,6 +607,18 @@ class Node:
             self._relay += fresh
             if now >= self._next_relay:
                 self._relay_round(now)
+
+    def _ack(self, session: _Session) -> None:
+        """Tell the peer what we hold now that its batches are applied.
+
+        When we believe it holds exactly what we hold, an 8-byte digest of our seen set says
+        so (it answers a differing one with its full ``Sync``); otherwise the full ``Sync``.
+        """
+        session.ack_at = None
+        if _covers(session.peer_seen, self.seen) and _covers(self.seen, session.peer_seen):
+            self._send_message(session, SeenDigest(seen_digest(self.seen)), SendKind.GOSSIP)
+        else:
+            self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
     def _equivocation(self, session: _Session, batch: DeltaBatch) -> None:
         """``batch`` is validly signed, but its author signed another batch under its number."""

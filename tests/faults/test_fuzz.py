@@ -205,7 +205,15 @@ def _receiver() -> FrameChannel:
 
 def _channel_state(channel: FrameChannel) -> tuple:
     r = channel.reassembler
-    return channel.last_received_seq, r.last_message_id, tuple(r._parts), r._count, r.buffered_bytes
+    return channel.last_received_seq, r.last_message_id, tuple(r._parts), r.buffered_bytes
+
+
+def _unpacks(data: bytes) -> bool:
+    try:
+        msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        return False
+    return True
 
 
 def _retag(seq: int, payload: bytes) -> bytes:
@@ -226,9 +234,11 @@ def frame_case(draw: st.DrawFn) -> tuple[int, bytes]:
     if how == "structure":
         return k, mutate_structure(draw, valid)
     payload = msgpack.unpackb(valid, raw=False)[2]
-    if how == "retagged-chunk":  # a trusted sender's malformed or out-of-place chunk
-        chunk = mutate_bytes(draw, payload) if draw(st.booleans()) else mutate_structure(draw, payload)
-        return k, _retag(k + 1, chunk)
+    if how == "retagged-chunk":  # a trusted sender's malformed or out-of-place chunk (flag byte + data)
+        whole = payload[0] == 0 and _unpacks(payload[1:])  # a whole message: its structure can be edited
+        if whole and draw(st.booleans()):
+            return k, _retag(k + 1, payload[:1] + mutate_structure(draw, payload[1:]))
+        return k, _retag(k + 1, mutate_bytes(draw, payload))
     seq = draw(st.sampled_from([0, k, k + 2, k + 100, 2**64 - 1, 2**64]))  # replay, gap, overflow
     try:
         return k, _retag(seq, payload)
