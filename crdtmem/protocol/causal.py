@@ -185,6 +185,21 @@ class CausalIndex:
                 self._yjs_replicas.setdefault(client, batch.author)
                 _extend(self._yjs_reach, (name, batch.author), batch.seq, ends.get(client, 0))
 
+    def vouch(self, batch: DeltaBatch) -> bool:
+        """Let ``batch`` satisfy the batches that depend on it without applying it; True if done.
+
+        Call for an equivocating batch (its author signed another batch under its number, and
+        that one is applied here). Honest replicas that applied this version build on it; their
+        batches must not wait for it or be refused with it. It is never applied, never a head of
+        ours, and adds nothing to what removals may cover here. Needs its own dependencies known.
+        """
+        if batch.hash in self._covered or any(dep not in self._covered for dep in batch.deps):
+            return False
+        covered = self._join(batch.deps)
+        covered[batch.author] = batch.seq
+        self._covered[batch.hash] = covered
+        return True
+
     def _join(self, deps: Iterable[bytes]) -> dict[str, int]:
         """The join of the covered vectors of ``deps`` (those applied here)."""
         covered: dict[str, int] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 
 from ..clocks import CausalContext, Dot
+from .batch import batch_hash
 
 __all__ = ["DeltaLog"]
 
@@ -27,6 +28,7 @@ class DeltaLog:
         self._order: dict[Dot, int] = {}  # dot -> when it was added (a causal order)
         self._added = 0
         self._seqs: dict[str, list[int]] = {}  # per author, ascending
+        self._dots: dict[bytes, Dot] = {}  # batch hash -> dot, for batches wanted by hash
 
     def __len__(self) -> int:
         return len(self._wires)
@@ -38,13 +40,20 @@ class DeltaLog:
         """The logged wire of batch ``dot``, or ``default`` if the log does not hold it."""
         return self._wires.get(dot, default)
 
+    def by_hash(self, batch_hash: bytes) -> bytes | None:
+        """The logged wire whose hash is ``batch_hash``, or None."""
+        dot = self._dots.get(batch_hash)
+        return None if dot is None else self._wires[dot]
+
     def wires(self) -> list[bytes]:
         return list(self._wires.values())
 
-    def add(self, dot: Dot, wire: bytes) -> None:
+    def add(self, dot: Dot, wire: bytes, batch_hash: bytes) -> None:
+        """Log batch ``dot`` (its signed ``wire`` and that wire's hash); a dot logged already is kept."""
         if dot in self._wires:
             return
         self._wires[dot] = wire
+        self._dots[batch_hash] = dot
         self._order[dot] = self._added
         self._added += 1
         seqs = self._seqs.setdefault(dot[0], [])
@@ -71,6 +80,7 @@ class DeltaLog:
         return len(self.missing(seen))
 
     def _forget(self, dot: Dot) -> None:
+        del self._dots[batch_hash(self._wires[dot])]
         del self._wires[dot]
         del self._order[dot]
         seqs = self._seqs[dot[0]]

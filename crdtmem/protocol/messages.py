@@ -1,7 +1,7 @@
 """The messages peers exchange once a session is open, as frozen dataclasses (h11 style).
 
 Each travels as the payload of one signed message (see ``framing``): ``msgpack([kind, ...])``
-with a one-byte ``kind`` (1 sync, 2 batches, 3 digest).
+with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want).
 :func:`decode_message` is strict and raises :class:`~crdtmem.errors.DecodeError` on anything
 that is not exactly one of these.
 """
@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from .. import codec
 from ..clocks import CausalContext
 from ..errors import DecodeError
+from .batch import HASH_BYTES
 
-__all__ = ["Sync", "SeenDigest", "seen_digest", "Batches", "Message", "encode_message", "decode_message"]
+__all__ = [
+    "Sync", "SeenDigest", "seen_digest", "Batches", "Want", "MAX_WANTED", "Message", "encode_message", "decode_message",
+]
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,24 @@ class Batches:
     wires: tuple[bytes, ...]
 
 
-Message = Sync | SeenDigest | Batches
+@dataclass(frozen=True)
+class Want:
+    """Batches the sender waits for, named by hash: dependencies a :class:`Sync` cannot fetch.
 
-_SYNC, _BATCHES, _DIGEST = 1, 2, 3
+    A ``Sync`` names batches by author and number, so it cannot fetch a batch whose author
+    signed another one under the same number that the sender already holds (equivocation).
+    The receiver answers with those of the hashes it holds, as :class:`Batches`.
+    """
+
+    hashes: tuple[bytes, ...]
+
+
+MAX_WANTED = 256
+"""Most hashes one :class:`Want` names."""
+
+Message = Sync | SeenDigest | Batches | Want
+
+_SYNC, _BATCHES, _DIGEST, _WANT = 1, 2, 3, 4
 
 
 def encode_message(message: Message) -> bytes:
@@ -64,6 +82,8 @@ def encode_message(message: Message) -> bytes:
         return codec.pack([_BATCHES, list(message.wires)])
     if isinstance(message, SeenDigest):
         return codec.pack([_DIGEST, message.digest])
+    if isinstance(message, Want):
+        return codec.pack([_WANT, list(message.hashes)])
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -78,6 +98,10 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
         if not all(isinstance(w, bytes) for w in args[0]):
             raise DecodeError("malformed batches message")
         return Batches(tuple(args[0]))
+    if kind == _WANT and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= MAX_WANTED:
+        if not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in args[0]):
+            raise DecodeError("malformed want message")
+        return Want(tuple(args[0]))
     if kind == _DIGEST and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
         return SeenDigest(args[0])
     raise DecodeError(f"malformed or unknown message kind {kind!r}")

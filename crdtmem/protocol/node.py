@@ -64,6 +64,7 @@ What the node does, per DESIGN.md §4:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -87,6 +88,7 @@ from .batch import (
     DeltaBatch,
     UntrustedAuthorError,
     apply_batch,
+    batch_hash,
     check_stamps,
     open_batch,
     peek_batch,
@@ -111,10 +113,12 @@ from .events import (
 from .framing import FrameChannel, ReplayedFrameError
 from .handshake import Handshake
 from .messages import (
+    MAX_WANTED,
     Batches,
     Message,
     SeenDigest,
     Sync,
+    Want,
     decode_message,
     encode_message,
     seen_digest,
@@ -126,6 +130,9 @@ from .stats import NodeStats
 __all__ = ["Node", "NodeConfig"]
 
 log = logging.getLogger("crdtmem.node")
+
+_MAX_EVIDENCE = 1024
+"""Equivocating batches kept to answer a :class:`Want` (the oldest goes first)."""
 ConnId = Hashable
 
 
@@ -223,9 +230,10 @@ class Node:
         self._log = DeltaLog(self.config.max_log_batches)
         self._causal = CausalIndex()
         self._parked = ParkedBatches(self.config.max_parked_batches)
+        self._evidence: dict[bytes, bytes] = {}  # hash -> wire: other versions of numbers we hold
         for wire in log_wires:  # in the order they were applied, so dependencies come first
             batch = read_batch(wire, max_size=self.config.max_message_bytes)
-            self._log.add(Dot(batch.author, batch.seq), wire)
+            self._log.add(Dot(batch.author, batch.seq), wire, batch.hash)
             self._causal.record(batch)
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
@@ -356,7 +364,7 @@ class Node:
             if batch is None:
                 return
         self._causal.record(batch)
-        self._log.add(Dot(batch.author, seq), batch.wire)
+        self._log.add(Dot(batch.author, seq), batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self.stats.batches_created += 1
         for session in self._ready_sessions():
@@ -522,6 +530,8 @@ class Node:
             self._on_sync(session, message, now)
         elif isinstance(message, Batches):
             self._on_batches(session, message, now)
+        elif isinstance(message, Want):
+            self._on_want(session, message)
         elif isinstance(message, SeenDigest):
             if message.digest == seen_digest(self.seen):
                 self._learn(session, self.seen)  # the peer has seen exactly what we have
@@ -547,6 +557,8 @@ class Node:
         # connecting, crossing ours: it answers ours with whatever it holds that we lack.
         if not message.reply and not first and not _covers(self.seen, message.seen):
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
+        if not message.reply:
+            self._want(session)
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh: list[tuple[Dot, bytes]] = []
@@ -557,7 +569,7 @@ class Node:
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
             held = dot in self.seen
-            if held and self._log.get(dot, wire) == wire:
+            if held and (self._log.get(dot, wire) == wire or batch_hash(wire) in self._evidence):
                 session.peer_seen.add(dot)
                 self.stats.duplicate_batches += 1
                 continue
@@ -578,7 +590,7 @@ class Node:
                 if held:
                     continue  # we signed another batch under this number: never apply both
             elif held:
-                self._equivocation(session, batch)
+                fresh += self._equivocation(session, batch)
                 continue
             if batch.hash in self._pending:
                 self.stats.duplicate_batches += 1
@@ -620,9 +632,45 @@ class Node:
         else:
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
-    def _equivocation(self, session: _Session, batch: DeltaBatch) -> None:
-        """``batch`` is validly signed, but its author signed another batch under its number."""
-        self._refuse_batch(session, batch, EquivocationError(f"{batch.author} signed two different batches #{batch.seq}"))
+    def _equivocation(self, session: _Session, batch: DeltaBatch) -> list[tuple[Dot, bytes]]:
+        """``batch`` is validly signed, but its author signed another batch under its number.
+
+        It is refused (counted as ``equivocation``, reported, the connection kept) and never
+        applied. Honest replicas that applied this version instead build on it, so it is not
+        a refused dependency: it vouches for the batches that depend on it
+        (:meth:`CausalIndex.vouch`), is kept (bounded) to answer a :class:`Want` for it, and
+        the batches that waited for it are applied. Returns those, to relay.
+        """
+        if batch.hash in self._causal:  # this version is vouched for already
+            self.stats.duplicate_batches += 1
+            return []
+        exc = EquivocationError(f"{batch.author} signed two different batches #{batch.seq}")
+        log.warning("refused batch %s#%d from %s: %s", batch.author, batch.seq, session.peer_id, exc)
+        self.stats.count_refusal(exc.reason)
+        self._events.append(Refused(session.conn, exc.reason, str(exc)))
+        if not self._causal.vouch(batch):
+            return []  # its own dependencies are not known here: what depends on it waits
+        if len(self._evidence) >= _MAX_EVIDENCE:
+            del self._evidence[next(iter(self._evidence))]
+        self._evidence[batch.hash] = batch.wire
+        return self._release(session.conn, batch.hash)
+
+    def _want(self, session: _Session) -> None:
+        """Ask the peer by hash for dependencies that batches here wait for.
+
+        A ``Sync`` fetches batches by number, so it cannot fetch another version of a number
+        this replica holds; a :class:`Want` can. Sent with a full ``Sync``, not per batch.
+        """
+        wanted = tuple(itertools.islice(self._waiting, MAX_WANTED))
+        if wanted:
+            self._send_message(session, Want(wanted), SendKind.GOSSIP)
+
+    def _on_want(self, session: _Session, message: Want) -> None:
+        """Send the peer the batches it names by hash that we hold, applied or vouched for."""
+        wires = [w for h in message.hashes if (w := self._log.by_hash(h) or self._evidence.get(h)) is not None]
+        step = self.config.max_batch_wires_per_message
+        for start in range(0, len(wires), step):
+            self._send_message(session, Batches(tuple(wires[start : start + step])), SendKind.CATCH_UP)
 
     def _refuse_batch(self, session: _Session, batch: DeltaBatch, exc: RemoteProtocolError) -> None:
         """Refuse one validly signed batch: count it, report it, keep the connection.
@@ -726,7 +774,7 @@ class Node:
         self._causal.record(batch, covered)
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
-        self._log.add(dot, batch.wire)
+        self._log.add(dot, batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
 
@@ -746,6 +794,7 @@ class Node:
         self.stats.anti_entropy_finished += 1
         session.next_anti_entropy = now + self._anti_entropy_delay()
         self._send_message(session, Sync(self.seen), SendKind.ANTI_ENTROPY)
+        self._want(session)
 
     def _anti_entropy_delay(self) -> float:
         return self.config.anti_entropy_interval * (0.75 + 0.5 * self.rng.random())

@@ -222,6 +222,41 @@ def test_two_batches_signed_under_one_number_are_refused_as_equivocation_without
     assert cluster.node("honest").peers()  # the evidence is against the author: no drop
 
 
+def test_an_equivocating_author_never_blocks_honest_authors_who_built_on_either_version() -> None:
+    # r2 - r1 - c: mallory signs two batches #1, one reaches r1 (and r2), the other c. Honest
+    # batches made on each side depend on that side's version; a Sync cannot fetch the other
+    # version of a number already held, so they would wait for good. Asked for by hash
+    # (Want), the other version is refused as equivocation yet vouches for them.
+    cluster = Cluster(seed=29, config=NodeConfig(anti_entropy_interval=2.0))
+    for name in ("r1", "r2", "c"):
+        cluster.add(name)
+    cluster.keyring.add(MALLORY)
+    cluster.connect("r2", "r1")
+    cluster.connect("r1", "c")
+    cluster.run(1)
+    cluster.cut("r1", "c")
+    first = seal_batch(MALLORY, 1, [("mine", ORSet().add(MALLORY.peer_id, encode_value("a")))])
+    other = seal_batch(MALLORY, 1, [("mine", ORSet().add(MALLORY.peer_id, encode_value("b")))])
+    for target, version in (("r1", first), ("c", other)):
+        raw = cluster.open_raw(target, MALLORY)
+        assert _refusals(cluster.inject(raw.conn, raw.seal(Batches((version.wire,))))) == []
+    cluster.run(1)
+    cluster.memory("r1").set("facts").add("from r1")
+    cluster.memory("c").set("facts").add("from c")
+    cluster.run(1)
+    cluster.heal("r1", "c")
+    assert cluster.run_until(
+        lambda: all(cluster.memory(n).set("facts").value == {"from r1", "from c"} for n in ("r1", "r2", "c")),
+        timeout=30,
+    )
+    assert all(cluster.node(n).pending_size() == 0 for n in ("r1", "r2", "c"))
+    for name in ("r1", "r2", "c"):  # every replica saw the other version, refused it and counts it
+        assert cluster.stats(name).refusals.get("equivocation") == 1
+        assert cluster.node(name).peers()
+    # The equivocator's own object keeps the version each side applied first (documented).
+    assert cluster.memory("r2").set("mine").value == {"a"} and cluster.memory("c").set("mine").value == {"b"}
+
+
 def test_a_refused_signed_batch_never_drops_the_peer_that_sent_it() -> None:
     from crdtmem.protocol.events import PeerDisconnected
 

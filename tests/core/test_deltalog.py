@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crdtmem.clocks import CausalContext, Dot
+from crdtmem.protocol.batch import batch_hash
 from crdtmem.protocol.deltalog import DeltaLog
 
 authors = st.sampled_from(["a", "b", "c"])
@@ -27,7 +28,7 @@ def wire(dot: Dot) -> bytes:
 def filled(dots_logged: list[Dot], cap: int = 1000) -> DeltaLog:
     log = DeltaLog(cap)
     for dot in dots_logged:
-        log.add(dot, wire(dot))
+        log.add(dot, wire(dot), batch_hash(wire(dot)))
     return log
 
 
@@ -44,8 +45,10 @@ def test_missing_is_every_logged_batch_the_context_lacks(logged, seen):
 def test_a_full_log_drops_its_oldest_batch_first():
     log = filled([Dot("b", 5), Dot("a", 1), Dot("a", 2)], cap=2)
     assert Dot("b", 5) not in log and len(log) == 2
-    log.add(Dot("b", 1), wire(Dot("b", 1)))
+    log.add(Dot("b", 1), wire(Dot("b", 1)), batch_hash(wire(Dot("b", 1))))
     assert Dot("a", 1) not in log and Dot("a", 2) in log and Dot("b", 1) in log
+    assert log.by_hash(batch_hash(wire(Dot("a", 1)))) is None  # forgotten by hash too
+    assert log.by_hash(batch_hash(wire(Dot("a", 2)))) == wire(Dot("a", 2))
 
 
 
@@ -53,5 +56,5 @@ def test_without_a_bound_no_batch_is_ever_dropped():
     logged = [Dot(author, seq) for seq in range(1, 2001) for author in ("a", "b")]
     log = DeltaLog()
     for dot in logged:
-        log.add(dot, wire(dot))
+        log.add(dot, wire(dot), batch_hash(wire(dot)))
     assert len(log) == len(logged) and log.count_missing(CausalContext()) == len(logged)
