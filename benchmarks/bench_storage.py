@@ -17,8 +17,9 @@ every ``--every`` writes, as the runtime does. After each compaction it prints o
 * ``log_bytes_per_write``: the signed batch wires alone, per write;
 * ``snapshot_bytes``: the memory snapshot alone (the reference: what a store that kept no
   history would hold); ``history_share``: the part of the files that is not the snapshot;
-* ``compact_seconds``: the last compaction alone (it writes the live state, so it should not
-  grow with the history), ``seconds``: everything so far;
+* ``snapshot_seconds``: encoding the last snapshot (:meth:`Node.snapshot`, the live state);
+  ``compact_seconds``: the store writing it (:meth:`SqliteStore.compact`); ``seconds``:
+  everything so far;
 * ``rss_growth_per_write``: the growth of the process's resident memory since the previous
   line, per write (the node keeps every signed batch in RAM to serve catch-up, plus the memory
   itself).
@@ -85,9 +86,12 @@ def main() -> None:
             node.flush(float(n))
             store.append([(e.author, e.seq, e.wire) for e in node.take_events() if isinstance(e, BatchApplied)])
             if n % args.every == 0 or n == args.writes:
+                snapshot_started = time.perf_counter()
+                encoded = node.snapshot()
                 compact_started = time.perf_counter()
-                store.compact(node.snapshot())
+                store.compact(encoded)
                 compact_seconds = time.perf_counter() - compact_started
+                snapshot_seconds = compact_started - snapshot_started
                 size = _size(path)
                 wal = _size(path.with_name(path.name + "-wal"))
                 snapshot = len(memory.snapshot())
@@ -101,6 +105,7 @@ def main() -> None:
                     "log_bytes_per_write": round(sum(len(w) for w in node.log_wires()) / n, 1),
                     "snapshot_bytes": snapshot,
                     "history_share": round(1 - snapshot / size, 3),
+                    "snapshot_seconds": round(snapshot_seconds, 3),
                     "compact_seconds": round(compact_seconds, 3),
                     "seconds": round(time.perf_counter() - started, 1),
                     "rss_growth_per_write": round((rss - last_rss) / (n - last_n), 1),
