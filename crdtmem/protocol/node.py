@@ -36,7 +36,10 @@ What the node does, per DESIGN.md §4:
 * reconciliation moves batches, never state: each side's ``Sync`` (a version vector per
   author) tells the other which signed batches it lacks, and those original batches are sent
   from the delta log, so every receiver verifies every author's part itself. A ``Sync`` goes
-  out on every connect, on every differing gossip digest and every ``anti_entropy_interval``;
+  out on every connect (both sides at once; neither answers the other's), on every differing
+  gossip digest and every ``anti_entropy_interval``. Received batches are acked after
+  ``ack_delay``: with an 8-byte digest of the seen set when the peer is believed to hold
+  exactly what we hold, else with a ``Sync``;
 * the delta log keeps signed batches for good (unless ``max_log_batches`` is set), so a
   peer that joins or returns late gets every author's signed history;
 * causal delivery: a verified batch waits until the batches it names as dependencies are
@@ -45,6 +48,10 @@ What the node does, per DESIGN.md §4:
   that will never exist displaces only its own batches. ``max_pending_batches`` (10,000)
   bounds all of them together as a last resort. A dropped batch is counted
   (``pending_dropped``) and fetched again by a later ``Sync``;
+* equivocation: a second batch signed under a number whose first version is applied here is
+  refused (``equivocation``, counted, the connection kept) and never applied, but it vouches
+  for the batches that depend on it, so honest authors who applied it are not blocked. A
+  ``Want`` fetches such a dependency by hash (a ``Sync`` names batches by number and cannot);
 * untrusted authors: a batch whose author is not in the keyring is parked (bounded by
   ``max_parked_batches``, oldest dropped first) and applied once :meth:`Node.trust` admits the
   author; the peer that relayed it keeps its connection. A batch of a trusted author with a bad
