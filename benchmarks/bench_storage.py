@@ -24,6 +24,10 @@ every ``--every`` writes, as the runtime does. After each compaction it prints o
   line, per write (the node keeps every signed batch in RAM to serve catch-up, plus the memory
   itself).
 
+A last line, ``{"restart_seconds": ...}``, times a restart on the final store: opening it,
+:func:`~crdtmem.protocol.recovery.restore` (every row read and checked, the journal after the
+snapshot replayed) and building the node over the restored log.
+
 ``--every`` equal for two versions of the code gives comparable lines; the script runs against
 another checkout with ``PYTHONPATH=/path/to/checkout``.
 """
@@ -42,6 +46,7 @@ from crdtmem import Memory
 from crdtmem.identity import Identity, Keyring
 from crdtmem.protocol.events import BatchApplied
 from crdtmem.protocol.node import Node, NodeConfig
+from crdtmem.protocol.recovery import restore
 from crdtmem.storage import SqliteStore
 
 
@@ -112,6 +117,13 @@ def main() -> None:
                 }), flush=True)
                 last_n, last_size, last_rss = n, size, rss
         store.close()
+        started = time.perf_counter()
+        with SqliteStore(path, identity.peer_id) as reopened:
+            restored = restore(reopened)
+        Node(restored.memory, identity, Keyring(), rng=random.Random(2), config=node.config,
+             seen=restored.seen, log_wires=restored.log_wires)
+        print(json.dumps({"restart_seconds": round(time.perf_counter() - started, 2),
+                          "batches": len(restored.log_wires)}), flush=True)
 
 
 if __name__ == "__main__":
