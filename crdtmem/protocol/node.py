@@ -71,7 +71,6 @@ What the node does, per DESIGN.md §4:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import random
@@ -666,9 +665,14 @@ class Node:
         """Ask the peer by hash for dependencies that batches here wait for.
 
         A ``Sync`` fetches batches by number, so it cannot fetch another version of a number
-        this replica holds; a :class:`Want` can. Sent with a full ``Sync``, not per batch.
+        this replica holds; a :class:`Want` can. Sent with a full ``Sync``, not per batch; past
+        :data:`MAX_WANTED` a random sample, so hashes that will never exist cannot crowd out
+        the others.
         """
-        wanted = tuple(itertools.islice(self._waiting, MAX_WANTED))
+        if len(self._waiting) <= MAX_WANTED:
+            wanted = tuple(self._waiting)
+        else:
+            wanted = tuple(self.rng.sample(list(self._waiting), MAX_WANTED))
         if wanted:
             self._send_message(session, Want(wanted), SendKind.GOSSIP)
 

@@ -106,3 +106,25 @@ def test_want_messages_round_trip_and_are_bounded() -> None:
         decode_message(encode_message(too_many), max_size=1 << 20)
     with pytest.raises(DecodeError):
         decode_message(encode_message(Want((b"short",))), max_size=1 << 20)
+
+
+def test_past_the_want_cap_each_want_names_another_sample_of_the_missing_hashes() -> None:
+    cluster = _cluster()
+    alice = cluster.node("alice")
+    raw = cluster.open_raw("alice", BOB)
+    cluster.inject(raw.conn, raw.seal(Sync(alice.seen.copy())))
+    # Batches that wait for hashes nobody holds: 5 of bob's, each naming 60 made-up dependencies.
+    made_up = [i.to_bytes(16, "big") for i in range(300)]
+    wires = tuple(
+        seal_batch(BOB, seq, [("facts", ORSet().add(BOB.peer_id, encode_value(seq)))], made_up[60 * seq - 60 : 60 * seq]).wire
+        for seq in range(1, 6)
+    )
+    cluster.inject(raw.conn, raw.seal(Batches(wires)))
+    assert alice.pending_size() == 5
+    wants = []
+    for _ in range(2):
+        cluster.inject(raw.conn, raw.seal(Sync(alice.seen.copy())))
+        wants += [m for m in _sent(raw, 0) if isinstance(m, Want)][len(wants):]
+    assert [len(w.hashes) for w in wants] == [MAX_WANTED, MAX_WANTED]
+    assert set(wants[0].hashes) | set(wants[1].hashes) <= set(made_up)
+    assert set(wants[0].hashes) != set(wants[1].hashes)
