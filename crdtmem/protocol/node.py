@@ -136,10 +136,10 @@ from .stats import NodeStats
 __all__ = ["Node", "NodeConfig"]
 
 log = logging.getLogger("crdtmem.node")
+ConnId = Hashable
 
 _MAX_EVIDENCE = 1024
 """Equivocating batches kept to answer a :class:`Want` (the oldest goes first)."""
-ConnId = Hashable
 
 
 @dataclass(frozen=True)
