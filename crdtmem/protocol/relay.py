@@ -135,6 +135,7 @@ class RelayInputs:
         self._advance(now)
         relay = self._relays[link]
         self.stats.bytes_received += len(wire)
+        self.stats.relay_delivered += 1
         relay.unconfirmed.pop(batch_hash(wire).hex(), None)
         self._relay_accept(relay, (wire,), now)
 
