@@ -231,6 +231,8 @@ class Scenario:
         tunables flat in the node's place (see the module docstring)."""
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name in _BROKER_FIELDS and not self.broker:
+                continue  # reports of runs without a broker keep their keys
             if f.name == "node":
                 out.update(_node_to_dict(self.node))
             elif f.name in _FAULT_LISTS:
@@ -259,6 +261,7 @@ class Scenario:
 
 
 _FAULT_LISTS = ("partitions", "crashes", "link_faults", "broker_outages")
+_BROKER_FIELDS = ("broker", "broker_peers", "broker_outages")
 _NODE_KEYS_ALWAYS = ("gossip_interval", "fanout", "anti_entropy_interval", "max_log_batches")
 """NodeConfig fields every report lists (the scenario fields they used to be)."""
 
