@@ -32,7 +32,7 @@ def scenario(mode: str, peers: int) -> Scenario:
                   node=NodeConfig(anti_entropy_interval=300.0))
     if mode == "mesh":
         return Scenario(**common, partitions=[Partition(at=5.0, heal_at=10.0, groups=2)])
-    return Scenario(**common, topology="none", broker="publish=20us,deliver=1us,retention=1h",
+    return Scenario(**common, topology="none", broker="publish=20us,deliver=1us,retention=60m",
                     broker_outages=[BrokerOutage(at=5.0, up_at=10.0)])
 
 

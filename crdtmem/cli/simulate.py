@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults.add_argument(
         "--broker", default="", metavar="SPEC",
-        help="peers also relay through a modelled broker, e.g. 'publish=20us,deliver=1us,retention=1h' "
+        help="peers also relay through a modelled broker, e.g. 'publish=20us,deliver=1us,retention=60m' "
              "(with --topology none: only through it)",
     )
     faults.add_argument("--broker-peers", type=int, default=0, help="only the first N peers use the broker (default: all)")

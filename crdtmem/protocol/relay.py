@@ -68,7 +68,8 @@ class RelayLink:
     peer_seen: CausalContext = field(default_factory=CausalContext)
     """Batches the relay delivered to us or acknowledged as stored: never published to it again."""
     unconfirmed: dict[str, tuple[Dot, float]] = field(default_factory=dict)
-    """msg_id -> (batch, when last published) for batches not yet acknowledged by the broker."""
+    """msg_id -> (batch, when last published) for batches not yet acknowledged by the broker,
+    least recently published first."""
     next_sync: float = 0.0
     sync_wanted: bool = False
 
@@ -190,7 +191,8 @@ class RelayInputs:
             if relay.up:
                 yield relay.next_sync
                 if relay.unconfirmed:
-                    yield min(at for _, at in relay.unconfirmed.values()) + self.config.relay_republish_interval
+                    oldest = next(iter(relay.unconfirmed.values()))[1]
+                    yield oldest + self.config.relay_republish_interval
 
     # -- internals --------------------------------------------------------------------------
 
@@ -257,14 +259,17 @@ class RelayInputs:
                 self._emit_publish(relay, wire, msg_id)
 
     def _republish(self, relay: RelayLink, now: float, *, older_than: float) -> None:
-        for msg_id, (dot, at) in list(relay.unconfirmed.items()):
+        due = []
+        for msg_id, (dot, at) in relay.unconfirmed.items():
             if at > older_than:
-                continue
+                break  # least recently published first: the rest are younger
+            due.append((msg_id, dot))
+        for msg_id, dot in due:
+            del relay.unconfirmed[msg_id]
             wire = self._log.get(dot)
             if wire is None:  # evicted from the log: reconciliation cannot serve it either
-                del relay.unconfirmed[msg_id]
                 continue
-            relay.unconfirmed[msg_id] = (dot, now)
+            relay.unconfirmed[msg_id] = (dot, now)  # re-inserted: now the most recent
             self._emit_publish(relay, wire, msg_id)
 
     def _emit_publish(self, relay: RelayLink, wire: bytes, msg_id: str) -> None:

@@ -22,7 +22,7 @@ decides nothing for the peers: it calls the real Node's relay inputs.
 
 Spec syntax (``Scenario.broker``, ``crdtmem simulate --broker``)::
 
-    publish=20us,deliver=1us,retention=1h,window=2m
+    publish=20us,deliver=1us,retention=60m,window=2m
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ class Scenario:
     """Peers boot (and first dial) at uniform times in [0, boot_spread]."""
     broker: str = ""
     """A relay broker every peer (or the first ``broker_peers``) publishes to and reads, e.g.
-    ``publish=20us,deliver=1us,retention=1h`` (see :mod:`crdtmem.simulation.broker`); empty:
+    ``publish=20us,deliver=1us,retention=60m`` (see :mod:`crdtmem.simulation.broker`); empty:
     none. With topology ``none`` it is the only way between peers."""
     broker_peers: int = 0
     """How many peers (the lowest indices) use the broker; 0: all of them."""
