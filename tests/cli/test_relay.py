@@ -10,9 +10,10 @@ import pytest
 
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import seal_batch
+from crdtmem.transports.nats import parse_relay_urls
 
 from ..natsserver import NatsServer
-from ..processes import PeerProcess, keys
+from ..processes import PeerProcess, keys, run
 
 pytest.importorskip("nats")
 
@@ -163,3 +164,25 @@ async def _publish(url: str, payloads: list[bytes]) -> None:
             await js.publish("crdtmem.CRDTMEM.batches", payload)
     finally:
         await nc.close()
+
+
+def test_a_bad_relay_address_is_one_error_line(tmp_path: Path) -> None:
+    trust = keys(tmp_path, ["p1"])
+    result = run("peer", "--key", str(tmp_path / "p1.key"), "--trust", str(trust), "--relay", "http://broker:4222")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --relay") and "nats://HOST:PORT" in result.stderr
+
+
+@pytest.mark.parametrize("urls", [
+    ["nats://h:4222/bad.name"], ["nats://h:4222?max_age=-1"], ["nats://h:4222?speed=3"],
+    ["nats://a:4222/ONE", "nats://b:4222/TWO"], ["tcp://h:4222"],
+])
+def test_relay_urls_that_cannot_work_are_refused(urls: list[str]) -> None:
+    with pytest.raises(ValueError):
+        parse_relay_urls(urls)
+
+
+def test_relay_urls_name_the_servers_of_one_stream() -> None:
+    config = parse_relay_urls(["nats://a:4222/TEAM?max_age=60&max_bytes=1000", "nats://b:4223/TEAM?max_age=60&max_bytes=1000"])
+    assert config.servers == ("nats://a:4222", "nats://b:4223")
+    assert (config.stream, config.max_age, config.max_bytes, config.subject) == ("TEAM", 60.0, 1000, "crdtmem.TEAM.batches")
