@@ -37,6 +37,9 @@ What the node does, per DESIGN.md §4:
   author) tells the other which signed batches it lacks, and those original batches are sent
   from the delta log, so every receiver verifies every author's part itself. A ``Sync`` goes
   out on every connect, on every differing gossip digest and every ``anti_entropy_interval``;
+* relays (a broker's stream, :mod:`.relay`): own batches and those applied from sessions are
+  published to each attached relay until its broker stores them; batches it delivers take the
+  same verification path as a session's, and bad ones are refused without closing anything;
 * the delta log keeps signed batches for good (up to ``max_log_batches``), so a peer that
   joins or returns late gets every author's signed history;
 * causal delivery: a verified batch waits until the batches it names as dependencies are

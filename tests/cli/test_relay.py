@@ -18,9 +18,9 @@ from ..processes import PeerProcess, keys, run
 pytest.importorskip("nats")
 
 
-def relay_peer(directory: Path, name: str, trust: Path, relay: str) -> PeerProcess:
+def relay_peer(directory: Path, name: str, trust: Path, relay: str, *extra: str) -> PeerProcess:
     """A peer that listens on loopback but dials no one: the relay is its only way out."""
-    return PeerProcess(directory, name, trust, extra=["--relay", relay, "--relay-republish-interval", "0.5"])
+    return PeerProcess(directory, name, trust, extra=["--relay", relay, "--relay-republish-interval", "0.5", *extra])
 
 
 def write_ids(peer: PeerProcess, start: int, stop: int) -> None:
@@ -60,6 +60,24 @@ def test_three_relay_peers_with_no_links_converge(tmp_path: Path) -> None:
                 metrics = stats(p)
                 assert metrics["connected_peers"] == 0
                 assert metrics["stats"]["relay_delivered"] >= 40  # the others' batches came from the stream
+        finally:
+            stop_all(procs)
+
+
+def test_a_peer_with_a_relay_and_a_websocket_link_bridges_them(tmp_path: Path) -> None:
+    trust = keys(tmp_path, ["relayed", "bridge", "meshed"])
+    with NatsServer(tmp_path / "nats") as nats:
+        # No periodic reconciliation within the test: the meshed peer's writes reach the relayed
+        # one only if the bridge publishes them to the stream.
+        relayed = relay_peer(tmp_path, "relayed", trust, nats.url, "--anti-entropy-interval", "600")
+        bridge = relay_peer(tmp_path, "bridge", trust, nats.url, "--anti-entropy-interval", "600")
+        meshed = PeerProcess(tmp_path, "meshed", trust, connect=[bridge.url])  # no relay
+        procs = [relayed, bridge, meshed]
+        try:
+            for p in procs:
+                write_ids(p, 0, 10)
+            for p in procs:
+                wait_ids(p, ids_of(procs, 10), timeout=20)
         finally:
             stop_all(procs)
 
