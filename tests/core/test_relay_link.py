@@ -128,3 +128,20 @@ def test_a_relay_is_attached_once(pair: tuple[Node, Node]) -> None:
     a, _ = pair
     with pytest.raises(ValueError):
         a.attach_relay(LINK, 0.0)
+
+
+def test_a_broker_that_reorders_duplicates_and_replays_delays_nothing_it_delivers(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    a.relay_up(LINK, 0.0)
+    b.relay_up(LINK, 0.0)
+    wires = []
+    for i in range(5):
+        a.memory.set("s").add(i)
+        a.memory.counter("c").increment()
+        a.tick(1.0 + i)
+        wires += [p.wire for p in publishes(a)]
+    assert len(wires) == 5
+    for wire in [*reversed(wires), wires[2], *wires]:  # reversed, a duplicate, then a full replay
+        b.relay_deliver(LINK, wire, 10.0)
+    assert b.memory.set("s").value == set(range(5)) and b.memory.counter("c").value == 5
+    assert b.stats.duplicate_batches >= 5 and not b.stats.refusals
