@@ -205,10 +205,14 @@ class NatsRelay:
             async for kind, data, extra in self._outbox:
                 if kind == "publish":
                     await self._publish(tg, data, extra)
-                elif extra is None:
-                    await self._nc.publish(self.config.sync_subject, data, reply=self._inbox)
-                else:
-                    await self._nc.publish(extra, data)
+                    continue
+                try:
+                    if extra is None:
+                        await self._nc.publish(self.config.sync_subject, data, reply=self._inbox)
+                    else:
+                        await self._nc.publish(extra, data)
+                except Exception as exc:  # noqa: BLE001 - a lost request is asked again on the node's next timer
+                    log.info("relay message not sent: %s", exc)
 
     async def _publish(self, tg: Any, wire: bytes, msg_id: str) -> None:
         try:
