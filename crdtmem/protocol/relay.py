@@ -30,7 +30,7 @@ is repaired by reconciliation over the broker, outside the stream: the node send
 ``Sync`` request (on :meth:`relay_up`, when a delivered batch waits for dependencies, and every
 ``anti_entropy_interval``); one peer answers with the signed batches the requester lacks and
 its own ``Sync``, and the requester publishes to the stream what that answer shows the other
-peer lacks. Flights::
+peer lacks (a bounded number per answer). Flights::
 
     requester                       broker                       one answering peer
       RelaySend(Sync) ─────────────────────────────────────────────▶ relay_message
@@ -159,7 +159,7 @@ class RelayInputs:
         elif isinstance(message, Sync) and not message.reply and reply_to is not None:
             self._answer_sync(relay, message.seen, reply_to)
         elif isinstance(message, Sync) and message.reply:
-            self._publish(relay, self._log.missing(message.seen), now)
+            self._publish_lacking(relay, message.seen, now)
         else:
             self._relay_refuse(relay, DecodeError("unexpected message over the relay"))
 
@@ -238,6 +238,15 @@ class RelayInputs:
         if chunk:
             self._relay_send(relay, encode_message(Batches(tuple(chunk))), reply_to)
         self._relay_send(relay, encode_message(Sync(self.seen, reply=True)), reply_to)
+
+    def _publish_lacking(self, relay: RelayLink, seen: CausalContext, now: float) -> None:
+        """Publish what an answer says its peer lacks, at most ``max_batch_wires_per_message`` at a time.
+
+        The answer is unsigned and anyone on the broker could send one: the bound keeps what a
+        few bytes can make us publish small; the next reconciliation round publishes more.
+        """
+        lacking = [(dot, wire) for dot, wire in self._log.missing(seen) if dot not in relay.peer_seen]
+        self._publish(relay, lacking[: self.config.max_batch_wires_per_message], now)
 
     def _relay_send(self, relay: RelayLink, data: bytes, to: str | None) -> None:
         self._actions.append(RelaySend(relay.conn, data, to))

@@ -145,3 +145,20 @@ def test_a_broker_that_reorders_duplicates_and_replays_delays_nothing_it_deliver
         b.relay_deliver(LINK, wire, 10.0)
     assert b.memory.set("s").value == set(range(5)) and b.memory.counter("c").value == 5
     assert b.stats.duplicate_batches >= 5 and not b.stats.refusals
+
+
+def test_one_unsigned_answer_makes_a_peer_publish_a_bounded_number_of_batches(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    for i in range(300):
+        a.memory.counter("c").increment()
+        a.tick(1.0 + i / 1000)
+    restarted = Node(Memory(a.identity.peer_id, clock=lambda: 1_700_000_000.0), a.identity, a.keyring,
+                     rng=random.Random(2), seen=a.seen, log_wires=a.log_wires())
+    restarted.attach_relay(LINK, 2.0)
+    restarted.relay_up(LINK, 2.0)
+    restarted.take_actions()
+    empty = encode_message(Sync(b.seen, reply=True))  # "I hold nothing": anyone on the broker can say it
+    restarted.relay_message(LINK, empty, 3.0)
+    assert len(publishes(restarted)) == restarted.config.max_batch_wires_per_message
+    restarted.relay_message(LINK, empty, 4.0)
+    assert len(publishes(restarted)) == 300 - restarted.config.max_batch_wires_per_message
