@@ -245,7 +245,10 @@ class RelayInputs:
         The answer is unsigned and anyone on the broker could send one: the bound keeps what a
         few bytes can make us publish small; the next reconciliation round publishes more.
         """
-        lacking = [(dot, wire) for dot, wire in self._log.missing(seen) if dot not in relay.peer_seen]
+        lacking = [
+            (dot, wire) for dot, wire in self._log.missing(seen)
+            if dot not in relay.peer_seen and batch_hash(wire).hex() not in relay.unconfirmed
+        ]
         self._publish(relay, lacking[: self.config.max_batch_wires_per_message], now)
 
     def _relay_send(self, relay: RelayLink, data: bytes, to: str | None) -> None:
