@@ -18,9 +18,10 @@ from ..processes import PeerProcess, keys, run
 pytest.importorskip("nats")
 
 
-def relay_peer(directory: Path, name: str, trust: Path, relay: str, *extra: str) -> PeerProcess:
+def relay_peer(directory: Path, name: str, trust: Path, relay: str | list[str], *extra: str) -> PeerProcess:
     """A peer that listens on loopback but dials no one: the relay is its only way out."""
-    return PeerProcess(directory, name, trust, extra=["--relay", relay, "--relay-republish-interval", "0.5", *extra])
+    flags = [arg for url in ([relay] if isinstance(relay, str) else relay) for arg in ("--relay", url)]
+    return PeerProcess(directory, name, trust, extra=[*flags, "--relay-republish-interval", "0.5", *extra])
 
 
 def write_ids(peer: PeerProcess, start: int, stop: int) -> None:
@@ -50,7 +51,10 @@ def stop_all(procs: list[PeerProcess]) -> None:
 def test_three_relay_peers_with_no_links_converge(tmp_path: Path) -> None:
     trust = keys(tmp_path, ["p1", "p2", "p3"])
     with NatsServer(tmp_path / "nats") as nats:
-        procs = [relay_peer(tmp_path, name, trust, nats.url) for name in ("p1", "p2", "p3")]
+        # p3 names two servers of the "cluster", one of them down: it uses the one that answers.
+        down = NatsServer(tmp_path / "down").url
+        procs = [relay_peer(tmp_path, "p1", trust, nats.url), relay_peer(tmp_path, "p2", trust, nats.url),
+                 relay_peer(tmp_path, "p3", trust, [down, nats.url])]
         try:
             for p in procs:
                 write_ids(p, 0, 20)
