@@ -171,7 +171,7 @@ class NatsRelay:
             self._on_up(self._nc.max_payload)
             await self._pump_outbox()
         finally:
-            with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(2, shield=True):  # a broker that is down must not hold up the exit
                 await self._nc.close()
 
     async def _setup(self) -> None:
