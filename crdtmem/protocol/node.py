@@ -628,11 +628,11 @@ class Node(RelayInputs):
             self._check_history(source, ours, ours_lost)
         return fresh, fetch
 
-    def _equivocation(self, session: _Session, batch: DeltaBatch) -> None:
+    def _equivocation(self, session: _Session | RelayLink, batch: DeltaBatch) -> None:
         """``batch`` is validly signed, but its author signed another batch under its number."""
         self._refuse_batch(session, batch, EquivocationError(f"{batch.author} signed two different batches #{batch.seq}"))
 
-    def _refuse_batch(self, session: _Session, batch: DeltaBatch, exc: RemoteProtocolError) -> None:
+    def _refuse_batch(self, session: _Session | RelayLink, batch: DeltaBatch, exc: RemoteProtocolError) -> None:
         """Refuse one validly signed batch: count it, report it, keep the connection.
 
         Its author signed it; the peer that sent it may only be relaying it, so dropping that
@@ -805,7 +805,7 @@ class Node(RelayInputs):
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _check_history(self, session: _Session, ours: int, theirs: int) -> None:
+    def _check_history(self, session: _Session | RelayLink, ours: int, theirs: int) -> None:
         """A peer relayed our own validly signed batch ``theirs`` that this store did not hold.
 
         Only our own signature proves our history: a ``Sync`` or a batch header is the peer's

@@ -188,6 +188,22 @@ async def _publish(url: str, payloads: list[bytes]) -> None:
         await nc.close()
 
 
+def test_a_relay_peer_stops_cleanly_while_its_broker_is_down(tmp_path: Path) -> None:
+    trust = keys(tmp_path, ["p1"])
+    nats = NatsServer(tmp_path / "nats").start()
+    peer = relay_peer(tmp_path, "p1", trust, nats.url)
+    try:
+        write_ids(peer, 0, 3)
+        peer.expect(lambda m: m.get("durable") == 2, timeout=20)
+        nats.kill()
+        write_ids(peer, 3, 6)  # written while the broker is gone: kept in the store, published later
+        peer.expect(lambda m: m.get("durable") == 5, timeout=20)
+        assert peer.stop(timeout=20) == 0
+    finally:
+        peer.close()
+        nats.stop()
+
+
 def test_a_bad_relay_address_is_one_error_line(tmp_path: Path) -> None:
     trust = keys(tmp_path, ["p1"])
     result = run("peer", "--key", str(tmp_path / "p1.key"), "--trust", str(trust), "--relay", "http://broker:4222")
