@@ -39,8 +39,9 @@ def free_port() -> int:
 class NatsServer:
     """One ``nats-server -js`` process; :meth:`start` again after :meth:`kill` reuses port and store."""
 
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+    def __init__(self, store_dir: Path, port: int | None = None, *, jetstream: bool = True) -> None:
         self.store_dir = store_dir
+        self.jetstream = jetstream
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -53,7 +54,8 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.store_dir / f"server-{os.getpid()}.log"
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir)],
+            [nats_server_binary(), *(["-js"] if self.jetstream else []), "-a", "127.0.0.1", "-p", str(self.port),
+             "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         ready = threading.Event()

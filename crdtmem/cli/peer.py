@@ -32,6 +32,7 @@ def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[
 
     from ..storage.keyfiles import load_identity, load_keyring
     from ..storage.sqlite import StoreError
+    from ..transports.nats import RelayError
 
     try:
         problem = _address_problem(args)
@@ -53,6 +54,9 @@ def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[
         if isinstance(exc, StoreError):
             print(f"error: {exc}", file=sys.stderr)
             return 3
+        if isinstance(exc, RelayError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, OSError) and args.listen:
             print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
             return 2

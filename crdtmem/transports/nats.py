@@ -11,7 +11,8 @@ A thin shell: it moves bytes between one NATS connection and the node's relay in
   journaled what it applied), so a restarted peer resumes where it was; a new one starts at
   the stream's oldest message.
 * ``crdtmem.S.sync``: reconciliation requests (plain NATS, queue group ``crdtmem``: one peer
-  answers each), answered on the requester's own inbox.
+  answers each; the connection is ``no_echo``, so the server never hands a peer its own
+  request), answered on the requester's own inbox.
 
 Options (URL query, all optional): ``max_age`` (seconds, default 86400) and ``max_bytes``
 (default 1 GiB) bound the stream; ``duplicate_window`` (seconds, default 120);
@@ -34,13 +35,17 @@ import anyio
 
 from ..protocol.backoff import Backoff
 
-__all__ = ["RelayConfig", "NatsRelay", "parse_relay_urls"]
+__all__ = ["RelayConfig", "RelayError", "NatsRelay", "parse_relay_urls"]
 
 log = logging.getLogger("crdtmem.nats")
 
 _QUEUE = "crdtmem"
 _FLOAT_OPTIONS = ("max_age", "duplicate_window", "ack_wait")
 _INT_OPTIONS = ("max_bytes", "replicas")
+
+
+class RelayError(RuntimeError):
+    """The broker was reached but cannot serve as a relay (no JetStream, a refused stream)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,6 @@ class NatsRelay:
         self._inbox = ""
         self._outbox_send, self._outbox = anyio.create_memory_object_stream[tuple[str, bytes, str | None]](
             max_buffer_size=float("inf"))
-        self.published_bytes = 0
 
     def publish(self, wire: bytes, msg_id: str) -> None:
         """Queue one batch for the stream (in order); :attr:`on_stored` reports its durable ack."""
@@ -167,7 +171,13 @@ class NatsRelay:
                 await anyio.sleep(delay)
         try:
             self._js = self._nc.jetstream()
-            await self._setup()
+            try:
+                await self._setup()
+            except Exception as exc:  # noqa: BLE001 - nats-py's errors name no remedy; ours does
+                raise RelayError(
+                    f"relay {','.join(self.config.servers)}: cannot set up stream {self.config.stream}: "
+                    f"{type(exc).__name__}: {exc} (is JetStream enabled? start the server with nats-server -js)"
+                ) from exc
             self._on_up(self._nc.max_payload)
             await self._pump_outbox()
         finally:
@@ -221,7 +231,6 @@ class NatsRelay:
         except Exception as exc:  # noqa: BLE001 - not sent: the node publishes it again
             log.info("relay publish of %s failed: %s", msg_id, exc)
             return
-        self.published_bytes += len(wire)
         tg.start_soon(self._await_ack, ack, msg_id)
 
     async def _await_ack(self, ack: Any, msg_id: str) -> None:

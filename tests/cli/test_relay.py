@@ -204,6 +204,15 @@ def test_a_relay_peer_stops_cleanly_while_its_broker_is_down(tmp_path: Path) -> 
         nats.stop()
 
 
+def test_a_broker_without_jetstream_is_one_error_line(tmp_path: Path) -> None:
+    trust = keys(tmp_path, ["p1"])
+    with NatsServer(tmp_path / "nats", jetstream=False) as nats:
+        result = run("peer", "--key", str(tmp_path / "p1.key"), "--trust", str(trust), "--relay", nats.url,
+                     "--no-stdin")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: relay") and "nats-server -js" in result.stderr
+
+
 def test_a_bad_relay_address_is_one_error_line(tmp_path: Path) -> None:
     trust = keys(tmp_path, ["p1"])
     result = run("peer", "--key", str(tmp_path / "p1.key"), "--trust", str(trust), "--relay", "http://broker:4222")
