@@ -32,6 +32,7 @@ _HELP = {
     "max_batch_wires_per_message": "batches sent in one message at most",
     "max_parked_batches": "batches of not (yet) trusted authors kept for when they are trusted",
     "max_pending_batches": "received batches kept waiting for their dependencies at most",
+    "relay_republish_interval": "publish a batch the relay's broker has not acknowledged again after this long",
     "max_pending_per_author": "waiting batches of one author kept at most; beyond, its oldest is dropped",
 }
 

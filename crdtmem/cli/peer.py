@@ -32,6 +32,7 @@ def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[
 
     from ..storage.keyfiles import load_identity, load_keyring
     from ..storage.sqlite import StoreError
+    from ..transports.nats import RelayError
 
     try:
         problem = _address_problem(args)
@@ -53,6 +54,9 @@ def run_with_peer_files(args: argparse.Namespace, main: Callable[..., Awaitable[
         if isinstance(exc, StoreError):
             print(f"error: {exc}", file=sys.stderr)
             return 3
+        if isinstance(exc, RelayError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, OSError) and args.listen:
             print(f"error: cannot listen on {args.listen}: {exc.strerror or exc}", file=sys.stderr)
             return 2
@@ -74,6 +78,13 @@ def _address_problem(args: argparse.Namespace) -> str | None:
             scheme, sep, rest = url.partition("://")
             if not sep or scheme.lower() not in ("ws", "wss", "memory") or not rest:
                 return f"{flag} {url!r} is not an address like ws://HOST:PORT (or wss://, memory://NAME)"
+    if args.relay:
+        from ..transports.nats import parse_relay_urls
+
+        try:
+            parse_relay_urls(args.relay)
+        except ValueError as exc:
+            return f"--relay: {exc}"
     return None
 
 
@@ -129,6 +140,7 @@ def peer_options(args: argparse.Namespace) -> Any:
     return PeerOptions(
         listen=args.listen,
         connect=tuple(args.connect or ()),
+        relay=tuple(args.relay or ()),
         ssl=ssl_server,
         client_ssl=ssl_client,
         reconnect_max=args.reconnect_max,
@@ -161,6 +173,8 @@ def add_peer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust", required=True, help="keyring file: one trusted public key line per peer")
     p.add_argument("--listen", help="address to accept peers on, e.g. ws://0.0.0.0:8765 (port 0: any)")
     p.add_argument("--connect", action="append", metavar="URL", help="a peer to dial (repeatable)")
+    p.add_argument("--relay", action="append", metavar="URL",
+                   help="a NATS JetStream relay, nats://HOST:PORT[/STREAM] (repeatable: servers of one cluster)")
     p.add_argument("--db", help="SQLite store to restore from and persist to")
     p.add_argument("--metrics-port", type=int, help="export Prometheus metrics on this port")
     p.add_argument("--tls-cert", help="certificate chain (PEM) for a wss:// listener")

@@ -75,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--link-down", action="append", default=[], metavar="A-B@DOWN[-UP]",
         help="take the link between peers A and B down (a flapping link: repeat it); repeatable",
     )
+    faults.add_argument(
+        "--broker", default="", metavar="SPEC",
+        help="peers also relay through a modelled broker, e.g. 'publish=20us,deliver=1us,retention=60m' "
+             "(with --topology none: only through it)",
+    )
+    faults.add_argument("--broker-peers", type=int, default=0, help="only the first N peers use the broker (default: all)")
+    faults.add_argument("--broker-down", action="append", default=[], metavar="DOWN[-UP]",
+                        help="the broker is unreachable from DOWN until UP; repeatable")
 
     work = parser.add_argument_group("workload")
     work.add_argument("--writes", type=float, default=10.0, help="writes per virtual second, network-wide (default 10)")
@@ -139,6 +147,7 @@ def scenario_from_args(args: argparse.Namespace):
     import json
 
     from ..simulation.scenario import (
+        BrokerOutage,
         Partition,
         Scenario,
         parse_crash,
@@ -156,6 +165,10 @@ def scenario_from_args(args: argparse.Namespace):
     crash_rng = random.Random(f"crash-choice/{args.seed}")
     crashes = [c for spec in args.crash for c in parse_crash(spec, args.peers, crash_rng)]
     link_faults = [parse_link_fault(spec) for spec in args.link_down]
+    outages = []
+    for spec in args.broker_down:
+        down, _, up = spec.partition("-")
+        outages.append(BrokerOutage(parse_times(down)[0], parse_times(up)[0] if up else None))
     return Scenario(
         peers=args.peers,
         seed=args.seed,
@@ -168,6 +181,9 @@ def scenario_from_args(args: argparse.Namespace):
         partitions=partitions,
         crashes=crashes,
         link_faults=link_faults,
+        broker=args.broker,
+        broker_peers=args.broker_peers,
+        broker_outages=outages,
         skew=args.skew,
         writes=args.writes,
         write_from=args.write_from,

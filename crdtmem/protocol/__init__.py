@@ -8,6 +8,7 @@
 * ``recovery`` — the store contract, and the one way back from a snapshot and journal;
 * ``stats`` — the typed counters of what a Node has done;
 * ``backoff`` — how long a dialer waits before redialing;
+* ``relay`` — a broker's stream as a link: what to publish, what it delivers, repairs over it;
 * ``node`` — the peer state machine that ties them together.
 
 Refusal reasons (:class:`~crdtmem.errors.RefusalReason`) and the error tree live in

@@ -16,6 +16,8 @@ __all__ = [
     "SendKind",
     "Send",
     "Close",
+    "Publish",
+    "RelaySend",
     "Action",
     "PeerConnected",
     "PeerDisconnected",
@@ -36,6 +38,7 @@ class SendKind(StrEnum):
     GOSSIP = "gossip"
     CATCH_UP = "catch-up"
     ANTI_ENTROPY = "anti-entropy"
+    RELAY = "relay"
     OTHER = "other"
 
 
@@ -56,7 +59,32 @@ class Close:
     reason: RefusalReason
 
 
-Action = Send | Close
+@dataclass(frozen=True)
+class Publish:
+    """Publish one signed batch ``wire`` to relay ``link``'s stream, deduplicated by ``msg_id``.
+
+    The shell reports the broker's durable acknowledgement with :meth:`Node.relay_stored`.
+    """
+
+    link: ConnId
+    wire: bytes
+    msg_id: str
+
+
+@dataclass(frozen=True)
+class RelaySend:
+    """Send a reconciliation message ``data`` over relay ``link`` (not through its stream).
+
+    ``to`` None: a request to whichever peer answers reconciliation on the broker, with this
+    link's own reply address; otherwise the reply address a request came with.
+    """
+
+    link: ConnId
+    data: bytes
+    to: str | None = None
+
+
+Action = Send | Close | Publish | RelaySend
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ What the node does, per DESIGN.md §4:
   exactly what we hold, else with a ``Sync``;
 * the delta log keeps signed batches for good (unless ``max_log_batches`` is set), so a
   peer that joins or returns late gets every author's signed history;
+* relays (a broker's stream, :mod:`.relay`): own batches and those applied from sessions are
+  published to each attached relay until its broker stores them; batches it delivers take the
+  same verification path as a session's, and bad ones are refused without closing anything;
 * causal delivery: a verified batch waits until the batches it names as dependencies are
   applied here. Each author has its own budget of waiting batches (``max_pending_per_author``,
   1,000): past it that author's oldest waiting batch is dropped, so an author naming hashes
@@ -131,6 +134,7 @@ from .messages import (
 )
 from .parking import ParkedBatches
 from .recovery import Snapshot
+from .relay import RelayInputs, RelayLink
 from .stats import NodeStats
 
 __all__ = ["Node", "NodeConfig"]
@@ -175,6 +179,9 @@ class NodeConfig:
     batches name hashes that never arrive displaces only its own."""
     max_parked_batches: int = 1024
     """Batches of authors not (yet) trusted kept for :meth:`Node.trust`; beyond, the oldest is dropped."""
+    relay_republish_interval: float = 5.0
+    """Seconds after which a batch published to a relay and not yet acknowledged as stored by
+    its broker is published again (the broker's duplicate window drops repeats)."""
     max_clock_skew: float = 300.0
     """Seconds a peer's hybrid timestamps may run ahead of this replica's memory clock; later
     ones are refused (``clock-skew``), so no peer can push last-writer-wins time to its limit."""
@@ -199,8 +206,9 @@ class _Session:
         return self.channel is not None
 
 
-class Node:
-    """One replica's protocol engine. See the module docstring for how to drive it.
+class Node(RelayInputs):
+    """One replica's protocol engine. See the module docstring for how to drive it; relays
+    (a broker's stream instead of sessions) are driven as :mod:`crdtmem.protocol.relay` says.
 
     Args:
         memory: the replica; its ``replica_id`` must be ``identity.peer_id``.
@@ -248,6 +256,7 @@ class Node:
         self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
         self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
+        self._relays: dict[ConnId, RelayLink] = {}
         self._known_seen: dict[str, CausalContext] = {}  # per peer met recently: what it has seen
         self._gone_since: dict[str, float] = {}  # peers with no open session, since when
         self._actions: list[Action] = []
@@ -340,6 +349,7 @@ class Node:
                     self._reconcile(session, now)
         if self._relay and now >= self._next_relay:
             self._relay_round(now)
+        self._relay_tick(now)
         if self._next_gossip is None:
             self._next_gossip = now + self.config.gossip_interval
         elif now >= self._next_gossip:
@@ -375,6 +385,7 @@ class Node:
         self.stats.batches_created += 1
         for session in self._ready_sessions():
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
+        self._relay_publish_fresh([(Dot(batch.author, seq), batch.wire)], now)
 
     def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
         """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
@@ -426,9 +437,7 @@ class Node:
         self._sync_parked_stats()
         self._report_clashes()
         if fresh:
-            self._relay += fresh
-            if now >= self._next_relay:
-                self._relay_round(now)
+            self._queue_relay(fresh, now)
 
     def parked(self) -> int:
         """How many batches wait for their author to be trusted (see :meth:`trust`)."""
@@ -461,6 +470,7 @@ class Node:
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
         if self._relay:
             deadlines.append(self._next_relay)
+        deadlines.extend(self._relay_deadlines())
         for session in self._sessions.values():
             if not session.ready:
                 deadlines.append(session.opened_at + self.config.handshake_timeout)
@@ -493,7 +503,7 @@ class Node:
 
     def synced(self) -> bool:
         """Whether every connected peer has seen every batch we have, we theirs, and no write waits."""
-        return all(self.synced_with().values()) and not self.memory.has_pending_deltas()
+        return all(self.synced_with().values()) and not self.memory.has_pending_deltas() and not self.relay_unconfirmed()
 
     def synced_with(self) -> dict[str, bool]:
         """Per connected peer id: whether it has seen every batch we have, and we every one it has."""
@@ -567,16 +577,39 @@ class Node:
             self._want(session)
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
+        fresh, fetch = self._accept(session, message.wires)
+        self._known_seen[session.peer_id] = session.peer_seen.copy()
+        if fetch:
+            # The sender applied what it relays, so it holds the dependencies we lack.
+            self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
+        if fresh:
+            if session.ack_at is None:
+                session.ack_at = now + self.config.ack_delay
+            self._queue_relay(fresh, now)
+
+    def _queue_relay(self, fresh: list[tuple[Dot, bytes]], now: float) -> None:
+        """Relay newly applied batches in the next relay round (at once if one is due)."""
+        self._relay += fresh
+        if now >= self._next_relay:
+            self._relay_round(now)
+
+    def _accept(self, source: _Session | RelayLink, wires: Iterable[bytes]) -> tuple[list[tuple[Dot, bytes]], bool]:
+        """Verify signed batch wires from one source; apply, buffer or park each one.
+
+        Returns the batches applied (with those they released) and whether some wait for
+        dependencies. Raises :class:`CrdtmemError` for a wire that cannot be opened; the
+        wires before it are handled.
+        """
         fresh: list[tuple[Dot, bytes]] = []
         own = self.identity.peer_id
         ours = self.seen.max(own)
         ours_lost = 0  # the highest of our own validly signed batches this store does not hold
         fetch = False
-        for wire in message.wires:
+        for wire in wires:
             dot = Dot(*peek_batch(wire))
             held = dot in self.seen
             if held and (self._log.get(dot, wire) == wire or batch_hash(wire) in self._evidence):
-                session.peer_seen.add(dot)
+                source.peer_seen.add(dot)
                 self.stats.duplicate_batches += 1
                 continue
             # Verified before anything is believed: an unsigned header claims nothing.
@@ -585,18 +618,18 @@ class Node:
             except UntrustedAuthorError:
                 self._park(dot, wire)  # the relay is not at fault: keep the connection
                 continue
-            session.peer_seen.add(dot)
+            source.peer_seen.add(dot)
             try:
                 check_stamps(batch, self._stamp_bound())
             except ClockSkewError as exc:
-                self._refuse_batch(session, batch, exc)
+                self._refuse_batch(source, batch, exc)
                 continue
             if dot.replica == own:
                 ours_lost = max(ours_lost, dot.counter)
                 if held:
                     continue  # we signed another batch under this number: never apply both
             elif held:
-                fresh += self._equivocation(session, batch)
+                fresh += self._equivocation(source, batch)
                 continue
             if batch.hash in self._pending:
                 self.stats.duplicate_batches += 1
@@ -609,22 +642,13 @@ class Node:
             try:
                 self._apply(batch)
             except RemoteProtocolError as exc:
-                self._refuse_batch(session, batch, exc)
+                self._refuse_batch(source, batch, exc)
                 continue
             fresh.append((dot, wire))
-            fresh += self._release(session.conn, batch.hash)
+            fresh += self._release(source.conn, batch.hash)
         if ours_lost:
-            self._check_history(session, ours, ours_lost)
-        self._known_seen[session.peer_id] = session.peer_seen.copy()
-        if fetch:
-            # The sender applied what it relays, so it holds the dependencies we lack.
-            self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
-        if fresh:
-            if session.ack_at is None:
-                session.ack_at = now + self.config.ack_delay
-            self._relay += fresh
-            if now >= self._next_relay:
-                self._relay_round(now)
+            self._check_history(source, ours, ours_lost)
+        return fresh, fetch
 
     def _ack(self, session: _Session) -> None:
         """Tell the peer what we hold now that its batches are applied.
@@ -638,7 +662,7 @@ class Node:
         else:
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
-    def _equivocation(self, session: _Session, batch: DeltaBatch) -> list[tuple[Dot, bytes]]:
+    def _equivocation(self, session: _Session | RelayLink, batch: DeltaBatch) -> list[tuple[Dot, bytes]]:
         """``batch`` is validly signed, but its author signed another batch under its number.
 
         It is refused (counted as ``equivocation``, reported, the connection kept) and never
@@ -683,7 +707,7 @@ class Node:
         for start in range(0, len(wires), step):
             self._send_message(session, Batches(tuple(wires[start : start + step])), SendKind.CATCH_UP)
 
-    def _refuse_batch(self, session: _Session, batch: DeltaBatch, exc: RemoteProtocolError) -> None:
+    def _refuse_batch(self, session: _Session | RelayLink, batch: DeltaBatch, exc: RemoteProtocolError) -> None:
         """Refuse one validly signed batch: count it, report it, keep the connection.
 
         Its author signed it; the peer that sent it may only be relaying it, so dropping that
@@ -813,7 +837,8 @@ class Node:
     # -- sending ----------------------------------------------------------------------------
 
     def _relay_round(self, now: float) -> None:
-        """Push the waiting fresh batches to ``fanout`` random neighbours not known to have them all."""
+        """Push the waiting fresh batches to ``fanout`` random neighbours not known to have them
+        all, and publish them to relays whose stream is not known to hold them."""
         batches, self._relay = self._relay, []
         self._next_relay = now + self.config.relay_delay
         lacking = [
@@ -822,6 +847,7 @@ class Node:
         ]
         for target in self.rng.sample(lacking, min(self.config.fanout, len(lacking))):
             self._push(target, batches, SendKind.GOSSIP)
+        self._relay_publish_fresh(batches, now)  # bridge the mesh into relay streams that lack them
 
     def _gossip_round(self) -> None:
         sessions = self._ready_sessions()
@@ -855,7 +881,7 @@ class Node:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _check_history(self, session: _Session, ours: int, theirs: int) -> None:
+    def _check_history(self, session: _Session | RelayLink, ours: int, theirs: int) -> None:
         """A peer relayed our own validly signed batch ``theirs`` that this store did not hold.
 
         Only our own signature proves our history: a ``Sync`` or a batch header is the peer's

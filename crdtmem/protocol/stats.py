@@ -56,6 +56,8 @@ class NodeStats:
     """Batches of authors not (yet) trusted, parked for ``Node.trust`` instead of refused."""
     parked_dropped: int = 0
     """Parked batches dropped, oldest first, beyond ``NodeConfig.max_parked_batches``."""
+    relay_delivered: int = 0
+    """Messages relay streams delivered (each a batch wire; duplicates and refusals included)."""
     lost_history: int = 0
     """1 once a peer showed that this replica's own history was lost (see ``Node.lost_history``)."""
 
@@ -89,6 +91,7 @@ class NodeStats:
             "duplicate_batches": self.duplicate_batches,
             "lost_history": self.lost_history,
             "parked_dropped": self.parked_dropped,
+            "relay_delivered": self.relay_delivered,
         }
         for kind, n in self.bytes_sent_by_kind.items():
             flat[f"bytes_sent_{kind}"] = n

@@ -100,6 +100,8 @@ class PeerOptions:
         listen: where to accept connections (``ws://HOST:PORT``, ``wss://...``,
             ``memory://NAME``); port 0 picks a free port (see ``Peer.url``). None: dial only.
         connect: addresses to dial and keep dialing (any iterable; stored as a tuple).
+        relay: a broker to publish to and consume from (``nats://HOST:PORT[/STREAM]``; several
+            addresses name servers of one cluster; stored as a tuple). Empty: no relay.
         ssl: server context for a ``wss://`` listener.
         client_ssl: context for ``wss://`` dials.
         reconnect_min, reconnect_max: redial backoff bounds in seconds (with jitter).
@@ -115,6 +117,7 @@ class PeerOptions:
 
     listen: str | None = None
     connect: tuple[str, ...] = ()
+    relay: tuple[str, ...] = ()
     ssl: ssl_module.SSLContext | None = None
     client_ssl: ssl_module.SSLContext | None = None
     reconnect_min: float = 0.1
@@ -129,6 +132,7 @@ class PeerOptions:
         if isinstance(self.connect, str):
             raise TypeError("connect takes a list of addresses, not one string")
         object.__setattr__(self, "connect", tuple(self.connect))
+        object.__setattr__(self, "relay", (self.relay,) if isinstance(self.relay, str) else tuple(self.relay))
         if not 0 < self.reconnect_min <= self.reconnect_max:
             raise ValueError(
                 f"need 0 < reconnect_min <= reconnect_max, got {self.reconnect_min!r} and {self.reconnect_max!r}"

@@ -40,7 +40,9 @@ from ..protocol.events import (
     Event,
     PeerConnected,
     PeerDisconnected,
+    Publish,
     Refused,
+    RelaySend,
     Send,
     TypeClash,
 )
@@ -86,6 +88,8 @@ class Peer:
         listen: shortcut for ``options.listen``: where to accept connections (``ws://HOST:PORT``,
             ``wss://...``, ``memory://NAME``); port 0 picks a free port, see :attr:`url`.
         connect: shortcut for ``options.connect``: addresses to dial and keep dialing.
+        relay: shortcut for ``options.relay``: a NATS JetStream relay, ``nats://HOST:PORT[/STREAM]``
+            (see :mod:`crdtmem.transports.nats`).
         store: shortcut for ``options.store.path``: a SQLite file to restore from and persist
             to — or an already open :class:`~crdtmem.protocol.recovery.Store` of this identity
             (a :class:`SqliteStore`, a :class:`~crdtmem.storage.MemoryStore`), used as it was
@@ -104,6 +108,7 @@ class Peer:
         config: NodeConfig | None = None,
         listen: str | None = None,
         connect: Iterable[str] | None = None,
+        relay: str | Iterable[str] | None = None,
         store: str | os.PathLike[str] | Store | None = None,
         rng: random.Random | None = None,
         transport: Transport | None = None,
@@ -118,6 +123,8 @@ class Peer:
             options = replace(options, listen=listen)
         if connect is not None:
             options = replace(options, connect=tuple(connect))
+        if relay is not None:
+            options = replace(options, relay=relay)
         opened = store is not None and not isinstance(store, (str, os.PathLike))
         if store is not None and not opened:
             options = replace(options, store=replace(options.store, path=store))
@@ -148,6 +155,7 @@ class Peer:
         self._changed: anyio.Event | None = None  # created by a waiter, set (and dropped) by _pump
         self._compact_wanted = anyio.Event()
         self._unsubscribe: Callable[[], None] | None = None
+        self._relay: Any = None  # a RelayDriver once entered, if options.relay
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -170,6 +178,12 @@ class Peer:
                 log.info("peer %s listening on %s", self.identity.peer_id, self.url)
             for url in self.options.connect:
                 self._tg.start_soon(self._links.dial_forever, url)
+            if self.options.relay:
+                from .relaying import RelayDriver
+
+                self._relay = RelayDriver(self.node, self.options.relay, now=self._now, pump=self._pump,
+                                          rng=random.Random(self.rng.random()))
+                await self._relay.start(self._tg)
             if self.options.metrics_port is not None:
                 await self._start_metrics_server(stack)
             self._tick()
@@ -347,6 +361,8 @@ class Peer:
                 links.send(action.conn, action.data)
             elif isinstance(action, Close):
                 links.close(action.conn, action.reason, refused=True)
+            elif isinstance(action, (Publish, RelaySend)):
+                self._relay.perform(action)
         deadline = node.next_deadline()
         if deadline is not None and deadline < self._sleeping_until and not self._wake.is_set():
             self._wake.set()  # input brought a timer forward (an ack, a relay): re-arm the timer loop

@@ -12,7 +12,7 @@ one (say, more writes) does not reshuffle the others. Events at equal times run 
 they were scheduled.
 
 The network between the peers (connections, transport, partitions and link faults) is
-:mod:`.network`; the event queue is :mod:`.queue`; what a run measures is :mod:`.metrics`.
+:mod:`.network`; a relay broker, if the scenario has one, is :mod:`.broker`; the event queue is :mod:`.queue`; what a run measures is :mod:`.metrics`.
 
 Crashes: every peer keeps its durable state in a :class:`~crdtmem.storage.memory.MemoryStore`
 (a journal of every batch it applied plus a snapshot, the parts a SQLite store keeps), and a
@@ -38,10 +38,11 @@ from typing import Any
 from ..clocks import CausalContext
 from ..identity import Identity, Keyring
 from ..memory import Memory
-from ..protocol.events import BatchApplied, Close, PeerConnected, Send
+from ..protocol.events import BatchApplied, Close, PeerConnected, Publish, RelaySend, Send
 from ..protocol.node import Node
 from ..protocol.recovery import restore
 from ..storage.memory import MemoryStore
+from .broker import BrokerSpec, SimBroker
 from .latency import Latency
 from .metrics import Sample, divergence_of, gossip_bound_rounds, live_roots, take_sample
 from .network import Network
@@ -131,6 +132,11 @@ class Simulation:
         self.writers = writers
         # measures
         self.messages, self.bytes, self.net = network.messages, network.bytes, network.net
+        self.broker: SimBroker | None = None
+        if s.broker:
+            self.broker = SimBroker(BrokerSpec.parse(s.broker), self.queue, self.latency,
+                                    random.Random(master.getrandbits(64)), self.peers, self._call,
+                                    self.messages, self.bytes)
         self.samples: list[Sample] = []
         self.timeline: list[dict[str, Any]] = []
         self.last_change = 0.0
@@ -181,6 +187,10 @@ class Simulation:
             at(fault.at, CALL, self.link_down, (fault.a, fault.b))
             if fault.up_at is not None:
                 at(fault.up_at, CALL, self.link_up, (fault.a, fault.b))
+        for outage in s.broker_outages:
+            at(outage.at, CALL, self.broker_down, None)
+            if outage.up_at is not None:
+                at(outage.up_at, CALL, self.broker_up, None)
         if s.writes > 0:
             until = s.effective_write_until()
             first = s.write_from + self.rng_workload.expovariate(s.writes)
@@ -278,6 +288,8 @@ class Simulation:
                 self.network.transmit(action.conn, action.data, action.kind)
             elif type(action) is Close:
                 self.network.local_close(action.conn, action.reason)
+            elif type(action) in (Publish, RelaySend):
+                self.broker.perform(peer, action)
         events = node.take_events()
         if events:
             for event in events:
@@ -357,6 +369,8 @@ class Simulation:
         peer.tick_at = first
         self.queue.at(first, TICK, peer.index, peer.generation)
         self.network.start_dialing(peer, at)
+        if self.broker is not None and (not self.scenario.broker_peers or peer.index < self.scenario.broker_peers):
+            self.broker.attach(peer, at)
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -369,6 +383,15 @@ class Simulation:
         """End the partition now; dialers reconnect at their next (backed-off) attempt."""
         self.network.heal()
         self.timeline.append({"t": _r(self.now), "event": "heal"})
+
+    def broker_down(self) -> None:
+        """The broker becomes unreachable now (see :class:`~.scenario.BrokerOutage`)."""
+        self.broker.go_down()
+        self.timeline.append({"t": _r(self.now), "event": "broker-down"})
+
+    def broker_up(self) -> None:
+        self.broker.come_up()
+        self.timeline.append({"t": _r(self.now), "event": "broker-up"})
 
     def link_down(self, pair: tuple[int, int]) -> None:
         self.network.link_down(*pair)
@@ -397,6 +420,8 @@ class Simulation:
         peer.flush_pending = False
         self.timeline.append({"t": _r(self.now), "event": "crash", "peer": index, "store": store})
         self.network.drop_peer(index)
+        if self.broker is not None:
+            self.broker.detach(index)
 
     def restart(self, index: int) -> None:
         """Bring a crashed peer back now, from its store (or, if it was lost, as a new identity)."""
@@ -514,6 +539,8 @@ class Simulation:
         if self.now < s.last_disruption() or (s.writes > 0 and self.now < s.effective_write_until()):
             return False
         if any(p.at > self.now for p in s.partitions) or any(c.at > self.now for c in s.crashes):
+            return False
+        if any(o.at > self.now for o in s.broker_outages):
             return False
         return not any(f.at > self.now for f in s.link_faults)
 

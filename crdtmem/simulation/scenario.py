@@ -12,6 +12,8 @@ exactly. Faults are scheduled in virtual seconds:
   :mod:`crdtmem.simulation.engine` for why that peer returns under a new identity).
 * :class:`LinkFault` — one link is down from ``at`` until ``up_at`` (a flapping link is a
   list of these).
+* :class:`BrokerOutage` — the broker (``broker``, see :mod:`crdtmem.simulation.broker`) is
+  unreachable from ``at`` until ``up_at``: a partition of every relay peer from the hub.
 
 Every peer runs the Node with ``scenario.node``, a :class:`~crdtmem.protocol.node.NodeConfig`,
 so any tunable the runtime has can be simulated::
@@ -35,7 +37,7 @@ from .latency import Latency, parse_duration
 from .topology import Topology
 from .workload import parse_mix
 
-__all__ = ["Scenario", "Partition", "Crash", "LinkFault", "parse_crash", "parse_times", "parse_link_fault"]
+__all__ = ["Scenario", "Partition", "Crash", "LinkFault", "BrokerOutage", "parse_crash", "parse_times", "parse_link_fault"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,12 @@ class Crash:
 class LinkFault:
     a: int
     b: int
+    at: float
+    up_at: float | None
+
+
+@dataclass(frozen=True)
+class BrokerOutage:
     at: float
     up_at: float | None
 
@@ -113,6 +121,13 @@ class Scenario:
     replays, not what it keeps."""
     boot_spread: float = 0.0
     """Peers boot (and first dial) at uniform times in [0, boot_spread]."""
+    broker: str = ""
+    """A relay broker every peer (or the first ``broker_peers``) publishes to and reads, e.g.
+    ``publish=20us,deliver=1us,retention=60m`` (see :mod:`crdtmem.simulation.broker`); empty:
+    none. With topology ``none`` it is the only way between peers."""
+    broker_peers: int = 0
+    """How many peers (the lowest indices) use the broker; 0: all of them."""
+    broker_outages: list[BrokerOutage] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -175,6 +190,17 @@ class Scenario:
         for fault in self.link_faults:
             if not (0 <= fault.a < self.peers and 0 <= fault.b < self.peers) or fault.a == fault.b:
                 raise ValueError(f"link fault {fault.a}-{fault.b} does not name two peers")
+        if self.broker:
+            from .broker import BrokerSpec
+
+            BrokerSpec.parse(self.broker)
+        elif self.broker_outages or self.broker_peers:
+            raise ValueError("broker_outages and broker_peers need a broker")
+        if type(self.broker_peers) is not int or not 0 <= self.broker_peers <= self.peers:
+            raise ValueError(f"broker_peers must be 0..peers, got {self.broker_peers!r}")
+        for outage in self.broker_outages:
+            if outage.up_at is not None and outage.up_at < outage.at:
+                raise ValueError(f"broker outage at {outage.at} ends before it starts ({outage.up_at})")
 
     # -- derived ----------------------------------------------------------------------------
 
@@ -182,6 +208,7 @@ class Scenario:
         times = [p.heal_at for p in self.partitions if p.heal_at is not None]
         times += [c.restart_at for c in self.crashes if c.restart_at is not None]
         times += [f.up_at for f in self.link_faults if f.up_at is not None]
+        times += [o.up_at for o in self.broker_outages if o.up_at is not None]
         return sorted(times)
 
     def last_heal(self) -> float | None:
@@ -207,6 +234,8 @@ class Scenario:
         tunables flat in the node's place (see the module docstring)."""
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name in _BROKER_FIELDS and not self.broker:
+                continue  # reports of runs without a broker keep their keys
             if f.name == "node":
                 out.update(_node_to_dict(self.node))
             elif f.name in _FAULT_LISTS:
@@ -230,10 +259,12 @@ class Scenario:
         data["partitions"] = [Partition(**p) for p in data.get("partitions", [])]
         data["crashes"] = [Crash(**c) for c in data.get("crashes", [])]
         data["link_faults"] = [LinkFault(**f) for f in data.get("link_faults", [])]
+        data["broker_outages"] = [BrokerOutage(**o) for o in data.get("broker_outages", [])]
         return cls(**data)
 
 
-_FAULT_LISTS = ("partitions", "crashes", "link_faults")
+_FAULT_LISTS = ("partitions", "crashes", "link_faults", "broker_outages")
+_BROKER_FIELDS = ("broker", "broker_peers", "broker_outages")
 _NODE_KEYS_ALWAYS = ("gossip_interval", "fanout", "anti_entropy_interval", "max_log_batches")
 """NodeConfig fields every report lists (the scenario fields they used to be)."""
 

@@ -11,6 +11,7 @@ A topology is a list of undirected edges ``(i, j)`` with ``i < j`` between peer 
                           consecutive clusters (and the last and first) joined by 2 bridges
     clusters:4:3          the same with 3 bridge links per joined pair of clusters
     clusters:4:3:8        ... and degree 8 inside clusters
+    none                  no links at all (peers meet only through a broker: Scenario.broker)
 
 Clusters hold contiguous peer indices, like partition groups, so ``--groups`` equal to the
 cluster count cuts exactly the bridges. Everything random is drawn from the given
@@ -134,6 +135,8 @@ class Topology:
             raise ValueError(f"bad topology {spec!r}: arguments must not be negative")
         if kind in ("mesh", "full", "full-mesh", "fullmesh") and not numbers:
             return cls("mesh")
+        if kind == "none" and not numbers:
+            return cls("none")  # no links: peers reach each other only through a broker
         if kind in ("ring", "star") and not numbers:
             return cls(kind)
         if kind in ("regular", "k-regular", "kregular", "random") and len(numbers) <= 1:
@@ -146,7 +149,7 @@ class Topology:
                 raise ValueError(f"bad topology {spec!r}: need at least one cluster")
             return cls("clusters", degree, clusters, bridges)
         raise ValueError(
-            f"bad topology {spec!r}: use mesh, ring, star, regular:K, clusters:C[:BRIDGES[:K]]"
+            f"bad topology {spec!r}: use mesh, ring, star, regular:K, clusters:C[:BRIDGES[:K]], none"
         )
 
     def __str__(self) -> str:
@@ -159,7 +162,7 @@ class Topology:
     def edges(self, n: int, rng: random.Random) -> list[Edge]:
         """The undirected links among ``n`` peers, sorted, each as (dialer, acceptor)."""
         nodes = list(range(n))
-        if n < 2:
+        if n < 2 or self.kind == "none":
             return []
         if self.kind == "mesh":
             return _mesh(nodes)

@@ -9,6 +9,9 @@ three small pieces, implemented by :mod:`.websocket` (``ws://``, ``wss://``) and
 * :class:`Listener`: the bound ``url`` and ``await aclose()``;
 * :class:`Transport`: ``await listen(url, handler, task_group)`` and ``await connect(url)``.
 
+A relay (``nats://``, :mod:`.nats`) is not a connection but a broker's stream that every peer
+publishes to and reads: :func:`relay_for` builds one from its URLs.
+
 A listener runs ``handler(connection)`` for each incoming connection and closes the
 connection when the handler returns.
 """
@@ -26,6 +29,7 @@ __all__ = [
     "Transport",
     "Handler",
     "transport_for",
+    "relay_for",
 ]
 
 
@@ -92,3 +96,17 @@ def transport_for(url: str, **options: Any) -> Transport:
 
         return MemoryTransport(**{k: v for k, v in options.items() if k in MemoryTransport.OPTIONS})
     raise ValueError(f"no transport for {url!r}: use ws://, wss:// or memory://")
+
+
+def relay_for(urls: list[str] | tuple[str, ...], name: str, **callbacks: Any) -> Any:
+    """The relay that serves ``urls`` (servers of one broker); ``callbacks`` go to its constructor.
+
+    Raises:
+        ValueError: an unknown scheme or a malformed URL.
+    """
+    schemes = {url.split("://", 1)[0].lower() for url in urls}
+    if schemes == {"nats"}:
+        from .nats import NatsRelay, parse_relay_urls
+
+        return NatsRelay(parse_relay_urls(urls), name, **callbacks)
+    raise ValueError(f"no relay for {list(urls)!r}: use nats://HOST:PORT[/STREAM]")
