@@ -13,8 +13,9 @@ its spread (min, max). Printed as one JSON object:
   (``--probes`` probes, one sample per receiving peer);
 * ``bytes_sent_per_write_per_peer`` / ``bytes_received_per_write_per_peer``: the throughput
   phase's bytes (node counters: frames, or relay messages), divided by writes and by peers.
-  In the mesh a byte sent is a byte received; through the relay a write goes up once and the
-  broker sends it down to each peer;
+  In the mesh a byte sent is a byte received (acks and relays still in flight when the clock
+  stops count as sent only); through the relay a write goes up once and the broker sends it
+  down to each peer;
 * ``ratios``: relay / mesh for each figure (``writes_per_s`` > 1: the relay is faster; the
   others < 1: the relay is quicker or leaner).
 

@@ -32,6 +32,17 @@ def pair() -> tuple[Node, Node]:
     return make_node(a, keyring), make_node(b, keyring)
 
 
+@pytest.fixture
+def wrote_x(pair: tuple[Node, Node]) -> tuple[Node, Node]:
+    """Both relays up; ``a`` has written and flushed ``s = {"x"}``."""
+    a, b = pair
+    a.relay_up(LINK, 0.0)
+    b.relay_up(LINK, 0.0)
+    a.memory.set("s").add("x")
+    a.tick(1.0)
+    return a, b
+
+
 def publishes(node: Node) -> list[Publish]:
     return [action for action in node.take_actions() if isinstance(action, Publish)]
 
@@ -64,12 +75,8 @@ def test_writes_made_while_the_relay_is_down_are_published_when_it_comes_back(pa
     assert [type(x) for x in actions] == [Publish, RelaySend]  # the batch, then a reconciliation request
 
 
-def test_a_delivered_batch_is_applied_and_never_published_back(pair: tuple[Node, Node]) -> None:
-    a, b = pair
-    a.relay_up(LINK, 0.0)
-    b.relay_up(LINK, 0.0)
-    a.memory.set("s").add("x")
-    a.tick(1.0)
+def test_a_delivered_batch_is_applied_and_never_published_back(wrote_x: tuple[Node, Node]) -> None:
+    a, b = wrote_x
     [published] = publishes(a)
     b.take_actions()
     b.relay_deliver(LINK, published.wire, 1.1)
@@ -89,12 +96,8 @@ def test_garbage_from_the_relay_is_refused_without_closing_anything(pair: tuple[
     assert b.take_actions() == [] and b.relays() == {LINK: True}
 
 
-def test_a_reconciliation_request_is_answered_with_the_missing_batches_and_a_sync(pair: tuple[Node, Node]) -> None:
-    a, b = pair
-    a.relay_up(LINK, 0.0)
-    b.relay_up(LINK, 0.0)
-    a.memory.set("s").add("x")
-    a.tick(1.0)
+def test_a_reconciliation_request_is_answered_with_the_missing_batches_and_a_sync(wrote_x: tuple[Node, Node]) -> None:
+    a, b = wrote_x
     a.take_actions()
     [request] = [x for x in b.take_actions() if isinstance(x, RelaySend)]
     a.relay_message(LINK, request.data, 1.5, "inbox.b")
