@@ -14,17 +14,8 @@ from crdtmem.errors import DecodeError
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import batch_hash, seal_batch
 from crdtmem.protocol.framing import FrameChannel
-from crdtmem.protocol.messages import (
-    MAX_WANTED,
-    Batches,
-    Message,
-    SeenDigest,
-    Sync,
-    Want,
-    decode_message,
-    encode_message,
-    seen_digest,
-)
+from crdtmem.protocol.messages import MAX_WANTED, Batches, Message, SeenDigest, Sync, Want
+from crdtmem.protocol.messages import decode_message, encode_message, seen_digest
 from crdtmem.testing import Cluster, RawSession
 from crdtmem.values import encode_value
 
