@@ -40,7 +40,7 @@ async def serve_stdin(peer: Any, memory: Any, durable: bool) -> None:
                 elif op == "metrics":
                     print_json({"id": ident, "metrics": to_jsonable(peer.metrics())})
                 elif op == "sync":
-                    timeout, peers = float(command.get("timeout", 10)), int(command.get("peers", 0))
+                    timeout, peers = float(command.get("timeout", 10)), int(command.get("peers", 1))
                     waits.start_soon(_answer, ident, peer.wait_synced(timeout=timeout, peers=peers), {"synced": True})
                 elif op == "wait":
                     waits.start_soon(_answer, ident, _wait_values(peer, memory, command), None)

@@ -614,7 +614,7 @@ class Node:
         Its author signed it; the peer that sent it may only be relaying it, so dropping that
         peer would cut honest replicas apart. Batches depending on it are refused with it.
         """
-        log.warning("refused batch %s#%d from %s: %s", batch.author, batch.seq, session.peer_id, exc)
+        log.debug("refused batch %s#%d from %s: %s", batch.author, batch.seq, session.peer_id, exc)
         self._causal.refuse(batch)
         self.stats.count_refusal(exc.reason)
         self._events.append(Refused(session.conn, exc.reason, str(exc)))
@@ -677,7 +677,7 @@ class Node:
                 except CrdtmemError as exc:
                     # Signed by its author, not by this sender: count it, keep the connection.
                     reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
-                    log.warning("refused waiting batch %s#%d: %s", batch.author, batch.seq, exc)
+                    log.debug("refused waiting batch %s#%d: %s", batch.author, batch.seq, exc)
                     self.stats.count_refusal(reason)
                     self._events.append(Refused(conn, reason, str(exc)))
                     continue
@@ -842,7 +842,8 @@ class Node:
         self._drop(session, reason, str(exc), now)
 
     def _drop(self, session: _Session, reason: RefusalReason, detail: str, now: float) -> None:
-        log.warning("refused %s from %s: %s", reason, session.peer_id or session.conn, detail)
+        # Logged once, by whoever handles the Refused event (the runtime names the address).
+        log.debug("refused %s from %s: %s", reason, session.peer_id or session.conn, detail)
         self.stats.count_refusal(reason)
         self._events.append(Refused(session.conn, reason, detail))
         self._actions.append(Close(session.conn, reason))

@@ -61,6 +61,7 @@ class Health:
         self._conflict_window_ms = conflict_window * 1000
         self._counters: dict[str, float] = {}
         self._refusals: dict[str, int] = {}
+        self._refused_by_peers: dict[str, int] = {}
         self._last_in_sync: dict[str, float] = {}
         self._registers: dict[str, tuple[int, str]] = {}  # last-writer-wins: last (stamp, replica) seen
         self._siblings: dict[str, int] = {}  # MV-registers holding more than one value: extra values
@@ -91,6 +92,10 @@ class Health:
     def refused(self, reason: str) -> None:
         """Count input refused outside the node (by a transport, or admission), by reason."""
         self._refusals[reason] = self._refusals.get(reason, 0) + 1
+
+    def refused_by_peer(self, reason: str) -> None:
+        """Count a connection of ours that a peer closed as a refusal, by the reason it gave."""
+        self._refused_by_peers[reason] = self._refused_by_peers.get(reason, 0) + 1
 
     def record(self, event: Refused | TypeClash) -> None:
         """Count a node event that health reports: a refusal or a type clash."""
@@ -183,8 +188,9 @@ class Health:
             "anti_entropy_sessions": figures["anti_entropy_sessions"],
             "lag": node.lag() if node is not None else {},
             "drift_seconds": drift,
-            "synced": node.synced() if node is not None else False,
+            "synced": bool(peers) and node.synced(),
             "refusals": refusals,
+            "refused_by_peers": dict(self._refused_by_peers),
             "conflicts": {
                 "mv_register_siblings": sum(self._siblings.values()),
                 "concurrent_register_writes": self._counters.get("concurrent_register_writes", 0),

@@ -44,12 +44,14 @@ from ..protocol.events import (
     Send,
     TypeClash,
 )
+from ..protocol.advice import refused_by_peer
 from ..protocol.node import Node, NodeConfig
 from ..protocol.recovery import Store, restore
 from ..storage.sqlite import SqliteStore
 from ..transports import Transport
 from .health import Health
 from .links import Links
+from .notices import Notices
 from .options import PeerOptions
 
 __all__ = ["Peer"]
@@ -136,9 +138,11 @@ class Peer:
         self.node: Node | None = None
         self.started_at: float | None = None
         self._health = Health(memory, identity.peer_id, conflict_window=options.conflict_window)
+        self._notices = Notices(log)
         self._links = Links(
             identity.peer_id, options, self.config, health=self._health,
             jitter=random.Random(self.rng.random()), transport=transport,
+            notices=self._notices, on_refused_by_peer=self._refused_by_peer,
             on_open=self._link_opened, on_receive=self._link_received, on_close=self._link_closed,
         )
         self._stack: AsyncExitStack | None = None
@@ -234,12 +238,13 @@ class Peer:
 
     # -- public API -------------------------------------------------------------------------
 
-    async def wait_synced(self, timeout: float = 10.0, *, peers: int = 0) -> None:
+    async def wait_synced(self, timeout: float = 10.0, *, peers: int = 1) -> None:
         """Wait until every connected peer has all our writes and we all of theirs.
 
         Args:
             timeout: seconds; raises TimeoutError when they pass.
-            peers: also wait until at least this many peers are connected.
+            peers: also wait until at least this many peers are connected. With the default
+                (1) a peer that reaches nobody is not synced; pass 0 when no peer is expected.
         """
         with anyio.fail_after(timeout):
             self._tick()
@@ -316,8 +321,9 @@ class Peer:
         ``deltas_received`` (batches made here / applied from others), ``bytes_sent`` /
         ``bytes_received``, ``anti_entropy_sessions``, ``lag``
         (per peer: our batches it is not known to have), ``drift_seconds`` (per peer: time since
-        we were last in sync), ``synced``, ``refusals`` (by reason), ``conflicts`` (MV-register
-        siblings now, near-simultaneous register writes seen, ``type_clashes``: types a name
+        we were last in sync), ``synced`` (false while no peer is connected), ``refusals`` (by
+        reason), ``refused_by_peers`` (our connections that peers closed as refusals, by the
+        reason they gave), ``conflicts`` (MV-register siblings now, near-simultaneous register writes seen, ``type_clashes``: types a name
         gained beyond its first, see :meth:`Memory.conflicts`), ``dial_failures``,
         ``throttled_seconds`` (reading paused by the receive limits), ``lost_history`` (None, or
         why local writes are no longer sent: see :meth:`flush`), ``store`` and the
@@ -368,8 +374,8 @@ class Peer:
                 self._health.record(event)
             elif isinstance(event, Refused):
                 self._health.record(event)
-                log.warning("%s refused %s from %s: %s", self.peer_id, event.reason,
-                            self._links.remote(event.conn), event.detail)
+                self._notices.warn((event.reason, event.detail), f"{self.peer_id} refused {event.reason} "
+                                   f"from {self._links.remote(event.conn)}: {event.detail}")
         if journal and self.store is not None:
             self._journal(journal)
 
@@ -391,6 +397,11 @@ class Peer:
         if self.node is not None:
             self.node.close(key, now, reason)
             self._pump()
+
+    def _refused_by_peer(self, address: str, reason: str) -> None:
+        """A peer closed our connection as a refusal: count it, and tell the user why and how to fix it."""
+        self._health.refused_by_peer(reason)
+        self._notices.warn(("refused-by", address, reason), refused_by_peer(address, reason, self.identity))
 
     async def _changed_wait(self) -> None:
         if self._changed is None:
