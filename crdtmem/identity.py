@@ -1,8 +1,13 @@
 """Ed25519 identities, peer ids and the keyring of trusted peers.
 
 A peer's identity is one Ed25519 key pair. Its **peer id** is a short, stable fingerprint of
-the public key (16 lowercase base32 characters of a BLAKE2b digest); it is also the CRDT
-replica id, so every slot and dot names the key that may write it.
+the public key (16 lowercase base32 characters of a BLAKE2b digest).
+
+Every start of a peer writes under a fresh **incarnation** of its identity: the replica id
+``<peer id>.<8 base32 characters>`` (:func:`new_incarnation`), so two processes sharing a key,
+or a restart that lost its store, never write under the same dots or sequence numbers. The key
+signs for all its incarnations: :func:`key_id_of` names the key that may author a replica id
+(a bare peer id is its own key's, as plain memories and tests use it).
 
 Text forms, all line-based so they diff and paste well:
 
@@ -28,6 +33,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import random
 from collections.abc import Iterator
 
 from cryptography.exceptions import InvalidSignature
@@ -45,6 +51,9 @@ __all__ = [
     "parse_public_key",
     "format_public_key",
     "is_weak_public_key",
+    "INCARNATION_SEPARATOR",
+    "key_id_of",
+    "new_incarnation",
 ]
 
 KEY_BYTES = 32
@@ -64,6 +73,32 @@ _SMALL_ORDER_Y = frozenset(
         "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
     )}
 )
+
+
+# -- incarnations -------------------------------------------------------------------------------
+
+INCARNATION_SEPARATOR = "."
+"""Between a peer id and its incarnation tag in a replica id (never a base32 character)."""
+_INCARNATION_BITS = 40  # 8 base32 characters: 1,000 starts of one key collide with odds below 1e-6
+
+
+def key_id_of(replica_id: str) -> str:
+    """The peer id of the key that signs for ``replica_id`` (an incarnation, or a bare peer id).
+
+    Call wherever an author's key is looked up: the keyring holds keys by peer id, and a key
+    may author batches under every incarnation of itself and no other.
+    """
+    return replica_id.partition(INCARNATION_SEPARATOR)[0]
+
+
+def new_incarnation(peer_id: str, rng: random.Random) -> str:
+    """A fresh replica id for one start of the peer ``peer_id``: ``<peer id>.<tag>``.
+
+    Call once per start, before the first local write; pass an unpredictable ``rng``
+    (``random.SystemRandom()``) in production, a seeded one in simulations.
+    """
+    tag = rng.getrandbits(_INCARNATION_BITS).to_bytes(_INCARNATION_BITS // 8, "big")
+    return f"{peer_id}{INCARNATION_SEPARATOR}{base64.b32encode(tag).decode('ascii').lower()}"
 
 
 # -- public keys --------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any, optio
     memory = Memory(identity.peer_id, clock=time.time)
     peer = Peer(memory, identity, keyring, options, config=config)
     async with peer:
-        print_json({"ready": True, "peer_id": identity.peer_id, "url": peer.url, "metrics": peer.metrics_url})
+        print_json({"ready": True, "peer_id": identity.peer_id, "replica_id": memory.replica_id, "url": peer.url,
+                    "metrics": peer.metrics_url})
         async with anyio.create_task_group() as tg:
 
             async def on_signals() -> None:

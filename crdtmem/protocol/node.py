@@ -57,9 +57,12 @@ What the node does, per DESIGN.md §4:
   ``max_clock_skew`` is refused (``clock-skew``); a local write that cannot be encoded is set
   aside and reported by :meth:`Node.check_writable`, never raised out of :meth:`Node.tick`;
 * claims need signatures: a ``Sync`` or a batch header is the peer's word and changes nothing
-  of ours. Only our own validly signed batch that this store does not hold proves our history
-  was lost (a restart without the store); the node then stops signing local writes, which
-  would reuse sequence numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
+  of ours;
+* incarnations: the node writes under a fresh incarnation of its identity at every start
+  (:func:`~crdtmem.identity.new_incarnation`), so two processes sharing a key, or a restart
+  that lost its store, never reuse a dot or a sequence number, and no write of any of them is
+  ever ignored. Batches of the key's other incarnations are applied like anyone's; one under
+  this start's own incarnation that it did not sign is refused (``equivocation``).
 """
 
 from __future__ import annotations
@@ -74,12 +77,11 @@ from .. import codec
 from ..clocks import CausalContext, Dot
 from ..errors import (
     CrdtmemError,
-    LostHistoryError,
     RefusalReason,
     RemoteProtocolError,
     UnencodableWriteError,
 )
-from ..identity import Identity, Keyring, verify
+from ..identity import Identity, Keyring, key_id_of, new_incarnation, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .batch import (
@@ -100,7 +102,6 @@ from .events import (
     BatchApplied,
     Close,
     Event,
-    HistoryLost,
     PeerConnected,
     PeerDisconnected,
     Refused,
@@ -188,7 +189,9 @@ class Node:
     """One replica's protocol engine. See the module docstring for how to drive it.
 
     Args:
-        memory: the replica; its ``replica_id`` must be ``identity.peer_id``.
+        memory: the replica. Its ``replica_id`` is ``identity.peer_id`` (the node then writes
+            under a fresh incarnation drawn from ``rng``, see :meth:`Memory.incarnate`) or an
+            incarnation of it the caller chose for this start.
         identity: this peer's signing key. Its own batches are always trusted (a restarted
             replica must accept its writes relayed back), whether or not ``keyring`` lists it.
         keyring: who else may connect and author batches (closed by default). The node reads
@@ -211,9 +214,13 @@ class Node:
         seen: CausalContext | None = None,
         log_wires: Iterable[bytes] = (),
     ) -> None:
-        if memory.replica_id != identity.peer_id:
-            raise ValueError(f"memory replica id {memory.replica_id!r} is not the identity's peer id {identity.peer_id!r}")
+        if key_id_of(memory.replica_id) != identity.peer_id:
+            raise ValueError(f"memory replica id {memory.replica_id!r} is not an incarnation of {identity.peer_id!r}")
+        if memory.replica_id == identity.peer_id:
+            memory.incarnate(new_incarnation(identity.peer_id, rng))
         self.memory, self.identity, self.keyring, self.rng = memory, identity, keyring, rng
+        self.replica_id = memory.replica_id
+        """This start's incarnation of ``identity``: the author of every batch it signs."""
         self._authors = _WithOwnKey(keyring, identity)
         self.config = config or NodeConfig()
         self.seen = seen.copy() if seen is not None else CausalContext()
@@ -239,8 +246,6 @@ class Node:
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
         self._unencodable: list[str] = []  # names of local writes flush could not encode
-        self.lost_history: str | None = None
-        """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
         self.stats = NodeStats()
         """Typed counters of what this node has done (read-only for callers)."""
 
@@ -336,20 +341,17 @@ class Node:
         """Sign the memory's pending local deltas as one batch and push it to every neighbour.
 
         :meth:`tick` does this too; call ``flush`` when the writes must be out (and journaled,
-        through the :class:`BatchApplied` event) before the caller goes on. After lost history
-        is detected, pending deltas stay in the memory, unsigned (see :meth:`check_writable`).
+        through the :class:`BatchApplied` event) before the caller goes on.
         """
         self._advance(now)
-        if self.lost_history is not None:
-            return
         deltas = group_deltas(self.memory.take_deltas())
         self._report_clashes()
         if not deltas:
             return
-        seq = self.seen.next_dot(self.identity.peer_id).counter
+        seq = self.seen.next_dot(self.replica_id).counter
         heads = self._causal.heads()
         try:
-            batch = seal_batch(self.identity, seq, deltas, heads)
+            batch = seal_batch(self.identity, seq, deltas, heads, author=self.replica_id)
         except (TypeError, ValueError, OverflowError):
             batch = self._seal_encodable(seq, deltas, heads)
             if batch is None:
@@ -372,7 +374,7 @@ class Node:
                 self._unencodable.append(f"{name!r} ({type(exc).__name__}: {exc})")
             else:
                 good.append((name, delta))
-        return seal_batch(self.identity, seq, good, heads) if good else None
+        return seal_batch(self.identity, seq, good, heads, author=self.replica_id) if good else None
 
     def trust(self, now: float, keyring: Keyring | None = None) -> None:
         """Call after the keyring changed (or to replace it): apply parked batches it now admits.
@@ -423,12 +425,9 @@ class Node:
         """Call after :meth:`flush` to learn whether the writes went out.
 
         Raises:
-            LostHistoryError: local writes can no longer be signed and sent.
             UnencodableWriteError: some writes since the last call could not be encoded and
                 were not sent (reported once; later writes go out as usual).
         """
-        if self.lost_history is not None:
-            raise LostHistoryError(self.lost_history)
         if self._unencodable:
             names, self._unencodable = self._unencodable, []
             raise UnencodableWriteError("local writes could not be encoded and were not sent: " + ", ".join(names))
@@ -441,7 +440,7 @@ class Node:
             unsigned local writes that is the latest ``now`` the node was given (``-inf``
             before the first). None: nothing is scheduled; only input can create work.
         """
-        if self.lost_history is None and self.memory.has_pending_deltas():
+        if self.memory.has_pending_deltas():
             return self._now
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
         if self._relay:
@@ -546,9 +545,6 @@ class Node:
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh: list[tuple[Dot, bytes]] = []
-        own = self.identity.peer_id
-        ours = self.seen.max(own)
-        ours_lost = 0  # the highest of our own validly signed batches this store does not hold
         fetch = False
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
@@ -569,11 +565,7 @@ class Node:
             except ClockSkewError as exc:
                 self._refuse_batch(session, batch, exc)
                 continue
-            if dot.replica == own:
-                ours_lost = max(ours_lost, dot.counter)
-                if held:
-                    continue  # we signed another batch under this number: never apply both
-            elif held:
+            if held or dot.replica == self.replica_id:  # all we signed is held: another signed this
                 self._equivocation(session, batch)
                 continue
             if batch.hash in self._pending:
@@ -591,8 +583,6 @@ class Node:
                 continue
             fresh.append((dot, wire))
             fresh += self._release(session.conn, batch.hash)
-        if ours_lost:
-            self._check_history(session, ours, ours_lost)
         self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fetch:
             # The sender applied what it relays, so it holds the dependencies we lack.
@@ -605,8 +595,16 @@ class Node:
                 self._relay_round(now)
 
     def _equivocation(self, session: _Session, batch: DeltaBatch) -> None:
-        """``batch`` is validly signed, but its author signed another batch under its number."""
-        self._refuse_batch(session, batch, EquivocationError(f"{batch.author} signed two different batches #{batch.seq}"))
+        """``batch`` is validly signed, but its author signed another batch under its number.
+
+        Under this start's own incarnation that can only be another process with our key
+        drawing the same incarnation (or a stolen key): we hold every batch we signed.
+        """
+        if batch.author == self.replica_id:
+            detail = f"{batch.author}#{batch.seq} is this process's own incarnation, but it did not sign it"
+        else:
+            detail = f"{batch.author} signed two different batches #{batch.seq}"
+        self._refuse_batch(session, batch, EquivocationError(detail))
 
     def _refuse_batch(self, session: _Session, batch: DeltaBatch, exc: RemoteProtocolError) -> None:
         """Refuse one validly signed batch: count it, report it, keep the connection.
@@ -779,23 +777,6 @@ class Node:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _check_history(self, session: _Session, ours: int, theirs: int) -> None:
-        """A peer relayed our own validly signed batch ``theirs`` that this store did not hold.
-
-        Only our own signature proves our history: a ``Sync`` or a batch header is the peer's
-        word and is never believed here, so no peer can halt us with a claim.
-        """
-        if self.lost_history is not None:
-            return
-        self.lost_history = (
-            f"peer {session.peer_id} holds batches of {self.identity.peer_id} up to #{theirs}, this replica only "
-            f"up to #{ours}: its store was lost or is an old copy. New writes would reuse numbers the peers "
-            "ignore; run this replica under a new identity (crdtmem keygen) with an empty store."
-        )
-        log.error("%s", self.lost_history)
-        self.stats.lost_history += 1
-        self._events.append(HistoryLost(session.peer_id, ours, theirs))
-
     def _learn(self, session: _Session, seen: CausalContext) -> None:
         session.peer_seen.join(seen)
         session.in_flight = {dot for dot in session.in_flight if dot not in seen}
@@ -855,10 +836,12 @@ class _WithOwnKey:
     def __init__(self, keyring: Keyring, identity: Identity) -> None:
         self._keyring, self._identity = keyring, identity
 
-    def public_key(self, peer_id: str) -> bytes | None:
-        if peer_id == self._identity.peer_id:
+    def public_key(self, author: str) -> bytes | None:
+        """The key that signs for ``author`` (any incarnation of a trusted key), or None."""
+        key_id = key_id_of(author)
+        if key_id == self._identity.peer_id:
             return self._identity.public_key
-        return self._keyring.public_key(peer_id)
+        return self._keyring.public_key(key_id)
 
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:

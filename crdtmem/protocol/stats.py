@@ -56,8 +56,6 @@ class NodeStats:
     """Batches of authors not (yet) trusted, parked for ``Node.trust`` instead of refused."""
     parked_dropped: int = 0
     """Parked batches dropped, oldest first, beyond ``NodeConfig.max_parked_batches``."""
-    lost_history: int = 0
-    """1 once a peer showed that this replica's own history was lost (see ``Node.lost_history``)."""
 
     def count_send(self, kind: SendKind, nbytes: int) -> None:
         """Count one frame of ``nbytes`` sent; the node calls it for every :class:`Send`."""
@@ -87,7 +85,6 @@ class NodeStats:
             "bytes_received": self.bytes_received,
             "bytes_sent": self.bytes_sent,
             "duplicate_batches": self.duplicate_batches,
-            "lost_history": self.lost_history,
             "parked_dropped": self.parked_dropped,
         }
         for kind, n in self.bytes_sent_by_kind.items():

@@ -50,7 +50,8 @@ class Health:
 
     Args:
         memory: the replica whose changes are watched for conflicts.
-        peer_id: this peer's id (its own writes are not conflicts with itself).
+        peer_id: this peer's id, reported in the metrics (its own writes, under the memory's
+            current incarnation, are not conflicts with itself).
         conflict_window: register writes by two replicas this close in time (seconds) count
             as ``concurrent_register_writes``.
     """
@@ -119,7 +120,7 @@ class Health:
         tag = self._memory.type_of(name)
         if tag == "mvregister" or name in self._siblings:
             self._recount_siblings(name, tag)
-        if origin == self._peer_id:
+        if origin == self._memory.replica_id:
             if name in self._registers:
                 state = self._memory.state(name)
                 self._registers[name] = (state.stamp, state.replica)
@@ -198,7 +199,7 @@ class Health:
             },
             "dial_failures": self._counters.get("dial_failures", 0),
             "throttled_seconds": round(self._counters.get("throttled_seconds", 0), 3),
-            "lost_history": node.lost_history if node is not None else None,
+            "replica_id": self._memory.replica_id,
             "store": stored,
             "stats": figures["stats"],
         }

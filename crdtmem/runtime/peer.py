@@ -32,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from ..identity import Identity, Keyring
+from ..identity import Identity, Keyring, key_id_of, new_incarnation
 from ..memory import Memory
 from ..protocol.events import (
     BatchApplied,
@@ -76,8 +76,11 @@ class Peer:
     A shortcut given (not None) replaces the matching field of ``options``.
 
     Args:
-        memory: the replica agents write to; its ``replica_id`` must be ``identity.peer_id``
-            (create it as ``Memory(identity.peer_id, clock=time.time)``).
+        memory: the replica agents write to, created as ``Memory(identity.peer_id,
+            clock=time.time)``. On entry the peer gives it a fresh incarnation of the identity
+            (:meth:`Memory.incarnate`): every start writes under its own replica id, so two
+            processes sharing a key, or a restart without its store, never reuse a number.
+            Write to it (and open its documents) once the peer has started.
         identity: this peer's key.
         keyring: the peers trusted to connect and to author writes (never changed by the
             peer; after changing it, call :meth:`trust`; this peer's own writes are trusted
@@ -110,7 +113,7 @@ class Peer:
         rng: random.Random | None = None,
         transport: Transport | None = None,
     ) -> None:
-        if memory.replica_id != identity.peer_id:
+        if key_id_of(memory.replica_id) != identity.peer_id:
             raise ValueError(
                 f"memory replica id {memory.replica_id!r} is not the identity's peer id {identity.peer_id!r}: "
                 "create it as Memory(identity.peer_id, clock=time.time)"
@@ -187,7 +190,10 @@ class Peer:
         return await self._stack.__aexit__(*exc_info)
 
     def _open_store(self) -> None:
-        """Open the store (if any), restore the memory from it, and create the node over both."""
+        """Take a fresh incarnation, open the store (if any), restore the memory from it, and
+        create the node over both."""
+        # Unpredictable even when ``rng`` is seeded: processes sharing a key must not collide.
+        self.memory.incarnate(new_incarnation(self.identity.peer_id, random.SystemRandom()))
         seen = None
         log_wires: list[bytes] = []
         if self._store_arg is not None:
@@ -274,8 +280,7 @@ class Peer:
         point does not lose them.
 
         Raises:
-            LostHistoryError: peers hold writes of this replica's identity that its store does
-                not; nothing is signed or sent any more (see :class:`~crdtmem.errors.LostHistoryError`).
+            UnencodableWriteError: some writes could not be encoded; they were not sent.
         """
         self._tick()
         self.node.check_writable()
@@ -323,11 +328,11 @@ class Peer:
         (per peer: our batches it is not known to have), ``drift_seconds`` (per peer: time since
         we were last in sync), ``synced`` (false while no peer is connected), ``refusals`` (by
         reason), ``refused_by_peers`` (our connections that peers closed as refusals, by the
-        reason they gave), ``conflicts`` (MV-register siblings now, near-simultaneous register writes seen, ``type_clashes``: types a name
-        gained beyond its first, see :meth:`Memory.conflicts`), ``dial_failures``,
-        ``throttled_seconds`` (reading paused by the receive limits), ``lost_history`` (None, or
-        why local writes are no longer sent: see :meth:`flush`), ``store`` and the
-        node's raw ``stats``.
+        reason they gave), ``conflicts`` (MV-register siblings now, near-simultaneous register
+        writes seen, ``type_clashes``: types a name gained beyond its first, see
+        :meth:`Memory.conflicts`), ``dial_failures``, ``throttled_seconds`` (reading paused by
+        the receive limits), ``replica_id`` (this start's incarnation: the author of its
+        writes), ``store`` and the node's raw ``stats``.
         """
         return self._health.snapshot(self.node, now=self._now(), url=self.url, store=self.store)
 
@@ -409,7 +414,7 @@ class Peer:
         await self._changed.wait()
 
     def _on_change(self, name: str, origin: str) -> None:
-        if origin == self._peer_id and not self._wake.is_set():
+        if origin == self.memory.replica_id and not self._wake.is_set():
             self._wake.set()  # a local write: sign and push it on the next tick, at once
 
     # -- timers -----------------------------------------------------------------------------
