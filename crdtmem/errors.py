@@ -66,6 +66,10 @@ class RefusalReason(StrEnum):
     UNOBSERVED_REMOVE = "unobserved-remove"
     BAD_DEPENDENCIES = "bad-dependencies"
     EQUIVOCATION = "equivocation"
+    # membership (crdtmem.protocol.membership)
+    NOT_AN_ADMIN = "not-an-admin"
+    REVOKED_AUTHOR = "revoked-author"
+    REVOKED_KEY = "revoked-key"
     # the node (crdtmem.protocol.node)
     TYPE_CONFLICT = "type-conflict"  # no longer raised: type clashes resolve (crdtmem.memory)
     CLOCK_SKEW = "clock-skew"

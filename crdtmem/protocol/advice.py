@@ -24,6 +24,7 @@ _FIXES: dict[str, str] = {
     RefusalReason.TOO_MANY_UNAUTHENTICATED: "too many connections were handshaking with it; retrying",
     RefusalReason.HELLO_TIMEOUT: "our handshake did not finish in time (an overloaded link or peer); retrying",
     RefusalReason.HANDSHAKE_TIMEOUT: "our handshake did not finish in time (an overloaded link or peer); retrying",
+    RefusalReason.REVOKED_KEY: "an admin revoked our key; ask an admin to admit a new key (crdtmem keygen)",
     RefusalReason.BAD_HANDSHAKE_SIGNATURE: "our handshake signature did not verify: check both run the same crdtmem release",
 }
 

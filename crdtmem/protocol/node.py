@@ -120,6 +120,7 @@ from .messages import (
     encode_message,
     seen_digest,
 )
+from .membership import Membership
 from .parking import ParkedBatches
 from .recovery import Snapshot
 from .stats import NodeStats
@@ -221,7 +222,9 @@ class Node:
         self.memory, self.identity, self.keyring, self.rng = memory, identity, keyring, rng
         self.replica_id = memory.replica_id
         """This start's incarnation of ``identity``: the author of every batch it signs."""
-        self._authors = _WithOwnKey(keyring, identity)
+        self.members = Membership(keyring, identity, memory)
+        """Who may connect and author batches: the keyring plus the replicated membership records."""
+        self._membership_changed = False
         self.config = config or NodeConfig()
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
@@ -265,7 +268,7 @@ class Node:
         if conn in self._sessions:
             raise ValueError(f"connection {conn!r} is already open")
         self._advance(now)
-        handshake = Handshake(self.identity, self.keyring, self.rng.randbytes(32), self.rng.randbytes(32))
+        handshake = Handshake(self.identity, self.members, self.rng.randbytes(32), self.rng.randbytes(32))
         session = _Session(conn, dialer, now, handshake)
         self._sessions[conn] = session
         for data in handshake.start():
@@ -298,6 +301,7 @@ class Node:
         except CrdtmemError as exc:
             self._refuse(session, exc, now)
         self._report_clashes()
+        self._after_membership_change(now)
 
     def close(self, conn: ConnId, now: float, reason: str = "closed by transport") -> None:
         """Call when a transport connection closed, from either side, for any reason.
@@ -362,6 +366,9 @@ class Node:
         self.stats.batches_created += 1
         for session in self._ready_sessions():
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
+        if self.members.touches(batch.deltas):
+            self._membership_changed = True
+            self._after_membership_change(now)
 
     def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
         """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
@@ -390,13 +397,14 @@ class Node:
         """
         self._advance(now)
         if keyring is not None:
-            self.keyring, self._authors = keyring, _WithOwnKey(keyring, self.identity)
+            self.keyring = keyring
+            self.members.replace_founding(keyring)
         fresh: list[tuple[Dot, bytes]] = []
-        for dot, wire in self._parked.release(lambda author: self._authors.public_key(author) is not None):
+        for dot, wire in self._parked.release(lambda author: self.members.public_key(author) is not None):
             if dot in self.seen:
                 continue
             try:
-                batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+                batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
                 check_stamps(batch, self._stamp_bound())
                 missing = self._causal.missing(batch)
                 if missing:
@@ -416,6 +424,18 @@ class Node:
             self._relay += fresh
             if now >= self._next_relay:
                 self._relay_round(now)
+        self._after_membership_change(now)
+
+    def _after_membership_change(self, now: float) -> None:
+        """After membership records were applied: drop revoked keys' connections, apply the
+        parked batches of keys admitted now."""
+        if not self._membership_changed:
+            return
+        self._membership_changed = False
+        for session in list(self._sessions.values()):
+            if session.peer_id is not None and self.members.is_revoked(session.peer_id):
+                self._drop(session, RefusalReason.REVOKED_KEY, f"an admin revoked {session.peer_id}'s key", now)
+        self.trust(now)
 
     def parked(self) -> int:
         """How many batches wait for their author to be trusted (see :meth:`trust`)."""
@@ -555,7 +575,7 @@ class Node:
                 continue
             # Verified before anything is believed: an unsigned header claims nothing.
             try:
-                batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+                batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
             except UntrustedAuthorError:
                 self._park(dot, wire)  # the relay is not at fault: keep the connection
                 continue
@@ -700,12 +720,15 @@ class Node:
 
     def _apply(self, batch: DeltaBatch) -> None:
         try:
+            self.members.check(batch)
             covered = self._causal.check(batch)
         except RemoteProtocolError:
             self._causal.refuse(batch)
             raise
         apply_batch(self.memory, batch)
         self._causal.record(batch, covered)
+        if self.members.touches(batch.deltas):
+            self._membership_changed = True
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
         self._log.add(dot, batch.wire)
@@ -829,20 +852,6 @@ class Node:
         self._events.append(Refused(session.conn, reason, detail))
         self._actions.append(Close(session.conn, reason))
         self.close(session.conn, now, reason)
-
-class _WithOwnKey:
-    """The keyring as batch verification sees it: the caller's, plus this node's own key."""
-
-    def __init__(self, keyring: Keyring, identity: Identity) -> None:
-        self._keyring, self._identity = keyring, identity
-
-    def public_key(self, author: str) -> bytes | None:
-        """The key that signs for ``author`` (any incarnation of a trusted key), or None."""
-        key_id = key_id_of(author)
-        if key_id == self._identity.peer_id:
-            return self._identity.public_key
-        return self._keyring.public_key(key_id)
-
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:
     return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.iter_cloud())
