@@ -148,9 +148,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "Run a peer: listen, dial, gossip, persist. Reads JSON commands on stdin, one a line: writes "
         "such as {\"op\": \"set.add\", \"name\": \"facts\", \"value\": \"x\", \"id\": 1}, answered "
         "{\"durable\": 1} once committed to --db; {\"op\": \"values\"}; {\"op\": \"metrics\"}; "
-        "{\"op\": \"sync\", \"peers\": N}; {\"op\": \"wait\", \"contains\": {NAME: [ITEMS]}, \"equals\": "
+        "{\"op\": \"sync\", \"peers\": N} (until N peers, 1 by default, are connected and in sync); "
+        "{\"op\": \"wait\", \"contains\": {NAME: [ITEMS]}, \"equals\": "
         "{NAME: VALUE}} (answered once they hold); {\"op\": \"watch\", \"prefix\": P} (then one "
-        "{\"changed\": NAME, ...} line per change). Stops cleanly on SIGINT/SIGTERM, flushing the store."))
+        "{\"changed\": NAME, ...} line per change). Admins (+admin in the keyring) change the membership "
+        "at runtime: {\"op\": \"admit\", \"key\": \"ed25519:...\", \"admin\": false, \"id\": N} and "
+        "{\"op\": \"revoke\", \"peer\": PEER_ID, \"id\": N}, answered {\"durable\": N} once committed; "
+        "{\"op\": \"members\"} lists the members. Every command may carry an \"id\" its answer repeats; "
+        "a bad command is answered {\"id\": N, \"error\": ...}. Stops cleanly on SIGINT/SIGTERM, "
+        "flushing the store."))
     add_peer_arguments(p)
     p.add_argument("--no-stdin", action="store_true", help="do not read commands from standard input")
     p.set_defaults(func=cmd_peer)

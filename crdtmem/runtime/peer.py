@@ -32,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from ..identity import Identity, Keyring, key_id_of, new_incarnation
+from ..identity import Identity, Keyring, key_id_of, new_incarnation, parse_public_key, peer_id_of
 from ..memory import Memory
 from ..protocol.events import (
     BatchApplied,
@@ -45,6 +45,7 @@ from ..protocol.events import (
     TypeClash,
 )
 from ..protocol.advice import refused_by_peer
+from ..protocol.membership import MEMBERSHIP_NAME, Member, admission, revocation
 from ..protocol.node import Node, NodeConfig
 from ..protocol.recovery import Store, restore
 from ..storage.sqlite import SqliteStore
@@ -295,6 +296,60 @@ class Peer:
             self.keyring = keyring
         self.node.trust(self._now(), keyring)
         self._pump()
+
+    async def admit(self, key: str, admin: bool = False) -> str:
+        """Admit a new member at runtime (this peer must be an admin); returns its peer id.
+
+        The admission is a membership record signed by this peer and replicated like any
+        write: every peer, including those that never talk to this one or whose keyring file
+        lacks the key, accepts the new key's connections and batches once the record reaches
+        it. Returns once the record is committed to the store (if any).
+
+        Args:
+            key: the new member's public key line, ``ed25519:<base64> [comment]``
+                (``crdtmem keygen`` prints it).
+            admin: whether the new member may admit and revoke others too.
+
+        Raises:
+            ValueError: ``key`` is not a public key line.
+            PermissionError: this peer is not an admin.
+        """
+        peer_id = peer_id_of(parse_public_key(key))
+        self._check_admin("admit")
+        self.memory.gset(MEMBERSHIP_NAME).add(admission(key, admin=admin, by=self.peer_id, at=time.time()))
+        await self.flush()
+        return peer_id
+
+    async def revoke(self, peer_id: str) -> None:
+        """Revoke a member's key at runtime (this peer must be an admin).
+
+        The revocation replicates like any write. Everywhere it arrives, the key's connections
+        close and its batches past what this peer had applied of it are refused; its earlier
+        writes stay, attributed to it. Revoke wins over a concurrent (or later) admission of
+        the same key. Returns once the record is committed to the store (if any).
+
+        Raises:
+            ValueError: ``peer_id`` is this peer's own.
+            PermissionError: this peer is not an admin.
+        """
+        if peer_id == self.peer_id:
+            raise ValueError("a peer cannot revoke its own key; ask another admin")
+        self._check_admin("revoke")
+        seen = self.node.seen
+        cut = {replica: seen.max(replica) for replica in seen.replicas() if key_id_of(replica) == peer_id}
+        self.memory.gset(MEMBERSHIP_NAME).add(revocation(peer_id, by=self.peer_id, at=time.time(), cut=cut))
+        await self.flush()
+
+    def members(self) -> list[Member]:
+        """The current members, by peer id: peer id, public key line, admin flag, who admitted it and when."""
+        return self.node.members.members()
+
+    def _check_admin(self, what: str) -> None:
+        if not self.node.members.is_admin(self.peer_id):
+            raise PermissionError(
+                f"{self.peer_id} is not an admin: only keys marked +admin in the keyring, or admitted as "
+                f"admins, may {what} members"
+            )
 
     def isolate(self) -> None:
         """Cut this peer off: drop every connection and refuse or stop making new ones.
