@@ -27,7 +27,6 @@ applying it. Pure: the node reads the set from its memory, nothing here does I/O
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +43,6 @@ __all__ = [
     "RevokedAuthorError",
     "admission",
     "revocation",
-    "records_of",
 ]
 
 MEMBERSHIP_NAME = "crdtmem.membership"
@@ -105,11 +103,12 @@ class Membership:
     Args:
         founding: the keyring file's keys (``+admin`` marks admins); replace it with
             :meth:`replace_founding` when the file changes.
-        identity: this peer's key, trusted for its own batches whatever the records say.
+        identity: this peer's key, trusted for its own batches whatever the records say
+            (None: no peer of its own, as when ``crdtmem inspect`` lists a store's members).
         memory: the replica whose :data:`MEMBERSHIP_NAME` set holds the records.
     """
 
-    def __init__(self, founding: Keyring, identity: Identity, memory: Memory) -> None:
+    def __init__(self, founding: Keyring, identity: Identity | None, memory: Memory) -> None:
         self.founding, self._identity, self._memory = founding, identity, memory
         self._view = _View({}, {}, {})
         self._seen_records = -1
@@ -126,7 +125,7 @@ class Membership:
         A revoked key still verifies: its batches within the revocation's cut are kept.
         """
         key_id = key_id_of(author)
-        if key_id == self._identity.peer_id:
+        if self._identity is not None and key_id == self._identity.peer_id:
             return self._identity.public_key
         return self.founding.public_key(key_id) or self._current().keys.get(key_id)
 
@@ -260,12 +259,3 @@ def _build(items: set[bytes]) -> _View:
 
 def _key_line(raw: bytes | None, comment: str | None) -> str:
     return format_public_key(raw, comment) if raw is not None else ""
-
-
-def records_of(memory: Memory) -> Iterator[tuple]:
-    """Every well-formed membership record the memory holds (for ``crdtmem inspect``)."""
-    state = memory.state(MEMBERSHIP_NAME)
-    for item in sorted(state.items) if state is not None and getattr(state, "TAG", None) == "gset" else ():
-        record = _parse(item)
-        if record is not None:
-            yield record

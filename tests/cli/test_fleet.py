@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from crdtmem.identity import Identity, Keyring, key_id_of
 from crdtmem.storage.keyfiles import load_identity, save_identity, save_keyring
 
-from ..processes import PeerProcess, keys
+from ..processes import PeerProcess, keys, run
 
 
 def _write(peer: PeerProcess, values: list[str]) -> None:
@@ -139,6 +140,10 @@ def test_an_admitted_key_joins_through_a_non_admin_peer(tmp_path: Path) -> None:
         for peer in (late, relay, admin):
             if peer is not None:
                 peer.stop()
+    shown = run("inspect", "--db", str(tmp_path / "relay.db"), "--trust", str(team), "--json")
+    assert shown.returncode == 0, shown.stderr
+    listed = {m["peer_id"]: m["admitted_by"] for m in json.loads(shown.stdout)["members"]}
+    assert listed == {admin.peer_id: None, relay.peer_id: None, late.peer_id: admin.peer_id}
 
 
 def test_a_peer_with_a_stale_keyring_keeps_receiving_the_other_peers_writes(tmp_path: Path) -> None:
