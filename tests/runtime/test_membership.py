@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from contextlib import AsyncExitStack
 
-import anyio
 import pytest
 
 from crdtmem import Memory, Peer
@@ -18,11 +17,6 @@ pytestmark = pytest.mark.anyio
 
 FAST = NodeConfig(gossip_interval=0.2)
 QUICK_REDIAL = PeerOptions(reconnect_min=0.02, reconnect_max=0.1)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def founding(admins: list[Identity], members: list[Identity]) -> Keyring:

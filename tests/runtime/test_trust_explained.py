@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import socket
 
-import anyio
 import pytest
 
 from crdtmem import Peer
@@ -13,23 +11,12 @@ from crdtmem.identity import Keyring
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.runtime import PeerOptions
 
-from ..inprocess import team
+from ..inprocess import free_port, team
 
 pytestmark = pytest.mark.anyio
 
 FAST = NodeConfig(gossip_interval=0.2)
 QUICK_REDIAL = PeerOptions(reconnect_min=0.02, reconnect_max=0.05)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -58,7 +45,7 @@ async def test_a_peer_that_is_not_trusted_is_told_the_line_to_add(caplog: pytest
 async def test_an_unreachable_address_is_logged_once_and_counted(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     ids, keyring, (ma,) = team(1)
-    dead = f"ws://127.0.0.1:{_free_port()}"
+    dead = f"ws://127.0.0.1:{free_port()}"
     async with Peer(ma, ids[0], keyring, QUICK_REDIAL, connect=[dead], config=FAST) as a:
         await a.wait_for(lambda: a.metrics()["dial_failures"] >= 5, timeout=10)
         assert a.metrics()["synced"] is False, "a peer that reaches nobody is not synced"
