@@ -17,7 +17,10 @@ incarnation. Batches within the cut stay (the revoked key's past writes, attribu
 before); batches beyond it are refused everywhere (``revoked-author``), and the revoked key's
 connections close (``revoked-key``). The set only grows, so revoke wins over any admission of
 the same key, concurrent or later: re-admitting means a new key. Concurrent revocations keep
-the larger cut per incarnation, so every replica draws the same line.
+the larger cut per incarnation, so every replica draws the same line. One exception keeps
+replicas together: a batch beyond the cut that a member's batch depends on (the member
+applied it before the revocation reached it) is applied after all, so the member's later
+writes are not refused with it.
 
 A membership record whose author is not an admin (by the founding list and the records the
 receiver has applied), or that names another admin as its author, is refused
@@ -173,8 +176,13 @@ class Membership:
         """Whether a batch's deltas write membership records (the view must be refreshed)."""
         return any(name == MEMBERSHIP_NAME for name, _ in deltas)
 
-    def check(self, batch: Any) -> None:
+    def check(self, batch: Any, *, vouched: bool = False) -> None:
         """Refuse a verified batch a receiver must not apply; call before applying it.
+
+        Args:
+            vouched: a member's batch depends on it (that member applied it before the
+                revocation reached it), so it is applied past the cut: every replica then
+                holds it, and the member's own later writes are not refused with it.
 
         Raises:
             RevokedAuthorError: its key was revoked and the batch lies beyond the cut.
@@ -183,7 +191,7 @@ class Membership:
         """
         key_id = key_id_of(batch.author)
         cut = self._current().revoked.get(key_id)
-        if cut is not None and batch.seq > cut.get(batch.author, 0):
+        if cut is not None and not vouched and batch.seq > cut.get(batch.author, 0):
             raise RevokedAuthorError(f"batch {batch.author}#{batch.seq} comes after {key_id}'s key was revoked")
         for name, delta in batch.deltas:
             if name != MEMBERSHIP_NAME:

@@ -120,7 +120,7 @@ from .messages import (
     encode_message,
     seen_digest,
 )
-from .membership import Membership
+from .membership import Membership, RevokedAuthorError
 from .parking import ParkedBatches
 from .recovery import Snapshot
 from .stats import NodeStats
@@ -225,6 +225,7 @@ class Node:
         self.members = Membership(keyring, identity, memory)
         """Who may connect and author batches: the keyring plus the replicated membership records."""
         self._membership_changed = False
+        self._beyond_cut: dict[bytes, DeltaBatch] = {}  # revoked keys' batches past the cut, by hash
         self.config = config or NodeConfig()
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
@@ -407,6 +408,9 @@ class Node:
                 batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
                 check_stamps(batch, self._stamp_bound())
                 missing = self._causal.missing(batch)
+                if missing and self._beyond_cut:
+                    fresh += self._vouch_for(batch, missing)
+                    missing = self._causal.missing(batch)
                 if missing:
                     self._buffer(batch, missing)
                     continue
@@ -592,6 +596,9 @@ class Node:
                 self.stats.duplicate_batches += 1
                 continue
             missing = self._causal.missing(batch)
+            if missing and self._beyond_cut:
+                fresh += self._vouch_for(batch, missing)
+                missing = self._causal.missing(batch)
             if missing and not any(self._causal.refused(d) for d in missing):
                 self._buffer(batch, missing)
                 fetch = True
@@ -633,7 +640,8 @@ class Node:
         peer would cut honest replicas apart. Batches depending on it are refused with it.
         """
         log.debug("refused batch %s#%d from %s: %s", batch.author, batch.seq, session.peer_id, exc)
-        self._causal.refuse(batch)
+        if not isinstance(exc, RevokedAuthorError):  # held instead, in case a member built on it
+            self._causal.refuse(batch)
         self.stats.count_refusal(exc.reason)
         self._events.append(Refused(session.conn, exc.reason, str(exc)))
 
@@ -718,10 +726,13 @@ class Node:
     def _sync_parked_stats(self) -> None:
         self.stats.batches_parked, self.stats.parked_dropped = self._parked.parked, self._parked.dropped
 
-    def _apply(self, batch: DeltaBatch) -> None:
+    def _apply(self, batch: DeltaBatch, *, vouched: bool = False) -> None:
         try:
-            self.members.check(batch)
+            self.members.check(batch, vouched=vouched or self._vouched(batch.hash))
             covered = self._causal.check(batch)
+        except RevokedAuthorError:
+            self._hold_beyond_cut(batch)
+            raise
         except RemoteProtocolError:
             self._causal.refuse(batch)
             raise
@@ -734,6 +745,47 @@ class Node:
         self._log.add(dot, batch.wire)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
+
+    def _vouched(self, batch_hash: bytes) -> bool:
+        """Whether a waiting batch of a member (not revoked) depends on ``batch_hash``."""
+        waiting = (self._pending.get(w) for w in self._waiting.get(batch_hash, ()))
+        return any(w is not None and not self.members.is_revoked(key_id_of(w.author)) for w in waiting)
+
+    def _hold_beyond_cut(self, batch: DeltaBatch) -> None:
+        """Keep a revoked key's batch past its cut (bounded), in case a member's batch depends on it."""
+        self._beyond_cut[batch.hash] = batch
+        while len(self._beyond_cut) > self.config.max_parked_batches:
+            del self._beyond_cut[next(iter(self._beyond_cut))]
+
+    def _vouch_for(self, batch: DeltaBatch, missing: list[bytes]) -> list[tuple[Dot, bytes]]:
+        """Apply the held beyond-cut batches that a member's ``batch`` depends on (and theirs).
+
+        The member applied them before the revocation reached it; applying them here too keeps
+        the replicas equal and the member's own writes accepted. Returns what was applied.
+        """
+        if self.members.is_revoked(key_id_of(batch.author)):
+            return []
+        applied: list[tuple[Dot, bytes]] = []
+        stack = [h for h in missing if h in self._beyond_cut]
+        while stack:
+            held = self._beyond_cut.get(stack[-1])
+            if held is None:
+                stack.pop()
+                continue
+            before = [d for d in self._causal.missing(held) if d in self._beyond_cut and d not in stack]
+            if before:
+                stack += before
+                continue
+            stack.pop()
+            del self._beyond_cut[held.hash]
+            try:
+                self._apply(held, vouched=True)
+            except RemoteProtocolError as exc:
+                self.stats.count_refusal(exc.reason)
+                continue
+            applied.append((Dot(held.author, held.seq), held.wire))
+            applied += self._release(None, held.hash)
+        return applied
 
     def pending_size(self, author: str | None = None) -> int:
         """How many verified batches wait for their dependencies (for health and tests).

@@ -64,3 +64,28 @@ def test_a_membership_record_in_another_admins_name_is_refused() -> None:
     events = cluster.inject(relay.conn, relay.seal(Batches((wire,))))
     assert [e.reason for e in events if isinstance(e, Refused)] == ["not-an-admin"]
     assert not cluster.node("honest").members.is_admin(MALLORY.peer_id)
+
+
+def test_a_batch_a_member_built_on_before_hearing_of_the_revocation_is_kept_everywhere() -> None:
+    cluster = _cluster()
+    cluster.keyring.add(MALLORY)
+    incarnation = f"{MALLORY.peer_id}.cccccccc"
+    first, second = _mallory_batches(incarnation)
+    admin_id = cluster.node("admin").identity.peer_id
+    to_admin = cluster.open_raw("admin", cluster.node("honest").identity)
+    cluster.inject(to_admin.conn, to_admin.seal(Batches((first,))))
+    cluster.cut("admin", "honest")
+    cluster.memory("admin").gset(MEMBERSHIP_NAME).add(
+        revocation(MALLORY.peer_id, by=admin_id, at=1.0, cut={incarnation: 1}))
+    cluster.run(0.5)
+    to_honest = cluster.open_raw("honest", cluster.node("admin").identity)
+    cluster.inject(to_honest.conn, to_honest.seal(Batches((first, second))))  # honest has not heard yet
+    cluster.memory("honest").set("facts").add("built on it")  # depends on mallory's #2
+    cluster.run(0.5)
+    cluster.heal("admin", "honest")
+    cluster.run(5)
+    admin, honest = cluster.memory("admin"), cluster.memory("honest")
+    assert honest.set("facts").value == {"old", "new", "built on it"}
+    assert admin.set("facts").value == honest.set("facts").value, "the replicas stay equal"
+    assert not [r for r in cluster.refusals("admin") if r.reason == "bad-dependencies"]
+    assert cluster.node("honest").members.is_revoked(MALLORY.peer_id)
