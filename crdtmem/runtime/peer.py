@@ -311,11 +311,14 @@ class Peer:
             admin: whether the new member may admit and revoke others too.
 
         Raises:
-            ValueError: ``key`` is not a public key line.
+            ValueError: ``key`` is not a public key line, or was revoked (revocation is for
+                good: admit a new key).
             PermissionError: this peer is not an admin.
         """
         peer_id = peer_id_of(parse_public_key(key))
         self._check_admin("admit")
+        if self.node.members.is_revoked(peer_id):
+            raise ValueError(f"{peer_id} was revoked, and revocation is for good: admit a new key (crdtmem keygen)")
         self.memory.gset(MEMBERSHIP_NAME).add(admission(key, admin=admin, by=self.peer_id, at=time.time()))
         await self.flush()
         return peer_id

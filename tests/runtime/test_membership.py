@@ -116,3 +116,5 @@ async def test_revoke_wins_over_a_concurrent_admit() -> None:
         for peer in (a, b):
             assert newcomer.peer_id not in [x.peer_id for x in peer.members()]
             assert newcomer.public_key not in peer.node.members
+        with pytest.raises(ValueError, match="revoked"):
+            await a.admit(newcomer.public_key_text)
