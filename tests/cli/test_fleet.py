@@ -197,3 +197,18 @@ def test_a_revoked_keys_new_writes_are_refused_everywhere_while_its_old_ones_sta
         for peer in (r, m, admin):
             if peer is not None:
                 peer.stop()
+
+
+def test_tuples_in_sets_and_fractional_increments_get_clear_answers(tmp_path: Path) -> None:
+    trust = keys(tmp_path, ["a"])
+    a = PeerProcess(tmp_path, "a", trust)
+    try:
+        a.send({"op": "set.add", "name": "pairs", "value": ["sky", "blue"], "id": "t"})
+        a.expect(lambda m: m.get("durable") == "t")
+        held = a.ask({"op": "wait", "contains": {"pairs": [["sky", "blue"]]}, "timeout": 10, "id": "w"})
+        assert held["values"] == {"pairs": [["sky", "blue"]]}
+        answer = a.ask({"op": "counter.increment", "name": "n", "n": 2.7, "id": "f"})
+        assert "must be a positive integer, got 2.7" in answer["error"]
+        assert a.ask({"op": "values", "id": "v"})["values"] == {"pairs": [["sky", "blue"]]}
+    finally:
+        a.stop()
