@@ -45,11 +45,15 @@ What the node does, per DESIGN.md §4:
   that will never exist displaces only its own batches. ``max_pending_batches`` (10,000)
   bounds all of them together as a last resort. A dropped batch is counted
   (``pending_dropped``) and fetched again by a later ``Sync``;
-* untrusted authors: a batch whose author is not in the keyring is parked (bounded by
-  ``max_parked_batches``, oldest dropped first) and applied once :meth:`Node.trust` admits the
-  author; the peer that relayed it keeps its connection. A batch of a trusted author with a bad
-  signature is still refused and closes the connection: a relay cannot forge a signature, so
-  a peer that sends one is faulty;
+* untrusted authors: a batch whose author is not a member is parked (bounded by
+  ``max_parked_batches``, oldest dropped first) and applied once :meth:`Node.trust` or an
+  admin's admission record (:mod:`.membership`) admits the author; the peer that relayed it
+  keeps its connection. A batch of a trusted author with a bad signature is still refused and
+  closes the connection: a relay cannot forge a signature, so a peer that sends one is faulty;
+* membership: records in the shared memory admit and revoke keys at runtime; a batch is
+  checked against them before it is applied (``not-an-admin``, ``revoked-author``), a revoked
+  key's connections close (``revoked-key``), and a revoked key's batch past the revocation's
+  cut is held, then applied only if a member's batch depends on it;
 * type clashes: a name written as two types is kept as one object per type, resolved alike on
   every replica (:mod:`crdtmem.memory`), and reported as a :class:`TypeClash` event; it never
   closes a connection;
@@ -195,10 +199,11 @@ class Node:
             incarnation of it the caller chose for this start.
         identity: this peer's signing key. Its own batches are always trusted (a restarted
             replica must accept its writes relayed back), whether or not ``keyring`` lists it.
-        keyring: who else may connect and author batches (closed by default). The node reads
-            it on every handshake and batch, so keys added or removed later take effect; it
-            never changes it.
-        rng: the only source of randomness (nonces, gossip targets).
+        keyring: the founding members: who else may connect and author batches (closed by
+            default); its admins (``+admin``) admit and revoke others at runtime with
+            membership records (see :attr:`members`). The node reads it on every handshake
+            and batch, so keys added or removed later take effect; it never changes it.
+        rng: the only source of randomness (nonces, gossip targets, the incarnation).
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).
         log: signed batch wires to keep serving for catch-up (restored from storage).
