@@ -11,7 +11,6 @@ Whose fault it is decides the branch::
     └── LocalProtocolError           this process misused the API
         ├── TypeMismatchError (TypeError)
         ├── RollbackError
-        ├── LostHistoryError
         └── UnencodableWriteError
 
 Every :class:`RemoteProtocolError` carries a :class:`RefusalReason`: the short code a peer's
@@ -34,7 +33,6 @@ __all__ = [
     "TypeMismatchError",
     "TypeConflictError",
     "RollbackError",
-    "LostHistoryError",
     "UnencodableWriteError",
 ]
 
@@ -68,6 +66,10 @@ class RefusalReason(StrEnum):
     UNOBSERVED_REMOVE = "unobserved-remove"
     BAD_DEPENDENCIES = "bad-dependencies"
     EQUIVOCATION = "equivocation"
+    # membership (crdtmem.protocol.membership)
+    NOT_AN_ADMIN = "not-an-admin"
+    REVOKED_AUTHOR = "revoked-author"
+    REVOKED_KEY = "revoked-key"
     # the node (crdtmem.protocol.node)
     TYPE_CONFLICT = "type-conflict"  # no longer raised: type clashes resolve (crdtmem.memory)
     CLOCK_SKEW = "clock-skew"
@@ -128,15 +130,6 @@ class TypeConflictError(RemoteProtocolError):
 
 class RollbackError(LocalProtocolError):
     """A checkpoint cannot be restored (a type that only grows, or an unknown checkpoint)."""
-
-
-class LostHistoryError(LocalProtocolError):
-    """Peers hold writes of this replica that it does not: its store was lost or is an old copy.
-
-    Writing on would reuse sequence numbers and dots the peers have already seen, and they would
-    ignore the new writes. Run this replica under a new identity (``crdtmem keygen``, trusted by
-    the others) with an empty store.
-    """
 
 
 class UnencodableWriteError(LocalProtocolError):

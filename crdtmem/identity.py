@@ -1,14 +1,21 @@
 """Ed25519 identities, peer ids and the keyring of trusted peers.
 
 A peer's identity is one Ed25519 key pair. Its **peer id** is a short, stable fingerprint of
-the public key (16 lowercase base32 characters of a BLAKE2b digest); it is also the CRDT
-replica id, so every slot and dot names the key that may write it.
+the public key (16 lowercase base32 characters of a BLAKE2b digest).
+
+Every start of a peer writes under a fresh **incarnation** of its identity: the replica id
+``<peer id>.<8 base32 characters>`` (:func:`new_incarnation`), so two processes sharing a key,
+or a restart that lost its store, never write under the same dots or sequence numbers. The key
+signs for all its incarnations: :func:`key_id_of` names the key that may author a replica id
+(a bare peer id is its own key's, as plain memories and tests use it).
 
 Text forms, all line-based so they diff and paste well:
 
 * public key: ``ed25519:<standard base64 of the 32 raw bytes>``, optionally followed by
   whitespace and a free-text comment (``ed25519:AbC...= alice@laptop``);
-* keyring file: one public key per line, ``#`` comments and blank lines ignored;
+* keyring file: one public key per line, ``#`` comments and blank lines ignored; the token
+  ``+admin`` after a key (and its comment) marks an admin, who may admit and revoke members at
+  runtime (``ed25519:AbC...= alice@laptop +admin``);
 * private key file (mode 0600, written atomically)::
 
       crdtmem-ed25519-private-key-v1
@@ -28,6 +35,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import random
 from collections.abc import Iterator
 
 from cryptography.exceptions import InvalidSignature
@@ -45,12 +53,16 @@ __all__ = [
     "parse_public_key",
     "format_public_key",
     "is_weak_public_key",
+    "INCARNATION_SEPARATOR",
+    "key_id_of",
+    "new_incarnation",
 ]
 
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 PRIVATE_KEY_HEADER = "crdtmem-ed25519-private-key-v1"
 _TEXT_PREFIX = "ed25519:"
+_ADMIN = "+admin"
 _PEER_ID_DIGEST_BYTES = 10  # 80 bits -> exactly 16 base32 characters, no padding
 
 # Ed25519 public keys of small order (the y coordinates of the 8 torsion points) verify
@@ -64,6 +76,32 @@ _SMALL_ORDER_Y = frozenset(
         "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
     )}
 )
+
+
+# -- incarnations -------------------------------------------------------------------------------
+
+INCARNATION_SEPARATOR = "."
+"""Between a peer id and its incarnation tag in a replica id (never a base32 character)."""
+_INCARNATION_BITS = 40  # 8 base32 characters: 1,000 starts of one key collide with odds below 1e-6
+
+
+def key_id_of(replica_id: str) -> str:
+    """The peer id of the key that signs for ``replica_id`` (an incarnation, or a bare peer id).
+
+    Call wherever an author's key is looked up: the keyring holds keys by peer id, and a key
+    may author batches under every incarnation of itself and no other.
+    """
+    return replica_id.partition(INCARNATION_SEPARATOR)[0]
+
+
+def new_incarnation(peer_id: str, rng: random.Random) -> str:
+    """A fresh replica id for one start of the peer ``peer_id``: ``<peer id>.<tag>``.
+
+    Call once per start, before the first local write; pass an unpredictable ``rng``
+    (``random.SystemRandom()``) in production, a seeded one in simulations.
+    """
+    tag = rng.getrandbits(_INCARNATION_BITS).to_bytes(_INCARNATION_BITS // 8, "big")
+    return f"{peer_id}{INCARNATION_SEPARATOR}{base64.b32encode(tag).decode('ascii').lower()}"
 
 
 # -- public keys --------------------------------------------------------------------------------
@@ -272,11 +310,14 @@ class Keyring:
     """The public keys this peer trusts: only they may connect and author batches.
 
     Closed by default: an empty keyring trusts nobody. Give every peer its own key, and add
-    each peer's :attr:`Identity.public_key_text` line to the others' keyrings.
+    each peer's :attr:`Identity.public_key_text` line to the others' keyrings. The keyring file
+    is the founding list of members: admins (``+admin``) admit and revoke others at runtime
+    (see :mod:`crdtmem.protocol.membership`).
     """
 
     def __init__(self) -> None:
         self._keys: dict[str, tuple[bytes, str | None]] = {}
+        self._admins: set[str] = set()
 
     @classmethod
     def loads(cls, text: str, *, source: str = "<keyring>") -> Keyring:
@@ -292,13 +333,14 @@ class Keyring:
                 raise ValueError(f"{source}: line {number}: {exc}") from None
         return keyring
 
-    def add(self, key: Identity | bytes | str, comment: str | None = None) -> str:
+    def add(self, key: Identity | bytes | str, comment: str | None = None, *, admin: bool = False) -> str:
         """Trust a key; returns its peer id. Adding a key twice is harmless.
 
         Args:
             key: an :class:`Identity`, a raw 32-byte public key, or a text line
-                ``ed25519:<base64> [comment]``.
+                ``ed25519:<base64> [comment] [+admin]``.
             comment: a label kept next to the key in :meth:`dumps` (overrides one in the text).
+            admin: the key may admit and revoke members (so does ``+admin`` ending the line).
 
         Raises:
             ValueError: the key is malformed.
@@ -311,6 +353,8 @@ class Keyring:
                 raise ValueError("a small-order public key cannot be trusted")
         elif isinstance(key, str):
             raw, text_comment = _parse_public_key_line(key)
+            if text_comment is not None and (text_comment == _ADMIN or text_comment.endswith(" " + _ADMIN)):
+                admin, text_comment = True, text_comment[: -len(_ADMIN)].strip() or None
             comment = comment or text_comment
         else:
             raise TypeError(f"cannot trust a {type(key).__name__}: pass an Identity, 32 bytes or a key line")
@@ -319,12 +363,24 @@ class Keyring:
         if existing is not None and existing[0] != raw:  # an 80-bit fingerprint collision
             raise ValueError(f"two different keys share peer id {peer_id}")
         self._keys[peer_id] = (raw, comment or (existing[1] if existing else None))
+        if admin:
+            self._admins.add(peer_id)
         return peer_id
+
+    def is_admin(self, peer_id: str) -> bool:
+        """Whether the keyring marks ``peer_id`` as an admin (``+admin``)."""
+        return peer_id in self._admins
+
+    def comment(self, peer_id: str) -> str | None:
+        """The label kept next to ``peer_id``'s key, if any."""
+        entry = self._keys.get(peer_id)
+        return entry[1] if entry else None
 
     def remove(self, key: str | bytes) -> None:
         """Stop trusting a peer (by peer id or raw public key). Raises KeyError if absent."""
         peer_id = key if isinstance(key, str) else peer_id_of(key)
         del self._keys[peer_id]
+        self._admins.discard(peer_id)
 
     def public_key(self, peer_id: str) -> bytes | None:
         """The trusted public key with this peer id, or None."""
@@ -353,7 +409,8 @@ class Keyring:
     def dumps(self) -> str:
         """The keyring file's text: a header comment then one key line per peer."""
         lines = ["# crdtmem keyring: one trusted Ed25519 public key per line"]
-        lines += [format_public_key(raw, comment) for raw, comment in self._keys.values()]
+        lines += [format_public_key(raw, comment) + (" " + _ADMIN if peer_id in self._admins else "")
+                  for peer_id, (raw, comment) in self._keys.items()]
         return "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:

@@ -282,6 +282,39 @@ class Memory:
     def _new(self, tag: str) -> Crdt:
         return SPECS[tag].empty(self.replica_id)
 
+    def incarnate(self, replica_id: str) -> None:
+        """Write under ``replica_id`` from now on: a fresh incarnation of the same identity.
+
+        The runtime calls it at every start of a peer, before the first local write (see
+        :func:`crdtmem.identity.new_incarnation`). What the memory holds stays; objects whose
+        state is bound to the writing replica (documents edit under a Yjs client id derived
+        from it) are rebuilt for the new one.
+
+        Raises:
+            ValueError: local writes are still waiting to be signed (they were made under the
+                old id), or a document of this memory was already handed out (its edits would
+                go on under the old id): start the peer before writing.
+        """
+        if self.has_pending_deltas():
+            raise ValueError("local writes wait to be sent under the old replica id: start the peer before writing")
+        if any(SPECS[tag].new is not None for _, tag in self._handles):
+            raise ValueError("a document was opened before the peer started: open documents after it starts")
+        self.replica_id = replica_id
+        for key, state in self._objects.items():
+            if SPECS[state.TAG].new is not None:
+                self._objects[key] = self._rebuilt(split_key(key)[0], state)
+        for name, states in self._unwritten.items():
+            for tag, state in states.items():
+                if SPECS[tag].new is not None:
+                    states[tag] = self._rebuilt(name, state)
+
+    def _rebuilt(self, name: str, state: Crdt) -> Crdt:
+        """A copy of ``state`` bound to the current replica id, reporting its local edits."""
+        target = self._new(state.TAG)
+        target.join(state)
+        self._adopt(name, target)
+        return target
+
     def _adopt(self, name: str, state: Crdt) -> None:
         """Start tracking ``name``; a type edited outside handles (documents) starts reporting edits."""
         watch = SPECS[state.TAG].watch

@@ -5,9 +5,9 @@ crash: three keep their store, three lose it. They restart at t=12 s — still i
 partition — and the partition heals at t=16 s. Agents write (5/s) until the heal.
 
 A peer whose store survived restarts from it and catches up from its neighbours' delta logs
-and anti-entropy. A peer whose store was lost comes back under a *new identity* (added to the
-keyring): reusing the old one with an empty store would reuse batch numbers and CRDT dots the
-others already hold, and its new writes would be ignored or mis-merged.
+and anti-entropy. A peer whose store was lost comes back empty with the same key: like every
+start, it writes under a fresh incarnation of its identity, so it never reuses a batch number
+or a CRDT dot the others already hold, and it gets its old writes back from its neighbours.
 
     python simulations/crash_restart.py
 """

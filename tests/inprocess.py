@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -12,6 +13,13 @@ from pathlib import Path
 
 from crdtmem import Memory, codec
 from crdtmem.identity import Identity, Keyring
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (dialing it fails at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def team(n: int) -> tuple[list[Identity], Keyring, list[Memory]]:

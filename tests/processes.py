@@ -42,10 +42,12 @@ class PeerProcess:
     """One ``crdtmem peer`` child process."""
 
     def __init__(self, directory: Path, name: str, trust: Path, *, listen: str = "ws://127.0.0.1:0",
-                 connect: list[str] = (), db: bool = True, extra: list[str] = (), prefix: list[str] = ()) -> None:
+                 connect: list[str] = (), db: bool = True, extra: list[str] = (), prefix: list[str] = (),
+                 key: str | None = None) -> None:
         """Start the peer and wait for its ``ready`` line; ``prefix`` goes before the command
-        (``ip netns exec NS`` runs it in a namespace: exec keeps ``proc.pid`` the peer's)."""
-        args = ["peer", "--key", str(directory / f"{name}.key"), "--trust", str(trust), "--listen", listen,
+        (``ip netns exec NS`` runs it in a namespace: exec keeps ``proc.pid`` the peer's);
+        ``key`` names another peer's key file to run under (default: ``name``'s)."""
+        args = ["peer", "--key", str(directory / f"{key or name}.key"), "--trust", str(trust), "--listen", listen,
                 "--gossip-interval", "0.2", "--reconnect-max", "0.5", *extra]
         for url in connect:
             args += ["--connect", url]
@@ -64,6 +66,7 @@ class PeerProcess:
         ready = self.expect(lambda m: m.get("ready"), timeout=20)
         self.url: str = ready["url"]
         self.peer_id: str = ready["peer_id"]
+        self.replica_id: str = ready["replica_id"]
 
     def _read(self) -> None:
         for line in self.proc.stdout:

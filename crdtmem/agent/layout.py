@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..clocks import HybridClock
+from ..identity import key_id_of
 from ..values import decode_value
 
 __all__ = [
@@ -169,7 +170,7 @@ def assemble(namespace: tuple[str, ...], key: str, entries: dict) -> Record | No
         if parts[1] == FIELD and len(parts) == 3 and isinstance(parts[2], str):
             value[parts[2]] = decode_value(dots[0][2])
             if len(dots) > 1:
-                conflicts[parts[2]] = tuple(Sibling(decode_value(p), r, seconds(s)) for s, r, p in dots)
+                conflicts[parts[2]] = tuple(Sibling(decode_value(p), key_id_of(r), seconds(s)) for s, r, p in dots)
     created = entries.get((key, CREATED)) or min(d[-1:] for p, d in entries.items() if p[1] != HISTORY)
     created_stamp, creator, _ = created[-1]
     ttl = info.get("ttl")
@@ -184,7 +185,7 @@ def assemble(namespace: tuple[str, ...], key: str, entries: dict) -> Record | No
         dict(sorted(value.items())),
         seconds(created_stamp),
         updated_at,
-        author,
+        key_id_of(author),  # the key that wrote it, whichever start (incarnation) of it
         label_of(info.get("agent")),
         None if ttl is None else since + ttl,
         conflicts,

@@ -22,7 +22,8 @@ fact about a record is derived from replicated data the same way on every replic
   highest (hybrid timestamp, replica) and :attr:`Record.conflicts` lists every sibling until a
   later write of that field resolves it.
 * **Authorship** is the replica of an entry's dot, which the receiving peer checks against the
-  batch signature; :attr:`Record.author` is the author of the latest put.
+  batch signature; :attr:`Record.author` is the author of the latest put: the peer id of its
+  key (whichever incarnation of the key wrote it).
 * **Times** are the hybrid timestamps of the entries (milliseconds of the writer's clock):
   ``created_at`` of the ``c`` entry (kept on overwrite), ``updated_at`` of the ``u`` entry.
 * **History** events are entries of their own, written in the same batch as the change they
@@ -53,6 +54,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ..identity import key_id_of
 from ..values import decode_value, encode_value
 from .filters import check_filter, matches
 from .layout import (
@@ -421,7 +423,7 @@ class Records:
                 continue
             stamp, author, payload = dots[0]
             data = entry_dict(payload)
-            event = Event(namespace, key, data.get("event"), author, seconds(stamp), data.get("old"), data.get("new"),
+            event = Event(namespace, key, data.get("event"), key_id_of(author), seconds(stamp), data.get("old"), data.get("new"),
                           label_of(data.get("agent")))
             events.append(((stamp, author, repr(parts[2:])), event))
         events.sort(key=lambda pair: pair[0])

@@ -7,6 +7,7 @@ serves JSON-line commands on stdin (see :mod:`crdtmem.cli.serve`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -39,6 +40,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from ..identity import Keyring
+    from ..protocol.membership import Membership
+    from ..storage.keyfiles import load_keyring
     from ..storage.sqlite import SqliteStore, StoreError
 
     try:
@@ -50,6 +54,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 3
     memory = restored.memory
     values = memory.values()
+    try:
+        founding = load_keyring(args.trust) if args.trust else Keyring()
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    members = Membership(founding, None, memory).members()
     if args.json:
         print_json({
             "peer_id": info.get("peer_id"),
@@ -57,6 +67,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "journal_rows": restored.journal_rows,
             "values": to_jsonable(values),
             "types": {name: memory.type_of(name) for name in memory.names()},
+            "members": [dataclasses.asdict(member) for member in members],
         })
         return 0
     from rich.console import Console
@@ -69,6 +80,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for name in memory.names():
         table.add_row(name, memory.type_of(name) or "?", json.dumps(to_jsonable(values[name]), sort_keys=True))
     Console().print(table)
+    roster = Table(title="members" + ("" if args.trust else " admitted at runtime (pass --trust for the founding list)"))
+    for column in ("peer id", "key", "admin", "admitted by", "admitted at"):
+        roster.add_column(column)
+    for m in members:
+        roster.add_row(m.peer_id, m.key, "yes" if m.admin else "", m.admitted_by or "keyring",
+                       "" if m.admitted_at is None else f"{m.admitted_at:.3f}")
+    Console().print(roster)
     return 0
 
 
@@ -97,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.register(sub, common)
 
     p = sub.add_parser("inspect", parents=[common], help="print a store's memory", description=(
-        "Print the values held in a peer's SQLite store, without running the peer."))
+        "Print the values and the members held in a peer's SQLite store, without running the peer."))
     p.add_argument("--db", required=True, help="the store file")
+    p.add_argument("--trust", help="the keyring file (the founding members), to list them with the admitted ones")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_inspect)
 

@@ -106,7 +106,8 @@ async def _run_peer(args: argparse.Namespace, identity: Any, keyring: Any, optio
     memory = Memory(identity.peer_id, clock=time.time)
     peer = Peer(memory, identity, keyring, options, config=config)
     async with peer:
-        print_json({"ready": True, "peer_id": identity.peer_id, "url": peer.url, "metrics": peer.metrics_url})
+        print_json({"ready": True, "peer_id": identity.peer_id, "replica_id": memory.replica_id, "url": peer.url,
+                    "metrics": peer.metrics_url})
         async with anyio.create_task_group() as tg:
 
             async def on_signals() -> None:
@@ -159,9 +160,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "Run a peer: listen, dial, gossip, persist. Reads JSON commands on stdin, one a line: writes "
         "such as {\"op\": \"set.add\", \"name\": \"facts\", \"value\": \"x\", \"id\": 1}, answered "
         "{\"durable\": 1} once committed to --db; {\"op\": \"values\"}; {\"op\": \"metrics\"}; "
-        "{\"op\": \"sync\", \"peers\": N}; {\"op\": \"wait\", \"contains\": {NAME: [ITEMS]}, \"equals\": "
+        "{\"op\": \"sync\", \"peers\": N} (until N peers, 1 by default, are connected and in sync); "
+        "{\"op\": \"wait\", \"contains\": {NAME: [ITEMS]}, \"equals\": "
         "{NAME: VALUE}} (answered once they hold); {\"op\": \"watch\", \"prefix\": P} (then one "
-        "{\"changed\": NAME, ...} line per change). Stops cleanly on SIGINT/SIGTERM, flushing the store."))
+        "{\"changed\": NAME, ...} line per change). Admins (+admin in the keyring) change the membership "
+        "at runtime: {\"op\": \"admit\", \"key\": \"ed25519:...\", \"admin\": false, \"id\": N} and "
+        "{\"op\": \"revoke\", \"peer\": PEER_ID, \"id\": N}, answered {\"durable\": N} once committed; "
+        "{\"op\": \"members\"} lists the members. Every command may carry an \"id\" its answer repeats; "
+        "a bad command is answered {\"id\": N, \"error\": ...}. Stops cleanly on SIGINT/SIGTERM, "
+        "flushing the store."))
     add_peer_arguments(p)
     p.add_argument("--no-stdin", action="store_true", help="do not read commands from standard input")
     p.set_defaults(func=cmd_peer)

@@ -1,11 +1,15 @@
 """The JSON-lines agent server behind ``crdtmem peer``: one command a line on stdin, answers on stdout.
 
 Writes are answered ``{"durable": id}`` once committed to the store (``applied`` without one);
-the queries are ``values``, ``metrics``, ``sync``, ``wait`` and ``watch``.
+the queries are ``values``, ``metrics``, ``sync``, ``wait`` and ``watch``. Admins change the
+membership with ``admit`` (``{"op": "admit", "key": "ed25519:...", "admin": false, "id": N}``,
+answered ``{"durable": N, "peer_id": ...}``) and ``revoke`` (``{"op": "revoke", "peer": ID,
+"id": N}``); ``members`` lists the current members.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -40,10 +44,18 @@ async def serve_stdin(peer: Any, memory: Any, durable: bool) -> None:
                 elif op == "metrics":
                     print_json({"id": ident, "metrics": to_jsonable(peer.metrics())})
                 elif op == "sync":
-                    timeout, peers = float(command.get("timeout", 10)), int(command.get("peers", 0))
+                    timeout, peers = float(command.get("timeout", 10)), int(command.get("peers", 1))
                     waits.start_soon(_answer, ident, peer.wait_synced(timeout=timeout, peers=peers), {"synced": True})
                 elif op == "wait":
                     waits.start_soon(_answer, ident, _wait_values(peer, memory, command), None)
+                elif op == "admit":
+                    peer_id = await peer.admit(command.get("key"), admin=bool(command.get("admin", False)))
+                    print_json({"durable" if durable else "applied": ident, "peer_id": peer_id})
+                elif op == "revoke":
+                    await peer.revoke(command.get("peer"))
+                    print_json({"durable" if durable else "applied": ident})
+                elif op == "members":
+                    print_json({"id": ident, "members": [dataclasses.asdict(m) for m in peer.members()]})
                 elif op == "watch":
                     for stop in unwatch:
                         stop()

@@ -1,8 +1,10 @@
 """Delta batches: the unit of gossip, signed once by their author and relayed unchanged.
 
 A batch is the deltas one replica produced between two flushes, numbered ``seq`` 1, 2, 3, ...
-per author, so ``(author, seq)`` is a dot and a causal context of them says which batches a
-replica has seen. It names its causal dependencies by hash: the head batches its author had
+per author, so ``(author, seq)`` is a dot, and a causal context of dots says which batches a
+replica has seen. The author is a replica id, an incarnation of a key (``<peer id>.<tag>``, see
+:mod:`crdtmem.identity`); its batches verify with that key. A batch names its causal
+dependencies by hash: the head batches its author had
 applied when sealing it (see :mod:`.causal`), so it cannot name a batch that does not exist
 yet. The author's signature covers the author, the sequence number, the dependencies and the
 exact delta bytes; relays never re-sign.
@@ -21,6 +23,7 @@ from .. import codec
 from ..clocks import HybridClock
 from ..crdt import Crdt, latest_stamp, only_writes_as
 from ..errors import AuthenticationError, DecodeError, RefusalReason, RemoteProtocolError
+from ..identity import key_id_of
 
 __all__ = [
     "DeltaBatch",
@@ -100,7 +103,8 @@ def _signed_part(author: str, seq: int, deps: list[bytes], body: bytes) -> bytes
 
 
 def seal_batch(
-    identity: Any, seq: int, deltas: list[tuple[str, Crdt]], deps: tuple[bytes, ...] | list[bytes] = ()
+    identity: Any, seq: int, deltas: list[tuple[str, Crdt]], deps: tuple[bytes, ...] | list[bytes] = (),
+    *, author: str | None = None,
 ) -> DeltaBatch:
     """Encode and sign a local batch. Call when flushing ``memory.take_deltas()``.
 
@@ -108,9 +112,16 @@ def seal_batch(
         deps: the hashes of the batches this replica has applied that no other applied batch
             depends on (:meth:`~crdtmem.protocol.causal.CausalIndex.heads`); through them the
             batch must cover its author's own batch ``seq - 1``.
+        author: the replica id writing: this start's incarnation of ``identity``
+            (:func:`~crdtmem.identity.new_incarnation`); default its bare peer id.
+
+    Raises:
+        ValueError: ``author`` is not an incarnation of ``identity``.
     """
     body = codec.pack([[name, *codec.state_to_plain(delta)] for name, delta in deltas])
-    author = identity.peer_id
+    author = author or identity.peer_id
+    if key_id_of(author) != identity.peer_id:
+        raise ValueError(f"{identity.peer_id} cannot sign for replica {author}")
     dep_list = sorted(set(deps))
     signature = identity.sign(_signed_part(author, seq, dep_list, body))
     wire = codec.pack([author, seq, dep_list, body, signature])
@@ -172,9 +183,9 @@ def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> Delt
         ForgedDeltaError: a delta writes in another replica's name.
     """
     author, seq, deps, body, signature = _parts(wire, max_size)
-    public_key = keyring.public_key(author)
+    public_key = keyring.public_key(key_id_of(author))
     if public_key is None:
-        raise UntrustedAuthorError(f"batch author {author} is not in the keyring")
+        raise UntrustedAuthorError(f"batch author {key_id_of(author)} is not in the keyring")
     if not isinstance(signature, bytes) or not verify(public_key, signature, _signed_part(author, seq, deps, body)):
         raise BadBatchSignatureError(f"batch {author}#{seq} has a bad signature")
     return DeltaBatch(author, seq, _deltas(author, seq, body, max_size), bytes(wire), tuple(deps))

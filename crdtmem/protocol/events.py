@@ -23,7 +23,6 @@ __all__ = [
     "PeerDisconnected",
     "Refused",
     "BatchApplied",
-    "HistoryLost",
     "TypeClash",
     "Event",
 ]
@@ -120,19 +119,6 @@ class BatchApplied:
 
 
 @dataclass(frozen=True)
-class HistoryLost:
-    """``peer_id`` holds batches of ours up to ``theirs``; we only know up to ``ours``.
-
-    This replica's store was lost or rolled back. The node stops signing local writes (see
-    :class:`~crdtmem.errors.LostHistoryError`); the shell should alert its operator.
-    """
-
-    peer_id: str
-    ours: int
-    theirs: int
-
-
-@dataclass(frozen=True)
 class TypeClash:
     """The object ``name`` is now written as each of ``tags`` (the winner first; see
     :mod:`crdtmem.memory`): a conflict to report, never a reason to refuse anything.
@@ -145,4 +131,4 @@ class TypeClash:
     tags: tuple[str, ...]
 
 
-Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | HistoryLost | TypeClash
+Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | TypeClash

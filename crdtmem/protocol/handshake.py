@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .. import codec
 from ..errors import DecodeError
-from ..identity import KEY_BYTES, Identity, Keyring, peer_id_of, verify
+from ..identity import KEY_BYTES, Identity, Keyring, format_public_key, peer_id_of, verify
 from .framing import (
     MAX_HANDSHAKE_BYTES,
     NONCE_BYTES,
@@ -273,7 +273,10 @@ class Handshake:
             if message.nonce == self.nonce:
                 raise SelfConnectionError("the peer's hello echoes our nonce")
             if message.public_key not in self.keyring:
-                raise UntrustedKeyError(f"peer {peer_id_of(message.public_key)} is not in the keyring")
+                raise UntrustedKeyError(
+                    f"peer {peer_id_of(message.public_key)} is not in the keyring; to trust it, add this line "
+                    f"to the keyring or ask an admin to admit it: {format_public_key(message.public_key)}"
+                )
             self.peer_public_key, self.peer_nonce = message.public_key, message.nonce
             self.peer_id = peer_id_of(message.public_key)
             self._peer_hello = message

@@ -55,11 +55,15 @@ What the node does, per DESIGN.md §4:
   refused (``equivocation``, counted, the connection kept) and never applied, but it vouches
   for the batches that depend on it, so honest authors who applied it are not blocked. A
   ``Want`` fetches such a dependency by hash (a ``Sync`` names batches by number and cannot);
-* untrusted authors: a batch whose author is not in the keyring is parked (bounded by
-  ``max_parked_batches``, oldest dropped first) and applied once :meth:`Node.trust` admits the
-  author; the peer that relayed it keeps its connection. A batch of a trusted author with a bad
-  signature is still refused and closes the connection: a relay cannot forge a signature, so
-  a peer that sends one is faulty;
+* untrusted authors: a batch whose author is not a member is parked (bounded by
+  ``max_parked_batches``, oldest dropped first) and applied once :meth:`Node.trust` or an
+  admin's admission record (:mod:`.membership`) admits the author; the peer that relayed it
+  keeps its connection. A batch of a trusted author with a bad signature is still refused and
+  closes the connection: a relay cannot forge a signature, so a peer that sends one is faulty;
+* membership: records in the shared memory admit and revoke keys at runtime; a batch is
+  checked against them before it is applied (``not-an-admin``, ``revoked-author``), a revoked
+  key's connections close (``revoked-key``), and a revoked key's batch past the revocation's
+  cut is held, then applied only if a member's batch depends on it;
 * type clashes: a name written as two types is kept as one object per type, resolved alike on
   every replica (:mod:`crdtmem.memory`), and reported as a :class:`TypeClash` event; it never
   closes a connection;
@@ -67,9 +71,12 @@ What the node does, per DESIGN.md §4:
   ``max_clock_skew`` is refused (``clock-skew``); a local write that cannot be encoded is set
   aside and reported by :meth:`Node.check_writable`, never raised out of :meth:`Node.tick`;
 * claims need signatures: a ``Sync`` or a batch header is the peer's word and changes nothing
-  of ours. Only our own validly signed batch that this store does not hold proves our history
-  was lost (a restart without the store); the node then stops signing local writes, which
-  would reuse sequence numbers the others ignore (:class:`~crdtmem.errors.LostHistoryError`).
+  of ours;
+* incarnations: the node writes under a fresh incarnation of its identity at every start
+  (:func:`~crdtmem.identity.new_incarnation`), so two processes sharing a key, or a restart
+  that lost its store, never reuse a dot or a sequence number, and no write of any of them is
+  ever ignored. Batches of the key's other incarnations are applied like anyone's; one under
+  this start's own incarnation that it did not sign is refused (``equivocation``).
 """
 
 from __future__ import annotations
@@ -84,12 +91,11 @@ from .. import codec
 from ..clocks import CausalContext, Dot
 from ..errors import (
     CrdtmemError,
-    LostHistoryError,
     RefusalReason,
     RemoteProtocolError,
     UnencodableWriteError,
 )
-from ..identity import Identity, Keyring, verify
+from ..identity import Identity, Keyring, key_id_of, new_incarnation, verify
 from ..memory import Memory, group_deltas
 from ..merkle import MerkleIndex
 from .batch import (
@@ -111,7 +117,6 @@ from .events import (
     BatchApplied,
     Close,
     Event,
-    HistoryLost,
     PeerConnected,
     PeerDisconnected,
     Refused,
@@ -132,6 +137,7 @@ from .messages import (
     encode_message,
     seen_digest,
 )
+from .membership import Membership, RevokedAuthorError
 from .parking import ParkedBatches
 from .recovery import Snapshot
 from .relay import RelayInputs, RelayLink
@@ -211,13 +217,16 @@ class Node(RelayInputs):
     (a broker's stream instead of sessions) are driven as :mod:`crdtmem.protocol.relay` says.
 
     Args:
-        memory: the replica; its ``replica_id`` must be ``identity.peer_id``.
+        memory: the replica. Its ``replica_id`` is ``identity.peer_id`` (the node then writes
+            under a fresh incarnation drawn from ``rng``, see :meth:`Memory.incarnate`) or an
+            incarnation of it the caller chose for this start.
         identity: this peer's signing key. Its own batches are always trusted (a restarted
             replica must accept its writes relayed back), whether or not ``keyring`` lists it.
-        keyring: who else may connect and author batches (closed by default). The node reads
-            it on every handshake and batch, so keys added or removed later take effect; it
-            never changes it.
-        rng: the only source of randomness (nonces, gossip targets).
+        keyring: the founding members: who else may connect and author batches (closed by
+            default); its admins (``+admin``) admit and revoke others at runtime with
+            membership records (see :attr:`members`). The node reads it on every handshake
+            and batch, so keys added or removed later take effect; it never changes it.
+        rng: the only source of randomness (nonces, gossip targets, the incarnation).
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).
         log: signed batch wires to keep serving for catch-up (restored from storage).
@@ -234,10 +243,17 @@ class Node(RelayInputs):
         seen: CausalContext | None = None,
         log_wires: Iterable[bytes] = (),
     ) -> None:
-        if memory.replica_id != identity.peer_id:
-            raise ValueError(f"memory replica id {memory.replica_id!r} is not the identity's peer id {identity.peer_id!r}")
+        if key_id_of(memory.replica_id) != identity.peer_id:
+            raise ValueError(f"memory replica id {memory.replica_id!r} is not an incarnation of {identity.peer_id!r}")
+        if memory.replica_id == identity.peer_id:
+            memory.incarnate(new_incarnation(identity.peer_id, rng))
         self.memory, self.identity, self.keyring, self.rng = memory, identity, keyring, rng
-        self._authors = _WithOwnKey(keyring, identity)
+        self.replica_id = memory.replica_id
+        """This start's incarnation of ``identity``: the author of every batch it signs."""
+        self.members = Membership(keyring, identity, memory)
+        """Who may connect and author batches: the keyring plus the replicated membership records."""
+        self._membership_changed = False
+        self._beyond_cut: dict[bytes, DeltaBatch] = {}  # revoked keys' batches past the cut, by hash
         self.config = config or NodeConfig()
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
@@ -264,8 +280,6 @@ class Node(RelayInputs):
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
         self._unencodable: list[str] = []  # names of local writes flush could not encode
-        self.lost_history: str | None = None
-        """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
         self.stats = NodeStats()
         """Typed counters of what this node has done (read-only for callers)."""
 
@@ -285,7 +299,7 @@ class Node(RelayInputs):
         if conn in self._sessions:
             raise ValueError(f"connection {conn!r} is already open")
         self._advance(now)
-        handshake = Handshake(self.identity, self.keyring, self.rng.randbytes(32), self.rng.randbytes(32))
+        handshake = Handshake(self.identity, self.members, self.rng.randbytes(32), self.rng.randbytes(32))
         session = _Session(conn, dialer, now, handshake)
         self._sessions[conn] = session
         for data in handshake.start():
@@ -318,6 +332,7 @@ class Node(RelayInputs):
         except CrdtmemError as exc:
             self._refuse(session, exc, now)
         self._report_clashes()
+        self._after_membership_change(now)
 
     def close(self, conn: ConnId, now: float, reason: str = "closed by transport") -> None:
         """Call when a transport connection closed, from either side, for any reason.
@@ -361,20 +376,17 @@ class Node(RelayInputs):
         """Sign the memory's pending local deltas as one batch and push it to every neighbour.
 
         :meth:`tick` does this too; call ``flush`` when the writes must be out (and journaled,
-        through the :class:`BatchApplied` event) before the caller goes on. After lost history
-        is detected, pending deltas stay in the memory, unsigned (see :meth:`check_writable`).
+        through the :class:`BatchApplied` event) before the caller goes on.
         """
         self._advance(now)
-        if self.lost_history is not None:
-            return
         deltas = group_deltas(self.memory.take_deltas())
         self._report_clashes()
         if not deltas:
             return
-        seq = self.seen.next_dot(self.identity.peer_id).counter
+        seq = self.seen.next_dot(self.replica_id).counter
         heads = self._causal.heads()
         try:
-            batch = seal_batch(self.identity, seq, deltas, heads)
+            batch = seal_batch(self.identity, seq, deltas, heads, author=self.replica_id)
         except (TypeError, ValueError, OverflowError):
             batch = self._seal_encodable(seq, deltas, heads)
             if batch is None:
@@ -386,6 +398,9 @@ class Node(RelayInputs):
         for session in self._ready_sessions():
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
         self._relay_publish_fresh([(Dot(batch.author, seq), batch.wire)], now)
+        if self.members.touches(batch.deltas):
+            self._membership_changed = True
+            self._after_membership_change(now)
 
     def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
         """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
@@ -398,7 +413,7 @@ class Node(RelayInputs):
                 self._unencodable.append(f"{name!r} ({type(exc).__name__}: {exc})")
             else:
                 good.append((name, delta))
-        return seal_batch(self.identity, seq, good, heads) if good else None
+        return seal_batch(self.identity, seq, good, heads, author=self.replica_id) if good else None
 
     def trust(self, now: float, keyring: Keyring | None = None) -> None:
         """Call after the keyring changed (or to replace it): apply parked batches it now admits.
@@ -414,15 +429,19 @@ class Node(RelayInputs):
         """
         self._advance(now)
         if keyring is not None:
-            self.keyring, self._authors = keyring, _WithOwnKey(keyring, self.identity)
+            self.keyring = keyring
+            self.members.replace_founding(keyring)
         fresh: list[tuple[Dot, bytes]] = []
-        for dot, wire in self._parked.release(lambda author: self._authors.public_key(author) is not None):
+        for dot, wire in self._parked.release(lambda author: self.members.public_key(author) is not None):
             if dot in self.seen:
                 continue
             try:
-                batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+                batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
                 check_stamps(batch, self._stamp_bound())
                 missing = self._causal.missing(batch)
+                if missing and self._beyond_cut:
+                    fresh += self._vouch_for(batch, missing)
+                    missing = self._causal.missing(batch)
                 if missing:
                     self._buffer(batch, missing)
                     continue
@@ -438,6 +457,18 @@ class Node(RelayInputs):
         self._report_clashes()
         if fresh:
             self._queue_relay(fresh, now)
+        self._after_membership_change(now)
+
+    def _after_membership_change(self, now: float) -> None:
+        """After membership records were applied: drop revoked keys' connections, apply the
+        parked batches of keys admitted now."""
+        if not self._membership_changed:
+            return
+        self._membership_changed = False
+        for session in list(self._sessions.values()):
+            if session.peer_id is not None and self.members.is_revoked(session.peer_id):
+                self._drop(session, RefusalReason.REVOKED_KEY, f"an admin revoked {session.peer_id}'s key", now)
+        self.trust(now)
 
     def parked(self) -> int:
         """How many batches wait for their author to be trusted (see :meth:`trust`)."""
@@ -447,12 +478,9 @@ class Node(RelayInputs):
         """Call after :meth:`flush` to learn whether the writes went out.
 
         Raises:
-            LostHistoryError: local writes can no longer be signed and sent.
             UnencodableWriteError: some writes since the last call could not be encoded and
                 were not sent (reported once; later writes go out as usual).
         """
-        if self.lost_history is not None:
-            raise LostHistoryError(self.lost_history)
         if self._unencodable:
             names, self._unencodable = self._unencodable, []
             raise UnencodableWriteError("local writes could not be encoded and were not sent: " + ", ".join(names))
@@ -465,7 +493,7 @@ class Node(RelayInputs):
             unsigned local writes that is the latest ``now`` the node was given (``-inf``
             before the first). None: nothing is scheduled; only input can create work.
         """
-        if self.lost_history is None and self.memory.has_pending_deltas():
+        if self.memory.has_pending_deltas():
             return self._now
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
         if self._relay:
@@ -601,9 +629,6 @@ class Node(RelayInputs):
         wires before it are handled.
         """
         fresh: list[tuple[Dot, bytes]] = []
-        own = self.identity.peer_id
-        ours = self.seen.max(own)
-        ours_lost = 0  # the highest of our own validly signed batches this store does not hold
         fetch = False
         for wire in wires:
             dot = Dot(*peek_batch(wire))
@@ -614,7 +639,7 @@ class Node(RelayInputs):
                 continue
             # Verified before anything is believed: an unsigned header claims nothing.
             try:
-                batch = open_batch(wire, self._authors, verify, max_size=self.config.max_message_bytes)
+                batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
             except UntrustedAuthorError:
                 self._park(dot, wire)  # the relay is not at fault: keep the connection
                 continue
@@ -624,17 +649,16 @@ class Node(RelayInputs):
             except ClockSkewError as exc:
                 self._refuse_batch(source, batch, exc)
                 continue
-            if dot.replica == own:
-                ours_lost = max(ours_lost, dot.counter)
-                if held:
-                    continue  # we signed another batch under this number: never apply both
-            elif held:
+            if held or dot.replica == self.replica_id:  # all we signed is held: another signed this
                 fresh += self._equivocation(source, batch)
                 continue
             if batch.hash in self._pending:
                 self.stats.duplicate_batches += 1
                 continue
             missing = self._causal.missing(batch)
+            if missing and self._beyond_cut:
+                fresh += self._vouch_for(batch, missing)
+                missing = self._causal.missing(batch)
             if missing and not any(self._causal.refused(d) for d in missing):
                 self._buffer(batch, missing)
                 fetch = True
@@ -646,8 +670,6 @@ class Node(RelayInputs):
                 continue
             fresh.append((dot, wire))
             fresh += self._release(source.conn, batch.hash)
-        if ours_lost:
-            self._check_history(source, ours, ours_lost)
         return fresh, fetch
 
     def _ack(self, session: _Session) -> None:
@@ -674,7 +696,12 @@ class Node(RelayInputs):
         if batch.hash in self._causal:  # this version is vouched for already
             self.stats.duplicate_batches += 1
             return []
-        exc = EquivocationError(f"{batch.author} signed two different batches #{batch.seq}")
+        if batch.author == self.replica_id:
+            # Another process with our key drew this start's incarnation (or the key was stolen).
+            detail = f"{batch.author}#{batch.seq} is this process's own incarnation, but it did not sign it"
+        else:
+            detail = f"{batch.author} signed two different batches #{batch.seq}"
+        exc = EquivocationError(detail)
         log.warning("refused batch %s#%d from %s: %s", batch.author, batch.seq, session.peer_id, exc)
         self.stats.count_refusal(exc.reason)
         self._events.append(Refused(session.conn, exc.reason, str(exc)))
@@ -713,8 +740,9 @@ class Node(RelayInputs):
         Its author signed it; the peer that sent it may only be relaying it, so dropping that
         peer would cut honest replicas apart. Batches depending on it are refused with it.
         """
-        log.warning("refused batch %s#%d from %s: %s", batch.author, batch.seq, session.peer_id, exc)
-        self._causal.refuse(batch)
+        log.debug("refused batch %s#%d from %s: %s", batch.author, batch.seq, session.peer_id, exc)
+        if not isinstance(exc, RevokedAuthorError):  # held instead, in case a member built on it
+            self._causal.refuse(batch)
         self.stats.count_refusal(exc.reason)
         self._events.append(Refused(session.conn, exc.reason, str(exc)))
 
@@ -776,7 +804,7 @@ class Node(RelayInputs):
                 except CrdtmemError as exc:
                     # Signed by its author, not by this sender: count it, keep the connection.
                     reason = getattr(exc, "reason", RefusalReason.INTERNAL_ERROR)
-                    log.warning("refused waiting batch %s#%d: %s", batch.author, batch.seq, exc)
+                    log.debug("refused waiting batch %s#%d: %s", batch.author, batch.seq, exc)
                     self.stats.count_refusal(reason)
                     self._events.append(Refused(conn, reason, str(exc)))
                     continue
@@ -799,19 +827,66 @@ class Node(RelayInputs):
     def _sync_parked_stats(self) -> None:
         self.stats.batches_parked, self.stats.parked_dropped = self._parked.parked, self._parked.dropped
 
-    def _apply(self, batch: DeltaBatch) -> None:
+    def _apply(self, batch: DeltaBatch, *, vouched: bool = False) -> None:
         try:
+            self.members.check(batch, vouched=vouched or self._vouched(batch.hash))
             covered = self._causal.check(batch)
+        except RevokedAuthorError:
+            self._hold_beyond_cut(batch)
+            raise
         except RemoteProtocolError:
             self._causal.refuse(batch)
             raise
         apply_batch(self.memory, batch)
         self._causal.record(batch, covered)
+        if self.members.touches(batch.deltas):
+            self._membership_changed = True
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
         self._log.add(dot, batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
+
+    def _vouched(self, batch_hash: bytes) -> bool:
+        """Whether a waiting batch of a member (not revoked) depends on ``batch_hash``."""
+        waiting = (self._pending.get(w) for w in self._waiting.get(batch_hash, ()))
+        return any(w is not None and not self.members.is_revoked(key_id_of(w.author)) for w in waiting)
+
+    def _hold_beyond_cut(self, batch: DeltaBatch) -> None:
+        """Keep a revoked key's batch past its cut (bounded), in case a member's batch depends on it."""
+        self._beyond_cut[batch.hash] = batch
+        while len(self._beyond_cut) > self.config.max_parked_batches:
+            del self._beyond_cut[next(iter(self._beyond_cut))]
+
+    def _vouch_for(self, batch: DeltaBatch, missing: list[bytes]) -> list[tuple[Dot, bytes]]:
+        """Apply the held beyond-cut batches that a member's ``batch`` depends on (and theirs).
+
+        The member applied them before the revocation reached it; applying them here too keeps
+        the replicas equal and the member's own writes accepted. Returns what was applied.
+        """
+        if self.members.is_revoked(key_id_of(batch.author)):
+            return []
+        applied: list[tuple[Dot, bytes]] = []
+        stack = [h for h in missing if h in self._beyond_cut]
+        while stack:
+            held = self._beyond_cut.get(stack[-1])
+            if held is None:
+                stack.pop()
+                continue
+            before = [d for d in self._causal.missing(held) if d in self._beyond_cut and d not in stack]
+            if before:
+                stack += before
+                continue
+            stack.pop()
+            del self._beyond_cut[held.hash]
+            try:
+                self._apply(held, vouched=True)
+            except RemoteProtocolError as exc:
+                self.stats.count_refusal(exc.reason)
+                continue
+            applied.append((Dot(held.author, held.seq), held.wire))
+            applied += self._release(None, held.hash)
+        return applied
 
     def pending_size(self, author: str | None = None) -> int:
         """How many verified batches wait for their dependencies (for health and tests).
@@ -881,23 +956,6 @@ class Node(RelayInputs):
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _check_history(self, session: _Session | RelayLink, ours: int, theirs: int) -> None:
-        """A peer relayed our own validly signed batch ``theirs`` that this store did not hold.
-
-        Only our own signature proves our history: a ``Sync`` or a batch header is the peer's
-        word and is never believed here, so no peer can halt us with a claim.
-        """
-        if self.lost_history is not None:
-            return
-        self.lost_history = (
-            f"peer {session.peer_id} holds batches of {self.identity.peer_id} up to #{theirs}, this replica only "
-            f"up to #{ours}: its store was lost or is an old copy. New writes would reuse numbers the peers "
-            "ignore; run this replica under a new identity (crdtmem keygen) with an empty store."
-        )
-        log.error("%s", self.lost_history)
-        self.stats.lost_history += 1
-        self._events.append(HistoryLost(session.peer_id, ours, theirs))
-
     def _learn(self, session: _Session, seen: CausalContext) -> None:
         session.peer_seen.join(seen)
         session.in_flight = {dot for dot in session.in_flight if dot not in seen}
@@ -944,23 +1002,12 @@ class Node(RelayInputs):
         self._drop(session, reason, str(exc), now)
 
     def _drop(self, session: _Session, reason: RefusalReason, detail: str, now: float) -> None:
-        log.warning("refused %s from %s: %s", reason, session.peer_id or session.conn, detail)
+        # Logged once, by whoever handles the Refused event (the runtime names the address).
+        log.debug("refused %s from %s: %s", reason, session.peer_id or session.conn, detail)
         self.stats.count_refusal(reason)
         self._events.append(Refused(session.conn, reason, detail))
         self._actions.append(Close(session.conn, reason))
         self.close(session.conn, now, reason)
-
-class _WithOwnKey:
-    """The keyring as batch verification sees it: the caller's, plus this node's own key."""
-
-    def __init__(self, keyring: Keyring, identity: Identity) -> None:
-        self._keyring, self._identity = keyring, identity
-
-    def public_key(self, peer_id: str) -> bytes | None:
-        if peer_id == self._identity.peer_id:
-            return self._identity.public_key
-        return self._keyring.public_key(peer_id)
-
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:
     return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.iter_cloud())

@@ -58,8 +58,6 @@ class NodeStats:
     """Parked batches dropped, oldest first, beyond ``NodeConfig.max_parked_batches``."""
     relay_delivered: int = 0
     """Messages relay streams delivered (each a batch wire; duplicates and refusals included)."""
-    lost_history: int = 0
-    """1 once a peer showed that this replica's own history was lost (see ``Node.lost_history``)."""
 
     def count_send(self, kind: SendKind, nbytes: int) -> None:
         """Count one frame of ``nbytes`` sent; the node calls it for every :class:`Send`."""
@@ -89,7 +87,6 @@ class NodeStats:
             "bytes_received": self.bytes_received,
             "bytes_sent": self.bytes_sent,
             "duplicate_batches": self.duplicate_batches,
-            "lost_history": self.lost_history,
             "parked_dropped": self.parked_dropped,
             "relay_delivered": self.relay_delivered,
         }

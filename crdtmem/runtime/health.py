@@ -50,7 +50,8 @@ class Health:
 
     Args:
         memory: the replica whose changes are watched for conflicts.
-        peer_id: this peer's id (its own writes are not conflicts with itself).
+        peer_id: this peer's id, reported in the metrics (its own writes, under the memory's
+            current incarnation, are not conflicts with itself).
         conflict_window: register writes by two replicas this close in time (seconds) count
             as ``concurrent_register_writes``.
     """
@@ -61,6 +62,7 @@ class Health:
         self._conflict_window_ms = conflict_window * 1000
         self._counters: dict[str, float] = {}
         self._refusals: dict[str, int] = {}
+        self._refused_by_peers: dict[str, int] = {}
         self._last_in_sync: dict[str, float] = {}
         self._registers: dict[str, tuple[int, str]] = {}  # last-writer-wins: last (stamp, replica) seen
         self._siblings: dict[str, int] = {}  # MV-registers holding more than one value: extra values
@@ -92,6 +94,10 @@ class Health:
         """Count input refused outside the node (by a transport, or admission), by reason."""
         self._refusals[reason] = self._refusals.get(reason, 0) + 1
 
+    def refused_by_peer(self, reason: str) -> None:
+        """Count a connection of ours that a peer closed as a refusal, by the reason it gave."""
+        self._refused_by_peers[reason] = self._refused_by_peers.get(reason, 0) + 1
+
     def record(self, event: Refused | TypeClash) -> None:
         """Count a node event that health reports: a refusal or a type clash."""
         if isinstance(event, Refused):
@@ -114,7 +120,7 @@ class Health:
         tag = self._memory.type_of(name)
         if tag == "mvregister" or name in self._siblings:
             self._recount_siblings(name, tag)
-        if origin == self._peer_id:
+        if origin == self._memory.replica_id:
             if name in self._registers:
                 state = self._memory.state(name)
                 self._registers[name] = (state.stamp, state.replica)
@@ -183,8 +189,9 @@ class Health:
             "anti_entropy_sessions": figures["anti_entropy_sessions"],
             "lag": node.lag() if node is not None else {},
             "drift_seconds": drift,
-            "synced": node.synced() if node is not None else False,
+            "synced": bool(peers) and node.synced(),
             "refusals": refusals,
+            "refused_by_peers": dict(self._refused_by_peers),
             "conflicts": {
                 "mv_register_siblings": sum(self._siblings.values()),
                 "concurrent_register_writes": self._counters.get("concurrent_register_writes", 0),
@@ -192,7 +199,7 @@ class Health:
             },
             "dial_failures": self._counters.get("dial_failures", 0),
             "throttled_seconds": round(self._counters.get("throttled_seconds", 0), 3),
-            "lost_history": node.lost_history if node is not None else None,
+            "replica_id": self._memory.replica_id,
             "store": stored,
             "stats": figures["stats"],
         }

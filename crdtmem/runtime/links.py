@@ -38,6 +38,7 @@ from ..protocol.backoff import Backoff
 from ..protocol.node import NodeConfig
 from ..transports import Connection, ConnectionClosed, Listener, Transport, transport_for
 from .health import Health
+from .notices import Notices
 from .options import PeerOptions
 from .ratelimit import RateLimit
 
@@ -83,6 +84,9 @@ class Links:
         health: where dial failures, throttling and refused connections are counted.
         jitter: randomness for redial delays.
         transport: use this transport for every address instead of choosing by scheme.
+        notices: where recurring problems (an address that cannot be reached) are logged, rate-limited.
+        on_refused_by_peer: ``(address, reason)``, the other side closed a connection as a
+            refusal of ours: the peer explains it to the user.
         on_open: ``(key, dialer, now)``, a connection opened: the peer opens a node session.
         on_receive: ``(key, data, now)``, one message arrived.
         on_close: ``(key, reason, now)``, the connection is gone.
@@ -97,13 +101,16 @@ class Links:
         health: Health,
         jitter: random.Random,
         transport: Transport | None,
+        notices: Notices,
+        on_refused_by_peer: Callable[[str, str], None],
         on_open: Callable[[str, bool, float], None],
         on_receive: Callable[[str, bytes, float], None],
         on_close: Callable[[str, str, float], None],
     ) -> None:
         self._peer_id = peer_id
         self._options, self._limits, self._config = options, options.limits, config
-        self._health, self._jitter = health, jitter
+        self._health, self._jitter, self._notices = health, jitter, notices
+        self._on_refused_by_peer = on_refused_by_peer
         self._transport_override = transport
         self._on_open, self._on_receive, self._on_close = on_open, on_receive, on_close
         self._links: dict[str, _Link] = {}
@@ -135,7 +142,8 @@ class Links:
                     conn = await transport.connect(url)
             except (OSError, TimeoutError) as exc:
                 self._health.count("dial_failures")
-                log.debug("%s: dialing %s failed: %s", self._peer_id, url, exc)
+                self._notices.warn(("dial", url), f"{self._peer_id}: cannot reach {url}: "
+                                   f"{exc or type(exc).__name__}; retrying with backoff")
             else:
                 if await self._serve(conn, dialer=True, url=url):
                     backoff.reset()
@@ -285,6 +293,8 @@ class Links:
                             await anyio.sleep(pause)
                 except ConnectionClosed as exc:
                     reason = link.closing or exc.reason
+                    if exc.refused_by_peer and link.closing is None:
+                        self._on_refused_by_peer(url or conn.remote, exc.refused_by_peer)
                     if exc.refusal:
                         self._health.refused(exc.refusal)
                         log.warning("%s refused %s from %s: %s", self._peer_id, exc.refusal, conn.remote, exc.reason)

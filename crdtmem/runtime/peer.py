@@ -32,7 +32,7 @@ from typing import Any
 
 import anyio
 
-from ..identity import Identity, Keyring
+from ..identity import Identity, Keyring, key_id_of, new_incarnation, parse_public_key, peer_id_of
 from ..memory import Memory
 from ..protocol.events import (
     BatchApplied,
@@ -46,12 +46,15 @@ from ..protocol.events import (
     Send,
     TypeClash,
 )
+from ..protocol.advice import refused_by_peer
+from ..protocol.membership import MEMBERSHIP_NAME, Member, admission, revocation
 from ..protocol.node import Node, NodeConfig
 from ..protocol.recovery import Store, restore
 from ..storage.sqlite import SqliteStore
 from ..transports import Transport
 from .health import Health
 from .links import Links
+from .notices import Notices
 from .options import PeerOptions
 
 __all__ = ["Peer"]
@@ -76,8 +79,11 @@ class Peer:
     A shortcut given (not None) replaces the matching field of ``options``.
 
     Args:
-        memory: the replica agents write to; its ``replica_id`` must be ``identity.peer_id``
-            (create it as ``Memory(identity.peer_id, clock=time.time)``).
+        memory: the replica agents write to, created as ``Memory(identity.peer_id,
+            clock=time.time)``. On entry the peer gives it a fresh incarnation of the identity
+            (:meth:`Memory.incarnate`): every start writes under its own replica id, so two
+            processes sharing a key, or a restart without its store, never reuse a number.
+            Write to it (and open its documents) once the peer has started.
         identity: this peer's key.
         keyring: the peers trusted to connect and to author writes (never changed by the
             peer; after changing it, call :meth:`trust`; this peer's own writes are trusted
@@ -113,7 +119,7 @@ class Peer:
         rng: random.Random | None = None,
         transport: Transport | None = None,
     ) -> None:
-        if memory.replica_id != identity.peer_id:
+        if key_id_of(memory.replica_id) != identity.peer_id:
             raise ValueError(
                 f"memory replica id {memory.replica_id!r} is not the identity's peer id {identity.peer_id!r}: "
                 "create it as Memory(identity.peer_id, clock=time.time)"
@@ -143,9 +149,11 @@ class Peer:
         self.node: Node | None = None
         self.started_at: float | None = None
         self._health = Health(memory, identity.peer_id, conflict_window=options.conflict_window)
+        self._notices = Notices(log)
         self._links = Links(
             identity.peer_id, options, self.config, health=self._health,
             jitter=random.Random(self.rng.random()), transport=transport,
+            notices=self._notices, on_refused_by_peer=self._refused_by_peer,
             on_open=self._link_opened, on_receive=self._link_received, on_close=self._link_closed,
         )
         self._stack: AsyncExitStack | None = None
@@ -197,7 +205,10 @@ class Peer:
         return await self._stack.__aexit__(*exc_info)
 
     def _open_store(self) -> None:
-        """Open the store (if any), restore the memory from it, and create the node over both."""
+        """Take a fresh incarnation, open the store (if any), restore the memory from it, and
+        create the node over both."""
+        # Unpredictable even when ``rng`` is seeded: processes sharing a key must not collide.
+        self.memory.incarnate(new_incarnation(self.identity.peer_id, random.SystemRandom()))
         seen = None
         log_wires: list[bytes] = []
         if self._store_arg is not None:
@@ -248,12 +259,13 @@ class Peer:
 
     # -- public API -------------------------------------------------------------------------
 
-    async def wait_synced(self, timeout: float = 10.0, *, peers: int = 0) -> None:
+    async def wait_synced(self, timeout: float = 10.0, *, peers: int = 1) -> None:
         """Wait until every connected peer has all our writes and we all of theirs.
 
         Args:
             timeout: seconds; raises TimeoutError when they pass.
-            peers: also wait until at least this many peers are connected.
+            peers: also wait until at least this many peers are connected. With the default
+                (1) a peer that reaches nobody is not synced; pass 0 when no peer is expected.
         """
         with anyio.fail_after(timeout):
             self._tick()
@@ -283,8 +295,7 @@ class Peer:
         point does not lose them.
 
         Raises:
-            LostHistoryError: peers hold writes of this replica's identity that its store does
-                not; nothing is signed or sent any more (see :class:`~crdtmem.errors.LostHistoryError`).
+            UnencodableWriteError: some writes could not be encoded; they were not sent.
         """
         self._tick()
         self.node.check_writable()
@@ -299,6 +310,63 @@ class Peer:
             self.keyring = keyring
         self.node.trust(self._now(), keyring)
         self._pump()
+
+    async def admit(self, key: str, admin: bool = False) -> str:
+        """Admit a new member at runtime (this peer must be an admin); returns its peer id.
+
+        The admission is a membership record signed by this peer and replicated like any
+        write: every peer, including those that never talk to this one or whose keyring file
+        lacks the key, accepts the new key's connections and batches once the record reaches
+        it. Returns once the record is committed to the store (if any).
+
+        Args:
+            key: the new member's public key line, ``ed25519:<base64> [comment]``
+                (``crdtmem keygen`` prints it).
+            admin: whether the new member may admit and revoke others too.
+
+        Raises:
+            ValueError: ``key`` is not a public key line, or was revoked (revocation is for
+                good: admit a new key).
+            PermissionError: this peer is not an admin.
+        """
+        peer_id = peer_id_of(parse_public_key(key))
+        self._check_admin("admit")
+        if self.node.members.is_revoked(peer_id):
+            raise ValueError(f"{peer_id} was revoked, and revocation is for good: admit a new key (crdtmem keygen)")
+        self.memory.gset(MEMBERSHIP_NAME).add(admission(key, admin=admin, by=self.peer_id, at=time.time()))
+        await self.flush()
+        return peer_id
+
+    async def revoke(self, peer_id: str) -> None:
+        """Revoke a member's key at runtime (this peer must be an admin).
+
+        The revocation replicates like any write. Everywhere it arrives, the key's connections
+        close and its batches past what this peer had applied of it are refused; its earlier
+        writes stay, attributed to it. Revoke wins over a concurrent (or later) admission of
+        the same key. Returns once the record is committed to the store (if any).
+
+        Raises:
+            ValueError: ``peer_id`` is this peer's own.
+            PermissionError: this peer is not an admin.
+        """
+        if peer_id == self.peer_id:
+            raise ValueError("a peer cannot revoke its own key; ask another admin")
+        self._check_admin("revoke")
+        seen = self.node.seen
+        cut = {replica: seen.max(replica) for replica in seen.replicas() if key_id_of(replica) == peer_id}
+        self.memory.gset(MEMBERSHIP_NAME).add(revocation(peer_id, by=self.peer_id, at=time.time(), cut=cut))
+        await self.flush()
+
+    def members(self) -> list[Member]:
+        """The current members, by peer id: peer id, public key line, admin flag, who admitted it and when."""
+        return self.node.members.members()
+
+    def _check_admin(self, what: str) -> None:
+        if not self.node.members.is_admin(self.peer_id):
+            raise PermissionError(
+                f"{self.peer_id} is not an admin: only keys marked +admin in the keyring, or admitted as "
+                f"admins, may {what} members"
+            )
 
     def isolate(self) -> None:
         """Cut this peer off: drop every connection and refuse or stop making new ones.
@@ -330,12 +398,13 @@ class Peer:
         ``deltas_received`` (batches made here / applied from others), ``bytes_sent`` /
         ``bytes_received``, ``anti_entropy_sessions``, ``lag``
         (per peer: our batches it is not known to have), ``drift_seconds`` (per peer: time since
-        we were last in sync), ``synced``, ``refusals`` (by reason), ``conflicts`` (MV-register
-        siblings now, near-simultaneous register writes seen, ``type_clashes``: types a name
-        gained beyond its first, see :meth:`Memory.conflicts`), ``dial_failures``,
-        ``throttled_seconds`` (reading paused by the receive limits), ``lost_history`` (None, or
-        why local writes are no longer sent: see :meth:`flush`), ``store`` and the
-        node's raw ``stats``.
+        we were last in sync), ``synced`` (false while no peer is connected), ``refusals`` (by
+        reason), ``refused_by_peers`` (our connections that peers closed as refusals, by the
+        reason they gave), ``conflicts`` (MV-register siblings now, near-simultaneous register
+        writes seen, ``type_clashes``: types a name gained beyond its first, see
+        :meth:`Memory.conflicts`), ``dial_failures``, ``throttled_seconds`` (reading paused by
+        the receive limits), ``replica_id`` (this start's incarnation: the author of its
+        writes), ``store`` and the node's raw ``stats``.
         """
         return self._health.snapshot(self.node, now=self._now(), url=self.url, store=self.store)
 
@@ -384,8 +453,8 @@ class Peer:
                 self._health.record(event)
             elif isinstance(event, Refused):
                 self._health.record(event)
-                log.warning("%s refused %s from %s: %s", self.peer_id, event.reason,
-                            self._links.remote(event.conn), event.detail)
+                self._notices.warn((event.reason, event.detail), f"{self.peer_id} refused {event.reason} "
+                                   f"from {self._links.remote(event.conn)}: {event.detail}")
         if journal and self.store is not None:
             self._journal(journal)
 
@@ -408,13 +477,18 @@ class Peer:
             self.node.close(key, now, reason)
             self._pump()
 
+    def _refused_by_peer(self, address: str, reason: str) -> None:
+        """A peer closed our connection as a refusal: count it, and tell the user why and how to fix it."""
+        self._health.refused_by_peer(reason)
+        self._notices.warn(("refused-by", address, reason), refused_by_peer(address, reason, self.identity))
+
     async def _changed_wait(self) -> None:
         if self._changed is None:
             self._changed = anyio.Event()
         await self._changed.wait()
 
     def _on_change(self, name: str, origin: str) -> None:
-        if origin == self._peer_id and not self._wake.is_set():
+        if origin == self.memory.replica_id and not self._wake.is_set():
             self._wake.set()  # a local write: sign and push it on the next tick, at once
 
     # -- timers -----------------------------------------------------------------------------

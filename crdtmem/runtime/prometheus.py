@@ -112,6 +112,11 @@ class PeerCollector:
         for reason, n in sorted(m["refusals"].items()):
             refused.add_metric([peer, reason], n)
         yield refused
+        refused_by = CounterMetricFamily("crdtmem_refused_by_peers", "Our connections that peers closed as "
+                                         "refusals, by the reason they gave.", labels=["peer", "reason"])
+        for reason, n in sorted(m["refused_by_peers"].items()):
+            refused_by.add_metric([peer, reason], n)
+        yield refused_by
         conflicts = GaugeMetricFamily("crdtmem_conflicts", "Conflicts seen: MV-register siblings now, "
                                       "near-simultaneous register writes and type clashes so far.", labels=["peer", "kind"])
         for kind, n in sorted(m["conflicts"].items()):

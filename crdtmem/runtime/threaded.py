@@ -81,8 +81,9 @@ class ThreadedPeer:
         """Sign, journal and push every pending write now (see :meth:`Peer.flush`)."""
         self._portal.call(self.peer.flush)
 
-    def wait_synced(self, timeout: float = 10.0, *, peers: int = 0) -> None:
-        """Block until every connected peer holds our writes and we theirs (TimeoutError after ``timeout``)."""
+    def wait_synced(self, timeout: float = 10.0, *, peers: int = 1) -> None:
+        """Block until ``peers`` peers (at least one by default; 0: none expected) are connected, and
+        every connected peer holds our writes and we theirs (TimeoutError after ``timeout``)."""
         self._portal.call(lambda: self.peer.wait_synced(timeout, peers=peers))
 
     def wait_connected(self, peers: int = 1, timeout: float = 10.0) -> None:

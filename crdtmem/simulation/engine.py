@@ -424,7 +424,8 @@ class Simulation:
             self.broker.detach(index)
 
     def restart(self, index: int) -> None:
-        """Bring a crashed peer back now, from its store (or, if it was lost, as a new identity)."""
+        """Bring a crashed peer back now, from its store or, if it was lost, empty: either way under
+        the same key and a fresh incarnation (the node draws one at every start)."""
         peer = self.peers[index]
         if peer.alive:
             return
@@ -433,8 +434,6 @@ class Simulation:
             self._start(peer, restored.memory, restored.seen, restored.log_wires, self.now)
             detail = "kept"
         else:
-            peer.identity = Identity.from_private_bytes(self.rng_ids.randbytes(32))
-            self.keyring.add(peer.identity)
             self._boot(peer, self.now)
             detail = "lost"
         peer.last_change = self.now

@@ -142,6 +142,7 @@ class Cluster:
         """Frames handed to nodes so far (copies included)."""
         self._rng = random.Random(seed)
         self._nodes: dict[str, Node] = {}
+        self._starts: dict[str, int] = {}  # how many times each node started (its rng seed changes)
         self._events: dict[str, list[Event]] = {}
         self._links: dict[frozenset[str], _Link] = {}
         self._open: set[Conn] = set()
@@ -178,7 +179,10 @@ class Cluster:
 
     def _start(self, name: str, identity: Identity, keyring: Keyring) -> Node:
         memory = Memory(identity.peer_id, clock=lambda: self.now)
-        node = Node(memory, identity, keyring, rng=random.Random(f"{self.seed}/{name}"), config=self.config)
+        starts = self._starts[name] = self._starts.get(name, 0) + 1
+        # A seed per start: a restarted node draws a fresh incarnation, as a real restart does.
+        seed = f"{self.seed}/{name}" if starts == 1 else f"{self.seed}/{name}/{starts}"
+        node = Node(memory, identity, keyring, rng=random.Random(seed), config=self.config)
         self._nodes[name] = node
         self._events.setdefault(name, [])
         node.tick(self.now)

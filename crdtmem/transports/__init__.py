@@ -35,12 +35,14 @@ __all__ = [
 
 class ConnectionClosed(Exception):
     """The connection ended. ``reason`` says why; ``refusal`` is set when the transport itself
-    refused the peer's input (for instance ``"oversized-frame"``)."""
+    refused the peer's input (for instance ``"oversized-frame"``); ``refused_by_peer`` when the
+    other side closed it as a refusal of ours, with the reason it gave (``"untrusted-key"``)."""
 
-    def __init__(self, reason: str, refusal: str | None = None) -> None:
+    def __init__(self, reason: str, refusal: str | None = None, *, refused_by_peer: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.refusal = refusal
+        self.refused_by_peer = refused_by_peer
 
 
 class Connection(ABC):

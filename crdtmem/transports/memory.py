@@ -41,7 +41,8 @@ class MemoryConnection(Connection):
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             raise ConnectionClosed(self._closed_reason or "closed by peer") from None
         if isinstance(message, tuple):  # the other side's close notice
-            raise ConnectionClosed(f"closed by peer: {message[1]}")
+            _, reason, refused = message
+            raise ConnectionClosed(f"closed by peer: {reason}", refused_by_peer=(reason or "refused") if refused else None)
         if len(message) > self.max_frame_bytes:
             await self.close("frame too big", refused=True)
             raise ConnectionClosed("refused an oversized frame", refusal="oversized-frame")
@@ -52,7 +53,7 @@ class MemoryConnection(Connection):
             return
         self._closed_reason = f"closed by us: {reason}"
         try:
-            self._send.send_nowait(("close", reason))
+            self._send.send_nowait(("close", reason, refused))
         except Exception:  # noqa: BLE001 - peer gone or buffer full: closing the stream suffices
             pass
         await self._send.aclose()

@@ -50,7 +50,8 @@ def _closed(exc: WsConnectionClosed) -> ConnectionClosed:
     if frame is None:
         return ConnectionClosed("connection lost")
     side = "peer" if exc.rcvd is not None else "us"
-    return ConnectionClosed(f"closed by {side}: {frame.code} {frame.reason}".rstrip())
+    refused = (frame.reason or "refused") if exc.rcvd is not None and frame.code == CLOSE_POLICY else None
+    return ConnectionClosed(f"closed by {side}: {frame.code} {frame.reason}".rstrip(), refused_by_peer=refused)
 
 
 class WebSocketConnection(Connection):

@@ -38,7 +38,7 @@ def _cluster(config: NodeConfig | None = None) -> Cluster:
 
 
 def _victim(cluster: Cluster) -> str:
-    return cluster.node("victim").identity.peer_id
+    return cluster.node("victim").replica_id
 
 
 def _removal(kind: type, victim: str, upto: int):

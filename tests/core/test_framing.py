@@ -18,7 +18,7 @@ from crdtmem.errors import (
     TypeConflictError,
 )
 from crdtmem.identity import Identity, Keyring
-from crdtmem.protocol import batch, causal, framing, handshake, node
+from crdtmem.protocol import batch, causal, framing, handshake, membership, node
 from crdtmem.protocol.framing import (
     CHUNK_OVERHEAD,
     FRAME_OVERHEAD,
@@ -609,7 +609,7 @@ def _peer_refusals() -> list[type[RemoteProtocolError]]:
     """Every refusal class the protocol raises for a peer's input."""
     return [
         cls
-        for module in (framing, batch, causal, node, limits)
+        for module in (framing, batch, causal, node, limits, membership)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, RemoteProtocolError) and cls.__module__ == module.__name__
     ] + [TypeConflictError]  # no longer raised (type clashes resolve); its reason stays in reports
@@ -626,7 +626,7 @@ def test_every_peer_refusal_declares_its_own_distinct_reason():
 
 def test_every_refusal_reason_is_raised_by_a_class_or_decided_by_the_node_or_admission():
     declared = {cls.reason for cls in _peer_refusals()} | {RemoteProtocolError.reason, DecodeError.reason}
-    by_node = {RefusalReason.HANDSHAKE_TIMEOUT, RefusalReason.INTERNAL_ERROR}
+    by_node = {RefusalReason.HANDSHAKE_TIMEOUT, RefusalReason.INTERNAL_ERROR, RefusalReason.REVOKED_KEY}
     by_admission = {RefusalReason.TOO_MANY_CONNECTIONS, RefusalReason.TOO_MANY_UNAUTHENTICATED,
                     RefusalReason.HELLO_TIMEOUT}
     assert set(RefusalReason) - declared == by_node | by_admission

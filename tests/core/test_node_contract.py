@@ -54,14 +54,6 @@ def test_a_write_before_any_input_is_due_at_once() -> None:
     assert node.next_deadline() == -math.inf
 
 
-def test_writes_that_can_no_longer_be_signed_do_not_keep_the_node_due() -> None:
-    node = _node()
-    node.tick(0.0)
-    node.lost_history = "a peer holds more of our batches than we do"
-    node.memory.counter("tasks").increment()
-    assert node.next_deadline() == node.config.gossip_interval
-
-
 class NodeTimers(RuleBasedStateMachine):
     """Three nodes over in-order links; Hypothesis picks writes, dials, deliveries, losses and ticks."""
 

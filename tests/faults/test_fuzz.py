@@ -341,9 +341,9 @@ def test_hostile_batches_are_refused_or_write_only_as_their_author(wire: bytes) 
 def _node_with_mallory() -> tuple[Node, Memory, FrameChannel]:
     """A Node (Bob) with one accepted connection from Alice; returns Alice's frame channel."""
     memory = Memory(BOB.peer_id, clock=lambda: 5000.0)
-    memory.counter("c").increment(2)
-    memory.set("s").add("bob")
     node = Node(memory, BOB, KEYRING, rng=random.Random(3), config=NodeConfig(max_frame_bytes=FRAME_CAP))
+    memory.counter("c").increment(2)  # written once the node took its incarnation
+    memory.set("s").add("bob")
     node.flush(0.0)
     node.open("conn", 0.0, dialer=False)
     hs = Handshake(ALICE, KEYRING, _NONCE_A, _SECRET_A)

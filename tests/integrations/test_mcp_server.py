@@ -15,7 +15,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError  # noqa: E402
 
 from crdtmem import Memory  # noqa: E402
 from crdtmem.agent.graph import KnowledgeGraph  # noqa: E402
-from crdtmem.errors import LostHistoryError  # noqa: E402
+from crdtmem.errors import UnencodableWriteError  # noqa: E402
 from crdtmem.integrations.mcp import GRAPH_RESOURCE_URI, build_server, graph_tools  # noqa: E402
 
 pytestmark = pytest.mark.anyio
@@ -179,7 +179,7 @@ async def test_legacy_clients_subscribe_with_resources_subscribe(graph) -> None:
 
 async def test_a_write_that_cannot_be_shared_is_a_tool_error(graph) -> None:
     async def refuse() -> None:
-        raise LostHistoryError("peers hold writes of this replica that it does not")
+        raise UnencodableWriteError("local writes could not be encoded and were not sent: 'x'")
 
     async with Client(build_server(graph_tools(graph), after_write=refuse)) as client:
         result = await client.call_tool("create_entities", {"entities": [ada()]})

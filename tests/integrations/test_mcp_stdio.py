@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -17,6 +16,7 @@ from mcp.client.stdio import StdioServerParameters  # noqa: E402
 
 from crdtmem.integrations.mcp import GRAPH_RESOURCE_URI  # noqa: E402
 
+from ..inprocess import free_port  # noqa: E402
 from ..processes import keys  # noqa: E402
 
 pytestmark = pytest.mark.anyio
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def mcp_server(directory: Path, name: str, trust: Path, *extra: str) -> StdioServerParameters:
@@ -48,7 +42,7 @@ async def entity_names(client: Client) -> set[str]:
 
 async def test_concurrent_creates_through_two_servers_reach_both_graphs(tmp_path) -> None:
     trust = keys(tmp_path, ["alice", "bob"])
-    url = f"ws://127.0.0.1:{_free_port()}"
+    url = f"ws://127.0.0.1:{free_port()}"
     with anyio.fail_after(30):  # typically 3 s; importing the MCP SDK is slow on a busy machine
         async with AsyncExitStack() as stack:
             a = await stack.enter_async_context(Client(mcp_server(tmp_path, "alice", trust, "--listen", url)))

@@ -98,8 +98,8 @@ def test_the_snapshot_keys_are_the_peer_metrics_keys() -> None:
     assert list(health.snapshot(node, now=time.monotonic(), url="ws://h:1")) == [
         "peer_id", "url", "connected_peers", "peers", "deltas_sent", "deltas_received", "bytes_sent",
         "bytes_received", "anti_entropy_sessions", "lag", "drift_seconds", "synced",
-        "refusals", "conflicts", "dial_failures", "throttled_seconds", "lost_history", "store",
-        "stats",
+        "refusals", "refused_by_peers", "conflicts", "dial_failures", "throttled_seconds", "replica_id",
+        "store", "stats",
     ]
 
 
@@ -123,7 +123,6 @@ class _NodeQueries:
 
     def __init__(self) -> None:
         self.stats = NodeStats()
-        self.lost_history = None
         self.in_sync: dict[str, bool] = {}
 
     def synced_with(self) -> dict[str, bool]:

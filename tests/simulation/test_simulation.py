@@ -138,12 +138,12 @@ def test_a_crashed_peer_restarts_with_its_store_and_catches_up() -> None:
     assert written  # the store was a real snapshot
 
 
-def test_a_peer_that_lost_its_store_rejoins_under_a_new_identity() -> None:
+def test_a_peer_that_lost_its_store_rejoins_with_its_key_as_a_new_incarnation() -> None:
     sim = Simulation(small(peers=5, crashes=[Crash(3, 3, 5, store="lost")], duration=14))
-    old = sim.peers[3].peer_id
+    old_key, old_replica = sim.peers[3].peer_id, sim.peers[3].node.replica_id
     sim.run()
-    assert sim.peers[3].peer_id != old
-    assert old in sim.keyring and sim.peers[3].peer_id in sim.keyring
+    assert sim.peers[3].peer_id == old_key
+    assert sim.peers[3].node.replica_id != old_replica
     assert build_report(sim)["converged"]
 
 

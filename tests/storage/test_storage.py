@@ -9,7 +9,7 @@ import time
 import pytest
 
 from crdtmem import Memory, Peer
-from crdtmem.clocks import Dot
+from crdtmem.clocks import CausalContext, Dot
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import peek_batch, seal_batch
 from crdtmem.runtime import PeerOptions, StoreOptions
@@ -131,7 +131,7 @@ def test_an_empty_file_left_by_a_crash_during_creation_is_initialised(tmp_path) 
 
 
 @pytest.mark.anyio
-async def test_a_peer_restarts_from_its_store_and_continues_its_sequence(tmp_path) -> None:
+async def test_a_peer_restarts_from_its_store_and_writes_as_a_new_incarnation(tmp_path) -> None:
     (identity,), keyring, (memory,) = team(1)
     path = tmp_path / "p.db"
     async with Peer(memory, identity, keyring, store=path) as peer:
@@ -140,14 +140,16 @@ async def test_a_peer_restarts_from_its_store_and_continues_its_sequence(tmp_pat
         await peer.flush()
         memory.register("r").assign("last")
         await peer.flush()
-        seen_before = peer.node.seen.copy()
+        seen_before, first = peer.node.seen.copy(), peer.node.replica_id
     fresh = Memory(identity.peer_id, clock=time.time)
     async with Peer(fresh, identity, keyring, store=path) as peer:
         assert same_state(fresh, memory)
         assert peer.node.seen == seen_before
+        assert peer.node.replica_id != first and fresh.replica_id == peer.node.replica_id
         fresh.counter("c").increment(1)
         await peer.flush()
-        assert Dot(identity.peer_id, seen_before.vv[identity.peer_id] + 1) in peer.node.seen
+        assert peer.node.seen == CausalContext({first: 2, peer.node.replica_id: 1})
+        assert fresh.counter("c").value == 4
 
 
 @pytest.mark.anyio

@@ -95,7 +95,7 @@ def test_restore_rebuilds_what_was_journaled_and_compacted(make_store) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_peer_restarts_from_a_memory_store_and_continues_its_sequence() -> None:
+async def test_a_peer_restarts_from_a_memory_store_and_writes_as_a_new_incarnation() -> None:
     keyring = Keyring()
     keyring.add(ALICE)
     store = MemoryStore(ALICE.peer_id)
@@ -105,6 +105,7 @@ async def test_a_peer_restarts_from_a_memory_store_and_continues_its_sequence() 
             memory.counter("c").increment(3)
             await peer.flush()
             assert store.journal_rows == 1  # journaled before anything is sent
+            first = peer.node.replica_id
     assert store.load_parts().snapshot is not None  # the peer compacted on its way out
     fresh = Memory(ALICE.peer_id, clock=clock)
     with anyio.fail_after(5):
@@ -112,7 +113,7 @@ async def test_a_peer_restarts_from_a_memory_store_and_continues_its_sequence() 
             assert fresh.counter("c").value == 3
             fresh.counter("c").increment()
             await peer.flush()
-            assert peer.node.seen == CausalContext({ALICE.peer_id: 2})
+            assert peer.node.seen == CausalContext({first: 1, peer.node.replica_id: 1})
 
 
 @pytest.mark.anyio

@@ -82,7 +82,7 @@ def build_server(
         if entry.writes and after_write is not None:
             try:
                 await after_write()
-            except CrdtmemError as exc:  # e.g. LostHistoryError: written here, but not shared
+            except CrdtmemError as exc:  # e.g. UnencodableWriteError: written here, but not shared
                 return _error(f"written locally but not shared with the other agents: {exc}")
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=structured)
 

@@ -1,0 +1,10 @@
+"""Runtime tests run on asyncio (the websocket transport needs it)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
