@@ -143,13 +143,17 @@ class CausalContext:
 
     def next_dot(self, replica: str) -> Dot:
         """A fresh dot for a local write by ``replica``, recorded in this context."""
+        return Dot(replica, self.next_counter(replica))
+
+    def next_counter(self, replica: str) -> int:
+        """The counter of a fresh dot for a local write by ``replica``, recorded in this context."""
         if replica in self._stray:
-            dot = Dot(replica, self.max(replica) + 1)
-            self.add(dot)
-            return dot
+            counter = self.max(replica) + 1
+            self.add((replica, counter))  # type: ignore[arg-type]  # a plain tuple is cheaper
+            return counter
         counter = self.vv.get(replica, 0) + 1
         self.vv[replica] = counter
-        return Dot(replica, counter)
+        return counter
 
     def add(self, dot: Dot) -> None:
         replica, counter = dot

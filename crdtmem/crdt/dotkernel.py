@@ -43,14 +43,19 @@ class DotKernel:
 
     def add(self, replica: str, key: Hashable, payload: Any = None) -> DotKernel:
         """Support ``key`` with a fresh dot of ``replica``, replacing the key's current dots."""
-        delta = self.remove(key) if key in self.entries else DotKernel()
-        # A plain tuple (equal and hash-equal to the Dot) is untracked by CPython's cyclic GC,
-        # which otherwise walks every stored element on each full collection.
-        dot = tuple(self.ctx.next_dot(replica))
-        self.entries[key] = {dot: payload}
+        if key in self.entries:
+            delta = self.remove(key)
+        else:
+            delta = DotKernel.__new__(DotKernel)
+            delta.entries, delta.ctx, delta._owner = {}, CausalContext.__new__(CausalContext), None
+            delta.ctx.vv, delta.ctx._stray = {}, {}
+        # A plain tuple (equal and hash-equal to the Dot) is untracked by CPython's cyclic GC
+        # once a collection has seen it; the one-dot dict is shared by state and delta (dot
+        # dicts are never changed in place, only replaced).
+        dot = (replica, self.ctx.next_counter(replica))
+        delta.entries[key] = self.entries[key] = {dot: payload}
         if self._owner is not None:
             self._owner[dot] = key
-        delta.entries[key] = {dot: payload}
         delta.ctx.add(dot)
         return delta
 
