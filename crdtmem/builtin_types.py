@@ -21,6 +21,7 @@ from .codec import (
     encode_state,
     expect_bytes,
     expect_count,
+    expect_dot,
     expect_element,
     expect_list,
     expect_replica,
@@ -73,13 +74,15 @@ def _entry_to_plain(key: bytes, dots: dict[Dot, Any], payload: _Payload) -> list
 def _entry_from_plain(obj: Any, payload: _Payload) -> tuple[bytes, dict[Dot, Any]]:
     key, dot_list = expect_list(obj, "entry", 2)
     key = payload[3](key, "entry key")
+    width, payload_from = 2 + payload[2], payload[1]
     dots: dict[Dot, Any] = {}
     for item in expect_list(dot_list, "entry dots"):
-        expect_list(item, "entry dot", 2 + payload[2])
-        dot = Dot(expect_replica(item[0]), expect_count(item[1], "counter"))
+        if type(item) is not list or len(item) != width:
+            expect_list(item, "entry dot", width)
+        dot = expect_dot(item[0], item[1])
         if dot in dots:
             raise DecodeError("malformed entry (duplicate dot)")
-        dots[dot] = payload[1](item[2:])
+        dots[dot] = payload_from(item[2:])  # type: ignore[index]
     if not dots:
         raise DecodeError("malformed entry (no dots)")
     return key, dots

@@ -59,7 +59,7 @@ class CausalContext:
         self._stray: dict[str, _Strays] = {}  # replica → its strays, see _TOP
         if cloud:
             for replica, counter in cloud:
-                self._put(replica, counter)
+                self.add_stray(replica, counter)
 
     @property
     def cloud(self) -> set[Dot]:
@@ -166,7 +166,7 @@ class CausalContext:
             strays = self._stray.get(replica)
             if strays is None:
                 self._stray[replica] = counter
-            elif type(strays) is list:  # (inlined from _put: this is every write's path)
+            elif type(strays) is list:  # (inlined from add_stray: this is every write's path)
                 dots = strays[_DOTS]
                 if counter not in dots:
                     dots.add(counter)
@@ -177,8 +177,11 @@ class CausalContext:
             elif counter != strays:
                 self._stray[replica] = [max(strays, counter), {strays, counter}, None]
 
-    def _put(self, replica: str, counter: int) -> None:
-        """Record a stray dot (no contiguity check: :meth:`compact` or :meth:`_settle` does that)."""
+    def add_stray(self, replica: str, counter: int) -> None:
+        """Record a dot without the contiguity check; call :meth:`compact` once after the last.
+
+        For decoding a context dot by dot (a dot already recorded is ignored).
+        """
         strays = self._stray.get(replica)
         if strays is None:
             self._stray[replica] = counter

@@ -39,6 +39,7 @@ __all__ = [
     "context_from_plain",
     "expect_list",
     "expect_replica",
+    "expect_dot",
     "expect_count",
     "expect_name",
     "expect_bytes",
@@ -131,22 +132,31 @@ def context_to_plain(ctx: CausalContext) -> list:
     return [sorted([r, c] for r, c in ctx.vv.items()), sorted([[r, c] for r, c in ctx.cloud_pairs()])]
 
 
+def expect_dot(replica: Any, counter: Any) -> tuple[str, int]:
+    """``(replica, counter)`` if they name a dot: a replica id and a counter from 1 to the bound.
+
+    The pair is a plain tuple, equal to its :class:`~crdtmem.clocks.Dot`; unlike a Dot, the
+    garbage collector stops tracking it once it has seen it (every decoded entry holds one).
+    """
+    if type(replica) is str and 0 < len(replica) <= MAX_REPLICA_ID and type(counter) is int and 0 < counter <= MAX_COUNT:
+        return (replica, counter)
+    return (expect_replica(replica), expect_count(counter, "counter"))
+
+
 def context_from_plain(obj: Any) -> CausalContext:
     vv_part, cloud_part = expect_list(obj, "causal context", 2)
     check_context_size(len(expect_list(vv_part, "version vector")), len(expect_list(cloud_part, "dot cloud")))
     vv: dict[str, int] = {}
-    for pair in expect_list(vv_part, "version vector"):
-        replica, counter = expect_list(pair, "version vector entry", 2)
-        if expect_replica(replica) in vv:
+    for pair in vv_part:
+        replica, counter = expect_dot(*expect_list(pair, "version vector entry", 2))
+        if replica in vv:
             raise _fail("version vector (duplicate replica)")
-        vv[replica] = expect_count(counter, "counter")
-    cloud: set[Dot] = set()
-    for pair in expect_list(cloud_part, "dot cloud"):
-        replica, counter = expect_list(pair, "dot", 2)
-        cloud.add(Dot(expect_replica(replica), expect_count(counter, "counter")))
-    ctx = CausalContext(vv, cloud)
-    if cloud:
-        ctx.compact()  # once: adding dots one by one re-sorts the cloud each time (quadratic)
+        vv[replica] = counter
+    ctx = CausalContext(vv)
+    for pair in cloud_part:
+        ctx.add_stray(*expect_dot(*expect_list(pair, "dot", 2)))
+    if cloud_part:
+        ctx.compact()  # once: settling dot by dot would re-sort the strays each time (quadratic)
     return ctx
 
 
