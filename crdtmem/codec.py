@@ -12,7 +12,7 @@ own type's ``from_plain``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import msgpack
@@ -30,6 +30,7 @@ __all__ = [
     "MAX_REPLICA_ID",
     "pack",
     "unpack",
+    "unpack_items",
     "encode_state",
     "decode_state",
     "state_to_plain",
@@ -67,6 +68,34 @@ def unpack(data: bytes, *, max_size: int = MAX_STATE_BYTES) -> Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises ValueError, TypeError, StackError, ExtraData, ...
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
+
+
+def unpack_items(data: bytes, what: str, *, max_size: int = MAX_STATE_BYTES) -> Iterator[Any]:
+    """Parse a msgpack array from outside item by item; raises DecodeError like :func:`unpack`.
+
+    Call it where each item is turned into something else at once (a batch's deltas): only one
+    item's parsed lists are alive at a time, so a long array leaves no garbage for the cyclic
+    garbage collector to walk. Raises as soon as the bytes stop being one array, which may
+    be after some items were yielded; bytes after the array are refused after the last item.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_size:
+        raise DecodeError(f"{len(data)} bytes exceeds the {max_size}-byte limit")
+    unpacker = msgpack.Unpacker(None, max_buffer_size=max(len(data), 1), raw=False, strict_map_key=True, use_list=True)
+    unpacker.feed(data)
+    try:
+        count = unpacker.read_array_header()
+    except Exception as exc:  # not an array, or no bytes
+        raise DecodeError(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
+    for _ in range(count):
+        try:
+            item = unpacker.unpack()
+        except Exception as exc:  # msgpack raises ValueError, TypeError, StackError, OutOfData, ...
+            raise DecodeError(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
+        yield item
+    if unpacker.tell() != len(data):
+        raise DecodeError(f"malformed {what}: extra bytes after the array")
 
 
 # -- shape checks: each returns its input or raises DecodeError ---------------------------------
