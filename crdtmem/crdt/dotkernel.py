@@ -1,7 +1,8 @@
 """The dot kernel shared by OR-Set, MV-Register and OR-Map (Almeida et al., delta-state CRDTs).
 
 State: ``entries`` maps a key to the dots that currently support it, each dot carrying a
-payload, plus a causal context of every dot ever seen. A dot seen in the context but held by no
+payload, plus a causal context of every dot ever seen. A key's dot dict is never changed in
+place, only replaced, so states and deltas share them freely. A dot seen in the context but held by no
 entry was removed, so nothing needs a tombstone. Removing supporters only ever shrinks state.
 """
 
@@ -81,38 +82,49 @@ class DotKernel:
     # -- join ---------------------------------------------------------------------------------
 
     def join(self, other: DotKernel) -> set[Hashable]:
-        """Join ``other`` (a state or a delta) into this one; return the keys whose dots changed."""
-        changed = {key for key, theirs in other.entries.items() if self._merge_key(key, theirs, other.ctx)}
-        their_ctx = other.ctx
-        # Our keys that ``other`` may have removed hold dots both contexts cover: find them
-        # through those dots when there are few, else look at every key.
-        # (Walking the ranges costs at most 4 dots per entry held: never a number a peer picks.)
-        mine, held = self.ctx, len(self.entries)
-        ranges = {r: min(top, mine.max(r)) for r, top in their_ctx.vv.items()} if held else {}
-        if not held:
-            candidates = set()
-        elif sum(ranges.values()) + their_ctx.cloud_size() <= 4 * held:
-            owner = self._index()
-            shared = (Dot(r, c) for r, top in ranges.items() for c in range(1, top + 1))
-            candidates = {owner[d] for d in shared if d in owner}
-            candidates.update([owner[d] for d in their_ctx.cloud_pairs() if d in owner])
-        else:
-            candidates = set(self.entries)
-        for key in candidates - other.entries.keys():
-            if self._merge_key(key, {}, their_ctx):
+        """Join ``other`` (a state or a delta) into this one; return the keys whose dots changed.
+
+        Never changes ``other``; this state may come to share dot dicts with it.
+        """
+        entries, their_ctx = self.entries, other.ctx
+        changed: set[Hashable] = set()
+        for key, theirs in other.entries.items():
+            mine = entries.get(key)
+            if mine is None:
+                fresh = self.ctx.unseen_of(theirs)
+                if fresh:
+                    self._set(key, theirs if len(fresh) == len(theirs) else fresh)
+                    changed.add(key)
+            elif mine is not theirs and self._merge_key(key, mine, theirs, their_ctx):
                 changed.add(key)
+        if entries:
+            for key in self._covered_keys(their_ctx) - other.entries.keys():
+                if self._merge_key(key, entries[key], {}, their_ctx):
+                    changed.add(key)
         if self.ctx.join(their_ctx):
             changed.add(META)
         return changed
 
-    def _merge_key(self, key: Hashable, theirs: dict[Dot, Any], their_ctx: CausalContext) -> bool:
+    def _covered_keys(self, their_ctx: CausalContext) -> set[Hashable]:
+        """Our keys holding a dot ``their_ctx`` covers: the only ones a join with it can remove.
+
+        Found through those dots when there are few, else every key is a candidate: walking
+        the ranges costs at most 4 dots per entry held, never a number a peer picks.
+        """
+        mine = self.ctx
+        ranges = [(r, min(top, mine.max(r))) for r, top in their_ctx.vv.items()]
+        walk = sum([top for _, top in ranges]) + their_ctx.cloud_size()
+        if not walk:
+            return set()
+        if walk > 4 * len(self.entries):
+            return set(self.entries)
+        owner = self._index()
+        keys = {owner[d] for r, top in ranges for c in range(1, top + 1) if (d := (r, c)) in owner}
+        keys.update([owner[d] for d in their_ctx.cloud_pairs() if d in owner])
+        return keys
+
+    def _merge_key(self, key: Hashable, mine: dict[Dot, Any], theirs: dict[Dot, Any], their_ctx: CausalContext) -> bool:
         """Keep dots both sides hold, and dots one side holds that the other has not seen."""
-        mine = self.entries.get(key)
-        if mine is None:
-            fresh = self.ctx.unseen_of(theirs)
-            if fresh:
-                self._set(key, fresh)
-            return bool(fresh)
         merged = {d: p for d, p in mine.items() if d in theirs or d not in their_ctx}
         mine_ctx = self.ctx
         for d, p in theirs.items():
