@@ -106,8 +106,18 @@ class CausalContext:
         return counter == strays if type(strays) is int else counter in strays[_DOTS]
 
     def unseen_of(self, dots: dict) -> dict:
-        """The items of ``dots`` (keyed by dot) whose dot this context lacks; one call per map."""
+        """The items of ``dots`` (keyed by dot) whose dot this context lacks; one call per map.
+
+        Returns ``dots`` itself when the context has seen none of them (treat it as read-only).
+        """
         vv, strays = self.vv, self._stray
+        for d in dots:
+            if d[1] <= vv.get(d[0], 0) or (
+                (s := strays.get(d[0])) is not None and (d[1] == s if type(s) is int else d[1] in s[_DOTS])
+            ):
+                break
+        else:
+            return dots
         return {
             d: p for d, p in dots.items()
             if d[1] > vv.get(d[0], 0)

@@ -374,7 +374,11 @@ class Memory:
         Raises:
             DecodeError: ``name`` is a malformed reserved key, or one of another type.
         """
-        name, key, state = self._remote_target(name, delta.TAG)
+        state = self._objects.get(name)
+        if state is None or state.TAG != delta.TAG or name.startswith(_CLASH):
+            name, key, state = self._remote_target(name, delta.TAG)
+        else:
+            key = name  # the common case: a plain name already held as this type
         changed = state.join(delta)
         return self._after_remote(name, key, changed, origin)
 
@@ -403,8 +407,11 @@ class Memory:
     def _after_remote(self, name: str, key: str, changed: set[Hashable], origin: str) -> bool:
         if not changed:
             return False
-        self._dirty.update((key, leaf) for leaf in changed)
-        self._notify(name, origin)
+        dirty = self._dirty
+        for leaf in changed:
+            dirty.add((key, leaf))
+        if self._listeners:
+            self._notify(name, origin)
         return True
 
     def merge(self, other: Memory) -> None:

@@ -91,9 +91,12 @@ class DotKernel:
         for key, theirs in other.entries.items():
             mine = entries.get(key)
             if mine is None:
-                fresh = self.ctx.unseen_of(theirs)
+                fresh = self.ctx.unseen_of(theirs)  # ``theirs`` itself when all are new: shared
                 if fresh:
-                    self._set(key, theirs if len(fresh) == len(theirs) else fresh)
+                    if self._owner is None:
+                        entries[key] = fresh
+                    else:
+                        self._set(key, fresh)
                     changed.add(key)
             elif mine is not theirs and self._merge_key(key, mine, theirs, their_ctx):
                 changed.add(key)
