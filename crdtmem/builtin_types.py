@@ -29,7 +29,7 @@ from .codec import (
     pack,
 )
 from .crdt import WHOLE, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
-from .crdt.dotkernel import META, DotKernel
+from .crdt.dotkernel import META
 from .crdt.registry import TypeSpec, register_type
 from .errors import DecodeError
 from .limits import MAX_CONTEXT_REPLICAS, OversizedContextError
@@ -104,7 +104,7 @@ def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Cal
             if key in entries:
                 raise DecodeError("malformed entries (duplicate key)")
             entries[key] = dots
-        return cls(DotKernel(entries, context_from_plain(ctx_plain)))
+        return cls.build(entries, context_from_plain(ctx_plain))
 
     def encode_leaf(state: Any, key: Hashable) -> bytes | None:
         if key == WHOLE:

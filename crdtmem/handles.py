@@ -148,7 +148,7 @@ class SetHandle(_Handle):
             return False
 
     def __len__(self) -> int:
-        return len(self._state.kernel.entries)
+        return len(self._state.entries)
 
     def __iter__(self) -> Iterator[Any]:
         return (decode_value(key) for key in self._state.elements())
@@ -249,10 +249,10 @@ class MapHandle(_Handle):
             return False
 
     def __len__(self) -> int:
-        return len(self._state.kernel.entries)
+        return len(self._state.entries)
 
     def keys(self) -> list[Any]:
-        return [decode_value(k) for k in self._state.kernel.entries]
+        return [decode_value(k) for k in self._state.entries]
 
     @property
     def value(self) -> dict:

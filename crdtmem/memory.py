@@ -325,9 +325,13 @@ class Memory:
         """Record a local write's delta; ``touched`` names leaves it emptied (a remove's delta
         carries only dots, not the key they supported)."""
         tag = delta.TAG
-        if self._find(name, tag) is None:
-            self._place(name, self._unwritten_pop(name, tag))
-        key = self._key(name, tag)
+        held = self._objects.get(name)
+        if held is not None and held.TAG == tag:
+            key = name  # the common case: a name already written as this type
+        else:
+            if self._find(name, tag) is None:
+                self._place(name, self._unwritten_pop(name, tag))
+            key = self._key(name, tag)
         self._outbox.append((name, delta))
         if len(self._outbox) >= OUTBOX_COMPACT_AT:
             self._outbox = group_deltas(self._outbox)

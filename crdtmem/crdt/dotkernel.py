@@ -9,7 +9,7 @@ entry was removed, so nothing needs a tombstone. Removing supporters only ever s
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from typing import Any
+from typing import Any, Self
 
 from ..clocks import CausalContext, Dot
 
@@ -34,25 +34,31 @@ class DotKernel:
         self.ctx = ctx if ctx is not None else CausalContext()
         self._owner: dict[Dot, Hashable] | None = None  # dot → key, built on first need
 
+    @classmethod
+    def build(cls, entries: dict[Hashable, dict[Dot, Any]] | None = None, ctx: CausalContext | None = None) -> Self:
+        """An instance of this class (a container type too) holding ``entries`` and ``ctx`` as given.
+
+        Call it where a state is put together from parts (decoding, copying, a new delta).
+        """
+        kernel = cls.__new__(cls)
+        kernel.entries = entries if entries is not None else {}
+        kernel.ctx = ctx if ctx is not None else CausalContext()
+        kernel._owner = None
+        return kernel
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DotKernel) and self.entries == other.entries and self.ctx == other.ctx
 
     def __repr__(self) -> str:
-        return f"DotKernel({self.entries}, {self.ctx})"
+        return f"{type(self).__name__}({self.entries}, {self.ctx})"
 
-    # -- mutators: each changes the state and returns the delta -----------------------------
+    # -- mutators: each changes the state and returns the delta, of this state's class ------
 
-    def add(self, replica: str, key: Hashable, payload: Any = None) -> DotKernel:
+    def add(self, replica: str, key: Hashable, payload: Any = None) -> Self:
         """Support ``key`` with a fresh dot of ``replica``, replacing the key's current dots."""
-        if key in self.entries:
-            delta = self.remove(key)
-        else:
-            delta = DotKernel.__new__(DotKernel)
-            delta.entries, delta.ctx, delta._owner = {}, CausalContext.__new__(CausalContext), None
-            delta.ctx.vv, delta.ctx._stray = {}, {}
+        delta = self.remove(key) if key in self.entries else self.build()
         # A plain tuple (equal and hash-equal to the Dot) is untracked by CPython's cyclic GC
-        # once a collection has seen it; the one-dot dict is shared by state and delta (dot
-        # dicts are never changed in place, only replaced).
+        # once a collection has seen it; the one-dot dict is shared by state and delta.
         dot = (replica, self.ctx.next_counter(replica))
         delta.entries[key] = self.entries[key] = {dot: payload}
         if self._owner is not None:
@@ -60,9 +66,9 @@ class DotKernel:
         delta.ctx.add(dot)
         return delta
 
-    def remove(self, key: Hashable) -> DotKernel:
+    def remove(self, key: Hashable) -> Self:
         """Drop every dot supporting ``key``; the delta carries them as context only."""
-        delta = DotKernel()
+        delta = self.build()
         dots = self.entries.pop(key, None)
         if dots:
             owner = self._owner
@@ -72,11 +78,11 @@ class DotKernel:
                     del owner[dot]
         return delta
 
-    def remove_all(self) -> DotKernel:
+    def remove_all(self) -> Self:
         """Drop every key (used by MV-Register assignment)."""
-        delta = DotKernel()
+        delta = self.build()
         for key in list(self.entries):
-            delta.join(self.remove(key))
+            DotKernel.join(delta, self.remove(key))
         return delta
 
     # -- join ---------------------------------------------------------------------------------
@@ -155,37 +161,44 @@ class DotKernel:
         else:
             self.entries.pop(key, None)
 
-    def copy(self) -> DotKernel:
-        return DotKernel({k: dict(v) for k, v in self.entries.items()}, self.ctx.copy())
+    def copy(self) -> Self:
+        return self.build(dict(self.entries), self.ctx.copy())  # dot dicts are shared, never changed
 
     def writers(self) -> set[str]:
         """Replicas whose dots this state (as a delta) creates."""
         return {d[0] for dots in self.entries.values() for d in dots}
 
+    def only_writes_as(self, replica: str) -> bool:
+        """True if every dot this state (as a delta) holds is ``replica``'s; no set is built."""
+        for dots in self.entries.values():
+            for d in dots:
+                if d[0] != replica:
+                    return False
+        return True
 
-class KernelContainer:
-    """Shared plumbing for types whose state is one :class:`DotKernel` split into entry leaves."""
 
-    __slots__ = ("kernel",)
+class KernelContainer(DotKernel):
+    """Shared plumbing for types whose state is one dot kernel split into entry leaves.
+
+    The container *is* its kernel (one object per state and per delta, not two); ``kernel``
+    returns itself, and ``Type(kernel)`` adopts a bare :class:`DotKernel`'s parts.
+    """
+
+    __slots__ = ()
     TAG = ""
 
     def __init__(self, kernel: DotKernel | None = None) -> None:
-        self.kernel = kernel if kernel is not None else DotKernel()
+        if kernel is None:
+            super().__init__()
+        else:
+            self.entries, self.ctx, self._owner = kernel.entries, kernel.ctx, kernel._owner
+
+    @property
+    def kernel(self) -> DotKernel:
+        return self
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.kernel == other.kernel
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.kernel.entries}, {self.kernel.ctx})"
-
-    def join(self, other: KernelContainer) -> set[Hashable]:
-        return self.kernel.join(other.kernel)
-
-    def copy(self):  # noqa: ANN201 - returns the subclass
-        return type(self)(self.kernel.copy())
-
-    def writers(self) -> set[str]:
-        return self.kernel.writers()
+        return type(other) is type(self) and self.entries == other.entries and self.ctx == other.ctx  # type: ignore[attr-defined]
 
     def leaf_keys(self) -> Iterable[Hashable]:
-        return [*self.kernel.entries, META]
+        return [*self.entries, META]
