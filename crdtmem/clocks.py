@@ -61,6 +61,16 @@ class CausalContext:
             for replica, counter in cloud:
                 self.add_stray(replica, counter)
 
+    @classmethod
+    def of_dot(cls, replica: str, counter: int) -> CausalContext:
+        """The context of one dot (a local write's delta), built without the general checks."""
+        ctx = cls.__new__(cls)
+        if counter == 1:
+            ctx.vv, ctx._stray = {replica: 1}, {}
+        else:
+            ctx.vv, ctx._stray = {}, {replica: counter}
+        return ctx
+
     @property
     def cloud(self) -> set[Dot]:
         """The stray dots, as a new set (build it only for small contexts or rare reads)."""

@@ -56,14 +56,20 @@ class DotKernel:
 
     def add(self, replica: str, key: Hashable, payload: Any = None) -> Self:
         """Support ``key`` with a fresh dot of ``replica``, replacing the key's current dots."""
-        delta = self.remove(key) if key in self.entries else self.build()
         # A plain tuple (equal and hash-equal to the Dot) is untracked by CPython's cyclic GC
         # once a collection has seen it; the one-dot dict is shared by state and delta.
-        dot = (replica, self.ctx.next_counter(replica))
-        delta.entries[key] = self.entries[key] = {dot: payload}
+        if key in self.entries:
+            delta = self.remove(key)
+            dot = (replica, self.ctx.next_counter(replica))
+            delta.ctx.add(dot)
+            delta.entries[key] = self.entries[key] = {dot: payload}
+        else:
+            counter = self.ctx.next_counter(replica)
+            dot = (replica, counter)
+            self.entries[key] = dots = {dot: payload}
+            delta = self.build({key: dots}, CausalContext.of_dot(replica, counter))
         if self._owner is not None:
             self._owner[dot] = key
-        delta.ctx.add(dot)
         return delta
 
     def remove(self, key: Hashable) -> Self:
