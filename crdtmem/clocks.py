@@ -262,8 +262,10 @@ class CausalContext:
 
     def compact(self) -> None:
         """Move cloud dots that became contiguous into the version vector; drop covered ones."""
-        for replica in list(self._stray):
-            self._settle(replica)
+        vv = self.vv
+        for replica, strays in list(self._stray.items()):
+            if type(strays) is not int or strays <= vv.get(replica, 0) + 1:  # else nothing to settle
+                self._settle(replica)
 
     def copy(self) -> CausalContext:
         twin = CausalContext(dict(self.vv))

@@ -107,6 +107,8 @@ def _fail(what: str) -> DecodeError:
 
 def expect_list(obj: Any, what: str, length: int | None = None) -> list:
     """``obj`` if it is a list (of ``length`` items, if given)."""
+    if type(obj) is list and (length is None or len(obj) == length):
+        return obj
     if not isinstance(obj, list) or (length is not None and len(obj) != length):
         raise _fail(what)
     return obj
@@ -177,13 +179,15 @@ def context_from_plain(obj: Any) -> CausalContext:
     check_context_size(len(expect_list(vv_part, "version vector")), len(expect_list(cloud_part, "dot cloud")))
     vv: dict[str, int] = {}
     for pair in vv_part:
-        replica, counter = expect_dot(*expect_list(pair, "version vector entry", 2))
+        replica, counter = expect_list(pair, "version vector entry", 2)
+        replica, counter = expect_dot(replica, counter)
         if replica in vv:
             raise _fail("version vector (duplicate replica)")
         vv[replica] = counter
     ctx = CausalContext(vv)
     for pair in cloud_part:
-        ctx.add_stray(*expect_dot(*expect_list(pair, "dot", 2)))
+        replica, counter = expect_list(pair, "dot", 2)
+        ctx.add_stray(*expect_dot(replica, counter))
     if cloud_part:
         ctx.compact()  # once: settling dot by dot would re-sort the strays each time (quadratic)
     return ctx
