@@ -30,7 +30,7 @@ def _to_plain(value: Any, hashable: bool, depth: int) -> Any:
     if depth >= MAX_VALUE_DEPTH:
         raise TypeError(f"value nests deeper than {MAX_VALUE_DEPTH} levels")
     if kind is tuple:
-        return msgpack.ExtType(_TUPLE, _pack([_to_plain(v, hashable, depth + 1) for v in value]))
+        return msgpack.ExtType(_TUPLE, _pack([v if type(v) is str else _to_plain(v, hashable, depth + 1) for v in value]))
     if not hashable and kind is list:
         return [_to_plain(v, False, depth + 1) for v in value]
     if not hashable and kind is dict:
@@ -53,8 +53,9 @@ _SCALAR_HEAD = bytes(
 plain msgpack, and canonical exactly when :func:`encode_value` gives the same bytes back)."""
 
 
-def _pack(plain: Any) -> bytes:
-    return msgpack.packb(plain, use_bin_type=True, strict_types=True)
+_pack = msgpack.Packer(use_bin_type=True, strict_types=True).pack
+"""msgpack with exact types only (a tuple subclass is no array); one packer, never re-entered
+(nothing it packs calls back into Python), instead of a new packer per value."""
 
 
 def _ext_hook(code: int, data: bytes, depth: int) -> Any:
