@@ -36,17 +36,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import statistics
-import sys
 import time
 from typing import Any
 
-import pycrdt
+from bench_types import environment
 from pycrdt import Doc, Map
 
-import crdtmem
 from crdtmem import Memory
 from crdtmem.memory import group_deltas
 from crdtmem.identity import Identity, Keyring, verify
@@ -157,9 +154,8 @@ def pycrdt_apply(updates: list[bytes]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=100_000)
-    parser.add_argument("--per-batch", type=int, default=1000, help="single-op deltas per signed batch")
-    parser.add_argument("--reps", type=int, default=5)
+    for flag, default in (("--ops", 100_000), ("--per-batch", 1000), ("--reps", 5)):  # --per-batch: deltas a batch
+        parser.add_argument(flag, type=int, default=default)
     parser.add_argument("--quick", action="store_true", help="10x fewer ops and 3 reps")
     parser.add_argument("--skip-node", action="store_true", help="time only the pipeline, not a real Node")
     args = parser.parse_args(argv)
@@ -208,15 +204,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "statistic": "median",
         "ratios": "ours / pycrdt applying unsigned single-op updates (>1: we apply faster)",
     }
-    result["env"] = {
-        "python": platform.python_version(),
-        "crdtmem": crdtmem.__version__,
-        "pycrdt": getattr(pycrdt, "__version__", "?"),
-        "machine": platform.machine(),
-    }
+    result["env"] = environment()
     return result
 
 
 if __name__ == "__main__":
-    json.dump(main(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    print(json.dumps(main(), indent=2))

@@ -276,7 +276,8 @@ class CausalContext:
         return twin
 
     def replicas(self) -> set[str]:
-        return set(self.vv) | set(self._stray)
+        """Every replica with a dot in this context."""
+        return self.vv.keys() | self._stray.keys()
 
 
 def count_unseen(ctx: CausalContext, seen: CausalContext) -> int:
