@@ -74,14 +74,20 @@ class DotKernel:
 
     def remove(self, key: Hashable) -> Self:
         """Drop every dot supporting ``key``; the delta carries them as context only."""
-        delta = self.build()
         dots = self.entries.pop(key, None)
-        if dots:
-            owner = self._owner
+        if not dots:
+            return self.build()
+        if len(dots) == 1:  # the common case: the context of one dot, built directly
+            (dot,) = dots
+            delta = self.build(None, CausalContext.of_dot(*dot))
+        else:
+            delta = self.build()
             for dot in dots:
                 delta.ctx.add(dot)
-                if owner is not None:
-                    del owner[dot]
+        owner = self._owner
+        if owner is not None:
+            for dot in dots:
+                del owner[dot]
         return delta
 
     def remove_all(self) -> Self:
