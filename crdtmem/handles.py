@@ -138,7 +138,7 @@ class SetHandle(_Handle):
     def remove(self, element: Any) -> None:
         """Remove every add of ``element`` this replica has seen (a no-op if absent)."""
         key = encode_value(element)
-        if key in self._state:
+        if key in self._state.entries:
             self._memory._local(self.name, self._state.remove(key), touched=(key,))
 
     def __contains__(self, element: Any) -> bool:

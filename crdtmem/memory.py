@@ -335,9 +335,7 @@ class Memory:
         self._outbox.append((name, delta))
         if len(self._outbox) >= OUTBOX_COMPACT_AT:
             self._outbox = group_deltas(self._outbox)
-        self._mark_dirty(key, delta.leaf_keys())
-        if touched:
-            self._mark_dirty(key, touched)
+        self._mark_dirty(key, [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys())
         if self._listeners:
             self._notify(name, self.replica_id)
 
