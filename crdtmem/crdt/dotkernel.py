@@ -133,15 +133,17 @@ class DotKernel:
         the ranges costs at most 4 dots per entry held, never a number a peer picks.
         """
         mine = self.ctx
-        ranges = [(r, min(top, mine.max(r))) for r, top in their_ctx.vv.items()]
-        walk = sum([top for _, top in ranges]) + their_ctx.cloud_size()
+        ranges = [(r, min(top, mine.max(r))) for r, top in their_ctx.vv.items()] if their_ctx.vv else []
+        strays = their_ctx.cloud_pairs()  # as many as ``other`` carries: joining its context walks them too
+        walk = sum([top for _, top in ranges]) + len(strays) if ranges else len(strays)
         if not walk:
             return set()
         if walk > 4 * len(self.entries):
             return set(self.entries)
         owner = self._index()
-        keys = {owner[d] for r, top in ranges for c in range(1, top + 1) if (d := (r, c)) in owner}
-        keys.update([owner[d] for d in their_ctx.cloud_pairs() if d in owner])
+        keys = {owner[d] for d in strays if d in owner}
+        for r, top in ranges:
+            keys.update([owner[d] for c in range(1, top + 1) if (d := (r, c)) in owner])
         return keys
 
     def _merge_key(self, key: Hashable, mine: dict[Dot, Any], theirs: dict[Dot, Any], their_ctx: CausalContext) -> bool:
