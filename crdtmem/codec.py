@@ -177,6 +177,9 @@ def expect_dot(replica: Any, counter: Any) -> tuple[str, int]:
 def context_from_plain(obj: Any) -> CausalContext:
     vv_part, cloud_part = expect_list(obj, "causal context", 2)
     check_context_size(len(expect_list(vv_part, "version vector")), len(expect_list(cloud_part, "dot cloud")))
+    if not vv_part and len(cloud_part) == 1:  # a local write's delta: one dot, compact as it is
+        replica, counter = expect_list(cloud_part[0], "dot", 2)
+        return CausalContext.of_dot(*expect_dot(replica, counter))
     vv: dict[str, int] = {}
     for pair in vv_part:
         replica, counter = expect_list(pair, "version vector entry", 2)

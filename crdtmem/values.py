@@ -34,7 +34,10 @@ def _to_plain(value: Any, hashable: bool, depth: int) -> Any:
     if not hashable and kind is list:
         return [_to_plain(v, False, depth + 1) for v in value]
     if not hashable and kind is dict:
-        pairs = sorted((_pack(_to_plain(k, True, depth + 1)), _to_plain(v, False, depth + 1)) for k, v in value.items())
+        pairs = sorted(
+            (_pack(k if type(k) is str else _to_plain(k, True, depth + 1)), v if type(v) is str else _to_plain(v, False, depth + 1))
+            for k, v in value.items()
+        )
         return msgpack.ExtType(_DICT, _pack([list(pair) for pair in pairs]))
     allowed = "str, int, float, bool, None, bytes or a tuple of these"
     if not hashable:
