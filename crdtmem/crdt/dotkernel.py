@@ -1,9 +1,11 @@
 """The dot kernel shared by OR-Set, MV-Register and OR-Map (Almeida et al., delta-state CRDTs).
 
 State: ``entries`` maps a key to the dots that currently support it, each dot carrying a
-payload, plus a causal context of every dot ever seen. A key's dot dict is never changed in
-place, only replaced, so states and deltas share them freely. A dot seen in the context but held by no
+payload, plus a causal context of every dot ever seen. A dot seen in the context but held by no
 entry was removed, so nothing needs a tombstone. Removing supporters only ever shrinks state.
+
+A key's dot dict is never changed in place, only replaced, so states, deltas and copies share
+them freely (a local write's delta holds the very dict its state stores).
 """
 
 from __future__ import annotations
