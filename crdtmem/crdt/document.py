@@ -156,14 +156,16 @@ class Document:
     """A Yjs document as a CRDT. Either live (wraps a Doc) or a delta (holds one update)."""
 
     TAG = "document"
-    __slots__ = ("doc", "update", "_on_local", "_remote", "_subscription", "_held")
+    __slots__ = ("doc", "_update", "_joined", "_on_local", "_remote", "_remote_changed", "_subscription", "_held")
 
     def __init__(self, doc: pycrdt.Doc | None = None) -> None:
         self.doc = doc if doc is not None else pycrdt.Doc()
-        self.update: bytes | None = None
+        self._update: bytes | None = None
+        self._joined: list[bytes] = []  # a delta's updates joined since it was last merged
         self._held: bytes | None = None  # received structs the Doc has not integrated yet
         self._on_local: Callable[[Document], None] | None = None
         self._remote = False
+        self._remote_changed = False
         self._subscription = None
 
     @classmethod
@@ -174,18 +176,32 @@ class Document:
     def from_update(cls, update: bytes) -> Document:
         """A delta carrying one Yjs update (no Doc is built until it is joined into a state)."""
         delta = cls.__new__(cls)
-        delta.doc, delta.update, delta._on_local, delta._remote, delta._subscription = None, update, None, False, None
-        delta._held = None
+        delta.doc, delta._update, delta._on_local, delta._remote, delta._subscription = None, update, None, False, None
+        delta._held, delta._remote_changed, delta._joined = None, False, []
         return delta
+
+    @property
+    def update(self) -> bytes | None:
+        """A delta's Yjs update (None for a live Doc)."""
+        if self._joined:  # merge a delta group's updates once, not one join at a time
+            self._update = pycrdt.merge_updates(self._update, *self._joined)
+            self._joined = []
+        return self._update
 
     def watch(self, on_local: Callable[[Document], None]) -> None:
         """Call ``on_local(delta)`` after every local transaction on the Doc (not remote joins)."""
         self._on_local = on_local
+        self._observe()
+
+    def _observe(self) -> None:
         if self._subscription is None:
             self._subscription = self.doc.observe(self._observed)
 
     def _observed(self, event: pycrdt.TransactionEvent) -> None:
-        if not self._remote and self._on_local is not None:
+        # yrs reports a transaction only when it changed the Doc.
+        if self._remote:
+            self._remote_changed = True
+        elif self._on_local is not None:
             self._on_local(Document.from_update(event.update))
 
     def encoded(self) -> bytes:
@@ -227,11 +243,6 @@ class Document:
                 _write_varuint(length, out)
         return bytes(out)
 
-    def _fingerprint(self) -> bytes:
-        """Cheap, non-canonical change detector for one live Doc."""
-        state = self.doc.get_state()
-        return state + self.doc.get_update(state)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Document) and self.digest_source() == other.digest_source()
 
@@ -240,13 +251,13 @@ class Document:
 
     def join(self, other: Document) -> set[Hashable]:
         if self.doc is None:  # joining two deltas: merge their updates
-            self.update = pycrdt.merge_updates(self.update, other.encoded())
+            self._joined.append(other.encoded())
             return {WHOLE}
         update = other.encoded()
         if self._held is not None:
             update = pycrdt.merge_updates(self._held, update)
-        before = self._fingerprint()
-        self._remote = True
+        self._observe()
+        self._remote, self._remote_changed = True, False
         try:
             self.doc.apply_update(update)
         finally:
@@ -256,7 +267,7 @@ class Document:
         state = self.doc.get_state()
         rest = pycrdt.get_update(update, state)
         self._held = rest if _still_pending(rest, state) else None
-        return {WHOLE} if self._fingerprint() != before else set()
+        return {WHOLE} if self._remote_changed else set()
 
     def copy(self) -> Document:
         if self.doc is None:
