@@ -18,15 +18,19 @@ going back), and does what the node asks::
 
 Local writes need no call of their own: while the memory holds unsigned deltas,
 :meth:`Node.next_deadline` is due at once, and the :meth:`Node.tick` it asks for signs and
-pushes them (:meth:`Node.flush` does just that, synchronously). A deadline at or before the
-present means "tick now". Randomness comes from the ``random.Random`` the node is given, so
+pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neighbour has not
+yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
+does (or ``max_flush_delay`` passes). A deadline at or before the present means "tick now". Randomness comes from the ``random.Random`` the node is given, so
 the websocket runtime and the simulator run this same code, and a simulation seed replays
 exactly.
 
 What the node does, per DESIGN.md §4:
 
 * handshake: mutual challenge–response, refusing keys outside the keyring;
-* push: local writes become one signed batch per flush, sent at once to every neighbour;
+* push: local writes become one signed batch per flush, sent at once to every neighbour when
+  they have acknowledged our earlier batches, and coalesced while one is in flight (a
+  neighbour acknowledges its author's batches at once, so a flush waits one round trip at
+  most, and never longer than ``max_flush_delay``);
   new batches from others are relayed to ``fanout`` random neighbours that may lack them, at
   once if nothing was relayed in the last ``relay_delay``, else together with whatever else
   arrives until then (one message per neighbour for a burst);
@@ -139,7 +143,14 @@ class NodeConfig:
     """Seconds between full ``Sync`` exchanges with each neighbour (answered with missing batches)."""
     handshake_timeout: float = 10.0
     ack_delay: float = 0.1
-    """Acks of received batches wait this long so one ack covers a burst."""
+    """Acks of relayed batches wait this long so one ack covers a burst (a batch from its own
+    author is acknowledged at once: the author coalesces its writes until then)."""
+    flush_window: int = 1
+    """Own batches a neighbour may not have acknowledged yet before local writes wait (and
+    coalesce into one batch) for its acknowledgement."""
+    max_flush_delay: float = 0.05
+    """Longest local writes wait for a neighbour's acknowledgement before they are signed and
+    sent anyway (a neighbour that never acknowledges delays our writes by this much)."""
     relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
@@ -176,6 +187,7 @@ class _Session:
     peer_seen: CausalContext = field(default_factory=CausalContext)
     in_flight: set[Dot] = field(default_factory=set)
     ack_at: float | None = None
+    own_sent: int = 0  # the highest of our own batch numbers sent on this connection
     heard: bool = False  # whether the peer's first Sync on this connection arrived
     next_anti_entropy: float = 0.0
 
@@ -238,6 +250,7 @@ class Node:
         self._events: list[Event] = []
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
+        self._held_since: float | None = None  # local writes waiting for an ack, since when
         self._unencodable: list[str] = []  # names of local writes flush could not encode
         self.lost_history: str | None = None
         """Why local writes are no longer signed (None: they are); see :meth:`check_writable`."""
@@ -313,7 +326,8 @@ class Node:
         timeouts, delayed acks, relay rounds, anti-entropy sessions, gossip rounds and log
         collection. Calling it early or often is harmless.
         """
-        self.flush(now)
+        if not self._holding(now):
+            self.flush(now)
         for session in list(self._sessions.values()):
             if not session.ready and now >= session.opened_at + self.config.handshake_timeout:
                 self._drop(session, RefusalReason.HANDSHAKE_TIMEOUT, "handshake did not finish in time", now)
@@ -342,6 +356,7 @@ class Node:
         self._advance(now)
         if self.lost_history is not None:
             return
+        self._held_since = None
         deltas = group_deltas(self.memory.take_deltas())
         self._report_clashes()
         if not deltas:
@@ -360,6 +375,20 @@ class Node:
         self.stats.batches_created += 1
         for session in self._ready_sessions():
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
+
+    def _holding(self, now: float) -> bool:
+        """Whether pending local writes wait (to join one batch) for a neighbour's ack."""
+        if not self.memory.has_pending_deltas() or not self._awaiting_ack():
+            self._held_since = None
+            return False
+        if self._held_since is None:
+            self._held_since = now
+        return now < self._held_since + self.config.max_flush_delay
+
+    def _awaiting_ack(self) -> bool:
+        """Whether some neighbour has not acknowledged ``flush_window`` of our batches sent to it."""
+        own, window = self.identity.peer_id, self.config.flush_window
+        return any(s.own_sent - s.peer_seen.max(own) >= window for s in self._ready_sessions())
 
     def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
         """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
@@ -438,12 +467,15 @@ class Node:
 
         Returns:
             A time; one at or before the present means "tick now". While the memory holds
-            unsigned local writes that is the latest ``now`` the node was given (``-inf``
-            before the first). None: nothing is scheduled; only input can create work.
+            unsigned local writes that no unacknowledged batch holds back, it is the latest
+            ``now`` the node was given (``-inf`` before the first). None: nothing is
+            scheduled; only input can create work.
         """
-        if self.lost_history is None and self.memory.has_pending_deltas():
-            return self._now
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
+        if self.lost_history is None and self.memory.has_pending_deltas():
+            if self._held_since is None or not self._awaiting_ack():
+                return self._now
+            deadlines.append(self._held_since + self.config.max_flush_delay)
         if self._relay:
             deadlines.append(self._next_relay)
         for session in self._sessions.values():
@@ -550,8 +582,11 @@ class Node:
         ours = self.seen.max(own)
         ours_lost = 0  # the highest of our own validly signed batches this store does not hold
         fetch = False
+        live = len(message.wires) == 1  # a flush's push (catch-up and relays carry bursts)
+        from_author = False  # a live push of the sender's own batch: ack it at once
         for wire in message.wires:
             dot = Dot(*peek_batch(wire))
+            from_author = live and dot.replica == session.peer_id
             held = dot in self.seen
             if held and self._log.get(dot, wire) == wire:
                 session.peer_seen.add(dot)
@@ -594,12 +629,13 @@ class Node:
         if ours_lost:
             self._check_history(session, ours, ours_lost)
         self._known_seen[session.peer_id] = session.peer_seen.copy()
-        if fetch:
-            # The sender applied what it relays, so it holds the dependencies we lack.
+        if fetch or from_author:
+            # fetch: the sender applied what it relays, so it holds the dependencies we lack.
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
-        if fresh:
+        elif fresh:
             if session.ack_at is None:
                 session.ack_at = now + self.config.ack_delay
+        if fresh:
             self._relay += fresh
             if now >= self._next_relay:
                 self._relay_round(now)
@@ -762,10 +798,12 @@ class Node:
         in_flight = session.in_flight
         batches = [(dot, wire) for dot, wire in batches if dot not in session.peer_seen and dot not in in_flight]
         step = self.config.max_batch_wires_per_message
+        own = self.identity.peer_id
         for start in range(0, len(batches), step):
             chunk = batches[start : start + step]
             self._send_message(session, Batches(tuple(wire for _, wire in chunk)), kind)
             session.in_flight.update(dot for dot, _ in chunk)
+            session.own_sent = max([session.own_sent, *(dot.counter for dot, _ in chunk if dot.replica == own)])
 
     def _send_message(self, session: _Session, message: Message, kind: SendKind) -> None:
         if isinstance(message, Sync):

@@ -215,6 +215,7 @@ class Peer:
         """Flush, stop listening and dialing, close connections, write a final snapshot."""
         with anyio.CancelScope(shield=True):
             try:
+                self.node.flush(self._now())
                 self._tick()
             except Exception:  # noqa: BLE001
                 log.exception("final flush failed")
@@ -272,6 +273,7 @@ class Peer:
             LostHistoryError: peers hold writes of this replica's identity that its store does
                 not; nothing is signed or sent any more (see :class:`~crdtmem.errors.LostHistoryError`).
         """
+        self.node.flush(self._now())
         self._tick()
         self.node.check_writable()
 
