@@ -20,7 +20,8 @@ Local writes need no call of their own: while the memory holds unsigned deltas,
 :meth:`Node.next_deadline` is due at once, and the :meth:`Node.tick` it asks for signs and
 pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neighbour has not
 yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
-does (or ``max_flush_delay`` passes). A deadline at or before the present means "tick now". Randomness comes from the ``random.Random`` the node is given, so
+does (or ``max_flush_delay`` passes); with no neighbour connected they wait
+``max_flush_delay`` too. A deadline at or before the present means "tick now". Randomness comes from the ``random.Random`` the node is given, so
 the websocket runtime and the simulator run this same code, and a simulation seed replays
 exactly.
 
@@ -150,7 +151,8 @@ class NodeConfig:
     coalesce into one batch) for its acknowledgement."""
     max_flush_delay: float = 0.05
     """Longest local writes wait for a neighbour's acknowledgement before they are signed and
-    sent anyway (a neighbour that never acknowledges delays our writes by this much)."""
+    sent anyway (a neighbour that never acknowledges delays our writes by this much); also how
+    long they coalesce while no neighbour is connected."""
     relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
@@ -386,9 +388,11 @@ class Node:
         return now < self._held_since + self.config.max_flush_delay
 
     def _awaiting_ack(self) -> bool:
-        """Whether some neighbour has not acknowledged ``flush_window`` of our batches sent to it."""
+        """Whether no neighbour is connected (no one waits for our writes), or some neighbour
+        has not acknowledged ``flush_window`` of our batches sent to it."""
         own, window = self.identity.peer_id, self.config.flush_window
-        return any(s.own_sent - s.peer_seen.max(own) >= window for s in self._ready_sessions())
+        sessions = self._ready_sessions()
+        return not sessions or any(s.own_sent - s.peer_seen.max(own) >= window for s in sessions)
 
     def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
         """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
