@@ -35,11 +35,14 @@ A connection goes through two phases, each driven by the caller with the bytes i
    must outlive the connection — who wrote a delta — is signed by its author, in the batch
    (:mod:`crdtmem.protocol.batch`), and relayed unchanged.
 
-   A message larger than one frame travels as several: each frame payload is a chunk
-   ``msgpack([message_id, index, count, data])``, and a :class:`Reassembler` with a byte and
-   part budget puts them back together. Use :meth:`FrameChannel.seal_message` and
-   :meth:`FrameChannel.open_frame` for that; :meth:`~FrameChannel.seal` and
-   :meth:`~FrameChannel.open` are the single-frame layer beneath (use one layer per channel).
+   A message that fits one frame is that frame's payload as is. A larger one travels as
+   several: each frame payload is a chunk ``msgpack([message_id, index, count, data])``
+   (message ids count 1, 2, 3, ... over chunked messages only), and a :class:`Reassembler`
+   with a byte and part budget puts them back together. A payload that reads as a chunk (see
+   :func:`is_chunk`) is always one, so a message that would look like a chunk is sent chunked.
+   Use :meth:`FrameChannel.seal_message` and :meth:`FrameChannel.open_frame` for that;
+   :meth:`~FrameChannel.seal` and :meth:`~FrameChannel.open` are the single-frame layer
+   beneath (use one layer per channel).
 
 Every refusal raises a :class:`~crdtmem.errors.RemoteProtocolError` subclass whose ``reason``
 is a :class:`~crdtmem.errors.RefusalReason`, and leaves the channel or reassembler exactly as
@@ -94,10 +97,11 @@ __all__ = [
     "SessionKeys",
     "FrameChannel",
     "split",
+    "is_chunk",
     "Reassembler",
 ]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 MAX_FRAME_BYTES = 1024 * 1024
 """Default cap on one frame, envelope and tag included."""
 MIN_FRAME_BYTES = 256
@@ -418,6 +422,8 @@ class FrameChannel:
             raise MessageTooLargeError(
                 f"a {len(payload)}-byte message exceeds the {self.max_message_bytes}-byte cap"
             )
+        if len(payload) <= self.chunk_limit and not is_chunk(payload):
+            return [self.seal(payload)]
         chunks = split(payload, self.chunk_limit, message_id=self._next_message_id)
         self._next_message_id += 1
         return [self.seal(chunk) for chunk in chunks]
@@ -430,12 +436,28 @@ class FrameChannel:
             refused frame changes neither the sequence number nor the reassembly buffer.
         """
         seq, payload = self._check(frame)
-        message = self.reassembler.feed(payload)  # validates fully before changing anything
+        if is_chunk(payload):
+            message = self.reassembler.feed(payload)  # validates fully before changing anything
+        elif self.reassembler.in_progress:
+            raise BadChunkError(f"a whole message arrived inside chunked message {self.reassembler.last_message_id + 1}")
+        elif len(payload) > self.max_message_bytes:
+            raise OversizedMessageError(f"a {len(payload)}-byte message exceeds the {self.max_message_bytes}-byte cap")
+        else:
+            message = payload
         self.last_received_seq = seq
         return message
 
 
 # -- chunking -----------------------------------------------------------------------------------
+
+
+def is_chunk(payload: bytes) -> bool:
+    """Whether a frame payload is a chunk: a msgpack array of four that starts with an integer.
+
+    Messages (``msgpack([kind, ...])``, ``kind`` a string) never read as one.
+    """
+    return len(payload) > 1 and payload[0] == 0x94 and (payload[1] < 0x80 or 0xCC <= payload[1] <= 0xCF)
+
 
 
 def split(payload: bytes, limit: int, *, message_id: int = 1) -> list[bytes]:

@@ -1,6 +1,8 @@
 """The messages peers exchange once a session is open, as frozen dataclasses (h11 style).
 
-Each travels as the payload of one signed message (see ``framing``): ``msgpack([kind, ...])``.
+Each travels as the payload of one signed message (see ``framing``): ``msgpack([kind, ...])``,
+``kind`` one letter (``"s"`` sync, ``"b"`` batches, ``"d"`` digest: a one-edit batch is
+small, and every byte of its envelope counts).
 :func:`decode_message` is strict and raises :class:`~crdtmem.errors.DecodeError` on anything
 that is not exactly one of these.
 """
@@ -53,14 +55,16 @@ class Batches:
 
 Message = Sync | SeenDigest | Batches
 
+_SYNC, _BATCHES, _DIGEST = "s", "b", "d"
+
 
 def encode_message(message: Message) -> bytes:
     if isinstance(message, Sync):
-        return codec.pack(["sync", codec.context_to_plain(message.seen), message.reply])
+        return codec.pack([_SYNC, codec.context_to_plain(message.seen), message.reply])
     if isinstance(message, Batches):
-        return codec.pack(["batches", list(message.wires)])
+        return codec.pack([_BATCHES, list(message.wires)])
     if isinstance(message, SeenDigest):
-        return codec.pack(["digest", message.digest])
+        return codec.pack([_DIGEST, message.digest])
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -69,12 +73,12 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
     if not (isinstance(obj, list) and obj and isinstance(obj[0], str)):
         raise DecodeError("malformed message")
     kind, args = obj[0], obj[1:]
-    if kind == "sync" and len(args) == 2 and type(args[1]) is bool:
+    if kind == _SYNC and len(args) == 2 and type(args[1]) is bool:
         return Sync(codec.context_from_plain(args[0]), args[1])
-    if kind == "batches" and len(args) == 1 and isinstance(args[0], list):
+    if kind == _BATCHES and len(args) == 1 and isinstance(args[0], list):
         if not all(isinstance(w, bytes) for w in args[0]):
             raise DecodeError("malformed batches message")
         return Batches(tuple(args[0]))
-    if kind == "digest" and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
+    if kind == _DIGEST and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
         return SeenDigest(args[0])
     raise DecodeError(f"malformed or unknown message kind {kind!r}")

@@ -47,6 +47,7 @@ from crdtmem.protocol.framing import (
     UnexpectedHandshakeMessageError,
     UntrustedKeyError,
     VersionMismatchError,
+    is_chunk,
     split,
 )
 from crdtmem.protocol.handshake import (
@@ -285,12 +286,32 @@ def test_five_mebibyte_message_travels_in_frames_under_a_64_kib_cap():
     assert bob.reassembler.buffered_bytes == 0 and not bob.reassembler.in_progress
 
 
-def test_small_and_empty_messages_take_one_frame_each():
+def test_small_and_empty_messages_take_one_frame_each_with_no_chunk_header():
     alice, bob = channels()
     for payload in (b"", b"a", b"b" * 1000):
         (frame,) = alice.seal_message(payload)
+        assert codec.unpack(frame)[2] == payload
         assert bob.open_frame(frame) == payload
-    assert bob.reassembler.last_message_id == 3
+    assert bob.reassembler.last_message_id == 0  # no chunked message yet
+
+
+def test_a_small_message_that_reads_as_a_chunk_is_sent_chunked():
+    alice, bob = channels()
+    lookalike = codec.pack([1, 0, 1, b"not a chunk"])
+    assert is_chunk(lookalike) and not is_chunk(codec.pack(["b", []]))
+    (frame,) = alice.seal_message(lookalike)
+    assert codec.unpack(frame)[2] != lookalike
+    assert bob.open_frame(frame) == lookalike
+    assert bob.reassembler.last_message_id == 1
+
+
+def test_a_whole_message_inside_a_chunked_one_is_refused():
+    alice, bob = channels(max_frame_bytes=512)
+    first, *_ = alice.seal_message(b"a" * 2000)
+    assert bob.open_frame(first) is None
+    stray = channels(max_frame_bytes=512)[0]
+    stray.last_sent_seq = 1
+    refuses(bob, stray.seal(b"a whole message"), BadChunkError, "bad-chunk", chunked=True)
 
 
 def test_chunked_messages_follow_each_other():
