@@ -75,12 +75,17 @@ def load_trace(path: str, edits: int | None) -> tuple[list[list[list[Any]]], str
     if edits is None or edits >= len(txns):
         return txns, data["endContent"]
     txns = txns[:edits]
+    return txns, typed_text(txns)
+
+
+def typed_text(txns: list[list[list[Any]]]) -> str:
+    """The text the transactions leave, typed into a scratch Doc."""
     scratch = pycrdt.Doc()
     text = scratch.get(ROOT, type=pycrdt.Text)
     with scratch.transaction():
         for patches in txns:
             _type(text, patches)
-    return txns, str(text)
+    return str(text)
 
 
 def _type(text: pycrdt.Text, patches: list[list[Any]]) -> None:
@@ -341,22 +346,13 @@ async def late_join(system: Any, stack: AsyncExitStack, url: str, final_clock: i
 async def run_late_prefix(name: str, secrets: list[bytes], txns: list) -> dict[str, float]:
     """The writer types the first 20,000 edits alone (no one connected), then C joins."""
     prefix = txns[:LATE_PREFIX]
-    _, end_text = _prefix_text(prefix)
+    end_text = typed_text(prefix)
     system = _system(name, secrets)
     async with AsyncExitStack() as stack:
         doc_a, url, _ = await system.writer(stack)
         await type_trace(doc_a, prefix)
         join_ms, join_bytes = await late_join(system, stack, url, max(insert_clocks(prefix)), end_text)
     return {"late20k_ms": join_ms, "late20k_bytes": join_bytes}
-
-
-def _prefix_text(txns: list) -> tuple[pycrdt.Doc, str]:
-    doc = pycrdt.Doc()
-    text = doc.get(ROOT, type=pycrdt.Text)
-    with doc.transaction():
-        for patches in txns:
-            _type(text, patches)
-    return doc, str(text)
 
 
 def reader_process(pipe: Any, name: str, secrets: list[bytes], url: str, trace: str, edits: int | None) -> None:
