@@ -548,6 +548,7 @@ class Node:
         self._gone_since.pop(hs.peer_id, None)
         session.next_anti_entropy = now + self._anti_entropy_delay()
         self._events.append(PeerConnected(session.conn, hs.peer_id))
+        self.flush(now)  # writes held while no one was connected: the newcomer's Sync covers them
         self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
 
     # -- messages ---------------------------------------------------------------------------

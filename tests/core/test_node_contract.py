@@ -179,11 +179,11 @@ class NodeTimers(RuleBasedStateMachine):
                 self.tick_at_the_deadline(min(deadlines)[1])
 
     @invariant()
-    def pending_writes_are_due_now(self) -> None:
+    def pending_writes_are_due_within_the_flush_delay(self) -> None:
         for node in self.nodes:
             if node.memory.has_pending_deltas():
                 deadline = node.next_deadline()
-                assert deadline is not None and deadline <= self.now
+                assert deadline is not None and deadline <= self.now + node.config.max_flush_delay
 
 
 NodeTimers.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None, derandomize=True)
