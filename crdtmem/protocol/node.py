@@ -21,9 +21,9 @@ Local writes need no call of their own: while the memory holds unsigned deltas,
 pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neighbour has not
 yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
 does (or ``max_flush_delay`` passes); with no neighbour connected they wait
-``max_flush_delay`` too. A deadline at or before the present means "tick now". Randomness comes from the ``random.Random`` the node is given, so
-the websocket runtime and the simulator run this same code, and a simulation seed replays
-exactly.
+``max_flush_delay`` too. A deadline at or before the present means "tick now". Randomness
+comes from the ``random.Random`` the node is given, so the websocket runtime and the
+simulator run this same code, and a simulation seed replays exactly.
 
 What the node does, per DESIGN.md §4:
 
@@ -380,14 +380,14 @@ class Node:
 
     def _holding(self, now: float) -> bool:
         """Whether pending local writes wait (to join one batch) for a neighbour's ack."""
-        if not self.memory.has_pending_deltas() or not self._awaiting_ack():
+        if not self.memory.has_pending_deltas() or not self._writes_wait():
             self._held_since = None
             return False
         if self._held_since is None:
             self._held_since = now
         return now < self._held_since + self.config.max_flush_delay
 
-    def _awaiting_ack(self) -> bool:
+    def _writes_wait(self) -> bool:
         """Whether no neighbour is connected (no one waits for our writes), or some neighbour
         has not acknowledged ``flush_window`` of our batches sent to it."""
         own, window = self.identity.peer_id, self.config.flush_window
@@ -477,7 +477,7 @@ class Node:
         """
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
         if self.lost_history is None and self.memory.has_pending_deltas():
-            if self._held_since is None or not self._awaiting_ack():
+            if self._held_since is None or not self._writes_wait():
                 return self._now
             deadlines.append(self._held_since + self.config.max_flush_delay)
         if self._relay:
