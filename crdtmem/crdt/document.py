@@ -109,6 +109,33 @@ def _update_clients(update: bytes) -> set[int] | None:
     return {client}
 
 
+def _group_start(update: bytes) -> tuple[int, int] | None:
+    """(client, first clock) of a Yjs v1 update holding exactly one struct group; else None."""
+    try:
+        groups, pos = _read_varuint(update, 0)
+        if groups != 1:
+            return None
+        _structs, pos = _read_varuint(update, pos)
+        client, pos = _read_varuint(update, pos)
+        clock, _ = _read_varuint(update, pos)
+    except ValueError:
+        return None
+    return client, clock
+
+
+def _encode_delete_set(deletes: dict[int, list[tuple[int, int]]]) -> bytes:
+    """A Yjs v1 delete set, clients sorted (as :func:`_delete_set` reads it)."""
+    out = bytearray()
+    _write_varuint(len(deletes), out)
+    for client, items in sorted(deletes.items()):
+        _write_varuint(client, out)
+        _write_varuint(len(items), out)
+        for clock, length in items:
+            _write_varuint(clock, out)
+            _write_varuint(length, out)
+    return bytes(out)
+
+
 def _encode_state(clients: dict[int, int]) -> bytes:
     out = bytearray()
     _write_varuint(len(clients), out)
@@ -156,12 +183,14 @@ class Document:
     """A Yjs document as a CRDT. Either live (wraps a Doc) or a delta (holds one update)."""
 
     TAG = "document"
-    __slots__ = ("doc", "_update", "_joined", "_on_local", "_remote", "_remote_changed", "_subscription", "_held")
+    __slots__ = ("doc", "_update", "_joined", "_source", "_on_local", "_remote", "_remote_changed", "_subscription",
+                 "_held")
 
     def __init__(self, doc: pycrdt.Doc | None = None) -> None:
         self.doc = doc if doc is not None else pycrdt.Doc()
         self._update: bytes | None = None
         self._joined: list[bytes] = []  # a delta's updates joined since it was last merged
+        self._source: Document | None = None  # a local edit's delta: the live Document it came from
         self._held: bytes | None = None  # received structs the Doc has not integrated yet
         self._on_local: Callable[[Document], None] | None = None
         self._remote = False
@@ -177,15 +206,16 @@ class Document:
         """A delta carrying one Yjs update (no Doc is built until it is joined into a state)."""
         delta = cls.__new__(cls)
         delta.doc, delta._update, delta._on_local, delta._remote, delta._subscription = None, update, None, False, None
-        delta._held, delta._remote_changed, delta._joined = None, False, []
+        delta._held, delta._remote_changed, delta._joined, delta._source = None, False, [], None
         return delta
 
     @property
     def update(self) -> bytes | None:
         """A delta's Yjs update (None for a live Doc)."""
         if self._joined:  # merge a delta group's updates once, not one join at a time
-            self._update = pycrdt.merge_updates(self._update, *self._joined)
-            self._joined = []
+            merged = pycrdt.merge_updates(self._update, *self._joined)
+            squashed = self._source._squash(merged) if self._source is not None else None
+            self._update, self._joined = squashed or merged, []
         return self._update
 
     def watch(self, on_local: Callable[[Document], None]) -> None:
@@ -202,7 +232,9 @@ class Document:
         if self._remote:
             self._remote_changed = True
         elif self._on_local is not None:
-            self._on_local(Document.from_update(event.update))
+            delta = Document.from_update(event.update)
+            delta._source = self
+            self._on_local(delta)
 
     def encoded(self) -> bytes:
         """The Yjs update that rebuilds this state (or the delta's update).
@@ -228,20 +260,7 @@ class Document:
         # clients were met: re-encode both sorted so equal states give equal bytes.
         state = self.doc.get_state()
         deletes = _delete_set(self.doc.get_update(state)) or {}
-        out = bytearray()
-        clients = state_clients(state)
-        _write_varuint(len(clients), out)
-        for client, clock in sorted(clients.items()):
-            _write_varuint(client, out)
-            _write_varuint(clock, out)
-        _write_varuint(len(deletes), out)
-        for client, items in sorted(deletes.items()):
-            _write_varuint(client, out)
-            _write_varuint(len(items), out)
-            for clock, length in items:
-                _write_varuint(clock, out)
-                _write_varuint(length, out)
-        return bytes(out)
+        return _encode_state(state_clients(state)) + _encode_delete_set(deletes)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Document) and self.digest_source() == other.digest_source()
@@ -269,9 +288,36 @@ class Document:
         self._held = rest if _still_pending(rest, state) else None
         return {WHOLE} if self._remote_changed else set()
 
+    def _squash(self, merged: bytes) -> bytes | None:
+        """``merged`` (this live Doc's own edits since its last flush, joined) re-encoded from
+        the Doc, where a run of typing is one item instead of one per keystroke; None if it
+        cannot be (the Doc holds later edits of ours, or ``merged`` is not ours alone).
+
+        The structs come from the Doc's update since the group's first clock (other clients'
+        clocks all counted as seen), the delete set from ``merged`` itself.
+        """
+        client = self.doc.client_id
+        try:
+            ends, deletes = update_footprint(merged)
+        except ValueError:
+            return None
+        first = _group_start(merged)
+        state = self.doc.get_state()
+        clocks = state_clients(state)
+        if first is None or first[0] != client or ends.get(client) != clocks.get(client):
+            return None
+        only_deletes = self.doc.get_update(state)  # no structs, then the Doc's whole delete set
+        since = self.doc.get_update(_encode_state({**clocks, client: first[1]}))
+        if not since.endswith(only_deletes[1:]):
+            return None
+        squashed = since[: len(since) - len(only_deletes) + 1] + _encode_delete_set(deletes)
+        return squashed if _update_clients(squashed) == {client} else None
+
     def copy(self) -> Document:
         if self.doc is None:
-            return Document.from_update(self.update)
+            copied = Document.from_update(self.update)
+            copied._source = self._source
+            return copied
         clone = pycrdt.Doc()
         clone.apply_update(self.doc.get_update())
         copied = Document(clone)
