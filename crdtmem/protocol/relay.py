@@ -112,6 +112,7 @@ class RelayInputs:
         if max_payload is not None:
             relay.max_payload = max_payload
         self._republish(relay, now, older_than=now)
+        self.flush(now)  # writes held while no one could take them go out now
         self._relay_sync(relay, now)
 
     def relay_down(self, link: Hashable, now: float) -> None:
