@@ -6,10 +6,21 @@ A thin shell: it moves bytes between one NATS connection and the node's relay in
 
 * ``crdtmem.S.batches``: the JetStream stream ``S`` holds it; one signed batch wire per
   message, published with ``Nats-Msg-Id`` = the batch hash (the broker drops repeats within
-  its duplicate window). Each peer reads it through its own durable consumer
+  its duplicate window). Each peer reads it through the durable consumer of its key,
   ``crdtmem-<peer id>``, acking a message once the node has handled it (and the store has
   journaled what it applied), so a restarted peer resumes where it was; a new one starts at
   the stream's oldest message.
+
+  Two live processes may run under one key (each writes under its own incarnation). A push
+  consumer has one subscriber, so only the first takes the key's durable consumer; a process
+  that finds it bound (or loses the race to create it) reads the whole stream through an
+  ephemeral *ordered* consumer instead, which nats-py recreates from the last message it
+  delivered whenever heartbeats stop (as when the broker restarted and forgot it), and which
+  the broker deletes once that process is gone. Every process thus receives every batch; only
+  the durable's holder resumes where it was after a restart, and a process that takes over
+  the durable after the holder left resumes where the holder was: what it lacks from before
+  that point comes from the reconciliation every :meth:`~crdtmem.protocol.relay.RelayInputs.relay_up`
+  asks for.
 * ``crdtmem.S.sync``: reconciliation requests (plain NATS, queue group ``crdtmem``: one peer
   answers each; the connection is ``no_echo``, so the server never hands a peer its own
   request), answered on the requester's own inbox.
@@ -132,6 +143,8 @@ class NatsRelay:
     ) -> None:
         self.config = config
         self.durable = "crdtmem-" + name.strip("=")
+        self.consumer: str | None = None
+        """The durable consumer this process reads the stream through; None: an ephemeral one."""
         self._on_up, self._on_down, self._on_deliver = on_up, on_down, on_deliver
         self._on_message, self._on_stored = on_message, on_stored
         self._rng = rng
@@ -201,14 +214,32 @@ class NatsRelay:
                 ))
             except BadRequestError:  # another peer created it first, perhaps otherwise shaped: use it
                 await self._js.stream_info(cfg.stream)
-        await self._js.subscribe(
-            cfg.subject, durable=self.durable, stream=cfg.stream, cb=self._delivered, manual_ack=True,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=cfg.ack_wait,
-                                  deliver_policy=DeliverPolicy.ALL, inactive_threshold=cfg.max_age),
-        )
+        await self._subscribe_stream()
         self._inbox = self._nc.new_inbox()
         await self._nc.subscribe(self._inbox, cb=self._answered)
         await self._nc.subscribe(cfg.sync_subject, queue=_QUEUE, cb=self._requested)
+
+    async def _subscribe_stream(self) -> None:
+        """Read the stream through the key's durable consumer if no other process holds it, else
+        through an ephemeral ordered one (see the module docstring)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import Error as JetStreamError
+
+        cfg = self.config
+        self.consumer = self.durable  # before the first delivery, which is acked
+        try:
+            await self._js.subscribe(
+                cfg.subject, durable=self.durable, stream=cfg.stream, cb=self._delivered, manual_ack=True,
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=cfg.ack_wait,
+                                      deliver_policy=DeliverPolicy.ALL, inactive_threshold=cfg.max_age),
+            )
+            return
+        except JetStreamError as exc:  # another process with our key bound it, or created it first
+            self.consumer = None
+            log.info("durable consumer %s is in use (%s), most likely by another process with this key: "
+                     "reading the stream through an ephemeral ordered consumer", self.durable, exc)
+        await self._js.subscribe(cfg.subject, stream=cfg.stream, cb=self._delivered, ordered_consumer=True,
+                                 config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
 
     async def _pump_outbox(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -244,7 +275,8 @@ class NatsRelay:
 
     async def _delivered(self, msg: Any) -> None:
         self._on_deliver(msg.data)
-        await msg.ack()
+        if self.consumer is not None:  # an ordered consumer takes no acks
+            await msg.ack()
 
     async def _answered(self, msg: Any) -> None:
         if not msg.data and msg.headers and "Status" in msg.headers:

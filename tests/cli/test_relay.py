@@ -18,10 +18,11 @@ from ..processes import PeerProcess, keys, run
 pytest.importorskip("nats")
 
 
-def relay_peer(directory: Path, name: str, trust: Path, relay: str | list[str], *extra: str) -> PeerProcess:
+def relay_peer(directory: Path, name: str, trust: Path, relay: str | list[str], *extra: str,
+               key: str | None = None) -> PeerProcess:
     """A peer that listens on loopback but dials no one: the relay is its only way out."""
     flags = [arg for url in ([relay] if isinstance(relay, str) else relay) for arg in ("--relay", url)]
-    return PeerProcess(directory, name, trust, extra=[*flags, "--relay-republish-interval", "0.5", *extra])
+    return PeerProcess(directory, name, trust, extra=[*flags, "--relay-republish-interval", "0.5", *extra], key=key)
 
 
 def write_ids(peer: PeerProcess, start: int, stop: int) -> None:
@@ -64,6 +65,26 @@ def test_three_relay_peers_with_no_links_converge(tmp_path: Path) -> None:
                 metrics = stats(p)
                 assert metrics["connected_peers"] == 0
                 assert metrics["stats"]["relay_delivered"] >= 40  # the others' batches came from the stream
+        finally:
+            stop_all(procs)
+
+
+def test_two_processes_sharing_a_key_each_receive_every_batch(tmp_path: Path) -> None:
+    trust = keys(tmp_path, ["shared", "other"])
+    with NatsServer(tmp_path / "nats") as nats:
+        # One of the two takes the key's durable consumer; the other cannot bind it and must
+        # still get every batch, its twin's included (they run under distinct incarnations).
+        procs = [relay_peer(tmp_path, "first", trust, nats.url, key="shared"),
+                 relay_peer(tmp_path, "second", trust, nats.url, key="shared"),
+                 relay_peer(tmp_path, "other", trust, nats.url)]
+        try:
+            assert procs[0].peer_id == procs[1].peer_id and procs[0].replica_id != procs[1].replica_id
+            for p in procs:
+                write_ids(p, 0, 20)
+            for p in procs:
+                wait_ids(p, ids_of(procs, 20))
+            for p in procs:
+                assert stats(p)["stats"]["relay_delivered"] >= 40  # the others' batches came from the stream
         finally:
             stop_all(procs)
 
