@@ -15,7 +15,7 @@ A thin shell: it moves bytes between one NATS connection and the node's relay in
   consumer has one subscriber, so only the first takes the key's durable consumer; a process
   that finds it bound (or loses the race to create it) reads the whole stream through an
   ephemeral *ordered* consumer instead, which nats-py recreates from the last message it
-  delivered whenever heartbeats stop (as when the broker restarted and forgot it), and which
+  delivered once its heartbeats stop for two seconds (as when the broker restarted and forgot it), and which
   the broker deletes once that process is gone. Every process thus receives every batch; only
   the durable's holder resumes where it was after a restart, and a process that takes over
   the durable after the holder left resumes where the holder was: what it lacks from before
@@ -51,6 +51,9 @@ __all__ = ["RelayConfig", "RelayError", "NatsRelay", "parse_relay_urls"]
 log = logging.getLogger("crdtmem.nats")
 
 _QUEUE = "crdtmem"
+_ORDERED_HEARTBEAT = 1.0
+"""Seconds between the broker's heartbeats on an ordered consumer; two missed ones (as after a
+broker restart, which forgets ephemeral consumers) make nats-py recreate it where it was."""
 _FLOAT_OPTIONS = ("max_age", "duplicate_window", "ack_wait")
 _INT_OPTIONS = ("max_bytes", "replicas")
 
@@ -184,21 +187,41 @@ class NatsRelay:
                 await anyio.sleep(delay)
         try:
             self._js = self._nc.jetstream()
-            try:
-                await self._setup()
-            except Exception as exc:  # noqa: BLE001 - nats-py's errors name no remedy; ours does
-                raise RelayError(
-                    f"relay {','.join(self.config.servers)}: cannot set up stream {self.config.stream}: "
-                    f"{type(exc).__name__}: {exc} (is JetStream enabled? start the server with nats-server -js)"
-                ) from exc
+            await self._set_up_stream(backoff)
+            self._inbox = self._nc.new_inbox()
+            await self._nc.subscribe(self._inbox, cb=self._answered)
+            await self._nc.subscribe(self.config.sync_subject, queue=_QUEUE, cb=self._requested)
             self._on_up(self._nc.max_payload)
             await self._pump_outbox()
         finally:
             with anyio.move_on_after(2, shield=True):  # a broker that is down must not hold up the exit
                 await self._nc.close()
 
+    async def _set_up_stream(self, backoff: Backoff) -> None:
+        """Set up the stream and its consumer, again while the connection is lost meanwhile (a
+        broker restarting mid-setup); a broker that refuses is a :class:`RelayError`."""
+        import nats
+
+        backoff.reset()
+        while True:
+            try:
+                await self._setup()
+                return
+            except Exception as exc:  # noqa: BLE001 - nats-py's errors name no remedy; ours does
+                lost = not self._nc.is_connected or isinstance(exc, (nats.errors.TimeoutError,
+                                                                     nats.errors.ConnectionClosedError))
+                if not lost:
+                    raise RelayError(
+                        f"relay {','.join(self.config.servers)}: cannot set up stream {self.config.stream}: "
+                        f"{type(exc).__name__}: {exc} (is JetStream enabled? start the server with nats-server -js)"
+                    ) from exc
+                delay = backoff.next_delay(self._rng)
+                log.warning("relay %s: connection lost while setting up stream %s (%s); retrying in %.1fs",
+                            ",".join(self.config.servers), self.config.stream, type(exc).__name__, delay)
+                await anyio.sleep(delay)
+
     async def _setup(self) -> None:
-        """Create the stream (if missing), the durable consumer and the reconciliation subscriptions."""
+        """Create the stream (if missing) and the consumer; safe to call again after a failure."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
         from nats.js.errors import BadRequestError, NotFoundError
 
@@ -215,9 +238,6 @@ class NatsRelay:
             except BadRequestError:  # another peer created it first, perhaps otherwise shaped: use it
                 await self._js.stream_info(cfg.stream)
         await self._subscribe_stream()
-        self._inbox = self._nc.new_inbox()
-        await self._nc.subscribe(self._inbox, cb=self._answered)
-        await self._nc.subscribe(cfg.sync_subject, queue=_QUEUE, cb=self._requested)
 
     async def _subscribe_stream(self) -> None:
         """Read the stream through the key's durable consumer if no other process holds it, else
@@ -239,7 +259,7 @@ class NatsRelay:
             log.info("durable consumer %s is in use (%s), most likely by another process with this key: "
                      "reading the stream through an ephemeral ordered consumer", self.durable, exc)
         await self._js.subscribe(cfg.subject, stream=cfg.stream, cb=self._delivered, ordered_consumer=True,
-                                 config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+                                 idle_heartbeat=_ORDERED_HEARTBEAT, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
 
     async def _pump_outbox(self) -> None:
         async with anyio.create_task_group() as tg:
