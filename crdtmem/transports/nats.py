@@ -25,6 +25,10 @@ A thin shell: it moves bytes between one NATS connection and the node's relay in
   answers each; the connection is ``no_echo``, so the server never hands a peer its own
   request), answered on the requester's own inbox.
 
+A broker that cannot be reached, or is lost while the stream and consumer are being set up
+(a restart), is retried with backoff; one that answers and refuses (no JetStream) is a
+:class:`RelayError`.
+
 Options (URL query, all optional): ``max_age`` (seconds, default 86400) and ``max_bytes``
 (default 1 GiB) bound the stream; ``duplicate_window`` (seconds, default 120);
 ``ack_wait`` (seconds before an unacked delivery is redelivered, default 5); ``replicas``
