@@ -349,14 +349,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "statistic": "median",
         "ratios": "ours / pycrdt (write: >1 is better for us; merge, bytes: <1 is better for us)",
     }
-    result["env"] = {
+    result["env"] = environment()
+    return result
+
+
+def environment() -> dict[str, str]:
+    """The versions a result depends on (every pycrdt comparison reports these)."""
+    return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "crdtmem": crdtmem.__version__,
         "pycrdt": getattr(pycrdt, "__version__", "?"),
         "machine": platform.machine(),
     }
-    return result
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from .codec import (
     encode_state,
     expect_bytes,
     expect_count,
+    expect_dot,
     expect_element,
     expect_list,
     expect_replica,
@@ -28,7 +29,7 @@ from .codec import (
     pack,
 )
 from .crdt import WHOLE, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
-from .crdt.dotkernel import META, DotKernel
+from .crdt.dotkernel import META
 from .crdt.registry import TypeSpec, register_type
 from .errors import DecodeError
 from .limits import MAX_CONTEXT_REPLICAS, OversizedContextError
@@ -70,21 +71,6 @@ def _entry_to_plain(key: bytes, dots: dict[Dot, Any], payload: _Payload) -> list
     return [key, sorted([d[0], d[1], *payload[0](p)] for d, p in dots.items())]
 
 
-def _entry_from_plain(obj: Any, payload: _Payload) -> tuple[bytes, dict[Dot, Any]]:
-    key, dot_list = expect_list(obj, "entry", 2)
-    key = payload[3](key, "entry key")
-    dots: dict[Dot, Any] = {}
-    for item in expect_list(dot_list, "entry dots"):
-        expect_list(item, "entry dot", 2 + payload[2])
-        dot = Dot(expect_replica(item[0]), expect_count(item[1], "counter"))
-        if dot in dots:
-            raise DecodeError("malformed entry (duplicate dot)")
-        dots[dot] = payload[1](item[2:])
-    if not dots:
-        raise DecodeError("malformed entry (no dots)")
-    return key, dots
-
-
 def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Callable]:
     """(to_plain, from_plain, encode_leaf) of a type whose state is one dot kernel."""
 
@@ -93,15 +79,26 @@ def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Cal
         entries = sorted(_entry_to_plain(k, dots, payload) for k, dots in kernel.entries.items())
         return [entries, context_to_plain(kernel.ctx)]
 
+    check_key, payload_from, width = payload[3], payload[1], 2 + payload[2]
+
     def from_plain(obj: Any) -> Any:
         entry_list, ctx_plain = expect_list(obj, "dot kernel", 2)
         entries: dict[Hashable, dict[Dot, Any]] = {}
-        for item in expect_list(entry_list, "entries"):
-            key, dots = _entry_from_plain(item, payload)
-            if key in entries:
+        for entry in expect_list(entry_list, "entries"):
+            key, dot_list = expect_list(entry, "entry", 2)
+            if check_key(key, "entry key") in entries:
                 raise DecodeError("malformed entries (duplicate key)")
+            dots: dict[Dot, Any] = {}
+            for item in expect_list(dot_list, "entry dots"):
+                expect_list(item, "entry dot", width)
+                dot = expect_dot(item[0], item[1])
+                if dot in dots:
+                    raise DecodeError("malformed entry (duplicate dot)")
+                dots[dot] = payload_from(item[2:])
+            if not dots:
+                raise DecodeError("malformed entry (no dots)")
             entries[key] = dots
-        return cls(DotKernel(entries, context_from_plain(ctx_plain)))
+        return cls.build(entries, context_from_plain(ctx_plain))
 
     def encode_leaf(state: Any, key: Hashable) -> bytes | None:
         if key == WHOLE:

@@ -59,7 +59,17 @@ class CausalContext:
         self._stray: dict[str, _Strays] = {}  # replica → its strays, see _TOP
         if cloud:
             for replica, counter in cloud:
-                self._put(replica, counter)
+                self.add_stray(replica, counter)
+
+    @classmethod
+    def of_dot(cls, replica: str, counter: int) -> CausalContext:
+        """The context of one dot (a local write's delta), built without the general checks."""
+        ctx = cls.__new__(cls)
+        if counter == 1:
+            ctx.vv, ctx._stray = {replica: 1}, {}
+        else:
+            ctx.vv, ctx._stray = {}, {replica: counter}
+        return ctx
 
     @property
     def cloud(self) -> set[Dot]:
@@ -106,8 +116,18 @@ class CausalContext:
         return counter == strays if type(strays) is int else counter in strays[_DOTS]
 
     def unseen_of(self, dots: dict) -> dict:
-        """The items of ``dots`` (keyed by dot) whose dot this context lacks; one call per map."""
+        """The items of ``dots`` (keyed by dot) whose dot this context lacks; one call per map.
+
+        Returns ``dots`` itself when the context has seen none of them (treat it as read-only).
+        """
         vv, strays = self.vv, self._stray
+        for d in dots:
+            if d[1] <= vv.get(d[0], 0) or (
+                (s := strays.get(d[0])) is not None and (d[1] == s if type(s) is int else d[1] in s[_DOTS])
+            ):
+                break
+        else:
+            return dots
         return {
             d: p for d, p in dots.items()
             if d[1] > vv.get(d[0], 0)
@@ -143,13 +163,17 @@ class CausalContext:
 
     def next_dot(self, replica: str) -> Dot:
         """A fresh dot for a local write by ``replica``, recorded in this context."""
+        return Dot(replica, self.next_counter(replica))
+
+    def next_counter(self, replica: str) -> int:
+        """The counter of a fresh dot for a local write by ``replica``, recorded in this context."""
         if replica in self._stray:
-            dot = Dot(replica, self.max(replica) + 1)
-            self.add(dot)
-            return dot
+            counter = self.max(replica) + 1
+            self.add((replica, counter))  # type: ignore[arg-type]  # a plain tuple is cheaper
+            return counter
         counter = self.vv.get(replica, 0) + 1
         self.vv[replica] = counter
-        return Dot(replica, counter)
+        return counter
 
     def add(self, dot: Dot) -> None:
         replica, counter = dot
@@ -162,7 +186,7 @@ class CausalContext:
             strays = self._stray.get(replica)
             if strays is None:
                 self._stray[replica] = counter
-            elif type(strays) is list:  # (inlined from _put: this is every write's path)
+            elif type(strays) is list:  # (inlined from add_stray: this is every write's path)
                 dots = strays[_DOTS]
                 if counter not in dots:
                     dots.add(counter)
@@ -173,8 +197,11 @@ class CausalContext:
             elif counter != strays:
                 self._stray[replica] = [max(strays, counter), {strays, counter}, None]
 
-    def _put(self, replica: str, counter: int) -> None:
-        """Record a stray dot (no contiguity check: :meth:`compact` or :meth:`_settle` does that)."""
+    def add_stray(self, replica: str, counter: int) -> None:
+        """Record a dot without the contiguity check; call :meth:`compact` once after the last.
+
+        For decoding a context dot by dot (a dot already recorded is ignored).
+        """
         strays = self._stray.get(replica)
         if strays is None:
             self._stray[replica] = counter
@@ -235,8 +262,10 @@ class CausalContext:
 
     def compact(self) -> None:
         """Move cloud dots that became contiguous into the version vector; drop covered ones."""
-        for replica in list(self._stray):
-            self._settle(replica)
+        vv = self.vv
+        for replica, strays in list(self._stray.items()):
+            if type(strays) is not int or strays <= vv.get(replica, 0) + 1:  # else nothing to settle
+                self._settle(replica)
 
     def copy(self) -> CausalContext:
         twin = CausalContext(dict(self.vv))
@@ -247,7 +276,8 @@ class CausalContext:
         return twin
 
     def replicas(self) -> set[str]:
-        return set(self.vv) | set(self._stray)
+        """Every replica with a dot in this context."""
+        return self.vv.keys() | self._stray.keys()
 
 
 def count_unseen(ctx: CausalContext, seen: CausalContext) -> int:

@@ -12,7 +12,7 @@ own type's ``from_plain``.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import msgpack
@@ -30,6 +30,7 @@ __all__ = [
     "MAX_REPLICA_ID",
     "pack",
     "unpack",
+    "unpack_items",
     "encode_state",
     "decode_state",
     "state_to_plain",
@@ -39,6 +40,7 @@ __all__ = [
     "context_from_plain",
     "expect_list",
     "expect_replica",
+    "expect_dot",
     "expect_count",
     "expect_name",
     "expect_bytes",
@@ -68,6 +70,34 @@ def unpack(data: bytes, *, max_size: int = MAX_STATE_BYTES) -> Any:
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
 
 
+def unpack_items(data: bytes, what: str, *, max_size: int = MAX_STATE_BYTES) -> Iterator[Any]:
+    """Parse a msgpack array from outside item by item; raises DecodeError like :func:`unpack`.
+
+    Call it where each item is turned into something else at once (a batch's deltas): only one
+    item's parsed lists are alive at a time, so a long array leaves no garbage for the cyclic
+    garbage collector to walk. Raises as soon as the bytes stop being one array, which may
+    be after some items were yielded; bytes after the array are refused after the last item.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_size:
+        raise DecodeError(f"{len(data)} bytes exceeds the {max_size}-byte limit")
+    unpacker = msgpack.Unpacker(None, max_buffer_size=max(len(data), 1), raw=False, strict_map_key=True, use_list=True)
+    unpacker.feed(data)
+    try:
+        count = unpacker.read_array_header()
+    except Exception as exc:  # not an array, or no bytes
+        raise DecodeError(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
+    for _ in range(count):
+        try:
+            item = unpacker.unpack()
+        except Exception as exc:  # msgpack raises ValueError, TypeError, StackError, OutOfData, ...
+            raise DecodeError(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
+        yield item
+    if unpacker.tell() != len(data):
+        raise DecodeError(f"malformed {what}: extra bytes after the array")
+
+
 # -- shape checks: each returns its input or raises DecodeError ---------------------------------
 
 
@@ -77,6 +107,8 @@ def _fail(what: str) -> DecodeError:
 
 def expect_list(obj: Any, what: str, length: int | None = None) -> list:
     """``obj`` if it is a list (of ``length`` items, if given)."""
+    if type(obj) is list and (length is None or len(obj) == length):
+        return obj
     if not isinstance(obj, list) or (length is not None and len(obj) != length):
         raise _fail(what)
     return obj
@@ -131,22 +163,36 @@ def context_to_plain(ctx: CausalContext) -> list:
     return [sorted([r, c] for r, c in ctx.vv.items()), sorted([[r, c] for r, c in ctx.cloud_pairs()])]
 
 
+def expect_dot(replica: Any, counter: Any) -> tuple[str, int]:
+    """``(replica, counter)`` if they name a dot: a replica id and a counter from 1 to the bound.
+
+    The pair is a plain tuple, equal to its :class:`~crdtmem.clocks.Dot`; unlike a Dot, the
+    garbage collector stops tracking it once it has seen it (every decoded entry holds one).
+    """
+    if type(replica) is str and 0 < len(replica) <= MAX_REPLICA_ID and type(counter) is int and 0 < counter <= MAX_COUNT:
+        return (replica, counter)
+    return (expect_replica(replica), expect_count(counter, "counter"))
+
+
 def context_from_plain(obj: Any) -> CausalContext:
     vv_part, cloud_part = expect_list(obj, "causal context", 2)
     check_context_size(len(expect_list(vv_part, "version vector")), len(expect_list(cloud_part, "dot cloud")))
+    if not vv_part and len(cloud_part) == 1:  # a local write's delta: one dot, compact as it is
+        replica, counter = expect_list(cloud_part[0], "dot", 2)
+        return CausalContext.of_dot(*expect_dot(replica, counter))
     vv: dict[str, int] = {}
-    for pair in expect_list(vv_part, "version vector"):
+    for pair in vv_part:
         replica, counter = expect_list(pair, "version vector entry", 2)
-        if expect_replica(replica) in vv:
+        replica, counter = expect_dot(replica, counter)
+        if replica in vv:
             raise _fail("version vector (duplicate replica)")
-        vv[replica] = expect_count(counter, "counter")
-    cloud: set[Dot] = set()
-    for pair in expect_list(cloud_part, "dot cloud"):
+        vv[replica] = counter
+    ctx = CausalContext(vv)
+    for pair in cloud_part:
         replica, counter = expect_list(pair, "dot", 2)
-        cloud.add(Dot(expect_replica(replica), expect_count(counter, "counter")))
-    ctx = CausalContext(vv, cloud)
-    if cloud:
-        ctx.compact()  # once: adding dots one by one re-sorts the cloud each time (quadratic)
+        ctx.add_stray(*expect_dot(replica, counter))
+    if cloud_part:
+        ctx.compact()  # once: settling dot by dot would re-sort the strays each time (quadratic)
     return ctx
 
 

@@ -138,7 +138,7 @@ class SetHandle(_Handle):
     def remove(self, element: Any) -> None:
         """Remove every add of ``element`` this replica has seen (a no-op if absent)."""
         key = encode_value(element)
-        if key in self._state:
+        if key in self._state.entries:
             self._memory._local(self.name, self._state.remove(key), touched=(key,))
 
     def __contains__(self, element: Any) -> bool:
@@ -148,7 +148,7 @@ class SetHandle(_Handle):
             return False
 
     def __len__(self) -> int:
-        return len(self._state.kernel.entries)
+        return len(self._state.entries)
 
     def __iter__(self) -> Iterator[Any]:
         return (decode_value(key) for key in self._state.elements())
@@ -249,10 +249,10 @@ class MapHandle(_Handle):
             return False
 
     def __len__(self) -> int:
-        return len(self._state.kernel.entries)
+        return len(self._state.entries)
 
     def keys(self) -> list[Any]:
-        return [decode_value(k) for k in self._state.kernel.entries]
+        return [decode_value(k) for k in self._state.entries]
 
     @property
     def value(self) -> dict:

@@ -110,7 +110,7 @@ class Memory:
         self._unwritten: dict[str, dict[str, Crdt]] = {}  # asked for by name, never written: name → tag → state
         self._handles: dict[tuple[str, str], Any] = {}  # (name, tag) → handle
         self._outbox: list[tuple[str, Crdt]] = []
-        self._dirty: set[tuple[str, Hashable]] = set()
+        self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
         self._listeners: list[ChangeListener] = []
 
     def __repr__(self) -> str:
@@ -271,8 +271,8 @@ class Memory:
             self._objects[name] = state
             self._objects[clash_key(name, held.TAG)] = held
             moved = list(held.leaf_keys())
-            self._dirty.update((name, key) for key in moved)
-            self._dirty.update((clash_key(name, held.TAG), key) for key in moved)
+            self._mark_dirty(name, moved)
+            self._mark_dirty(clash_key(name, held.TAG), moved)
         else:
             self._objects[clash_key(name, tag)] = state
         tags = self._clashing.setdefault(name, {held.TAG})
@@ -358,17 +358,17 @@ class Memory:
         """Record a local write's delta; ``touched`` names leaves it emptied (a remove's delta
         carries only dots, not the key they supported)."""
         tag = delta.TAG
-        if self._find(name, tag) is None:
-            self._place(name, self._unwritten_pop(name, tag))
-        key = self._key(name, tag)
+        held = self._objects.get(name)
+        if held is not None and held.TAG == tag:
+            key = name  # the common case: a name already written as this type
+        else:
+            if self._find(name, tag) is None:
+                self._place(name, self._unwritten_pop(name, tag))
+            key = self._key(name, tag)
         self._outbox.append((name, delta))
         if len(self._outbox) >= OUTBOX_COMPACT_AT:
             self._outbox = group_deltas(self._outbox)
-        dirty = self._dirty
-        for leaf in delta.leaf_keys():
-            dirty.add((key, leaf))
-        for leaf in touched:
-            dirty.add((key, leaf))
+        self._mark_dirty(key, [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys())
         if self._listeners:
             self._notify(name, self.replica_id)
 
@@ -407,7 +407,11 @@ class Memory:
         Raises:
             DecodeError: ``name`` is a malformed reserved key, or one of another type.
         """
-        name, key, state = self._remote_target(name, delta.TAG)
+        state = self._objects.get(name)
+        if state is None or state.TAG != delta.TAG or name.startswith(_CLASH):
+            name, key, state = self._remote_target(name, delta.TAG)
+        else:
+            key = name  # the common case: a plain name already held as this type
         changed = state.join(delta)
         return self._after_remote(name, key, changed, origin)
 
@@ -436,8 +440,9 @@ class Memory:
     def _after_remote(self, name: str, key: str, changed: set[Hashable], origin: str) -> bool:
         if not changed:
             return False
-        self._dirty.update((key, leaf) for leaf in changed)
-        self._notify(name, origin)
+        self._mark_dirty(key, changed)
+        if self._listeners:
+            self._notify(name, origin)
         return True
 
     def merge(self, other: Memory) -> None:
@@ -456,8 +461,16 @@ class Memory:
 
     def take_dirty(self) -> set[tuple[str, Hashable]]:
         """The (name, leaf key) pairs changed since the last call; the Merkle index refreshes these."""
-        dirty, self._dirty = self._dirty, set()
-        return dirty
+        dirty, self._dirty = self._dirty, {}
+        return {(key, leaf) for key, leaves in dirty.items() for leaf in leaves}
+
+    def _mark_dirty(self, key: str, leaves: Iterable[Hashable]) -> None:
+        """Note changed leaves of the object stored as ``key`` (kept per key: no pair per write)."""
+        dirty = self._dirty.get(key)
+        if dirty is None:
+            self._dirty[key] = set(leaves)
+        else:
+            dirty.update(leaves)
 
     def leaves(self) -> Iterable[tuple[str, Hashable]]:
         """Every (name, leaf key) pair held, for building a Merkle index from scratch."""
@@ -523,7 +536,7 @@ class Memory:
         self._adopt(name, target)
         self._place(name, target)
         key = self._key(name, state.TAG)
-        self._dirty.update((key, leaf) for leaf in target.leaf_keys())
+        self._mark_dirty(key, target.leaf_keys())
 
     # -- checkpoints ------------------------------------------------------------------------
 

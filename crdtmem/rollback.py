@@ -142,7 +142,7 @@ def _revert_lww(memory: Memory, name: str, state: LWWRegister, then: bytes | Non
 
 
 def _revert_mv(memory: Memory, name: str, state: MVRegister, then: frozenset, now: frozenset) -> None:
-    delta = state.assign(memory.replica_id, next(iter(then))) if then else MVRegister(state.kernel.remove_all())
+    delta = state.assign(memory.replica_id, next(iter(then))) if then else state.remove_all()
     memory._local(name, delta)
 
 
@@ -159,7 +159,7 @@ PNCOUNTER_ROLLBACK = RollbackPolicy(value=lambda s: s.value, revert=_revert_pnco
 GSET_ROLLBACK = RollbackPolicy(
     value=lambda s: frozenset(s.items), refuse=lambda then: "is a grow-only gset: it cannot go back to its checkpoint"
 )
-ORSET_ROLLBACK = RollbackPolicy(value=lambda s: frozenset(s.kernel.entries), revert=_revert_orset)
+ORSET_ROLLBACK = RollbackPolicy(value=lambda s: frozenset(s.entries), revert=_revert_orset)
 LWWREGISTER_ROLLBACK = RollbackPolicy(value=lambda s: s.payload, revert=_revert_lww)
 MVREGISTER_ROLLBACK = RollbackPolicy(value=lambda s: frozenset(s.payloads()), revert=_revert_mv, refuse=_many_values)
 ORMAP_ROLLBACK = RollbackPolicy(value=lambda s: {key: stamped[2] for key, stamped in s.items()}, revert=_revert_ormap)

@@ -30,11 +30,14 @@ def _to_plain(value: Any, hashable: bool, depth: int) -> Any:
     if depth >= MAX_VALUE_DEPTH:
         raise TypeError(f"value nests deeper than {MAX_VALUE_DEPTH} levels")
     if kind is tuple:
-        return msgpack.ExtType(_TUPLE, _pack([_to_plain(v, hashable, depth + 1) for v in value]))
+        return msgpack.ExtType(_TUPLE, _pack([v if type(v) is str else _to_plain(v, hashable, depth + 1) for v in value]))
     if not hashable and kind is list:
         return [_to_plain(v, False, depth + 1) for v in value]
     if not hashable and kind is dict:
-        pairs = sorted((_pack(_to_plain(k, True, depth + 1)), _to_plain(v, False, depth + 1)) for k, v in value.items())
+        pairs = sorted(
+            (_pack(k if type(k) is str else _to_plain(k, True, depth + 1)), v if type(v) is str else _to_plain(v, False, depth + 1))
+            for k, v in value.items()
+        )
         return msgpack.ExtType(_DICT, _pack([list(pair) for pair in pairs]))
     allowed = "str, int, float, bool, None, bytes or a tuple of these"
     if not hashable:
@@ -44,9 +47,18 @@ def _to_plain(value: Any, hashable: bool, depth: int) -> Any:
 
 _fast_pack = msgpack.Packer(use_bin_type=True).pack  # plain str/int/bytes only: no re-entry
 
+_SCALAR_HEAD = bytes(
+    1 if b < 0x80 or 0xA0 <= b <= 0xBF or b >= 0xE0 or b in (0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB) or 0xCC <= b <= 0xD3
+    else 0
+    for b in range(256)
+)
+"""Per first byte of a msgpack value: 1 if it starts an int, a str or bytes (decoded alike by
+plain msgpack, and canonical exactly when :func:`encode_value` gives the same bytes back)."""
 
-def _pack(plain: Any) -> bytes:
-    return msgpack.packb(plain, use_bin_type=True, strict_types=True)
+
+_pack = msgpack.Packer(use_bin_type=True, strict_types=True).pack
+"""msgpack with exact types only (a tuple subclass is no array); one packer, never re-entered
+(nothing it packs calls back into Python), instead of a new packer per value."""
 
 
 def _ext_hook(code: int, data: bytes, depth: int) -> Any:
@@ -104,6 +116,14 @@ def decode_canonical(data: bytes, *, hashable: bool = True) -> Any:
     Sets and maps key entries by these bytes, so a peer must not be able to smuggle in a
     second spelling of a value (a non-minimal integer, a plain msgpack map) as a new key.
     """
+    if type(data) is bytes and data and _SCALAR_HEAD[data[0]]:  # a str, int or bytes: no walk
+        try:
+            value = msgpack.unpackb(data, raw=False)
+        except Exception as exc:  # msgpack raises several unrelated types on malformed input
+            raise DecodeError(f"malformed value: {exc}") from exc
+        if _fast_pack(value) != data:
+            raise DecodeError("value is not in canonical form")
+        return value
     value = decode_value(data)
     try:
         canonical = encode_value(value, hashable=hashable)

@@ -109,6 +109,33 @@ def _update_clients(update: bytes) -> set[int] | None:
     return {client}
 
 
+def _group_start(update: bytes) -> tuple[int, int] | None:
+    """(client, first clock) of a Yjs v1 update holding exactly one struct group; else None."""
+    try:
+        groups, pos = _read_varuint(update, 0)
+        if groups != 1:
+            return None
+        _structs, pos = _read_varuint(update, pos)
+        client, pos = _read_varuint(update, pos)
+        clock, _ = _read_varuint(update, pos)
+    except ValueError:
+        return None
+    return client, clock
+
+
+def _encode_delete_set(deletes: dict[int, list[tuple[int, int]]]) -> bytes:
+    """A Yjs v1 delete set, clients sorted (as :func:`_delete_set` reads it)."""
+    out = bytearray()
+    _write_varuint(len(deletes), out)
+    for client, items in sorted(deletes.items()):
+        _write_varuint(client, out)
+        _write_varuint(len(items), out)
+        for clock, length in items:
+            _write_varuint(clock, out)
+            _write_varuint(length, out)
+    return bytes(out)
+
+
 def _encode_state(clients: dict[int, int]) -> bytes:
     out = bytearray()
     _write_varuint(len(clients), out)
@@ -156,14 +183,18 @@ class Document:
     """A Yjs document as a CRDT. Either live (wraps a Doc) or a delta (holds one update)."""
 
     TAG = "document"
-    __slots__ = ("doc", "update", "_on_local", "_remote", "_subscription", "_held")
+    __slots__ = ("doc", "_update", "_joined", "_source", "_on_local", "_remote", "_remote_changed", "_subscription",
+                 "_held")
 
     def __init__(self, doc: pycrdt.Doc | None = None) -> None:
         self.doc = doc if doc is not None else pycrdt.Doc()
-        self.update: bytes | None = None
+        self._update: bytes | None = None
+        self._joined: list[bytes] = []  # a delta's updates joined since it was last merged
+        self._source: Document | None = None  # a local edit's delta: the live Document it came from
         self._held: bytes | None = None  # received structs the Doc has not integrated yet
         self._on_local: Callable[[Document], None] | None = None
         self._remote = False
+        self._remote_changed = False
         self._subscription = None
 
     @classmethod
@@ -174,19 +205,36 @@ class Document:
     def from_update(cls, update: bytes) -> Document:
         """A delta carrying one Yjs update (no Doc is built until it is joined into a state)."""
         delta = cls.__new__(cls)
-        delta.doc, delta.update, delta._on_local, delta._remote, delta._subscription = None, update, None, False, None
-        delta._held = None
+        delta.doc, delta._update, delta._on_local, delta._remote, delta._subscription = None, update, None, False, None
+        delta._held, delta._remote_changed, delta._joined, delta._source = None, False, [], None
         return delta
+
+    @property
+    def update(self) -> bytes | None:
+        """A delta's Yjs update (None for a live Doc)."""
+        if self._joined:  # merge a delta group's updates once, not one join at a time
+            merged = pycrdt.merge_updates(self._update, *self._joined)
+            squashed = self._source._squash(merged) if self._source is not None else None
+            self._update, self._joined = squashed or merged, []
+        return self._update
 
     def watch(self, on_local: Callable[[Document], None]) -> None:
         """Call ``on_local(delta)`` after every local transaction on the Doc (not remote joins)."""
         self._on_local = on_local
+        self._observe()
+
+    def _observe(self) -> None:
         if self._subscription is None:
             self._subscription = self.doc.observe(self._observed)
 
     def _observed(self, event: pycrdt.TransactionEvent) -> None:
-        if not self._remote and self._on_local is not None:
-            self._on_local(Document.from_update(event.update))
+        # yrs reports a transaction only when it changed the Doc.
+        if self._remote:
+            self._remote_changed = True
+        elif self._on_local is not None:
+            delta = Document.from_update(event.update)
+            delta._source = self
+            self._on_local(delta)
 
     def encoded(self) -> bytes:
         """The Yjs update that rebuilds this state (or the delta's update).
@@ -212,25 +260,7 @@ class Document:
         # clients were met: re-encode both sorted so equal states give equal bytes.
         state = self.doc.get_state()
         deletes = _delete_set(self.doc.get_update(state)) or {}
-        out = bytearray()
-        clients = state_clients(state)
-        _write_varuint(len(clients), out)
-        for client, clock in sorted(clients.items()):
-            _write_varuint(client, out)
-            _write_varuint(clock, out)
-        _write_varuint(len(deletes), out)
-        for client, items in sorted(deletes.items()):
-            _write_varuint(client, out)
-            _write_varuint(len(items), out)
-            for clock, length in items:
-                _write_varuint(clock, out)
-                _write_varuint(length, out)
-        return bytes(out)
-
-    def _fingerprint(self) -> bytes:
-        """Cheap, non-canonical change detector for one live Doc."""
-        state = self.doc.get_state()
-        return state + self.doc.get_update(state)
+        return _encode_state(state_clients(state)) + _encode_delete_set(deletes)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Document) and self.digest_source() == other.digest_source()
@@ -240,13 +270,13 @@ class Document:
 
     def join(self, other: Document) -> set[Hashable]:
         if self.doc is None:  # joining two deltas: merge their updates
-            self.update = pycrdt.merge_updates(self.update, other.encoded())
+            self._joined.append(other.encoded())
             return {WHOLE}
         update = other.encoded()
         if self._held is not None:
             update = pycrdt.merge_updates(self._held, update)
-        before = self._fingerprint()
-        self._remote = True
+        self._observe()
+        self._remote, self._remote_changed = True, False
         try:
             self.doc.apply_update(update)
         finally:
@@ -256,11 +286,38 @@ class Document:
         state = self.doc.get_state()
         rest = pycrdt.get_update(update, state)
         self._held = rest if _still_pending(rest, state) else None
-        return {WHOLE} if self._fingerprint() != before else set()
+        return {WHOLE} if self._remote_changed else set()
+
+    def _squash(self, merged: bytes) -> bytes | None:
+        """``merged`` (this live Doc's own edits since its last flush, joined) re-encoded from
+        the Doc, where a run of typing is one item instead of one per keystroke; None if it
+        cannot be (the Doc holds later edits of ours, or ``merged`` is not ours alone).
+
+        The structs come from the Doc's update since the group's first clock (other clients'
+        clocks all counted as seen), the delete set from ``merged`` itself.
+        """
+        client = self.doc.client_id
+        try:
+            ends, deletes = update_footprint(merged)
+        except ValueError:
+            return None
+        first = _group_start(merged)
+        state = self.doc.get_state()
+        clocks = state_clients(state)
+        if first is None or first[0] != client or ends.get(client) != clocks.get(client):
+            return None
+        only_deletes = self.doc.get_update(state)  # no structs, then the Doc's whole delete set
+        since = self.doc.get_update(_encode_state({**clocks, client: first[1]}))
+        if not since.endswith(only_deletes[1:]):
+            return None
+        squashed = since[: len(since) - len(only_deletes) + 1] + _encode_delete_set(deletes)
+        return squashed if _update_clients(squashed) == {client} else None
 
     def copy(self) -> Document:
         if self.doc is None:
-            return Document.from_update(self.update)
+            copied = Document.from_update(self.update)
+            copied._source = self._source
+            return copied
         clone = pycrdt.Doc()
         clone.apply_update(self.doc.get_update())
         copied = Document(clone)

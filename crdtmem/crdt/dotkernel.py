@@ -3,12 +3,15 @@
 State: ``entries`` maps a key to the dots that currently support it, each dot carrying a
 payload, plus a causal context of every dot ever seen. A dot seen in the context but held by no
 entry was removed, so nothing needs a tombstone. Removing supporters only ever shrinks state.
+
+A key's dot dict is never changed in place, only replaced, so states, deltas and copies share
+them freely (a local write's delta holds the very dict its state stores).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from typing import Any
+from typing import Any, Self
 
 from ..clocks import CausalContext, Dot
 
@@ -33,81 +36,120 @@ class DotKernel:
         self.ctx = ctx if ctx is not None else CausalContext()
         self._owner: dict[Dot, Hashable] | None = None  # dot → key, built on first need
 
+    @classmethod
+    def build(cls, entries: dict[Hashable, dict[Dot, Any]] | None = None, ctx: CausalContext | None = None) -> Self:
+        """An instance of this class (a container type too) holding ``entries`` and ``ctx`` as given.
+
+        Call it where a state is put together from parts (decoding, copying, a new delta).
+        """
+        kernel = cls.__new__(cls)
+        kernel.entries = entries if entries is not None else {}
+        kernel.ctx = ctx if ctx is not None else CausalContext()
+        kernel._owner = None
+        return kernel
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DotKernel) and self.entries == other.entries and self.ctx == other.ctx
 
     def __repr__(self) -> str:
-        return f"DotKernel({self.entries}, {self.ctx})"
+        return f"{type(self).__name__}({self.entries}, {self.ctx})"
 
-    # -- mutators: each changes the state and returns the delta -----------------------------
+    # -- mutators: each changes the state and returns the delta, of this state's class ------
 
-    def add(self, replica: str, key: Hashable, payload: Any = None) -> DotKernel:
+    def add(self, replica: str, key: Hashable, payload: Any = None) -> Self:
         """Support ``key`` with a fresh dot of ``replica``, replacing the key's current dots."""
-        delta = self.remove(key) if key in self.entries else DotKernel()
-        # A plain tuple (equal and hash-equal to the Dot) is untracked by CPython's cyclic GC,
-        # which otherwise walks every stored element on each full collection.
-        dot = tuple(self.ctx.next_dot(replica))
-        self.entries[key] = {dot: payload}
+        # A plain tuple (equal and hash-equal to the Dot) is untracked by CPython's cyclic GC
+        # once a collection has seen it; the one-dot dict is shared by state and delta.
+        if key in self.entries:
+            delta = self.remove(key)
+            dot = (replica, self.ctx.next_counter(replica))
+            delta.ctx.add(dot)
+            delta.entries[key] = self.entries[key] = {dot: payload}
+        else:
+            counter = self.ctx.next_counter(replica)
+            dot = (replica, counter)
+            self.entries[key] = dots = {dot: payload}
+            delta = self.build({key: dots}, CausalContext.of_dot(replica, counter))
         if self._owner is not None:
             self._owner[dot] = key
-        delta.entries[key] = {dot: payload}
-        delta.ctx.add(dot)
         return delta
 
-    def remove(self, key: Hashable) -> DotKernel:
+    def remove(self, key: Hashable) -> Self:
         """Drop every dot supporting ``key``; the delta carries them as context only."""
-        delta = DotKernel()
         dots = self.entries.pop(key, None)
-        if dots:
-            owner = self._owner
+        if not dots:
+            return self.build()
+        if len(dots) == 1:  # the common case: the context of one dot, built directly
+            (dot,) = dots
+            delta = self.build(None, CausalContext.of_dot(*dot))
+        else:
+            delta = self.build()
             for dot in dots:
                 delta.ctx.add(dot)
-                if owner is not None:
-                    del owner[dot]
+        owner = self._owner
+        if owner is not None:
+            for dot in dots:
+                del owner[dot]
         return delta
 
-    def remove_all(self) -> DotKernel:
+    def remove_all(self) -> Self:
         """Drop every key (used by MV-Register assignment)."""
-        delta = DotKernel()
+        delta = self.build()
         for key in list(self.entries):
-            delta.join(self.remove(key))
+            DotKernel.join(delta, self.remove(key))
         return delta
 
     # -- join ---------------------------------------------------------------------------------
 
     def join(self, other: DotKernel) -> set[Hashable]:
-        """Join ``other`` (a state or a delta) into this one; return the keys whose dots changed."""
-        changed = {key for key, theirs in other.entries.items() if self._merge_key(key, theirs, other.ctx)}
-        their_ctx = other.ctx
-        # Our keys that ``other`` may have removed hold dots both contexts cover: find them
-        # through those dots when there are few, else look at every key.
-        # (Walking the ranges costs at most 4 dots per entry held: never a number a peer picks.)
-        mine, held = self.ctx, len(self.entries)
-        ranges = {r: min(top, mine.max(r)) for r, top in their_ctx.vv.items()} if held else {}
-        if not held:
-            candidates = set()
-        elif sum(ranges.values()) + their_ctx.cloud_size() <= 4 * held:
-            owner = self._index()
-            shared = (Dot(r, c) for r, top in ranges.items() for c in range(1, top + 1))
-            candidates = {owner[d] for d in shared if d in owner}
-            candidates.update([owner[d] for d in their_ctx.cloud_pairs() if d in owner])
-        else:
-            candidates = set(self.entries)
-        for key in candidates - other.entries.keys():
-            if self._merge_key(key, {}, their_ctx):
+        """Join ``other`` (a state or a delta) into this one; return the keys whose dots changed.
+
+        Never changes ``other``; this state may come to share dot dicts with it.
+        """
+        entries, their_ctx = self.entries, other.ctx
+        changed: set[Hashable] = set()
+        for key, theirs in other.entries.items():
+            mine = entries.get(key)
+            if mine is None:
+                fresh = self.ctx.unseen_of(theirs)  # ``theirs`` itself when all are new: shared
+                if fresh:
+                    if self._owner is None:
+                        entries[key] = fresh
+                    else:
+                        self._set(key, fresh)
+                    changed.add(key)
+            elif mine is not theirs and self._merge_key(key, mine, theirs, their_ctx):
                 changed.add(key)
+        if entries:
+            for key in self._covered_keys(their_ctx) - other.entries.keys():
+                if self._merge_key(key, entries[key], {}, their_ctx):
+                    changed.add(key)
         if self.ctx.join(their_ctx):
             changed.add(META)
         return changed
 
-    def _merge_key(self, key: Hashable, theirs: dict[Dot, Any], their_ctx: CausalContext) -> bool:
+    def _covered_keys(self, their_ctx: CausalContext) -> set[Hashable]:
+        """Our keys holding a dot ``their_ctx`` covers: the only ones a join with it can remove.
+
+        Found through those dots when there are few, else every key is a candidate: walking
+        the ranges costs at most 4 dots per entry held, never a number a peer picks.
+        """
+        mine = self.ctx
+        ranges = [(r, min(top, mine.max(r))) for r, top in their_ctx.vv.items()] if their_ctx.vv else []
+        strays = their_ctx.cloud_pairs()  # as many as ``other`` carries: joining its context walks them too
+        walk = sum([top for _, top in ranges]) + len(strays) if ranges else len(strays)
+        if not walk:
+            return set()
+        if walk > 4 * len(self.entries):
+            return set(self.entries)
+        owner = self._index()
+        keys = {owner[d] for d in strays if d in owner}
+        for r, top in ranges:
+            keys.update([owner[d] for c in range(1, top + 1) if (d := (r, c)) in owner])
+        return keys
+
+    def _merge_key(self, key: Hashable, mine: dict[Dot, Any], theirs: dict[Dot, Any], their_ctx: CausalContext) -> bool:
         """Keep dots both sides hold, and dots one side holds that the other has not seen."""
-        mine = self.entries.get(key)
-        if mine is None:
-            fresh = self.ctx.unseen_of(theirs)
-            if fresh:
-                self._set(key, fresh)
-            return bool(fresh)
         merged = {d: p for d, p in mine.items() if d in theirs or d not in their_ctx}
         mine_ctx = self.ctx
         for d, p in theirs.items():
@@ -135,37 +177,44 @@ class DotKernel:
         else:
             self.entries.pop(key, None)
 
-    def copy(self) -> DotKernel:
-        return DotKernel({k: dict(v) for k, v in self.entries.items()}, self.ctx.copy())
+    def copy(self) -> Self:
+        return self.build(dict(self.entries), self.ctx.copy())  # dot dicts are shared, never changed
 
     def writers(self) -> set[str]:
         """Replicas whose dots this state (as a delta) creates."""
         return {d[0] for dots in self.entries.values() for d in dots}
 
+    def only_writes_as(self, replica: str) -> bool:
+        """True if every dot this state (as a delta) holds is ``replica``'s; no set is built."""
+        for dots in self.entries.values():
+            for d in dots:
+                if d[0] != replica:
+                    return False
+        return True
 
-class KernelContainer:
-    """Shared plumbing for types whose state is one :class:`DotKernel` split into entry leaves."""
 
-    __slots__ = ("kernel",)
+class KernelContainer(DotKernel):
+    """Shared plumbing for types whose state is one dot kernel split into entry leaves.
+
+    The container *is* its kernel (one object per state and per delta, not two); ``kernel``
+    returns itself, and ``Type(kernel)`` adopts a bare :class:`DotKernel`'s parts.
+    """
+
+    __slots__ = ()
     TAG = ""
 
     def __init__(self, kernel: DotKernel | None = None) -> None:
-        self.kernel = kernel if kernel is not None else DotKernel()
+        if kernel is None:
+            super().__init__()
+        else:
+            self.entries, self.ctx, self._owner = kernel.entries, kernel.ctx, kernel._owner
+
+    @property
+    def kernel(self) -> DotKernel:
+        return self
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.kernel == other.kernel
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.kernel.entries}, {self.kernel.ctx})"
-
-    def join(self, other: KernelContainer) -> set[Hashable]:
-        return self.kernel.join(other.kernel)
-
-    def copy(self):  # noqa: ANN201 - returns the subclass
-        return type(self)(self.kernel.copy())
-
-    def writers(self) -> set[str]:
-        return self.kernel.writers()
+        return type(other) is type(self) and self.entries == other.entries and self.ctx == other.ctx  # type: ignore[attr-defined]
 
     def leaf_keys(self) -> Iterable[Hashable]:
-        return [*self.kernel.entries, META]
+        return [*self.entries, META]

@@ -19,13 +19,13 @@ class MVRegister(KernelContainer):
 
     def payloads(self) -> list[bytes]:
         """The encoded values of every surviving concurrent assignment."""
-        return list(self.kernel.entries.get(WHOLE, {}).values())
+        return list(self.entries.get(WHOLE, {}).values())
 
     def assign(self, replica: str, value: bytes) -> MVRegister:
-        return MVRegister(self.kernel.add(replica, WHOLE, value))
+        return self.add(replica, WHOLE, value)
 
     def join(self, other: MVRegister) -> set[Hashable]:
-        return {WHOLE} if self.kernel.join(other.kernel) else set()
+        return {WHOLE} if super().join(other) else set()
 
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)

@@ -12,22 +12,17 @@ __all__ = ["ORSet"]
 
 
 class ORSet(KernelContainer):
+    """Mutators, from the kernel: ``add(replica, element)``, ``remove(element)``, ``clear()``;
+    each returns the delta, an ORSet."""
+
     TAG = "orset"
     __slots__ = ()
 
     def __contains__(self, element: bytes) -> bool:
-        return element in self.kernel.entries
+        return element in self.entries
 
     def elements(self) -> list[bytes]:
-        return list(self.kernel.entries)
-
-    def add(self, replica: str, element: bytes) -> ORSet:
-        return ORSet(self.kernel.add(replica, element))
-
-    def remove(self, element: bytes) -> ORSet:
-        return ORSet(self.kernel.remove(element))
+        return list(self.entries)
 
     def clear(self) -> ORSet:
-        return ORSet(self.kernel.remove_all())
-
-
+        return self.remove_all()

@@ -158,11 +158,8 @@ def read_batch(wire: bytes, *, max_size: int) -> DeltaBatch:
 
 
 def _deltas(author: str, seq: int, body: bytes, max_size: int) -> tuple[tuple[str, Crdt], ...]:
-    items = codec.unpack(body, max_size=max_size)
-    if not isinstance(items, list):
-        raise DecodeError("malformed delta list")
     deltas = []
-    for item in items:
+    for item in codec.unpack_items(body, "delta list", max_size=max_size):
         if not (isinstance(item, list) and len(item) == 3):
             raise DecodeError("malformed delta entry")
         codec.expect_name(item[0])

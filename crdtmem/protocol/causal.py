@@ -132,7 +132,7 @@ class CausalIndex:
                 continue
             if not isinstance(delta, KernelContainer):
                 continue
-            ctx = delta.kernel.ctx
+            ctx = delta.ctx
             for replica in ctx.replicas():
                 if replica == batch.author:
                     continue
@@ -175,7 +175,7 @@ class CausalIndex:
         self._heads.add(batch.hash)
         for name, delta in batch.deltas:
             if isinstance(delta, KernelContainer):
-                _extend(self._reach, (name, batch.author), batch.seq, delta.kernel.ctx.max(batch.author))
+                _extend(self._reach, (name, batch.author), batch.seq, delta.ctx.max(batch.author))
             elif isinstance(delta, Document):
                 client = yjs_client_id(batch.author)
                 try:

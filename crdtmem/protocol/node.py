@@ -18,15 +18,20 @@ going back), and does what the node asks::
 
 Local writes need no call of their own: while the memory holds unsigned deltas,
 :meth:`Node.next_deadline` is due at once, and the :meth:`Node.tick` it asks for signs and
-pushes them (:meth:`Node.flush` does just that, synchronously). A deadline at or before the
-present means "tick now". Randomness comes from the ``random.Random`` the node is given, so
-the websocket runtime and the simulator run this same code, and a simulation seed replays
-exactly.
+pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neighbour has not
+yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
+does (or ``max_flush_delay`` passes); with no neighbour connected they wait
+``max_flush_delay`` too. A deadline at or before the present means "tick now". Randomness
+comes from the ``random.Random`` the node is given, so the websocket runtime and the
+simulator run this same code, and a simulation seed replays exactly.
 
 What the node does, per DESIGN.md §4:
 
 * handshake: mutual challenge–response, refusing keys outside the keyring;
-* push: local writes become one signed batch per flush, sent at once to every neighbour;
+* push: local writes become one signed batch per flush, sent at once to every neighbour when
+  they have acknowledged our earlier batches, and coalesced while one is in flight (a
+  neighbour acknowledges its author's batches at once, so a flush waits one round trip at
+  most, and never longer than ``max_flush_delay``);
   new batches from others are relayed to ``fanout`` random neighbours that may lack them, at
   once if nothing was relayed in the last ``relay_delay``, else together with whatever else
   arrives until then (one message per neighbour for a burst);
@@ -162,7 +167,15 @@ class NodeConfig:
     """Seconds between full ``Sync`` exchanges with each neighbour (answered with missing batches)."""
     handshake_timeout: float = 10.0
     ack_delay: float = 0.1
-    """Acks of received batches wait this long so one ack covers a burst."""
+    """Acks of relayed batches wait this long so one ack covers a burst (a batch from its own
+    author is acknowledged at once: the author coalesces its writes until then)."""
+    flush_window: int = 1
+    """Own batches a neighbour may not have acknowledged yet before local writes wait (and
+    coalesce into one batch) for its acknowledgement."""
+    max_flush_delay: float = 0.05
+    """Longest local writes wait for a neighbour's acknowledgement before they are signed and
+    sent anyway (a neighbour that never acknowledges delays our writes by this much); also how
+    long they coalesce while no neighbour is connected."""
     relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
@@ -204,6 +217,7 @@ class _Session:
     peer_seen: CausalContext = field(default_factory=CausalContext)
     in_flight: set[Dot] = field(default_factory=set)
     ack_at: float | None = None
+    own_sent: int = 0  # the highest of our own batch numbers sent on this connection
     heard: bool = False  # whether the peer's first Sync on this connection arrived
     next_anti_entropy: float = 0.0
 
@@ -279,6 +293,7 @@ class Node(RelayInputs):
         self._events: list[Event] = []
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
+        self._held_since: float | None = None  # local writes waiting for an ack, since when
         self._unencodable: list[str] = []  # names of local writes flush could not encode
         self.stats = NodeStats()
         """Typed counters of what this node has done (read-only for callers)."""
@@ -353,7 +368,8 @@ class Node(RelayInputs):
         timeouts, delayed acks, relay rounds, anti-entropy sessions, gossip rounds and log
         collection. Calling it early or often is harmless.
         """
-        self.flush(now)
+        if not self._holding(now):
+            self.flush(now)
         for session in list(self._sessions.values()):
             if not session.ready and now >= session.opened_at + self.config.handshake_timeout:
                 self._drop(session, RefusalReason.HANDSHAKE_TIMEOUT, "handshake did not finish in time", now)
@@ -379,6 +395,7 @@ class Node(RelayInputs):
         through the :class:`BatchApplied` event) before the caller goes on.
         """
         self._advance(now)
+        self._held_since = None
         deltas = group_deltas(self.memory.take_deltas())
         self._report_clashes()
         if not deltas:
@@ -401,6 +418,24 @@ class Node(RelayInputs):
         if self.members.touches(batch.deltas):
             self._membership_changed = True
             self._after_membership_change(now)
+
+    def _holding(self, now: float) -> bool:
+        """Whether pending local writes wait (to join one batch) for a neighbour's ack."""
+        if not self.memory.has_pending_deltas() or not self._writes_wait():
+            self._held_since = None
+            return False
+        if self._held_since is None:
+            self._held_since = now
+        return now < self._held_since + self.config.max_flush_delay
+
+    def _writes_wait(self) -> bool:
+        """Whether no neighbour is connected and no relay is up (no one waits for our writes), or
+        some neighbour has not acknowledged ``flush_window`` of our batches sent to it."""
+        own, window = self.replica_id, self.config.flush_window
+        sessions = self._ready_sessions()
+        if not sessions:
+            return not any(self.relays().values())  # a relay that is up carries them at once
+        return any(s.own_sent - s.peer_seen.max(own) >= window for s in sessions)
 
     def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
         """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
@@ -490,12 +525,15 @@ class Node(RelayInputs):
 
         Returns:
             A time; one at or before the present means "tick now". While the memory holds
-            unsigned local writes that is the latest ``now`` the node was given (``-inf``
-            before the first). None: nothing is scheduled; only input can create work.
+            unsigned local writes that no unacknowledged batch holds back, it is the latest
+            ``now`` the node was given (``-inf`` before the first). None: nothing is
+            scheduled; only input can create work.
         """
-        if self.memory.has_pending_deltas():
-            return self._now
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
+        if self.memory.has_pending_deltas():
+            if self._held_since is None or not self._writes_wait():
+                return self._now
+            deadlines.append(self._held_since + self.config.max_flush_delay)
         if self._relay:
             deadlines.append(self._next_relay)
         deadlines.extend(self._relay_deadlines())
@@ -565,6 +603,7 @@ class Node(RelayInputs):
         self._gone_since.pop(hs.peer_id, None)
         session.next_anti_entropy = now + self._anti_entropy_delay()
         self._events.append(PeerConnected(session.conn, hs.peer_id))
+        self.flush(now)  # writes held while no one was connected: the newcomer's Sync covers them
         self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
 
     # -- messages ---------------------------------------------------------------------------
@@ -606,13 +645,18 @@ class Node(RelayInputs):
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
         fresh, fetch = self._accept(session, message.wires)
+        # A flush's live push of the sender's own batch (catch-up and relays carry bursts):
+        # acked at once, so the author's next writes need not wait to join one batch.
+        from_author = len(message.wires) == 1 and key_id_of(peek_batch(message.wires[0])[0]) == session.peer_id
         self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fetch:
             # The sender applied what it relays, so it holds the dependencies we lack.
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
+        elif from_author:
+            self._ack(session)
+        elif fresh and session.ack_at is None:
+            session.ack_at = now + self.config.ack_delay
         if fresh:
-            if session.ack_at is None:
-                session.ack_at = now + self.config.ack_delay
             self._queue_relay(fresh, now)
 
     def _queue_relay(self, fresh: list[tuple[Dot, bytes]], now: float) -> None:
@@ -939,10 +983,12 @@ class Node(RelayInputs):
         in_flight = session.in_flight
         batches = [(dot, wire) for dot, wire in batches if dot not in session.peer_seen and dot not in in_flight]
         step = self.config.max_batch_wires_per_message
+        own = self.replica_id
         for start in range(0, len(batches), step):
             chunk = batches[start : start + step]
             self._send_message(session, Batches(tuple(wire for _, wire in chunk)), kind)
             session.in_flight.update(dot for dot, _ in chunk)
+            session.own_sent = max([session.own_sent, *(dot.counter for dot, _ in chunk if dot.replica == own)])
 
     def _send_message(self, session: _Session, message: Message, kind: SendKind) -> None:
         if isinstance(message, Sync):

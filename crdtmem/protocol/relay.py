@@ -120,6 +120,7 @@ class RelayInputs:
             relay.max_payload = max_payload
         relay.sync_retry.reset()
         self._republish(relay, now, older_than=now)
+        self.flush(now)  # writes held while no one could take them go out now
         self._relay_sync(relay, now)
 
     def relay_down(self, link: Hashable, now: float) -> None:

@@ -13,9 +13,11 @@ Its connections are :class:`~crdtmem.runtime.links.Links`; its metrics are
         print(peer.url, peer.metrics())
 
 Local writes never wait for the network: they apply to the memory at once and are signed and
-pushed on the next tick; a peer that is down only delays when others see them. Run one Peer per
-Memory, on the event loop thread that writes to that Memory (the websocket transport needs
-the asyncio backend; the memory transport runs on any anyio backend).
+pushed on the next tick (coalesced into one batch while a neighbour has not acknowledged the
+previous one: see ``NodeConfig.flush_window``); a peer that is down only delays when others
+see them. Run one Peer per Memory, on the event loop thread that writes to that Memory (the
+websocket transport needs the asyncio backend; the memory transport runs on any anyio
+backend).
 """
 
 from __future__ import annotations
@@ -240,6 +242,7 @@ class Peer:
         """Flush, stop listening and dialing, close connections, write a final snapshot."""
         with anyio.CancelScope(shield=True):
             try:
+                self.node.flush(self._now())
                 self._tick()
             except Exception:  # noqa: BLE001
                 log.exception("final flush failed")
@@ -297,6 +300,7 @@ class Peer:
         Raises:
             UnencodableWriteError: some writes could not be encoded; they were not sent.
         """
+        self.node.flush(self._now())
         self._tick()
         self.node.check_writable()
 

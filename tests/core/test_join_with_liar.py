@@ -38,7 +38,7 @@ def _build_history() -> Cluster:
 def _corrupt(cluster: Cluster) -> None:
     """The liar withholds some batches, serves a doctored one and holds forged state."""
     liar = cluster.node("liar")
-    bob = cluster.node("bob").identity.peer_id
+    bob = cluster.memory("bob").replica_id
     log = liar._log
     alice_dots = [dot for dot in list(log._wires) if dot.replica != bob]
     for dot in alice_dots[::3]:

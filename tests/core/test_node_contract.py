@@ -43,9 +43,21 @@ def test_a_local_write_makes_the_node_due_at_the_latest_time_it_was_given() -> N
     node.tick(10.0)
     node.memory.counter("tasks").increment()
     assert node.next_deadline() == 10.0
-    node.tick(10.5)
+    node.tick(10.5)  # no neighbour waits for it: the write coalesces with later ones a while
+    assert node.stats.batches_created == 0
+    assert node.next_deadline() == 10.5 + node.config.max_flush_delay
+    node.memory.counter("tasks").increment()
+    node.tick(10.5 + node.config.max_flush_delay)
     assert node.stats.batches_created == 1
     assert node.next_deadline() == 10.0 + node.config.gossip_interval
+
+
+def test_flush_signs_pending_writes_at_once_even_with_no_neighbour() -> None:
+    node = _node()
+    node.tick(10.0)
+    node.memory.counter("tasks").increment()
+    node.flush(10.0)
+    assert node.stats.batches_created == 1
 
 
 def test_a_write_before_any_input_is_due_at_once() -> None:
@@ -159,11 +171,11 @@ class NodeTimers(RuleBasedStateMachine):
                 self.tick_at_the_deadline(min(deadlines)[1])
 
     @invariant()
-    def pending_writes_are_due_now(self) -> None:
+    def pending_writes_are_due_within_the_flush_delay(self) -> None:
         for node in self.nodes:
             if node.memory.has_pending_deltas():
                 deadline = node.next_deadline()
-                assert deadline is not None and deadline <= self.now
+                assert deadline is not None and deadline <= self.now + node.config.max_flush_delay
 
 
 NodeTimers.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None, derandomize=True)

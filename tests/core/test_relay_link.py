@@ -113,7 +113,7 @@ def test_a_reconciliation_request_is_answered_with_the_missing_batches_and_a_syn
 def test_an_answer_showing_the_other_side_lacks_our_batches_publishes_them(pair: tuple[Node, Node]) -> None:
     a, b = pair
     a.memory.set("s").add("x")
-    a.tick(1.0)
+    a.flush(1.0)
     # Restarted from its store: the batch is logged, and nothing says whether the stream has it.
     restarted = Node(Memory(a.identity.peer_id, clock=lambda: 1_700_000_000.0), a.identity, a.keyring,
                      rng=random.Random(2), seen=a.seen, log_wires=a.log_wires())
@@ -154,7 +154,7 @@ def test_one_unsigned_answer_makes_a_peer_publish_a_bounded_number_of_batches(pa
     a, b = pair
     for i in range(300):
         a.memory.counter("c").increment()
-        a.tick(1.0 + i / 1000)
+        a.flush(1.0 + i / 1000)
     restarted = Node(Memory(a.identity.peer_id, clock=lambda: 1_700_000_000.0), a.identity, a.keyring,
                      rng=random.Random(2), seen=a.seen, log_wires=a.log_wires())
     restarted.attach_relay(LINK, 2.0)

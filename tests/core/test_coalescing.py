@@ -1,0 +1,86 @@
+"""Local writes go out at once when the link is idle and coalesce while a batch is unacknowledged."""
+
+from __future__ import annotations
+
+import pycrdt
+
+from crdtmem.clocks import CausalContext
+from crdtmem.identity import Identity
+from crdtmem.protocol.messages import Sync
+from crdtmem.protocol.node import NodeConfig
+from crdtmem.testing import Cluster, LinkFaults
+
+LATENCY = 0.01
+
+
+def _pair(config: NodeConfig | None = None) -> Cluster:
+    cluster = Cluster(seed=3, config=config, faults=LinkFaults(latency=LATENCY))
+    cluster.add("a")
+    cluster.add("b")
+    cluster.connect("a", "b")
+    assert cluster.run_until(lambda: cluster.node("a").peers() and cluster.synced(), timeout=5)
+    return cluster
+
+
+def _type(cluster: Cluster, name: str, text: str) -> None:
+    doc = cluster.memory(name).doc("notes")
+    content = doc.get("text", type=pycrdt.Text)
+    for char in text:
+        with doc.transaction():
+            content += char
+
+
+def test_a_write_on_an_idle_link_is_sent_at_once() -> None:
+    cluster = _pair()
+    cluster.memory("a").counter("n").increment()
+    assert cluster.node("a").next_deadline() <= cluster.now
+    cluster.run(LATENCY)
+    assert cluster.memory("b").counter("n").value == 1
+
+
+def test_writes_made_while_a_batch_is_in_flight_join_one_batch() -> None:
+    cluster = _pair()
+    a = cluster.node("a")
+    start = cluster.now
+    _type(cluster, "a", "x")
+    cluster.run(0)  # batch 1 leaves; b has not acknowledged it yet
+    before = a.stats.batches_created
+    _type(cluster, "a", "hello")
+    cluster.run(0)
+    assert a.stats.batches_created == before  # held while batch 1 is unacknowledged
+    assert cluster.run_until(lambda: cluster.memory("b").doc("notes").get("text", type=pycrdt.Text).to_py() == "xhello",
+                             timeout=1)
+    assert a.stats.batches_created == before + 1  # the five edits went out as one batch
+    assert cluster.now - start < 5 * LATENCY  # after b's acknowledgement, not after max_flush_delay
+
+
+def test_held_writes_go_out_after_max_flush_delay_when_no_ack_comes() -> None:
+    cluster = Cluster(seed=4, config=NodeConfig(max_flush_delay=0.05))
+    a = cluster.add("a")
+    silent = Identity.from_private_bytes(bytes(range(32)))
+    cluster.keyring.add(silent)
+    raw = cluster.open_raw("a", silent)  # a neighbour that never acknowledges anything
+    cluster.inject(raw.conn, raw.seal(Sync(CausalContext())))
+    assert a.peers()
+    _type(cluster, "a", "x")
+    cluster.run(0)
+    start, before = cluster.now, a.stats.batches_created
+    _type(cluster, "a", "y")
+    cluster.run(0)  # the tick holds the write
+    assert a.stats.batches_created == before and a.next_deadline() == start + 0.05
+    cluster.run(0.05)
+    assert a.stats.batches_created == before + 1
+
+
+def test_a_flush_window_of_two_lets_a_second_batch_go_before_the_first_is_acknowledged() -> None:
+    cluster = _pair(NodeConfig(flush_window=2))
+    a = cluster.node("a")
+    before = a.stats.batches_created
+    _type(cluster, "a", "x")
+    cluster.run(0)
+    _type(cluster, "a", "y")
+    cluster.run(0)
+    assert a.stats.batches_created == before + 2
+    _type(cluster, "a", "z")
+    cluster.run(0)
+    assert a.stats.batches_created == before + 2

@@ -1,0 +1,81 @@
+"""The decoders' fast paths refuse exactly what the careful paths refuse."""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+
+from crdtmem import DecodeError, Memory, codec
+from crdtmem.identity import Identity, Keyring, verify
+from crdtmem.protocol.batch import _signed_part, open_batch
+from crdtmem.values import decode_canonical, encode_value
+
+ALICE = Identity.from_private_bytes(random.Random(3).randbytes(32))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xcc\x05",  # 5 as a uint8: not minimal
+        b"\xd9\x01a",  # "a" as a str8: not minimal
+        b"\xc5\x00\x01x",  # b"x" as a bin16: not minimal
+        b"\xa1\xff",  # a str that is not UTF-8
+        b"\x05\x05",  # a value, then trailing bytes
+        b"\xa3ab",  # truncated
+    ],
+)
+def test_non_canonical_scalar_values_are_refused(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_canonical(data)
+
+
+@pytest.mark.parametrize("value", [0, -1, 2**64 - 1, -(2**63), "", "fact", b"\x00bytes", True, None, 1.5, ("a", 1)])
+def test_canonical_values_decode_to_what_was_encoded(value: object) -> None:
+    assert decode_canonical(encode_value(value)) == value
+
+
+def test_unpack_items_yields_each_item_of_one_array() -> None:
+    assert list(codec.unpack_items(codec.pack([[1], "two", b"3"]), "list")) == [[1], "two", b"3"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        codec.pack({"not": "an array"}),
+        codec.pack([1, 2]) + b"\xc0",  # bytes after the array
+        codec.pack([1, 2])[:-1],  # truncated
+        b"\xdd\xff\xff\xff\xff",  # claims 4 billion items, holds none
+        b"",
+    ],
+)
+def test_unpack_items_refuses_what_is_not_exactly_one_array(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        list(codec.unpack_items(data, "list"))
+
+
+def test_a_signed_batch_with_bytes_after_its_delta_list_is_refused() -> None:
+    memory = Memory(ALICE.peer_id)
+    memory.set("facts").add("one")
+    body = codec.pack([[name, *codec.state_to_plain(delta)] for name, delta in memory.take_deltas()]) + b"\xc0"
+    wire = codec.pack([ALICE.peer_id, 1, [], body, ALICE.sign(_signed_part(ALICE.peer_id, 1, [], body))])
+    keyring = Keyring()
+    keyring.add(ALICE)
+    with pytest.raises(DecodeError, match="extra bytes"):
+        open_batch(wire, keyring, verify, max_size=1 << 20)
+
+
+@pytest.mark.parametrize("bad", [["", 1], ["a" * 129, 1], ["a", 0], ["a", 2**62 + 1], [1, 1], ["a", 1.0], ["a"]])
+def test_a_context_naming_a_malformed_dot_is_refused(bad: list) -> None:
+    with pytest.raises(DecodeError):
+        codec.context_from_plain([[], [bad]])
+    with pytest.raises(DecodeError):
+        codec.context_from_plain([[bad], []])
+
+
+def test_a_decoded_context_is_compact() -> None:
+    ctx = codec.context_from_plain([[["a", 2]], [["a", 3], ["a", 5], ["b", 1], ["a", 1]]])
+    assert ctx.vv == {"a": 3, "b": 1}
+    assert ctx.cloud == {("a", 5)}
+    assert msgpack.unpackb(codec.pack(codec.context_to_plain(ctx))) == [[["a", 3], ["b", 1]], [["a", 5]]]

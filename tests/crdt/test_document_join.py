@@ -1,0 +1,85 @@
+"""Joining Yjs updates into a live document: what reports a change, and delta groups."""
+
+from __future__ import annotations
+
+import pycrdt
+
+from crdtmem.crdt.base import WHOLE
+from crdtmem.crdt.document import Document
+
+
+def _edits() -> list[bytes]:
+    doc = pycrdt.Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text = doc.get("text", type=pycrdt.Text)
+    text.insert(0, "hello")
+    text.insert(5, " world")
+    del text[0:2]
+    return updates
+
+
+def test_a_new_update_reports_a_change_and_a_repeated_one_does_not() -> None:
+    live = Document()
+    insert, more, delete = _edits()
+    assert live.join(Document.from_update(insert)) == {WHOLE}
+    assert live.join(Document.from_update(insert)) == set()
+    assert live.join(Document.from_update(more)) == {WHOLE}
+    assert live.join(Document.from_update(delete)) == {WHOLE}  # a delete-only update changes the text
+    assert live.join(Document.from_update(delete)) == set()
+    assert live.doc.get("text", type=pycrdt.Text).to_py() == "llo world"
+
+
+def test_a_delta_group_applies_like_its_updates_one_by_one() -> None:
+    updates = _edits()
+    group = Document.from_update(updates[0])
+    for update in updates[1:]:
+        group.join(Document.from_update(update))
+    one_by_one, grouped = Document(), Document()
+    for update in updates:
+        one_by_one.join(Document.from_update(update))
+    grouped.join(group)
+    assert grouped == one_by_one
+    assert grouped.doc.get("text", type=pycrdt.Text).to_py() == "llo world"
+
+
+def test_a_group_of_local_edits_is_squashed_from_the_live_doc_and_means_the_same() -> None:
+    other = pycrdt.Doc()
+    other.get("text", type=pycrdt.Text).insert(0, "theirs ")
+    live = Document.for_replica("me")
+    live.join(Document.from_update(other.get_update()))
+    local: list[Document] = []
+    live.watch(local.append)
+    text = live.doc.get("text", type=pycrdt.Text)
+    for i in range(50):
+        with live.doc.transaction():
+            text.insert(len(text), "x")
+    with live.doc.transaction():
+        del text[0:3]  # deletes the other client's items too
+    group = local[0].copy()
+    for delta in local[1:]:
+        group.join(delta)
+    merged = pycrdt.merge_updates(*(delta.update for delta in local))
+    assert len(group.update) < len(merged) / 3
+    assert group.only_writes_as("me")
+    replica = Document()
+    replica.join(Document.from_update(other.get_update()))
+    replica.join(group)
+    assert replica.doc.get("text", type=pycrdt.Text).to_py() == text.to_py()
+
+
+def test_a_group_read_after_later_local_edits_is_merged_not_squashed() -> None:
+    live = Document.for_replica("me")
+    local: list[Document] = []
+    live.watch(local.append)
+    text = live.doc.get("text", type=pycrdt.Text)
+    for char in "abc":
+        with live.doc.transaction():
+            text.insert(len(text), char)
+    group = local[0].copy()
+    for delta in local[1:]:
+        group.join(delta)
+    text.insert(len(text), "later")  # not in the group: squashing now would take it along
+    replica = Document()
+    replica.join(group)
+    assert replica.doc.get("text", type=pycrdt.Text).to_py() == "abc"
