@@ -199,7 +199,10 @@ class NatsRelay:
             await self._pump_outbox()
         finally:
             with anyio.move_on_after(2, shield=True):  # a broker that is down must not hold up the exit
-                await self._nc.close()
+                try:
+                    await self._nc.close()
+                except Exception as exc:  # noqa: BLE001 - nor fail it: flushing to a dead socket raises
+                    log.info("relay connection closed uncleanly: %s: %s", type(exc).__name__, exc)
 
     async def _set_up_stream(self, backoff: Backoff) -> None:
         """Set up the stream and its consumer, again while the connection is lost meanwhile (a
