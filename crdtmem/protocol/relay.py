@@ -28,7 +28,10 @@ neighbours as usual, never back to the stream.
 What the stream no longer holds (its retention dropped it, or a durable consumer skipped it)
 is repaired by reconciliation over the broker, outside the stream: the node sends a
 ``Sync`` request (on :meth:`relay_up`, when a delivered batch waits for dependencies, and every
-``anti_entropy_interval``); one peer answers with the signed batches the requester lacks and
+``anti_entropy_interval``). A request no peer answered (none was subscribed yet, as when the
+broker just restarted and the others have not reconnected, or the message was lost) is asked
+again after a backoff from ``gossip_interval`` doubling up to ``anti_entropy_interval``; the
+first answer resets it. One peer answers with the signed batches the requester lacks and
 its own ``Sync``, and the requester publishes to the stream what that answer shows the other
 peer lacks (a bounded number per answer). Flights::
 
@@ -46,6 +49,7 @@ from dataclasses import dataclass, field
 
 from ..clocks import CausalContext, Dot
 from ..errors import CrdtmemError, DecodeError, RefusalReason
+from .backoff import Backoff
 from .batch import batch_hash
 from .events import Publish, Refused, RelaySend, SendKind
 from .messages import Batches, Sync, decode_message, encode_message
@@ -62,6 +66,8 @@ class RelayLink:
     """What a node knows of one relay: what reached its stream, and what it still must publish."""
 
     conn: Hashable
+    sync_retry: Backoff
+    """Delays before a reconciliation request nobody answered is asked again."""
     max_payload: int = 1024 * 1024
     """The largest message the broker takes (NATS's default until :meth:`RelayInputs.relay_up` says)."""
     up: bool = False
@@ -97,7 +103,8 @@ class RelayInputs:
         if link in self._relays:
             raise ValueError(f"relay {link!r} is already attached")
         self._advance(now)
-        self._relays[link] = RelayLink(link)
+        first_retry = min(self.config.gossip_interval, self.config.anti_entropy_interval)
+        self._relays[link] = RelayLink(link, Backoff(first_retry, self.config.anti_entropy_interval))
 
     def relay_up(self, link: Hashable, now: float, *, max_payload: int | None = None) -> None:
         """Call when the relay (re)connected: publishes what it has not confirmed and asks for a repair.
@@ -111,6 +118,7 @@ class RelayInputs:
         relay.up = True
         if max_payload is not None:
             relay.max_payload = max_payload
+        relay.sync_retry.reset()
         self._republish(relay, now, older_than=now)
         self.flush(now)  # writes held while no one could take them go out now
         self._relay_sync(relay, now)
@@ -160,6 +168,7 @@ class RelayInputs:
         elif isinstance(message, Sync) and not message.reply and reply_to is not None:
             self._answer_sync(relay, message.seen, reply_to)
         elif isinstance(message, Sync) and message.reply:
+            self._sync_answered(relay, now)
             self._publish_lacking(relay, message.seen, now)
         else:
             self._relay_refuse(relay, DecodeError("unexpected message over the relay"))
@@ -218,11 +227,18 @@ class RelayInputs:
         self._events.append(Refused(relay.conn, reason, str(exc)))
 
     def _relay_sync(self, relay: RelayLink, now: float) -> None:
+        """Ask one peer for a repair; until an answer comes, ask again after a growing delay."""
         relay.sync_wanted = False
-        relay.next_sync = now + self._anti_entropy_delay()
+        relay.next_sync = now + relay.sync_retry.next_delay(self.rng)
         if relay.up:
             self.stats.anti_entropy_sessions += 1
             self._relay_send(relay, encode_message(Sync(self.seen)), None)
+
+    def _sync_answered(self, relay: RelayLink, now: float) -> None:
+        """A peer answered a request: the next one is due after a full ``anti_entropy_interval``."""
+        relay.sync_retry.reset()
+        if not relay.sync_wanted:
+            relay.next_sync = now + self._anti_entropy_delay()
 
     def _answer_sync(self, relay: RelayLink, seen: CausalContext, reply_to: str) -> None:
         """Send a requester the signed batches it lacks, in messages the broker takes, then our Sync."""

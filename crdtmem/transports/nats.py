@@ -6,13 +6,28 @@ A thin shell: it moves bytes between one NATS connection and the node's relay in
 
 * ``crdtmem.S.batches``: the JetStream stream ``S`` holds it; one signed batch wire per
   message, published with ``Nats-Msg-Id`` = the batch hash (the broker drops repeats within
-  its duplicate window). Each peer reads it through its own durable consumer
+  its duplicate window). Each peer reads it through the durable consumer of its key,
   ``crdtmem-<peer id>``, acking a message once the node has handled it (and the store has
   journaled what it applied), so a restarted peer resumes where it was; a new one starts at
   the stream's oldest message.
+
+  Two live processes may run under one key (each writes under its own incarnation). A push
+  consumer has one subscriber, so only the first takes the key's durable consumer; a process
+  that finds it bound (or loses the race to create it) reads the whole stream through an
+  ephemeral *ordered* consumer instead, which nats-py recreates from the last message it
+  delivered once its heartbeats stop for two seconds (as when the broker restarted and forgot it), and which
+  the broker deletes once that process is gone. Every process thus receives every batch; only
+  the durable's holder resumes where it was after a restart, and a process that takes over
+  the durable after the holder left resumes where the holder was: what it lacks from before
+  that point comes from the reconciliation every :meth:`~crdtmem.protocol.relay.RelayInputs.relay_up`
+  asks for.
 * ``crdtmem.S.sync``: reconciliation requests (plain NATS, queue group ``crdtmem``: one peer
   answers each; the connection is ``no_echo``, so the server never hands a peer its own
   request), answered on the requester's own inbox.
+
+A broker that cannot be reached, or is lost while the stream and consumer are being set up
+(a restart), is retried with backoff; one that answers and refuses (no JetStream) is a
+:class:`RelayError`.
 
 Options (URL query, all optional): ``max_age`` (seconds, default 86400) and ``max_bytes``
 (default 1 GiB) bound the stream; ``duplicate_window`` (seconds, default 120);
@@ -40,6 +55,9 @@ __all__ = ["RelayConfig", "RelayError", "NatsRelay", "parse_relay_urls"]
 log = logging.getLogger("crdtmem.nats")
 
 _QUEUE = "crdtmem"
+_ORDERED_HEARTBEAT = 1.0
+"""Seconds between the broker's heartbeats on an ordered consumer; two missed ones (as after a
+broker restart, which forgets ephemeral consumers) make nats-py recreate it where it was."""
 _FLOAT_OPTIONS = ("max_age", "duplicate_window", "ack_wait")
 _INT_OPTIONS = ("max_bytes", "replicas")
 
@@ -132,6 +150,8 @@ class NatsRelay:
     ) -> None:
         self.config = config
         self.durable = "crdtmem-" + name.strip("=")
+        self.consumer: str | None = None
+        """The durable consumer this process reads the stream through; None: an ephemeral one."""
         self._on_up, self._on_down, self._on_deliver = on_up, on_down, on_deliver
         self._on_message, self._on_stored = on_message, on_stored
         self._rng = rng
@@ -171,21 +191,44 @@ class NatsRelay:
                 await anyio.sleep(delay)
         try:
             self._js = self._nc.jetstream()
-            try:
-                await self._setup()
-            except Exception as exc:  # noqa: BLE001 - nats-py's errors name no remedy; ours does
-                raise RelayError(
-                    f"relay {','.join(self.config.servers)}: cannot set up stream {self.config.stream}: "
-                    f"{type(exc).__name__}: {exc} (is JetStream enabled? start the server with nats-server -js)"
-                ) from exc
+            await self._set_up_stream(backoff)
+            self._inbox = self._nc.new_inbox()
+            await self._nc.subscribe(self._inbox, cb=self._answered)
+            await self._nc.subscribe(self.config.sync_subject, queue=_QUEUE, cb=self._requested)
             self._on_up(self._nc.max_payload)
             await self._pump_outbox()
         finally:
             with anyio.move_on_after(2, shield=True):  # a broker that is down must not hold up the exit
-                await self._nc.close()
+                try:
+                    await self._nc.close()
+                except Exception as exc:  # noqa: BLE001 - nor fail it: flushing to a dead socket raises
+                    log.info("relay connection closed uncleanly: %s: %s", type(exc).__name__, exc)
+
+    async def _set_up_stream(self, backoff: Backoff) -> None:
+        """Set up the stream and its consumer, again while the connection is lost meanwhile (a
+        broker restarting mid-setup); a broker that refuses is a :class:`RelayError`."""
+        import nats
+
+        backoff.reset()
+        while True:
+            try:
+                await self._setup()
+                return
+            except Exception as exc:  # noqa: BLE001 - nats-py's errors name no remedy; ours does
+                lost = not self._nc.is_connected or isinstance(exc, (nats.errors.TimeoutError,
+                                                                     nats.errors.ConnectionClosedError))
+                if not lost:
+                    raise RelayError(
+                        f"relay {','.join(self.config.servers)}: cannot set up stream {self.config.stream}: "
+                        f"{type(exc).__name__}: {exc} (is JetStream enabled? start the server with nats-server -js)"
+                    ) from exc
+                delay = backoff.next_delay(self._rng)
+                log.warning("relay %s: connection lost while setting up stream %s (%s); retrying in %.1fs",
+                            ",".join(self.config.servers), self.config.stream, type(exc).__name__, delay)
+                await anyio.sleep(delay)
 
     async def _setup(self) -> None:
-        """Create the stream (if missing), the durable consumer and the reconciliation subscriptions."""
+        """Create the stream (if missing) and the consumer; safe to call again after a failure."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
         from nats.js.errors import BadRequestError, NotFoundError
 
@@ -201,14 +244,29 @@ class NatsRelay:
                 ))
             except BadRequestError:  # another peer created it first, perhaps otherwise shaped: use it
                 await self._js.stream_info(cfg.stream)
-        await self._js.subscribe(
-            cfg.subject, durable=self.durable, stream=cfg.stream, cb=self._delivered, manual_ack=True,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=cfg.ack_wait,
-                                  deliver_policy=DeliverPolicy.ALL, inactive_threshold=cfg.max_age),
-        )
-        self._inbox = self._nc.new_inbox()
-        await self._nc.subscribe(self._inbox, cb=self._answered)
-        await self._nc.subscribe(cfg.sync_subject, queue=_QUEUE, cb=self._requested)
+        await self._subscribe_stream()
+
+    async def _subscribe_stream(self) -> None:
+        """Read the stream through the key's durable consumer if no other process holds it, else
+        through an ephemeral ordered one (see the module docstring)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import Error as JetStreamError
+
+        cfg = self.config
+        self.consumer = self.durable  # before the first delivery, which is acked
+        try:
+            await self._js.subscribe(
+                cfg.subject, durable=self.durable, stream=cfg.stream, cb=self._delivered, manual_ack=True,
+                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=cfg.ack_wait,
+                                      deliver_policy=DeliverPolicy.ALL, inactive_threshold=cfg.max_age),
+            )
+            return
+        except JetStreamError as exc:  # another process with our key bound it, or created it first
+            self.consumer = None
+            log.info("durable consumer %s is in use (%s), most likely by another process with this key: "
+                     "reading the stream through an ephemeral ordered consumer", self.durable, exc)
+        await self._js.subscribe(cfg.subject, stream=cfg.stream, cb=self._delivered, ordered_consumer=True,
+                                 idle_heartbeat=_ORDERED_HEARTBEAT, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
 
     async def _pump_outbox(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -244,7 +302,8 @@ class NatsRelay:
 
     async def _delivered(self, msg: Any) -> None:
         self._on_deliver(msg.data)
-        await msg.ack()
+        if self.consumer is not None:  # an ordered consumer takes no acks
+            await msg.ack()
 
     async def _answered(self, msg: Any) -> None:
         if not msg.data and msg.headers and "Status" in msg.headers:

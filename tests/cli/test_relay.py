@@ -4,6 +4,7 @@ JetStream on loopback, with no websocket links between them."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,11 @@ from ..processes import PeerProcess, keys, run
 pytest.importorskip("nats")
 
 
-def relay_peer(directory: Path, name: str, trust: Path, relay: str | list[str], *extra: str) -> PeerProcess:
+def relay_peer(directory: Path, name: str, trust: Path, relay: str | list[str], *extra: str,
+               key: str | None = None) -> PeerProcess:
     """A peer that listens on loopback but dials no one: the relay is its only way out."""
     flags = [arg for url in ([relay] if isinstance(relay, str) else relay) for arg in ("--relay", url)]
-    return PeerProcess(directory, name, trust, extra=[*flags, "--relay-republish-interval", "0.5", *extra])
+    return PeerProcess(directory, name, trust, extra=[*flags, "--relay-republish-interval", "0.5", *extra], key=key)
 
 
 def write_ids(peer: PeerProcess, start: int, stop: int) -> None:
@@ -37,6 +39,13 @@ def wait_ids(peer: PeerProcess, ids: set[str], timeout: float = 30) -> None:
 
 def stats(peer: PeerProcess) -> dict:
     return peer.ask({"op": "metrics", "id": "m"})["metrics"]
+
+
+def wait_delivered(peer: PeerProcess, count: int, timeout: float = 20) -> None:
+    """Ask until the stream delivered ``peer`` at least ``count`` messages (fails after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while (delivered := stats(peer)["stats"]["relay_delivered"]) < count:
+        assert time.monotonic() < deadline, f"{peer.name}: the stream delivered {delivered} of {count}"
 
 
 def ids_of(peers: list[PeerProcess], count: int) -> set[str]:
@@ -66,6 +75,36 @@ def test_three_relay_peers_with_no_links_converge(tmp_path: Path) -> None:
                 assert metrics["stats"]["relay_delivered"] >= 40  # the others' batches came from the stream
         finally:
             stop_all(procs)
+
+
+def test_two_processes_sharing_a_key_each_receive_every_batch(tmp_path: Path) -> None:
+    trust = keys(tmp_path, ["shared", "other"])
+    nats = NatsServer(tmp_path / "nats").start()
+    # One of the two takes the key's durable consumer; the other cannot bind it and must still
+    # get every batch, its twin's included (they run under distinct incarnations), also after
+    # the broker restarted and forgot the ephemeral consumer.
+    procs = [relay_peer(tmp_path, "first", trust, nats.url, key="shared"),
+             relay_peer(tmp_path, "second", trust, nats.url, key="shared"),
+             relay_peer(tmp_path, "other", trust, nats.url)]
+    try:
+        assert procs[0].peer_id == procs[1].peer_id and procs[0].replica_id != procs[1].replica_id
+        for p in procs:
+            write_ids(p, 0, 20)
+        for p in procs:
+            wait_ids(p, ids_of(procs, 20))
+        delivered = [stats(p)["stats"]["relay_delivered"] for p in procs]
+        assert min(delivered) >= 40  # the others' batches came from the stream
+        nats.kill()
+        nats.start()
+        for p in procs:
+            write_ids(p, 20, 40)
+        for p in procs:
+            wait_ids(p, ids_of(procs, 40))
+        for p, before in zip(procs, delivered):  # reconciliation may have been quicker: the stream still delivers
+            wait_delivered(p, before + 40)
+    finally:
+        stop_all(procs)
+        nats.stop()
 
 
 def test_a_peer_with_a_relay_and_a_websocket_link_bridges_them(tmp_path: Path) -> None:

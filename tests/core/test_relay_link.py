@@ -165,3 +165,36 @@ def test_one_unsigned_answer_makes_a_peer_publish_a_bounded_number_of_batches(pa
     assert len(publishes(restarted)) == restarted.config.max_batch_wires_per_message
     restarted.relay_message(LINK, empty, 4.0)
     assert len(publishes(restarted)) == 300 - restarted.config.max_batch_wires_per_message
+
+
+def sync_requests(node: Node) -> list[RelaySend]:
+    return [x for x in node.take_actions() if isinstance(x, RelaySend) and x.to is None]
+
+
+def test_an_unanswered_reconciliation_request_is_asked_again_soon_then_less_often(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    a.relay_up(LINK, 0.0)  # the broker just restarted: no other peer is subscribed to answer yet
+    assert len(sync_requests(a)) == 1
+    asked_at = []
+    for step in range(1, 1201):
+        now = step * 0.05
+        a.tick(now)
+        asked_at += [now] * len(sync_requests(a))
+    gaps = [later - earlier for earlier, later in zip([0.0, *asked_at], asked_at)]
+    assert gaps[0] <= a.config.gossip_interval + 0.05  # not a whole anti-entropy interval later
+    assert 5 <= len(asked_at) <= 10  # backing off: the delay doubles ...
+    assert max(gaps) <= a.config.anti_entropy_interval + 0.05  # ... up to the anti-entropy interval
+    assert gaps[-1] >= a.config.anti_entropy_interval / 2 - 0.05
+    # b comes up and answers the next request: a waits a whole anti-entropy interval again.
+    b.relay_up(LINK, 61.0)
+    b.take_actions()
+    a.relay_up(LINK, 61.0)  # reconnected: asks at once
+    [request] = sync_requests(a)
+    b.relay_message(LINK, request.data, 61.1, "inbox.a")
+    for answer in b.take_actions():
+        a.relay_message(LINK, answer.data, 61.2)
+    a.take_actions()
+    a.tick(61.2 + 0.75 * a.config.anti_entropy_interval - 0.1)
+    assert sync_requests(a) == []
+    a.tick(61.2 + 1.25 * a.config.anti_entropy_interval)
+    assert len(sync_requests(a)) == 1
