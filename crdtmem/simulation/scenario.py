@@ -53,7 +53,7 @@ class Crash:
     at: float
     restart_at: float | None = None
     store: str = "kept"
-    """``kept``: restart from the durable store; ``lost``: restart empty, as a new identity."""
+    """``kept``: restart from the durable store; ``lost``: restart empty. Either way a new incarnation of its key."""
 
 
 @dataclass(frozen=True)
