@@ -34,6 +34,7 @@ _HELP = {
     "max_pending_batches": "received batches kept waiting for their dependencies at most",
     "relay_republish_interval": "publish a batch the relay's broker has not acknowledged again after this long",
     "max_pending_per_author": "waiting batches of one author kept at most; beyond, its oldest is dropped",
+    "eager_tree": "relay along a self-pruning tree of eager links (Plumtree) instead of to random neighbours",
 }
 
 
@@ -78,6 +79,12 @@ def add_node_arguments(parser: Any) -> None:
     :func:`node_config_from_args`.
     """
     for name, default in _defaults().items():
+        if isinstance(default, bool):
+            parser.add_argument(
+                "--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=default,
+                help=f"{_HELP.get(name, name.replace('_', ' '))} (default {'on' if default else 'off'})",
+            )
+            continue
         if default is None:
             kind, shown = _bound, "unbounded"
         elif isinstance(default, float):
