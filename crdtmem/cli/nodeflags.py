@@ -20,7 +20,7 @@ __all__ = ["add_node_arguments", "node_config_from_args", "duration", "integer"]
 
 _HELP = {
     "gossip_interval": "seconds between gossip rounds",
-    "fanout": "neighbours each gossip or relay round reaches",
+    "fanout": "neighbours each gossip round reaches (and each relay round, with --no-eager-tree)",
     "anti_entropy_interval": "seconds between full version-vector exchanges with each neighbour",
     "handshake_timeout": "drop a connection whose handshake takes longer",
     "ack_delay": "acks of received batches wait this long, so one ack covers a burst",
