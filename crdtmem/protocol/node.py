@@ -708,9 +708,11 @@ class Node(RelayInputs):
 
     def _on_ihave(self, session: _Session, message: IHave, now: float) -> None:
         for dot in message.dots:
-            session.peer_seen.add(dot)
             if dot not in self.seen:
+                if len(session.announced) >= MAX_WANTED:
+                    continue  # bounded: asking for one asks for all it holds anyway
                 session.announced.add(dot)
+            session.peer_seen.add(dot)  # not relayed or announced to it again
         if session.announced and session.ask_at is None:
             session.ask_at = now + self.config.graft_timeout
 
