@@ -20,7 +20,7 @@ __all__ = ["add_node_arguments", "node_config_from_args", "duration", "integer"]
 
 _HELP = {
     "gossip_interval": "seconds between gossip rounds",
-    "fanout": "neighbours each gossip or relay round reaches",
+    "fanout": "neighbours each gossip round reaches (and each relay round, with --no-eager-tree)",
     "anti_entropy_interval": "seconds between full version-vector exchanges with each neighbour",
     "handshake_timeout": "drop a connection whose handshake takes longer",
     "ack_delay": "acks of received batches wait this long, so one ack covers a burst",
@@ -34,6 +34,7 @@ _HELP = {
     "max_pending_batches": "received batches kept waiting for their dependencies at most",
     "relay_republish_interval": "publish a batch the relay's broker has not acknowledged again after this long",
     "max_pending_per_author": "waiting batches of one author kept at most; beyond, its oldest is dropped",
+    "eager_tree": "relay along a self-pruning tree of eager links (Plumtree) instead of to random neighbours",
 }
 
 
@@ -78,6 +79,12 @@ def add_node_arguments(parser: Any) -> None:
     :func:`node_config_from_args`.
     """
     for name, default in _defaults().items():
+        if isinstance(default, bool):
+            parser.add_argument(
+                "--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=default,
+                help=f"{_HELP.get(name, name.replace('_', ' '))} (default {'on' if default else 'off'})",
+            )
+            continue
         if default is None:
             kind, shown = _bound, "unbounded"
         elif isinstance(default, float):

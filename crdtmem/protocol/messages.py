@@ -1,7 +1,7 @@
 """The messages peers exchange once a session is open, as frozen dataclasses (h11 style).
 
 Each travels as the payload of one signed message (see ``framing``): ``msgpack([kind, ...])``
-with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want).
+with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want, 5 prune, 6 graft, 7 ihave).
 :func:`decode_message` is strict and raises :class:`~crdtmem.errors.DecodeError` on anything
 that is not exactly one of these.
 """
@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from .. import codec
-from ..clocks import CausalContext
+from ..clocks import CausalContext, Dot
 from ..errors import DecodeError
 from .batch import HASH_BYTES
 
 __all__ = [
-    "Sync", "SeenDigest", "seen_digest", "Batches", "Want", "MAX_WANTED", "Message", "encode_message", "decode_message",
+    "Sync", "SeenDigest", "seen_digest", "Batches", "Want", "MAX_WANTED", "Prune", "Graft", "IHave", "Message", "encode_message",
+    "decode_message",
 ]
 
 
@@ -70,9 +71,39 @@ class Want:
 MAX_WANTED = 256
 """Most hashes one :class:`Want` names."""
 
-Message = Sync | SeenDigest | Batches | Want
+@dataclass(frozen=True)
+class Prune:
+    """"Your relays reach me another way": both ends stop relaying fresh batches over this link.
 
-_SYNC, _BATCHES, _DIGEST, _WANT = 1, 2, 3, 4
+    Sent by a peer that received only batches it already held from a neighbour's relay or
+    push; the link stays open for gossip and catch-up (a *lazy* link, Plumtree's PRUNE).
+    """
+
+
+@dataclass(frozen=True)
+class Graft:
+    """"Relay to me again": both ends relay fresh batches over this link once more.
+
+    Sent by a peer that got a fresh batch over a lazy link (gossip or catch-up repaired a gap
+    the relay tree left), or that lost one of its relaying links (Plumtree's GRAFT).
+    """
+
+
+@dataclass(frozen=True)
+class IHave:
+    """Fresh batches the sender holds, by author and number, announced over a lazy link.
+
+    A receiver still lacking one of them a ``graft_timeout`` later asks the sender with a
+    ``Sync`` (whose answer grafts the link): the relay tree's repair (Plumtree's IHAVE).
+    At most :data:`MAX_WANTED` dots.
+    """
+
+    dots: tuple[Dot, ...]
+
+
+Message = Sync | SeenDigest | Batches | Want | Prune | Graft | IHave
+
+_SYNC, _BATCHES, _DIGEST, _WANT, _PRUNE, _GRAFT, _IHAVE = 1, 2, 3, 4, 5, 6, 7
 
 
 def encode_message(message: Message) -> bytes:
@@ -84,6 +115,12 @@ def encode_message(message: Message) -> bytes:
         return codec.pack([_DIGEST, message.digest])
     if isinstance(message, Want):
         return codec.pack([_WANT, list(message.hashes)])
+    if isinstance(message, Prune):
+        return codec.pack([_PRUNE])
+    if isinstance(message, Graft):
+        return codec.pack([_GRAFT])
+    if isinstance(message, IHave):
+        return codec.pack([_IHAVE, [list(dot) for dot in message.dots]])
     raise TypeError(f"not a message: {message!r}")
 
 
@@ -104,4 +141,10 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
         return Want(tuple(args[0]))
     if kind == _DIGEST and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
         return SeenDigest(args[0])
+    if kind == _PRUNE and not args:
+        return Prune()
+    if kind == _GRAFT and not args:
+        return Graft()
+    if kind == _IHAVE and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= MAX_WANTED:
+        return IHave(tuple(Dot(*codec.expect_dot(*codec.expect_list(d, "announced dot", 2))) for d in args[0]))
     raise DecodeError(f"malformed or unknown message kind {kind!r}")

@@ -32,9 +32,18 @@ What the node does, per DESIGN.md §4:
   they have acknowledged our earlier batches, and coalesced while one is in flight (a
   neighbour acknowledges its author's batches at once, so a flush waits one round trip at
   most, and never longer than ``max_flush_delay``);
-  new batches from others are relayed to ``fanout`` random neighbours that may lack them, at
+  new batches from others are relayed to the *eager* neighbours that may lack them, at
   once if nothing was relayed in the last ``relay_delay``, else together with whatever else
   arrives until then (one message per neighbour for a burst);
+* a relay tree (Plumtree, with ``eager_tree``): every link starts eager; a peer that gets
+  only batches it already holds over an eager link sends ``Prune`` and both ends make it
+  lazy (gossip and catch-up only), so the eager links thin out to a tree and each batch
+  reaches a peer about once. A fresh batch that arrives over a lazy link (the tree left a
+  gap that gossip filled) grafts the link back (``Graft``), as does losing an eager link
+  (every remaining link of that peer becomes eager again). Lazy links get ``IHave``, the
+  fresh batches' numbers; a peer still lacking one ``graft_timeout`` later asks with a
+  ``Sync``, and the answer grafts the link. Without ``eager_tree``, fresh
+  batches go to ``fanout`` random neighbours that may lack them, own ones to every neighbour;
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
@@ -138,6 +147,9 @@ from .messages import (
     SeenDigest,
     Sync,
     Want,
+    Graft,
+    IHave,
+    Prune,
     decode_message,
     encode_message,
     seen_digest,
@@ -201,6 +213,13 @@ class NodeConfig:
     relay_republish_interval: float = 5.0
     """Seconds after which a batch published to a relay and not yet acknowledged as stored by
     its broker is published again (the broker's duplicate window drops repeats)."""
+    eager_tree: bool = True
+    """Relay along a self-pruning tree of eager links (Plumtree: ``Prune`` a link that brings
+    only duplicates, ``Graft`` one that filled a gap); off: relay to ``fanout`` random
+    neighbours, own writes to every neighbour (about two duplicates per useful delivery)."""
+    graft_timeout: float = 0.1
+    """With ``eager_tree``: how long a batch announced over a lazy link (``IHave``) may take to
+    arrive over the tree before this peer asks the announcer for it (and grafts the link)."""
     max_clock_skew: float = 300.0
     """Seconds a peer's hybrid timestamps may run ahead of this replica's memory clock; later
     ones are refused (``clock-skew``), so no peer can push last-writer-wins time to its limit."""
@@ -220,6 +239,9 @@ class _Session:
     own_sent: int = 0  # the highest of our own batch numbers sent on this connection
     heard: bool = False  # whether the peer's first Sync on this connection arrived
     next_anti_entropy: float = 0.0
+    eager: bool = True  # fresh batches are relayed over this link (see NodeConfig.eager_tree)
+    announced: set[Dot] = field(default_factory=set)  # dots the peer has and we lacked when it said so
+    ask_at: float | None = None  # when to ask for those still missing
 
     @property
     def ready(self) -> bool:
@@ -357,6 +379,8 @@ class Node(RelayInputs):
         self._advance(now)
         session = self._sessions.pop(conn, None)
         if session is not None:
+            if session.ready and session.eager and self.config.eager_tree:
+                self._graft_all()  # the tree may be cut here: relay everywhere until it re-prunes
             self._events.append(PeerDisconnected(conn, session.peer_id, reason))
             if session.peer_id is not None and session.peer_id not in self.peers().values():
                 self._gone_since[session.peer_id] = now
@@ -378,6 +402,8 @@ class Node(RelayInputs):
                     self._ack(session)
                 if session.dialer and now >= session.next_anti_entropy:
                     self._reconcile(session, now)
+                if session.ask_at is not None and now >= session.ask_at:
+                    self._ask_announced(session)
         if self._relay and now >= self._next_relay:
             self._relay_round(now)
         self._relay_tick(now)
@@ -412,8 +438,10 @@ class Node(RelayInputs):
         self._log.add(Dot(batch.author, seq), batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self.stats.batches_created += 1
-        for session in self._ready_sessions():
+        sessions = self._ready_sessions()
+        for session in self._relay_targets(sessions):
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
+        self._announce(sessions, [(Dot(batch.author, seq), batch.wire)])
         self._relay_publish_fresh([(Dot(batch.author, seq), batch.wire)], now)
         if self.members.touches(batch.deltas):
             self._membership_changed = True
@@ -545,6 +573,8 @@ class Node(RelayInputs):
                     deadlines.append(session.ack_at)
                 if session.dialer:
                     deadlines.append(session.next_anti_entropy)
+                if session.ask_at is not None:
+                    deadlines.append(session.ask_at)
         return min(deadlines) if deadlines else None
 
     def take_actions(self) -> list[Action]:
@@ -615,6 +645,10 @@ class Node(RelayInputs):
             self._on_batches(session, message, now)
         elif isinstance(message, Want):
             self._on_want(session, message)
+        elif isinstance(message, Prune | Graft):
+            session.eager = isinstance(message, Graft)
+        elif isinstance(message, IHave):
+            self._on_ihave(session, message, now)
         elif isinstance(message, SeenDigest):
             if message.digest == seen_digest(self.seen):
                 self._learn(session, self.seen)  # the peer has seen exactly what we have
@@ -644,10 +678,13 @@ class Node(RelayInputs):
             self._want(session)
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
+        duplicates = self.stats.duplicate_batches
         fresh, fetch = self._accept(session, message.wires)
         # A flush's live push of the sender's own batch (catch-up and relays carry bursts):
         # acked at once, so the author's next writes need not wait to join one batch.
         from_author = len(message.wires) == 1 and key_id_of(peek_batch(message.wires[0])[0]) == session.peer_id
+        if self.config.eager_tree:
+            self._shape_tree(session, useful=bool(fresh) or fetch, duplicates=self.stats.duplicate_batches > duplicates)
         self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fetch:
             # The sender applied what it relays, so it holds the dependencies we lack.
@@ -658,6 +695,57 @@ class Node(RelayInputs):
             session.ack_at = now + self.config.ack_delay
         if fresh:
             self._queue_relay(fresh, now)
+
+    def _shape_tree(self, session: _Session, *, useful: bool, duplicates: bool) -> None:
+        """Prune an eager link that brought only batches held already; graft a lazy one that
+        brought something new (the tree missed us, gossip or catch-up filled the gap)."""
+        if session.eager and duplicates and not useful:
+            session.eager = False
+            self._send_message(session, Prune(), SendKind.GOSSIP)
+        elif not session.eager and useful:
+            session.eager = True
+            self._send_message(session, Graft(), SendKind.GOSSIP)
+
+    def _on_ihave(self, session: _Session, message: IHave, now: float) -> None:
+        for dot in message.dots:
+            if dot not in self.seen:
+                if len(session.announced) >= MAX_WANTED:
+                    continue  # bounded: asking for one asks for all it holds anyway
+                session.announced.add(dot)
+            session.peer_seen.add(dot)  # not relayed or announced to it again
+        if session.announced and session.ask_at is None:
+            session.ask_at = now + self.config.graft_timeout
+
+    def _ask_announced(self, session: _Session) -> None:
+        """The tree did not bring what the peer announced in time: ask it (its answer grafts the link)."""
+        session.ask_at = None
+        missing = any(dot not in self.seen for dot in session.announced)
+        session.announced.clear()
+        if missing:
+            self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
+
+    def _announce(self, sessions: list[_Session], batches: list[tuple[Dot, bytes]]) -> None:
+        """Name fresh batches to the lazy links that may lack them (``IHave``)."""
+        if not self.config.eager_tree:
+            return
+        for session in sessions:
+            if session.eager:
+                continue
+            dots = [dot for dot, _ in batches if dot not in session.peer_seen]
+            for start in range(0, len(dots), MAX_WANTED):
+                self._send_message(session, IHave(tuple(dots[start : start + MAX_WANTED])), SendKind.GOSSIP)
+
+    def _graft_all(self) -> None:
+        for session in self._ready_sessions():
+            if not session.eager:
+                session.eager = True
+                self._send_message(session, Graft(), SendKind.GOSSIP)
+
+    def _relay_targets(self, sessions: list[_Session]) -> list[_Session]:
+        """Where fresh batches go: every eager link with ``eager_tree``, else all of ``sessions``."""
+        if not self.config.eager_tree:
+            return sessions
+        return [s for s in sessions if s.eager]
 
     def _queue_relay(self, fresh: list[tuple[Dot, bytes]], now: float) -> None:
         """Relay newly applied batches in the next relay round (at once if one is due)."""
@@ -961,11 +1049,14 @@ class Node(RelayInputs):
         batches, self._relay = self._relay, []
         self._next_relay = now + self.config.relay_delay
         lacking = [
-            s for s in self._ready_sessions()
+            s for s in self._relay_targets(self._ready_sessions())
             if any(dot not in s.peer_seen and dot not in s.in_flight for dot, _ in batches)
         ]
-        for target in self.rng.sample(lacking, min(self.config.fanout, len(lacking))):
+        if not self.config.eager_tree:
+            lacking = self.rng.sample(lacking, min(self.config.fanout, len(lacking)))
+        for target in lacking:
             self._push(target, batches, SendKind.GOSSIP)
+        self._announce(self._ready_sessions(), batches)
         self._relay_publish_fresh(batches, now)  # bridge the mesh into relay streams that lack them
 
     def _gossip_round(self) -> None:

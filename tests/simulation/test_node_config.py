@@ -69,6 +69,11 @@ def test_every_node_tunable_is_a_peer_flag_with_nodeconfigs_default() -> None:
     for f in fields(NodeConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = int if f.default is None else type(f.default)  # None: an opt-in bound, a count
+        if kind is bool:  # a switch: --name / --no-name
+            flipped = flag if not f.default else "--no-" + flag[2:]
+            parsed = node_config_from_args(build_parser().parse_args([*base, flipped]))
+            assert getattr(parsed, f.name) is (not f.default)
+            continue
         value = "7" if kind is int else "1.5"
         parsed = node_config_from_args(build_parser().parse_args([*base, flag, value]))
         assert getattr(parsed, f.name) == kind(value)

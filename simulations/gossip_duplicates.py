@@ -1,0 +1,118 @@
+"""Duplicate deliveries per useful one, before and after the relay tree (Plumtree), at fanout 3.
+
+100 and 1,000 peers on random 6-regular links, 20 ms latency, gossip every 1 s to 3 peers.
+Peers write 5 times a second network-wide for 10 s; each run ends at 15 s. Every size runs
+twice per seed, in one process: ``eager_tree`` off (relay fresh batches to 3 random
+neighbours that may lack them, own writes to every neighbour: the behaviour before) and on
+(relay over eager links that prune themselves to a tree). A *useful* delivery applies a batch
+(``batches_applied``); a *duplicate* brings one already held (``duplicate_batches``), summed
+over every peer. Rounds to converge: time from the last write until the last replica
+changed, in gossip intervals (the simulator's report).
+
+    python simulations/gossip_duplicates.py          # gossip_duplicates.json, gossip_duplicates.png
+"""
+
+from concurrent.futures import ProcessPoolExecutor
+from statistics import median
+
+from _common import HERE, write_json
+
+from crdtmem.simulation import NodeConfig, Scenario, Simulation
+from crdtmem.simulation.report import build_report
+
+SIZES = {100: (1, 2, 3, 4, 5), 1000: (1, 2, 3)}
+MODES = {"before": False, "after": True}
+
+
+def one_run(peers: int, seed: int, eager_tree: bool) -> dict:
+    scenario = Scenario(peers=peers, seed=seed, topology="regular:6", writes=5.0, write_until=10.0, duration=15.0,
+                        node=NodeConfig(fanout=3, eager_tree=eager_tree))
+    sim = Simulation(scenario)
+    sim.run()
+    report = build_report(sim)
+    stats = report["node_stats"]
+    return {
+        "peers": peers,
+        "seed": seed,
+        "eager_tree": eager_tree,
+        "converged": report["converged"],
+        "rounds_to_converge": report["convergence"]["rounds_to_converge"],
+        "duplicate_batches": stats.get("duplicate_batches", 0),
+        "batches_applied": stats.get("batches_applied", 0),
+        "duplicates_per_useful": stats.get("duplicate_batches", 0) / max(1, stats.get("batches_applied", 0)),
+        "messages": report["messages"],
+        "bytes": report["bytes"],
+    }
+
+
+def run_all() -> list[dict]:
+    """Every run, two at a time (the machine has two cores); before and after alternate per seed."""
+    jobs = [(peers, seed, mode) for peers, seeds in SIZES.items() for seed in seeds for mode in MODES]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(one_run, peers, seed, MODES[mode]) for peers, seed, mode in jobs]
+        runs = [future.result() | {"mode": mode} for future, (_, _, mode) in zip(futures, jobs)]
+    for r in runs:
+        print({k: r[k] for k in ("peers", "seed", "mode", "converged", "rounds_to_converge", "duplicates_per_useful")})
+    return runs
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """Per size and mode: medians and ranges over the seeds."""
+    rows = []
+    for peers in SIZES:
+        for mode in MODES:
+            mine = [r for r in runs if r["peers"] == peers and r["mode"] == mode]
+            ratios = [r["duplicates_per_useful"] for r in mine]
+            rounds = [r["rounds_to_converge"] for r in mine if r["converged"]]
+            rows.append({
+                "peers": peers,
+                "mode": mode,
+                "runs": len(mine),
+                "converged": all(r["converged"] for r in mine),
+                "duplicates_per_useful_median": median(ratios),
+                "duplicates_per_useful_range": [min(ratios), max(ratios)],
+                "rounds_to_converge_median": median(rounds) if rounds else None,
+                "rounds_to_converge_range": [min(rounds), max(rounds)] if rounds else None,
+                "bytes_median": median(r["bytes"] for r in mine),
+                "messages_median": median(r["messages"] for r in mine),
+            })
+    return rows
+
+
+def plot(rows: list[dict], runs: list[dict]) -> None:
+    """Duplicates per useful delivery and rounds to converge, before and after, per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (dup_ax, rounds_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((dup_ax, "duplicates_per_useful", "duplicate deliveries per useful one"),
+                           (rounds_ax, "rounds_to_converge", "rounds to converge after the last write")):
+        for offset, (mode, colour) in enumerate((("before", "tab:red"), ("after", "tab:green"))):
+            xs = [i + (offset - 0.5) * 0.35 for i in range(len(SIZES))]
+            heights = [next(r for r in rows if r["peers"] == p and r["mode"] == mode)[key + "_median"] or 0 for p in SIZES]
+            ax.bar(xs, heights, width=0.35, color=colour, alpha=0.6, label=f"{mode} (eager_tree={MODES[mode]})")
+            for x, peers in zip(xs, SIZES):
+                dots = [r[key] for r in runs if r["peers"] == peers and r["mode"] == mode and r[key] is not None]
+                ax.plot([x] * len(dots), dots, "k.", markersize=4)
+        ax.set_xticks(range(len(SIZES)), [f"{p:,} peers" for p in SIZES])
+        ax.set_ylabel(label)
+    dup_ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="target 0.5")
+    dup_ax.legend(fontsize=8)
+    fig.suptitle("fanout 3, 6-regular, 5 writes/s: median of seeds (dots: each run)")
+    fig.tight_layout()
+    fig.savefig(HERE / "gossip_duplicates.png", dpi=110)
+
+
+def main() -> None:
+    runs = run_all()
+    rows = summarise(runs)
+    for row in rows:
+        print(row)
+    write_json("gossip_duplicates", {"topology": "regular:6", "fanout": 3, "writes_per_s": 5.0, "rows": rows, "runs": runs})
+    plot(rows, runs)
+
+
+if __name__ == "__main__":
+    main()
