@@ -213,10 +213,12 @@ class NodeConfig:
     relay_republish_interval: float = 5.0
     """Seconds after which a batch published to a relay and not yet acknowledged as stored by
     its broker is published again (the broker's duplicate window drops repeats)."""
-    eager_tree: bool = True
+    eager_tree: bool = False
     """Relay along a self-pruning tree of eager links (Plumtree: ``Prune`` a link that brings
-    only duplicates, ``Graft`` one that filled a gap); off: relay to ``fanout`` random
-    neighbours, own writes to every neighbour (about two duplicates per useful delivery)."""
+    only duplicates, ``Graft`` one that filled a gap): about 0.45 duplicates per useful
+    delivery instead of two, for a few tens of milliseconds more to converge (see
+    ``simulations/gossip_duplicates.py``). Off (the default until the tree converges as fast):
+    relay to ``fanout`` random neighbours, own writes to every neighbour."""
     graft_timeout: float = 0.1
     """With ``eager_tree``: how long a batch announced over a lazy link (``IHave``) may take to
     arrive over the tree before this peer asks the announcer for it (and grafts the link)."""

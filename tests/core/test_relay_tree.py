@@ -80,7 +80,7 @@ def test_losing_an_eager_link_grafts_the_lazy_ones_and_nothing_is_lost() -> None
 
 
 def test_an_announced_batch_the_tree_does_not_bring_is_asked_for_after_the_graft_timeout() -> None:
-    cluster = Cluster(seed=31, config=NodeConfig(graft_timeout=0.1))
+    cluster = Cluster(seed=31, config=NodeConfig(eager_tree=True, graft_timeout=0.1))
     cluster.add("alice")
     cluster.keyring.add(BOB)
     raw = cluster.open_raw("alice", BOB)
