@@ -112,6 +112,7 @@ class Driver:
         self.seen: dict[int, list[tuple[float, int]]] = {i: [] for i in range(n)}  # writer -> (t, value)
         self.last_values: dict[int, int] = {}
         self.updated = threading.Condition()
+        self.stopped = threading.Event()  # set when the run ends: the write loop stops at once
         self.reader = threading.Thread(target=self._route, daemon=True)
         self.reader.start()
 
@@ -155,8 +156,8 @@ class Driver:
             now = time.monotonic()
             if due - start >= seconds:
                 return
-            if due > now:
-                time.sleep(due - now)  # the workload's pace, not a wait for an event
+            if due > now and self.stopped.wait(due - now):  # the workload's pace, cut short by a stop
+                return
             k += 1
             self.sent[k] = time.monotonic()
             self.send({"op": "counter.increment", "name": f"w{self.index}", "n": 1, "id": k})
@@ -210,7 +211,8 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         w0 = time.monotonic()
         for t in writers:
             t.start()
-        time.sleep(seconds / 2)  # sample memory halfway through the writing
+        # sample memory halfway through the writing: once every peer has half its writes durable
+        wait_all(drivers, lambda d: len(d.durable) >= seconds * rate / 2, w0 + seconds + 60)
         rss_mid = [rss_mb(p.proc.pid) for p in procs]
         for t in writers:
             t.join(seconds + 60)
@@ -229,6 +231,8 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
             d.send({"op": "metrics", "id": "final-metrics"})
         wait_all(drivers, lambda d: d.answered("final-metrics"), time.monotonic() + 10)
     finally:
+        for d in drivers:
+            d.stopped.set()
         stop_all(procs)
     for d in drivers:
         d.reader.join(5)
