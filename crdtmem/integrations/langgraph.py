@@ -200,23 +200,10 @@ class CrdtStore(BaseStore):
         return results
 
     def _item(self, record: Record) -> Item:
-        return Item(
-            value=record.value,
-            key=record.key,
-            namespace=record.namespace,
-            created_at=_when(record.created_at),
-            updated_at=_when(record.updated_at),
-        )
+        return Item(**_item_fields(record))
 
     def _search_item(self, record: Record) -> SearchItem:
-        return SearchItem(
-            namespace=record.namespace,
-            key=record.key,
-            value=record.value,
-            created_at=_when(record.created_at),
-            updated_at=_when(record.updated_at),
-            score=record.score,
-        )
+        return SearchItem(**_item_fields(record), score=record.score)
 
     def _namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         namespaces = self.records.namespaces()
@@ -254,3 +241,14 @@ class CrdtStore(BaseStore):
             return True
         self._sweeper.join(timeout)
         return not self._sweeper.is_alive()
+
+
+def _item_fields(record: Record) -> dict:
+    """What an :class:`Item` and a :class:`SearchItem` share, read from a record."""
+    return {
+        "namespace": record.namespace,
+        "key": record.key,
+        "value": record.value,
+        "created_at": _when(record.created_at),
+        "updated_at": _when(record.updated_at),
+    }
