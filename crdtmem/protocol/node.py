@@ -464,7 +464,7 @@ class Node(RelayInputs):
         own, window = self.replica_id, self.config.flush_window
         sessions = self._ready_sessions()
         if not sessions:
-            return not any(self.relays().values())  # a relay that is up carries them at once
+            return not any(relay.up for relay in self._relays.values())  # a relay that is up carries them at once
         return any(s.own_sent - s.peer_seen.max(own) >= window for s in sessions)
 
     def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
