@@ -37,6 +37,14 @@ def _cluster(config: NodeConfig | None = None) -> Cluster:
     return cluster
 
 
+def _alone_with_mallory(seed: int, config: NodeConfig | None = None):
+    """An honest peer, and MALLORY (trusted) connected to it raw."""
+    cluster = Cluster(seed=seed, config=config)
+    cluster.add("honest")
+    cluster.keyring.add(MALLORY)
+    return cluster, cluster.open_raw("honest", MALLORY)
+
+
 def _victim(cluster: Cluster) -> str:
     return cluster.node("victim").replica_id
 
@@ -100,10 +108,7 @@ def test_a_batch_that_skips_its_authors_previous_batch_is_refused() -> None:
 
 
 def test_a_batch_waits_for_its_dependencies_and_applies_after_them() -> None:
-    cluster = Cluster(seed=19)
-    cluster.add("honest")
-    cluster.keyring.add(MALLORY)
-    mallory = cluster.open_raw("honest", MALLORY)
+    cluster, mallory = _alone_with_mallory(19)
     own = ORSet()
     first = seal_batch(MALLORY, 1, [("mine", own.add(MALLORY.peer_id, encode_value("a")))])
     second = seal_batch(MALLORY, 2, [("mine", own.remove(encode_value("a")))], deps=(first.hash,))
@@ -118,10 +123,7 @@ def test_a_batch_waits_for_its_dependencies_and_applies_after_them() -> None:
 
 
 def test_the_wait_buffer_is_bounded_and_counts_what_it_drops() -> None:
-    cluster = Cluster(seed=19, config=NodeConfig(max_pending_batches=1))
-    cluster.add("honest")
-    cluster.keyring.add(MALLORY)
-    mallory = cluster.open_raw("honest", MALLORY)
+    cluster, mallory = _alone_with_mallory(19, NodeConfig(max_pending_batches=1))
     own = ORSet()
     first = seal_batch(MALLORY, 1, [("mine", own.add(MALLORY.peer_id, encode_value("a")))])
     second = seal_batch(MALLORY, 2, [("mine", own.add(MALLORY.peer_id, encode_value("b")))], deps=(first.hash,))
@@ -207,10 +209,7 @@ def test_replaying_a_recorded_old_batch_resurrects_nothing() -> None:
 
 
 def test_two_batches_signed_under_one_number_are_refused_as_equivocation_without_a_drop() -> None:
-    cluster = Cluster(seed=23)
-    cluster.add("honest")
-    cluster.keyring.add(MALLORY)
-    mallory = cluster.open_raw("honest", MALLORY)
+    cluster, mallory = _alone_with_mallory(23)
     own = ORSet()
     first = seal_batch(MALLORY, 1, [("mine", own.add(MALLORY.peer_id, encode_value("a")))])
     other = seal_batch(MALLORY, 1, [("mine", ORSet().add(MALLORY.peer_id, encode_value("b")))])
