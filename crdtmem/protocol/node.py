@@ -505,7 +505,7 @@ class Node(RelayInputs):
                 check_stamps(batch, self._stamp_bound())
                 missing = self._causal.missing(batch)
                 if missing and self._beyond_cut:
-                    fresh += self._vouch_for(batch, missing)
+                    fresh += self._apply_beyond_cut_for(batch, missing)
                     missing = self._causal.missing(batch)
                 if missing:
                     self._buffer(batch, missing)
@@ -791,7 +791,7 @@ class Node(RelayInputs):
                 continue
             missing = self._causal.missing(batch)
             if missing and self._beyond_cut:
-                fresh += self._vouch_for(batch, missing)
+                fresh += self._apply_beyond_cut_for(batch, missing)
                 missing = self._causal.missing(batch)
             if missing and not any(self._causal.refused(d) for d in missing):
                 self._buffer(batch, missing)
@@ -992,7 +992,7 @@ class Node(RelayInputs):
         while len(self._beyond_cut) > self.config.max_parked_batches:
             del self._beyond_cut[next(iter(self._beyond_cut))]
 
-    def _vouch_for(self, batch: DeltaBatch, missing: list[bytes]) -> list[tuple[Dot, bytes]]:
+    def _apply_beyond_cut_for(self, batch: DeltaBatch, missing: list[bytes]) -> list[tuple[Dot, bytes]]:
         """Apply the held beyond-cut batches that a member's ``batch`` depends on (and theirs).
 
         The member applied them before the revocation reached it; applying them here too keeps
