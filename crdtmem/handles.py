@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, Protocol
 
+from . import codec
 from .crdt import GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .limits import check_increment
 from .values import decode_value, encode_value
@@ -75,9 +76,18 @@ class Handle(_Handle):
         """Apply ``mutator(state, replica_id) -> delta`` and record its delta for the sync layer.
 
         The mutator changes the state in place and returns the delta, like every crdtmem
-        mutator (and like a :class:`crdtmem.testing.Op`).
+        mutator (and like a :class:`crdtmem.testing.Op`). It runs on a copy: the delta is
+        joined into the live state only once it encodes, so a write that could never reach
+        another replica changes nothing here either (the delta law,
+        :func:`crdtmem.testing.assert_delta_law`, makes the two the same state).
+
+        Raises:
+            TypeError, ValueError, OverflowError: the delta cannot be encoded (nothing changed).
         """
-        self._memory._local(self.name, mutator(self._state, self._memory.replica_id))
+        delta = mutator(self._state.copy(), self._memory.replica_id)
+        codec.encode_state(delta)
+        self._state.join(delta)
+        self._memory._local(self.name, delta)
 
     @property
     def state(self) -> Any:

@@ -428,7 +428,7 @@ class Node(RelayInputs):
         self._report_clashes()
         if not deltas:
             return
-        seq = self.seen.next_dot(self.replica_id).counter
+        seq = self.seen.max(self.replica_id) + 1  # taken below, once a batch is sealed under it
         heads = self._causal.heads()
         try:
             batch = seal_batch(self.identity, seq, deltas, heads, author=self.replica_id)
@@ -436,6 +436,7 @@ class Node(RelayInputs):
             batch = self._seal_encodable(seq, deltas, heads)
             if batch is None:
                 return
+        self.seen.add(Dot(self.replica_id, seq))
         self._causal.record(batch)
         self._log.add(Dot(batch.author, seq), batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))

@@ -155,6 +155,17 @@ def test_unencodable_local_write_never_escapes_flush() -> None:
     _still_converges(cluster)
 
 
+def test_a_flush_of_only_unencodable_writes_leaves_no_gap_in_the_batch_numbers() -> None:
+    cluster, _ = _honest()
+    honest, node = cluster.memory("honest"), cluster.node("honest")
+    honest.counter("weird")
+    honest._local("weird", GCounter({honest.replica_id: 2**64}))  # as a buggy custom type would
+    node.flush(cluster.now)  # nothing encodes: no batch, and no batch number taken
+    with pytest.raises(Exception, match="'weird'"):
+        node.check_writable()
+    _still_converges(cluster)  # the next batch follows the last one sealed, so peers accept it
+
+
 def test_a_batch_with_one_skewed_timestamp_applies_none_of_its_deltas() -> None:
     cluster, mallory = _honest()
     before = cluster.memory("honest").snapshot()

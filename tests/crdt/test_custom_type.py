@@ -229,3 +229,15 @@ def test_registry_refuses_taken_names_and_a_class_with_another_tag(registered: T
     assert register_type(SPEC) is SPEC  # registering the same spec again changes nothing
     with pytest.raises(ValueError, match="unknown CRDT type"):
         Memory("alice").get("x", "no-such-type")
+
+
+def test_a_write_whose_delta_cannot_be_encoded_changes_nothing(registered: TypeSpec) -> None:
+    memory = Memory("alice")
+    top = memory.get("top", "test-max")
+    top.raise_to(3)
+    memory.take_deltas()
+    with pytest.raises((TypeError, ValueError, OverflowError)):
+        top.raise_to(2**64)  # the wire's integers stop at 2**64 - 1
+    assert top.value == 3 and not memory.has_pending_deltas()
+    top.raise_to(4)
+    assert memory.take_deltas() == [("top", MaxRegister(4))]
