@@ -133,6 +133,12 @@ class Store(Protocol):
         """Replace the snapshot with ``snapshot``; the journal stays. Call now and then."""
         ...
 
+    def start_incarnation(self, replica_id: str) -> list[str]:
+        """Record durably that ``replica_id`` writes through this store from now on; return the
+        incarnations recorded before it, oldest first. Call once per start, before creating
+        the node (its ``predecessors``: those that did not retire are retired by this start)."""
+        ...
+
     def close(self) -> None:
         """Release the store. Call when the peer stops."""
         ...
