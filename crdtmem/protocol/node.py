@@ -678,7 +678,7 @@ class Node(RelayInputs):
             self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
-            missing = self._log.missing(message.seen, self._retirements.holder_of_all(message.seen))
+            missing = self._missing_for(message.seen)
             if missing:
                 self._push(session, missing, SendKind.CATCH_UP)
         # Our answer tells the peer what we lack. The peer's first Sync is the one it sent on
@@ -1075,6 +1075,11 @@ class Node(RelayInputs):
 
     def _holds_all(self, incarnation: str, final: int) -> bool:
         return self.seen.vv.get(incarnation, 0) >= final
+
+    def _missing_for(self, seen: CausalContext) -> list[tuple[Dot, bytes]]:
+        """The logged batches a peer whose seen set is ``seen`` lacks, oldest first (its own
+        pruning of departed incarnations taken into account where the witness shows it)."""
+        return self._log.missing(seen, self._retirements.holder_of_all(seen))
 
     def _have_all(self, seen: CausalContext) -> bool:
         """Whether our seen set holds every batch ``seen`` names (those of pruned incarnations included)."""
