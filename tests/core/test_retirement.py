@@ -115,6 +115,15 @@ def test_writing_after_retiring_is_refused_with_a_clear_error() -> None:
     assert retirement(cluster.node("a").replica_id, final) in cluster.memory("a").gset(RETIRED_NAME).value
 
 
+def test_an_incarnation_that_never_wrote_retires_without_a_record() -> None:
+    cluster = _mesh("a", "b")
+    cluster.node("a").retire(cluster.now)
+    cluster.run(1)
+    assert not cluster.memory("b").gset(RETIRED_NAME).value
+    with pytest.raises(RetiredWriterError):
+        cluster.memory("a").set("facts").add("x")
+
+
 def test_a_removal_concurrent_with_the_retirement_converges() -> None:
     cluster = _mesh("a", "b", "c")
     cluster.memory("a").set("facts").add("x")
