@@ -44,12 +44,13 @@ def run(agents: int, retire: bool, seed: int) -> dict[str, float]:
         name = f"agent{i}"
         cluster.add(name)
         cluster.connect(name, "hub")
-        cluster.run_until(lambda name=name: bool(cluster.node(name).peers()), timeout=10)
+        node = cluster.node(name)
+        cluster.run_until(lambda node=node: bool(node.peers()) and node.synced(), timeout=10)  # it sees i - 1
         memory = cluster.memory(name)
         memory.set("facts").add(i)
         if i:
             memory.set("facts").remove(i - 1)
-        cluster.run_until(lambda name=name: cluster.node(name).synced(), timeout=10)
+        cluster.run_until(node.synced, timeout=10)
         cluster.leave(name, retire=retire)
         cluster.memory("hub").counter("turns").increment()
         cluster.run(0.5)
