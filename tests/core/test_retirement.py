@@ -110,6 +110,8 @@ def test_writing_after_retiring_is_refused_with_a_clear_error() -> None:
     cluster.node("a").retire(cluster.now)
     with pytest.raises(RetiredWriterError, match="retired"):
         cluster.memory("a").counter("turns").increment()
+    with pytest.raises(RetiredWriterError, match="not snapshotted"):  # it shows a write no batch carries
+        cluster.memory("a").snapshot()
     cluster.node("a").retire(cluster.now)  # twice is harmless
     final = cluster.node("a").seen.max(cluster.node("a").replica_id)
     assert retirement(cluster.node("a").replica_id, final) in cluster.memory("a").gset(RETIRED_NAME).value
