@@ -217,31 +217,31 @@ def test_a_retirement_beyond_what_its_batch_covers_is_refused() -> None:
     eve.gset(RETIRED_NAME).add(retirement(earlier, 2))  # it made one batch, not two
     assert _inject(cluster, "b", first.wire, _eve_batch(1, eve.take_deltas(), (first.hash,)).wire) == [
         "bad-retirement"]
-    eve.gset(RETIRED_NAME).add(retirement(f"{EVE.peer_id}.eeeeeeee", 1))  # itself, in its batch #2
     again = Memory(f"{EVE.peer_id}.ffffffff")
-    again.gset(RETIRED_NAME).add(retirement(f"{EVE.peer_id}.ffffffff", 2))
+    again.gset(RETIRED_NAME).add(retirement(f"{EVE.peer_id}.ffffffff", 2))  # itself, but in its batch #1
     assert _inject(cluster, "b", _eve_batch(1, again.take_deltas(), incarnation=again.replica_id).wire) == [
         "bad-retirement"]
 
 
-def test_a_batch_beyond_a_retired_incarnations_final_number_is_refused_and_the_link_kept() -> None:
-    cluster = _mesh("a", "b")
+def _retired_then_beyond():
+    """EVE's batch #1, retiring its incarnation at #1, and its #2 after it, adding "late"."""
     eve = Memory(f"{EVE.peer_id}.eeeeeeee")
     eve.gset(RETIRED_NAME).add(retirement(eve.replica_id, 1))
     last = _eve_batch(1, eve.take_deltas())
     eve.set("facts").add("late")
-    beyond = _eve_batch(2, eve.take_deltas(), (last.hash,))
+    return last, _eve_batch(2, eve.take_deltas(), (last.hash,))
+
+
+def test_a_batch_beyond_a_retired_incarnations_final_number_is_refused_and_the_link_kept() -> None:
+    cluster = _mesh("a", "b")
+    last, beyond = _retired_then_beyond()
     assert _inject(cluster, "b", last.wire, beyond.wire) == ["retired-author"]
     assert cluster.memory("b").set("facts").value == frozenset()
 
 
 def test_a_batch_beyond_the_final_number_that_a_member_built_on_is_kept() -> None:
     cluster = _mesh("a", "b")
-    eve = Memory(f"{EVE.peer_id}.eeeeeeee")
-    eve.gset(RETIRED_NAME).add(retirement(eve.replica_id, 1))
-    last = _eve_batch(1, eve.take_deltas())
-    eve.set("facts").add("late")
-    beyond = _eve_batch(2, eve.take_deltas(), (last.hash,))
+    last, beyond = _retired_then_beyond()
     member = cluster.node("a").identity  # another process of a's key applied eve's #2, then wrote
     built_on = seal_batch(member, 1, [], (beyond.hash,), author=f"{member.peer_id}.mmmmmmmm")
     assert _inject(cluster, "b", last.wire, beyond.wire, built_on.wire) == ["retired-author"]
