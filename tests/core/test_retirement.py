@@ -17,7 +17,8 @@ from crdtmem.identity import Identity
 from crdtmem.protocol.batch import seal_batch
 from crdtmem.protocol.events import Refused
 from crdtmem.protocol.messages import Batches, Sync, encode_message
-from crdtmem.protocol.retirement import RETIRED_NAME, retirement
+from crdtmem.protocol.messages import seen_digest
+from crdtmem.protocol.retirement import RETIRED_NAME, Retirements, retirement
 from crdtmem.testing import Cluster
 
 EVE = Identity.from_private_bytes(bytes([9]) * 32)
@@ -102,6 +103,31 @@ def test_a_departed_incarnation_is_pruned_everywhere_and_its_writes_stay() -> No
         assert node.memory.map("notes").value == {"k": 1}
         assert node.batches_seen() == node.seen.size() + node.retired()[gone]
     assert len(cluster.merkle_roots()) == 1
+    assert seen_digest(cluster.node("b").seen) == seen_digest(cluster.node("c").seen)
+
+
+def test_vectors_without_pruned_entries_read_through_a_chain_of_witnesses() -> None:
+    retirements = Retirements()
+    every_batch_applied = lambda incarnation, final: True  # noqa: E731
+    assert retirements.note("X", 3, {"X": 3}, [("X", 3)], every_batch_applied) == []  # no witness yet
+    assert retirements.note("A", 5, {"X": 3, "A": 5}, [], every_batch_applied) == ["X"]  # A#5 covers X#3
+    assert retirements.note("A", 7, {"X": 3, "A": 7}, [("A", 7)], every_batch_applied) == []
+    assert retirements.note("B", 2, {"A": 7, "B": 2}, [], every_batch_applied) == ["A"]
+    assert retirements.witnesses == {"X": ("A", 5), "A": ("B", 2)}
+    assert retirements.seq_in({"B": 2}, "X") == 3  # B#2 covers A#7, which covers A#5, which covers X#3
+    assert retirements.seq_in({"B": 1}, "X") == 0
+    assert retirements.seq_in({"A": 4}, "X") == 0 and retirements.seq_in({"A": 6}, "X") == 3
+    assert retirements.seq_in({"X": 2, "B": 2}, "X") == 2  # an explicit entry is exact
+    covered = {"X": 3, "A": 7, "B": 2, "C": 1}
+    retirements.shrink(covered)
+    assert covered == {"B": 2, "C": 1}
+    assert retirements.seq_in(covered, "X") == 3 and retirements.seq_in(covered, "A") == 7
+    kept = {"X": 3, "A": 4}  # built before the witnesses: it covers neither, so it stays explicit
+    retirements.shrink(kept)
+    assert kept == {"X": 3, "A": 4}
+    assert retirements.holder_of_all(CausalContext({"B": 2}))("X")
+    assert not retirements.holder_of_all(CausalContext())("X")  # a late joiner gets X's batches
+    assert not retirements.holder_of_all(CausalContext({"B": 1}))("A")
 
 
 def test_writing_after_retiring_is_refused_with_a_clear_error() -> None:
