@@ -29,7 +29,7 @@ resolved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import Any
 
 import pycrdt
@@ -40,7 +40,7 @@ from . import rollback as _rollback
 from .clocks import HybridClock
 from .crdt import Crdt, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .crdt.registry import SPECS, TypeSpec, lookup
-from .errors import DecodeError, TypeMismatchError
+from .errors import DecodeError, RetiredWriterError, TypeMismatchError
 from .limits import MAX_COUNT, OutOfRangeError, check_name
 from .handles import (
     CounterHandle,
@@ -112,6 +112,8 @@ class Memory:
         self._outbox: list[tuple[str, Crdt]] = []
         self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
         self._listeners: list[ChangeListener] = []
+        self._sealed: str | None = None  # why local writes are refused (the writer retired), if they are
+        self._refused_write = False  # a write was refused after sealing: the state shows what no batch carries
 
     def __repr__(self) -> str:
         return f"Memory({self.replica_id!r}, {len(self._objects)} objects)"
@@ -356,7 +358,14 @@ class Memory:
 
     def _local(self, name: str, delta: Crdt, touched: Iterable[Hashable] = ()) -> None:
         """Record a local write's delta; ``touched`` names leaves it emptied (a remove's delta
-        carries only dots, not the key they supported)."""
+        carries only dots, not the key they supported).
+
+        Raises:
+            RetiredWriterError: the memory is sealed (:meth:`seal`); the write is not recorded.
+        """
+        if self._sealed is not None:
+            self._refused_write = True
+            raise RetiredWriterError(self._sealed)
         tag = delta.TAG
         held = self._objects.get(name)
         if held is not None and held.TAG == tag:
@@ -371,6 +380,16 @@ class Memory:
         self._mark_dirty(key, [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys())
         if self._listeners:
             self._notify(name, self.replica_id)
+
+    def seal(self, reason: str) -> None:
+        """Refuse every later local write with :class:`~crdtmem.errors.RetiredWriterError` (``reason``).
+
+        The node calls it when its incarnation retires: its last batch is signed, so a later
+        write could never be sent. The refused write is not recorded for the sync layer, but
+        the state may show it: from then on :meth:`snapshot` refuses too (a store keeps its
+        journal instead), and the memory is to be dropped (a retiring peer is stopping).
+        """
+        self._sealed = reason
 
     def take_deltas(self) -> list[tuple[str, Crdt]]:
         """Drain the deltas of local writes since the last call, oldest first.
@@ -450,6 +469,48 @@ class Memory:
         for key in sorted(other._objects):
             self.apply_delta(key, other._objects[key], other.replica_id)  # join never mutates its argument
 
+    # -- departed writers ----------------------------------------------------------------------
+
+    def forget(self, replicas: Collection[str], names: Iterable[str] | None = None) -> None:
+        """Drop ``replicas`` from the causal contexts of the objects ``names`` (None: every object).
+
+        The node calls it for departed incarnations once every dot they ever made has been
+        joined here (:mod:`crdtmem.protocol.retirement`). What they wrote stays: an element or
+        a map value they added and nobody removed keeps its dot. Changed leaves are marked
+        for the Merkle index. A forgetting memory must then take their dots only from their
+        batches, which the node drops as duplicates: a full-state :meth:`merge` of a replica
+        that did not forget them could bring back what was removed (replicas exchange
+        batches, never states).
+        """
+        if not replicas:
+            return
+        if names is None:
+            keys: Iterable[str] = list(self._objects)
+        else:
+            keys = [key for name in names for key in self._keys_of(name)]
+        for key in keys:
+            forget = getattr(self._objects[key], "forget", None)
+            if forget is not None:
+                changed = forget(replicas)
+                if changed:
+                    self._mark_dirty(key, changed)
+
+    def _keys_of(self, name: str) -> list[str]:
+        """The storage keys of every written type of ``name``."""
+        if name not in self._clashing:
+            return [name] if name in self._objects else []
+        return [self._key(name, tag) for tag in self._clashing[name]]
+
+    def context_entries(self) -> int:
+        """How many causal-context entries every object holds together: replicas in version
+        vectors plus stray dots (for metrics: what departed writers would leave behind)."""
+        total = 0
+        for state in self._objects.values():
+            ctx = getattr(state, "ctx", None)
+            if ctx is not None:
+                total += len(ctx.vv) + ctx.cloud_size()
+        return total
+
     # -- Merkle index seam --------------------------------------------------------------------
 
     def state(self, name: str) -> Crdt | None:
@@ -494,7 +555,13 @@ class Memory:
 
         One entry ``[name, tag, body]`` per object, sorted by name, then tag: a name written
         as two types has two entries.
+
+        Raises:
+            RetiredWriterError: a local write was refused after :meth:`seal` (the state shows
+                a change no batch carries, so it must not be stored).
         """
+        if self._refused_write:
+            raise RetiredWriterError(f"{self._sealed}; a write refused after that shows in this memory: not snapshotted")
         entries = sorted((split_key(key)[0], state.TAG, state) for key, state in self._objects.items())
         objects = [[name, *codec.state_to_plain(state)] for name, _, state in entries]
         return codec.pack([codec.FORMAT_VERSION, "memory", objects])

@@ -90,7 +90,12 @@ What the node does, per DESIGN.md §4:
   (:func:`~crdtmem.identity.new_incarnation`), so two processes sharing a key, or a restart
   that lost its store, never reuse a dot or a sequence number, and no write of any of them is
   ever ignored. Batches of the key's other incarnations are applied like anyone's; one under
-  this start's own incarnation that it did not sign is refused (``equivocation``).
+  this start's own incarnation that it did not sign is refused (``equivocation``);
+* departed incarnations (:mod:`.retirement`): :meth:`Node.retire` seals the last batch with a
+  retirement record, and a start retires its store's ``predecessors`` that did not; each
+  replica prunes a retired incarnation from its seen set, the memory's causal contexts, its
+  knowledge of peers and new covered vectors once it holds all its batches and a witness, and
+  treats its batches as duplicates from then on (``bad-retirement``, ``retired-author``).
 """
 
 from __future__ import annotations
@@ -121,7 +126,6 @@ from .batch import (
     check_stamps,
     open_batch,
     peek_batch,
-    read_batch,
     seal_batch,
 )
 from .causal import CausalIndex, EquivocationError
@@ -155,6 +159,8 @@ from .messages import (
     seen_digest,
 )
 from .membership import Membership, RevokedAuthorError
+from .departures import Departures
+from .retirement import Retirements, retirement_records
 from .parking import ParkedBatches
 from .recovery import Snapshot
 from .relay import RelayInputs, RelayLink
@@ -250,7 +256,7 @@ class _Session:
         return self.channel is not None
 
 
-class Node(RelayInputs):
+class Node(RelayInputs, Departures):
     """One replica's protocol engine. See the module docstring for how to drive it; relays
     (a broker's stream instead of sessions) are driven as :mod:`crdtmem.protocol.relay` says.
 
@@ -268,6 +274,10 @@ class Node(RelayInputs):
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).
         log: signed batch wires to keep serving for catch-up (restored from storage).
+        predecessors: the incarnations of this key that ran on the same store before this
+            start (the shell remembers them). Those that did not retire (a crash, a kill) are
+            retired in this start's first batch, at the highest number the store holds for each
+            (:mod:`.retirement`). Never name an incarnation that may still run elsewhere.
     """
 
     def __init__(
@@ -280,6 +290,7 @@ class Node(RelayInputs):
         config: NodeConfig | None = None,
         seen: CausalContext | None = None,
         log_wires: Iterable[bytes] = (),
+        predecessors: Iterable[str] = (),
     ) -> None:
         if key_id_of(memory.replica_id) != identity.peer_id:
             raise ValueError(f"memory replica id {memory.replica_id!r} is not an incarnation of {identity.peer_id!r}")
@@ -296,13 +307,12 @@ class Node(RelayInputs):
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
         self._log = DeltaLog(self.config.max_log_batches)
-        self._causal = CausalIndex()
+        self._retirements = Retirements(keep=self.replica_id)
+        self._causal = CausalIndex(self._retirements)
         self._parked = ParkedBatches(self.config.max_parked_batches)
         self._evidence: dict[bytes, bytes] = {}  # hash -> wire: other versions of numbers we hold
-        for wire in log_wires:  # in the order they were applied, so dependencies come first
-            batch = read_batch(wire, max_size=self.config.max_message_bytes)
-            self._log.add(Dot(batch.author, batch.seq), wire, batch.hash)
-            self._causal.record(batch)
+        self._replay(log_wires)
+        self._retire_predecessors(predecessors)
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
         # author -> its waiting batches, oldest first -> the dependencies each was filed under
@@ -437,10 +447,11 @@ class Node(RelayInputs):
             if batch is None:
                 return
         self.seen.add(Dot(self.replica_id, seq))
-        self._causal.record(batch)
+        covered = self._causal.record(batch)
         self._log.add(Dot(batch.author, seq), batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self.stats.batches_created += 1
+        self._prune(self._retirements.note(batch.author, seq, covered, retirement_records(batch.deltas), self._holds_all))
         sessions = self._ready_sessions()
         for session in self._relay_targets(sessions):
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
@@ -499,7 +510,7 @@ class Node(RelayInputs):
             self.members.replace_founding(keyring)
         fresh: list[tuple[Dot, bytes]] = []
         for dot, wire in self._parked.release(lambda author: self.members.public_key(author) is not None):
-            if dot in self.seen:
+            if self._holds(dot):
                 continue
             try:
                 batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
@@ -609,13 +620,16 @@ class Node(RelayInputs):
         out: dict[str, bool] = {}
         for s in self._ready_sessions():
             # Until the peer's first Sync on this connection we do not know what it holds.
-            ok = s.heard and _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
+            ok = s.heard and _covers(s.peer_seen, self.seen) and self._have_all(s.peer_seen)
             out[s.peer_id] = out.get(s.peer_id, True) and ok
         return out
 
     def lag(self) -> dict[str, int]:
         """Per connected peer: how many batches of our log it is not known to have (for health)."""
-        return {s.peer_id: self._log.count_missing(s.peer_seen) for s in self._ready_sessions()}
+        return {
+            s.peer_id: self._log.count_missing(s.peer_seen, self._retirements.holder_of_all(s.peer_seen))
+            for s in self._ready_sessions()
+        }
 
     # -- handshake --------------------------------------------------------------------------
 
@@ -670,12 +684,12 @@ class Node(RelayInputs):
             self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
-            missing = self._log.missing(message.seen)
+            missing = self._missing_for(message.seen)
             if missing:
                 self._push(session, missing, SendKind.CATCH_UP)
         # Our answer tells the peer what we lack. The peer's first Sync is the one it sent on
         # connecting, crossing ours: it answers ours with whatever it holds that we lack.
-        if not message.reply and not first and not _covers(self.seen, message.seen):
+        if not message.reply and not first and not self._have_all(message.seen):
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
         if not message.reply:
             self._want(session)
@@ -711,7 +725,7 @@ class Node(RelayInputs):
 
     def _on_ihave(self, session: _Session, message: IHave, now: float) -> None:
         for dot in message.dots:
-            if dot not in self.seen:
+            if not self._holds(dot):
                 if len(session.announced) >= MAX_WANTED:
                     continue  # bounded: asking for one asks for all it holds anyway
                 session.announced.add(dot)
@@ -722,7 +736,7 @@ class Node(RelayInputs):
     def _ask_announced(self, session: _Session) -> None:
         """The tree did not bring what the peer announced in time: ask it (its answer grafts the link)."""
         session.ask_at = None
-        missing = any(dot not in self.seen for dot in session.announced)
+        missing = any(not self._holds(dot) for dot in session.announced)
         session.announced.clear()
         if missing:
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
@@ -767,7 +781,7 @@ class Node(RelayInputs):
         fetch = False
         for wire in wires:
             dot = Dot(*peek_batch(wire))
-            held = dot in self.seen
+            held = self._holds(dot)
             if held and (self._log.get(dot, wire) == wire or batch_hash(wire) in self._evidence):
                 source.peer_seen.add(dot)
                 self.stats.duplicate_batches += 1
@@ -814,7 +828,7 @@ class Node(RelayInputs):
         so (it answers a differing one with its full ``Sync``); otherwise the full ``Sync``.
         """
         session.ack_at = None
-        if _covers(session.peer_seen, self.seen) and _covers(self.seen, session.peer_seen):
+        if _covers(session.peer_seen, self.seen) and self._have_all(session.peer_seen):
             self._send_message(session, SeenDigest(seen_digest(self.seen)), SendKind.GOSSIP)
         else:
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
@@ -964,8 +978,11 @@ class Node(RelayInputs):
 
     def _apply(self, batch: DeltaBatch, *, vouched: bool = False) -> None:
         try:
-            self.members.check(batch, vouched=vouched or self._vouched(batch.hash))
+            vouched = vouched or self._vouched(batch.hash)
+            self.members.check(batch, vouched=vouched)
+            self._retirements.check_author(batch, vouched=vouched)
             covered = self._causal.check(batch)
+            records = self._retirements.check(batch, covered)
         except RevokedAuthorError:
             self._hold_beyond_cut(batch)
             raise
@@ -981,11 +998,19 @@ class Node(RelayInputs):
         self._log.add(dot, batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
+        self._strip_pruned(batch.deltas)
+        self._prune(self._retirements.note(batch.author, batch.seq, covered, records, self._holds_all))
 
     def _vouched(self, batch_hash: bytes) -> bool:
-        """Whether a waiting batch of a member (not revoked) depends on ``batch_hash``."""
+        """Whether a waiting batch of a member (not revoked, not retired before it) depends on ``batch_hash``."""
         waiting = (self._pending.get(w) for w in self._waiting.get(batch_hash, ()))
-        return any(w is not None and not self.members.is_revoked(key_id_of(w.author)) for w in waiting)
+        return any(w is not None and self._may_vouch(w) for w in waiting)
+
+    def _may_vouch(self, batch: DeltaBatch) -> bool:
+        """Whether ``batch`` is within its author's rights: its key is not revoked, nor its
+        incarnation retired before it."""
+        return not self.members.is_revoked(key_id_of(batch.author)) and batch.seq <= self._retirements.finals.get(
+            batch.author, batch.seq)
 
     def _hold_beyond_cut(self, batch: DeltaBatch) -> None:
         """Keep a revoked key's batch past its cut (bounded), in case a member's batch depends on it."""
@@ -999,7 +1024,7 @@ class Node(RelayInputs):
         The member applied them before the revocation reached it; applying them here too keeps
         the replicas equal and the member's own writes accepted. Returns what was applied.
         """
-        if self.members.is_revoked(key_id_of(batch.author)):
+        if not self._may_vouch(batch):
             return []
         applied: list[tuple[Dot, bytes]] = []
         stack = [h for h in missing if h in self._beyond_cut]
@@ -1099,7 +1124,13 @@ class Node(RelayInputs):
     def _learn(self, session: _Session, seen: CausalContext) -> None:
         session.peer_seen.join(seen)
         session.in_flight = {dot for dot in session.in_flight if dot not in seen}
-        self._known_seen.setdefault(session.peer_id, CausalContext()).join(seen)
+        known = self._known_seen.setdefault(session.peer_id, CausalContext())
+        known.join(seen)
+        pruned = self._retirements.pruned
+        if pruned:  # what the peer holds of incarnations pruned here is implied, not remembered
+            for replica in [r for r in seen.replicas() if r in pruned]:
+                session.peer_seen.forget(replica)
+                known.forget(replica)
 
     def _collect_log(self, now: float) -> None:
         """Forget what peers gone for longer than ``log_retention`` had seen.
@@ -1150,5 +1181,5 @@ class Node(RelayInputs):
         self.close(session.conn, now, reason)
 
 def _covers(big: CausalContext, small: CausalContext) -> bool:
-    return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.iter_cloud())
+    return big.covers(small)
 

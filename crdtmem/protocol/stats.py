@@ -33,6 +33,8 @@ class NodeStats:
     pending_dropped: int = 0
     """Waiting batches dropped because their author's budget or the whole wait buffer was full
     (fetched again later)."""
+    incarnations_pruned: int = 0
+    """Departed incarnations dropped from the seen set and the contexts (:mod:`.retirement`)."""
     bytes_sent: int = 0
     bytes_received: int = 0
     bytes_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)
@@ -87,6 +89,7 @@ class NodeStats:
             "bytes_received": self.bytes_received,
             "bytes_sent": self.bytes_sent,
             "duplicate_batches": self.duplicate_batches,
+            "incarnations_pruned": self.incarnations_pruned,
             "parked_dropped": self.parked_dropped,
             "relay_delivered": self.relay_delivered,
         }
