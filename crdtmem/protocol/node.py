@@ -703,10 +703,10 @@ class Node(RelayInputs):
         brought something new (the tree missed us, gossip or catch-up filled the gap)."""
         if session.eager and duplicates and not useful:
             session.eager = False
+            self.stats.prunes_sent += 1
             self._send_message(session, Prune(), SendKind.GOSSIP)
         elif not session.eager and useful:
-            session.eager = True
-            self._send_message(session, Graft(), SendKind.GOSSIP)
+            self._graft(session)
 
     def _on_ihave(self, session: _Session, message: IHave, now: float) -> None:
         for dot in message.dots:
@@ -721,9 +721,10 @@ class Node(RelayInputs):
     def _ask_announced(self, session: _Session) -> None:
         """The tree did not bring what the peer announced in time: ask it (its answer grafts the link)."""
         session.ask_at = None
-        missing = any(dot not in self.seen for dot in session.announced)
+        missing = sum(dot not in self.seen for dot in session.announced)
         session.announced.clear()
         if missing:
+            self.stats.announced_fetched += missing
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
     def _announce(self, sessions: list[_Session], batches: list[tuple[Dot, bytes]]) -> None:
@@ -740,8 +741,13 @@ class Node(RelayInputs):
     def _graft_all(self) -> None:
         for session in self._ready_sessions():
             if not session.eager:
-                session.eager = True
-                self._send_message(session, Graft(), SendKind.GOSSIP)
+                self._graft(session)
+
+    def _graft(self, session: _Session) -> None:
+        """Make a lazy link eager again, at both ends (Plumtree's GRAFT)."""
+        session.eager = True
+        self.stats.grafts_sent += 1
+        self._send_message(session, Graft(), SendKind.GOSSIP)
 
     def _relay_targets(self, sessions: list[_Session]) -> list[_Session]:
         """Where fresh batches go: every eager link with ``eager_tree``, else all of ``sessions``."""

@@ -55,6 +55,8 @@ def test_duplicates_prune_a_full_mesh_to_a_tree_and_writes_still_reach_everyone(
     eager = sum(_eager_links(cluster, name) for name in NAMES)
     assert eager < 12  # of 6 links seen from both ends, some are lazy now
     assert all(_eager_links(cluster, name) >= 1 for name in NAMES)
+    assert sum(cluster.node(name).stats.prunes_sent for name in NAMES) >= (12 - eager) // 2
+    assert cluster.node("a").stats.as_dict().get("prunes_sent", 0) == cluster.node("a").stats.prunes_sent
     assert {cluster.memory(name).counter("n").value for name in NAMES} == {12}
 
 
@@ -75,6 +77,7 @@ def test_losing_an_eager_link_grafts_the_lazy_ones_and_nothing_is_lost() -> None
     cut = next(name for name in NAMES if cluster.node(name).identity.peer_id == peer)
     cluster.cut("a", cut)
     assert lazy_before and all(s.eager for s in cluster.node("a")._sessions.values())
+    assert cluster.node("a").stats.grafts_sent >= lazy_before
     cluster.memory("a").counter("n").increment()
     assert cluster.run_until(cluster.converged, timeout=5)
 
@@ -89,5 +92,7 @@ def test_an_announced_batch_the_tree_does_not_bring_is_asked_for_after_the_graft
     cluster.inject(raw.conn, raw.seal(IHave((Dot(BOB.peer_id, 1),))))
     cluster.run(0.05)
     assert _sent(raw, sent) == []  # still waiting for the tree to bring it
+    assert cluster.node("alice").stats.announced_fetched == 0
     cluster.run(0.1)
     assert _sent(raw, sent) == [Sync(cluster.node("alice").seen, reply=True)]
+    assert cluster.node("alice").stats.announced_fetched == 1
