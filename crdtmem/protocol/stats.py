@@ -58,11 +58,8 @@ class NodeStats:
     """Parked batches dropped, oldest first, beyond ``NodeConfig.max_parked_batches``."""
     relay_delivered: int = 0
     """Messages relay streams delivered (each a batch wire; duplicates and refusals included)."""
-    prunes_sent: int = 0
-    """Relay-tree links this node made lazy because they brought only duplicates (``eager_tree``)."""
-    grafts_sent: int = 0
-    """Relay-tree links this node made eager again: a gap was filled over them, or an eager link
-    was lost (``eager_tree``). With ``prunes_sent``, how much the tree churns."""
+    tree_parent_changes: int = 0
+    """How often this node's parent in the relay tree changed (``eager_tree``): how much the tree churns."""
     announced_fetched: int = 0
     """Batches announced over a lazy link (``IHave``) that the tree had not brought a
     ``graft_timeout`` later, so this node asked the announcer for them (``eager_tree``)."""
@@ -97,8 +94,7 @@ class NodeStats:
             "duplicate_batches": self.duplicate_batches,
             "parked_dropped": self.parked_dropped,
             "relay_delivered": self.relay_delivered,
-            "prunes_sent": self.prunes_sent,
-            "grafts_sent": self.grafts_sent,
+            "tree_parent_changes": self.tree_parent_changes,
             "announced_fetched": self.announced_fetched,
         }
         for kind, n in self.bytes_sent_by_kind.items():
