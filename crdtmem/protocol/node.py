@@ -221,6 +221,9 @@ class NodeConfig:
     graft_timeout: float = 0.1
     """With ``eager_tree``: how long a batch announced over a lazy link (``IHave``) may take to
     arrive over the tree before this peer asks the announcer for it."""
+    tree_hold_down: float = 1.0
+    """With ``eager_tree``: how long a peer that lost every loop-free way to the relay tree's root
+    ignores that root before taking it back (see :mod:`.relaytree`)."""
     max_clock_skew: float = 300.0
     """Seconds a peer's hybrid timestamps may run ahead of this replica's memory clock; later
     ones are refused (``clock-skew``), so no peer can push last-writer-wins time to its limit."""
@@ -305,7 +308,7 @@ class Node(RelayInputs):
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
         # author -> its waiting batches, oldest first -> the dependencies each was filed under
         self._pending_by_author: dict[str, dict[bytes, tuple[bytes, ...]]] = {}
-        self._tree = RelayTree(identity.peer_id)  # which links relay fresh batches (eager_tree)
+        self._tree = RelayTree(identity.peer_id, hold_down=self.config.tree_hold_down)  # which links relay fresh batches (eager_tree)
         self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
         self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
@@ -381,7 +384,7 @@ class Node(RelayInputs):
         session = self._sessions.pop(conn, None)
         if session is not None:
             if session.ready and self.config.eager_tree:
-                self._tree.link_down(conn)
+                self._tree.link_down(conn, now)
                 self._send_tree_adverts()
             self._events.append(PeerDisconnected(conn, session.peer_id, reason))
             if session.peer_id is not None and session.peer_id not in self.peers().values():
@@ -409,6 +412,10 @@ class Node(RelayInputs):
         if self._relay and now >= self._next_relay:
             self._relay_round(now)
         self._relay_tick(now)
+        expiry = self._tree.next_expiry()
+        if expiry is not None and now >= expiry:
+            self._tree.expire(now)
+            self._send_tree_adverts()
         if self._next_gossip is None:
             self._next_gossip = now + self.config.gossip_interval
         elif now >= self._next_gossip:
@@ -567,6 +574,8 @@ class Node(RelayInputs):
         if self._relay:
             deadlines.append(self._next_relay)
         deadlines.extend(self._relay_deadlines())
+        if (expiry := self._tree.next_expiry()) is not None:
+            deadlines.append(expiry)
         for session in self._sessions.values():
             if not session.ready:
                 deadlines.append(session.opened_at + self.config.handshake_timeout)
@@ -657,7 +666,7 @@ class Node(RelayInputs):
             self._on_want(session, message)
         elif isinstance(message, TreeRoot):
             if self.config.eager_tree:  # without the tree, a neighbour's place in it changes nothing
-                self._tree.heard(session.conn, message)
+                self._tree.heard(session.conn, message, now)
                 self._send_tree_adverts()
         elif isinstance(message, IHave):
             self._on_ihave(session, message, now)

@@ -12,10 +12,16 @@ that named it their parent. The result is a breadth-first tree from the root (at
 ``2 x`` the root's eccentricity between any two peers), stable while the links are, with no
 cycle to bring duplicates. Links to other neighbours stay lazy (``IHave`` only).
 
-When the parent's link goes, the peer takes the next best neighbour; a stale root (one that
-left) is forgotten by counting: each advertisement adds a hop, and one of
-:data:`MAX_TREE_HOPS` or more is ignored, so a loop of stale advertisements dies out and the
-next smallest id becomes the root. Meanwhile batches still arrive through ``IHave`` and gossip.
+Losing the way to the root must not count to infinity (stale distances bouncing around a
+loop, each adding a hop): a peer only takes a neighbour as its way to its current root if that
+neighbour is nearer to it than this peer has ever been since adopting that root (the
+*feasibility condition* of loop-free distance-vector routing, as in EIGRP and Babel), so no
+neighbour whose way runs through this peer is ever chosen. A peer left with no such neighbour
+gives the root up: it holds it down for ``hold_down`` seconds (its advertisements are ignored),
+which tells its children so in turn, and the part of the tree that lost its way meanwhile forms
+its own tree (rooted at its smallest id). After the hold-down the root is taken back from any
+neighbour that still advertises it (a root that left is then advertised by no one). Meanwhile
+batches still arrive through ``IHave`` and gossip.
 
 A neighbour's advertisement is its unsigned word, like a ``Sync``: a lying member can make
 itself everyone's parent and then not relay, which delays batches by the ``IHave`` repair
@@ -23,10 +29,11 @@ itself everyone's parent and then not relay, which delays batches by the ``IHave
 
 Usage (the :class:`~crdtmem.protocol.node.Node` drives it; everything here is pure state)::
 
-    tree = RelayTree(own_id)
+    tree = RelayTree(own_id, hold_down=1.0)
     tree.link_up(conn, peer_id)                 # a session became ready
-    tree.heard(conn, advert)                    # its TreeRoot arrived
-    tree.link_down(conn)                        # its connection closed
+    tree.heard(conn, advert, now)               # its TreeRoot arrived
+    tree.link_down(conn, now)                   # its connection closed
+    tree.expire(now)                            # at tree.next_expiry()
     for conn, advert in tree.take_adverts():    # after each call: what to tell whom
         ...
     tree.eager(conn)                            # relay fresh batches over this link?
@@ -57,11 +64,14 @@ class RelayTree:
         own_id: this peer's id (its key id, the same across restarts), a candidate root.
     """
 
-    def __init__(self, own_id: str) -> None:
+    def __init__(self, own_id: str, *, hold_down: float) -> None:
         self.own_id = own_id
+        self.hold_down = hold_down
         self.root = own_id
         self.hops = 0
         self.parent: Hashable | None = None
+        self._feasible = 0  # the fewest hops to ``root`` since adopting it
+        self._held: dict[str, float] = {}  # roots given up, until when
         self.parent_changes = 0
         """How often the parent changed: how much the tree churns."""
         self._links: dict[Hashable, _Link] = {}
@@ -72,18 +82,27 @@ class RelayTree:
         self._links[conn] = _Link(peer_id)
         self._adverts.append((conn, self._advert(conn)))
 
-    def heard(self, conn: Hashable, advert: TreeRoot) -> None:
+    def heard(self, conn: Hashable, advert: TreeRoot, now: float) -> None:
         """Call with a neighbour's ``TreeRoot``; ignored for a link not (or no longer) up."""
         link = self._links.get(conn)
         if link is None:
             return
         link.root, link.hops, link.child = advert.root, advert.hops, advert.parent
-        self._choose()
+        self._choose(now)
 
-    def link_down(self, conn: Hashable) -> None:
-        """Call when a session closed; a lost parent is replaced by the next best neighbour."""
+    def link_down(self, conn: Hashable, now: float) -> None:
+        """Call when a session closed; a lost parent is replaced by a feasible neighbour, if any."""
         if self._links.pop(conn, None) is not None:
-            self._choose()
+            self._choose(now)
+
+    def next_expiry(self) -> float | None:
+        """When a held-down root may be taken back (call :meth:`expire` then); None: none is held."""
+        return min(self._held.values(), default=None)
+
+    def expire(self, now: float) -> None:
+        """Call at :meth:`next_expiry`: end the hold-downs that are over and choose again."""
+        if any(until <= now for until in self._held.values()):
+            self._choose(now)
 
     def eager(self, conn: Hashable) -> bool:
         """Whether fresh batches go over this link: it leads to our parent or to a child."""
@@ -98,20 +117,33 @@ class RelayTree:
     def _advert(self, conn: Hashable) -> TreeRoot:
         return TreeRoot(self.root, self.hops, conn == self.parent)
 
-    def _choose(self) -> None:
-        """Take the neighbour with the smallest (root, hops + 1, peer id) as parent, if it beats
-        being our own root; tell every neighbour if anything changed."""
-        best: tuple[str, int, str] = (self.own_id, 0, "")
-        parent = None
-        for conn, link in self._links.items():
-            if link.root is None or link.child or link.hops + 1 >= MAX_TREE_HOPS:
-                continue  # a child cannot be our parent (no two-link loop)
-            candidate = (link.root, link.hops + 1, link.peer_id)
-            if candidate < best:
-                best, parent = candidate, conn
+    def _choose(self, now: float) -> None:
+        """Take the feasible neighbour with the smallest (root, hops + 1, peer id) as parent, if
+        it beats being our own root; tell every neighbour if anything changed."""
+        self._held = {root: until for root, until in self._held.items() if until > now}
+        best, parent = self._best()
+        if self.root != self.own_id and best[0] > self.root:  # no feasible way to our root is left
+            self._held[self.root] = now + self.hold_down
+            best, parent = self._best()
         if (best[0], best[1], parent) == (self.root, self.hops, self.parent):
             return
         if parent != self.parent:
             self.parent_changes += 1
+        if best[0] != self.root:
+            self._feasible = best[1]
         self.root, self.hops, self.parent = best[0], best[1], parent
+        self._feasible = min(self._feasible, self.hops)
         self._adverts.extend((conn, self._advert(conn)) for conn in self._links)
+
+    def _best(self) -> tuple[tuple[str, int, str], Hashable | None]:
+        best: tuple[str, int, str] = (self.own_id, 0, "")
+        parent = None
+        for conn, link in self._links.items():
+            if link.root is None or link.child or link.root in self._held or link.hops + 1 >= MAX_TREE_HOPS:
+                continue  # a child cannot be our parent (no two-link loop)
+            if link.root == self.root != self.own_id and link.hops >= self._feasible:
+                continue  # its way to our root may run through us
+            candidate = (link.root, link.hops + 1, link.peer_id)
+            if candidate < best:
+                best, parent = candidate, conn
+        return best, parent

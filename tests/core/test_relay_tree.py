@@ -64,36 +64,53 @@ def test_the_new_message_round_trips_and_malformed_ones_are_refused() -> None:
 
 
 def test_the_smallest_id_becomes_the_root_and_each_peer_relays_through_its_nearest_neighbour() -> None:
-    tree = RelayTree("m")
+    tree = RelayTree("m", hold_down=1.0)
     tree.link_up(1, "x")
     tree.link_up(2, "y")
     assert [advert for _, advert in tree.take_adverts()] == [TreeRoot("m", 0, False)] * 2
-    tree.heard(1, TreeRoot("b", 3, False))
-    tree.heard(2, TreeRoot("b", 1, False))
+    tree.heard(1, TreeRoot("b", 3, False), 0.0)
+    tree.heard(2, TreeRoot("b", 1, False), 0.0)
     assert (tree.root, tree.hops, tree.parent) == ("b", 2, 2)
     assert tree.take_adverts()[-2:] == [(1, TreeRoot("b", 2, False)), (2, TreeRoot("b", 2, True))]
     assert tree.eager(2) and not tree.eager(1)
-    tree.heard(1, TreeRoot("m", 1, True))  # it chose us: a child is eager, and never our parent
+    tree.heard(1, TreeRoot("m", 1, True), 0.0)  # it chose us: a child is eager, and never our parent
     assert tree.eager(1) and tree.parent == 2
-    tree.heard(2, TreeRoot("b", 1, False))  # nothing changed: nothing to tell
+    tree.heard(2, TreeRoot("b", 1, False), 0.0)  # nothing changed: nothing to tell
     assert tree.take_adverts() == [] and tree.parent_changes == 2  # none, then 1, then 2
 
 
-def test_a_lost_parent_is_replaced_and_a_root_that_left_is_counted_out() -> None:
-    tree = RelayTree("m")
+def test_a_lost_parent_is_replaced_by_a_nearer_neighbour_only() -> None:
+    tree = RelayTree("m", hold_down=1.0)
+    for conn, peer in ((1, "x"), (2, "y"), (3, "z")):
+        tree.link_up(conn, peer)
+    tree.heard(1, TreeRoot("a", 1, False), 0.0)
+    tree.heard(2, TreeRoot("a", 1, False), 0.0)
+    tree.heard(3, TreeRoot("a", 2, False), 0.0)
+    assert (tree.root, tree.hops, tree.parent) == ("a", 2, 1)
+    tree.link_down(1, 0.1)
+    assert (tree.root, tree.hops, tree.parent, tree.next_expiry()) == ("a", 2, 2, None)
+    tree.heard(2, TreeRoot("a", 3, False), 0.2)  # y's way got longer: z is not nearer than we were either
+    assert (tree.root, tree.hops, tree.parent, tree.next_expiry()) == ("m", 0, None, 1.2)
+
+
+def test_a_root_that_left_is_held_down_instead_of_counted_up_and_taken_back_while_advertised() -> None:
+    tree = RelayTree("m", hold_down=1.0)
     tree.link_up(1, "x")
     tree.link_up(2, "y")
-    tree.heard(1, TreeRoot("a", 1, False))
-    tree.heard(2, TreeRoot("a", 4, False))
-    assert tree.parent == 1
-    tree.link_down(1)
-    assert (tree.root, tree.hops, tree.parent) == ("a", 5, 2)
-    # "a" is gone and y only echoes it back through a loop: each echo adds a hop until the bound
-    hops = 5
-    while tree.root == "a":
-        tree.heard(2, TreeRoot("a", hops, False))
-        hops = tree.hops
-    assert (tree.root, tree.hops, tree.parent) == ("m", 0, None)
+    tree.heard(1, TreeRoot("a", 1, False), 0.0)
+    tree.heard(2, TreeRoot("a", 4, False), 0.0)
+    tree.link_down(1, 0.5)  # y is farther than we were: its way to "a" may run through us
+    assert (tree.root, tree.hops, tree.parent, tree.next_expiry()) == ("m", 0, None, 1.5)
+    tree.heard(2, TreeRoot("a", 5, False), 0.6)  # a stale echo, ignored while "a" is held down
+    assert tree.root == "m"
+    tree.expire(1.0)
+    assert tree.root == "m"  # not over yet
+    tree.expire(1.5)
+    assert (tree.root, tree.hops, tree.parent, tree.next_expiry()) == ("a", 6, 2, None)  # y still has a way
+    tree.link_down(2, 2.0)
+    tree.link_up(3, "z")
+    tree.heard(3, TreeRoot("b", 0, False), 2.0)
+    assert (tree.root, tree.hops, tree.parent) == ("b", 1, 3)
 
 
 def test_a_mesh_relays_along_a_spanning_tree_rooted_at_the_smallest_id() -> None:
