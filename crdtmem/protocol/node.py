@@ -666,7 +666,8 @@ class Node(RelayInputs):
             self._on_want(session, message)
         elif isinstance(message, TreeRoot):
             if self.config.eager_tree:  # without the tree, a neighbour's place in it changes nothing
-                self._tree.heard(session.conn, message, now)
+                member = self.members.public_key(message.root) is not None and not self.members.is_revoked(message.root)
+                self._tree.heard(session.conn, message, now, member_root=member)
                 self._send_tree_adverts()
         elif isinstance(message, IHave):
             self._on_ihave(session, message, now)

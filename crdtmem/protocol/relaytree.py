@@ -23,8 +23,9 @@ its own tree (rooted at its smallest id). After the hold-down the root is taken 
 neighbour that still advertises it (a root that left is then advertised by no one). Meanwhile
 batches still arrive through ``IHave`` and gossip.
 
-A neighbour's advertisement is its unsigned word, like a ``Sync``: a lying member can make
-itself everyone's parent and then not relay, which delays batches by the ``IHave`` repair
+A neighbour's advertisement is its unsigned word, like a ``Sync``. A root that is not a member
+in good standing is not taken (so no one can invent a smaller id), but a lying member can
+still claim to be one link from the root, become its neighbours' parent and then not relay, which delays batches by the ``IHave`` repair
 (``graft_timeout``) and never loses one.
 
 Usage (the :class:`~crdtmem.protocol.node.Node` drives it; everything here is pure state)::
@@ -82,12 +83,17 @@ class RelayTree:
         self._links[conn] = _Link(peer_id)
         self._adverts.append((conn, self._advert(conn)))
 
-    def heard(self, conn: Hashable, advert: TreeRoot, now: float) -> None:
-        """Call with a neighbour's ``TreeRoot``; ignored for a link not (or no longer) up."""
+    def heard(self, conn: Hashable, advert: TreeRoot, now: float, *, member_root: bool = True) -> None:
+        """Call with a neighbour's ``TreeRoot``; ignored for a link not (or no longer) up.
+
+        Args:
+            member_root: whether ``advert.root`` is a member in good standing; if not, no way
+                to a root is taken through this neighbour (it may still name us its parent).
+        """
         link = self._links.get(conn)
         if link is None:
             return
-        link.root, link.hops, link.child = advert.root, advert.hops, advert.parent
+        link.root, link.hops, link.child = (advert.root if member_root else None), advert.hops, advert.parent
         self._choose(now)
 
     def link_down(self, conn: Hashable, now: float) -> None:

@@ -172,3 +172,15 @@ def test_a_neighbour_that_names_this_peer_its_parent_gets_fresh_batches() -> Non
     raw = cluster.open_raw("alice", BOB)
     cluster.inject(raw.conn, raw.seal(TreeRoot(cluster.node("alice").identity.peer_id, 1, True)))
     assert cluster.node("alice").eager_peers() == {BOB.peer_id}
+
+
+def test_a_root_that_is_not_a_member_is_not_taken() -> None:
+    cluster = Cluster(seed=31, config=NodeConfig(eager_tree=True))
+    cluster.add("alice")
+    cluster.keyring.add(BOB)
+    raw = cluster.open_raw("alice", BOB)
+    cluster.inject(raw.conn, raw.seal(TreeRoot("0000000000000000", 0, False)))  # smaller than any key id
+    assert cluster.node("alice").eager_peers() == set()
+    assert BOB.peer_id < cluster.node("alice").identity.peer_id
+    cluster.inject(raw.conn, raw.seal(TreeRoot(BOB.peer_id, 0, False)))  # a member: taken
+    assert cluster.node("alice").eager_peers() == {BOB.peer_id}
