@@ -116,9 +116,11 @@ class RelayTree:
         return link is not None and (conn == self.parent or link.child)
 
     def take_adverts(self) -> list[tuple[Hashable, TreeRoot]]:
-        """Call after each of the calls above: the advertisements to send, in order (then forgotten)."""
-        adverts, self._adverts = self._adverts, []
-        return adverts
+        """Call after each of the calls above: the advertisements to send, the latest one per
+        link (then forgotten)."""
+        latest = dict(self._adverts)
+        self._adverts = []
+        return list(latest.items())
 
     def _advert(self, conn: Hashable) -> TreeRoot:
         return TreeRoot(self.root, self.hops, conn == self.parent)
