@@ -11,7 +11,15 @@ from crdtmem.clocks import Dot
 from crdtmem.codec import pack
 from crdtmem.errors import DecodeError
 from crdtmem.identity import Identity
-from crdtmem.protocol.messages import MAX_TREE_HOPS, MAX_WANTED, IHave, Sync, TreeRoot, decode_message, encode_message
+from crdtmem.protocol.messages import (
+    MAX_TREE_HOPS,
+    MAX_WANTED,
+    IHave,
+    Sync,
+    TreeRoot,
+    decode_message,
+    encode_message,
+)
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.protocol.relaytree import RelayTree
 from crdtmem.testing import Cluster

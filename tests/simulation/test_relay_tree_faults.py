@@ -8,7 +8,14 @@ from collections import deque
 
 import pytest
 
-from crdtmem.simulation import Crash, LinkFault, NodeConfig, Partition, Scenario, Simulation
+from crdtmem.simulation import (
+    Crash,
+    LinkFault,
+    NodeConfig,
+    Partition,
+    Scenario,
+    Simulation,
+)
 from crdtmem.simulation.report import build_report
 
 PEERS = 24
