@@ -3,7 +3,7 @@
 Plumtree (Leitão et al., 2007) shapes its tree from duplicates: a link that brings a batch
 already held is pruned. With every peer writing, batches of different authors cross the tree
 at once, the prunes cut it, repairs graft cycles back, and the tree that survives is deep
-(about 10 hops at 100 peers, 24 at 1,000, on random 6-regular links). This tree is built
+(its eccentricity: about 10 links at 100 peers, 24 at 1,000, on random 6-regular links). This tree is built
 from distances instead, as a spanning-tree protocol does: every peer tells its neighbours
 ``TreeRoot(root, hops, parent)`` — the smallest peer id it knows of, its distance to it in
 links, and whether the neighbour is its parent. A peer's parent is the neighbour with the
@@ -17,16 +17,16 @@ loop, each adding a hop): a peer only takes a neighbour as its way to its curren
 neighbour is nearer to it than this peer has ever been since adopting that root (the
 *feasibility condition* of loop-free distance-vector routing, as in EIGRP and Babel), so no
 neighbour whose way runs through this peer is ever chosen. A peer left with no such neighbour
-gives the root up: it holds it down for ``hold_down`` seconds (its advertisements are ignored),
-which tells its children so in turn, and the part of the tree that lost its way meanwhile forms
-its own tree (rooted at its smallest id). After the hold-down the root is taken back from any
+gives the root up: for ``hold_down`` seconds it takes no way to that root from anyone; its
+new advertisement makes its children give the root up in turn, and the part of the tree that
+lost its way forms its own tree meanwhile (rooted at its smallest id). After the hold-down the root is taken back from any
 neighbour that still advertises it (a root that left is then advertised by no one). Meanwhile
 batches still arrive through ``IHave`` and gossip.
 
 A neighbour's advertisement is its unsigned word, like a ``Sync``. A root that is not a member
 in good standing is not taken (so no one can invent a smaller id), but a lying member can
-still claim to be one link from the root, become its neighbours' parent and then not relay, which delays batches by the ``IHave`` repair
-(``graft_timeout``) and never loses one.
+still claim to be one link from the root, become its neighbours' parent and then not relay:
+that delays batches by the ``IHave`` repair (``graft_timeout``) and never loses one.
 
 Usage (the :class:`~crdtmem.protocol.node.Node` drives it; everything here is pure state)::
 
@@ -63,6 +63,7 @@ class RelayTree:
 
     Args:
         own_id: this peer's id (its key id, the same across restarts), a candidate root.
+        hold_down: seconds a root given up is not taken back (``NodeConfig.tree_hold_down``).
     """
 
     def __init__(self, own_id: str, *, hold_down: float) -> None:
