@@ -1,17 +1,21 @@
-"""Duplicate deliveries per useful one, before and after the relay tree (Plumtree), at fanout 3.
+"""Duplicate deliveries per useful one, with and without the relay tree, at fanout 3.
 
 100 and 1,000 peers on random 6-regular links, 20 ms latency, gossip every 1 s to 3 peers.
 Peers write 5 times a second network-wide for 10 s; each run ends at 15 s. Every size runs
 twice per seed, in one process: ``eager_tree`` off (relay fresh batches to 3 random
-neighbours that may lack them, own writes to every neighbour: the behaviour before) and on
-(relay over eager links that prune themselves to a tree). A *useful* delivery applies a batch
-(``batches_applied``); a *duplicate* brings one already held (``duplicate_batches``), summed
-over every peer. Rounds to converge: time from the last write until the last replica
-changed, in gossip intervals (the simulator's report).
+neighbours that may lack them, own writes to every neighbour: the default) and on (relay
+over one breadth-first spanning tree rooted at the smallest peer id, ``IHave`` over the
+other links). A *useful* delivery applies a batch (``batches_applied``); a *duplicate* brings
+one already held (``duplicate_batches``), summed over every peer. Rounds to converge: time
+from the last write until the last replica changed, in gossip intervals (the simulator's
+report). Spread: per batch, from its signing until the last peer applied it (median over the
+run's batches). Eccentricity: the most links a batch crosses from its author to the farthest
+peer, over the mesh (any shortest path) and over the relay tree (median over 50 authors).
 
     python simulations/gossip_duplicates.py          # gossip_duplicates.json, gossip_duplicates.png
 """
 
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from statistics import median
 
@@ -21,7 +25,7 @@ from crdtmem.simulation import NodeConfig, Scenario, Simulation
 from crdtmem.simulation.report import build_report
 
 SIZES = {100: (1, 2, 3, 4, 5), 1000: (1, 2, 3)}
-MODES = {"before": False, "after": True}
+MODES = {"random": False, "tree": True}
 
 
 def one_run(peers: int, seed: int, eager_tree: bool) -> dict:
@@ -31,6 +35,7 @@ def one_run(peers: int, seed: int, eager_tree: bool) -> dict:
     sim.run()
     report = build_report(sim)
     stats = report["node_stats"]
+    mesh, tree = _links(sim)
     return {
         "peers": peers,
         "seed": seed,
@@ -40,19 +45,55 @@ def one_run(peers: int, seed: int, eager_tree: bool) -> dict:
         "duplicate_batches": stats.get("duplicate_batches", 0),
         "batches_applied": stats.get("batches_applied", 0),
         "duplicates_per_useful": stats.get("duplicate_batches", 0) / max(1, stats.get("batches_applied", 0)),
+        "spread_median": report["dissemination"]["median"],
+        "spread_p90": report["dissemination"]["p90"],
+        "mesh_eccentricity_hops": _eccentricity(mesh),
+        "relay_eccentricity_hops": _eccentricity(tree) if eager_tree else None,
+        "tree_parent_changes": stats.get("tree_parent_changes", 0),
+        "announced_fetched": stats.get("announced_fetched", 0),
         "messages": report["messages"],
         "bytes": report["bytes"],
     }
 
 
+def _links(sim: Simulation) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Every peer's neighbours, and the neighbours it relays fresh batches to, at the end of the run."""
+    mesh: dict[str, set[str]] = {}
+    relay: dict[str, set[str]] = {}
+    for peer in sim.live_peers():
+        mesh[peer.peer_id] = set(peer.node.peers().values())
+        relay[peer.peer_id] = peer.node.eager_peers()
+    return mesh, relay
+
+
+def _eccentricity(links: dict[str, set[str]], authors: int = 50) -> float | None:
+    """Median over evenly spaced authors of the hops to the farthest peer; None if one is unreachable."""
+    peers = sorted(links)
+    eccentricities = []
+    for author in peers[:: max(1, len(peers) // authors)]:
+        hops = {author: 0}
+        queue = deque([author])
+        while queue:
+            peer = queue.popleft()
+            for neighbour in links[peer]:
+                if neighbour not in hops:
+                    hops[neighbour] = hops[peer] + 1
+                    queue.append(neighbour)
+        if len(hops) < len(peers):
+            return None
+        eccentricities.append(max(hops.values()))
+    return median(eccentricities)
+
+
 def run_all() -> list[dict]:
-    """Every run, two at a time (the machine has two cores); before and after alternate per seed."""
+    """Every run, two at a time (the machine has two cores); the two modes alternate per seed."""
     jobs = [(peers, seed, mode) for peers, seeds in SIZES.items() for seed in seeds for mode in MODES]
     with ProcessPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(one_run, peers, seed, MODES[mode]) for peers, seed, mode in jobs]
         runs = [future.result() | {"mode": mode} for future, (_, _, mode) in zip(futures, jobs)]
     for r in runs:
-        print({k: r[k] for k in ("peers", "seed", "mode", "converged", "rounds_to_converge", "duplicates_per_useful")})
+        print({k: r[k] for k in ("peers", "seed", "mode", "converged", "rounds_to_converge", "duplicates_per_useful",
+                                 "spread_median", "relay_eccentricity_hops")})
     return runs
 
 
@@ -64,6 +105,7 @@ def summarise(runs: list[dict]) -> list[dict]:
             mine = [r for r in runs if r["peers"] == peers and r["mode"] == mode]
             ratios = [r["duplicates_per_useful"] for r in mine]
             rounds = [r["rounds_to_converge"] for r in mine if r["converged"]]
+            spreads = [r["spread_median"] for r in mine if r["spread_median"] is not None]
             rows.append({
                 "peers": peers,
                 "mode": mode,
@@ -73,6 +115,11 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "duplicates_per_useful_range": [min(ratios), max(ratios)],
                 "rounds_to_converge_median": median(rounds) if rounds else None,
                 "rounds_to_converge_range": [min(rounds), max(rounds)] if rounds else None,
+                "spread_median": median(spreads) if spreads else None,
+                "spread_range": [min(spreads), max(spreads)] if spreads else None,
+                "mesh_eccentricity_hops": median(r["mesh_eccentricity_hops"] for r in mine),
+                "relay_eccentricity_hops": (median(r["relay_eccentricity_hops"] for r in mine)
+                                            if all(r["relay_eccentricity_hops"] is not None for r in mine) else None),
                 "bytes_median": median(r["bytes"] for r in mine),
                 "messages_median": median(r["messages"] for r in mine),
             })
@@ -80,27 +127,30 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def plot(rows: list[dict], runs: list[dict]) -> None:
-    """Duplicates per useful delivery and rounds to converge, before and after, per size."""
+    """Duplicates per useful delivery, rounds to converge and the batches' spread, per size and mode."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (dup_ax, rounds_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((dup_ax, "duplicates_per_useful", "duplicate deliveries per useful one"),
-                           (rounds_ax, "rounds_to_converge", "rounds to converge after the last write")):
-        for offset, (mode, colour) in enumerate((("before", "tab:red"), ("after", "tab:green"))):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    panels = (("duplicates_per_useful", "duplicate deliveries per useful one"),
+              ("rounds_to_converge", "rounds to converge after the last write"),
+              ("spread_median", "median spread of a batch (s)"))
+    for ax, (key, label) in zip(axes, panels):
+        for offset, (mode, colour) in enumerate((("random", "tab:red"), ("tree", "tab:green"))):
             xs = [i + (offset - 0.5) * 0.35 for i in range(len(SIZES))]
-            heights = [next(r for r in rows if r["peers"] == p and r["mode"] == mode)[key + "_median"] or 0 for p in SIZES]
+            row_key = key if key == "spread_median" else key + "_median"
+            heights = [next(r for r in rows if r["peers"] == p and r["mode"] == mode)[row_key] or 0 for p in SIZES]
             ax.bar(xs, heights, width=0.35, color=colour, alpha=0.6, label=f"{mode} (eager_tree={MODES[mode]})")
             for x, peers in zip(xs, SIZES):
                 dots = [r[key] for r in runs if r["peers"] == peers and r["mode"] == mode and r[key] is not None]
                 ax.plot([x] * len(dots), dots, "k.", markersize=4)
         ax.set_xticks(range(len(SIZES)), [f"{p:,} peers" for p in SIZES])
         ax.set_ylabel(label)
-    dup_ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="target 0.5")
-    dup_ax.legend(fontsize=8)
-    fig.suptitle("fanout 3, 6-regular, 5 writes/s: median of seeds (dots: each run)")
+    axes[0].axhline(0.5, color="grey", linestyle="--", linewidth=1, label="target 0.5")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("fanout 3, 6-regular, 20 ms links, 5 writes/s: median of seeds (dots: each run)")
     fig.tight_layout()
     fig.savefig(HERE / "gossip_duplicates.png", dpi=110)
 

@@ -34,7 +34,7 @@ _HELP = {
     "max_pending_batches": "received batches kept waiting for their dependencies at most",
     "relay_republish_interval": "publish a batch the relay's broker has not acknowledged again after this long",
     "max_pending_per_author": "waiting batches of one author kept at most; beyond, its oldest is dropped",
-    "eager_tree": "relay along a self-pruning tree of eager links (Plumtree) instead of to random neighbours",
+    "eager_tree": "relay along one spanning tree rooted at the smallest peer id (lazy links get IHave) instead of to random neighbours",
 }
 
 

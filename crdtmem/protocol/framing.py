@@ -98,7 +98,8 @@ __all__ = [
     "Reassembler",
 ]
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
+"""5: the relay tree's TreeRoot message replaced Prune and Graft; retirement records (a version-4 peer would refuse them as unknown message kinds or writes)."""
 MAX_FRAME_BYTES = 1024 * 1024
 """Default cap on one frame, envelope and tag included."""
 MIN_FRAME_BYTES = 256

@@ -1,7 +1,8 @@
 """The messages peers exchange once a session is open, as frozen dataclasses (h11 style).
 
 Each travels as the payload of one signed message (see ``framing``): ``msgpack([kind, ...])``
-with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want, 5 prune, 6 graft, 7 ihave).
+with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want, 7 ihave, 8 tree root; 5 and 6,
+Plumtree's prune and graft, are retired).
 :func:`decode_message` is strict and raises :class:`~crdtmem.errors.DecodeError` on anything
 that is not exactly one of these.
 """
@@ -16,7 +17,7 @@ from ..errors import DecodeError
 from .batch import HASH_BYTES
 
 __all__ = [
-    "Sync", "SeenDigest", "seen_digest", "Batches", "Want", "MAX_WANTED", "Prune", "Graft", "IHave", "Message", "encode_message",
+    "Sync", "SeenDigest", "seen_digest", "Batches", "Want", "MAX_WANTED", "TreeRoot", "MAX_TREE_HOPS", "IHave", "Message", "encode_message",
     "decode_message",
 ]
 
@@ -71,22 +72,22 @@ class Want:
 MAX_WANTED = 256
 """Most hashes one :class:`Want` names."""
 
-@dataclass(frozen=True)
-class Prune:
-    """"Your relays reach me another way": both ends stop relaying fresh batches over this link.
-
-    Sent by a peer that received only batches it already held from a neighbour's relay or
-    push; the link stays open for gossip and catch-up (a *lazy* link, Plumtree's PRUNE).
-    """
+MAX_TREE_HOPS = 64
+"""A :class:`TreeRoot` distance at or beyond this is ignored: how a stale root is counted out."""
 
 
 @dataclass(frozen=True)
-class Graft:
-    """"Relay to me again": both ends relay fresh batches over this link once more.
+class TreeRoot:
+    """Where the sender stands in the relay tree (see :mod:`.relaytree`): the smallest peer id
+    it knows of, its distance to it in links, and whether the receiver is its parent.
 
-    Sent by a peer that got a fresh batch over a lazy link (gossip or catch-up repaired a gap
-    the relay tree left), or that lost one of its relaying links (Plumtree's GRAFT).
+    Sent on connecting and whenever one of these changes; the sender's unsigned word, used
+    only to choose which links relay fresh batches. ``hops`` is below :data:`MAX_TREE_HOPS`.
     """
+
+    root: str
+    hops: int
+    parent: bool
 
 
 @dataclass(frozen=True)
@@ -94,16 +95,16 @@ class IHave:
     """Fresh batches the sender holds, by author and number, announced over a lazy link.
 
     A receiver still lacking one of them a ``graft_timeout`` later asks the sender with a
-    ``Sync`` (whose answer grafts the link): the relay tree's repair (Plumtree's IHAVE).
+    ``Sync``: the relay tree's repair (Plumtree's IHAVE).
     At most :data:`MAX_WANTED` dots.
     """
 
     dots: tuple[Dot, ...]
 
 
-Message = Sync | SeenDigest | Batches | Want | Prune | Graft | IHave
+Message = Sync | SeenDigest | Batches | Want | TreeRoot | IHave
 
-_SYNC, _BATCHES, _DIGEST, _WANT, _PRUNE, _GRAFT, _IHAVE = 1, 2, 3, 4, 5, 6, 7
+_SYNC, _BATCHES, _DIGEST, _WANT, _IHAVE, _TREE_ROOT = 1, 2, 3, 4, 7, 8
 
 
 def encode_message(message: Message) -> bytes:
@@ -115,10 +116,8 @@ def encode_message(message: Message) -> bytes:
         return codec.pack([_DIGEST, message.digest])
     if isinstance(message, Want):
         return codec.pack([_WANT, list(message.hashes)])
-    if isinstance(message, Prune):
-        return codec.pack([_PRUNE])
-    if isinstance(message, Graft):
-        return codec.pack([_GRAFT])
+    if isinstance(message, TreeRoot):
+        return codec.pack([_TREE_ROOT, message.root, message.hops, message.parent])
     if isinstance(message, IHave):
         return codec.pack([_IHAVE, [list(dot) for dot in message.dots]])
     raise TypeError(f"not a message: {message!r}")
@@ -141,10 +140,10 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
         return Want(tuple(args[0]))
     if kind == _DIGEST and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
         return SeenDigest(args[0])
-    if kind == _PRUNE and not args:
-        return Prune()
-    if kind == _GRAFT and not args:
-        return Graft()
+    if kind == _TREE_ROOT and len(args) == 3 and type(args[1]) is int and 0 <= args[1] < MAX_TREE_HOPS:
+        if type(args[2]) is not bool:
+            raise DecodeError("malformed tree root message")
+        return TreeRoot(codec.expect_replica(args[0]), args[1], args[2])
     if kind == _IHAVE and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= MAX_WANTED:
         return IHave(tuple(Dot(*codec.expect_dot(*codec.expect_list(d, "announced dot", 2))) for d in args[0]))
     raise DecodeError(f"malformed or unknown message kind {kind!r}")

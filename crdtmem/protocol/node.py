@@ -35,14 +35,13 @@ What the node does, per DESIGN.md §4:
   new batches from others are relayed to the *eager* neighbours that may lack them, at
   once if nothing was relayed in the last ``relay_delay``, else together with whatever else
   arrives until then (one message per neighbour for a burst);
-* a relay tree (Plumtree, with ``eager_tree``): every link starts eager; a peer that gets
-  only batches it already holds over an eager link sends ``Prune`` and both ends make it
-  lazy (gossip and catch-up only), so the eager links thin out to a tree and each batch
-  reaches a peer about once. A fresh batch that arrives over a lazy link (the tree left a
-  gap that gossip filled) grafts the link back (``Graft``), as does losing an eager link
-  (every remaining link of that peer becomes eager again). Lazy links get ``IHave``, the
-  fresh batches' numbers; a peer still lacking one ``graft_timeout`` later asks with a
-  ``Sync``, and the answer grafts the link. Without ``eager_tree``, fresh
+* a relay tree (with ``eager_tree``, :mod:`.relaytree`): neighbours tell each other their
+  distance to the smallest peer id (``TreeRoot``), and each peer's eager links are its
+  parent on a shortest path to that root and the neighbours that chose it as theirs: one
+  breadth-first spanning tree, so each batch reaches a peer about once. Fresh batches, own
+  ones included, go over the eager links; the lazy ones get ``IHave``, the fresh batches'
+  numbers, and a peer still lacking one ``graft_timeout`` later asks the announcer with a
+  ``Sync`` (Plumtree's lazy repair). Without ``eager_tree``, fresh
   batches go to ``fanout`` random neighbours that may lack them, own ones to every neighbour;
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
@@ -151,9 +150,8 @@ from .messages import (
     SeenDigest,
     Sync,
     Want,
-    Graft,
     IHave,
-    Prune,
+    TreeRoot,
     decode_message,
     encode_message,
     seen_digest,
@@ -164,6 +162,7 @@ from .retirement import Retirements, retirement_records
 from .parking import ParkedBatches
 from .recovery import Snapshot
 from .relay import RelayInputs, RelayLink
+from .relaytree import RelayTree
 from .stats import NodeStats
 
 __all__ = ["Node", "NodeConfig"]
@@ -220,14 +219,18 @@ class NodeConfig:
     """Seconds after which a batch published to a relay and not yet acknowledged as stored by
     its broker is published again (the broker's duplicate window drops repeats)."""
     eager_tree: bool = False
-    """Relay along a self-pruning tree of eager links (Plumtree: ``Prune`` a link that brings
-    only duplicates, ``Graft`` one that filled a gap): about 0.45 duplicates per useful
-    delivery instead of two, for a few tens of milliseconds more to converge (see
-    ``simulations/gossip_duplicates.py``). Off (the default until the tree converges as fast):
-    relay to ``fanout`` random neighbours, own writes to every neighbour."""
+    """Relay along one breadth-first spanning tree rooted at the smallest peer id
+    (:mod:`.relaytree`), announcing fresh batches over the other links (``IHave``): about 0.1
+    duplicate per useful delivery instead of two, and at 1,000 simulated peers everyone has a
+    batch 100 ms sooner (see ``simulations/gossip_duplicates.py``). Off (the default): relay to
+    ``fanout`` random neighbours, own writes to every neighbour, which at 100 peers reaches
+    everyone one link (20 ms) sooner than the tree."""
     graft_timeout: float = 0.1
     """With ``eager_tree``: how long a batch announced over a lazy link (``IHave``) may take to
-    arrive over the tree before this peer asks the announcer for it (and grafts the link)."""
+    arrive over the tree before this peer asks the announcer for it."""
+    tree_hold_down: float = 1.0
+    """With ``eager_tree``: how long a peer that lost every loop-free way to the relay tree's root
+    ignores that root before taking it back (see :mod:`.relaytree`)."""
     max_clock_skew: float = 300.0
     """Seconds a peer's hybrid timestamps may run ahead of this replica's memory clock; later
     ones are refused (``clock-skew``), so no peer can push last-writer-wins time to its limit."""
@@ -247,7 +250,6 @@ class _Session:
     own_sent: int = 0  # the highest of our own batch numbers sent on this connection
     heard: bool = False  # whether the peer's first Sync on this connection arrived
     next_anti_entropy: float = 0.0
-    eager: bool = True  # fresh batches are relayed over this link (see NodeConfig.eager_tree)
     announced: set[Dot] = field(default_factory=set)  # dots the peer has and we lacked when it said so
     ask_at: float | None = None  # when to ask for those still missing
 
@@ -317,6 +319,7 @@ class Node(RelayInputs, Departures):
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
         # author -> its waiting batches, oldest first -> the dependencies each was filed under
         self._pending_by_author: dict[str, dict[bytes, tuple[bytes, ...]]] = {}
+        self._tree = RelayTree(identity.peer_id, hold_down=self.config.tree_hold_down)  # eager links (eager_tree)
         self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
         self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
@@ -391,8 +394,9 @@ class Node(RelayInputs, Departures):
         self._advance(now)
         session = self._sessions.pop(conn, None)
         if session is not None:
-            if session.ready and session.eager and self.config.eager_tree:
-                self._graft_all()  # the tree may be cut here: relay everywhere until it re-prunes
+            if session.ready and self.config.eager_tree:
+                self._tree.link_down(conn, now)
+                self._send_tree_adverts()
             self._events.append(PeerDisconnected(conn, session.peer_id, reason))
             if session.peer_id is not None and session.peer_id not in self.peers().values():
                 self._gone_since[session.peer_id] = now
@@ -419,6 +423,10 @@ class Node(RelayInputs, Departures):
         if self._relay and now >= self._next_relay:
             self._relay_round(now)
         self._relay_tick(now)
+        expiry = self._tree.next_expiry()
+        if expiry is not None and now >= expiry:
+            self._tree.expire(now)
+            self._send_tree_adverts()
         if self._next_gossip is None:
             self._next_gossip = now + self.config.gossip_interval
         elif now >= self._next_gossip:
@@ -579,6 +587,8 @@ class Node(RelayInputs, Departures):
         if self._relay:
             deadlines.append(self._next_relay)
         deadlines.extend(self._relay_deadlines())
+        if (expiry := self._tree.next_expiry()) is not None:
+            deadlines.append(expiry)
         for session in self._sessions.values():
             if not session.ready:
                 deadlines.append(session.opened_at + self.config.handshake_timeout)
@@ -624,6 +634,11 @@ class Node(RelayInputs, Departures):
             out[s.peer_id] = out.get(s.peer_id, True) and ok
         return out
 
+    def eager_peers(self) -> set[str]:
+        """The connected peers fresh batches are relayed to (with ``eager_tree``, the relay tree's
+        links; without it, every connected peer may be chosen); ask at any time."""
+        return {s.peer_id for s in self._relay_targets(self._ready_sessions())}
+
     def lag(self) -> dict[str, int]:
         """Per connected peer: how many batches of our log it is not known to have (for health)."""
         return {
@@ -652,6 +667,9 @@ class Node(RelayInputs, Departures):
         self._events.append(PeerConnected(session.conn, hs.peer_id))
         self.flush(now)  # writes held while no one was connected: the newcomer's Sync covers them
         self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
+        if self.config.eager_tree:
+            self._tree.link_up(session.conn, hs.peer_id)
+            self._send_tree_adverts()
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -662,8 +680,9 @@ class Node(RelayInputs, Departures):
             self._on_batches(session, message, now)
         elif isinstance(message, Want):
             self._on_want(session, message)
-        elif isinstance(message, Prune | Graft):
-            session.eager = isinstance(message, Graft)
+        elif isinstance(message, TreeRoot):
+            if self.config.eager_tree:  # without the tree, a neighbour's place in it changes nothing
+                self._on_tree_root(session, message, now)
         elif isinstance(message, IHave):
             self._on_ihave(session, message, now)
         elif isinstance(message, SeenDigest):
@@ -695,13 +714,10 @@ class Node(RelayInputs, Departures):
             self._want(session)
 
     def _on_batches(self, session: _Session, message: Batches, now: float) -> None:
-        duplicates = self.stats.duplicate_batches
         fresh, fetch = self._accept(session, message.wires)
         # A flush's live push of the sender's own batch (catch-up and relays carry bursts):
         # acked at once, so the author's next writes need not wait to join one batch.
         from_author = len(message.wires) == 1 and key_id_of(peek_batch(message.wires[0])[0]) == session.peer_id
-        if self.config.eager_tree:
-            self._shape_tree(session, useful=bool(fresh) or fetch, duplicates=self.stats.duplicate_batches > duplicates)
         self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fetch:
             # The sender applied what it relays, so it holds the dependencies we lack.
@@ -712,16 +728,6 @@ class Node(RelayInputs, Departures):
             session.ack_at = now + self.config.ack_delay
         if fresh:
             self._queue_relay(fresh, now)
-
-    def _shape_tree(self, session: _Session, *, useful: bool, duplicates: bool) -> None:
-        """Prune an eager link that brought only batches held already; graft a lazy one that
-        brought something new (the tree missed us, gossip or catch-up filled the gap)."""
-        if session.eager and duplicates and not useful:
-            session.eager = False
-            self._send_message(session, Prune(), SendKind.GOSSIP)
-        elif not session.eager and useful:
-            session.eager = True
-            self._send_message(session, Graft(), SendKind.GOSSIP)
 
     def _on_ihave(self, session: _Session, message: IHave, now: float) -> None:
         for dot in message.dots:
@@ -734,11 +740,12 @@ class Node(RelayInputs, Departures):
             session.ask_at = now + self.config.graft_timeout
 
     def _ask_announced(self, session: _Session) -> None:
-        """The tree did not bring what the peer announced in time: ask it (its answer grafts the link)."""
+        """The tree did not bring what the peer announced in time: ask it."""
         session.ask_at = None
-        missing = any(not self._holds(dot) for dot in session.announced)
+        missing = sum(not self._holds(dot) for dot in session.announced)
         session.announced.clear()
         if missing:
+            self.stats.announced_fetched += missing
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
 
     def _announce(self, sessions: list[_Session], batches: list[tuple[Dot, bytes]]) -> None:
@@ -746,23 +753,33 @@ class Node(RelayInputs, Departures):
         if not self.config.eager_tree:
             return
         for session in sessions:
-            if session.eager:
+            if self._tree.eager(session.conn):
                 continue
             dots = [dot for dot, _ in batches if dot not in session.peer_seen]
             for start in range(0, len(dots), MAX_WANTED):
                 self._send_message(session, IHave(tuple(dots[start : start + MAX_WANTED])), SendKind.GOSSIP)
 
-    def _graft_all(self) -> None:
-        for session in self._ready_sessions():
-            if not session.eager:
-                session.eager = True
-                self._send_message(session, Graft(), SendKind.GOSSIP)
+    def _on_tree_root(self, session: _Session, message: TreeRoot, now: float) -> None:
+        """A neighbour says where it stands in the relay tree; a root that is not a member in
+        good standing is not taken through it."""
+        root = message.root
+        member = self.members.public_key(root) is not None and not self.members.is_revoked(root)
+        self._tree.heard(session.conn, message, now, member_root=member)
+        self._send_tree_adverts()
+
+    def _send_tree_adverts(self) -> None:
+        """Tell neighbours where this peer now stands in the relay tree, if that changed."""
+        self.stats.tree_parent_changes = self._tree.parent_changes
+        for conn, advert in self._tree.take_adverts():
+            session = self._sessions.get(conn)
+            if session is not None and session.ready:
+                self._send_message(session, advert, SendKind.GOSSIP)
 
     def _relay_targets(self, sessions: list[_Session]) -> list[_Session]:
         """Where fresh batches go: every eager link with ``eager_tree``, else all of ``sessions``."""
         if not self.config.eager_tree:
             return sessions
-        return [s for s in sessions if s.eager]
+        return [s for s in sessions if self._tree.eager(s.conn)]
 
     def _queue_relay(self, fresh: list[tuple[Dot, bytes]], now: float) -> None:
         """Relay newly applied batches in the next relay round (at once if one is due)."""

@@ -60,6 +60,11 @@ class NodeStats:
     """Parked batches dropped, oldest first, beyond ``NodeConfig.max_parked_batches``."""
     relay_delivered: int = 0
     """Messages relay streams delivered (each a batch wire; duplicates and refusals included)."""
+    tree_parent_changes: int = 0
+    """How often this node's parent in the relay tree changed (``eager_tree``): how much the tree churns."""
+    announced_fetched: int = 0
+    """Batches announced over a lazy link (``IHave``) that the tree had not brought a
+    ``graft_timeout`` later, so this node asked the announcer for them (``eager_tree``)."""
 
     def count_send(self, kind: SendKind, nbytes: int) -> None:
         """Count one frame of ``nbytes`` sent; the node calls it for every :class:`Send`."""
@@ -92,6 +97,8 @@ class NodeStats:
             "incarnations_pruned": self.incarnations_pruned,
             "parked_dropped": self.parked_dropped,
             "relay_delivered": self.relay_delivered,
+            "tree_parent_changes": self.tree_parent_changes,
+            "announced_fetched": self.announced_fetched,
         }
         for kind, n in self.bytes_sent_by_kind.items():
             flat[f"bytes_sent_{kind}"] = n

@@ -44,7 +44,7 @@ from ..protocol.recovery import restore
 from ..storage.memory import MemoryStore
 from .broker import BrokerSpec, SimBroker
 from .latency import Latency
-from .metrics import Sample, divergence_of, gossip_bound_rounds, live_roots, take_sample
+from .metrics import Dissemination, Sample, divergence_of, gossip_bound_rounds, live_roots, take_sample
 from .network import Network
 from .queue import (
     BREAK,
@@ -140,6 +140,8 @@ class Simulation:
         self.samples: list[Sample] = []
         self.timeline: list[dict[str, Any]] = []
         self.last_change = 0.0
+        self.dissemination = Dissemination()
+        """Each batch's spread: from its signing to the last peer applying it."""
         self.last_write = None
         self.writes_done = 0
         self.writes_skipped = 0
@@ -295,6 +297,7 @@ class Simulation:
             for event in events:
                 kind = type(event)
                 if kind is BatchApplied:
+                    self.dissemination.applied(event.author, event.seq, self.queue.now, local=event.local)
                     if event.local:
                         self.batches_created += 1
                     peer.store.append([(event.author, event.seq, event.wire)])

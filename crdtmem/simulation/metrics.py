@@ -14,7 +14,7 @@ from typing import Any
 
 from .simpeer import SimPeer
 
-__all__ = ["Sample", "live_roots", "divergence_of", "take_sample", "gossip_bound_rounds"]
+__all__ = ["Sample", "Dissemination", "live_roots", "divergence_of", "take_sample", "gossip_bound_rounds"]
 
 
 class Sample:
@@ -28,6 +28,45 @@ class Sample:
         self.t, self.divergence, self.roots, self.live = t, divergence, roots, live
         self.links, self.messages, self.bytes = links, messages, nbytes
         self.missing_max, self.missing_mean = missing_max, missing_mean
+
+
+class Dissemination:
+    """How long each batch took to reach every peer: its *spread*, from the moment its author
+    signed it to the moment the last other peer applied it.
+
+    The engine calls :meth:`applied` for every ``BatchApplied`` event; the report reads
+    :meth:`summary`. Unlike the time to converge after the last write (one batch), this covers
+    every batch of the run.
+    """
+
+    def __init__(self) -> None:
+        self._signed: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, int], float] = {}
+        self._peers: Counter[tuple[str, int]] = Counter()
+
+    def applied(self, author: str, seq: int, t: float, *, local: bool) -> None:
+        """Record that a peer applied batch ``author#seq`` at ``t`` (``local``: its author signed it)."""
+        key = (author, seq)
+        if local:
+            self._signed[key] = t
+        else:
+            self._last[key] = t
+            self._peers[key] += 1
+
+    def summary(self, receivers: int) -> dict[str, Any]:
+        """Spreads, in seconds, of the batches that ``receivers`` peers (or more) applied.
+
+        Returns:
+            ``batches`` counted, ``incomplete`` (signed but applied by fewer peers), and the
+            spread's ``median``, ``p90`` and ``max`` (None when no batch counted).
+        """
+        spreads = sorted(self._last[key] - signed for key, signed in self._signed.items()
+                         if self._peers[key] >= receivers)
+        out: dict[str, Any] = {"batches": len(spreads), "incomplete": len(self._signed) - len(spreads)}
+        if not spreads:
+            return out | {"median": None, "p90": None, "max": None}
+        return out | {"median": spreads[len(spreads) // 2], "p90": spreads[int(0.9 * (len(spreads) - 1))],
+                      "max": spreads[-1]}
 
 
 def live_roots(peers: Iterable[SimPeer]) -> dict[int, Any]:

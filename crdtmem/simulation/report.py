@@ -131,6 +131,12 @@ def convergence(sim: Simulation, converged: bool) -> dict[str, Any]:
     }
 
 
+def _dissemination(sim: Simulation) -> dict[str, Any]:
+    """Spreads of the batches every other live peer applied (see :class:`.metrics.Dissemination`)."""
+    summary = sim.dissemination.summary(max(1, len(sim.live_peers()) - 1))
+    return {key: _round(value) if isinstance(value, float) else value for key, value in summary.items()}
+
+
 def build_report(sim: Simulation, check: FinalCheck | None = None) -> dict[str, Any]:
     """The run's JSON report (see the module docstring)."""
     check = check or final_check(sim.peers)
@@ -153,6 +159,7 @@ def build_report(sim: Simulation, check: FinalCheck | None = None) -> dict[str, 
         "messages_by_kind": dict(sorted(sim.messages.items())),
         "bytes_by_kind": dict(sorted(sim.bytes.items())),
         "convergence": conv,
+        "dissemination": _dissemination(sim),
         "final": check.to_dict(),
         "virtual_time": _round(sim.now),
         "stopped_early": sim.stopped_early,

@@ -1,6 +1,7 @@
-"""The relay tree (``NodeConfig.eager_tree``, Plumtree): links that bring only duplicates are
-pruned to lazy, a lazy link's ``IHave`` fetches what the tree did not bring, and losing an
-eager link grafts the others back."""
+"""The relay tree (``NodeConfig.eager_tree``): neighbours exchange their distance to the
+smallest peer id (``TreeRoot``), fresh batches travel the resulting breadth-first tree, lazy
+links get ``IHave`` and fetch what the tree did not bring, and the tree re-forms when a link
+or the root goes."""
 
 from __future__ import annotations
 
@@ -10,17 +11,26 @@ from crdtmem.clocks import Dot
 from crdtmem.codec import pack
 from crdtmem.errors import DecodeError
 from crdtmem.identity import Identity
-from crdtmem.protocol.messages import MAX_WANTED, Graft, IHave, Prune, Sync, decode_message, encode_message
+from crdtmem.protocol.messages import (
+    MAX_TREE_HOPS,
+    MAX_WANTED,
+    IHave,
+    Sync,
+    TreeRoot,
+    decode_message,
+    encode_message,
+)
 from crdtmem.protocol.node import NodeConfig
+from crdtmem.protocol.relaytree import RelayTree
 from crdtmem.testing import Cluster
 
 from .test_reconcile_messages import _sent
 
 BOB = Identity.from_private_bytes(bytes([5]) * 32)
-NAMES = ("a", "b", "c", "d")
+NAMES = ("a", "b", "c", "d", "e")
 
 
-def _square_with_diagonals(eager_tree: bool, seed: int = 7) -> Cluster:
+def _mesh(eager_tree: bool, seed: int = 7) -> Cluster:
     cluster = Cluster(seed=seed, config=NodeConfig(eager_tree=eager_tree))
     for name in NAMES:
         cluster.add(name)
@@ -36,47 +46,115 @@ def _write_everywhere(cluster: Cluster, rounds: int) -> None:
         assert cluster.run_until(cluster.converged, timeout=5)
 
 
-def _eager_links(cluster: Cluster, name: str) -> int:
-    return sum(s.eager for s in cluster.node(name)._sessions.values() if s.ready)
+def _tree_links(cluster: Cluster) -> set[frozenset[str]]:
+    """The eager links, as pairs of peer ids; each must be eager at both ends."""
+    ends = {(cluster.node(n).identity.peer_id, peer) for n in cluster.names for peer in cluster.node(n).eager_peers()}
+    assert all((b, a) in ends for a, b in ends)
+    return {frozenset(end) for end in ends}
 
 
-def test_the_new_messages_round_trip_and_malformed_ones_are_refused() -> None:
-    for message in (Prune(), Graft(), IHave((Dot("r1", 3), Dot("r2", 1)))):
+def _root(cluster: Cluster) -> str:
+    return min(cluster.node(n).identity.peer_id for n in cluster.names)
+
+
+def test_the_new_message_round_trips_and_malformed_ones_are_refused() -> None:
+    for message in (TreeRoot("r1", 3, True), TreeRoot("r2", 0, False), IHave((Dot("r1", 3), Dot("r2", 1)))):
         assert decode_message(encode_message(message), max_size=1 << 20) == message
     too_many = IHave(tuple(Dot("r", i + 1) for i in range(MAX_WANTED + 1)))
-    for bad in (encode_message(too_many), encode_message(IHave((Dot("r", 0),))), pack([5, 1]), pack([7, [["r"]]]), pack([7, "r"])):
+    malformed = (
+        encode_message(too_many), encode_message(IHave((Dot("r", 0),))), pack([7, [["r"]]]), pack([7, "r"]),
+        pack([8, "r", MAX_TREE_HOPS, False]), pack([8, "r", -1, False]), pack([8, "r", 1, 1]), pack([8, "", 1, True]),
+        pack([8, 5, 1, True]), pack([8, "r", 1]), pack([5]), pack([6]),  # 5 and 6 (prune, graft) are retired
+    )
+    for bad in malformed:
         with pytest.raises(DecodeError):
             decode_message(bad, max_size=1 << 20)
 
 
-def test_duplicates_prune_a_full_mesh_to_a_tree_and_writes_still_reach_everyone() -> None:
-    cluster = _square_with_diagonals(eager_tree=True)
-    _write_everywhere(cluster, 12)
-    eager = sum(_eager_links(cluster, name) for name in NAMES)
-    assert eager < 12  # of 6 links seen from both ends, some are lazy now
-    assert all(_eager_links(cluster, name) >= 1 for name in NAMES)
-    assert {cluster.memory(name).counter("n").value for name in NAMES} == {12}
+def test_the_smallest_id_becomes_the_root_and_each_peer_relays_through_its_nearest_neighbour() -> None:
+    tree = RelayTree("m", hold_down=1.0)
+    tree.link_up(1, "x")
+    tree.link_up(2, "y")
+    assert [advert for _, advert in tree.take_adverts()] == [TreeRoot("m", 0, False)] * 2
+    tree.heard(1, TreeRoot("b", 3, False), 0.0)
+    tree.heard(2, TreeRoot("b", 1, False), 0.0)
+    assert (tree.root, tree.hops, tree.parent) == ("b", 2, 2)
+    assert tree.take_adverts()[-2:] == [(1, TreeRoot("b", 2, False)), (2, TreeRoot("b", 2, True))]
+    assert tree.eager(2) and not tree.eager(1)
+    tree.heard(1, TreeRoot("m", 1, True), 0.0)  # it chose us: a child is eager, and never our parent
+    assert tree.eager(1) and tree.parent == 2
+    tree.heard(2, TreeRoot("b", 1, False), 0.0)  # nothing changed: nothing to tell
+    assert tree.take_adverts() == [] and tree.parent_changes == 2  # none, then 1, then 2
+
+
+def test_a_lost_parent_is_replaced_by_a_nearer_neighbour_only() -> None:
+    tree = RelayTree("m", hold_down=1.0)
+    for conn, peer in ((1, "x"), (2, "y"), (3, "z")):
+        tree.link_up(conn, peer)
+    tree.heard(1, TreeRoot("a", 1, False), 0.0)
+    tree.heard(2, TreeRoot("a", 1, False), 0.0)
+    tree.heard(3, TreeRoot("a", 2, False), 0.0)
+    assert (tree.root, tree.hops, tree.parent) == ("a", 2, 1)
+    tree.link_down(1, 0.1)
+    assert (tree.root, tree.hops, tree.parent, tree.next_expiry()) == ("a", 2, 2, None)
+    tree.heard(2, TreeRoot("a", 3, False), 0.2)  # y's way got longer: z is not nearer than we were either
+    assert (tree.root, tree.hops, tree.parent, tree.next_expiry()) == ("m", 0, None, 1.2)
+
+
+def test_a_root_that_left_is_held_down_instead_of_counted_up_and_taken_back_while_advertised() -> None:
+    tree = RelayTree("m", hold_down=1.0)
+    tree.link_up(1, "x")
+    tree.link_up(2, "y")
+    tree.heard(1, TreeRoot("a", 1, False), 0.0)
+    tree.heard(2, TreeRoot("a", 4, False), 0.0)
+    tree.link_down(1, 0.5)  # y is farther than we were: its way to "a" may run through us
+    assert (tree.root, tree.hops, tree.parent, tree.next_expiry()) == ("m", 0, None, 1.5)
+    tree.heard(2, TreeRoot("a", 5, False), 0.6)  # a stale echo, ignored while "a" is held down
+    assert tree.root == "m"
+    tree.expire(1.0)
+    assert tree.root == "m"  # not over yet
+    tree.expire(1.5)
+    assert (tree.root, tree.hops, tree.parent, tree.next_expiry()) == ("a", 6, 2, None)  # y still has a way
+    tree.link_down(2, 2.0)
+    tree.link_up(3, "z")
+    tree.heard(3, TreeRoot("b", 0, False), 2.0)
+    assert (tree.root, tree.hops, tree.parent) == ("b", 1, 3)
+
+
+def test_a_mesh_relays_along_a_spanning_tree_rooted_at_the_smallest_id() -> None:
+    cluster = _mesh(eager_tree=True)
+    _write_everywhere(cluster, 10)
+    links = _tree_links(cluster)
+    assert len(links) == len(NAMES) - 1 and set().union(*links) == {cluster.node(n).identity.peer_id for n in NAMES}
+    assert all(_root(cluster) in link for link in links)  # a full mesh: everyone's parent is the root
+    assert {cluster.memory(name).counter("n").value for name in NAMES} == {10}
+    assert sum(cluster.node(n).stats.tree_parent_changes for n in NAMES) == len(NAMES) - 1
 
 
 def test_the_tree_brings_fewer_duplicates_than_random_relays() -> None:
     duplicates = {}
     for eager_tree in (False, True):
-        cluster = _square_with_diagonals(eager_tree)
+        cluster = _mesh(eager_tree)
         _write_everywhere(cluster, 12)
         duplicates[eager_tree] = sum(cluster.node(name).stats.duplicate_batches for name in NAMES)
     assert duplicates[True] < duplicates[False]
 
 
-def test_losing_an_eager_link_grafts_the_lazy_ones_and_nothing_is_lost() -> None:
-    cluster = _square_with_diagonals(eager_tree=True)
-    _write_everywhere(cluster, 12)
-    lazy_before = sum(not s.eager for s in cluster.node("a")._sessions.values())
-    peer = next(s.peer_id for s in cluster.node("a")._sessions.values() if s.eager)
-    cut = next(name for name in NAMES if cluster.node(name).identity.peer_id == peer)
-    cluster.cut("a", cut)
-    assert lazy_before and all(s.eager for s in cluster.node("a")._sessions.values())
-    cluster.memory("a").counter("n").increment()
-    assert cluster.run_until(cluster.converged, timeout=5)
+def test_when_the_root_goes_the_tree_reforms_and_nothing_is_lost() -> None:
+    cluster = _mesh(eager_tree=True)
+    _write_everywhere(cluster, 5)
+    root = next(n for n in NAMES if cluster.node(n).identity.peer_id == _root(cluster))
+    rest = [n for n in NAMES if n != root]
+    for name in rest:
+        cluster.cut(root, name)
+    cluster.memory(rest[0]).counter("n").increment()
+    assert cluster.run_until(lambda: {cluster.memory(n).counter("n").value for n in rest} == {6}, timeout=5)
+    cluster.run(1.0)  # the last advertisements arrive
+    links = {link for link in _tree_links(cluster) if not link & {cluster.node(root).identity.peer_id}}
+    assert len(links) == len(rest) - 1  # a spanning tree of the others, rooted at the next smallest id
+    for name in rest:
+        cluster.heal(root, name)
+    assert cluster.run_until(cluster.converged, timeout=10)
 
 
 def test_an_announced_batch_the_tree_does_not_bring_is_asked_for_after_the_graft_timeout() -> None:
@@ -84,10 +162,33 @@ def test_an_announced_batch_the_tree_does_not_bring_is_asked_for_after_the_graft
     cluster.add("alice")
     cluster.keyring.add(BOB)
     raw = cluster.open_raw("alice", BOB)
+    assert cluster.node("alice").eager_peers() == set()  # BOB has not said where it stands: a lazy link
     sent = len(_sent(raw, 0))
-    cluster.inject(raw.conn, raw.seal(Prune()))
     cluster.inject(raw.conn, raw.seal(IHave((Dot(BOB.peer_id, 1),))))
     cluster.run(0.05)
     assert _sent(raw, sent) == []  # still waiting for the tree to bring it
+    assert cluster.node("alice").stats.announced_fetched == 0
     cluster.run(0.1)
     assert _sent(raw, sent) == [Sync(cluster.node("alice").seen, reply=True)]
+    assert cluster.node("alice").stats.announced_fetched == 1
+
+
+def test_a_neighbour_that_names_this_peer_its_parent_gets_fresh_batches() -> None:
+    cluster = Cluster(seed=31, config=NodeConfig(eager_tree=True))
+    cluster.add("alice")
+    cluster.keyring.add(BOB)
+    raw = cluster.open_raw("alice", BOB)
+    cluster.inject(raw.conn, raw.seal(TreeRoot(cluster.node("alice").identity.peer_id, 1, True)))
+    assert cluster.node("alice").eager_peers() == {BOB.peer_id}
+
+
+def test_a_root_that_is_not_a_member_is_not_taken() -> None:
+    cluster = Cluster(seed=31, config=NodeConfig(eager_tree=True))
+    cluster.add("alice")
+    cluster.keyring.add(BOB)
+    raw = cluster.open_raw("alice", BOB)
+    cluster.inject(raw.conn, raw.seal(TreeRoot("0000000000000000", 0, False)))  # smaller than any key id
+    assert cluster.node("alice").eager_peers() == set()
+    assert BOB.peer_id < cluster.node("alice").identity.peer_id
+    cluster.inject(raw.conn, raw.seal(TreeRoot(BOB.peer_id, 0, False)))  # a member: taken
+    assert cluster.node("alice").eager_peers() == {BOB.peer_id}
