@@ -99,7 +99,7 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 5
-"""5: the relay tree's TreeRoot message replaced Prune and Graft; retirement records (a version-4 peer would refuse them as unknown message kinds or writes)."""
+"""Version 5: the relay tree's ``TreeRoot`` (kind 8) replaced ``Prune`` and ``Graft`` (kinds 5, 6)."""
 MAX_FRAME_BYTES = 1024 * 1024
 """Default cap on one frame, envelope and tag included."""
 MIN_FRAME_BYTES = 256
