@@ -570,9 +570,13 @@ def group_deltas(deltas: list[tuple[str, Crdt]]) -> list[tuple[str, Crdt]]:
     sync layer groups each flush before signing it.
     """
     grouped: dict[str, Crdt] = {}
+    joins: dict[str, Callable[[Crdt], object]] = {}
     for name, delta in deltas:
-        if name in grouped:
-            grouped[name].join(delta)
+        join = joins.get(name)
+        if join is not None:
+            join(delta)
         else:
-            grouped[name] = delta.copy()
+            grouped[name] = group = delta.copy()
+            # Dot kernels take in a one-dot add without the general join's search.
+            joins[name] = getattr(group, "absorb", group.join)
     return list(grouped.items())
