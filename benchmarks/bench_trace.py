@@ -216,10 +216,10 @@ class CrdtmemSystem:
 
         me = self.identities[index]
         memory = Memory(me.peer_id, clock=time.time)
-        doc = memory.doc(DOC)
         peer = await stack.enter_async_context(
             Peer(memory, me, self.keyring, PeerOptions(reconnect_min=0.05), connect=[url])
         )
+        doc = memory.doc(DOC)  # opened once the peer has its incarnation, before any edit is typed
         await peer.wait_connected(1, timeout=30)
         return doc, lambda: peer.node.stats.bytes_received
 
