@@ -5,10 +5,10 @@ every type, and :meth:`Memory.counter`, :meth:`Memory.set`, ... are shortcuts fo
 ones.
 
 Local writes apply at once and join their delta into the object's delta group in an outbox;
-the sync layer drains it with :meth:`Memory.take_deltas` and delivers other replicas' deltas with :meth:`Memory.apply_delta`
-(after :meth:`Memory.check_deltas` has vetted the whole batch). The Merkle index reads
-changed leaves with :meth:`Memory.take_dirty`. Nothing here does I/O or reads a clock:
-the clock for last-writer-wins timestamps is injected.
+the sync layer drains it with :meth:`Memory.take_deltas` and delivers other replicas' deltas
+with :meth:`Memory.apply_delta` (after :meth:`Memory.check_deltas` has vetted the whole batch).
+The Merkle index reads changed leaves with :meth:`Memory.take_dirty`. Nothing here does I/O or
+reads a clock: the clock for last-writer-wins timestamps is injected.
 
 A name written with two types (two agents picked one name for different things, or a bad
 agent did it on purpose) is a *type clash*, and it never blocks anything: the memory keeps one
