@@ -219,7 +219,7 @@ class CrdtmemSystem:
         peer = await stack.enter_async_context(
             Peer(memory, me, self.keyring, PeerOptions(reconnect_min=0.05), connect=[url])
         )
-        doc = memory.doc(DOC)  # documents open once the peer has started (its incarnation's Yjs client id)
+        doc = memory.doc(DOC)  # opened once the peer has its incarnation, before any edit is typed
         await peer.wait_connected(1, timeout=30)
         return doc, lambda: peer.node.stats.bytes_received
 

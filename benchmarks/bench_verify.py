@@ -8,8 +8,8 @@ Run from the repo root (any venv with crdtmem and pycrdt installed)::
 Setup (untimed): one author writes ``--ops`` single operations through its ``Memory``, rotating
 over four kinds: an OR-Set add, an OR-Map put, a G-Counter increment and, every tenth op, an
 OR-Set remove of an element it added earlier (a delta whose causal context names its dots).
-Every ``--per-batch`` ops it drains ``take_deltas()`` *without grouping*, so a batch holds that
-many single-op deltas, and seals them with ``protocol.batch.seal_batch`` (a real Ed25519
+It drains ``take_deltas()`` after every op (a drain joins the writes it holds), and every
+``--per-batch`` ops puts those single-op deltas in one batch, and seals them with ``protocol.batch.seal_batch`` (a real Ed25519
 signature), its dependency the previous batch, exactly as a node's flush chains them.
 
 Timed, each repeated ``--reps`` times on a fresh receiver (median reported):
@@ -19,7 +19,7 @@ Timed, each repeated ``--reps`` times on a fresh receiver (median reported):
   forged-author check), ``check_stamps``, ``CausalIndex.check``, ``apply_batch`` into a fresh
   ``Memory``, ``CausalIndex.record``.
 * ``grouped_pipeline``: the same ops, but each batch's deltas joined per object first
-  (``group_deltas``, exactly what ``Node.flush`` signs): the wire a real peer sends.
+  (as ``Memory.take_deltas`` drains them, exactly what ``Node.flush`` signs): the wire a real peer sends.
 * ``node``: the same (ungrouped) wires handed to a fresh real ``Node`` over an authenticated session of
   the in-memory ``Cluster`` (frame MACs, the delta log and events included), 16 wires a
   message.
@@ -45,7 +45,6 @@ from bench_types import environment
 from pycrdt import Doc, Map
 
 from crdtmem import Memory
-from crdtmem.memory import group_deltas
 from crdtmem.identity import Identity, Keyring, verify
 from crdtmem.protocol.batch import _signed_part, apply_batch, check_stamps, open_batch, seal_batch
 from crdtmem.protocol.causal import CausalIndex
@@ -73,16 +72,20 @@ def _write(memory: Memory, i: int) -> None:
 def make_batches(author: Identity, ops: int, per_batch: int, grouped: bool = False) -> tuple[list[bytes], bytes]:
     """The author's signed wires, ``per_batch`` single-op deltas each, and its final snapshot.
 
-    With ``grouped``, each batch's deltas are first joined per object (``group_deltas``), as
-    ``Node.flush`` does: the same ops, one delta per object name.
+    With ``grouped``, each batch's deltas are joined per object, as ``Memory.take_deltas``
+    drains them for ``Node.flush``: the same ops, one delta per object name.
     """
     memory = Memory(author.peer_id)  # a logical clock, like a receiver at time 0
     causal = CausalIndex()
     wires = []
     for start in range(0, ops, per_batch):
+        deltas = []
         for i in range(start, min(start + per_batch, ops)):
             _write(memory, i)
-        deltas = group_deltas(memory.take_deltas()) if grouped else memory.take_deltas()
+            if not grouped:
+                deltas += memory.take_deltas()  # a drain joins what it holds: drain each op alone
+        if grouped:
+            deltas = memory.take_deltas()
         batch = seal_batch(author, len(wires) + 1, deltas, causal.heads())
         causal.record(batch)
         wires.append(batch.wire)

@@ -68,7 +68,11 @@ _STAMPED_PAYLOAD: _Payload = (lambda p: [p[0], p[1], p[2]], _stamped_from, 3, ex
 
 
 def _entry_to_plain(key: bytes, dots: dict[Dot, Any], payload: _Payload) -> list:
-    return [key, sorted([d[0], d[1], *payload[0](p)] for d, p in dots.items())]
+    to_plain = payload[0]
+    if len(dots) == 1:  # the common entry: one dot, nothing to sort
+        ((d, p),) = dots.items()
+        return [key, [[d[0], d[1], *to_plain(p)]]]
+    return [key, sorted([[d[0], d[1], *to_plain(p)] for d, p in dots.items()])]
 
 
 def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Callable]:

@@ -101,6 +101,19 @@ class CausalContext:
                 out.extend([(replica, counter) for counter in strays[_DOTS]])
         return out
 
+    def single(self) -> tuple[str, int] | None:
+        """The context's only dot if it holds exactly one (a fresh write's delta), else None."""
+        vv, strays = self.vv, self._stray
+        if vv:
+            if strays or len(vv) != 1:
+                return None
+            ((replica, top),) = vv.items()
+            return (replica, 1) if top == 1 else None
+        if len(strays) != 1:
+            return None
+        ((replica, counter),) = strays.items()
+        return (replica, counter) if type(counter) is int else None
+
     def stray(self, replica: str) -> set[int] | tuple[int, ...]:
         """The stray counters of ``replica`` (read-only)."""
         strays = self._stray.get(replica)

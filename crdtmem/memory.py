@@ -4,11 +4,11 @@ An object is of any registered type (:mod:`crdtmem.crdt.registry`): :meth:`Memor
 every type, and :meth:`Memory.counter`, :meth:`Memory.set`, ... are shortcuts for the built-in
 ones.
 
-Local writes apply at once and leave a delta in an outbox; the sync layer drains it with
-:meth:`Memory.take_deltas` and delivers other replicas' deltas with :meth:`Memory.apply_delta`
-(after :meth:`Memory.check_deltas` has vetted the whole batch). The Merkle index reads
-changed leaves with :meth:`Memory.take_dirty`. Nothing here does I/O or reads a clock:
-the clock for last-writer-wins timestamps is injected.
+Local writes apply at once and join their delta into the object's delta group in an outbox;
+the sync layer drains it with :meth:`Memory.take_deltas` and delivers other replicas' deltas
+with :meth:`Memory.apply_delta` (after :meth:`Memory.check_deltas` has vetted the whole batch).
+The Merkle index reads changed leaves with :meth:`Memory.take_dirty`. Nothing here does I/O or
+reads a clock: the clock for last-writer-wins timestamps is injected.
 
 A name written with two types (two agents picked one name for different things, or a bad
 agent did it on purpose) is a *type clash*, and it never blocks anything: the memory keeps one
@@ -59,7 +59,6 @@ __all__ = ["Memory", "Checkpoint", "ChangeListener", "group_deltas", "clash_key"
 ChangeListener = Callable[[str, str], None]
 """Called as ``listener(name, origin_replica_id)`` after every change to ``name``."""
 
-OUTBOX_COMPACT_AT = 4096
 _CLASH = "\x00"  # no object name starts with it: it marks the storage key of a clash's loser
 
 
@@ -109,7 +108,9 @@ class Memory:
         self._new_clashes: list[tuple[str, tuple[str, ...]]] = []
         self._unwritten: dict[str, dict[str, Crdt]] = {}  # asked for by name, never written: name → tag → state
         self._handles: dict[tuple[str, str], Any] = {}  # (name, tag) → handle
-        self._outbox: list[tuple[str, Crdt]] = []
+        # (name, tag) → (the local deltas since the last take_deltas joined into one, how to join
+        # the next): a write's delta dies at once instead of waiting in a list for the flush
+        self._outbox: dict[tuple[str, str], tuple[Crdt, Callable[[Crdt], object]]] = {}
         self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
         self._listeners: list[ChangeListener] = []
         self._sealed: str | None = None  # why local writes are refused (the writer retired), if they are
@@ -374,9 +375,11 @@ class Memory:
             if self._find(name, tag) is None:
                 self._place(name, self._unwritten_pop(name, tag))
             key = self._key(name, tag)
-        self._outbox.append((name, delta))
-        if len(self._outbox) >= OUTBOX_COMPACT_AT:
-            self._outbox = group_deltas(self._outbox)
+        pending = self._outbox.get((name, tag))
+        if pending is None:
+            self._outbox[(name, tag)] = _new_group(delta)
+        else:
+            pending[1](delta)
         self._mark_dirty(key, [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys())
         if self._listeners:
             self._notify(name, self.replica_id)
@@ -392,13 +395,14 @@ class Memory:
         self._sealed = reason
 
     def take_deltas(self) -> list[tuple[str, Crdt]]:
-        """Drain the deltas of local writes since the last call, oldest first.
+        """Drain the deltas of local writes since the last call: one delta group per object
+        written (every write to it joined), in the order the objects were first written.
 
-        The sync layer calls this to sign and ship them (joined by :func:`group_deltas`);
-        deltas of one name may arrive already joined into one (a delta group).
+        The sync layer calls this to sign and ship them. A name written as two types (a type
+        clash) gives one group per type.
         """
-        deltas, self._outbox = self._outbox, []
-        return deltas
+        outbox, self._outbox = self._outbox, {}
+        return [(name, group) for (name, _), (group, _) in outbox.items()]
 
     def has_pending_deltas(self) -> bool:
         """True while local writes wait for :meth:`take_deltas` (the sync layer has not sent them)."""
@@ -633,13 +637,23 @@ def _friendly(tag: str) -> str:
 def group_deltas(deltas: list[tuple[str, Crdt]]) -> list[tuple[str, Crdt]]:
     """Join deltas of the same name into one delta group each, in first-seen order.
 
-    A group is smaller than its deltas one by one and a receiver joins it in one step; the
-    sync layer groups each flush before signing it.
+    A group is smaller than its deltas one by one and a receiver joins it in one step.
+    :meth:`Memory.take_deltas` already returns groups; call this on deltas gathered from
+    several drains (a batch put together by hand).
     """
-    grouped: dict[str, Crdt] = {}
+    grouped: dict[str, tuple[Crdt, Callable[[Crdt], object]]] = {}
     for name, delta in deltas:
-        if name in grouped:
-            grouped[name].join(delta)
+        pending = grouped.get(name)
+        if pending is None:
+            grouped[name] = _new_group(delta)
         else:
-            grouped[name] = delta.copy()
-    return list(grouped.items())
+            pending[1](delta)
+    return [(name, group) for name, (group, _) in grouped.items()]
+
+
+def _new_group(delta: Crdt) -> tuple[Crdt, Callable[[Crdt], object]]:
+    """A delta group starting as a copy of ``delta`` (the group changes as later deltas join
+    it; the delta may share parts with the state), and how to join the next delta into it:
+    dot kernels take in a one-dot add without the general join's search."""
+    group = delta.copy()
+    return group, getattr(group, "absorb", group.join)

@@ -128,6 +128,24 @@ class DotKernel:
             changed.add(META)
         return changed
 
+    def absorb(self, delta: DotKernel) -> None:
+        """Join a later local write's ``delta`` into this group of local deltas (see
+        :func:`~crdtmem.memory.group_deltas`).
+
+        A one-dot add (the common write) is taken in directly, without :meth:`join`'s search
+        for the keys its context removes: a fresh dot of this process removes nothing. Call it
+        only with deltas this process's own mutators returned, whose contexts cover their dots.
+        """
+        if len(delta.entries) == 1:
+            ((key, theirs),) = delta.entries.items()
+            dot = delta.ctx.single()
+            if dot is not None and len(theirs) == 1 and dot in theirs and dot not in self.ctx:
+                mine = self.entries.get(key)
+                self._set(key, theirs if mine is None else {**mine, **theirs})
+                self.ctx.add(dot)
+                return
+        self.join(delta)
+
     def _covered_keys(self, their_ctx: CausalContext) -> set[Hashable]:
         """Our keys holding a dot ``their_ctx`` covers: the only ones a join with it can remove.
 

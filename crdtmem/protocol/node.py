@@ -114,7 +114,7 @@ from ..errors import (
     UnencodableWriteError,
 )
 from ..identity import Identity, Keyring, key_id_of, new_incarnation, verify
-from ..memory import Memory, group_deltas
+from ..memory import Memory
 from ..merkle import MerkleIndex
 from .batch import (
     ClockSkewError,
@@ -442,7 +442,7 @@ class Node(RelayInputs, Departures):
         """
         self._advance(now)
         self._held_since = None
-        deltas = group_deltas(self.memory.take_deltas())
+        deltas = self.memory.take_deltas()  # one delta group per object
         self._report_clashes()
         if not deltas:
             return

@@ -161,6 +161,8 @@ class Links:
         link = self._links.get(key)
         if link is None or link.closing is not None:
             return
+        if not link.queued_bytes and link.conn.send_now(data):
+            return  # nothing queued or being sent: written at once, no hop to the writer task
         link.queued_bytes += len(data)
         if link.queued_bytes > self._limits.max_queue_bytes:
             self._close(link, "send queue overflow: the peer does not keep up", refused=False)
@@ -314,8 +316,8 @@ class Links:
         """Send queued frames in order; after a close request, send what is queued, then close."""
         try:
             async for data in link.receive:
-                link.queued_bytes -= len(data)
                 await link.conn.send(data)
+                link.queued_bytes -= len(data)  # counted until sent: Links.send writes directly only after
         except ConnectionClosed:
             pass
         except anyio.ClosedResourceError:

@@ -162,6 +162,7 @@ class Peer:
         self._stack: AsyncExitStack | None = None
         self._tg: Any = None
         self._wake = anyio.Event()
+        self._woken = False  # whether _wake is set (a plain flag: every local write asks)
         self._sleeping_until = math.inf  # when the timer loop will next tick unless woken
         self._changed: anyio.Event | None = None  # created by a waiter, set (and dropped) by _pump
         self._compact_wanted = anyio.Event()
@@ -441,8 +442,8 @@ class Peer:
             elif isinstance(action, (Publish, RelaySend)):
                 self._relay.perform(action)
         deadline = node.next_deadline()
-        if deadline is not None and deadline < self._sleeping_until and not self._wake.is_set():
-            self._wake.set()  # input brought a timer forward (an ack, a relay): re-arm the timer loop
+        if deadline is not None and deadline < self._sleeping_until and not self._woken:
+            self._wake_timer()  # input brought a timer forward (an ack, a relay): re-arm the timer loop
         if self._changed is not None:
             self._changed.set()
             self._changed = None
@@ -496,8 +497,12 @@ class Peer:
         await self._changed.wait()
 
     def _on_change(self, name: str, origin: str) -> None:
-        if origin == self.memory.replica_id and not self._wake.is_set():
-            self._wake.set()  # a local write: sign and push it on the next tick, at once
+        if not self._woken and origin == self.memory.replica_id:
+            self._wake_timer()  # a local write: sign and push it on the next tick, at once
+
+    def _wake_timer(self) -> None:
+        self._woken = True
+        self._wake.set()
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -511,7 +516,7 @@ class Peer:
                 with anyio.move_on_after(delay):
                     await self._wake.wait()
             self._sleeping_until = -math.inf  # awake: the tick below sees every deadline
-            self._wake = anyio.Event()
+            self._wake, self._woken = anyio.Event(), False
             self._tick()
             now = self._now()
             if now - last_sample >= _SYNC_SAMPLE_SECONDS:

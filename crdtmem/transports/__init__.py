@@ -55,6 +55,14 @@ class Connection(ABC):
     async def send(self, data: bytes) -> None:
         """Send one frame. Raises ConnectionClosed if the connection is gone."""
 
+    def send_now(self, data: bytes) -> bool:
+        """Send one frame at once if the connection can take it without waiting; say whether it did.
+
+        Call it only when no :meth:`send` is queued or in progress (frames stay in order);
+        on False nothing was sent: :meth:`send` it. The default never can.
+        """
+        return False
+
     @abstractmethod
     async def receive(self) -> bytes:
         """The next frame. Raises ConnectionClosed when the connection ends."""

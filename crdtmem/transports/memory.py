@@ -35,6 +35,15 @@ class MemoryConnection(Connection):
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise ConnectionClosed("closed by peer") from None
 
+    def send_now(self, data: bytes) -> bool:
+        if self._closed_reason is not None:
+            return False
+        try:
+            self._send.send_nowait(bytes(data))
+        except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return False  # full, or gone: ``send`` waits for room or reports the close
+        return True
+
     async def receive(self) -> bytes:
         try:
             message = await self._receive.receive()

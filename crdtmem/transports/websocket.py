@@ -19,6 +19,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed as WsConnectionClosed
 from websockets.exceptions import InvalidHandshake, InvalidURI
+from websockets.protocol import State
 
 from . import Connection, ConnectionClosed, Handler, Listener, Transport
 
@@ -65,6 +66,22 @@ class WebSocketConnection(Connection):
             await self.ws.send(data)
         except WsConnectionClosed as exc:
             raise _closed(exc) from None
+
+    def send_now(self, data: bytes) -> bool:
+        """Write the frame to the socket now, as ``send`` would, when nothing waits to be written.
+
+        Saves the task switch to a writer: the protocol frames it and the transport takes the
+        bytes at once. Declines (False) while the connection is not open or the transport
+        still buffers earlier bytes (``send`` then waits for it to drain).
+        """
+        ws = self.ws
+        transport, protocol = ws.transport, ws.protocol
+        if protocol.state is not State.OPEN or transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        protocol.send_binary(data)
+        for chunk in protocol.data_to_send():
+            transport.write(chunk)
+        return True
 
     async def receive(self) -> bytes:
         try:
