@@ -8,7 +8,9 @@ which all processes share); the first change at peer ``j`` showing ``w<i> >= k``
 
 Reported: writes made and delivered per second; p50/p99/max write-to-visible latency (from
 the moment the write was sent to its peer's stdin); the CPU cores the peers used
-while writing and each process's RSS at start, halfway and end (both from ``/proc``).
+while writing, the CPU seconds they spent per write and per delivery (writing and draining)
+and, with ``idle_seconds``, while connected and idle; each process's RSS at start, halfway
+and end (CPU and RSS from ``/proc``). ``benchmarks/bench_load.py`` sweeps rates with it.
 
 Checked: after the writers stop every peer converges to every durable write (zero lost), and
 RSS stays bounded (the delta log is collected once every peer has a batch, so memory must not
@@ -168,8 +170,14 @@ def wait_all(drivers: list[Driver], predicate, deadline: float) -> bool:
     return all(d.wait_for(lambda d=d: predicate(d), deadline - time.monotonic()) for d in drivers)
 
 
-def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: int = 1) -> dict[str, Any]:
-    """Run the load scenario; return its figures (see the module docstring)."""
+def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: int = 1,
+             idle_seconds: float = 0.0, profile: Path | None = None) -> dict[str, Any]:
+    """Run the load scenario; return its figures (see the module docstring).
+
+    Args:
+        idle_seconds: once every peer is connected, measure their CPU this long before writing.
+        profile: run peer 0 under cProfile, writing its stats here when it stops.
+    """
     rng = random.Random(seed)
     names = [f"p{i}" for i in range(peers)]
     trust = keys(directory, names)
@@ -179,8 +187,9 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
     t0 = time.monotonic()
 
     def start(i: int) -> PeerProcess:
+        python_args = ["-m", "cProfile", "-o", str(profile)] if profile is not None and i == 0 else []
         return PeerProcess(directory, names[i], trust, listen=urls[i], connect=[urls[j] for j in dials[i]],
-                           extra=["--anti-entropy-interval", "10"])
+                           extra=["--anti-entropy-interval", "10"], python_args=python_args)
 
     procs: list[PeerProcess] = []
     with ThreadPoolExecutor(max_workers=4) as pool:  # a few at a time: imports are CPU-heavy
@@ -206,6 +215,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         if any(d.errors for d in drivers):
             raise TimeoutError(f"peers did not connect: {[d.errors for d in drivers if d.errors]}")
         rss_start = [rss_mb(p.proc.pid) for p in procs]
+        idle_cpu = _cpu_over(procs, idle_seconds) if idle_seconds > 0 else None
         cpu_start = [cpu_seconds(p.proc.pid) for p in procs]
         writers = [threading.Thread(target=d.write_loop, args=(seconds, rate), daemon=True) for d in drivers]
         w0 = time.monotonic()
@@ -224,6 +234,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         made = {d.index: len(d.durable) for d in drivers}
         wait_all(drivers, lambda d: all((d.last_values.get(i) or 0) >= made[i] for i in made), settle_deadline)
         settle = time.monotonic() - w0 - write_time
+        cpu_total = sum(cpu_seconds(p.proc.pid) - c for p, c in zip(procs, cpu_start))
         rss_end = [rss_mb(p.proc.pid) for p in procs]
         final = {d.index: dict(d.last_values) for d in drivers}
         metrics = []
@@ -288,11 +299,24 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
             "per_peer_median": round(sorted(cpu_writing)[len(cpu_writing) // 2] / write_time, 3),
             "machine_cores": os.cpu_count(),
         },
+        "cpu_seconds": {
+            "writing_and_draining": round(cpu_total, 2),
+            "per_write_ms": round(1000 * cpu_total / max(1, writes_made), 3),
+            "per_delivery_ms": round(1000 * cpu_total / max(1, len(latencies)), 3),
+            "idle_cores_per_peer": None if idle_cpu is None else round(idle_cpu / peers / idle_seconds, 4),
+        },
         "traffic_per_write": _traffic_per_write(metrics, writes_made),
         "journal_rows_end": [m["metrics"]["store"]["journal_rows"] if m else None for m in metrics],
         "refusals": [m["metrics"]["refusals"] if m else None for m in metrics],
         "errors": errors[:10],
     }
+
+
+def _cpu_over(procs: list[PeerProcess], seconds: float) -> float:
+    """CPU seconds all ``procs`` use together in the next ``seconds`` (while nothing else drives them)."""
+    before = [cpu_seconds(p.proc.pid) for p in procs]
+    time.sleep(seconds)
+    return sum(cpu_seconds(p.proc.pid) - b for p, b in zip(procs, before))
 
 
 def _traffic_per_write(metrics: list[dict | None], writes: int) -> dict[str, float]:
