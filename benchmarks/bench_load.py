@@ -16,7 +16,9 @@ Printed as one JSON object:
   until every peer shows every durable write), ``lost`` (durable writes some peer never
   showed), ``cpu_ms_per_write`` / ``cpu_ms_per_delivery`` (user + system CPU of all peer
   processes from the first write until drained, from ``/proc``, per write made and per
-  write shown at another peer), ``idle_cores_per_peer`` (each peer's CPU while connected
+  write shown at another peer), ``duplicates_per_delivery`` (batches received again per
+  batch shown), ``messages_per_write`` / ``bytes_per_write`` (sent by all peers, every
+  kind), ``idle_cores_per_peer`` (each peer's CPU while connected
   and idle, over ``--idle`` seconds before writing), ``cores_used`` (all peers, writing);
 * ``highest_rate_p99_under_1s``: per code, the highest rate whose median p99 is under a
   second with nothing lost and the backlog drained within 5 s;
@@ -25,8 +27,10 @@ Printed as one JSON object:
 * ``load_average``: the machine's 1-minute load average before and after (other jobs
   share a 2-core machine: read the CPU-time figures, which such noise moves least).
 
-``--profile DIR`` runs peer 0 of every run under cProfile and prints its top functions by
-own CPU time per write it delivered (the ``.prof`` files stay in DIR).
+``--profile DIR`` runs peer 0 of the first rep at each rate under cProfile timed by its CPU
+clock (``cpu_profile.py``) and prints its top functions by own CPU time per write it showed
+(the ``.prof`` files stay in DIR; the profiled peer runs slower, so profile in separate runs).
+``harness_cpu_ms_per_write`` is this script's own CPU (it parses every peer's output) per write.
 
 Run: python benchmarks/bench_load.py [--peers 20] [--seconds 30] [--rates 5,10,20] [--reps 3]
      [--reference /path/to/other/checkout] [--profile /tmp/prof]
@@ -41,6 +45,7 @@ import pstats
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +59,8 @@ _DRAINED_AT_ONCE_S = 5.0
 
 
 def _figures(result: dict[str, Any]) -> dict[str, float | None]:
-    latency, cpu = result["latency_s"], result["cpu_seconds"]
+    latency, cpu, traffic = result["latency_s"], result["cpu_seconds"], result["traffic_per_write"]
+    writes, deliveries = max(1, result["writes_made"]), max(1, result["deliveries"])
     return {
         "p50_s": latency["p50"], "p99_s": latency["p99"], "max_s": latency["max"],
         "drain_s": result["settle_s"], "lost": result["writes_lost"] + result["deliveries_never_seen"],
@@ -62,6 +68,10 @@ def _figures(result: dict[str, Any]) -> dict[str, float | None]:
         "idle_cores_per_peer": cpu["idle_cores_per_peer"],
         "cores_used": result["cpu_cores_used_while_writing"]["peers_total"],
         "writes_per_s": result["writes_per_s"],
+        "harness_cpu_ms_per_write": result["harness_cpu_ms_per_write"],
+        "duplicates_per_delivery": round(traffic.get("duplicate_batches", 0) * writes / deliveries, 3),
+        "messages_per_write": round(sum(v for k, v in traffic.items() if k.startswith("messages_sent_")), 2),
+        "bytes_per_write": round(sum(v for k, v in traffic.items() if k.startswith("bytes_sent_"))),
     }
 
 
@@ -81,11 +91,9 @@ def _holds(summary: dict[str, Any]) -> bool:
 
 
 def _top_functions(profile: Path, deliveries: int, limit: int = 15) -> list[dict[str, Any]]:
-    """The profiled peer's functions with the most own time, in µs per write it showed (time
-    blocked waiting for the network, in the event loop's ``epoll.poll``, left out)."""
+    """The profiled peer's functions with the most own CPU time, in µs per write it showed."""
     stats = pstats.Stats(str(profile))
-    rows = sorted(((key, row) for key, row in stats.stats.items() if "epoll" not in key[2]),
-                  key=lambda item: item[1][2], reverse=True)[:limit]
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:limit]
     return [
         {"function": f"{Path(file).name}:{line}({name})", "own_us_per_delivery": round(1e6 * own / deliveries, 1),
          "cumulative_us_per_delivery": round(1e6 * cumulative / deliveries, 1), "calls_per_delivery":
@@ -101,11 +109,14 @@ def _one_run(code: Path, args: argparse.Namespace, rate: float, profile: Path | 
         # The peers run `python -m crdtmem` from here, so `code` (on PYTHONPATH) is what they import.
         os.chdir(tmp)
         os.environ["PYTHONPATH"] = str(code)
+        harness_cpu = time.process_time()
         try:
-            return run_load(Path(tmp), peers=args.peers, seconds=args.seconds, rate=rate, seed=args.seed,
-                            idle_seconds=args.idle, profile=profile)
+            result = run_load(Path(tmp), peers=args.peers, seconds=args.seconds, rate=rate, seed=args.seed,
+                              idle_seconds=args.idle, profile=profile)
         finally:
             os.chdir(cwd)
+    harness_ms = 1000 * (time.process_time() - harness_cpu) / max(1, result["writes_made"])
+    return {**result, "harness_cpu_ms_per_write": round(harness_ms, 3)}
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:

@@ -38,6 +38,8 @@ import pytest
 
 from ..processes import PeerProcess, keys
 
+CPU_PROFILER = Path(__file__).resolve().parents[2] / "benchmarks" / "cpu_profile.py"
+
 MAX_RSS_GROWTH_MB = 60.0
 """The most a peer's RSS may grow from start to end of the run (state is 20 tiny counters)."""
 
@@ -176,7 +178,8 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
 
     Args:
         idle_seconds: once every peer is connected, measure their CPU this long before writing.
-        profile: run peer 0 under cProfile, writing its stats here when it stops.
+        profile: run peer 0 under ``benchmarks/cpu_profile.py`` (cProfile timed by CPU),
+            writing its stats here when it stops.
     """
     rng = random.Random(seed)
     names = [f"p{i}" for i in range(peers)]
@@ -187,7 +190,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
     t0 = time.monotonic()
 
     def start(i: int) -> PeerProcess:
-        python_args = ["-m", "cProfile", "-o", str(profile)] if profile is not None and i == 0 else []
+        python_args = [str(CPU_PROFILER), str(profile)] if profile is not None and i == 0 else []
         return PeerProcess(directory, names[i], trust, listen=urls[i], connect=[urls[j] for j in dials[i]],
                            extra=["--anti-entropy-interval", "10"], python_args=python_args)
 
