@@ -765,9 +765,10 @@ class Node(RelayInputs):
         fresh: list[tuple[Dot, bytes]] = []
         fetch = False
         for wire in wires:
-            dot = Dot(*peek_batch(wire))
+            known = self._log.dot_of(wire)  # a logged batch again, byte for byte: nothing to decode
+            dot = known or Dot(*peek_batch(wire))
             held = dot in self.seen
-            if held and (self._log.get(dot, wire) == wire or batch_hash(wire) in self._evidence):
+            if known is not None or (held and (dot not in self._log or batch_hash(wire) in self._evidence)):
                 source.peer_seen.add(dot)
                 self.stats.duplicate_batches += 1
                 continue
