@@ -173,11 +173,12 @@ def wait_all(drivers: list[Driver], predicate, deadline: float) -> bool:
 
 
 def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: int = 1,
-             idle_seconds: float = 0.0, profile: Path | None = None) -> dict[str, Any]:
+             idle_seconds: float = 0.0, profile: Path | None = None, flags: list[str] = ()) -> dict[str, Any]:
     """Run the load scenario; return its figures (see the module docstring).
 
     Args:
         idle_seconds: once every peer is connected, measure their CPU this long before writing.
+        flags: more ``crdtmem peer`` flags for every peer (``["--eager-tree"]``).
         profile: run peer 0 under ``benchmarks/cpu_profile.py`` (cProfile timed by CPU),
             writing its stats here when it stops.
     """
@@ -192,7 +193,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
     def start(i: int) -> PeerProcess:
         python_args = [str(CPU_PROFILER), str(profile)] if profile is not None and i == 0 else []
         return PeerProcess(directory, names[i], trust, listen=urls[i], connect=[urls[j] for j in dials[i]],
-                           extra=["--anti-entropy-interval", "10"], python_args=python_args)
+                           extra=["--anti-entropy-interval", "10", *flags], python_args=python_args)
 
     procs: list[PeerProcess] = []
     with ThreadPoolExecutor(max_workers=4) as pool:  # a few at a time: imports are CPU-heavy
