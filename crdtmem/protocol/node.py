@@ -117,7 +117,6 @@ from .batch import (
     DeltaBatch,
     UntrustedAuthorError,
     apply_batch,
-    batch_hash,
     check_stamps,
     open_batch,
     peek_batch,
@@ -684,7 +683,7 @@ class Node(RelayInputs):
         fresh, fetch = self._accept(session, message.wires)
         # A flush's live push of the sender's own batch (catch-up and relays carry bursts):
         # acked at once, so the author's next writes need not wait to join one batch.
-        from_author = len(message.wires) == 1 and key_id_of(peek_batch(message.wires[0])[0]) == session.peer_id
+        from_author = len(message.wires) == 1 and key_id_of(self._author_of(message.wires[0])) == session.peer_id
         if self.config.eager_tree:
             self._shape_tree(session, useful=bool(fresh) or fetch, duplicates=self.stats.duplicate_batches > duplicates)
         self._known_seen[session.peer_id] = session.peer_seen.copy()
@@ -766,19 +765,22 @@ class Node(RelayInputs):
         fetch = False
         for wire in wires:
             known = self._log.dot_of(wire)  # a logged batch again, byte for byte: nothing to decode
-            dot = known or Dot(*peek_batch(wire))
-            held = dot in self.seen
-            if known is not None or (held and (dot not in self._log or batch_hash(wire) in self._evidence)):
-                source.peer_seen.add(dot)
+            if known is not None:
+                source.peer_seen.add(known)
                 self.stats.duplicate_batches += 1
                 continue
             # Verified before anything is believed: an unsigned header claims nothing.
             try:
                 batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
             except UntrustedAuthorError:
-                self._park(dot, wire)  # the relay is not at fault: keep the connection
+                self._park(Dot(*peek_batch(wire)), wire)  # the relay is not at fault: keep the connection
                 continue
+            dot = Dot(batch.author, batch.seq)
+            held = dot in self.seen
             source.peer_seen.add(dot)
+            if held and (dot not in self._log or batch.hash in self._evidence):
+                self.stats.duplicate_batches += 1  # held, its wire collected (max_log_batches), or known evidence
+                continue
             try:
                 check_stamps(batch, self._stamp_bound())
             except ClockSkewError as exc:
@@ -806,6 +808,11 @@ class Node(RelayInputs):
             fresh.append((dot, wire))
             fresh += self._release(source.conn, batch.hash)
         return fresh, fetch
+
+    def _author_of(self, wire: bytes) -> str:
+        """The author of a received batch wire: from the log when it holds it, else from its header."""
+        dot = self._log.dot_of(wire)
+        return dot.replica if dot is not None else peek_batch(wire)[0]
 
     def _ack(self, session: _Session) -> None:
         """Tell the peer what we hold now that its batches are applied.
