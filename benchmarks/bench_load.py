@@ -6,7 +6,9 @@ successor and one random chord: degree about 4), every peer incrementing its own
 ``--rate`` times a second through its stdin for ``--seconds``, every peer watching every
 counter. Runs go rate by rate (``--rates 5,10,20``), ``--reps`` times each; with
 ``--reference CHECKOUT`` every run of this code is followed by one of the other checkout's
-code (its peers import ``crdtmem`` from there), so background load hits both alike.
+code (its peers import ``crdtmem`` from there), so background load hits both alike. The
+peers run with ``crdtmem peer``'s default timers (the test's faster gossip and anti-entropy
+are undone); ``--peer-flags`` adds or overrides flags (``--peer-flags=--eager-tree``).
 Printed as one JSON object:
 
 * ``runs``: per code (``this``, ``reference``) and rate, the medians over the reps, with the
@@ -53,6 +55,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.faults.test_load import run_load  # noqa: E402
+
+_CLI_TIMERS = ["--gossip-interval", "1", "--anti-entropy-interval", "30"]
+"""``crdtmem peer``'s own defaults, over the faster timers ``run_load`` gives its test peers."""
 
 _DRAINED_AT_ONCE_S = 5.0
 """A run "drains at once" when every peer shows every write within this long after the last one."""
@@ -112,7 +117,7 @@ def _one_run(code: Path, args: argparse.Namespace, rate: float, profile: Path | 
         harness_cpu = time.process_time()
         try:
             result = run_load(Path(tmp), peers=args.peers, seconds=args.seconds, rate=rate, seed=args.seed,
-                              idle_seconds=args.idle, profile=profile)
+                              idle_seconds=args.idle, profile=profile, flags=[*_CLI_TIMERS, *args.peer_flags.split()])
         finally:
             os.chdir(cwd)
     harness_ms = 1000 * (time.process_time() - harness_cpu) / max(1, result["writes_made"])
@@ -143,6 +148,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     runs = {name: {f"{rate:g}": _summary(samples[name][rate]) for rate in rates} for name in codes}
     out: dict[str, Any] = {
         "peers": args.peers, "seconds": args.seconds, "rates": rates,
+        "peer_flags": [*_CLI_TIMERS, *args.peer_flags.split()],
         "runs": runs,
         "highest_rate_p99_under_1s": {
             name: max((float(r) for r, s in by_rate.items() if _holds(s)), default=None)
@@ -173,6 +179,7 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured before writing")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--peer-flags", default="", help="more crdtmem peer flags for every peer, space-separated")
     parser.add_argument("--reference", help="another checkout of crdtmem to run alternately (e.g. main's)")
     parser.add_argument("--profile", help="directory for cProfile stats of peer 0 (first rep of each rate)")
     print(json.dumps(main(parser.parse_args()), indent=1))

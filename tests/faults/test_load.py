@@ -68,11 +68,17 @@ def rss_mb(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time the process has used so far."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return float("nan"), float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def topology(n: int, rng: random.Random) -> list[list[int]]:
@@ -221,6 +227,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         rss_start = [rss_mb(p.proc.pid) for p in procs]
         idle_cpu = _cpu_over(procs, idle_seconds) if idle_seconds > 0 else None
         cpu_start = [cpu_seconds(p.proc.pid) for p in procs]
+        sys_start = sum(cpu_times(p.proc.pid)[1] for p in procs)
         writers = [threading.Thread(target=d.write_loop, args=(seconds, rate), daemon=True) for d in drivers]
         w0 = time.monotonic()
         for t in writers:
@@ -239,6 +246,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         wait_all(drivers, lambda d: all((d.last_values.get(i) or 0) >= made[i] for i in made), settle_deadline)
         settle = time.monotonic() - w0 - write_time
         cpu_total = sum(cpu_seconds(p.proc.pid) - c for p, c in zip(procs, cpu_start))
+        cpu_system = sum(cpu_times(p.proc.pid)[1] for p in procs) - sys_start
         rss_end = [rss_mb(p.proc.pid) for p in procs]
         final = {d.index: dict(d.last_values) for d in drivers}
         metrics = []
@@ -307,6 +315,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
             "writing_and_draining": round(cpu_total, 2),
             "per_write_ms": round(1000 * cpu_total / max(1, writes_made), 3),
             "per_delivery_ms": round(1000 * cpu_total / max(1, len(latencies)), 3),
+            "system_share": round(cpu_system / cpu_total, 3) if cpu_total else None,
             "idle_cores_per_peer": None if idle_cpu is None else round(idle_cpu / peers / idle_seconds, 4),
         },
         "traffic_per_write": _traffic_per_write(metrics, writes_made),
