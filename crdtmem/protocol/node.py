@@ -317,7 +317,7 @@ class Node(RelayInputs):
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
         self._held_since: float | None = None  # local writes waiting for an ack, since when
-        self._unencodable: list[str] = []  # names of local writes flush could not encode
+        self._unencodable: list[tuple[str, str]] = []  # (name, why) of local writes flush could not encode
         self.stats = NodeStats()
         """Typed counters of what this node has done (read-only for callers)."""
 
@@ -474,7 +474,7 @@ class Node(RelayInputs):
                 codec.encode_state(delta)
             except (TypeError, ValueError, OverflowError) as exc:
                 log.error("local write to %r cannot be encoded, not sent: %s", name, exc)
-                self._unencodable.append(f"{name!r} ({type(exc).__name__}: {exc})")
+                self._unencodable.append((name, f"{name!r} ({type(exc).__name__}: {exc})"))
             else:
                 good.append((name, delta))
         return seal_batch(self.identity, seq, good, heads, author=self.replica_id) if good else None
@@ -546,8 +546,9 @@ class Node(RelayInputs):
                 were not sent (reported once; later writes go out as usual).
         """
         if self._unencodable:
-            names, self._unencodable = self._unencodable, []
-            raise UnencodableWriteError("local writes could not be encoded and were not sent: " + ", ".join(names))
+            failed, self._unencodable = self._unencodable, []
+            raise UnencodableWriteError("local writes could not be encoded and were not sent: "
+                                        + ", ".join(why for _, why in failed), names=tuple(name for name, _ in failed))
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has work to do; ask after every call and every local write.

@@ -121,6 +121,7 @@ class Driver:
         self.answers: dict[Any, dict] = {}
         self.seen: dict[int, list[tuple[float, int]]] = {i: [] for i in range(n)}  # writer -> (t, value)
         self.last_values: dict[int, int] = {}
+        self.read_lag = 0.0  # the longest a change line waited between the peer printing it and us reading it
         self.updated = threading.Condition()
         self.stopped = threading.Event()  # set when the run ends: the write loop stops at once
         self.reader = threading.Thread(target=self._route, daemon=True)
@@ -147,6 +148,7 @@ class Driver:
                     writer, value = int(message["changed"][1:]), message["value"]
                     self.last_values[writer] = value
                     self.seen[writer].append((message["at"], value))
+                    self.read_lag = max(self.read_lag, time.monotonic() - message["at"])
                 elif "durable" in message:
                     self.durable[message["durable"]] = time.monotonic()
                 elif "error" in message:
@@ -304,6 +306,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         "deliveries_never_seen": unseen,
         "latency_s": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
         "latency_clock": "CLOCK_MONOTONIC, shared by every process: sent here, applied there",
+        "harness_read_lag_max_s": round(max(d.read_lag for d in drivers), 3),
         "rss_mb": {"start": [round(x, 1) for x in rss_start], "mid": [round(x, 1) for x in rss_mid],
                    "end": [round(x, 1) for x in rss_end], "growth": growth, "max_growth": max(growth)},
         "cpu_cores_used_while_writing": {
