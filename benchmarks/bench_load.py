@@ -107,7 +107,8 @@ def _top_functions(profile: Path, deliveries: int, limit: int = 15) -> list[dict
     ]
 
 
-def _one_run(code: Path, args: argparse.Namespace, rate: float, profile: Path | None) -> dict[str, Any]:
+def _one_run(code: Path, args: argparse.Namespace, rate: float, profile: Path | None, *,
+             retry: bool = True) -> dict[str, Any]:
     """One load run with the peers importing ``crdtmem`` from ``code``."""
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
@@ -118,6 +119,12 @@ def _one_run(code: Path, args: argparse.Namespace, rate: float, profile: Path | 
         try:
             result = run_load(Path(tmp), peers=args.peers, seconds=args.seconds, rate=rate, seed=args.seed,
                               idle_seconds=args.idle, profile=profile, flags=[*_CLI_TIMERS, *args.peer_flags.split()])
+        except EOFError as exc:
+            if "address already in use" not in str(exc) or not retry:
+                raise
+            # run_load picks free ports before its peers bind them: another job took one meanwhile.
+            print(json.dumps({"retry": "a port was taken before a peer could listen on it"}), file=sys.stderr)
+            return _one_run(code, args, rate, profile, retry=False)
         finally:
             os.chdir(cwd)
     harness_ms = 1000 * (time.process_time() - harness_cpu) / max(1, result["writes_made"])
