@@ -141,8 +141,15 @@ class UnencodableWriteError(LocalProtocolError):
     """Local writes could not be encoded for the wire, so they were not signed or sent.
 
     A type's ``to_plain`` made something msgpack cannot carry (or a number past the wire's
-    limit). The writes stay in this replica's state but reach no peer; the names are listed.
+    limit). ``Handle.update`` refuses such a write before it changes anything; this is the last
+    guard, for deltas recorded any other way: those writes stay in this replica's state but
+    reach no peer; the names are listed, in the message and in :attr:`names`.
     """
+
+    def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.names = names
+        """The objects whose writes were not sent."""
 
 
 class RetiredWriterError(LocalProtocolError):

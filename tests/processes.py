@@ -11,15 +11,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from crdtmem.identity import Identity, Keyring
 from crdtmem.protocol.retirement import RETIRED_NAME
 from crdtmem.storage.keyfiles import save_identity, save_keyring
 
 
-def crdtmem_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "crdtmem", *args]
+def crdtmem_cmd(*args: str, python_args: Sequence[str] = ()) -> list[str]:
+    """The command line running ``crdtmem ARGS`` under this interpreter; ``python_args`` go to the
+    interpreter first (``["-m", "cProfile", "-o", PATH]`` profiles the run)."""
+    return [sys.executable, *python_args, "-m", "crdtmem", *args]
 
 
 def run(*args: str, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
@@ -61,10 +63,11 @@ class PeerProcess:
 
     def __init__(self, directory: Path, name: str, trust: Path, *, listen: str = "ws://127.0.0.1:0",
                  connect: list[str] = (), db: bool = True, extra: list[str] = (), prefix: list[str] = (),
-                 key: str | None = None) -> None:
+                 key: str | None = None, python_args: Sequence[str] = ()) -> None:
         """Start the peer and wait for its ``ready`` line; ``prefix`` goes before the command
         (``ip netns exec NS`` runs it in a namespace: exec keeps ``proc.pid`` the peer's);
-        ``key`` names another peer's key file to run under (default: ``name``'s)."""
+        ``key`` names another peer's key file to run under (default: ``name``'s);
+        ``python_args`` go to the interpreter (see :func:`crdtmem_cmd`)."""
         args = ["peer", "--key", str(directory / f"{key or name}.key"), "--trust", str(trust), "--listen", listen,
                 "--gossip-interval", "0.2", "--reconnect-max", "0.5", *extra]
         for url in connect:
@@ -75,7 +78,7 @@ class PeerProcess:
         self.stderr_path = directory / f"{name}.{time.monotonic_ns()}.stderr"
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(
-            [*prefix, *crdtmem_cmd("--log-level", "INFO", *args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [*prefix, *crdtmem_cmd("--log-level", "INFO", *args, python_args=python_args)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._stderr, text=True, bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.lines: queue.Queue[dict | None] = queue.Queue()

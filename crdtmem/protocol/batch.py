@@ -128,6 +128,10 @@ def seal_batch(
     return DeltaBatch(author, seq, tuple(deltas), wire, tuple(dep_list))
 
 
+_BYTES = {bytes}
+_HASH_LENGTH = {HASH_BYTES}
+
+
 def _parts(wire: bytes, max_size: int | None = None) -> list:
     parts = codec.unpack(wire) if max_size is None else codec.unpack(wire, max_size=max_size)
     if not (isinstance(parts, list) and len(parts) == 5):
@@ -135,8 +139,9 @@ def _parts(wire: bytes, max_size: int | None = None) -> list:
     author, seq, deps, body = parts[0], parts[1], parts[2], parts[3]
     if not isinstance(author, str) or type(seq) is not int or seq < 1 or not isinstance(body, bytes):
         raise DecodeError("malformed delta batch header")
-    if not (isinstance(deps, list) and len(deps) <= MAX_DEPS
-            and all(isinstance(d, bytes) and len(d) == HASH_BYTES for d in deps) and deps == sorted(set(deps))):
+    # Checked in C, not per dependency in Python: an honest batch names one head per concurrent writer.
+    if not (isinstance(deps, list) and len(deps) <= MAX_DEPS and set(map(type, deps)) <= _BYTES
+            and set(map(len, deps)) <= _HASH_LENGTH and deps == sorted(set(deps))):
         raise DecodeError("malformed delta batch dependencies")
     codec.expect_count(seq, "batch sequence number")
     return parts

@@ -30,6 +30,7 @@ class DeltaLog:
         self._added = 0
         self._seqs: dict[str, list[int]] = {}  # per author, ascending
         self._dots: dict[bytes, Dot] = {}  # batch hash -> dot, for batches wanted by hash
+        self._by_wire: dict[bytes, Dot] = {}  # the logged wires themselves -> their dots
 
     def __len__(self) -> int:
         return len(self._wires)
@@ -40,6 +41,14 @@ class DeltaLog:
     def get(self, dot: Dot, default: bytes | None = None) -> bytes | None:
         """The logged wire of batch ``dot``, or ``default`` if the log does not hold it."""
         return self._wires.get(dot, default)
+
+    def dot_of(self, wire: bytes) -> Dot | None:
+        """The dot of the logged batch whose wire is exactly ``wire``, or None.
+
+        Call on a received wire before decoding it: a batch received again (the common case
+        with several neighbours) is recognised by its bytes alone, without parsing them.
+        """
+        return self._by_wire.get(wire)
 
     def by_hash(self, batch_hash: bytes) -> bytes | None:
         """The logged wire whose hash is ``batch_hash``, or None."""
@@ -55,6 +64,7 @@ class DeltaLog:
             return
         self._wires[dot] = wire
         self._dots[batch_hash] = dot
+        self._by_wire[wire] = dot
         self._order[dot] = self._added
         self._added += 1
         seqs = self._seqs.setdefault(dot[0], [])
@@ -90,8 +100,9 @@ class DeltaLog:
         return len(self.missing(seen, holds_all))
 
     def _forget(self, dot: Dot) -> None:
-        del self._dots[batch_hash(self._wires[dot])]
-        del self._wires[dot]
+        wire = self._wires.pop(dot)
+        del self._dots[batch_hash(wire)]
+        del self._by_wire[wire]
         del self._order[dot]
         seqs = self._seqs[dot[0]]
         del seqs[bisect.bisect_left(seqs, dot[1])]

@@ -121,7 +121,6 @@ from .batch import (
     DeltaBatch,
     UntrustedAuthorError,
     apply_batch,
-    batch_hash,
     check_stamps,
     open_batch,
     peek_batch,
@@ -331,7 +330,7 @@ class Node(RelayInputs, Departures):
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
         self._held_since: float | None = None  # local writes waiting for an ack, since when
-        self._unencodable: list[str] = []  # names of local writes flush could not encode
+        self._unencodable: list[tuple[str, str]] = []  # (name, why) of local writes flush could not encode
         self.stats = NodeStats()
         """Typed counters of what this node has done (read-only for callers)."""
 
@@ -495,7 +494,7 @@ class Node(RelayInputs, Departures):
                 codec.encode_state(delta)
             except (TypeError, ValueError, OverflowError) as exc:
                 log.error("local write to %r cannot be encoded, not sent: %s", name, exc)
-                self._unencodable.append(f"{name!r} ({type(exc).__name__}: {exc})")
+                self._unencodable.append((name, f"{name!r} ({type(exc).__name__}: {exc})"))
             else:
                 good.append((name, delta))
         return seal_batch(self.identity, seq, good, heads, author=self.replica_id) if good else None
@@ -567,8 +566,9 @@ class Node(RelayInputs, Departures):
                 were not sent (reported once; later writes go out as usual).
         """
         if self._unencodable:
-            names, self._unencodable = self._unencodable, []
-            raise UnencodableWriteError("local writes could not be encoded and were not sent: " + ", ".join(names))
+            failed, self._unencodable = self._unencodable, []
+            raise UnencodableWriteError("local writes could not be encoded and were not sent: "
+                                        + ", ".join(why for _, why in failed), names=tuple(name for name, _ in failed))
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has work to do; ask after every call and every local write.
@@ -717,7 +717,7 @@ class Node(RelayInputs, Departures):
         fresh, fetch = self._accept(session, message.wires)
         # A flush's live push of the sender's own batch (catch-up and relays carry bursts):
         # acked at once, so the author's next writes need not wait to join one batch.
-        from_author = len(message.wires) == 1 and key_id_of(peek_batch(message.wires[0])[0]) == session.peer_id
+        from_author = len(message.wires) == 1 and key_id_of(self._author_of(message.wires[0])) == session.peer_id
         self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fetch:
             # The sender applied what it relays, so it holds the dependencies we lack.
@@ -797,19 +797,23 @@ class Node(RelayInputs, Departures):
         fresh: list[tuple[Dot, bytes]] = []
         fetch = False
         for wire in wires:
-            dot = Dot(*peek_batch(wire))
-            held = self._holds(dot)
-            if held and (self._log.get(dot, wire) == wire or batch_hash(wire) in self._evidence):
-                source.peer_seen.add(dot)
+            known = self._log.dot_of(wire)  # a logged batch again, byte for byte: nothing to decode
+            if known is not None:
+                source.peer_seen.add(known)
                 self.stats.duplicate_batches += 1
                 continue
             # Verified before anything is believed: an unsigned header claims nothing.
             try:
                 batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
             except UntrustedAuthorError:
-                self._park(dot, wire)  # the relay is not at fault: keep the connection
+                self._park(Dot(*peek_batch(wire)), wire)  # the relay is not at fault: keep the connection
                 continue
+            dot = Dot(batch.author, batch.seq)
+            held = self._holds(dot)
             source.peer_seen.add(dot)
+            if held and (dot not in self._log or batch.hash in self._evidence):
+                self.stats.duplicate_batches += 1  # held, its wire collected (max_log_batches), or known evidence
+                continue
             try:
                 check_stamps(batch, self._stamp_bound())
             except ClockSkewError as exc:
@@ -837,6 +841,11 @@ class Node(RelayInputs, Departures):
             fresh.append((dot, wire))
             fresh += self._release(source.conn, batch.hash)
         return fresh, fetch
+
+    def _author_of(self, wire: bytes) -> str:
+        """The author of a received batch wire: from the log when it holds it, else from its header."""
+        dot = self._log.dot_of(wire)
+        return dot.replica if dot is not None else peek_batch(wire)[0]
 
     def _ack(self, session: _Session) -> None:
         """Tell the peer what we hold now that its batches are applied.

@@ -93,6 +93,28 @@ def test_peer_answers_wait_when_values_arrive_and_watch_prints_each_change(tmp_p
         a.stop()
 
 
+def test_peer_flushes_writes_waiting_on_stdin_together_and_answers_in_order(tmp_path) -> None:
+    trust = keys(tmp_path, ["solo"])
+    peer = PeerProcess(tmp_path, "solo", trust)
+    try:
+        peer.send({"op": "counter.increment", "name": "hits", "n": 1, "id": 0})
+        peer.expect(lambda m: m.get("durable") == 0)
+        before = peer.ask({"op": "metrics", "id": "before"})["metrics"]["stats"]["batches_created"]
+        commands = [{"op": "counter.increment", "name": "hits", "n": 1, "id": i} for i in range(1, 11)]
+        commands[4] = {"op": "counter.increment", "name": "hits", "n": "x", "id": 5}  # refused
+        commands.append({"op": "values", "id": "values"})
+        # one write to the pipe: the peer reads these lines at once, as a writer it fell behind of
+        peer.proc.stdin.write("".join(json.dumps(c) + "\n" for c in commands))
+        peer.proc.stdin.flush()
+        answers = [peer.expect(lambda m: "durable" in m or "id" in m, timeout=15) for _ in commands]
+        assert [a.get("durable", a.get("id")) for a in answers] == [*range(1, 11), "values"]
+        assert "error" in answers[4] and answers[-1]["values"]["hits"] == 10  # 1 + the nine valid ones
+        after = peer.ask({"op": "metrics", "id": "after"})["metrics"]["stats"]["batches_created"]
+        assert after - before == 2  # the four writes before the refused one, then the five after it
+    finally:
+        peer.stop()
+
+
 def test_peer_flags_cap_connections(tmp_path) -> None:
     trust = keys(tmp_path, ["a", "b", "c"])
     a = PeerProcess(tmp_path, "a", trust, extra=["--max-connections", "1", "--max-receive-messages", "500"])

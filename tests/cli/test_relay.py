@@ -27,8 +27,11 @@ def relay_peer(directory: Path, name: str, trust: Path, relay: str | list[str], 
 
 
 def write_ids(peer: PeerProcess, start: int, stop: int) -> None:
+    """One write at a time, each answered before the next: each is its own signed batch (these
+    tests count batches; writes queued on stdin together would share one)."""
     for i in range(start, stop):
         peer.send({"op": "set.add", "name": "ids", "value": f"{peer.name}-{i}", "id": i})
+        peer.seen.append(peer.expect(lambda m, i=i: m.get("durable") == i))
 
 
 def wait_ids(peer: PeerProcess, ids: set[str], timeout: float = 30) -> None:

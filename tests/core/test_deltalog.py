@@ -58,3 +58,11 @@ def test_without_a_bound_no_batch_is_ever_dropped():
     for dot in logged:
         log.add(dot, wire(dot), batch_hash(wire(dot)))
     assert len(log) == len(logged) and log.count_missing(CausalContext()) == len(logged)
+
+
+def test_a_logged_wire_is_found_by_its_bytes_until_the_log_forgets_it():
+    log = filled([Dot("a", 1), Dot("a", 2)], cap=2)
+    assert log.dot_of(bytes(bytearray(wire(Dot("a", 1))))) == Dot("a", 1)  # an equal copy, as received
+    assert log.dot_of(b"a#3") is None
+    log.add(Dot("a", 3), wire(Dot("a", 3)), batch_hash(wire(Dot("a", 3))))
+    assert log.dot_of(wire(Dot("a", 1))) is None and log.dot_of(wire(Dot("a", 3))) == Dot("a", 3)

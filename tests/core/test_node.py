@@ -219,6 +219,22 @@ def test_trusted_peer_cannot_edit_a_document_as_another_client() -> None:
     assert honest.snapshot() == before
 
 
+def test_a_batch_received_again_is_a_duplicate_without_a_second_verification(monkeypatch) -> None:
+    import crdtmem.protocol.node as node_module
+
+    cluster, mallory = _honest()
+    own = Memory(MALLORY.peer_id)
+    own.counter("tasks").increment(1)
+    wire = seal_batch(MALLORY, 1, own.take_deltas()).wire
+    verified, real_verify = [], node_module.verify
+    monkeypatch.setattr(node_module, "verify", lambda *args: verified.append(args) or real_verify(*args))
+    cluster.inject(mallory.conn, mallory.seal(Batches((wire,))))
+    events = cluster.inject(mallory.conn, mallory.seal(Batches((bytes(bytearray(wire)),))))
+    stats = cluster.stats("honest")
+    assert len(verified) == 1 and stats.duplicate_batches == 1 and stats.batches_applied == 1
+    assert _refusals(events) == [] and cluster.memory("honest").counter("tasks").value == 3
+
+
 def test_batch_with_a_broken_signature_is_refused() -> None:
     cluster, mallory = _honest()
     honest = cluster.memory("honest")

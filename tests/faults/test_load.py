@@ -8,7 +8,9 @@ which all processes share); the first change at peer ``j`` showing ``w<i> >= k``
 
 Reported: writes made and delivered per second; p50/p99/max write-to-visible latency (from
 the moment the write was sent to its peer's stdin); the CPU cores the peers used
-while writing and each process's RSS at start, halfway and end (both from ``/proc``).
+while writing, the CPU seconds they spent per write and per delivery (writing and draining)
+and, with ``idle_seconds``, while connected and idle; each process's RSS at start, halfway
+and end (CPU and RSS from ``/proc``). ``benchmarks/bench_load.py`` sweeps rates with it.
 
 Checked: after the writers stop every peer converges to every durable write (zero lost), and
 RSS stays bounded (the delta log is collected once every peer has a batch, so memory must not
@@ -35,6 +37,8 @@ from typing import Any
 import pytest
 
 from ..processes import PeerProcess, keys
+
+CPU_PROFILER = Path(__file__).resolve().parents[2] / "benchmarks" / "cpu_profile.py"
 
 MAX_RSS_GROWTH_MB = 60.0
 """The most a peer's RSS may grow from start to end of the run (state is 20 tiny counters)."""
@@ -64,11 +68,17 @@ def rss_mb(pid: int) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time the process has used so far."""
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time the process has used so far."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return float("nan"), float("nan")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def topology(n: int, rng: random.Random) -> list[list[int]]:
@@ -111,6 +121,7 @@ class Driver:
         self.answers: dict[Any, dict] = {}
         self.seen: dict[int, list[tuple[float, int]]] = {i: [] for i in range(n)}  # writer -> (t, value)
         self.last_values: dict[int, int] = {}
+        self.read_lag = 0.0  # the longest a change line waited between the peer printing it and us reading it
         self.updated = threading.Condition()
         self.stopped = threading.Event()  # set when the run ends: the write loop stops at once
         self.reader = threading.Thread(target=self._route, daemon=True)
@@ -137,6 +148,7 @@ class Driver:
                     writer, value = int(message["changed"][1:]), message["value"]
                     self.last_values[writer] = value
                     self.seen[writer].append((message["at"], value))
+                    self.read_lag = max(self.read_lag, time.monotonic() - message["at"])
                 elif "durable" in message:
                     self.durable[message["durable"]] = time.monotonic()
                 elif "error" in message:
@@ -168,8 +180,16 @@ def wait_all(drivers: list[Driver], predicate, deadline: float) -> bool:
     return all(d.wait_for(lambda d=d: predicate(d), deadline - time.monotonic()) for d in drivers)
 
 
-def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: int = 1) -> dict[str, Any]:
-    """Run the load scenario; return its figures (see the module docstring)."""
+def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: int = 1,
+             idle_seconds: float = 0.0, profile: Path | None = None, flags: list[str] = ()) -> dict[str, Any]:
+    """Run the load scenario; return its figures (see the module docstring).
+
+    Args:
+        idle_seconds: once every peer is connected, measure their CPU this long before writing.
+        flags: more ``crdtmem peer`` flags for every peer (``["--eager-tree"]``).
+        profile: run peer 0 under ``benchmarks/cpu_profile.py`` (cProfile timed by CPU),
+            writing its stats here when it stops.
+    """
     rng = random.Random(seed)
     names = [f"p{i}" for i in range(peers)]
     trust = keys(directory, names)
@@ -179,8 +199,9 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
     t0 = time.monotonic()
 
     def start(i: int) -> PeerProcess:
+        python_args = [str(CPU_PROFILER), str(profile)] if profile is not None and i == 0 else []
         return PeerProcess(directory, names[i], trust, listen=urls[i], connect=[urls[j] for j in dials[i]],
-                           extra=["--anti-entropy-interval", "10"])
+                           extra=["--anti-entropy-interval", "10", *flags], python_args=python_args)
 
     procs: list[PeerProcess] = []
     with ThreadPoolExecutor(max_workers=4) as pool:  # a few at a time: imports are CPU-heavy
@@ -206,7 +227,9 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         if any(d.errors for d in drivers):
             raise TimeoutError(f"peers did not connect: {[d.errors for d in drivers if d.errors]}")
         rss_start = [rss_mb(p.proc.pid) for p in procs]
+        idle_cpu = _cpu_over(procs, idle_seconds) if idle_seconds > 0 else None
         cpu_start = [cpu_seconds(p.proc.pid) for p in procs]
+        sys_start = sum(cpu_times(p.proc.pid)[1] for p in procs)
         writers = [threading.Thread(target=d.write_loop, args=(seconds, rate), daemon=True) for d in drivers]
         w0 = time.monotonic()
         for t in writers:
@@ -224,6 +247,8 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         made = {d.index: len(d.durable) for d in drivers}
         wait_all(drivers, lambda d: all((d.last_values.get(i) or 0) >= made[i] for i in made), settle_deadline)
         settle = time.monotonic() - w0 - write_time
+        cpu_total = sum(cpu_seconds(p.proc.pid) - c for p, c in zip(procs, cpu_start))
+        cpu_system = sum(cpu_times(p.proc.pid)[1] for p in procs) - sys_start
         rss_end = [rss_mb(p.proc.pid) for p in procs]
         final = {d.index: dict(d.last_values) for d in drivers}
         metrics = []
@@ -281,6 +306,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         "deliveries_never_seen": unseen,
         "latency_s": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
         "latency_clock": "CLOCK_MONOTONIC, shared by every process: sent here, applied there",
+        "harness_read_lag_max_s": round(max(d.read_lag for d in drivers), 3),
         "rss_mb": {"start": [round(x, 1) for x in rss_start], "mid": [round(x, 1) for x in rss_mid],
                    "end": [round(x, 1) for x in rss_end], "growth": growth, "max_growth": max(growth)},
         "cpu_cores_used_while_writing": {
@@ -288,11 +314,25 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
             "per_peer_median": round(sorted(cpu_writing)[len(cpu_writing) // 2] / write_time, 3),
             "machine_cores": os.cpu_count(),
         },
+        "cpu_seconds": {
+            "writing_and_draining": round(cpu_total, 2),
+            "per_write_ms": round(1000 * cpu_total / max(1, writes_made), 3),
+            "per_delivery_ms": round(1000 * cpu_total / max(1, len(latencies)), 3),
+            "system_share": round(cpu_system / cpu_total, 3) if cpu_total else None,
+            "idle_cores_per_peer": None if idle_cpu is None else round(idle_cpu / peers / idle_seconds, 4),
+        },
         "traffic_per_write": _traffic_per_write(metrics, writes_made),
         "journal_rows_end": [m["metrics"]["store"]["journal_rows"] if m else None for m in metrics],
         "refusals": [m["metrics"]["refusals"] if m else None for m in metrics],
         "errors": errors[:10],
     }
+
+
+def _cpu_over(procs: list[PeerProcess], seconds: float) -> float:
+    """CPU seconds all ``procs`` use together in the next ``seconds`` (while nothing else drives them)."""
+    before = [cpu_seconds(p.proc.pid) for p in procs]
+    time.sleep(seconds)
+    return sum(cpu_seconds(p.proc.pid) - b for p, b in zip(procs, before))
 
 
 def _traffic_per_write(metrics: list[dict | None], writes: int) -> dict[str, float]:
