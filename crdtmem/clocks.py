@@ -279,6 +279,16 @@ class CausalContext:
         """Every replica with a dot in this context."""
         return self.vv.keys() | self._stray.keys()
 
+    def forget(self, replica: str) -> bool:
+        """Drop every dot of ``replica``; say whether there was any.
+
+        Call only for a replica that can write no new dot here (a departed incarnation whose
+        every batch is applied, see :mod:`crdtmem.protocol.retirement`): its dots are then no
+        longer "seen" by this context, so the caller must keep them from arriving again.
+        """
+        had_run = self.vv.pop(replica, None) is not None
+        return self._stray.pop(replica, None) is not None or had_run
+
 
 def count_unseen(ctx: CausalContext, seen: CausalContext) -> int:
     """How many dots of ``ctx`` ``seen`` lacks, counted without walking any range.

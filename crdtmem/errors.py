@@ -11,7 +11,8 @@ Whose fault it is decides the branch::
     └── LocalProtocolError           this process misused the API
         ├── TypeMismatchError (TypeError)
         ├── RollbackError
-        └── UnencodableWriteError
+        ├── UnencodableWriteError
+        └── RetiredWriterError
 
 Every :class:`RemoteProtocolError` carries a :class:`RefusalReason`: the short code a peer's
 input is refused with (logged, counted, and what a :class:`~crdtmem.protocol.events.Refused`
@@ -34,6 +35,7 @@ __all__ = [
     "TypeConflictError",
     "RollbackError",
     "UnencodableWriteError",
+    "RetiredWriterError",
 ]
 
 
@@ -70,6 +72,9 @@ class RefusalReason(StrEnum):
     NOT_AN_ADMIN = "not-an-admin"
     REVOKED_AUTHOR = "revoked-author"
     REVOKED_KEY = "revoked-key"
+    # retirement of departed incarnations (crdtmem.protocol.retirement)
+    BAD_RETIREMENT = "bad-retirement"
+    RETIRED_AUTHOR = "retired-author"
     # the node (crdtmem.protocol.node)
     TYPE_CONFLICT = "type-conflict"  # no longer raised: type clashes resolve (crdtmem.memory)
     CLOCK_SKEW = "clock-skew"
@@ -137,4 +142,11 @@ class UnencodableWriteError(LocalProtocolError):
 
     A type's ``to_plain`` made something msgpack cannot carry (or a number past the wire's
     limit). The writes stay in this replica's state but reach no peer; the names are listed.
+    """
+
+
+class RetiredWriterError(LocalProtocolError):
+    """A local write after this incarnation retired (:meth:`crdtmem.protocol.node.Node.retire`).
+
+    Its last batch is sealed and its retirement replicated: start a new peer to write again.
     """

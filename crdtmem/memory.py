@@ -29,7 +29,7 @@ resolved.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import Any
 
 import pycrdt
@@ -40,7 +40,7 @@ from . import rollback as _rollback
 from .clocks import HybridClock
 from .crdt import Crdt, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
 from .crdt.registry import SPECS, TypeSpec, lookup
-from .errors import DecodeError, TypeMismatchError
+from .errors import DecodeError, RetiredWriterError, TypeMismatchError
 from .limits import MAX_COUNT, OutOfRangeError, check_name
 from .handles import (
     CounterHandle,
@@ -112,6 +112,7 @@ class Memory:
         self._outbox: list[tuple[str, Crdt]] = []
         self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
         self._listeners: list[ChangeListener] = []
+        self._sealed: str | None = None  # why local writes are refused (the writer retired), if they are
 
     def __repr__(self) -> str:
         return f"Memory({self.replica_id!r}, {len(self._objects)} objects)"
@@ -356,7 +357,13 @@ class Memory:
 
     def _local(self, name: str, delta: Crdt, touched: Iterable[Hashable] = ()) -> None:
         """Record a local write's delta; ``touched`` names leaves it emptied (a remove's delta
-        carries only dots, not the key they supported)."""
+        carries only dots, not the key they supported).
+
+        Raises:
+            RetiredWriterError: the memory is sealed (:meth:`seal`); the write is not recorded.
+        """
+        if self._sealed is not None:
+            raise RetiredWriterError(self._sealed)
         tag = delta.TAG
         held = self._objects.get(name)
         if held is not None and held.TAG == tag:
@@ -371,6 +378,15 @@ class Memory:
         self._mark_dirty(key, [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys())
         if self._listeners:
             self._notify(name, self.replica_id)
+
+    def seal(self, reason: str) -> None:
+        """Refuse every later local write with :class:`~crdtmem.errors.RetiredWriterError` (``reason``).
+
+        The node calls it when its incarnation retires: its last batch is signed, so a later
+        write could never be sent. The refused write is not recorded for the sync layer; drop
+        the memory (a retiring peer is stopping), since its state may show that write.
+        """
+        self._sealed = reason
 
     def take_deltas(self) -> list[tuple[str, Crdt]]:
         """Drain the deltas of local writes since the last call, oldest first.
@@ -449,6 +465,45 @@ class Memory:
         """Join every object of ``other`` into this memory (a full-state merge, in place)."""
         for key in sorted(other._objects):
             self.apply_delta(key, other._objects[key], other.replica_id)  # join never mutates its argument
+
+    # -- departed writers ----------------------------------------------------------------------
+
+    def forget(self, replicas: Collection[str], names: Iterable[str] | None = None) -> None:
+        """Drop ``replicas`` from the causal contexts of the objects ``names`` (None: every object).
+
+        The node calls it for departed incarnations once every dot they ever made has been
+        joined here (:mod:`crdtmem.protocol.retirement`). What they wrote stays: an element or
+        a map value they added and nobody removed keeps its dot. Changed leaves are marked
+        for the Merkle index.
+        """
+        if not replicas:
+            return
+        if names is None:
+            keys: Iterable[str] = list(self._objects)
+        else:
+            keys = [key for name in names for key in self._keys_of(name)]
+        for key in keys:
+            forget = getattr(self._objects[key], "forget", None)
+            if forget is not None:
+                changed = forget(replicas)
+                if changed:
+                    self._mark_dirty(key, changed)
+
+    def _keys_of(self, name: str) -> list[str]:
+        """The storage keys of every written type of ``name``."""
+        if name not in self._clashing:
+            return [name] if name in self._objects else []
+        return [self._key(name, tag) for tag in self._clashing[name]]
+
+    def context_entries(self) -> int:
+        """How many causal-context entries every object holds together: replicas in version
+        vectors plus stray dots (for metrics: what departed writers would leave behind)."""
+        total = 0
+        for state in self._objects.values():
+            ctx = getattr(state, "ctx", None)
+            if ctx is not None:
+                total += len(ctx.vv) + ctx.cloud_size()
+        return total
 
     # -- Merkle index seam --------------------------------------------------------------------
 

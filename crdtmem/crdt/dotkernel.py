@@ -177,6 +177,18 @@ class DotKernel:
         else:
             self.entries.pop(key, None)
 
+    def forget(self, replicas: Iterable[str]) -> set[Hashable]:
+        """Drop ``replicas`` from the causal context (departed incarnations); return the leaves changed.
+
+        Their dots that still support entries stay: those are data, not context. Call only for
+        replicas whose every dot has been joined here (see :meth:`CausalContext.forget`).
+        """
+        ctx = self.ctx
+        forgot = False
+        for replica in replicas:
+            forgot = ctx.forget(replica) or forgot
+        return {META} if forgot else set()
+
     def copy(self) -> Self:
         return self.build(dict(self.entries), self.ctx.copy())  # dot dicts are shared, never changed
 

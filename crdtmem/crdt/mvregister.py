@@ -27,5 +27,8 @@ class MVRegister(KernelContainer):
     def join(self, other: MVRegister) -> set[Hashable]:
         return {WHOLE} if super().join(other) else set()
 
+    def forget(self, replicas: Iterable[str]) -> set[Hashable]:
+        return {WHOLE} if super().forget(replicas) else set()
+
     def leaf_keys(self) -> Iterable[Hashable]:
         return (WHOLE,)

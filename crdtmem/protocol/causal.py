@@ -40,6 +40,7 @@ from ..crdt.document import Document, update_footprint, yjs_client_id
 from ..crdt.dotkernel import KernelContainer
 from ..errors import RefusalReason, RemoteProtocolError
 from .batch import DeltaBatch
+from .retirement import Retirements
 
 __all__ = ["CausalIndex", "UnobservedRemoveError", "BadDependenciesError", "EquivocationError"]
 
@@ -70,9 +71,15 @@ class EquivocationError(RemoteProtocolError):
 
 
 class CausalIndex:
-    """The applied batches' hashes, covered vectors and heads, and per-object dot and Yjs reach."""
+    """The applied batches' hashes, covered vectors and heads, and per-object dot and Yjs reach.
 
-    def __init__(self) -> None:
+    Args:
+        retirements: the departed incarnations pruned here (:mod:`.retirement`): covered vectors
+            built here leave out the pruned entries they imply, and are read through it.
+    """
+
+    def __init__(self, retirements: Retirements | None = None) -> None:
+        self._retirements = retirements or Retirements()
         self._covered: dict[bytes, dict[str, int]] = {}
         self._heads: set[bytes] = set()
         self._refused: set[bytes] = set()
@@ -137,7 +144,7 @@ class CausalIndex:
                 if replica == batch.author:
                     continue
                 top = ctx.max(replica)
-                if top > self._reach_at(name, replica, covered.get(replica, 0)):
+                if top > self._reach_at(name, replica, self._retirements.seq_in(covered, replica)):
                     raise UnobservedRemoveError(
                         f"batch {batch.author}#{batch.seq} removes dots of {replica} in {name!r} "
                         "that its dependencies do not cover"
@@ -157,7 +164,7 @@ class CausalIndex:
             if client == own or not ranges:
                 continue
             replica = self._yjs_replicas.get(client)
-            reach = 0 if replica is None else self._yjs_reach_at(name, replica, covered.get(replica, 0))
+            reach = 0 if replica is None else self._yjs_reach_at(name, replica, self._retirements.seq_in(covered, replica))
             clock, length = ranges[-1]  # sorted and merged: the last range ends highest
             if clock + length > reach:
                 raise UnobservedRemoveError(
@@ -165,8 +172,9 @@ class CausalIndex:
                     f"in {name!r} that its dependencies do not cover"
                 )
 
-    def record(self, batch: DeltaBatch, covered: dict[str, int] | None = None) -> None:
-        """Note ``batch`` as applied (after :meth:`check`, or in log order on restart)."""
+    def record(self, batch: DeltaBatch, covered: dict[str, int] | None = None) -> dict[str, int]:
+        """Note ``batch`` as applied (after :meth:`check`, or in log order on restart); return
+        its covered vector."""
         if covered is None:
             covered = self._join(batch.deps)
             covered[batch.author] = batch.seq
@@ -184,6 +192,7 @@ class CausalIndex:
                     continue  # refused by check; locally, leaves the reach where it was
                 self._yjs_replicas.setdefault(client, batch.author)
                 _extend(self._yjs_reach, (name, batch.author), batch.seq, ends.get(client, 0))
+        return covered
 
     def vouch(self, batch: DeltaBatch) -> bool:
         """Let ``batch`` satisfy the batches that depend on it without applying it; True if done.
@@ -207,6 +216,7 @@ class CausalIndex:
             for replica, seq in self._covered.get(dep, {}).items():
                 if seq > covered.get(replica, 0):
                     covered[replica] = seq
+        self._retirements.shrink(covered)
         return covered
 
     def record_all(self, batches: Iterable[DeltaBatch]) -> None:

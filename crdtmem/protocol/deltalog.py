@@ -9,6 +9,7 @@ has been partitioned for a while can hold a long log while its neighbours ack ev
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 from ..clocks import CausalContext, Dot
 from .batch import batch_hash
@@ -64,10 +65,18 @@ class DeltaLog:
         if self.max_batches is not None and len(self._wires) > self.max_batches:
             self._forget(next(iter(self._wires)))
 
-    def missing(self, seen: CausalContext) -> list[tuple[Dot, bytes]]:
-        """The logged batches ``seen`` lacks, oldest sequence number first per author."""
+    def missing(self, seen: CausalContext, holds_all: Callable[[str], bool] | None = None) -> list[tuple[Dot, bytes]]:
+        """The logged batches ``seen`` lacks, oldest sequence number first per author.
+
+        Args:
+            holds_all: for an author ``seen`` names no batch of, whether its holder has them
+                all anyway (it pruned that departed incarnation, see
+                :meth:`Retirements.holder_of_all <crdtmem.protocol.retirement.Retirements.holder_of_all>`).
+        """
         out = []
         for author, seqs in self._seqs.items():
+            if holds_all is not None and not seen.max(author) and holds_all(author):
+                continue
             for seq in seqs[bisect.bisect_right(seqs, seen.vv.get(author, 0)):]:
                 dot = Dot(author, seq)
                 if dot not in seen:
@@ -76,8 +85,9 @@ class DeltaLog:
         out.sort(key=lambda item: order[item[0]])  # the order they were applied: causal
         return out
 
-    def count_missing(self, seen: CausalContext) -> int:
-        return len(self.missing(seen))
+    def count_missing(self, seen: CausalContext, holds_all: Callable[[str], bool] | None = None) -> int:
+        """How many logged batches ``seen`` lacks (see :meth:`missing`)."""
+        return len(self.missing(seen, holds_all))
 
     def _forget(self, dot: Dot) -> None:
         del self._dots[batch_hash(self._wires[dot])]

@@ -98,7 +98,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from .. import codec
@@ -155,6 +155,7 @@ from .messages import (
     seen_digest,
 )
 from .membership import Membership, RevokedAuthorError
+from .retirement import RETIRED_NAME, Retirements, retirement, retirement_records
 from .parking import ParkedBatches
 from .recovery import Snapshot
 from .relay import RelayInputs, RelayLink
@@ -268,6 +269,10 @@ class Node(RelayInputs):
         config: tunables.
         seen: the batches already reflected in ``memory`` (restored from storage).
         log: signed batch wires to keep serving for catch-up (restored from storage).
+        predecessors: the incarnations of this key that ran on the same store before this
+            start (the shell remembers them). Those that did not retire (a crash, a kill) are
+            retired in this start's first batch, at the highest number the store holds for each
+            (:mod:`.retirement`). Never name an incarnation that may still run elsewhere.
     """
 
     def __init__(
@@ -280,6 +285,7 @@ class Node(RelayInputs):
         config: NodeConfig | None = None,
         seen: CausalContext | None = None,
         log_wires: Iterable[bytes] = (),
+        predecessors: Iterable[str] = (),
     ) -> None:
         if key_id_of(memory.replica_id) != identity.peer_id:
             raise ValueError(f"memory replica id {memory.replica_id!r} is not an incarnation of {identity.peer_id!r}")
@@ -296,13 +302,12 @@ class Node(RelayInputs):
         self.seen = seen.copy() if seen is not None else CausalContext()
         self.index = MerkleIndex(memory)
         self._log = DeltaLog(self.config.max_log_batches)
-        self._causal = CausalIndex()
+        self._retirements = Retirements(keep=self.replica_id)
+        self._causal = CausalIndex(self._retirements)
         self._parked = ParkedBatches(self.config.max_parked_batches)
         self._evidence: dict[bytes, bytes] = {}  # hash -> wire: other versions of numbers we hold
-        for wire in log_wires:  # in the order they were applied, so dependencies come first
-            batch = read_batch(wire, max_size=self.config.max_message_bytes)
-            self._log.add(Dot(batch.author, batch.seq), wire, batch.hash)
-            self._causal.record(batch)
+        self._replay(log_wires)
+        self._retire_predecessors(predecessors)
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
         # author -> its waiting batches, oldest first -> the dependencies each was filed under
@@ -436,10 +441,11 @@ class Node(RelayInputs):
             batch = self._seal_encodable(seq, deltas, heads)
             if batch is None:
                 return
-        self._causal.record(batch)
+        covered = self._causal.record(batch)
         self._log.add(Dot(batch.author, seq), batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
         self.stats.batches_created += 1
+        self._prune(self._retirements.note(batch.author, seq, covered, retirement_records(batch.deltas), self._holds_all))
         sessions = self._ready_sessions()
         for session in self._relay_targets(sessions):
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
@@ -498,7 +504,7 @@ class Node(RelayInputs):
             self.members.replace_founding(keyring)
         fresh: list[tuple[Dot, bytes]] = []
         for dot, wire in self._parked.release(lambda author: self.members.public_key(author) is not None):
-            if dot in self.seen:
+            if self._holds(dot):
                 continue
             try:
                 batch = open_batch(wire, self.members, verify, max_size=self.config.max_message_bytes)
@@ -608,13 +614,16 @@ class Node(RelayInputs):
         out: dict[str, bool] = {}
         for s in self._ready_sessions():
             # Until the peer's first Sync on this connection we do not know what it holds.
-            ok = s.heard and _covers(s.peer_seen, self.seen) and _covers(self.seen, s.peer_seen)
+            ok = s.heard and _covers(s.peer_seen, self.seen) and self._have_all(s.peer_seen)
             out[s.peer_id] = out.get(s.peer_id, True) and ok
         return out
 
     def lag(self) -> dict[str, int]:
         """Per connected peer: how many batches of our log it is not known to have (for health)."""
-        return {s.peer_id: self._log.count_missing(s.peer_seen) for s in self._ready_sessions()}
+        return {
+            s.peer_id: self._log.count_missing(s.peer_seen, self._retirements.holder_of_all(s.peer_seen))
+            for s in self._ready_sessions()
+        }
 
     # -- handshake --------------------------------------------------------------------------
 
@@ -669,12 +678,12 @@ class Node(RelayInputs):
             self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
-            missing = self._log.missing(message.seen)
+            missing = self._log.missing(message.seen, self._retirements.holder_of_all(message.seen))
             if missing:
                 self._push(session, missing, SendKind.CATCH_UP)
         # Our answer tells the peer what we lack. The peer's first Sync is the one it sent on
         # connecting, crossing ours: it answers ours with whatever it holds that we lack.
-        if not message.reply and not first and not _covers(self.seen, message.seen):
+        if not message.reply and not first and not self._have_all(message.seen):
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
         if not message.reply:
             self._want(session)
@@ -710,7 +719,7 @@ class Node(RelayInputs):
 
     def _on_ihave(self, session: _Session, message: IHave, now: float) -> None:
         for dot in message.dots:
-            if dot not in self.seen:
+            if not self._holds(dot):
                 if len(session.announced) >= MAX_WANTED:
                     continue  # bounded: asking for one asks for all it holds anyway
                 session.announced.add(dot)
@@ -721,7 +730,7 @@ class Node(RelayInputs):
     def _ask_announced(self, session: _Session) -> None:
         """The tree did not bring what the peer announced in time: ask it (its answer grafts the link)."""
         session.ask_at = None
-        missing = any(dot not in self.seen for dot in session.announced)
+        missing = any(not self._holds(dot) for dot in session.announced)
         session.announced.clear()
         if missing:
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
@@ -766,7 +775,7 @@ class Node(RelayInputs):
         fetch = False
         for wire in wires:
             dot = Dot(*peek_batch(wire))
-            held = dot in self.seen
+            held = self._holds(dot)
             if held and (self._log.get(dot, wire) == wire or batch_hash(wire) in self._evidence):
                 source.peer_seen.add(dot)
                 self.stats.duplicate_batches += 1
@@ -813,7 +822,7 @@ class Node(RelayInputs):
         so (it answers a differing one with its full ``Sync``); otherwise the full ``Sync``.
         """
         session.ack_at = None
-        if _covers(session.peer_seen, self.seen) and _covers(self.seen, session.peer_seen):
+        if _covers(session.peer_seen, self.seen) and self._have_all(session.peer_seen):
             self._send_message(session, SeenDigest(seen_digest(self.seen)), SendKind.GOSSIP)
         else:
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
@@ -963,8 +972,11 @@ class Node(RelayInputs):
 
     def _apply(self, batch: DeltaBatch, *, vouched: bool = False) -> None:
         try:
-            self.members.check(batch, vouched=vouched or self._vouched(batch.hash))
+            vouched = vouched or self._vouched(batch.hash)
+            self.members.check(batch, vouched=vouched)
+            self._retirements.check_author(batch, vouched=vouched)
             covered = self._causal.check(batch)
+            records = self._retirements.check(batch, covered)
         except RevokedAuthorError:
             self._hold_beyond_cut(batch)
             raise
@@ -980,11 +992,19 @@ class Node(RelayInputs):
         self._log.add(dot, batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
         self.stats.batches_applied += 1
+        self._strip_pruned(batch.deltas)
+        self._prune(self._retirements.note(batch.author, batch.seq, covered, records, self._holds_all))
 
     def _vouched(self, batch_hash: bytes) -> bool:
-        """Whether a waiting batch of a member (not revoked) depends on ``batch_hash``."""
+        """Whether a waiting batch of a member (not revoked, not retired before it) depends on ``batch_hash``."""
         waiting = (self._pending.get(w) for w in self._waiting.get(batch_hash, ()))
-        return any(w is not None and not self.members.is_revoked(key_id_of(w.author)) for w in waiting)
+        return any(w is not None and self._may_vouch(w) for w in waiting)
+
+    def _may_vouch(self, batch: DeltaBatch) -> bool:
+        """Whether ``batch`` is within its author's rights: its key is not revoked, nor its
+        incarnation retired before it."""
+        return not self.members.is_revoked(key_id_of(batch.author)) and batch.seq <= self._retirements.finals.get(
+            batch.author, batch.seq)
 
     def _hold_beyond_cut(self, batch: DeltaBatch) -> None:
         """Keep a revoked key's batch past its cut (bounded), in case a member's batch depends on it."""
@@ -998,7 +1018,7 @@ class Node(RelayInputs):
         The member applied them before the revocation reached it; applying them here too keeps
         the replicas equal and the member's own writes accepted. Returns what was applied.
         """
-        if self.members.is_revoked(key_id_of(batch.author)):
+        if not self._may_vouch(batch):
             return []
         applied: list[tuple[Dot, bytes]] = []
         stack = [h for h in missing if h in self._beyond_cut]
@@ -1021,6 +1041,109 @@ class Node(RelayInputs):
             applied.append((Dot(held.author, held.seq), held.wire))
             applied += self._release(None, held.hash)
         return applied
+
+    # -- departed incarnations (see .retirement) -----------------------------------------------
+
+    def retire(self, now: float) -> None:
+        """Stop writing under this incarnation for good; call on a clean stop.
+
+        Seals its last batch: the pending local writes plus the record retiring this
+        incarnation at that batch's number, pushed like any flush (perform
+        :meth:`take_actions` and journal the events as usual, then let the peer go). Every
+        replica then prunes this incarnation from its vectors and contexts once it holds all
+        its batches. Later local writes raise :class:`~crdtmem.errors.RetiredWriterError`.
+        Calling it twice is harmless.
+        """
+        if self.replica_id in self._retirements.finals:
+            return
+        final = self.seen.max(self.replica_id) + 1
+        self.memory.gset(RETIRED_NAME).add(retirement(self.replica_id, final))
+        self.flush(now)
+        self.memory.seal(f"{self.replica_id} retired after its batch #{final}: start a new peer to write")
+
+    def retired(self) -> dict[str, int]:
+        """The departed incarnations pruned here, with their final batch numbers (for metrics and tests)."""
+        return dict(self._retirements.pruned)
+
+    def batches_seen(self) -> int:
+        """How many batches this replica holds: those its seen set names plus the pruned incarnations' ones."""
+        return self.seen.size() + sum(self._retirements.pruned.values())
+
+    def _holds(self, dot: Dot) -> bool:
+        """Whether batch ``dot`` is applied here (named by the seen set, or of a pruned incarnation)."""
+        return dot in self.seen or self._retirements.holds(dot)
+
+    def _holds_all(self, incarnation: str, final: int) -> bool:
+        return self.seen.vv.get(incarnation, 0) >= final
+
+    def _have_all(self, seen: CausalContext) -> bool:
+        """Whether our seen set holds every batch ``seen`` names (those of pruned incarnations included)."""
+        pruned = self._retirements.pruned
+        if not pruned:
+            return _covers(self.seen, seen)
+        return _covers(self.seen, seen, skip=lambda replica, top: top <= pruned.get(replica, 0))
+
+    def _strip_pruned(self, deltas: Iterable[tuple[str, object]]) -> None:
+        """Drop pruned incarnations that a just-applied batch brought back into object contexts
+        (a removal's context names the dots it removed)."""
+        pruned = self._retirements.pruned
+        if not pruned:
+            return
+        for name, delta in deltas:
+            ctx = getattr(delta, "ctx", None)
+            if ctx is not None:
+                back = [r for r in ctx.replicas() if r in pruned]
+                if back:
+                    self.memory.forget(back, (name,))
+
+    def _prune(self, incarnations: list[str]) -> None:
+        """Drop newly pruned incarnations from the seen set, the memory and what we know of peers."""
+        if not incarnations:
+            return
+        gone = set(incarnations)
+        for replica in incarnations:
+            self.seen.forget(replica)
+            for known in self._known_seen.values():
+                known.forget(replica)
+        for session in self._sessions.values():
+            for replica in incarnations:
+                session.peer_seen.forget(replica)
+            session.in_flight = {dot for dot in session.in_flight if dot[0] not in gone}
+        self.memory.forget(gone)
+        self.stats.incarnations_pruned += len(incarnations)
+        log.debug("pruned departed incarnations %s", ", ".join(incarnations))
+
+    def _replay(self, log_wires: Iterable[bytes]) -> None:
+        """Rebuild the causal index and the pruned incarnations from the log, in the order the
+        batches were applied; then prune the restored seen set and memory alike."""
+        applied = CausalContext()
+        for wire in log_wires:  # in the order they were applied, so dependencies come first
+            batch = read_batch(wire, max_size=self.config.max_message_bytes)
+            dot = Dot(batch.author, batch.seq)
+            self._log.add(dot, wire, batch.hash)
+            covered = self._causal.record(batch)
+            applied.add(dot)
+            try:
+                records = retirement_records(batch.deltas)
+            except RemoteProtocolError:
+                records = []  # not a record here when it was applied either
+            holds_all = lambda incarnation, final: applied.vv.get(incarnation, 0) >= final  # noqa: E731
+            for replica in self._retirements.note(batch.author, batch.seq, covered, records, holds_all):
+                applied.forget(replica)
+        pruned = list(self._retirements.pruned)
+        for replica in pruned:
+            self.seen.forget(replica)
+        self.memory.forget(pruned)
+
+    def _retire_predecessors(self, predecessors: Iterable[str]) -> None:
+        """Retire this store's earlier incarnations that did not, in this start's first batch."""
+        for incarnation in sorted(set(predecessors)):
+            if (incarnation == self.replica_id or key_id_of(incarnation) != self.identity.peer_id
+                    or incarnation in self._retirements.finals):
+                continue
+            final = self.seen.max(incarnation)
+            if final:  # one that never wrote is in no vector
+                self.memory.gset(RETIRED_NAME).add(retirement(incarnation, final))
 
     def pending_size(self, author: str | None = None) -> int:
         """How many verified batches wait for their dependencies (for health and tests).
@@ -1098,7 +1221,13 @@ class Node(RelayInputs):
     def _learn(self, session: _Session, seen: CausalContext) -> None:
         session.peer_seen.join(seen)
         session.in_flight = {dot for dot in session.in_flight if dot not in seen}
-        self._known_seen.setdefault(session.peer_id, CausalContext()).join(seen)
+        known = self._known_seen.setdefault(session.peer_id, CausalContext())
+        known.join(seen)
+        pruned = self._retirements.pruned
+        if pruned:  # what the peer holds of incarnations pruned here is implied, not remembered
+            for replica in [r for r in seen.replicas() if r in pruned]:
+                session.peer_seen.forget(replica)
+                known.forget(replica)
 
     def _collect_log(self, now: float) -> None:
         """Forget what peers gone for longer than ``log_retention`` had seen.
@@ -1148,6 +1277,10 @@ class Node(RelayInputs):
         self._actions.append(Close(session.conn, reason))
         self.close(session.conn, now, reason)
 
-def _covers(big: CausalContext, small: CausalContext) -> bool:
-    return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.iter_cloud())
+def _covers(big: CausalContext, small: CausalContext, skip: Callable[[str, int], bool] | None = None) -> bool:
+    """Whether ``big`` holds every dot of ``small``, but for replicas ``skip(replica, top)`` excuses."""
+    if skip is None:
+        return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.iter_cloud())
+    return all(big.vv.get(r, 0) >= c or skip(r, c) for r, c in small.vv.items()) and all(
+        d in big or skip(d[0], d[1]) for d in small.iter_cloud())
 

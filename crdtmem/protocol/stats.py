@@ -33,6 +33,8 @@ class NodeStats:
     pending_dropped: int = 0
     """Waiting batches dropped because their author's budget or the whole wait buffer was full
     (fetched again later)."""
+    incarnations_pruned: int = 0
+    """Departed incarnations dropped from the seen set and the contexts (:mod:`.retirement`)."""
     bytes_sent: int = 0
     bytes_received: int = 0
     bytes_sent_by_kind: dict[SendKind, int] = field(default_factory=dict)
