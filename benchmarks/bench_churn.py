@@ -12,8 +12,8 @@ is a child process of its own (so its peak RSS is its own), alternating, ``--rep
 
 Measured over the second half of the run (vectors at steady state; the first minutes are
 the team warming up) and averaged over live peers: entries of ``seen`` (the version vector
-a ``Sync`` carries) and the ``Sync`` bytes, causal-context entries of the memory, entries of
-the causal index's covered vectors, and the causal-context bytes carried per sealed batch.
+a ``Sync`` carries) and the ``Sync`` bytes, causal-context entries of the memory, and the
+causal-context bytes carried per sealed batch.
 Prints one JSON object: each run's medians (and the range of wall times), and
 ``ratio`` = churn / steady for each figure; with pruning working they stay near 1 while
 ``incarnations_started`` is ~60x the agents alive.
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 FIGURES = ("seen_entries_mean", "seen_entries_max", "sync_bytes_mean", "context_entries_mean",
-           "covered_entries_mean", "batch_context_bytes_mean")
+           "batch_context_bytes_mean")
 
 
 def one(alive: int, minutes: int, seed: int, churn: bool) -> dict:

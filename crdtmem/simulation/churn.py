@@ -139,7 +139,6 @@ def _sample(sim: Simulation, collected: _Minute, minute: float, *, started: int)
         "sync_bytes_mean": round(mean(s.sync_bytes for s in sizes)),
         "sync_bytes_max": max(s.sync_bytes for s in sizes),
         "context_entries_mean": round(mean(s.context_entries for s in sizes), 1),
-        "covered_entries_mean": round(mean(s.covered_entries for s in sizes), 1),
         "retired_mean": round(mean(s.retired for s in sizes), 1),
         "batches_sealed": len(costs),
         "batch_context_entries_mean": round(mean(c.entries for c in costs), 2) if costs else 0.0,

@@ -351,6 +351,7 @@ class Simulation:
     def _boot(self, peer: SimPeer, at: float) -> None:
         """Start a fresh peer, with an empty store, at virtual time ``at``."""
         peer.store = MemoryStore(peer.peer_id)
+        peer.store_incarnations = []
         self._start(peer, Memory(peer.peer_id, clock=self._clock(peer)), None, [], at)
 
     def _clock(self, peer: SimPeer) -> Callable[[], float]:
@@ -366,7 +367,9 @@ class Simulation:
             config=self.config,
             seen=seen,
             log_wires=log,
+            predecessors=peer.store_incarnations,
         )
+        peer.store_incarnations.append(node.replica_id)
         peer.memory, peer.node, peer.alive = memory, node, True
         peer.generation += 1
         peer.tick_at = None

@@ -65,7 +65,7 @@ def take_sample(
 ) -> Sample:
     """Measure the peers now: divergence, links up, traffic so far and how far each lags."""
     div, roots, live = divergence_of(live_roots(peers))
-    missing = [batches_created - p.node.seen.size() for p in peers if p.alive]
+    missing = [batches_created - p.node.batches_seen() for p in peers if p.alive]
     return Sample(
         now, div, roots, live, links_up, sum(messages.values()), sum(nbytes.values()),
         max(missing, default=0), sum(missing) / len(missing) if missing else 0.0,

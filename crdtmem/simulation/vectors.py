@@ -1,7 +1,7 @@
 """What version vectors and causal contexts cost a simulated peer, and what a batch carries.
 
 Call :func:`vector_sizes` on a live peer to measure the vectors it keeps (``seen``, the
-covered vectors of its causal index, the causal contexts of its memory's objects) and the
+causal contexts of its memory's objects) and the
 ``Sync`` message that carries ``seen``; call :func:`batch_context_cost` on a sealed batch's
 wire for the causal contexts its deltas carry. The churn simulation and benchmark sample
 these to show that vectors track the agents alive, not every agent that ever existed.
@@ -30,8 +30,6 @@ class VectorSizes:
     """Encoded size of the ``Sync`` message carrying ``seen``."""
     context_entries: int
     """Causal-context entries of every object in the memory (version vector + strays)."""
-    covered_entries: int
-    """Entries of the covered vectors the causal index keeps, one per applied batch."""
     retired: int
     """Incarnations this peer has pruned (retired and every batch of theirs applied)."""
 
@@ -43,7 +41,6 @@ def vector_sizes(peer: SimPeer) -> VectorSizes:
         seen_entries=len(node.seen.replicas()),
         sync_bytes=len(encode_message(Sync(node.seen))),
         context_entries=peer.memory.context_entries(),
-        covered_entries=node.causal.vector_entries(),
         retired=len(node.retired()),
     )
 
