@@ -135,7 +135,9 @@ class DotKernel:
         the ranges costs at most 4 dots per entry held, never a number a peer picks.
         """
         mine = self.ctx
-        ranges = [(r, min(top, mine.max(r))) for r, top in their_ctx.vv.items()] if their_ctx.vv else []
+        # Dots past what our context has seen of r are in no entry of ours, unless r was forgotten
+        # (a departed incarnation: its dots that still support entries are no longer in the context).
+        ranges = [(r, min(top, mine.max(r) or top)) for r, top in their_ctx.vv.items()] if their_ctx.vv else []
         strays = their_ctx.cloud_pairs()  # as many as ``other`` carries: joining its context walks them too
         walk = sum([top for _, top in ranges]) + len(strays) if ranges else len(strays)
         if not walk:

@@ -33,6 +33,7 @@ from ..clocks import CausalContext, Dot
 from ..errors import CrdtmemError, DecodeError
 from ..memory import Memory
 from .batch import apply_batch, open_batch, peek_batch
+from .retirement import finals_in
 
 __all__ = [
     "Store",
@@ -132,6 +133,12 @@ class Store(Protocol):
         """Replace the snapshot with ``snapshot``; the journal stays. Call now and then."""
         ...
 
+    def start_incarnation(self, replica_id: str) -> list[str]:
+        """Record durably that ``replica_id`` writes through this store from now on; return the
+        incarnations recorded before it, oldest first. Call once per start, before creating
+        the node (its ``predecessors``: those that did not retire are retired by this start)."""
+        ...
+
     def close(self) -> None:
         """Release the store. Call when the peer stops."""
         ...
@@ -174,18 +181,20 @@ def recover(
     replayed = 0
     log: list[bytes] = []
     try:
+        retired: dict[str, int] = {}
         if snapshot is None:
             memory, seen = Memory(replica_id, clock=clock), CausalContext()
         else:
             memory = Memory.from_snapshot(replica_id, snapshot.memory, clock=clock)
             seen = codec.context_from_plain(codec.unpack(snapshot.seen))
+            retired = finals_in(memory)
         for wire in journal:
             if not isinstance(wire, bytes):
                 raise DecodeError("a journal entry is not bytes")
             log.append(wire)
             dot = Dot(*peek_batch(wire))
-            if dot in seen:
-                continue
+            if dot in seen or (dot[1] <= retired.get(dot[0], 0) and not seen.max(dot[0])):
+                continue  # reflected in the snapshot (a retired incarnation's, pruned from its seen set)
             apply_batch(memory, open_batch(wire, _OwnJournal(), _trusted, max_size=codec.MAX_STATE_BYTES))
             seen.add(dot)
             replayed += 1

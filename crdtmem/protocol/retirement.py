@@ -53,6 +53,7 @@ __all__ = [
     "Retirements",
     "retirement",
     "retirement_records",
+    "finals_in",
 ]
 
 RETIRED_NAME = "crdtmem.retired"
@@ -100,6 +101,23 @@ def retirement_records(deltas: Iterable[tuple[str, Any]]) -> list[tuple[str, int
                 raise BadRetirementError(f"a malformed retirement record in {RETIRED_NAME!r}")
             records.append(record)
     return records
+
+
+def finals_in(memory: Any) -> dict[str, int]:
+    """The retired incarnations a memory's :data:`RETIRED_NAME` set names, with their final
+    numbers (the largest record's); malformed elements are skipped.
+
+    Every batch up to the final number of each is reflected in that memory: a record is only
+    applied after them. Recovery reads it from a snapshot to know which journaled batches of
+    pruned incarnations the snapshot holds, though its seen set no longer names them.
+    """
+    state = memory.state(RETIRED_NAME)
+    finals: dict[str, int] = {}
+    for item in getattr(state, "items", None) or ():
+        record = _parse(item)
+        if record is not None and record[1] > finals.get(record[0], 0):
+            finals[record[0]] = record[1]
+    return finals
 
 
 def _parse(item: bytes) -> tuple[str, int] | None:

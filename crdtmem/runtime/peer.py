@@ -71,8 +71,9 @@ class Peer:
 
     Build it from :class:`~crdtmem.runtime.options.PeerOptions` — or, for the common cases,
     from the ``listen``, ``connect`` and ``store`` shortcuts alone — then enter it with
-    ``async with``; it runs until the block exits (it flushes, closes its connections and
-    snapshots the store)::
+    ``async with``; it runs until the block exits (it retires its incarnation with a last
+    flushed batch, see :meth:`Node.retire <crdtmem.protocol.node.Node.retire>`, closes its
+    connections and snapshots the store)::
 
         Peer(memory, identity, keyring, listen="ws://0.0.0.0:8765", store="me.db")
         Peer(memory, identity, keyring, PeerOptions(listen=..., limits=LinkLimits(max_connections=64)),
@@ -213,6 +214,7 @@ class Peer:
         self.memory.incarnate(new_incarnation(self.identity.peer_id, random.SystemRandom()))
         seen = None
         log_wires: list[bytes] = []
+        predecessors: list[str] = []
         if self._store_arg is not None:
             store = self._store_arg
             if isinstance(store, (str, os.PathLike)):
@@ -223,6 +225,7 @@ class Peer:
             try:
                 restored = restore(store, clock=self.memory._clock)
                 self.memory.merge(restored.memory)
+                predecessors = store.start_incarnation(self.memory.replica_id)
             except BaseException:
                 store.close()
                 self.store = None
@@ -231,7 +234,7 @@ class Peer:
             log.info("restored %d objects, %d batches from %s", len(restored.memory.names()),
                      restored.seen.size(), store)
         self.node = Node(self.memory, self.identity, self.keyring, rng=self.rng, config=self.config,
-                         seen=seen, log_wires=log_wires)
+                         seen=seen, log_wires=log_wires, predecessors=predecessors)
 
     def _close_store(self) -> None:
         """Close the store when the peer exits (after the final snapshot)."""
@@ -239,10 +242,11 @@ class Peer:
             self.store.close()
 
     async def _shutdown(self) -> None:
-        """Flush, stop listening and dialing, close connections, write a final snapshot."""
+        """Retire this incarnation (its last batch, flushed), stop listening and dialing, close
+        connections, write a final snapshot."""
         with anyio.CancelScope(shield=True):
             try:
-                self.node.flush(self._now())
+                self.node.retire(self._now())
                 self._tick()
             except Exception:  # noqa: BLE001
                 log.exception("final flush failed")

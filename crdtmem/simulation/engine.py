@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..clocks import CausalContext
-from ..identity import Identity, Keyring
+from ..identity import Identity, Keyring, new_incarnation
 from ..memory import Memory
 from ..protocol.events import BatchApplied, Close, PeerConnected, Publish, RelaySend, Send
 from ..protocol.node import Node
@@ -351,7 +351,6 @@ class Simulation:
     def _boot(self, peer: SimPeer, at: float) -> None:
         """Start a fresh peer, with an empty store, at virtual time ``at``."""
         peer.store = MemoryStore(peer.peer_id)
-        peer.store_incarnations = []
         self._start(peer, Memory(peer.peer_id, clock=self._clock(peer)), None, [], at)
 
     def _clock(self, peer: SimPeer) -> Callable[[], float]:
@@ -359,17 +358,19 @@ class Simulation:
         return lambda: EPOCH + queue.now + peer.skew
 
     def _start(self, peer: SimPeer, memory: Memory, seen: CausalContext | None, log: list[bytes], at: float) -> None:
+        rng = random.Random(self.rng_nodes.getrandbits(64))
+        memory.incarnate(new_incarnation(peer.peer_id, rng))  # the draw the node would make
+        predecessors = peer.store.start_incarnation(memory.replica_id) if peer.store is not None else []
         node = Node(
             memory,
             peer.identity,
             self.keyring,
-            rng=random.Random(self.rng_nodes.getrandbits(64)),
+            rng=rng,
             config=self.config,
             seen=seen,
             log_wires=log,
-            predecessors=peer.store_incarnations,
+            predecessors=predecessors,
         )
-        peer.store_incarnations.append(node.replica_id)
         peer.memory, peer.node, peer.alive = memory, node, True
         peer.generation += 1
         peer.tick_at = None

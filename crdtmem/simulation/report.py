@@ -51,7 +51,12 @@ def _lag(sim: Simulation) -> dict[str, Any]:
         else:
             union.join(peer.node.seen)
     total = union.size() if union is not None else 0
-    missing = [(total - peer.node.seen.size(), peer.index) for peer in live]
+    retired: dict[str, int] = {}  # departed incarnations some peer pruned from its seen set
+    for peer in live:
+        for incarnation, final in peer.node.retired().items():
+            retired[incarnation] = max(final, retired.get(incarnation, 0))
+    total += sum(max(0, final - union.max(incarnation)) for incarnation, final in retired.items())
+    missing = [(total - peer.node.batches_seen(), peer.index) for peer in live]
     node_lag = [(sum(peer.node.lag().values()), peer.index) for peer in live]
     missing.sort(key=lambda x: (-x[0], x[1]))
     node_lag.sort(key=lambda x: (-x[0], x[1]))

@@ -13,13 +13,12 @@ __all__ = ["SimPeer"]
 class SimPeer:
     """One simulated peer: its identity, replica and Node (None while crashed), and its store.
 
-    The store outlives a crash (None once it was lost): a restart restores from it, and
-    retires the incarnations that ran on it before (``store_incarnations``) if they did not.
+    The store outlives a crash (None once it was lost): a restart restores from it.
     """
 
     __slots__ = (
         "index", "identity", "memory", "node", "alive", "skew", "edges", "tick_at", "store",
-        "generation", "flush_pending", "last_change", "spins", "crashes", "store_incarnations",
+        "generation", "flush_pending", "last_change", "spins", "crashes",
     )
 
     def __init__(self, index: int, identity: Identity, skew: float) -> None:
@@ -37,7 +36,6 @@ class SimPeer:
         self.last_change = 0.0
         self.spins = 0
         self.crashes = 0
-        self.store_incarnations: list[str] = []
 
     @property
     def peer_id(self) -> str:

@@ -36,6 +36,8 @@ class MemoryStore:
         """Batches journaled since the last compaction (what a restart replays)."""
         self.journal_bytes = 0
         self.commits = 0
+        self.incarnations: list[str] = []
+        """Every incarnation that wrote through this store, oldest first."""
 
     def load_parts(self) -> StoredParts:
         """The snapshot and the whole journal, as committed."""
@@ -60,6 +62,12 @@ class MemoryStore:
         self.journal_rows = 0
         self.journal_bytes = 0
         self.commits += 1
+
+    def start_incarnation(self, replica_id: str) -> list[str]:
+        """Record that ``replica_id`` writes through this store now; the incarnations before it."""
+        earlier = list(self.incarnations)
+        self.incarnations.append(replica_id)
+        return earlier
 
     def close(self) -> None:
         """Nothing to release: the contents stay, for the next peer restored from this store."""

@@ -5,7 +5,7 @@ rebuilt from it by the core's one recovery function, :func:`~crdtmem.protocol.re
 
 Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem store)::
 
-    meta(key, value)                        peer_id, format, created
+    meta(key, value)                        peer_id, format, created, incarnations
     journal(id, author, seq, wire, checksum)
     snapshot(id=1, memory, seen, upto, checksum)
 
@@ -282,6 +282,25 @@ class SqliteStore:
         self.journal_rows += len(rows)
         self.journal_bytes += sum(len(r[2]) for r in rows)
         return len(rows)
+
+    def start_incarnation(self, replica_id: str) -> list[str]:
+        """Record (committed on return) that ``replica_id`` writes through this store now.
+
+        Returns:
+            The incarnations recorded before it, oldest first (the meta row ``incarnations``).
+        """
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'incarnations'").fetchone()
+            earlier = row[0].split() if row is not None else []
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('incarnations', ?)",
+                         (" ".join([*earlier, replica_id]),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return earlier
 
     def compact(self, snapshot: Snapshot) -> None:
         """Replace the snapshot (atomically); no journal row is rewritten or dropped.

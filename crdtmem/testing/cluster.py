@@ -43,6 +43,7 @@ from ..protocol.framing import FrameChannel
 from ..protocol.handshake import Handshake
 from ..protocol.messages import Message, encode_message
 from ..protocol.node import Node, NodeConfig
+from ..protocol.recovery import Restored, recover
 from ..protocol.stats import NodeStats
 
 __all__ = ["Cluster", "Conn", "LinkFaults", "RawSession"]
@@ -143,6 +144,7 @@ class Cluster:
         self._rng = random.Random(seed)
         self._nodes: dict[str, Node] = {}
         self._starts: dict[str, int] = {}  # how many times each node started (its rng seed changes)
+        self._incarnations: dict[str, list[str]] = {}  # each member's incarnations, oldest first
         self._events: dict[str, list[Event]] = {}
         self._links: dict[frozenset[str], _Link] = {}
         self._open: set[Conn] = set()
@@ -166,23 +168,49 @@ class Cluster:
         self.keyring.add(identity)
         return self._start(name, identity, keyring or self.keyring)
 
-    def restart(self, name: str, *, keyring: Keyring | None = None) -> Node:
-        """Replace ``name``'s node by a new one with its identity and an empty memory.
+    def restart(self, name: str, *, keyring: Keyring | None = None, keep_store: bool = False) -> Node:
+        """Replace ``name``'s node by a new one with its identity, under a fresh incarnation.
 
         Its connections close (wanted links are redialed); the old node is returned by no
-        query any more. Models a crash that lost the store.
+        query any more. Without ``keep_store`` the memory starts empty: a crash that lost the
+        store. With it, the new node recovers from what a store would hold — a snapshot taken
+        now and every batch the old node applied — as after a kill: it retires the earlier
+        incarnations of this store that did not retire themselves.
         """
         old = self.node(name)
         for conn in sorted((c for c in self._open | set(self._raw) if name in (c.owner, c.peer)), key=_order):
             self._break(conn, "peer restarted")
-        return self._start(name, old.identity, keyring or old.keyring)
+        if not keep_store:
+            return self._start(name, old.identity, keyring or old.keyring)
+        restored = recover(old.identity.peer_id, old.snapshot(), old.log_wires(), clock=lambda: self.now)
+        return self._start(name, old.identity, keyring or old.keyring, restored)
 
-    def _start(self, name: str, identity: Identity, keyring: Keyring) -> Node:
+    def leave(self, name: str) -> None:
+        """Member ``name`` stops cleanly: it retires its incarnation (:meth:`Node.retire`), stays
+        until every neighbour has its last batch, then leaves the cluster for good."""
+        node = self.node(name)
+        node.retire(self.now)
+        self._pump(name)
+        self.run_until(lambda: all(node.synced_with().values()), timeout=30)
+        for key in [k for k in self._links if name in k]:
+            link = self._links.pop(key)
+            if link.conn is not None:
+                self._break(link.conn, "left")
+        del self._nodes[name]
+
+    def _start(self, name: str, identity: Identity, keyring: Keyring, restored: Restored | None = None) -> Node:
         memory = Memory(identity.peer_id, clock=lambda: self.now)
         starts = self._starts[name] = self._starts.get(name, 0) + 1
         # A seed per start: a restarted node draws a fresh incarnation, as a real restart does.
         seed = f"{self.seed}/{name}" if starts == 1 else f"{self.seed}/{name}/{starts}"
-        node = Node(memory, identity, keyring, rng=random.Random(seed), config=self.config)
+        incarnations = self._incarnations.setdefault(name, [])
+        if restored is None:
+            node = Node(memory, identity, keyring, rng=random.Random(seed), config=self.config)
+        else:
+            memory.merge(restored.memory)
+            node = Node(memory, identity, keyring, rng=random.Random(seed), config=self.config,
+                        seen=restored.seen, log_wires=restored.log_wires, predecessors=incarnations)
+        incarnations.append(node.replica_id)
         self._nodes[name] = node
         self._events.setdefault(name, [])
         node.tick(self.now)

@@ -66,6 +66,15 @@ def test_appended_batches_come_back_in_order(make_store) -> None:
     assert list(make_store().load_parts().journal) == wires
 
 
+def test_a_store_remembers_every_incarnation_that_wrote_through_it(make_store) -> None:
+    store = make_store()
+    assert store.start_incarnation(f"{ALICE.peer_id}.aaaaaaaa") == []
+    assert store.start_incarnation(f"{ALICE.peer_id}.bbbbbbbb") == [f"{ALICE.peer_id}.aaaaaaaa"]
+    store.close()
+    assert make_store().start_incarnation(f"{ALICE.peer_id}.cccccccc") == [
+        f"{ALICE.peer_id}.aaaaaaaa", f"{ALICE.peer_id}.bbbbbbbb"]
+
+
 def test_compaction_replaces_the_snapshot_and_keeps_every_journaled_batch(make_store) -> None:
     store = make_store()
     memory = Memory(ALICE.peer_id, clock=clock)
@@ -113,7 +122,10 @@ async def test_a_peer_restarts_from_a_memory_store_and_writes_as_a_new_incarnati
             assert fresh.counter("c").value == 3
             fresh.counter("c").increment()
             await peer.flush()
-            assert peer.node.seen == CausalContext({first: 1, peer.node.replica_id: 1})
+            # The first incarnation retired on exit (its batch #2); this batch covers it: pruned
+            assert peer.node.seen == CausalContext({peer.node.replica_id: 1})
+            assert peer.node.retired() == {first: 2}
+    assert store.incarnations == [first, peer.node.replica_id]
 
 
 @pytest.mark.anyio
