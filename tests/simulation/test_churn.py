@@ -62,7 +62,7 @@ def test_a_killed_incarnation_is_retired_by_its_keys_next_start() -> None:
 
 
 def test_steady_churn_keeps_vectors_near_the_agents_alive_and_loses_nothing() -> None:
-    spec = ChurnSpec(alive=8, minutes=4, seed=3, crash_share=0.25, lifetime=(15.0, 25.0), writes_per_life=3.0)
+    spec = ChurnSpec(alive=8, minutes=3, seed=3, crash_share=0.25, lifetime=(15.0, 25.0), writes_per_life=3.0)
     result = run_churn(spec)
     assert result["clean_exits"] > 0 and result["crashes"] > 0
     assert result["incarnations_wrote"] > 5 * spec.alive  # far more incarnations wrote than are alive
