@@ -104,6 +104,8 @@ def run_churn(spec: ChurnSpec, *, progress: Callable[[dict[str, Any]], None] | N
     for minute in range(1, spec.minutes + 1):
         sim.run_until(60.0 * minute)
         sample = _sample(sim, collected, minute, started=spec.alive + _count_until(stops, 60.0 * minute))
+        sample["wall_s"] = round(time.perf_counter() - began, 1)
+        sample["cpu_s"] = round(time.process_time() - cpu_began, 1)
         collected.costs = []
         samples.append(sample)
         if progress is not None:
