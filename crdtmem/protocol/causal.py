@@ -28,6 +28,11 @@ what the author provably observed, so:
 (what the next local batch depends on), and per object and replica how far that replica's
 dots (in documents: its Yjs clock) reached after each of its batches. It holds no wires and is
 rebuilt from the delta log on restart (:meth:`CausalIndex.record` in log order).
+
+Departed incarnations pruned here (:mod:`.retirement`) leave the covered vectors built after
+their witness, and every check reads a vector through
+:meth:`Retirements.seq_in <crdtmem.protocol.retirement.Retirements.seq_in>`, so a removal is
+judged the same at a replica that pruned them and at one that did not.
 """
 
 from __future__ import annotations

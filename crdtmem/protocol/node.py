@@ -90,7 +90,12 @@ What the node does, per DESIGN.md §4:
   (:func:`~crdtmem.identity.new_incarnation`), so two processes sharing a key, or a restart
   that lost its store, never reuse a dot or a sequence number, and no write of any of them is
   ever ignored. Batches of the key's other incarnations are applied like anyone's; one under
-  this start's own incarnation that it did not sign is refused (``equivocation``).
+  this start's own incarnation that it did not sign is refused (``equivocation``);
+* departed incarnations (:mod:`.retirement`): :meth:`Node.retire` seals the last batch with a
+  retirement record, and a start retires its store's ``predecessors`` that did not; each
+  replica prunes a retired incarnation from its seen set, the memory's causal contexts, its
+  knowledge of peers and new covered vectors once it holds all its batches and a witness, and
+  treats its batches as duplicates from then on (``bad-retirement``, ``retired-author``).
 """
 
 from __future__ import annotations
@@ -678,7 +683,7 @@ class Node(RelayInputs):
             self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
-            missing = self._log.missing(message.seen, self._retirements.holder_of_all(message.seen))
+            missing = self._missing_for(message.seen)
             if missing:
                 self._push(session, missing, SendKind.CATCH_UP)
         # Our answer tells the peer what we lack. The peer's first Sync is the one it sent on
@@ -1051,11 +1056,15 @@ class Node(RelayInputs):
         incarnation at that batch's number, pushed like any flush (perform
         :meth:`take_actions` and journal the events as usual, then let the peer go). Every
         replica then prunes this incarnation from its vectors and contexts once it holds all
-        its batches. Later local writes raise :class:`~crdtmem.errors.RetiredWriterError`.
-        Calling it twice is harmless.
+        its batches. An incarnation that never wrote is in no vector: it only stops writing.
+        Later local writes raise :class:`~crdtmem.errors.RetiredWriterError`. Calling it
+        twice is harmless.
         """
         if self.replica_id in self._retirements.finals:
             return
+        if not self.seen.max(self.replica_id) and not self.memory.has_pending_deltas():
+            self.memory.seal(f"{self.replica_id} retired: start a new peer to write")
+            return  # it never wrote: no vector names it, nothing to retire
         final = self.seen.max(self.replica_id) + 1
         self.memory.gset(RETIRED_NAME).add(retirement(self.replica_id, final))
         self.flush(now)
@@ -1075,6 +1084,11 @@ class Node(RelayInputs):
 
     def _holds_all(self, incarnation: str, final: int) -> bool:
         return self.seen.vv.get(incarnation, 0) >= final
+
+    def _missing_for(self, seen: CausalContext) -> list[tuple[Dot, bytes]]:
+        """The logged batches a peer whose seen set is ``seen`` lacks, oldest first (its own
+        pruning of departed incarnations taken into account where the witness shows it)."""
+        return self._log.missing(seen, self._retirements.holder_of_all(seen))
 
     def _have_all(self, seen: CausalContext) -> bool:
         """Whether our seen set holds every batch ``seen`` names (those of pruned incarnations included)."""
@@ -1117,6 +1131,10 @@ class Node(RelayInputs):
         """Rebuild the causal index and the pruned incarnations from the log, in the order the
         batches were applied; then prune the restored seen set and memory alike."""
         applied = CausalContext()
+
+        def holds_all(incarnation: str, final: int) -> bool:
+            return applied.vv.get(incarnation, 0) >= final
+
         for wire in log_wires:  # in the order they were applied, so dependencies come first
             batch = read_batch(wire, max_size=self.config.max_message_bytes)
             dot = Dot(batch.author, batch.seq)
@@ -1127,7 +1145,6 @@ class Node(RelayInputs):
                 records = retirement_records(batch.deltas)
             except RemoteProtocolError:
                 records = []  # not a record here when it was applied either
-            holds_all = lambda incarnation, final: applied.vv.get(incarnation, 0) >= final  # noqa: E731
             for replica in self._retirements.note(batch.author, batch.seq, covered, records, holds_all):
                 applied.forget(replica)
         pruned = list(self._retirements.pruned)

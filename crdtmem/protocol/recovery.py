@@ -166,7 +166,9 @@ def recover(
     """Rebuild a replica from a snapshot and the journal. Call when a peer starts.
 
     Every journal batch joins the log; those the snapshot already reflects are not applied
-    again, the others are applied in order and join the seen set.
+    again (its seen set names them, or they belong to a departed incarnation whose retirement
+    it holds: pruned from the seen set, see :mod:`.retirement`), the others are applied in
+    order and join the seen set.
 
     Args:
         replica_id: the restored memory's replica id (the store's peer id).

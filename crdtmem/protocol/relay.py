@@ -244,7 +244,7 @@ class RelayInputs:
         """Send a requester the signed batches it lacks, in messages the broker takes, then our Sync."""
         chunk: list[bytes] = []
         size = _MESSAGE_OVERHEAD
-        for _, wire in self._log.missing(seen):
+        for _, wire in self._missing_for(seen):
             if len(wire) + _MESSAGE_OVERHEAD > relay.max_payload:
                 continue
             if size + len(wire) + 8 > relay.max_payload:
@@ -263,7 +263,7 @@ class RelayInputs:
         few bytes can make us publish small; the next reconciliation round publishes more.
         """
         lacking = [
-            (dot, wire) for dot, wire in self._log.missing(seen)
+            (dot, wire) for dot, wire in self._missing_for(seen)
             if dot not in relay.peer_seen and batch_hash(wire).hex() not in relay.unconfirmed
         ]
         self._publish(relay, lacking[: self.config.max_batch_wires_per_message], now)

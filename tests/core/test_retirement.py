@@ -78,6 +78,18 @@ def _departed(cluster: Cluster, writer: str = "a") -> str:
     return incarnation
 
 
+def _x_removed_after_departure(cluster: Cluster, remover: str) -> tuple[str, bytes]:
+    """``a`` departs (:func:`_departed`), then ``remover`` removes its x; a's incarnation and
+    its first batch (the one that added x)."""
+    cluster.memory("a").set("facts").add("x")
+    _settle(cluster)
+    first = cluster.node("a").log_wires()[0]
+    gone = _departed(cluster)
+    cluster.memory(remover).set("facts").remove("x")
+    _settle(cluster)
+    return gone, first
+
+
 def test_a_departed_incarnation_is_pruned_everywhere_and_its_writes_stay() -> None:
     cluster = _mesh("a", "b", "c")
     gone = _departed(cluster)
@@ -103,6 +115,15 @@ def test_writing_after_retiring_is_refused_with_a_clear_error() -> None:
     assert retirement(cluster.node("a").replica_id, final) in cluster.memory("a").gset(RETIRED_NAME).value
 
 
+def test_an_incarnation_that_never_wrote_retires_without_a_record() -> None:
+    cluster = _mesh("a", "b")
+    cluster.node("a").retire(cluster.now)
+    cluster.run(1)
+    assert not cluster.memory("b").gset(RETIRED_NAME).value
+    with pytest.raises(RetiredWriterError):
+        cluster.memory("a").set("facts").add("x")
+
+
 def test_a_removal_concurrent_with_the_retirement_converges() -> None:
     cluster = _mesh("a", "b", "c")
     cluster.memory("a").set("facts").add("x")
@@ -125,12 +146,7 @@ def test_a_removal_concurrent_with_the_retirement_converges() -> None:
 
 def test_a_redelivered_old_batch_of_a_pruned_incarnation_brings_nothing_back() -> None:
     cluster = _mesh("a", "b", "c")
-    cluster.memory("a").set("facts").add("x")
-    _settle(cluster)
-    first = cluster.node("a").log_wires()[0]
-    gone = _departed(cluster)
-    cluster.memory("b").set("facts").remove("x")
-    _settle(cluster)
+    gone, first = _x_removed_after_departure(cluster, "b")
     assert gone in cluster.node("c").retired()
     duplicates = cluster.stats("c").duplicate_batches
     assert _inject(cluster, "c", first) == []
@@ -230,12 +246,7 @@ def test_a_late_joiner_gets_every_batch_and_prunes_too() -> None:
 
 def test_a_restart_after_pruning_resurrects_nothing_and_stays_pruned() -> None:
     cluster = _mesh("a", "b", "c")
-    cluster.memory("a").set("facts").add("x")
-    _settle(cluster)
-    first = cluster.node("a").log_wires()[0]
-    gone = _departed(cluster)
-    cluster.memory("c").set("facts").remove("x")
-    _settle(cluster)
+    gone, first = _x_removed_after_departure(cluster, "c")
     node = cluster.restart("b", keep_store=True)
     assert gone in node.retired()
     assert gone not in node.seen.replicas() and gone not in _context_replicas(node.memory)

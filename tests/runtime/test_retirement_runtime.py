@@ -17,11 +17,6 @@ pytestmark = pytest.mark.anyio
 FAST = NodeConfig(gossip_interval=0.1, anti_entropy_interval=30.0)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_a_sub_agent_that_exits_cleanly_is_pruned_and_its_writes_stay(tmp_path) -> None:
     ids, keyring, (main, other, _) = team(3)
     async with Peer(main, ids[0], keyring, listen="ws://127.0.0.1:0", config=FAST) as hub, \

@@ -100,6 +100,16 @@ class PartitionedCluster(RuleBasedStateMachine):
         if sum(p.alive for p in self.sim.peers) > 1:
             self.sim.crash(peer, store)
 
+    @rule(peer=st.integers(0, 5))
+    def an_incarnation_retires(self, peer: int) -> None:
+        """A clean stop: the peer seals its last batch with its retirement, sends it, then goes."""
+        peer %= self.n
+        if self.sim.peers[peer].alive and sum(p.alive for p in self.sim.peers) > 1:
+            node = self.sim.peers[peer].node
+            self.sim.write(peer, lambda memory: node.retire(self.sim.now))  # performs the node's sends
+            self.sim.advance(0.3)
+            self.sim.crash(peer, "kept")
+
     @precondition(lambda self: self.sim is not None and any(not p.alive for p in self.sim.peers))
     @rule(data=st.data())
     def restart(self, data: st.DataObject) -> None:
