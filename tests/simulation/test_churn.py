@@ -8,27 +8,21 @@ import random
 from pathlib import Path
 
 from crdtmem.cli.simulate import main as simulate_main
-from crdtmem.protocol.node import NodeConfig
-from crdtmem.simulation import Crash, Scenario, Simulation
+from crdtmem.simulation import Crash, Simulation
 from crdtmem.simulation.churn import ChurnSpec, run_churn
 from crdtmem.simulation.ledger import SealedWrites
 from crdtmem.simulation.scenario import parse_crash
 from crdtmem.simulation.vectors import vector_sizes
+
+from .test_restart import small
 
 SLACK = 3
 """Entries beyond the incarnations alive a vector may hold at a sample: incarnations that left
 moments ago and whose last batch has not reached every peer yet."""
 
 
-def small(**kwargs) -> Scenario:
-    base = {"peers": 5, "seed": 4, "writes": 0, "duration": 60.0, "topology": "mesh",
-            "node": NodeConfig(anti_entropy_interval=5.0)}
-    base.update(kwargs)
-    return Scenario(**base)
-
-
 def test_a_clean_exit_sends_its_last_batch_and_every_peer_prunes_the_incarnation() -> None:
-    sim = Simulation(small(latency="5ms..60ms"))  # a close sent with a shorter latency still comes after the data
+    sim = Simulation(small(peers=5, latency="5ms..60ms"))  # a close sent with a shorter latency still comes after the data
     sim.advance(1.5)
     leaving = sim.peers[0].node.replica_id
     sim.write(0, lambda m: m.gset("log").add("written just before leaving"))
@@ -45,7 +39,7 @@ def test_a_clean_exit_sends_its_last_batch_and_every_peer_prunes_the_incarnation
 
 
 def test_a_killed_incarnation_is_retired_by_its_keys_next_start() -> None:
-    sim = Simulation(small())
+    sim = Simulation(small(peers=5))
     sim.advance(1.5)
     killed = sim.peers[1].node.replica_id
     sim.write(1, lambda m: m.counter("c").increment(2))
@@ -90,7 +84,7 @@ def test_the_ledger_names_a_sealed_write_a_replica_lacks() -> None:
 
 
 def test_vector_sizes_count_what_a_sync_carries() -> None:
-    sim = Simulation(small(writes=2.0, duration=10.0))
+    sim = Simulation(small(peers=5, writes=2.0, duration=10.0))
     sim.run()
     sizes = vector_sizes(sim.peers[0])
     assert sizes.seen_entries == len(sim.peers[0].node.seen.replicas()) == len(sim.peers)
