@@ -13,6 +13,7 @@ quiescence and checks convergence and that no sealed write is lacking anywhere.
 from __future__ import annotations
 
 import argparse
+import resource
 
 from _common import HERE, write_json
 
@@ -30,6 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     spec = ChurnSpec(alive=args.alive, minutes=args.minutes, seed=args.seed, crash_share=args.crash_share)
     result = run_churn(spec, progress=lambda sample: print(sample, flush=True))
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print({"final": result["final"], "wall_s": result["wall_s"]}, flush=True)
     write_json(args.name, result)
     plot(result, f"{args.name}.png")
