@@ -1,4 +1,4 @@
-"""Churn: 10,000 agents that live about a minute each, and the vectors they leave behind.
+"""Churn: agents that live about a minute each, and the vectors they leave behind.
 
 ``--alive`` peers run at all times; each stops after 45-75 s — 90% exit cleanly (retiring
 their incarnation), 10% are killed — and starts again at once from its store, as a new
@@ -6,14 +6,19 @@ incarnation of its key: a team whose short-lived sub-agents come and go. Every v
 it samples the live peers' vectors (see :mod:`crdtmem.simulation.churn`), then runs to
 quiescence and checks convergence and that no sealed write is lacking anywhere.
 
-    python simulations/churn.py                                # 170 alive x 60 min: 10,000+ incarnations
-    python simulations/churn.py --alive 50 --minutes 20 --name churn_small
+    python simulations/churn.py                                    # 50 alive x 20 min: 1,000+ incarnations
+    python simulations/churn.py --alive 100 --minutes 20 --name churn_100x20
+
+Wall time grows faster than the incarnations: every start from a kept store replays the
+whole journal (see simulations/README.md), so 10,000 incarnations are out of reach for now.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+from pathlib import Path
 
 from _common import HERE, write_json
 
@@ -23,22 +28,28 @@ from crdtmem.simulation.plot import _pyplot
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--alive", type=int, default=170)
-    parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--alive", type=int, default=50)
+    parser.add_argument("--minutes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--crash-share", type=float, default=0.1, help="share of stops that are kills (default 0.1)")
     parser.add_argument("--name", default="churn", help="write NAME.json and NAME.png here (default churn)")
+    parser.add_argument("--before", type=Path, default=HERE / "churn_before_pruning.json",
+                        help="a run of the same size without pruning, drawn for comparison (default: the one kept here)")
     args = parser.parse_args()
     spec = ChurnSpec(alive=args.alive, minutes=args.minutes, seed=args.seed, crash_share=args.crash_share)
     result = run_churn(spec, progress=lambda sample: print(sample, flush=True))
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print({"final": result["final"], "wall_s": result["wall_s"]}, flush=True)
     write_json(args.name, result)
-    plot(result, f"{args.name}.png")
+    before = json.loads(args.before.read_text()) if args.before.exists() else None
+    if before is not None and (before["alive"], before["seed"]) != (args.alive, args.seed):
+        before = None  # another size or seed: not comparable
+    plot(result, f"{args.name}.png", before)
 
 
-def plot(result: dict, filename: str) -> None:
-    """Top: counts against incarnations alive and ever started (log y); bottom: bytes."""
+def plot(result: dict, filename: str, before: dict | None = None) -> None:
+    """Top: counts against incarnations alive and ever started (log y); bottom: bytes. ``before``:
+    the same run without pruning, drawn in grey."""
     samples = result["samples"]
     minutes = [s["minute"] for s in samples]
     plt = _pyplot()
@@ -52,6 +63,12 @@ def plot(result: dict, filename: str) -> None:
     ]
     for key, style, label in series:
         ax.plot(minutes, [max(s[key], 0.5) for s in samples], style, label=label)
+    if before is not None:
+        then = [s["minute"] for s in before["samples"]]
+        ax.plot(then, [s["seen_entries_max"] for s in before["samples"]], color="grey", ls="--",
+                label="version-vector entries before pruning")
+        ax.plot(then, [s["context_entries_mean"] for s in before["samples"]], color="grey", ls="-.",
+                label="causal-context entries before pruning")
     ax.set_yscale("log")
     ax.set_ylabel("count (log)")
     ax.legend(fontsize=8)
@@ -60,7 +77,11 @@ def plot(result: dict, filename: str) -> None:
     ax2.plot(minutes, [s["sync_bytes_mean"] for s in samples], label="Sync message (mean per peer)")
     ax2.plot(minutes, [s["batch_context_bytes_mean"] for s in samples], "--",
              label="causal contexts carried per batch sealed that minute (mean)")
-    ax2.set_ylabel("bytes")
+    if before is not None:
+        ax2.plot(then, [s["sync_bytes_mean"] for s in before["samples"]], color="grey",
+                 label="Sync message before pruning")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("bytes (log)")
     ax2.set_xlabel("virtual minutes")
     ax2.legend(fontsize=8)
     fig.tight_layout()
