@@ -6,7 +6,7 @@ Nothing here reads a clock. The hybrid clock is handed the physical time.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 __all__ = ["Dot", "CausalContext", "HybridClock", "count_unseen"]
@@ -278,6 +278,15 @@ class CausalContext:
     def replicas(self) -> set[str]:
         """Every replica with a dot in this context."""
         return self.vv.keys() | self._stray.keys()
+
+    def covers(self, other: CausalContext, skip: Callable[[str, int], bool] | None = None) -> bool:
+        """Whether this context holds every dot of ``other``, but for the replicas
+        ``skip(replica, top)`` excuses (``top``: ``other``'s greatest dot of it, or a stray)."""
+        vv = self.vv
+        if skip is None:
+            return all(vv.get(r, 0) >= c for r, c in other.vv.items()) and all(d in self for d in other.iter_cloud())
+        return all(vv.get(r, 0) >= c or skip(r, c) for r, c in other.vv.items()) and all(
+            d in self or skip(d[0], d[1]) for d in other.iter_cloud())
 
     def forget(self, replica: str) -> bool:
         """Drop every dot of ``replica``; say whether there was any.

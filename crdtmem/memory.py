@@ -113,6 +113,7 @@ class Memory:
         self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
         self._listeners: list[ChangeListener] = []
         self._sealed: str | None = None  # why local writes are refused (the writer retired), if they are
+        self._refused_write = False  # a write was refused after sealing: the state shows what no batch carries
 
     def __repr__(self) -> str:
         return f"Memory({self.replica_id!r}, {len(self._objects)} objects)"
@@ -363,6 +364,7 @@ class Memory:
             RetiredWriterError: the memory is sealed (:meth:`seal`); the write is not recorded.
         """
         if self._sealed is not None:
+            self._refused_write = True
             raise RetiredWriterError(self._sealed)
         tag = delta.TAG
         held = self._objects.get(name)
@@ -383,8 +385,9 @@ class Memory:
         """Refuse every later local write with :class:`~crdtmem.errors.RetiredWriterError` (``reason``).
 
         The node calls it when its incarnation retires: its last batch is signed, so a later
-        write could never be sent. The refused write is not recorded for the sync layer; drop
-        the memory (a retiring peer is stopping), since its state may show that write.
+        write could never be sent. The refused write is not recorded for the sync layer, but
+        the state may show it: from then on :meth:`snapshot` refuses too (a store keeps its
+        journal instead), and the memory is to be dropped (a retiring peer is stopping).
         """
         self._sealed = reason
 
@@ -549,7 +552,13 @@ class Memory:
 
         One entry ``[name, tag, body]`` per object, sorted by name, then tag: a name written
         as two types has two entries.
+
+        Raises:
+            RetiredWriterError: a local write was refused after :meth:`seal` (the state shows
+                a change no batch carries, so it must not be stored).
         """
+        if self._refused_write:
+            raise RetiredWriterError(f"{self._sealed}; a write refused after that shows in this memory: not snapshotted")
         entries = sorted((split_key(key)[0], state.TAG, state) for key, state in self._objects.items())
         objects = [[name, *codec.state_to_plain(state)] for name, _, state in entries]
         return codec.pack([codec.FORMAT_VERSION, "memory", objects])

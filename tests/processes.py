@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from crdtmem.identity import Identity, Keyring
+from crdtmem.protocol.retirement import RETIRED_NAME
 from crdtmem.storage.keyfiles import save_identity, save_keyring
 
 
@@ -24,6 +25,23 @@ def crdtmem_cmd(*args: str) -> list[str]:
 def run(*args: str, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(crdtmem_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env, **kw)
+
+
+def stored_values(db: Path) -> dict[str, Any]:
+    """The values ``crdtmem inspect`` shows for a stopped peer's store, retirement records aside.
+
+    Each peer retires its incarnation on the way out (one last batch in ``crdtmem.retired``)
+    and stops before hearing the others': a store's retirement records are its own view.
+    """
+    shown = run("inspect", "--db", str(db), "--json")
+    assert shown.returncode == 0, shown.stderr
+    values = json.loads(shown.stdout)["values"]
+    values.pop(RETIRED_NAME, None)
+    return values
+
+
+def without_retirements(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if name != RETIRED_NAME}
 
 
 def keys(directory: Path, names: list[str]) -> Path:

@@ -103,7 +103,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from .. import codec
@@ -126,7 +126,6 @@ from .batch import (
     check_stamps,
     open_batch,
     peek_batch,
-    read_batch,
     seal_batch,
 )
 from .causal import CausalIndex, EquivocationError
@@ -160,7 +159,8 @@ from .messages import (
     seen_digest,
 )
 from .membership import Membership, RevokedAuthorError
-from .retirement import RETIRED_NAME, Retirements, retirement, retirement_records
+from .departures import Departures
+from .retirement import Retirements, retirement_records
 from .parking import ParkedBatches
 from .recovery import Snapshot
 from .relay import RelayInputs, RelayLink
@@ -256,7 +256,7 @@ class _Session:
         return self.channel is not None
 
 
-class Node(RelayInputs):
+class Node(RelayInputs, Departures):
     """One replica's protocol engine. See the module docstring for how to drive it; relays
     (a broker's stream instead of sessions) are driven as :mod:`crdtmem.protocol.relay` says.
 
@@ -1047,121 +1047,6 @@ class Node(RelayInputs):
             applied += self._release(None, held.hash)
         return applied
 
-    # -- departed incarnations (see .retirement) -----------------------------------------------
-
-    def retire(self, now: float) -> None:
-        """Stop writing under this incarnation for good; call on a clean stop.
-
-        Seals its last batch: the pending local writes plus the record retiring this
-        incarnation at that batch's number, pushed like any flush (perform
-        :meth:`take_actions` and journal the events as usual, then let the peer go). Every
-        replica then prunes this incarnation from its vectors and contexts once it holds all
-        its batches. An incarnation that never wrote is in no vector: it only stops writing.
-        Later local writes raise :class:`~crdtmem.errors.RetiredWriterError`. Calling it
-        twice is harmless.
-        """
-        if self.replica_id in self._retirements.finals:
-            return
-        if not self.seen.max(self.replica_id) and not self.memory.has_pending_deltas():
-            self.memory.seal(f"{self.replica_id} retired: start a new peer to write")
-            return  # it never wrote: no vector names it, nothing to retire
-        final = self.seen.max(self.replica_id) + 1
-        self.memory.gset(RETIRED_NAME).add(retirement(self.replica_id, final))
-        self.flush(now)
-        self.memory.seal(f"{self.replica_id} retired after its batch #{final}: start a new peer to write")
-
-    def retired(self) -> dict[str, int]:
-        """The departed incarnations pruned here, with their final batch numbers (for metrics and tests)."""
-        return dict(self._retirements.pruned)
-
-    def batches_seen(self) -> int:
-        """How many batches this replica holds: those its seen set names plus the pruned incarnations' ones."""
-        return self.seen.size() + sum(self._retirements.pruned.values())
-
-    def _holds(self, dot: Dot) -> bool:
-        """Whether batch ``dot`` is applied here (named by the seen set, or of a pruned incarnation)."""
-        return dot in self.seen or self._retirements.holds(dot)
-
-    def _holds_all(self, incarnation: str, final: int) -> bool:
-        return self.seen.vv.get(incarnation, 0) >= final
-
-    def _missing_for(self, seen: CausalContext) -> list[tuple[Dot, bytes]]:
-        """The logged batches a peer whose seen set is ``seen`` lacks, oldest first (its own
-        pruning of departed incarnations taken into account where the witness shows it)."""
-        return self._log.missing(seen, self._retirements.holder_of_all(seen))
-
-    def _have_all(self, seen: CausalContext) -> bool:
-        """Whether our seen set holds every batch ``seen`` names (those of pruned incarnations included)."""
-        pruned = self._retirements.pruned
-        if not pruned:
-            return _covers(self.seen, seen)
-        return _covers(self.seen, seen, skip=lambda replica, top: top <= pruned.get(replica, 0))
-
-    def _strip_pruned(self, deltas: Iterable[tuple[str, object]]) -> None:
-        """Drop pruned incarnations that a just-applied batch brought back into object contexts
-        (a removal's context names the dots it removed)."""
-        pruned = self._retirements.pruned
-        if not pruned:
-            return
-        for name, delta in deltas:
-            ctx = getattr(delta, "ctx", None)
-            if ctx is not None:
-                back = [r for r in ctx.replicas() if r in pruned]
-                if back:
-                    self.memory.forget(back, (name,))
-
-    def _prune(self, incarnations: list[str]) -> None:
-        """Drop newly pruned incarnations from the seen set, the memory and what we know of peers."""
-        if not incarnations:
-            return
-        gone = set(incarnations)
-        for replica in incarnations:
-            self.seen.forget(replica)
-            for known in self._known_seen.values():
-                known.forget(replica)
-        for session in self._sessions.values():
-            for replica in incarnations:
-                session.peer_seen.forget(replica)
-            session.in_flight = {dot for dot in session.in_flight if dot[0] not in gone}
-        self.memory.forget(gone)
-        self.stats.incarnations_pruned += len(incarnations)
-        log.debug("pruned departed incarnations %s", ", ".join(incarnations))
-
-    def _replay(self, log_wires: Iterable[bytes]) -> None:
-        """Rebuild the causal index and the pruned incarnations from the log, in the order the
-        batches were applied; then prune the restored seen set and memory alike."""
-        applied = CausalContext()
-
-        def holds_all(incarnation: str, final: int) -> bool:
-            return applied.vv.get(incarnation, 0) >= final
-
-        for wire in log_wires:  # in the order they were applied, so dependencies come first
-            batch = read_batch(wire, max_size=self.config.max_message_bytes)
-            dot = Dot(batch.author, batch.seq)
-            self._log.add(dot, wire, batch.hash)
-            covered = self._causal.record(batch)
-            applied.add(dot)
-            try:
-                records = retirement_records(batch.deltas)
-            except RemoteProtocolError:
-                records = []  # not a record here when it was applied either
-            for replica in self._retirements.note(batch.author, batch.seq, covered, records, holds_all):
-                applied.forget(replica)
-        pruned = list(self._retirements.pruned)
-        for replica in pruned:
-            self.seen.forget(replica)
-        self.memory.forget(pruned)
-
-    def _retire_predecessors(self, predecessors: Iterable[str]) -> None:
-        """Retire this store's earlier incarnations that did not, in this start's first batch."""
-        for incarnation in sorted(set(predecessors)):
-            if (incarnation == self.replica_id or key_id_of(incarnation) != self.identity.peer_id
-                    or incarnation in self._retirements.finals):
-                continue
-            final = self.seen.max(incarnation)
-            if final:  # one that never wrote is in no vector
-                self.memory.gset(RETIRED_NAME).add(retirement(incarnation, final))
-
     def pending_size(self, author: str | None = None) -> int:
         """How many verified batches wait for their dependencies (for health and tests).
 
@@ -1294,10 +1179,6 @@ class Node(RelayInputs):
         self._actions.append(Close(session.conn, reason))
         self.close(session.conn, now, reason)
 
-def _covers(big: CausalContext, small: CausalContext, skip: Callable[[str, int], bool] | None = None) -> bool:
-    """Whether ``big`` holds every dot of ``small``, but for replicas ``skip(replica, top)`` excuses."""
-    if skip is None:
-        return all(big.vv.get(r, 0) >= c for r, c in small.vv.items()) and all(d in big for d in small.iter_cloud())
-    return all(big.vv.get(r, 0) >= c or skip(r, c) for r, c in small.vv.items()) and all(
-        d in big or skip(d[0], d[1]) for d in small.iter_cloud())
+def _covers(big: CausalContext, small: CausalContext) -> bool:
+    return big.covers(small)
 

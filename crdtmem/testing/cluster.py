@@ -185,13 +185,18 @@ class Cluster:
         restored = recover(old.identity.peer_id, old.snapshot(), old.log_wires(), clock=lambda: self.now)
         return self._start(name, old.identity, keyring or old.keyring, restored)
 
-    def leave(self, name: str) -> None:
-        """Member ``name`` stops cleanly: it retires its incarnation (:meth:`Node.retire`), stays
-        until every neighbour has its last batch, then leaves the cluster for good."""
+    def leave(self, name: str, *, retire: bool = True) -> None:
+        """Member ``name`` leaves the cluster for good.
+
+        With ``retire`` it stops cleanly: it retires its incarnation (:meth:`Node.retire`) and
+        stays until every neighbour has its last batch. Without, it is killed on the spot and
+        never restarted (nothing retires its incarnation).
+        """
         node = self.node(name)
-        node.retire(self.now)
-        self._pump(name)
-        self.run_until(lambda: all(node.synced_with().values()), timeout=30)
+        if retire:
+            node.retire(self.now)
+            self._pump(name)
+            self.run_until(lambda: all(node.synced_with().values()), timeout=30)
         for key in [k for k in self._links if name in k]:
             link = self._links.pop(key)
             if link.conn is not None:

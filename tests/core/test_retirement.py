@@ -110,6 +110,8 @@ def test_writing_after_retiring_is_refused_with_a_clear_error() -> None:
     cluster.node("a").retire(cluster.now)
     with pytest.raises(RetiredWriterError, match="retired"):
         cluster.memory("a").counter("turns").increment()
+    with pytest.raises(RetiredWriterError, match="not snapshotted"):  # it shows a write no batch carries
+        cluster.memory("a").snapshot()
     cluster.node("a").retire(cluster.now)  # twice is harmless
     final = cluster.node("a").seen.max(cluster.node("a").replica_id)
     assert retirement(cluster.node("a").replica_id, final) in cluster.memory("a").gset(RETIRED_NAME).value
@@ -231,6 +233,20 @@ def test_a_batch_beyond_a_retired_incarnations_final_number_is_refused_and_the_l
     beyond = _eve_batch(2, eve.take_deltas(), (last.hash,))
     assert _inject(cluster, "b", last.wire, beyond.wire) == ["retired-author"]
     assert cluster.memory("b").set("facts").value == frozenset()
+
+
+def test_a_batch_beyond_the_final_number_that_a_member_built_on_is_kept() -> None:
+    cluster = _mesh("a", "b")
+    eve = Memory(f"{EVE.peer_id}.eeeeeeee")
+    eve.gset(RETIRED_NAME).add(retirement(eve.replica_id, 1))
+    last = _eve_batch(1, eve.take_deltas())
+    eve.set("facts").add("late")
+    beyond = _eve_batch(2, eve.take_deltas(), (last.hash,))
+    member = cluster.node("a").identity  # another process of a's key applied eve's #2, then wrote
+    built_on = seal_batch(member, 1, [], (beyond.hash,), author=f"{member.peer_id}.mmmmmmmm")
+    assert _inject(cluster, "b", last.wire, beyond.wire, built_on.wire) == ["retired-author"]
+    assert cluster.memory("b").set("facts").value == {"late"}  # applied after all, as everywhere
+    assert built_on.hash in cluster.node("b")._causal
 
 
 def test_a_late_joiner_gets_every_batch_and_prunes_too() -> None:

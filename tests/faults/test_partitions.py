@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ..processes import keys, run
+from ..processes import keys, stored_values, without_retirements
 from .netns import Mesh, NetnsPeer, netns_unavailable
 
 N = 5
@@ -117,9 +117,8 @@ class Cluster:
         codes = [p.stop() for p in self.peers]
         assert codes == [0] * N, f"exit codes {codes}"
         for p in self.peers:
-            shown = run("inspect", "--db", str(self.tmp_path / f"{p.name}.db"), "--json")
-            assert shown.returncode == 0, shown.stderr
-            assert json.loads(shown.stdout)["values"] == expected, f"{p.name}'s store differs"
+            stored = stored_values(self.tmp_path / f"{p.name}.db")
+            assert stored == without_retirements(expected), f"{p.name}'s store differs"
 
     def close(self) -> None:
         for p in self.peers:
