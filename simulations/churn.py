@@ -56,7 +56,7 @@ def plot(result: dict, filename: str, before: dict | None = None) -> None:
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     series = [
         ("ever_started", "-", "incarnations ever started"),
-        ("ever_wrote", ":", "incarnations that ever wrote"),
+        ("ever_wrote", ":", "incarnations that ever sealed a batch (a retirement counts)"),
         ("seen_entries_max", "--", "version-vector entries (seen, max per peer)"),
         ("context_entries_mean", "-.", "causal-context entries of the memory (mean per peer)"),
         ("alive", "-", "incarnations alive"),

@@ -74,8 +74,8 @@ def churn_scenario(spec: ChurnSpec) -> Scenario:
                     sample_interval=_QUIESCENCE_STEP, node=spec.node)
 
 
-class _Minute:
-    """What the sealing hook collects between two samples."""
+class _Collector:
+    """What the sealing hook collects: the ledger and authors of the run, the costs since the last sample."""
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
@@ -97,7 +97,7 @@ def run_churn(spec: ChurnSpec, *, progress: Callable[[dict[str, Any]], None] | N
     """
     began, cpu_began = time.perf_counter(), time.process_time()
     scenario = churn_scenario(spec)
-    collected = _Minute(spec.node.max_message_bytes)
+    collected = _Collector(spec.node.max_message_bytes)
     sim = Simulation(scenario, on_sealed=collected.sealed)
     stops = sorted(c.at for c in scenario.crashes)
     samples = []
@@ -128,7 +128,7 @@ def _count_until(times: list[float], t: float) -> int:
     return sum(1 for x in times if x <= t)
 
 
-def _sample(sim: Simulation, collected: _Minute, minute: float, *, started: int) -> dict[str, Any]:
+def _sample(sim: Simulation, collected: _Collector, minute: float, *, started: int) -> dict[str, Any]:
     sizes = [vector_sizes(p) for p in sim.live_peers()]
     costs = collected.costs
     return {
@@ -149,7 +149,7 @@ def _sample(sim: Simulation, collected: _Minute, minute: float, *, started: int)
     }
 
 
-def _quiesce(sim: Simulation, collected: _Minute, spec: ChurnSpec) -> dict[str, Any]:
+def _quiesce(sim: Simulation, collected: _Collector, spec: ChurnSpec) -> dict[str, Any]:
     """Run on (no more stops or writes) until every live replica converged and holds every sealed
     write, or the limit passes; the vectors then, and what was lacking."""
     churn_end = 60.0 * spec.minutes
