@@ -477,7 +477,10 @@ class Memory:
         The node calls it for departed incarnations once every dot they ever made has been
         joined here (:mod:`crdtmem.protocol.retirement`). What they wrote stays: an element or
         a map value they added and nobody removed keeps its dot. Changed leaves are marked
-        for the Merkle index.
+        for the Merkle index. A forgetting memory must then take their dots only from their
+        batches, which the node drops as duplicates: a full-state :meth:`merge` of a replica
+        that did not forget them could bring back what was removed (replicas exchange
+        batches, never states).
         """
         if not replicas:
             return

@@ -89,6 +89,7 @@ class NodeStats:
             "bytes_received": self.bytes_received,
             "bytes_sent": self.bytes_sent,
             "duplicate_batches": self.duplicate_batches,
+            "incarnations_pruned": self.incarnations_pruned,
             "parked_dropped": self.parked_dropped,
             "relay_delivered": self.relay_delivered,
         }

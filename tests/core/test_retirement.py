@@ -17,7 +17,8 @@ from crdtmem.identity import Identity
 from crdtmem.protocol.batch import seal_batch
 from crdtmem.protocol.events import Refused
 from crdtmem.protocol.messages import Batches, Sync, encode_message
-from crdtmem.protocol.retirement import RETIRED_NAME, retirement
+from crdtmem.protocol.messages import seen_digest
+from crdtmem.protocol.retirement import RETIRED_NAME, Retirements, retirement
 from crdtmem.testing import Cluster
 
 EVE = Identity.from_private_bytes(bytes([9]) * 32)
@@ -102,6 +103,31 @@ def test_a_departed_incarnation_is_pruned_everywhere_and_its_writes_stay() -> No
         assert node.memory.map("notes").value == {"k": 1}
         assert node.batches_seen() == node.seen.size() + node.retired()[gone]
     assert len(cluster.merkle_roots()) == 1
+    assert seen_digest(cluster.node("b").seen) == seen_digest(cluster.node("c").seen)
+
+
+def test_vectors_without_pruned_entries_read_through_a_chain_of_witnesses() -> None:
+    retirements = Retirements()
+    every_batch_applied = lambda incarnation, final: True  # noqa: E731
+    assert retirements.note("X", 3, {"X": 3}, [("X", 3)], every_batch_applied) == []  # no witness yet
+    assert retirements.note("A", 5, {"X": 3, "A": 5}, [], every_batch_applied) == ["X"]  # A#5 covers X#3
+    assert retirements.note("A", 7, {"X": 3, "A": 7}, [("A", 7)], every_batch_applied) == []
+    assert retirements.note("B", 2, {"A": 7, "B": 2}, [], every_batch_applied) == ["A"]
+    assert retirements.witnesses == {"X": ("A", 5), "A": ("B", 2)}
+    assert retirements.seq_in({"B": 2}, "X") == 3  # B#2 covers A#7, which covers A#5, which covers X#3
+    assert retirements.seq_in({"B": 1}, "X") == 0
+    assert retirements.seq_in({"A": 4}, "X") == 0 and retirements.seq_in({"A": 6}, "X") == 3
+    assert retirements.seq_in({"X": 2, "B": 2}, "X") == 2  # an explicit entry is exact
+    covered = {"X": 3, "A": 7, "B": 2, "C": 1}
+    retirements.shrink(covered)
+    assert covered == {"B": 2, "C": 1}
+    assert retirements.seq_in(covered, "X") == 3 and retirements.seq_in(covered, "A") == 7
+    kept = {"X": 3, "A": 4}  # built before the witnesses: it covers neither, so it stays explicit
+    retirements.shrink(kept)
+    assert kept == {"X": 3, "A": 4}
+    assert retirements.holder_of_all(CausalContext({"B": 2}))("X")
+    assert not retirements.holder_of_all(CausalContext())("X")  # a late joiner gets X's batches
+    assert not retirements.holder_of_all(CausalContext({"B": 1}))("A")
 
 
 def test_writing_after_retiring_is_refused_with_a_clear_error() -> None:
@@ -217,31 +243,31 @@ def test_a_retirement_beyond_what_its_batch_covers_is_refused() -> None:
     eve.gset(RETIRED_NAME).add(retirement(earlier, 2))  # it made one batch, not two
     assert _inject(cluster, "b", first.wire, _eve_batch(1, eve.take_deltas(), (first.hash,)).wire) == [
         "bad-retirement"]
-    eve.gset(RETIRED_NAME).add(retirement(f"{EVE.peer_id}.eeeeeeee", 1))  # itself, in its batch #2
     again = Memory(f"{EVE.peer_id}.ffffffff")
-    again.gset(RETIRED_NAME).add(retirement(f"{EVE.peer_id}.ffffffff", 2))
+    again.gset(RETIRED_NAME).add(retirement(f"{EVE.peer_id}.ffffffff", 2))  # itself, but in its batch #1
     assert _inject(cluster, "b", _eve_batch(1, again.take_deltas(), incarnation=again.replica_id).wire) == [
         "bad-retirement"]
 
 
-def test_a_batch_beyond_a_retired_incarnations_final_number_is_refused_and_the_link_kept() -> None:
-    cluster = _mesh("a", "b")
+def _retired_then_beyond():
+    """EVE's batch #1, retiring its incarnation at #1, and its #2 after it, adding "late"."""
     eve = Memory(f"{EVE.peer_id}.eeeeeeee")
     eve.gset(RETIRED_NAME).add(retirement(eve.replica_id, 1))
     last = _eve_batch(1, eve.take_deltas())
     eve.set("facts").add("late")
-    beyond = _eve_batch(2, eve.take_deltas(), (last.hash,))
+    return last, _eve_batch(2, eve.take_deltas(), (last.hash,))
+
+
+def test_a_batch_beyond_a_retired_incarnations_final_number_is_refused_and_the_link_kept() -> None:
+    cluster = _mesh("a", "b")
+    last, beyond = _retired_then_beyond()
     assert _inject(cluster, "b", last.wire, beyond.wire) == ["retired-author"]
     assert cluster.memory("b").set("facts").value == frozenset()
 
 
 def test_a_batch_beyond_the_final_number_that_a_member_built_on_is_kept() -> None:
     cluster = _mesh("a", "b")
-    eve = Memory(f"{EVE.peer_id}.eeeeeeee")
-    eve.gset(RETIRED_NAME).add(retirement(eve.replica_id, 1))
-    last = _eve_batch(1, eve.take_deltas())
-    eve.set("facts").add("late")
-    beyond = _eve_batch(2, eve.take_deltas(), (last.hash,))
+    last, beyond = _retired_then_beyond()
     member = cluster.node("a").identity  # another process of a's key applied eve's #2, then wrote
     built_on = seal_batch(member, 1, [], (beyond.hash,), author=f"{member.peer_id}.mmmmmmmm")
     assert _inject(cluster, "b", last.wire, beyond.wire, built_on.wire) == ["retired-author"]
