@@ -5,7 +5,7 @@ alone (scripts and tests). Examples::
 
     crdtmem simulate --peers 100 --partition-at 5 --heal-at 15 --plot run.png --json run.json
     crdtmem simulate --peers 30 --loss 0.3 --duration 60
-    crdtmem simulate --peers 20 --crash 3@5-12 --crash 4@6-14:lost
+    crdtmem simulate --peers 20 --crash 3@5-12 --crash 4@6-14:lost --exit 5@7-9
     crdtmem simulate --from-report run.json          # replay a run exactly
 
 Exit status: 0, or 1 with ``--fail-if-diverged`` when the replicas did not converge, 2 on
@@ -72,6 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="crash a peer (or PCT%% of peers) at AT, restart at RESTART with its store kept or lost; repeatable",
     )
     faults.add_argument(
+        "--exit", action="append", default=[], metavar="PEER@AT[-RESTART][:kept|lost]",
+        help="like --crash, but the peer exits cleanly: it retires its incarnation in a last batch "
+        "it sends before closing its links; repeatable",
+    )
+    faults.add_argument(
         "--link-down", action="append", default=[], metavar="A-B@DOWN[-UP]",
         help="take the link between peers A and B down (a flapping link: repeat it); repeatable",
     )
@@ -90,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     work.add_argument("--write-until", type=duration, default=None, help="writes stop here (default: the last heal)")
     work.add_argument(
         "--workload", default="counter=1,facts=1,register=1,map=1",
-        help="kind=weight mix of counter, pncounter, facts, register, mvregister, map",
+        help="kind=weight mix of counter, pncounter, facts, register, mvregister, map, log",
     )
     work.add_argument("--writers", type=int, default=0, help="only this many (seeded) peers write (default: all)")
     work.add_argument("--keys", type=_positive_int, default=8, help="registers/map keys/counters to pick from (default 8)")
@@ -164,6 +169,7 @@ def scenario_from_args(args: argparse.Namespace):
     partitions = [Partition(at, heals[i] if i < len(heals) else None, args.groups) for i, at in enumerate(starts)]
     crash_rng = random.Random(f"crash-choice/{args.seed}")
     crashes = [c for spec in args.crash for c in parse_crash(spec, args.peers, crash_rng)]
+    crashes += [c for spec in args.exit for c in parse_crash(spec, args.peers, crash_rng, clean=True)]
     link_faults = [parse_link_fault(spec) for spec in args.link_down]
     outages = []
     for spec in args.broker_down:

@@ -19,11 +19,11 @@ Crashes: every peer keeps its durable state in a :class:`~crdtmem.storage.memory
 restart rebuilds the peer with :func:`~crdtmem.protocol.recovery.restore`, the recovery the
 websocket runtime runs. As in the runtime, every batch is journaled when it is applied (its own
 before being sent); the store is compacted every ``checkpoint_interval`` (with 0, only at the
-crash), which decides how much a restart replays, not what it keeps. A peer whose store is lost comes
-back **under a new identity** that is added to the keyring: restarting empty under the old
-identity would reuse batch sequence numbers and CRDT dots the others already hold for
-different writes, so its new writes would be ignored as already seen, or worse, merged as if
-they were the old ones. A new identity is what an operator must do in that case.
+crash), which decides how much a restart replays, not what it keeps. Every start, from the
+store or (``store="lost"``) empty, is a new incarnation of the peer's key, so no dot of the
+earlier life is reused. A killed peer's incarnation is retired by its key's next start (from
+what the store holds); a clean exit (``Crash(clean=True)``) retires it itself, in the last
+batch it sends, so the others can prune it from their vectors.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from .queue import (
     WRITE,
     EventQueue,
 )
-from .scenario import Scenario
+from .scenario import Crash, Scenario
 from .simpeer import SimPeer
 from .topology import Topology, blocks
 from .verdict import final_check
@@ -89,13 +89,23 @@ class Simulation:
     Args:
         scenario: the run's parameters (faults listed there are scheduled at once).
         progress: called as ``progress(sim)`` after every sample (for progress bars).
+        on_sealed: called as ``on_sealed(peer, wire)`` with every batch a peer seals, as it is
+            journaled (to measure batches or keep a ledger of the writes, e.g.
+            :class:`~.ledger.SealedWrites`).
     """
 
-    def __init__(self, scenario: Scenario, *, progress: Callable[[Simulation], None] | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        progress: Callable[[Simulation], None] | None = None,
+        on_sealed: Callable[[SimPeer, bytes], None] | None = None,
+    ) -> None:
         wall_start, cpu_start = time.perf_counter(), time.process_time()
         self.scenario = s = scenario
         s.validate()
         self.progress = progress
+        self.on_sealed = on_sealed
         master = random.Random(s.seed)
         self.rng_topology = random.Random(master.getrandbits(64))
         self.rng_net = random.Random(master.getrandbits(64))
@@ -182,7 +192,7 @@ class Simulation:
             if part.heal_at is not None:
                 at(part.heal_at, CALL, self.heal, None)
         for crash in s.crashes:
-            at(crash.at, CALL, self.crash, (crash.peer, crash.store))
+            at(crash.at, CALL, self._scheduled_crash, crash)
             if crash.restart_at is not None:
                 at(crash.restart_at, CALL, self.restart, crash.peer)
         for fault in s.link_faults:
@@ -298,9 +308,11 @@ class Simulation:
                 kind = type(event)
                 if kind is BatchApplied:
                     self.dissemination.applied(event.author, event.seq, self.queue.now, local=event.local)
+                    peer.store.append([(event.author, event.seq, event.wire)])
                     if event.local:
                         self.batches_created += 1
-                    peer.store.append([(event.author, event.seq, event.wire)])
+                        if self.on_sealed is not None:
+                            self.on_sealed(peer, event.wire)
                 elif kind is PeerConnected:
                     self.network.connected(event.conn)
         deadline = node.next_deadline()
@@ -408,12 +420,22 @@ class Simulation:
         self.network.link_up(*pair)
         self.timeline.append({"t": _r(self.now), "event": "link-up", "link": list(pair)})
 
-    def crash(self, arg: tuple[int, str] | int, store: str = "kept") -> None:
-        """Stop a peer now. Its neighbours see their connections reset one latency later."""
-        index, store = arg if isinstance(arg, tuple) else (arg, store)
+    def _scheduled_crash(self, crash: Crash) -> None:
+        self.crash(crash.peer, crash.store, clean=crash.clean)
+
+    def crash(self, index: int, store: str = "kept", *, clean: bool = False) -> None:
+        """Stop a peer now: killed, or with ``clean`` exiting cleanly.
+
+        A killed peer's neighbours see their connections reset one latency later. A clean exit
+        first retires the incarnation (:meth:`~crdtmem.protocol.node.Node.retire`) and sends
+        that last batch like any flush; its connections close after it, as a websocket's close
+        frame follows its data.
+        """
         peer = self.peers[index]
         if not peer.alive:
             return
+        if clean:
+            self._call(peer, peer.node.retire, self.now)
         peer.crashes += 1
         if store != "kept":
             peer.store = None
@@ -425,8 +447,9 @@ class Simulation:
         peer.node = None
         peer.tick_at = None
         peer.flush_pending = False
-        self.timeline.append({"t": _r(self.now), "event": "crash", "peer": index, "store": store})
-        self.network.drop_peer(index)
+        event = {"t": _r(self.now), "event": "crash", "peer": index, "store": store}
+        self.timeline.append(event | {"clean": True} if clean else event)
+        self.network.drop_peer(index, clean=clean)
         if self.broker is not None:
             self.broker.detach(index)
 

@@ -11,7 +11,7 @@ Duplicates are discarded by TCP (counted, not delivered) and reordering only del
 Partitions and link faults close the connections they cut at once, on both sides (as if
 keepalives had already noticed); dialers keep retrying with backoff and reconnect at their
 first attempt after the heal. A crash resets its peer's connections: each neighbour sees the
-close one latency later.
+close one latency later; a clean exit closes them after the last frame it sent.
 
 :class:`Network` holds no protocol logic and never calls a Node itself: it schedules
 deliveries on the engine's :class:`~.queue.EventQueue` and hands the opening and closing of
@@ -297,14 +297,23 @@ class Network:
         for cid in sorted(edge.conns):  # half-open leftovers of earlier connections
             self.remote_close(cid, reason)
 
-    def drop_peer(self, index: int) -> None:
-        """Peer ``index`` crashed: its sides are gone at once, each other side sees the close later."""
+    def drop_peer(self, index: int, *, clean: bool = False) -> None:
+        """Peer ``index`` stopped: its sides are gone at once, each other side sees the close later.
+
+        After a crash the close comes one latency later; after a ``clean`` exit it also comes
+        after every frame the peer sent (a close frame follows the data).
+        """
+        reason = "peer exited" if clean else "peer crashed"
+        now = self.queue.now
         for cid in sorted(c for e in self.peers[index].edges for c in self.edges[e].conns):
             conn = self.conns[cid]
             if conn.owner == index:
                 self._drop_conn(cid)
                 if conn.other in self.conns:
-                    self.queue.at(self.queue.now + self.latency.sample(self.rng), CLOSE, conn.other, "peer crashed")
+                    arrival = now + self.latency.sample(self.rng)
+                    if clean:
+                        arrival = max(arrival, conn.last_arrival)
+                    self.queue.at(arrival, CLOSE, conn.other, reason)
 
     # -- faults ---------------------------------------------------------------------------------
 

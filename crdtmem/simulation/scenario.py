@@ -7,9 +7,10 @@ exactly. Faults are scheduled in virtual seconds:
 * :class:`Partition` — from ``at`` until ``heal_at`` the peers are split into ``groups``
   contiguous, balanced blocks of indices (peer 0..n/2-1 and n/2..n-1 for two groups); links
   between blocks are cut. Several partitions may follow each other; they must not overlap.
-* :class:`Crash` — peer ``peer`` stops at ``at``; at ``restart_at`` (if any) it comes back
-  with its store (``store="kept"``) or without it (``store="lost"``: see
-  :mod:`crdtmem.simulation.engine` for why that peer returns under a new identity).
+* :class:`Crash` — peer ``peer`` stops at ``at``, killed or (``clean=True``) exiting cleanly:
+  it retires its incarnation in a last batch it sends before closing its connections. At
+  ``restart_at`` (if any) it comes back with its store (``store="kept"``) or without it
+  (``store="lost"``), either way as a new incarnation of its key.
 * :class:`LinkFault` — one link is down from ``at`` until ``up_at`` (a flapping link is a
   list of these).
 * :class:`BrokerOutage` — the broker (``broker``, see :mod:`crdtmem.simulation.broker`) is
@@ -54,6 +55,10 @@ class Crash:
     restart_at: float | None = None
     store: str = "kept"
     """``kept``: restart from the durable store; ``lost``: restart empty. Either way a new incarnation of its key."""
+    clean: bool = False
+    """False: killed (SIGKILL), its connections reset; the key's next start retires the incarnation.
+    True: a clean exit: the peer retires its incarnation (``Node.retire``), sends that last
+    batch to its links like any flush and closes them after it."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,8 @@ class Scenario:
                 raise ValueError(f"crash names peer {crash.peer}, but peers are 0..{self.peers - 1}")
             if crash.store not in ("kept", "lost"):
                 raise ValueError("a crash's store is 'kept' or 'lost'")
+            if type(crash.clean) is not bool:
+                raise ValueError(f"a crash's clean is True or False, got {crash.clean!r}")
             if crash.restart_at is not None and crash.restart_at < crash.at:
                 raise ValueError(f"peer {crash.peer} restarts ({crash.restart_at}) before it crashes ({crash.at})")
         for fault in self.link_faults:
@@ -239,7 +246,7 @@ class Scenario:
             if f.name == "node":
                 out.update(_node_to_dict(self.node))
             elif f.name in _FAULT_LISTS:
-                out[f.name] = [asdict(fault) for fault in getattr(self, f.name)]
+                out[f.name] = [_fault_to_dict(fault) for fault in getattr(self, f.name)]
             else:
                 out[f.name] = getattr(self, f.name)
         return out
@@ -267,6 +274,14 @@ _FAULT_LISTS = ("partitions", "crashes", "link_faults", "broker_outages")
 _BROKER_FIELDS = ("broker", "broker_peers", "broker_outages")
 _NODE_KEYS_ALWAYS = ("gossip_interval", "fanout", "anti_entropy_interval", "max_log_batches")
 """NodeConfig fields every report lists (the scenario fields they used to be)."""
+
+
+def _fault_to_dict(fault: Any) -> dict[str, Any]:
+    """A fault's fields; a crash's ``clean`` only when set (reports of runs without clean exits keep their keys)."""
+    out = asdict(fault)
+    if out.get("clean") is False:
+        del out["clean"]
+    return out
 
 
 def _node_defaults() -> dict[str, Any]:
@@ -300,19 +315,20 @@ _CRASH = re.compile(
 )
 
 
-def parse_crash(text: str, peers: int, rng: Any) -> list[Crash]:
+def parse_crash(text: str, peers: int, rng: Any, *, clean: bool = False) -> list[Crash]:
     """Read ``PEER@AT[-RESTART][:kept|lost]`` or ``PCT%@AT[-RESTART][:kept|lost]``.
 
     ``3@12-18`` crashes peer 3 at t=12 s and restarts it at 18 s with its store;
     ``10%@12-18:lost`` crashes a seeded random 10% of the peers, which come back empty;
-    ``3@12`` never restarts.
+    ``3@12`` never restarts. With ``clean`` the peers exit cleanly instead (``--exit``).
 
     Raises:
         ValueError: with the expected syntax.
     """
+    what = "exit" if clean else "crash"
     match = _CRASH.match(text)
     if not match:
-        raise ValueError(f"bad crash {text!r}: use PEER@AT[-RESTART][:kept|lost], e.g. 3@12s-18s or 10%@12-18:lost")
+        raise ValueError(f"bad {what} {text!r}: use PEER@AT[-RESTART][:kept|lost], e.g. 3@12s-18s or 10%@12-18:lost")
     at = parse_duration(match.group("at"))
     restart = parse_duration(match.group("restart")) if match.group("restart") else None
     store = match.group("store") or "kept"
@@ -320,12 +336,12 @@ def parse_crash(text: str, peers: int, rng: Any) -> list[Crash]:
     if who.endswith("%"):
         share = float(who[:-1]) / 100
         if not 0 < share <= 1:
-            raise ValueError(f"bad crash {text!r}: the share must be in (0, 100]%")
+            raise ValueError(f"bad {what} {text!r}: the share must be in (0, 100]%")
         count = max(1, round(share * peers))
         chosen = sorted(rng.sample(range(peers), count))
     else:
         chosen = [int(who)]
-    return [Crash(peer, at, restart, store) for peer in chosen]
+    return [Crash(peer, at, restart, store, clean) for peer in chosen]
 
 
 _LINK = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*@\s*([^-]+?)\s*(?:-\s*(.+?))?\s*$")

@@ -9,6 +9,7 @@ A mix is ``kind=weight`` pairs, e.g. ``counter=1,facts=2,register=1,map=1``. Kin
 ``register``   assign one of ``keys`` last-writer-wins registers ``register/<k>``
 ``mvregister`` assign one of ``keys`` multi-value registers ``mv/<k>`` (conflicts stay visible)
 ``map``        put (80%) or remove (20%) one of ``keys`` entries of the OR-map ``board``
+``log``        add a new line to the grow-only set ``log`` (never removed: a write that must last)
 =============  =====================================================================
 
 Every choice is drawn from the simulator's ``random.Random``. Last-writer-wins writes are
@@ -27,7 +28,7 @@ from ..values import encode_value
 
 __all__ = ["KINDS", "parse_mix", "Workload", "LwwWrite", "count_lost_writes"]
 
-KINDS = ("counter", "pncounter", "facts", "register", "mvregister", "map")
+KINDS = ("counter", "pncounter", "facts", "register", "mvregister", "map", "log")
 
 
 def parse_mix(spec: str) -> list[tuple[str, float]]:
@@ -107,6 +108,8 @@ class Workload:
             self.lww.append(LwwWrite((name, ""), memory.replica_id, seen, memory.state(name).stamp))
         elif kind == "mvregister":
             memory.mvregister(f"mv/{key}").assign(f"agent-{who}:{n}")
+        elif kind == "log":
+            memory.gset("log").add(f"line-{who}-{n}")
         elif kind == "map":
             board = memory.map("board")
             entry = f"key-{key}"
