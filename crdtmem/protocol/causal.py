@@ -103,6 +103,11 @@ class CausalIndex:
     def __len__(self) -> int:
         return len(self._covered)
 
+    def vector_entries(self) -> int:
+        """Entries over the covered vectors of every batch applied here (what departed
+        incarnations would cost without pruning); walks them all, so call it to measure."""
+        return sum(map(len, self._covered.values()))
+
     def heads(self) -> tuple[bytes, ...]:
         """What a local batch sealed now depends on. Call when flushing."""
         return tuple(sorted(self._heads))

@@ -639,6 +639,11 @@ class Node(RelayInputs, Departures):
         links; without it, every connected peer may be chosen); ask at any time."""
         return {s.peer_id for s in self._relay_targets(self._ready_sessions())}
 
+    def covered_vectors(self) -> tuple[int, int]:
+        """How many covered vectors the causal index keeps (one per applied batch) and their
+        entries in all (see :meth:`~crdtmem.protocol.causal.CausalIndex.vector_entries`)."""
+        return len(self._causal), self._causal.vector_entries()
+
     def lag(self) -> dict[str, int]:
         """Per connected peer: how many batches of our log it is not known to have (for health)."""
         return {

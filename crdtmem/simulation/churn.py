@@ -142,6 +142,7 @@ def _sample(sim: Simulation, collected: _Collector, minute: float, *, started: i
         "sync_bytes_max": max(s.sync_bytes for s in sizes),
         "context_entries_mean": round(mean(s.context_entries for s in sizes), 1),
         "retired_mean": round(mean(s.retired for s in sizes), 1),
+        "covered_entries_per_batch": round(mean(s.covered_per_batch for s in sizes), 2),
         "batches_sealed": len(costs),
         "batch_context_entries_mean": round(mean(c.entries for c in costs), 2) if costs else 0.0,
         "batch_context_bytes_mean": round(mean(c.bytes for c in costs), 1) if costs else 0.0,

@@ -32,17 +32,25 @@ class VectorSizes:
     """Causal-context entries of every object in the memory (version vector + strays)."""
     retired: int
     """Incarnations this peer has pruned (retired and every batch of theirs applied)."""
+    covered_per_batch: float
+    """Mean entries of the covered vectors its causal index keeps, one per batch applied."""
 
 
 def vector_sizes(peer: SimPeer) -> VectorSizes:
-    """Measure a live peer's vectors now (cost: one ``Sync`` encoding and a walk of the memory)."""
+    """Measure a live peer's vectors now (cost: one ``Sync`` encoding, a walk of the memory and
+    of the causal index)."""
     node = peer.node
     return VectorSizes(
         seen_entries=len(node.seen.replicas()),
         sync_bytes=len(encode_message(Sync(node.seen))),
         context_entries=peer.memory.context_entries(),
         retired=len(node.retired()),
+        covered_per_batch=_mean_entries(*node.covered_vectors()),
     )
+
+
+def _mean_entries(vectors: int, entries: int) -> float:
+    return entries / vectors if vectors else 0.0
 
 
 @dataclass(frozen=True)

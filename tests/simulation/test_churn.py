@@ -63,6 +63,7 @@ def test_steady_churn_keeps_vectors_near_the_agents_alive_and_loses_nothing() ->
     for sample in result["samples"]:
         assert sample["alive"] == spec.alive
         assert sample["seen_entries_max"] <= spec.alive + SLACK, sample
+        assert sample["covered_entries_per_batch"] <= spec.alive + SLACK, sample  # one vector per batch, pruned too
     final = result["final"]
     assert final["converged"] and final["peers_lacking_writes"] == 0, final
     assert final["writes_checked"] > 0
@@ -89,6 +90,8 @@ def test_vector_sizes_count_what_a_sync_carries() -> None:
     sizes = vector_sizes(sim.peers[0])
     assert sizes.seen_entries == len(sim.peers[0].node.seen.replicas()) == len(sim.peers)
     assert sizes.sync_bytes > 25 * sizes.seen_entries  # each entry names a 25-character incarnation
+    vectors, entries = sim.peers[0].node.covered_vectors()
+    assert vectors == len(sim.peers[0].node.log_wires()) and sizes.covered_per_batch == entries / vectors > 1
 
 
 def test_exit_specs_parse_and_replay(tmp_path: Path) -> None:
