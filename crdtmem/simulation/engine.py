@@ -439,8 +439,10 @@ class Simulation:
         peer.crashes += 1
         if store != "kept":
             peer.store = None
-        elif self.scenario.checkpoint_interval <= 0:
-            self._compact(peer)  # the store holds everything applied (an always up-to-date journal)
+        elif self.scenario.checkpoint_interval <= 0 and not peer.memory.has_pending_deltas():
+            # The store holds every batch journaled; writes not flushed yet die with the process
+            # (a snapshot now would hold them with no batch to send them in).
+            self._compact(peer)
         for key, value in peer.node.stats.as_dict().items():
             self.retired_stats[key] += value
         peer.alive = False
@@ -477,7 +479,11 @@ class Simulation:
         self.queue.at(self.now + self.scenario.checkpoint_interval, CHECKPOINT)
 
     def _compact(self, peer: SimPeer) -> None:
-        """Compact the peer's store to its live state, as the runtime's compaction does."""
+        """Compact the peer's store to its live state, as the runtime's compaction does: its
+        pending writes flushed (journaled and sent) first, so the snapshot holds no write that
+        no batch carries."""
+        if peer.memory.has_pending_deltas():
+            self._call(peer, peer.node.flush, self.now)
         peer.store.compact(peer.node.snapshot())
 
     # -- writes ---------------------------------------------------------------------------------
