@@ -54,7 +54,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.faults.test_load import run_load  # noqa: E402
+from tests.faults.test_load import cpu_seconds, run_load  # noqa: E402
+from tests.processes import PeerProcess  # noqa: E402
+
+def _idle_cores(procs: list[PeerProcess], seconds: float) -> float:
+    """The CPU cores ``procs`` use together over the next ``seconds``, while nothing drives them."""
+    before = [cpu_seconds(p.proc.pid) for p in procs]
+    time.sleep(seconds)
+    return sum(cpu_seconds(p.proc.pid) - b for p, b in zip(procs, before)) / seconds
+
 
 _CLI_TIMERS = ["--gossip-interval", "1", "--anti-entropy-interval", "30"]
 """``crdtmem peer``'s own defaults, over the faster timers ``run_load`` gives its test peers."""
@@ -118,7 +126,8 @@ def _one_run(code: Path, args: argparse.Namespace, rate: float, profile: Path | 
         harness_cpu = time.process_time()
         try:
             result = run_load(Path(tmp), peers=args.peers, seconds=args.seconds, rate=rate, seed=args.seed,
-                              idle_seconds=args.idle, profile=profile, flags=[*_CLI_TIMERS, *args.peer_flags.split()])
+                              idle_probe=lambda procs: _idle_cores(procs, args.idle) if args.idle > 0 else None,
+                              profile=profile, flags=[*_CLI_TIMERS, *args.peer_flags.split()])
         except EOFError as exc:
             if "address already in use" not in str(exc) or not retry:
                 raise

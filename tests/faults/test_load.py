@@ -9,7 +9,7 @@ which all processes share); the first change at peer ``j`` showing ``w<i> >= k``
 Reported: writes made and delivered per second; p50/p99/max write-to-visible latency (from
 the moment the write was sent to its peer's stdin); the CPU cores the peers used
 while writing, the CPU seconds they spent per write and per delivery (writing and draining)
-and, with ``idle_seconds``, while connected and idle; each process's RSS at start, halfway
+and, with ``idle_probe``, while connected and idle; each process's RSS at start, halfway
 and end (CPU and RSS from ``/proc``). ``benchmarks/bench_load.py`` sweeps rates with it.
 
 Checked: after the writers stop every peer converges to every durable write (zero lost), and
@@ -30,6 +30,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -181,11 +182,13 @@ def wait_all(drivers: list[Driver], predicate, deadline: float) -> bool:
 
 
 def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: int = 1,
-             idle_seconds: float = 0.0, profile: Path | None = None, flags: list[str] = ()) -> dict[str, Any]:
+             idle_probe: Callable[[list[PeerProcess]], float] | None = None, profile: Path | None = None,
+             flags: list[str] = ()) -> dict[str, Any]:
     """Run the load scenario; return its figures (see the module docstring).
 
     Args:
-        idle_seconds: once every peer is connected, measure their CPU this long before writing.
+        idle_probe: once every peer is connected, called with their processes before writing:
+            the CPU cores they use together while idle (the benchmark measures over a window).
         flags: more ``crdtmem peer`` flags for every peer (``["--eager-tree"]``).
         profile: run peer 0 under ``benchmarks/cpu_profile.py`` (cProfile timed by CPU),
             writing its stats here when it stops.
@@ -227,7 +230,7 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
         if any(d.errors for d in drivers):
             raise TimeoutError(f"peers did not connect: {[d.errors for d in drivers if d.errors]}")
         rss_start = [rss_mb(p.proc.pid) for p in procs]
-        idle_cpu = _cpu_over(procs, idle_seconds) if idle_seconds > 0 else None
+        idle_cores = idle_probe(procs) if idle_probe is not None else None
         cpu_start = [cpu_seconds(p.proc.pid) for p in procs]
         sys_start = sum(cpu_times(p.proc.pid)[1] for p in procs)
         writers = [threading.Thread(target=d.write_loop, args=(seconds, rate), daemon=True) for d in drivers]
@@ -319,20 +322,13 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
             "per_write_ms": round(1000 * cpu_total / max(1, writes_made), 3),
             "per_delivery_ms": round(1000 * cpu_total / max(1, len(latencies)), 3),
             "system_share": round(cpu_system / cpu_total, 3) if cpu_total else None,
-            "idle_cores_per_peer": None if idle_cpu is None else round(idle_cpu / peers / idle_seconds, 4),
+            "idle_cores_per_peer": None if idle_cores is None else round(idle_cores / peers, 4),
         },
         "traffic_per_write": _traffic_per_write(metrics, writes_made),
         "journal_rows_end": [m["metrics"]["store"]["journal_rows"] if m else None for m in metrics],
         "refusals": [m["metrics"]["refusals"] if m else None for m in metrics],
         "errors": errors[:10],
     }
-
-
-def _cpu_over(procs: list[PeerProcess], seconds: float) -> float:
-    """CPU seconds all ``procs`` use together in the next ``seconds`` (while nothing else drives them)."""
-    before = [cpu_seconds(p.proc.pid) for p in procs]
-    time.sleep(seconds)
-    return sum(cpu_seconds(p.proc.pid) - b for p, b in zip(procs, before))
 
 
 def _traffic_per_write(metrics: list[dict | None], writes: int) -> dict[str, float]:
