@@ -121,7 +121,7 @@ def main() -> None:
         with SqliteStore(path, identity.peer_id) as reopened:
             restored = restore(reopened)
         Node(restored.memory, identity, Keyring(), rng=random.Random(2), config=node.config,
-             seen=restored.seen, log_wires=restored.log_wires)
+             seen=restored.seen, log_wires=restored.log_wires, index=restored.index)
         print(json.dumps({"restart_seconds": round(time.perf_counter() - started, 2),
                           "batches": len(restored.log_wires)}), flush=True)
 

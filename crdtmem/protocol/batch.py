@@ -132,24 +132,31 @@ _BYTES = {bytes}
 _HASH_LENGTH = {HASH_BYTES}
 
 
-def _parts(wire: bytes, max_size: int | None = None) -> list:
+def _header(wire: bytes, max_size: int | None = None) -> list:
+    """The batch's five parts, with its author, number and body checked (not its dependencies)."""
     parts = codec.unpack(wire) if max_size is None else codec.unpack(wire, max_size=max_size)
     if not (isinstance(parts, list) and len(parts) == 5):
         raise DecodeError("malformed delta batch")
-    author, seq, deps, body = parts[0], parts[1], parts[2], parts[3]
+    author, seq, body = parts[0], parts[1], parts[3]
     if not isinstance(author, str) or type(seq) is not int or seq < 1 or not isinstance(body, bytes):
         raise DecodeError("malformed delta batch header")
+    codec.expect_count(seq, "batch sequence number")
+    return parts
+
+
+def _parts(wire: bytes, max_size: int | None = None) -> list:
+    parts = _header(wire, max_size)
+    deps = parts[2]
     # Checked in C, not per dependency in Python: an honest batch names one head per concurrent writer.
     if not (isinstance(deps, list) and len(deps) <= MAX_DEPS and set(map(type, deps)) <= _BYTES
             and set(map(len, deps)) <= _HASH_LENGTH and deps == sorted(set(deps))):
         raise DecodeError("malformed delta batch dependencies")
-    codec.expect_count(seq, "batch sequence number")
     return parts
 
 
 def peek_batch(wire: bytes) -> tuple[str, int]:
     """The (author, seq) of a batch without verifying it; raises DecodeError if malformed."""
-    parts = _parts(wire)
+    parts = _header(wire)
     return parts[0], parts[1]
 
 

@@ -229,6 +229,31 @@ class CausalIndex:
         self._retirements.shrink(covered)
         return covered
 
+    def to_plain(self) -> list:
+        """Everything this index holds, as plain data for :mod:`.nodeindex` (msgpack takes the
+        covered vectors as they are: packing them is the cost of a compaction)."""
+        reach = [[[name, r, seqs, tops] for (name, r), (seqs, tops) in table.items()]
+                 for table in (self._reach, self._yjs_reach)]
+        return [self._covered, list(self._heads), list(self._refused), *reach, list(self._yjs_replicas.items())]
+
+    @classmethod
+    def from_plain(cls, plain: list, retirements: Retirements) -> CausalIndex:
+        """Rebuild what :meth:`to_plain` wrote (the node's own, from its store; a wrong shape raises
+        TypeError or ValueError)."""
+        covered, heads, refused, reach, yjs_reach, clients = plain
+        if not isinstance(covered, dict):
+            raise TypeError("the covered vectors must be a map")
+        index = cls(retirements)
+        index._covered = covered
+        index._heads, index._refused = set(heads), set(refused)
+        for table, rows in ((index._reach, reach), (index._yjs_reach, yjs_reach)):
+            for name, replica, seqs, tops in rows:
+                if len(seqs) != len(tops):
+                    raise ValueError("a reach row's lists differ in length")
+                table[(name, replica)] = (seqs, tops)
+        index._yjs_replicas = {client: replica for client, replica in clients}
+        return index
+
     def record_all(self, batches: Iterable[DeltaBatch]) -> None:
         for batch in batches:
             self.record(batch)

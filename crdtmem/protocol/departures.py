@@ -16,9 +16,10 @@ from ..clocks import CausalContext, Dot
 from ..errors import RemoteProtocolError
 from ..identity import Identity, key_id_of
 from ..memory import Memory
-from .batch import read_batch
+from .batch import batch_hash, peek_batch, read_batch
 from .causal import CausalIndex
 from .deltalog import DeltaLog
+from .nodeindex import NodeIndex
 from .retirement import RETIRED_NAME, Retirements, retirement, retirement_records
 from .stats import NodeStats
 
@@ -124,15 +125,29 @@ class Departures:
         self.stats.incarnations_pruned += len(incarnations)
         log.debug("pruned departed incarnations %s", ", ".join(incarnations))
 
-    def _replay(self, log_wires: Iterable[bytes]) -> None:
-        """Rebuild the causal index and the pruned incarnations from the log, in the order the
-        batches were applied; then prune the restored seen set and memory alike."""
+    def _replay(self, log_wires: Iterable[bytes], index: NodeIndex | None = None) -> None:
+        """Rebuild the causal index and the pruned incarnations from ``index`` (kept with the
+        snapshot) and the log, in the order the batches were applied; then prune the restored
+        seen set and memory alike.
+
+        Batches the index reflects are only logged (their wire hashed); the others, and every
+        batch when there is no index, are decoded and recorded.
+        """
         applied = CausalContext()
+        if index is not None:
+            self._causal, self._retirements = index.causal, index.retirements
+            applied = index.applied.copy()
+        self._retirements.resume(self.replica_id, lambda incarnation, final: applied.vv.get(incarnation, 0) >= final)
 
         def holds_all(incarnation: str, final: int) -> bool:
             return applied.vv.get(incarnation, 0) >= final
 
         for wire in log_wires:  # in the order they were applied, so dependencies come first
+            if index is not None:
+                dot = Dot(*peek_batch(wire))
+                if index.reflects(dot):
+                    self._log.add(dot, wire, batch_hash(wire))
+                    continue
             batch = read_batch(wire, max_size=self.config.max_message_bytes)
             dot = Dot(batch.author, batch.seq)
             self._log.add(dot, wire, batch.hash)
@@ -148,6 +163,10 @@ class Departures:
         for replica in pruned:
             self.seen.forget(replica)
         self.memory.forget(pruned)
+
+    def node_index(self) -> NodeIndex:
+        """The causal index and retirements as of now, for a snapshot (see :mod:`.nodeindex`)."""
+        return NodeIndex.of(self.seen, self._causal, self._retirements)
 
     def _retire_predecessors(self, predecessors: Iterable[str]) -> None:
         """Retire this store's earlier incarnations that did not, in this start's first batch."""

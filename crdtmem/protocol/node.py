@@ -156,6 +156,7 @@ from .messages import (
     seen_digest,
 )
 from .membership import Membership, RevokedAuthorError
+from .nodeindex import NodeIndex
 from .departures import Departures
 from .retirement import Retirements, retirement_records
 from .parking import ParkedBatches
@@ -279,6 +280,8 @@ class Node(RelayInputs, Departures):
             start (the shell remembers them). Those that did not retire (a crash, a kill) are
             retired in this start's first batch, at the highest number the store holds for each
             (:mod:`.retirement`). Never name an incarnation that may still run elsewhere.
+        index: the causal index and retirements kept with the snapshot (``Restored.index``):
+            the log's batches it reflects are then not decoded again.
     """
 
     def __init__(
@@ -292,6 +295,7 @@ class Node(RelayInputs, Departures):
         seen: CausalContext | None = None,
         log_wires: Iterable[bytes] = (),
         predecessors: Iterable[str] = (),
+        index: NodeIndex | None = None,
     ) -> None:
         if key_id_of(memory.replica_id) != identity.peer_id:
             raise ValueError(f"memory replica id {memory.replica_id!r} is not an incarnation of {identity.peer_id!r}")
@@ -312,7 +316,7 @@ class Node(RelayInputs, Departures):
         self._causal = CausalIndex(self._retirements)
         self._parked = ParkedBatches(self.config.max_parked_batches)
         self._evidence: dict[bytes, bytes] = {}  # hash -> wire: other versions of numbers we hold
-        self._replay(log_wires)
+        self._replay(log_wires, index)
         self._retire_predecessors(predecessors)
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
@@ -1182,7 +1186,7 @@ class Node(RelayInputs, Departures):
     def snapshot(self) -> Snapshot:
         """What a store keeps of this replica now: call :meth:`flush` first, then hand it to
         :meth:`Store.compact <crdtmem.protocol.recovery.Store.compact>`."""
-        return Snapshot.of(self.memory, self.seen)
+        return Snapshot.of(self.memory, self.seen, self.node_index())
 
     def _stamp_bound(self) -> int:
         """The latest hybrid timestamp a peer's write may carry (memory clock + ``max_clock_skew``)."""

@@ -10,7 +10,7 @@ seen set and a log; it is the one recovery path, pure and shared by the shells::
     parts = store.load_parts()                        # shell: read bytes (checked) from disk
     restored = recover(store.peer_id, parts.snapshot, parts.journal, clock=clock)
     node = Node(restored.memory, identity, keyring, rng=rng,
-                seen=restored.seen, log_wires=restored.log_wires)
+                seen=restored.seen, log_wires=restored.log_wires, index=restored.index)
 
 (:func:`restore` does the first two lines.) The websocket runtime restores from a
 :class:`~crdtmem.storage.sqlite.SqliteStore`, the simulator from a
@@ -33,6 +33,7 @@ from ..clocks import CausalContext, Dot
 from ..errors import CrdtmemError, DecodeError
 from ..memory import Memory
 from .batch import apply_batch, open_batch, peek_batch
+from .nodeindex import NodeIndex
 from .retirement import finals_in
 
 __all__ = [
@@ -66,15 +67,20 @@ class Snapshot:
     """:meth:`Memory.snapshot` bytes."""
     seen: bytes
     """The batches the memory reflects: a packed causal context."""
+    index: bytes = b""
+    """The node's causal index and retirements as of the same point (:class:`NodeIndex` bytes),
+    so a restart decodes no batch the snapshot reflects; empty: rebuild them from the journal."""
 
     @classmethod
-    def of(cls, memory: Memory, seen: CausalContext) -> Snapshot:
-        """Encode a consistent memory and seen set. Call when compacting a store.
+    def of(cls, memory: Memory, seen: CausalContext, index: NodeIndex | None = None) -> Snapshot:
+        """Encode a consistent memory, seen set and node index. Call when compacting a store
+        (:meth:`Node.snapshot <crdtmem.protocol.node.Node.snapshot>` does).
 
         They must agree: ``seen`` is exactly the batches ``memory`` reflects (flush the node's
-        pending writes first and journal their batches).
+        pending writes first and journal their batches), and ``index`` was taken at that point.
         """
-        return cls(memory.snapshot(), codec.pack(codec.context_to_plain(seen)))
+        return cls(memory.snapshot(), codec.pack(codec.context_to_plain(seen)),
+                   b"" if index is None else index.to_bytes())
 
 
 class StoredParts(NamedTuple):
@@ -96,6 +102,8 @@ class Restored:
     """Every journaled batch, in journal order: pass them to the Node to serve catch-up."""
     journal_rows: int = 0
     """How many journaled batches the snapshot did not reflect and were replayed."""
+    index: NodeIndex | None = None
+    """The node's causal index and retirements kept with the snapshot: pass it to the Node."""
 
 
 class Store(Protocol):
@@ -182,8 +190,11 @@ def recover(
     """
     replayed = 0
     log: list[bytes] = []
+    index = None
     try:
         retired: dict[str, int] = {}
+        if snapshot is not None and snapshot.index:
+            index = NodeIndex.from_bytes(snapshot.index)
         if snapshot is None:
             memory, seen = Memory(replica_id, clock=clock), CausalContext()
         else:
@@ -202,7 +213,7 @@ def recover(
             replayed += 1
     except (CrdtmemError, TypeError, AttributeError) as exc:
         raise StoreError(f"{source} is corrupt: {exc}") from None
-    return Restored(memory, seen, log, replayed)
+    return Restored(memory, seen, log, replayed, index)
 
 
 def restore(store: Store, *, clock: Callable[[], float] | None = None) -> Restored:

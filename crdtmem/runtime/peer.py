@@ -213,7 +213,7 @@ class Peer:
         create the node over both."""
         # Unpredictable even when ``rng`` is seeded: processes sharing a key must not collide.
         self.memory.incarnate(new_incarnation(self.identity.peer_id, random.SystemRandom()))
-        seen = None
+        seen = index = None
         log_wires: list[bytes] = []
         predecessors: list[str] = []
         if self._store_arg is not None:
@@ -231,11 +231,11 @@ class Peer:
                 store.close()
                 self.store = None
                 raise
-            seen, log_wires = restored.seen, restored.log_wires
+            seen, log_wires, index = restored.seen, restored.log_wires, restored.index
             log.info("restored %d objects, %d batches from %s", len(restored.memory.names()),
                      restored.seen.size(), store)
         self.node = Node(self.memory, self.identity, self.keyring, rng=self.rng, config=self.config,
-                         seen=seen, log_wires=log_wires, predecessors=predecessors)
+                         seen=seen, log_wires=log_wires, predecessors=predecessors, index=index)
 
     def _close_store(self) -> None:
         """Close the store when the peer exits (after the final snapshot)."""

@@ -35,12 +35,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from ..clocks import CausalContext
 from ..identity import Identity, Keyring, new_incarnation
 from ..memory import Memory
 from ..protocol.events import BatchApplied, Close, PeerConnected, Publish, RelaySend, Send
 from ..protocol.node import Node
-from ..protocol.recovery import restore
+from ..protocol.recovery import Restored, restore
 from ..storage.memory import MemoryStore
 from .broker import BrokerSpec, SimBroker
 from .latency import Latency
@@ -354,13 +353,13 @@ class Simulation:
     def _boot(self, peer: SimPeer, at: float) -> None:
         """Start a fresh peer, with an empty store, at virtual time ``at``."""
         peer.store = MemoryStore(peer.peer_id)
-        self._start(peer, Memory(peer.peer_id, clock=self._clock(peer)), None, [], at)
+        self._start(peer, Memory(peer.peer_id, clock=self._clock(peer)), at)
 
     def _clock(self, peer: SimPeer) -> Callable[[], float]:
         queue = self.queue
         return lambda: EPOCH + queue.now + peer.skew
 
-    def _start(self, peer: SimPeer, memory: Memory, seen: CausalContext | None, log: list[bytes], at: float) -> None:
+    def _start(self, peer: SimPeer, memory: Memory, at: float, restored: Restored | None = None) -> None:
         rng = random.Random(self.rng_nodes.getrandbits(64))
         memory.incarnate(new_incarnation(peer.peer_id, rng))  # the draw the node would make
         predecessors = peer.store.start_incarnation(memory.replica_id) if peer.store is not None else []
@@ -370,9 +369,10 @@ class Simulation:
             self.keyring,
             rng=rng,
             config=self.config,
-            seen=seen,
-            log_wires=log,
+            seen=None if restored is None else restored.seen,
+            log_wires=() if restored is None else restored.log_wires,
             predecessors=predecessors,
+            index=None if restored is None else restored.index,
         )
         peer.memory, peer.node, peer.alive = memory, node, True
         peer.generation += 1
@@ -463,7 +463,7 @@ class Simulation:
             return
         if peer.store is not None:
             restored = restore(peer.store, clock=self._clock(peer))
-            self._start(peer, restored.memory, restored.seen, restored.log_wires, self.now)
+            self._start(peer, restored.memory, self.now, restored)
             detail = "kept"
         else:
             self._boot(peer, self.now)

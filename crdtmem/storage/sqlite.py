@@ -46,14 +46,18 @@ __all__ = ["SqliteStore", "StoreError", "Restored", "APPLICATION_ID", "STORE_FOR
 
 APPLICATION_ID = 0x63726474  # "crdt"
 _WAL_LIMIT = 64 * 1024 * 1024
-STORE_FORMAT = 2
-"""2: the journal is the whole history (format 1 kept the catch-up log in the snapshot row)."""
+STORE_FORMAT = 3
+"""3: the snapshot row keeps the node's causal index (format 2 stores are upgraded in place when
+opened for writing); 2: the journal is the whole history (format 1 kept the catch-up log in the
+snapshot row)."""
+_READABLE_FORMATS = {"2", "3"}
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE snapshot (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    memory BLOB NOT NULL, seen BLOB NOT NULL, upto INTEGER NOT NULL, checksum BLOB NOT NULL
+    memory BLOB NOT NULL, seen BLOB NOT NULL, upto INTEGER NOT NULL, checksum BLOB NOT NULL,
+    node_index BLOB NOT NULL DEFAULT x''
 );
 CREATE TABLE journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -68,6 +72,11 @@ def _digest(*parts: bytes) -> bytes:
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.digest()
+
+
+def _snapshot_digest(memory: bytes, seen: bytes, upto: int, index: bytes) -> bytes:
+    """The snapshot row's checksum (a format 2 row, without an index, keeps its own)."""
+    return _digest(memory, seen, str(upto).encode(), *([index] if index else []))
 
 
 class SqliteStore:
@@ -119,6 +128,7 @@ class SqliteStore:
 
     def _open(self, peer_id: str | None, fsync: bool) -> None:
         readonly = self.readonly
+        self._format = STORE_FORMAT
         self.stored_peer_id = self._check_existing()
         if self.stored_peer_id is None:
             if readonly:
@@ -142,6 +152,8 @@ class SqliteStore:
             self._conn.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
             if self.stored_peer_id is None:
                 self._create()
+            elif self._format < STORE_FORMAT:
+                self._upgrade()
         upto = "(SELECT COALESCE(MAX(upto), 0) FROM snapshot)"
         self.journal_rows = self._scalar(f"SELECT COUNT(*) FROM journal WHERE id > {upto}")
         self.journal_bytes = self._scalar(f"SELECT COALESCE(SUM(LENGTH(wire)), 0) FROM journal WHERE id > {upto}")
@@ -179,13 +191,14 @@ class SqliteStore:
             if status != "ok":
                 raise StoreError(f"{self.path} is corrupt: {status}")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("format") != str(STORE_FORMAT):
+            if meta.get("format") not in _READABLE_FORMATS:
                 raise StoreError(
                     f"{self.path}: unsupported store format {meta.get('format')!r} (this crdtmem reads "
                     f"format {STORE_FORMAT}); start the peer with a new --db and it catches up from its peers"
                 )
             if not meta.get("peer_id"):
                 raise StoreError(f"{self.path} is corrupt: no peer id recorded")
+            self._format = int(meta["format"])
             return meta["peer_id"]
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is corrupt or not a SQLite database: {exc}") from None
@@ -209,6 +222,19 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
 
+    def _upgrade(self) -> None:
+        """Format 2 -> 3: an empty node index column (the next start rebuilds it from the journal)."""
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("ALTER TABLE snapshot ADD COLUMN node_index BLOB NOT NULL DEFAULT x''")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(STORE_FORMAT),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._format = STORE_FORMAT
+
     @property
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -229,15 +255,17 @@ class SqliteStore:
             StoreError: a checksum does not match or a row has the wrong types.
         """
         try:
-            row = self._db.execute("SELECT memory, seen, upto, checksum FROM snapshot WHERE id = 1").fetchone()
+            index_column = "node_index" if self._format >= 3 else "x''"
+            row = self._db.execute(
+                f"SELECT memory, seen, upto, checksum, {index_column} FROM snapshot WHERE id = 1").fetchone()
             snapshot = None
             if row is not None:
-                mem_b, seen_b, upto, checksum = row
-                if not all(isinstance(b, bytes) for b in (mem_b, seen_b, checksum)) or type(upto) is not int:
+                mem_b, seen_b, upto, checksum, index_b = row
+                if not all(isinstance(b, bytes) for b in (mem_b, seen_b, checksum, index_b)) or type(upto) is not int:
                     raise StoreError(f"{self.path} is corrupt: the snapshot row has the wrong types")
-                if _digest(mem_b, seen_b, str(upto).encode()) != checksum:
+                if _snapshot_digest(mem_b, seen_b, upto, index_b) != checksum:
                     raise StoreError(f"{self.path} is corrupt: the snapshot fails its checksum")
-                snapshot = Snapshot(mem_b, seen_b)
+                snapshot = Snapshot(mem_b, seen_b, index_b)
             rows = self._db.execute("SELECT id, author, seq, wire, checksum FROM journal ORDER BY id")
             journal = []
             for row_id, author, seq, wire, checksum in rows:
@@ -309,15 +337,14 @@ class SqliteStore:
         with everything journaled so far (the runtime flushes pending writes and journals
         their batches first). Writes the memory's size, whatever the history's.
         """
-        mem_b, seen_b = snapshot.memory, snapshot.seen
+        mem_b, seen_b, index_b = snapshot.memory, snapshot.seen, snapshot.index
         conn = self._db
         conn.execute("BEGIN IMMEDIATE")
         try:
             upto = conn.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
-            checksum = _digest(mem_b, seen_b, str(upto).encode())
             conn.execute(
-                "INSERT OR REPLACE INTO snapshot(id, memory, seen, upto, checksum) VALUES (1, ?, ?, ?, ?)",
-                (mem_b, seen_b, upto, checksum),
+                "INSERT OR REPLACE INTO snapshot(id, memory, seen, upto, checksum, node_index) VALUES (1, ?, ?, ?, ?, ?)",
+                (mem_b, seen_b, upto, _snapshot_digest(mem_b, seen_b, upto, index_b), index_b),
             )
             conn.execute("COMMIT")
         except BaseException:

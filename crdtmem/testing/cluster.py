@@ -214,7 +214,8 @@ class Cluster:
         else:
             memory.merge(restored.memory)
             node = Node(memory, identity, keyring, rng=random.Random(seed), config=self.config,
-                        seen=restored.seen, log_wires=restored.log_wires, predecessors=incarnations)
+                        seen=restored.seen, log_wires=restored.log_wires, predecessors=incarnations,
+                        index=restored.index)
         incarnations.append(node.replica_id)
         self._nodes[name] = node
         self._events.setdefault(name, [])
