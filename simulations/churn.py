@@ -10,9 +10,8 @@ quiescence and checks convergence and that no sealed write is lacking anywhere.
     python simulations/churn.py --alive 100 --minutes 10 --name churn_100x10
     python simulations/churn.py --alive 100 --minutes 100 --writes-per-life 1 --eager-tree --name churn_10k
 
-The last is the 10,000-incarnation run (about an hour): wall time grows faster than the
-incarnations, because every start from a kept store replays the whole journal (see
-simulations/README.md); one write per life and the relay tree keep it within reach.
+The last is the 10,000-incarnation run (see simulations/README.md for its figures and time):
+one write per life and the relay tree keep it within reach.
 """
 
 from __future__ import annotations

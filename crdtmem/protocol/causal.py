@@ -26,8 +26,9 @@ what the author provably observed, so:
 
 :class:`CausalIndex` keeps, per applied batch, its hash and covered vector, the current heads
 (what the next local batch depends on), and per object and replica how far that replica's
-dots (in documents: its Yjs clock) reached after each of its batches. It holds no wires and is
-rebuilt from the delta log on restart (:meth:`CausalIndex.record` in log order).
+dots (in documents: its Yjs clock) reached after each of its batches. It holds no wires; a
+snapshot keeps it (:mod:`.nodeindex`), and a restart without one rebuilds it from the delta
+log (:meth:`CausalIndex.record` in log order).
 
 Departed incarnations pruned here (:mod:`.retirement`) leave the covered vectors built after
 their witness, and every check reads a vector through

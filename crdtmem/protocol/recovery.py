@@ -2,8 +2,8 @@
 
 A store holds two things for one peer (DESIGN.md §6): the journal — every signed batch wire
 the peer applied, in the order it applied them, each appended once and kept for good — and a
-:class:`Snapshot` — the memory and the batches it reflects, as bytes — so a restart replays only
-the journal after it. The journal is also the node's catch-up log: a peer that joins late gets
+:class:`Snapshot` — the memory, the batches it reflects and the node's causal index
+(:mod:`.nodeindex`), as bytes — so a restart replays and decodes only the journal after it. The journal is also the node's catch-up log: a peer that joins late gets
 every author's original signed batches. :func:`recover` turns those bytes back into a memory, a
 seen set and a log; it is the one recovery path, pure and shared by the shells::
 

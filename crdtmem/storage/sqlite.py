@@ -7,7 +7,7 @@ Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem stor
 
     meta(key, value)                        peer_id, format, created, incarnations
     journal(id, author, seq, wire, checksum)
-    snapshot(id=1, memory, seen, upto, checksum)
+    snapshot(id=1, memory, seen, upto, checksum, node_index)
 
 * Every delta batch the node applies (local or remote) is appended to the journal as one row,
   in the same transaction as the others of one runtime step, *before* the runtime sends
@@ -15,8 +15,9 @@ Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem stor
   peer never reuses a sequence number or a dot that others have already seen.
 * A journal row is written once and never rewritten nor deleted: the journal is the peer's
   signed history, served to peers that join late so they can verify every author's part.
-* :meth:`SqliteStore.compact` replaces the snapshot (the memory, the batches it reflects, and
-  ``upto``, the last journal row it covers) in one transaction. It writes the live state only,
+* :meth:`SqliteStore.compact` replaces the snapshot (the memory, the batches it reflects,
+  ``upto``, the last journal row it covers, and the node's causal index as of then, so a restart
+  decodes only the rows after ``upto``) in one transaction. It writes the live state only,
   never an old batch, so its cost does not grow with the history; a crash at any instant leaves
   either the old snapshot or the new one, and the journal rows after it are replayed.
 * Each row carries a BLAKE2b checksum; a mismatch, an unreadable file, another application's
