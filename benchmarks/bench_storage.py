@@ -89,7 +89,8 @@ def main() -> None:
         for n in range(1, args.writes + 1):
             _write(memory, rng, args.keys, n)
             node.flush(float(n))
-            store.append([(e.author, e.seq, e.wire) for e in node.take_events() if isinstance(e, BatchApplied)])
+            store.append([(e.author, e.seq, e.wire, e.index_entry) for e in node.take_events()
+                          if isinstance(e, BatchApplied)])
             if n % args.every == 0 or n == args.writes:
                 snapshot_started = time.perf_counter()
                 encoded = node.snapshot()
@@ -121,7 +122,7 @@ def main() -> None:
         with SqliteStore(path, identity.peer_id) as reopened:
             restored = restore(reopened)
         Node(restored.memory, identity, Keyring(), rng=random.Random(2), config=node.config,
-             seen=restored.seen, log_wires=restored.log_wires, index=restored.index)
+             seen=restored.seen, log_wires=restored.log_wires, log_entries=restored.log_entries)
         print(json.dumps({"restart_seconds": round(time.perf_counter() - started, 2),
                           "batches": len(restored.log_wires)}), flush=True)
 

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_DEPS",
     "batch_hash",
     "read_batch",
+    "read_header",
     "ForgedDeltaError",
     "BadBatchSignatureError",
     "UntrustedAuthorError",
@@ -158,6 +159,13 @@ def peek_batch(wire: bytes) -> tuple[str, int]:
     """The (author, seq) of a batch without verifying it; raises DecodeError if malformed."""
     parts = _header(wire)
     return parts[0], parts[1]
+
+
+def read_header(wire: bytes) -> DeltaBatch:
+    """A batch from this replica's own storage without its deltas: its author, number,
+    dependencies and hash, what re-indexing it takes beside its journaled index entry."""
+    author, seq, deps, _body, _signature = _parts(wire)
+    return DeltaBatch(author, seq, (), bytes(wire), tuple(deps))
 
 
 def read_batch(wire: bytes, *, max_size: int) -> DeltaBatch:

@@ -26,9 +26,9 @@ what the author provably observed, so:
 
 :class:`CausalIndex` keeps, per applied batch, its hash and covered vector, the current heads
 (what the next local batch depends on), and per object and replica how far that replica's
-dots (in documents: its Yjs clock) reached after each of its batches. It holds no wires; a
-snapshot keeps it (:mod:`.nodeindex`), and a restart without one rebuilds it from the delta
-log (:meth:`CausalIndex.record` in log order).
+dots (in documents: its Yjs clock) reached after each of its batches. It holds no wires and is
+rebuilt on restart from the delta log (:meth:`CausalIndex.record` in log order), reading each
+batch's reach from its journaled index entry (:mod:`.reindex`) rather than its deltas.
 
 Departed incarnations pruned here (:mod:`.retirement`) leave the covered vectors built after
 their witness, and every check reads a vector through
@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from ..crdt.document import Document, update_footprint, yjs_client_id
 from ..crdt.dotkernel import KernelContainer
@@ -48,7 +49,7 @@ from ..errors import RefusalReason, RemoteProtocolError
 from .batch import DeltaBatch
 from .retirement import Retirements
 
-__all__ = ["CausalIndex", "UnobservedRemoveError", "BadDependenciesError", "EquivocationError"]
+__all__ = ["CausalIndex", "BatchReach", "reach_of", "UnobservedRemoveError", "BadDependenciesError", "EquivocationError"]
 
 # check() then record() read each remote document delta's footprint: parse it once.
 _footprint = functools.lru_cache(maxsize=64)(update_footprint)
@@ -183,26 +184,28 @@ class CausalIndex:
                     f"in {name!r} that its dependencies do not cover"
                 )
 
-    def record(self, batch: DeltaBatch, covered: dict[str, int] | None = None) -> dict[str, int]:
+    def record(self, batch: DeltaBatch, covered: dict[str, int] | None = None,
+               reach: BatchReach | None = None) -> dict[str, int]:
         """Note ``batch`` as applied (after :meth:`check`, or in log order on restart); return
-        its covered vector."""
+        its covered vector.
+
+        Args:
+            reach: :func:`reach_of` the batch, if known already (a restart reads it from the
+                journal instead of decoding the deltas: then ``batch`` need carry none).
+        """
         if covered is None:
             covered = self._join(batch.deps)
             covered[batch.author] = batch.seq
         self._covered[batch.hash] = covered
         self._heads.difference_update(batch.deps)
         self._heads.add(batch.hash)
-        for name, delta in batch.deltas:
-            if isinstance(delta, KernelContainer):
-                _extend(self._reach, (name, batch.author), batch.seq, delta.ctx.max(batch.author))
-            elif isinstance(delta, Document):
-                client = yjs_client_id(batch.author)
-                try:
-                    ends, _deletes = _footprint(delta.encoded())
-                except ValueError:
-                    continue  # refused by check; locally, leaves the reach where it was
-                self._yjs_replicas.setdefault(client, batch.author)
-                _extend(self._yjs_reach, (name, batch.author), batch.seq, ends.get(client, 0))
+        author, seq = batch.author, batch.seq
+        dots, yjs = reach_of(batch) if reach is None else reach
+        for name, top in dots:
+            _extend(self._reach, (name, author), seq, top)
+        for name, end in yjs:
+            self._yjs_replicas.setdefault(yjs_client_id(author), author)
+            _extend(self._yjs_reach, (name, author), seq, end)
         return covered
 
     def vouch(self, batch: DeltaBatch) -> bool:
@@ -230,31 +233,6 @@ class CausalIndex:
         self._retirements.shrink(covered)
         return covered
 
-    def to_plain(self) -> list:
-        """Everything this index holds, as plain data for :mod:`.nodeindex` (msgpack takes the
-        covered vectors as they are: packing them is the cost of a compaction)."""
-        reach = [[[name, r, seqs, tops] for (name, r), (seqs, tops) in table.items()]
-                 for table in (self._reach, self._yjs_reach)]
-        return [self._covered, list(self._heads), list(self._refused), *reach, list(self._yjs_replicas.items())]
-
-    @classmethod
-    def from_plain(cls, plain: list, retirements: Retirements) -> CausalIndex:
-        """Rebuild what :meth:`to_plain` wrote (the node's own, from its store; a wrong shape raises
-        TypeError or ValueError)."""
-        covered, heads, refused, reach, yjs_reach, clients = plain
-        if not isinstance(covered, dict):
-            raise TypeError("the covered vectors must be a map")
-        index = cls(retirements)
-        index._covered = covered
-        index._heads, index._refused = set(heads), set(refused)
-        for table, rows in ((index._reach, reach), (index._yjs_reach, yjs_reach)):
-            for name, replica, seqs, tops in rows:
-                if len(seqs) != len(tops):
-                    raise ValueError("a reach row's lists differ in length")
-                table[(name, replica)] = (seqs, tops)
-        index._yjs_replicas = {client: replica for client, replica in clients}
-        return index
-
     def record_all(self, batches: Iterable[DeltaBatch]) -> None:
         for batch in batches:
             self.record(batch)
@@ -264,6 +242,37 @@ class CausalIndex:
 
     def _yjs_reach_at(self, name: str, replica: str, seq: int) -> int:
         return _reach_at(self._yjs_reach, name, replica, seq)
+
+
+class BatchReach(NamedTuple):
+    """How far a batch's author reached in the objects it wrote: all :class:`CausalIndex`
+    takes from a batch's deltas (a restart reads it from the journal, see :mod:`.reindex`)."""
+
+    dots: tuple[tuple[str, int], ...]
+    """(object, the author's highest dot counter in its delta), for each dot-kernel object."""
+    yjs: tuple[tuple[str, int], ...]
+    """(document, the author's Yjs clock after the delta), for each document whose delta reads."""
+
+
+def reach_of(batch: DeltaBatch) -> BatchReach:
+    """The :class:`BatchReach` of a decoded batch (a document delta that cannot be read leaves
+    the reach where it was: :meth:`CausalIndex.check` refuses it anyway)."""
+    dots: list[tuple[str, int]] = []
+    yjs: list[tuple[str, int]] = []
+    client = None
+    for name, delta in batch.deltas:
+        if isinstance(delta, KernelContainer):
+            top = delta.ctx.max(batch.author)
+            if top:
+                dots.append((name, top))
+        elif isinstance(delta, Document):
+            try:
+                ends, _deletes = _footprint(delta.encoded())
+            except ValueError:
+                continue
+            client = yjs_client_id(batch.author) if client is None else client
+            yjs.append((name, ends.get(client, 0)))
+    return BatchReach(tuple(dots), tuple(yjs))
 
 
 def _extend(reach: dict[tuple[str, str], tuple[list[int], list[int]]], key: tuple[str, str], seq: int, top: int) -> None:

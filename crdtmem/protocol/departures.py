@@ -9,17 +9,17 @@ memory's contexts and what it knows of its peers, and reading peers' seen sets w
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 from ..clocks import CausalContext, Dot
-from ..errors import RemoteProtocolError
+from ..errors import DecodeError, RemoteProtocolError
 from ..identity import Identity, key_id_of
 from ..memory import Memory
-from .batch import batch_hash, peek_batch, read_batch
+from .batch import read_batch, read_header
 from .causal import CausalIndex
 from .deltalog import DeltaLog
-from .nodeindex import NodeIndex
+from .reindex import read_index_entry
 from .retirement import RETIRED_NAME, Retirements, retirement, retirement_records
 from .stats import NodeStats
 
@@ -125,48 +125,39 @@ class Departures:
         self.stats.incarnations_pruned += len(incarnations)
         log.debug("pruned departed incarnations %s", ", ".join(incarnations))
 
-    def _replay(self, log_wires: Iterable[bytes], index: NodeIndex | None = None) -> None:
-        """Rebuild the causal index and the pruned incarnations from ``index`` (kept with the
-        snapshot) and the log, in the order the batches were applied; then prune the restored
-        seen set and memory alike.
+    def _replay(self, log_wires: Iterable[bytes], log_entries: Sequence[bytes] = ()) -> None:
+        """Rebuild the causal index and the pruned incarnations from the log, in the order the
+        batches were applied; then prune the restored seen set and memory alike.
 
-        Batches the index reflects are only logged (their wire hashed); the others, and every
-        batch when there is no index, are decoded and recorded.
+        ``log_entries[i]``, if given and readable, is the index entry journaled with the i-th
+        wire (:mod:`.reindex`): that batch's header alone is then decoded, not its deltas.
         """
         applied = CausalContext()
-        if index is not None:
-            self._causal, self._retirements = index.causal, index.retirements
-            applied = index.applied.copy()
-        self._retirements.resume(self.replica_id, lambda incarnation, final: applied.vv.get(incarnation, 0) >= final)
 
         def holds_all(incarnation: str, final: int) -> bool:
             return applied.vv.get(incarnation, 0) >= final
 
-        for wire in log_wires:  # in the order they were applied, so dependencies come first
-            if index is not None:
-                dot = Dot(*peek_batch(wire))
-                if index.reflects(dot):
-                    self._log.add(dot, wire, batch_hash(wire))
-                    continue
-            batch = read_batch(wire, max_size=self.config.max_message_bytes)
+        for i, wire in enumerate(log_wires):  # in the order they were applied, so dependencies come first
+            try:
+                reach, records = read_index_entry(log_entries[i])
+                batch = read_header(wire)
+            except (IndexError, DecodeError):  # journaled without one: decode the deltas
+                batch = read_batch(wire, max_size=self.config.max_message_bytes)
+                reach = None
+                try:
+                    records = retirement_records(batch.deltas)
+                except RemoteProtocolError:
+                    records = []  # not a record here when it was applied either
             dot = Dot(batch.author, batch.seq)
             self._log.add(dot, wire, batch.hash)
-            covered = self._causal.record(batch)
+            covered = self._causal.record(batch, reach=reach)
             applied.add(dot)
-            try:
-                records = retirement_records(batch.deltas)
-            except RemoteProtocolError:
-                records = []  # not a record here when it was applied either
             for replica in self._retirements.note(batch.author, batch.seq, covered, records, holds_all):
                 applied.forget(replica)
         pruned = list(self._retirements.pruned)
         for replica in pruned:
             self.seen.forget(replica)
         self.memory.forget(pruned)
-
-    def node_index(self) -> NodeIndex:
-        """The causal index and retirements as of now, for a snapshot (see :mod:`.nodeindex`)."""
-        return NodeIndex.of(self.seen, self._causal, self._retirements)
 
     def _retire_predecessors(self, predecessors: Iterable[str]) -> None:
         """Retire this store's earlier incarnations that did not, in this start's first batch."""

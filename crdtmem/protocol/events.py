@@ -110,12 +110,14 @@ class Refused:
 
 @dataclass(frozen=True)
 class BatchApplied:
-    """A delta batch (local or remote) joined the memory; storage journals ``wire``."""
+    """A delta batch (local or remote) joined the memory; storage journals ``wire`` and
+    ``index_entry`` (what a restart re-indexes it from without decoding it, :mod:`.reindex`)."""
 
     author: str
     seq: int
     wire: bytes
     local: bool
+    index_entry: bytes = b""
 
 
 @dataclass(frozen=True)

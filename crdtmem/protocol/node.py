@@ -102,7 +102,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .. import codec
@@ -126,7 +126,7 @@ from .batch import (
     peek_batch,
     seal_batch,
 )
-from .causal import CausalIndex, EquivocationError
+from .causal import CausalIndex, EquivocationError, reach_of
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -156,11 +156,11 @@ from .messages import (
     seen_digest,
 )
 from .membership import Membership, RevokedAuthorError
-from .nodeindex import NodeIndex
 from .departures import Departures
 from .retirement import Retirements, retirement_records
 from .parking import ParkedBatches
 from .recovery import Snapshot
+from .reindex import index_entry
 from .relay import RelayInputs, RelayLink
 from .relaytree import RelayTree
 from .stats import NodeStats
@@ -280,8 +280,8 @@ class Node(RelayInputs, Departures):
             start (the shell remembers them). Those that did not retire (a crash, a kill) are
             retired in this start's first batch, at the highest number the store holds for each
             (:mod:`.retirement`). Never name an incarnation that may still run elsewhere.
-        index: the causal index and retirements kept with the snapshot (``Restored.index``):
-            the log's batches it reflects are then not decoded again.
+        log_entries: the index entries journaled with ``log`` (``Restored.log_entries``,
+            :mod:`.reindex`): a batch that has one is re-indexed without decoding its deltas.
     """
 
     def __init__(
@@ -295,7 +295,7 @@ class Node(RelayInputs, Departures):
         seen: CausalContext | None = None,
         log_wires: Iterable[bytes] = (),
         predecessors: Iterable[str] = (),
-        index: NodeIndex | None = None,
+        log_entries: Sequence[bytes] = (),
     ) -> None:
         if key_id_of(memory.replica_id) != identity.peer_id:
             raise ValueError(f"memory replica id {memory.replica_id!r} is not an incarnation of {identity.peer_id!r}")
@@ -316,7 +316,7 @@ class Node(RelayInputs, Departures):
         self._causal = CausalIndex(self._retirements)
         self._parked = ParkedBatches(self.config.max_parked_batches)
         self._evidence: dict[bytes, bytes] = {}  # hash -> wire: other versions of numbers we hold
-        self._replay(log_wires, index)
+        self._replay(log_wires, log_entries)
         self._retire_predecessors(predecessors)
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
@@ -458,11 +458,12 @@ class Node(RelayInputs, Departures):
             if batch is None:
                 return
         self.seen.add(Dot(self.replica_id, seq))
-        covered = self._causal.record(batch)
+        reach, records = reach_of(batch), retirement_records(batch.deltas)
+        covered = self._causal.record(batch, reach=reach)
         self._log.add(Dot(batch.author, seq), batch.wire, batch.hash)
-        self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True))
+        self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True, index_entry=index_entry(reach, records)))
         self.stats.batches_created += 1
-        self._prune(self._retirements.note(batch.author, seq, covered, retirement_records(batch.deltas), self._holds_all))
+        self._prune(self._retirements.note(batch.author, seq, covered, records, self._holds_all))
         sessions = self._ready_sessions()
         for session in self._relay_targets(sessions):
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
@@ -1025,13 +1026,15 @@ class Node(RelayInputs, Departures):
             self._causal.refuse(batch)
             raise
         apply_batch(self.memory, batch)
-        self._causal.record(batch, covered)
+        reach = reach_of(batch)
+        self._causal.record(batch, covered, reach)
         if self.members.touches(batch.deltas):
             self._membership_changed = True
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
         self._log.add(dot, batch.wire, batch.hash)
-        self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False))
+        self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False,
+                                         index_entry=index_entry(reach, records)))
         self.stats.batches_applied += 1
         self._strip_pruned(batch.deltas)
         self._prune(self._retirements.note(batch.author, batch.seq, covered, records, self._holds_all))
@@ -1186,7 +1189,7 @@ class Node(RelayInputs, Departures):
     def snapshot(self) -> Snapshot:
         """What a store keeps of this replica now: call :meth:`flush` first, then hand it to
         :meth:`Store.compact <crdtmem.protocol.recovery.Store.compact>`."""
-        return Snapshot.of(self.memory, self.seen, self.node_index())
+        return Snapshot.of(self.memory, self.seen)
 
     def _stamp_bound(self) -> int:
         """The latest hybrid timestamp a peer's write may carry (memory clock + ``max_clock_skew``)."""

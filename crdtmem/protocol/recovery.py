@@ -2,15 +2,18 @@
 
 A store holds two things for one peer (DESIGN.md §6): the journal — every signed batch wire
 the peer applied, in the order it applied them, each appended once and kept for good — and a
-:class:`Snapshot` — the memory, the batches it reflects and the node's causal index
-(:mod:`.nodeindex`), as bytes — so a restart replays and decodes only the journal after it. The journal is also the node's catch-up log: a peer that joins late gets
-every author's original signed batches. :func:`recover` turns those bytes back into a memory, a
+:class:`Snapshot` — the memory and the batches it reflects, as bytes — so a restart replays
+only the journal after it. Each journal row also keeps the batch's index entry
+(:mod:`.reindex`), so a restart re-indexes the whole journal without decoding its batches. The
+journal is also the node's catch-up log: a peer that joins late gets every author's original
+signed batches. :func:`recover` turns those bytes back into a memory, a
 seen set and a log; it is the one recovery path, pure and shared by the shells::
 
     parts = store.load_parts()                        # shell: read bytes (checked) from disk
-    restored = recover(store.peer_id, parts.snapshot, parts.journal, clock=clock)
+    restored = recover(store.peer_id, parts.snapshot, parts.journal,
+                       index_entries=parts.index_entries, clock=clock)
     node = Node(restored.memory, identity, keyring, rng=rng,
-                seen=restored.seen, log_wires=restored.log_wires, index=restored.index)
+                seen=restored.seen, log_wires=restored.log_wires, log_entries=restored.log_entries)
 
 (:func:`restore` does the first two lines.) The websocket runtime restores from a
 :class:`~crdtmem.storage.sqlite.SqliteStore`, the simulator from a
@@ -33,7 +36,6 @@ from ..clocks import CausalContext, Dot
 from ..errors import CrdtmemError, DecodeError
 from ..memory import Memory
 from .batch import apply_batch, open_batch, peek_batch
-from .nodeindex import NodeIndex
 from .retirement import finals_in
 
 __all__ = [
@@ -47,8 +49,9 @@ __all__ = [
     "restore",
 ]
 
-JournalEntry = tuple[str, int, bytes]
-"""One applied batch as a store journals it: ``(author, seq, wire)``."""
+JournalEntry = tuple[str, int, bytes, bytes]
+"""One applied batch as a store journals it: ``(author, seq, wire, index_entry)``, the last
+being what a restart re-indexes it from without decoding it (:mod:`.reindex`; may be empty)."""
 
 
 class StoreError(CrdtmemError):
@@ -67,20 +70,15 @@ class Snapshot:
     """:meth:`Memory.snapshot` bytes."""
     seen: bytes
     """The batches the memory reflects: a packed causal context."""
-    index: bytes = b""
-    """The node's causal index and retirements as of the same point (:class:`NodeIndex` bytes),
-    so a restart decodes no batch the snapshot reflects; empty: rebuild them from the journal."""
 
     @classmethod
-    def of(cls, memory: Memory, seen: CausalContext, index: NodeIndex | None = None) -> Snapshot:
-        """Encode a consistent memory, seen set and node index. Call when compacting a store
-        (:meth:`Node.snapshot <crdtmem.protocol.node.Node.snapshot>` does).
+    def of(cls, memory: Memory, seen: CausalContext) -> Snapshot:
+        """Encode a consistent memory and seen set. Call when compacting a store.
 
         They must agree: ``seen`` is exactly the batches ``memory`` reflects (flush the node's
-        pending writes first and journal their batches), and ``index`` was taken at that point.
+        pending writes first and journal their batches).
         """
-        return cls(memory.snapshot(), codec.pack(codec.context_to_plain(seen)),
-                   b"" if index is None else index.to_bytes())
+        return cls(memory.snapshot(), codec.pack(codec.context_to_plain(seen)))
 
 
 class StoredParts(NamedTuple):
@@ -90,6 +88,8 @@ class StoredParts(NamedTuple):
     journal: Sequence[bytes]
     """Every signed batch wire journaled, in the order they were journaled (the snapshot
     reflects a prefix of them)."""
+    index_entries: Sequence[bytes] = ()
+    """The index entry journaled with each wire, in the same order (empty bytes where none was)."""
 
 
 @dataclass
@@ -102,8 +102,8 @@ class Restored:
     """Every journaled batch, in journal order: pass them to the Node to serve catch-up."""
     journal_rows: int = 0
     """How many journaled batches the snapshot did not reflect and were replayed."""
-    index: NodeIndex | None = None
-    """The node's causal index and retirements kept with the snapshot: pass it to the Node."""
+    log_entries: list[bytes] = field(default_factory=list)
+    """The index entry journaled with each of ``log_wires``: pass them to the Node too."""
 
 
 class Store(Protocol):
@@ -168,6 +168,7 @@ def recover(
     snapshot: Snapshot | None,
     journal: Iterable[bytes],
     *,
+    index_entries: Sequence[bytes] = (),
     clock: Callable[[], float] | None = None,
     source: str = "the store",
 ) -> Restored:
@@ -182,6 +183,8 @@ def recover(
         replica_id: the restored memory's replica id (the store's peer id).
         snapshot: the last compaction, or None if there was none.
         journal: every signed batch wire journaled, in order.
+        index_entries: the index entry journaled with each (``StoredParts.index_entries``):
+            handed on to the Node, which re-indexes those batches without decoding them.
         clock: the restored memory's clock.
         source: names the store in error messages.
 
@@ -190,11 +193,8 @@ def recover(
     """
     replayed = 0
     log: list[bytes] = []
-    index = None
     try:
         retired: dict[str, int] = {}
-        if snapshot is not None and snapshot.index:
-            index = NodeIndex.from_bytes(snapshot.index)
         if snapshot is None:
             memory, seen = Memory(replica_id, clock=clock), CausalContext()
         else:
@@ -213,7 +213,7 @@ def recover(
             replayed += 1
     except (CrdtmemError, TypeError, AttributeError) as exc:
         raise StoreError(f"{source} is corrupt: {exc}") from None
-    return Restored(memory, seen, log, replayed, index)
+    return Restored(memory, seen, log, replayed, list(index_entries))
 
 
 def restore(store: Store, *, clock: Callable[[], float] | None = None) -> Restored:
@@ -223,4 +223,5 @@ def restore(store: Store, *, clock: Callable[[], float] | None = None) -> Restor
         StoreError: the store is unreadable or corrupt.
     """
     parts = store.load_parts()
-    return recover(store.peer_id, parts.snapshot, parts.journal, clock=clock, source=str(store))
+    return recover(store.peer_id, parts.snapshot, parts.journal, index_entries=parts.index_entries,
+                   clock=clock, source=str(store))

@@ -157,31 +157,6 @@ class Retirements:
         """Pruned incarnation → (author, seq) of the batch that witnessed it."""
         self._ready: set[str] = set()  # retired, every batch applied, waiting for a witness
 
-    def to_plain(self) -> list:
-        """The records, prunings and witnesses, as plain data for :mod:`.nodeindex`."""
-        return [sorted(self.finals.items()), sorted(self.pruned.items()),
-                sorted([r, a, s] for r, (a, s) in self.witnesses.items())]
-
-    @classmethod
-    def from_plain(cls, plain: list) -> Retirements:
-        """Rebuild what :meth:`to_plain` wrote; call :meth:`resume` once the node knows its
-        incarnation (a wrong shape raises TypeError or ValueError)."""
-        finals, pruned, witnesses = plain
-        found = cls()
-        found.finals = {r: s for r, s in finals}
-        found.pruned = {r: s for r, s in pruned}
-        found.witnesses = {r: (a, s) for r, a, s in witnesses}
-        return found
-
-    def resume(self, keep: str, holds_all: Callable[[str, int], bool]) -> None:
-        """Carry on in a new start: never prune ``keep`` (its incarnation), and wait for a witness
-        of every retired incarnation whose batches ``holds_all`` says are all applied."""
-        self._keep = keep
-        self._ready = set()
-        for incarnation in self.finals:
-            if incarnation not in self.pruned:
-                self._maybe_ready(incarnation, holds_all)
-
     # -- before applying a batch ---------------------------------------------------------------
 
     def check_author(self, batch: Any, *, vouched: bool = False) -> None:

@@ -51,7 +51,7 @@ from ..protocol.events import (
 from ..protocol.advice import refused_by_peer
 from ..protocol.membership import MEMBERSHIP_NAME, Member, admission, revocation
 from ..protocol.node import Node, NodeConfig
-from ..protocol.recovery import Store, restore
+from ..protocol.recovery import JournalEntry, Store, restore
 from ..storage.sqlite import SqliteStore
 from ..transports import Transport
 from .health import Health
@@ -213,8 +213,9 @@ class Peer:
         create the node over both."""
         # Unpredictable even when ``rng`` is seeded: processes sharing a key must not collide.
         self.memory.incarnate(new_incarnation(self.identity.peer_id, random.SystemRandom()))
-        seen = index = None
+        seen = None
         log_wires: list[bytes] = []
+        log_entries: list[bytes] = []
         predecessors: list[str] = []
         if self._store_arg is not None:
             store = self._store_arg
@@ -231,11 +232,11 @@ class Peer:
                 store.close()
                 self.store = None
                 raise
-            seen, log_wires, index = restored.seen, restored.log_wires, restored.index
+            seen, log_wires, log_entries = restored.seen, restored.log_wires, restored.log_entries
             log.info("restored %d objects, %d batches from %s", len(restored.memory.names()),
                      restored.seen.size(), store)
         self.node = Node(self.memory, self.identity, self.keyring, rng=self.rng, config=self.config,
-                         seen=seen, log_wires=log_wires, predecessors=predecessors, index=index)
+                         seen=seen, log_wires=log_wires, log_entries=log_entries, predecessors=predecessors)
 
     def _close_store(self) -> None:
         """Close the store when the peer exits (after the final snapshot)."""
@@ -449,10 +450,10 @@ class Peer:
             self._changed = None
 
     def _handle_events(self, events: list[Event]) -> None:
-        journal: list[tuple[str, int, bytes]] = []
+        journal: list[JournalEntry] = []
         for event in events:
             if isinstance(event, BatchApplied):
-                journal.append((event.author, event.seq, event.wire))
+                journal.append((event.author, event.seq, event.wire, event.index_entry))
             elif isinstance(event, PeerConnected):
                 self._links.handshake_done(event.conn, event.peer_id)
                 log.info("%s connected to %s (%s)", self.peer_id, event.peer_id, event.conn)
@@ -467,7 +468,7 @@ class Peer:
         if journal and self.store is not None:
             self._journal(journal)
 
-    def _journal(self, batches: list[tuple[str, int, bytes]]) -> None:
+    def _journal(self, batches: list[JournalEntry]) -> None:
         """Commit applied batches to the store (before anything is sent); compact when it is due."""
         self.store.append(batches)
         if self.store.journal_rows >= self.options.store.compact_every:

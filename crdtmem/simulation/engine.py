@@ -307,7 +307,7 @@ class Simulation:
                 kind = type(event)
                 if kind is BatchApplied:
                     self.dissemination.applied(event.author, event.seq, self.queue.now, local=event.local)
-                    peer.store.append([(event.author, event.seq, event.wire)])
+                    peer.store.append([(event.author, event.seq, event.wire, event.index_entry)])
                     if event.local:
                         self.batches_created += 1
                         if self.on_sealed is not None:
@@ -372,7 +372,7 @@ class Simulation:
             seen=None if restored is None else restored.seen,
             log_wires=() if restored is None else restored.log_wires,
             predecessors=predecessors,
-            index=None if restored is None else restored.index,
+            log_entries=() if restored is None else restored.log_entries,
         )
         peer.memory, peer.node, peer.alive = memory, node, True
         peer.generation += 1

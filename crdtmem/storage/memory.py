@@ -32,6 +32,8 @@ class MemoryStore:
         self.peer_id = peer_id
         self.snapshot: Snapshot | None = None
         self.journal: list[bytes] = []
+        self.index_entries: list[bytes] = []
+        """The index entry journaled with each wire (:mod:`~crdtmem.protocol.reindex`)."""
         self.journal_rows = 0
         """Batches journaled since the last compaction (what a restart replays)."""
         self.journal_bytes = 0
@@ -41,16 +43,18 @@ class MemoryStore:
 
     def load_parts(self) -> StoredParts:
         """The snapshot and the whole journal, as committed."""
-        return StoredParts(self.snapshot, list(self.journal))
+        return StoredParts(self.snapshot, list(self.journal), list(self.index_entries))
 
     def append(self, entries: Iterable[JournalEntry]) -> int:
-        """Journal applied batches ``(author, seq, wire)``; durable on return."""
-        wires = [wire for _, _, wire in entries]
-        if not wires:
+        """Journal applied batches ``(author, seq, wire, index_entry)``; durable on return."""
+        rows = list(entries)
+        if not rows:
             return 0
-        if not all(isinstance(wire, bytes) for wire in wires):
+        wires = [wire for _, _, wire, _ in rows]
+        if not all(isinstance(part, bytes) for _, _, wire, entry in rows for part in (wire, entry)):
             raise StoreError(f"{self}: a journal entry is not bytes")
         self.journal += wires
+        self.index_entries += [entry for _, _, _, entry in rows]
         self.journal_rows += len(wires)
         self.journal_bytes += sum(len(wire) for wire in wires)
         self.commits += 1

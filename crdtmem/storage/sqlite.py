@@ -6,8 +6,8 @@ rebuilt from it by the core's one recovery function, :func:`~crdtmem.protocol.re
 Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem store)::
 
     meta(key, value)                        peer_id, format, created, incarnations
-    journal(id, author, seq, wire, checksum)
-    snapshot(id=1, memory, seen, upto, checksum, node_index)
+    journal(id, author, seq, wire, checksum, index_entry)
+    snapshot(id=1, memory, seen, upto, checksum)
 
 * Every delta batch the node applies (local or remote) is appended to the journal as one row,
   in the same transaction as the others of one runtime step, *before* the runtime sends
@@ -15,9 +15,8 @@ Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem stor
   peer never reuses a sequence number or a dot that others have already seen.
 * A journal row is written once and never rewritten nor deleted: the journal is the peer's
   signed history, served to peers that join late so they can verify every author's part.
-* :meth:`SqliteStore.compact` replaces the snapshot (the memory, the batches it reflects,
-  ``upto``, the last journal row it covers, and the node's causal index as of then, so a restart
-  decodes only the rows after ``upto``) in one transaction. It writes the live state only,
+* :meth:`SqliteStore.compact` replaces the snapshot (the memory, the batches it reflects, and
+  ``upto``, the last journal row it covers) in one transaction. It writes the live state only,
   never an old batch, so its cost does not grow with the history; a crash at any instant leaves
   either the old snapshot or the new one, and the journal rows after it are replayed.
 * Each row carries a BLAKE2b checksum; a mismatch, an unreadable file, another application's
@@ -48,21 +47,21 @@ __all__ = ["SqliteStore", "StoreError", "Restored", "APPLICATION_ID", "STORE_FOR
 APPLICATION_ID = 0x63726474  # "crdt"
 _WAL_LIMIT = 64 * 1024 * 1024
 STORE_FORMAT = 3
-"""3: the snapshot row keeps the node's causal index (format 2 stores are upgraded in place when
-opened for writing); 2: the journal is the whole history (format 1 kept the catch-up log in the
-snapshot row)."""
+"""3: each journal row keeps its batch's index entry (format 2 stores are upgraded in place when
+opened for writing; their rows have none); 2: the journal is the whole history (format 1 kept the
+catch-up log in the snapshot row)."""
 _READABLE_FORMATS = {"2", "3"}
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE snapshot (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    memory BLOB NOT NULL, seen BLOB NOT NULL, upto INTEGER NOT NULL, checksum BLOB NOT NULL,
-    node_index BLOB NOT NULL DEFAULT x''
+    memory BLOB NOT NULL, seen BLOB NOT NULL, upto INTEGER NOT NULL, checksum BLOB NOT NULL
 );
 CREATE TABLE journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    author TEXT NOT NULL, seq INTEGER NOT NULL, wire BLOB NOT NULL, checksum BLOB NOT NULL
+    author TEXT NOT NULL, seq INTEGER NOT NULL, wire BLOB NOT NULL, checksum BLOB NOT NULL,
+    index_entry BLOB NOT NULL DEFAULT x''
 );
 """
 
@@ -75,9 +74,9 @@ def _digest(*parts: bytes) -> bytes:
     return h.digest()
 
 
-def _snapshot_digest(memory: bytes, seen: bytes, upto: int, index: bytes) -> bytes:
-    """The snapshot row's checksum (a format 2 row, without an index, keeps its own)."""
-    return _digest(memory, seen, str(upto).encode(), *([index] if index else []))
+def _row_digest(author: str, seq: int, wire: bytes, index_entry: bytes) -> bytes:
+    """A journal row's checksum (a row without an index entry keeps format 2's)."""
+    return _digest(author.encode(), str(seq).encode(), wire, *([index_entry] if index_entry else []))
 
 
 class SqliteStore:
@@ -224,11 +223,12 @@ class SqliteStore:
             raise
 
     def _upgrade(self) -> None:
-        """Format 2 -> 3: an empty node index column (the next start rebuilds it from the journal)."""
+        """Format 2 -> 3: an index entry column, empty in the rows already there (a restart decodes
+        those batches whole, as format 2 did)."""
         conn = self._db
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("ALTER TABLE snapshot ADD COLUMN node_index BLOB NOT NULL DEFAULT x''")
+            conn.execute("ALTER TABLE journal ADD COLUMN index_entry BLOB NOT NULL DEFAULT x''")
             conn.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(STORE_FORMAT),))
             conn.execute("COMMIT")
         except BaseException:
@@ -256,30 +256,31 @@ class SqliteStore:
             StoreError: a checksum does not match or a row has the wrong types.
         """
         try:
-            index_column = "node_index" if self._format >= 3 else "x''"
-            row = self._db.execute(
-                f"SELECT memory, seen, upto, checksum, {index_column} FROM snapshot WHERE id = 1").fetchone()
+            row = self._db.execute("SELECT memory, seen, upto, checksum FROM snapshot WHERE id = 1").fetchone()
             snapshot = None
             if row is not None:
-                mem_b, seen_b, upto, checksum, index_b = row
-                if not all(isinstance(b, bytes) for b in (mem_b, seen_b, checksum, index_b)) or type(upto) is not int:
+                mem_b, seen_b, upto, checksum = row
+                if not all(isinstance(b, bytes) for b in (mem_b, seen_b, checksum)) or type(upto) is not int:
                     raise StoreError(f"{self.path} is corrupt: the snapshot row has the wrong types")
-                if _snapshot_digest(mem_b, seen_b, upto, index_b) != checksum:
+                if _digest(mem_b, seen_b, str(upto).encode()) != checksum:
                     raise StoreError(f"{self.path} is corrupt: the snapshot fails its checksum")
-                snapshot = Snapshot(mem_b, seen_b, index_b)
-            rows = self._db.execute("SELECT id, author, seq, wire, checksum FROM journal ORDER BY id")
-            journal = []
-            for row_id, author, seq, wire, checksum in rows:
-                if not (isinstance(author, str) and type(seq) is int and isinstance(wire, bytes)):
+                snapshot = Snapshot(mem_b, seen_b)
+            entry_column = "index_entry" if self._format >= 3 else "x''"
+            rows = self._db.execute(f"SELECT id, author, seq, wire, checksum, {entry_column} FROM journal ORDER BY id")
+            journal, entries = [], []
+            for row_id, author, seq, wire, checksum, entry in rows:
+                if not (isinstance(author, str) and type(seq) is int and isinstance(wire, bytes)
+                        and isinstance(entry, bytes)):
                     raise StoreError(f"{self.path} is corrupt: journal row {row_id} has the wrong types")
-                if _digest(author.encode(), str(seq).encode(), wire) != checksum:
+                if _row_digest(author, seq, wire, entry) != checksum:
                     raise StoreError(f"{self.path} is corrupt: journal row {row_id} fails its checksum")
                 if peek_batch(wire) != (author, seq):
                     raise StoreError(f"{self.path} is corrupt: journal row {row_id} holds another batch")
                 journal.append(wire)
+                entries.append(entry)
         except (DecodeError, sqlite3.DatabaseError) as exc:
             raise StoreError(f"{self.path} is corrupt: {exc}") from None
-        return StoredParts(snapshot, journal)
+        return StoredParts(snapshot, journal, entries)
 
     def load(self, *, clock=None) -> Restored:
         """Rebuild the memory from the snapshot and the journal: :func:`~crdtmem.protocol.recovery.restore`.
@@ -295,14 +296,14 @@ class SqliteStore:
     # -- writing ----------------------------------------------------------------------------
 
     def append(self, entries: Iterable[JournalEntry]) -> int:
-        """Journal applied batches ``(author, seq, wire)`` in one transaction; durable on return."""
-        rows = [(a, s, w, _digest(a.encode(), str(s).encode(), w)) for a, s, w in entries]
+        """Journal applied batches ``(author, seq, wire, index_entry)`` in one transaction; durable on return."""
+        rows = [(a, s, w, _row_digest(a, s, w, e), e) for a, s, w, e in entries]
         if not rows:
             return 0
         conn = self._db
         conn.execute("BEGIN")
         try:
-            conn.executemany("INSERT INTO journal(author, seq, wire, checksum) VALUES (?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO journal(author, seq, wire, checksum, index_entry) VALUES (?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -338,14 +339,15 @@ class SqliteStore:
         with everything journaled so far (the runtime flushes pending writes and journals
         their batches first). Writes the memory's size, whatever the history's.
         """
-        mem_b, seen_b, index_b = snapshot.memory, snapshot.seen, snapshot.index
+        mem_b, seen_b = snapshot.memory, snapshot.seen
         conn = self._db
         conn.execute("BEGIN IMMEDIATE")
         try:
             upto = conn.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0]
+            checksum = _digest(mem_b, seen_b, str(upto).encode())
             conn.execute(
-                "INSERT OR REPLACE INTO snapshot(id, memory, seen, upto, checksum, node_index) VALUES (1, ?, ?, ?, ?, ?)",
-                (mem_b, seen_b, upto, _snapshot_digest(mem_b, seen_b, upto, index_b), index_b),
+                "INSERT OR REPLACE INTO snapshot(id, memory, seen, upto, checksum) VALUES (1, ?, ?, ?, ?)",
+                (mem_b, seen_b, upto, checksum),
             )
             conn.execute("COMMIT")
         except BaseException:

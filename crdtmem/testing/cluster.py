@@ -215,7 +215,7 @@ class Cluster:
             memory.merge(restored.memory)
             node = Node(memory, identity, keyring, rng=random.Random(seed), config=self.config,
                         seen=restored.seen, log_wires=restored.log_wires, predecessors=incarnations,
-                        index=restored.index)
+                        log_entries=restored.log_entries)
         incarnations.append(node.replica_id)
         self._nodes[name] = node
         self._events.setdefault(name, [])

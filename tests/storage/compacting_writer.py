@@ -35,7 +35,7 @@ def main(path: str) -> None:
             memory.set("facts").add(f"{seq:08d}-{i:02d} " + "an observation worth keeping " * 17)
         memory.counter("writes").increment()
         batch = seal_batch(WRITER, seq, memory.take_deltas())
-        store.append([(WRITER.peer_id, seq, batch.wire)])
+        store.append([(WRITER.peer_id, seq, batch.wire, b"")])
         seen.add(Dot(WRITER.peer_id, seq))
         print("durable", seq, flush=True)
         if seq % COMPACT_EVERY == 0:

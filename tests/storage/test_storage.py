@@ -30,7 +30,7 @@ def journal_some(store: SqliteStore, identity: Identity, memory: Memory, start: 
         memory.set("facts").add(f"fact-{seq}")
         batch = seal_batch(identity, seq, memory.take_deltas())
         wires.append(batch.wire)
-        store.append([(batch.author, seq, batch.wire)])
+        store.append([(batch.author, seq, batch.wire, b"")])
     return wires
 
 

@@ -45,7 +45,7 @@ def journal(store: Store, memory: Memory, seqs: range) -> list[bytes]:
         memory.counter("c").increment(seq)
         memory.set("facts").add(f"fact-{seq}")
         wire = seal_batch(ALICE, seq, memory.take_deltas()).wire
-        store.append([(ALICE.peer_id, seq, wire)])
+        store.append([(ALICE.peer_id, seq, wire, b"entry %d" % seq)])
         wires.append(wire)
     return wires
 
@@ -53,7 +53,7 @@ def journal(store: Store, memory: Memory, seqs: range) -> list[bytes]:
 def test_a_new_store_holds_nothing(make_store) -> None:
     store = make_store()
     assert store.peer_id == ALICE.peer_id
-    assert store.load_parts() == (None, [])
+    assert store.load_parts() == (None, [], [])
     assert store.journal_rows == 0
 
 
@@ -63,7 +63,9 @@ def test_appended_batches_come_back_in_order(make_store) -> None:
     assert store.append([]) == 0
     assert store.journal_rows == 3
     store.close()
-    assert list(make_store().load_parts().journal) == wires
+    parts = make_store().load_parts()
+    assert list(parts.journal) == wires
+    assert list(parts.index_entries) == [b"entry 1", b"entry 2", b"entry 3"]  # each with its wire
 
 
 def test_a_store_remembers_every_incarnation_that_wrote_through_it(make_store) -> None:
