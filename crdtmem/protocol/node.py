@@ -805,6 +805,7 @@ class Node(RelayInputs, Departures):
         """
         fresh: list[tuple[Dot, bytes]] = []
         fetch = False
+        bound = None  # the clock-skew bound, read once per message (the clock barely moves meanwhile)
         for wire in wires:
             known = self._log.dot_of(wire)  # a logged batch again, byte for byte: nothing to decode
             if known is not None:
@@ -823,8 +824,10 @@ class Node(RelayInputs, Departures):
             if held and (dot not in self._log or batch.hash in self._evidence):
                 self.stats.duplicate_batches += 1  # held, its wire collected (max_log_batches), or known evidence
                 continue
+            if bound is None:
+                bound = self._stamp_bound()
             try:
-                check_stamps(batch, self._stamp_bound())
+                check_stamps(batch, bound)
             except ClockSkewError as exc:
                 self._refuse_batch(source, batch, exc)
                 continue
@@ -1038,8 +1041,10 @@ class Node(RelayInputs, Departures):
 
     def _vouched(self, batch_hash: bytes) -> bool:
         """Whether a waiting batch of a member (not revoked, not retired before it) depends on ``batch_hash``."""
-        waiting = (self._pending.get(w) for w in self._waiting.get(batch_hash, ()))
-        return any(w is not None and self._may_vouch(w) for w in waiting)
+        waiters = self._waiting.get(batch_hash)
+        if not waiters:  # the common case: nothing waits for it
+            return False
+        return any(w is not None and self._may_vouch(w) for w in map(self._pending.get, waiters))
 
     def _may_vouch(self, batch: DeltaBatch) -> bool:
         """Whether ``batch`` is within its author's rights: its key is not revoked, nor its
