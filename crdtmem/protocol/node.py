@@ -397,6 +397,8 @@ class Node(RelayInputs, Departures):
         self._advance(now)
         session = self._sessions.pop(conn, None)
         if session is not None:
+            if session.peer_id is not None:  # what it was known to hold, for its next connection
+                self._known_seen[session.peer_id] = session.peer_seen.copy()
             if session.ready and self.config.eager_tree:
                 self._tree.link_down(conn, now)
                 self._send_tree_adverts()
@@ -727,7 +729,6 @@ class Node(RelayInputs, Departures):
         # A flush's live push of the sender's own batch (catch-up and relays carry bursts):
         # acked at once, so the author's next writes need not wait to join one batch.
         from_author = len(message.wires) == 1 and key_id_of(self._author_of(message.wires[0])) == session.peer_id
-        self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fetch:
             # The sender applied what it relays, so it holds the dependencies we lack.
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
