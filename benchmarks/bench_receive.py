@@ -18,7 +18,10 @@ applied at a peer other than its author), ``us_per_message`` (per frame delivere
 ``harness_us_per_delivery`` is the rest (the virtual network, and the cluster asking every node
 for its deadline at every step: not a peer's cost). Counted: ``messages_per_delivery`` (frames
 delivered) and, from the nodes' counters, ``duplicates_per_delivery``; ``sent_per_delivery``:
-the messages the nodes sent, by type (``Batches``, ``Sync``, ``SeenDigest``, ...), per delivery.
+the messages the nodes sent, by type (``Batches``, ``Sync``, ``SeenDigest``, ...), per delivery;
+``virtual_p50_s`` / ``virtual_p99_s`` / ``virtual_max_s``: write-to-visible in virtual time
+(from a write to the moment another peer's counter shows it), which no CPU time delays here:
+what the protocol's timers and hops alone cost.
 
 With ``--reference CHECKOUT`` each rep runs this code and then the other checkout's (each in a
 child process whose ``crdtmem`` comes from that checkout), alternating, and ``ratios`` are this
@@ -124,6 +127,22 @@ def run_mesh(peers: int, rate: float, seconds: float, drain: float, latency: flo
     node_cpu = [0.0]
     sent: collections.Counter[str] = collections.Counter()
     receive, tick, encode = node_module.Node.receive, node_module.Node.tick, node_module.encode_message
+    take_events = node_module.Node.take_events
+    writer = {node.replica_id: names[i] for i, node in enumerate(nodes)}
+    shown: dict[tuple[str, str], int] = {}  # (viewer, writer) -> the writer's writes it shows
+    latencies: list[float] = []
+
+    def watching(node: Any) -> list:  # like `crdtmem peer`'s watchers: when each write shows, per peer
+        events = take_events(node)
+        for event in events:
+            name = writer.get(getattr(event, "author", None))
+            if name is None or event.local:
+                continue
+            value, before = node.memory.counter(name).value, shown.get((node.replica_id, name), 0)
+            phase = names.index(name) / (rate * peers)  # write n of this writer was made at (n - 1) / rate + phase
+            latencies.extend(cluster.now - start - (n - 1) / rate - phase for n in range(before + 1, value + 1))
+            shown[(node.replica_id, name)] = max(before, value)
+        return events
 
     def timed(method: Callable[..., None]) -> Callable[..., None]:
         def call(node: Any, *args: Any) -> None:  # an input, then the deadline a runtime asks for after it
@@ -142,6 +161,7 @@ def run_mesh(peers: int, rate: float, seconds: float, drain: float, latency: flo
         return encode(message)
 
     node_module.Node.receive, node_module.Node.tick = timed(receive), timed(tick)
+    node_module.Node.take_events = watching
     node_module.encode_message = counting_encode
     cpu = time.process_time()
     try:
@@ -152,6 +172,7 @@ def run_mesh(peers: int, rate: float, seconds: float, drain: float, latency: flo
     finally:
         cpu = time.process_time() - cpu
         node_module.Node.receive, node_module.Node.tick = receive, tick
+        node_module.Node.take_events = take_events
         node_module.encode_message = encode
 
     for name in names:
@@ -160,12 +181,17 @@ def run_mesh(peers: int, rate: float, seconds: float, drain: float, latency: flo
     deliveries = sum(node.stats.batches_applied for node in nodes) - applied_before
     assert deliveries == writes * peers * (peers - 1), deliveries
     frames = cluster.delivered - frames_before
+    assert len(latencies) == deliveries, (len(latencies), deliveries)
+    latencies.sort()
     return {
         "crdtmem": str(Path(crdtmem.__file__).parent.parent),
         "deliveries": deliveries,
         "us_per_delivery": 1e6 * node_cpu[0] / deliveries,
         "us_per_message": 1e6 * node_cpu[0] / frames,
         "harness_us_per_delivery": 1e6 * (cpu - node_cpu[0]) / deliveries,
+        "virtual_p50_s": latencies[len(latencies) // 2],
+        "virtual_p99_s": latencies[int(len(latencies) * 0.99)],
+        "virtual_max_s": latencies[-1],
         "messages_per_delivery": frames / deliveries,
         "duplicates_per_delivery": (sum(node.stats.duplicate_batches for node in nodes) - duplicates_before) / deliveries,
         "sent_per_delivery": {kind: round(count / deliveries, 3) for kind, count in sorted(sent.items())},
@@ -174,7 +200,7 @@ def run_mesh(peers: int, rate: float, seconds: float, drain: float, latency: flo
 
 _SCENARIO = ("peers", "rate", "seconds", "drain", "latency", "seed")
 _FIGURES = ("us_per_delivery", "us_per_message", "harness_us_per_delivery", "messages_per_delivery",
-            "duplicates_per_delivery")
+            "duplicates_per_delivery", "virtual_p50_s", "virtual_p99_s", "virtual_max_s")
 
 
 def _child(code: Path, args: argparse.Namespace) -> dict[str, Any]:
