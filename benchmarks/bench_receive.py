@@ -26,9 +26,9 @@ what the protocol's timers and hops alone cost.
 With ``--reference CHECKOUT`` each rep runs this code and then the other checkout's (each in a
 child process whose ``crdtmem`` comes from that checkout), alternating, and ``ratios`` are this
 / reference (below 1: this code is cheaper). ``--profile`` adds one more run of this code under
-a statistical profiler (a ``SIGPROF`` sample every 0.2 ms of CPU while a node works; unlike
-cProfile it adds no cost per call, so many small calls are not overstated): each function's
-share of the samples, on its own and with what it calls.
+a statistical profiler (a ``SIGPROF`` sample every 0.2 ms of CPU, or every kernel tick where
+that is coarser, while a node works; unlike cProfile it adds no cost per call, so many small
+calls are not overstated): each function's share of the samples, alone and with its callees.
 
 Run: python benchmarks/bench_receive.py [--peers 20] [--rate 10] [--seconds 5] [--reps 5]
      [--reference /path/to/main] [--profile]
