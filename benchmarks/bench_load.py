@@ -32,6 +32,9 @@ Printed as one JSON object:
 ``--profile DIR`` runs peer 0 of the first rep at each rate under cProfile timed by its CPU
 clock (``cpu_profile.py``) and prints its top functions by own CPU time per write it showed
 (the ``.prof`` files stay in DIR; the profiled peer runs slower, so profile in separate runs).
+With ``--sample`` the peer is sampled instead (``cpu_profile.py``'s ``.json`` mode, nearly no
+slowdown): its functions' shares of its CPU, on their own and with what they call, over the
+whole run (start-up included: read the shares of the functions that run per message).
 ``harness_cpu_ms_per_write`` is this script's own CPU (it parses every peer's output) per write.
 
 Run: python benchmarks/bench_load.py [--peers 20] [--seconds 30] [--rates 5,10,20] [--reps 3]
@@ -115,6 +118,15 @@ def _top_functions(profile: Path, deliveries: int, limit: int = 15) -> list[dict
     ]
 
 
+def _sampled_shares(profile: Path, limit: int = 30) -> dict[str, Any]:
+    """The sampled peer's functions with the most samples: shares of all its samples."""
+    counts = json.loads(profile.read_text())
+    total = max(1, sum(counts["own"].values()))
+    top = {kind: dict(sorted(by.items(), key=lambda item: -item[1])[:limit]) for kind, by in counts.items()}
+    return {"samples": total, **{f"{kind}_share": {name: round(n / total, 3) for name, n in by.items()}
+                                 for kind, by in top.items()}}
+
+
 def _one_run(code: Path, args: argparse.Namespace, rate: float, profile: Path | None, *,
              retry: bool = True) -> dict[str, Any]:
     """One load run with the peers importing ``crdtmem`` from ``code``."""
@@ -146,7 +158,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         codes["reference"] = Path(args.reference).resolve()
     rates = [float(r) for r in args.rates.split(",")]
     samples: dict[str, dict[float, list]] = {name: {rate: [] for rate in rates} for name in codes}
-    profiles: dict[str, list[dict[str, Any]]] = {}
+    profiles: dict[str, Any] = {}
     load_before = os.getloadavg()[0]
     for rate in rates:
         for rep in range(args.reps):
@@ -154,11 +166,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                 profile = None
                 if args.profile and rep == 0:
                     Path(args.profile).mkdir(parents=True, exist_ok=True)
-                    profile = Path(args.profile, f"{name}-{rate:g}.prof").resolve()
+                    profile = Path(args.profile, f"{name}-{rate:g}.{'json' if args.sample else 'prof'}").resolve()
                 result = _one_run(code, args, rate, profile)
                 samples[name][rate].append(_figures(result))
                 print(json.dumps({"code": name, "rate": rate, "rep": rep, **_figures(result)}), file=sys.stderr)
-                if profile is not None and profile.exists():
+                if profile is not None and profile.exists() and args.sample:
+                    profiles[f"{name} at {rate:g}/s"] = _sampled_shares(profile)
+                elif profile is not None and profile.exists():
                     deliveries_at_peer0 = result["writes_made"] * (args.peers - 1) // args.peers
                     profiles[f"{name} at {rate:g}/s"] = _top_functions(profile, max(1, deliveries_at_peer0))
     runs = {name: {f"{rate:g}": _summary(samples[name][rate]) for rate in rates} for name in codes}
@@ -198,4 +212,5 @@ if __name__ == "__main__":
     parser.add_argument("--peer-flags", default="", help="more crdtmem peer flags for every peer, space-separated")
     parser.add_argument("--reference", help="another checkout of crdtmem to run alternately (e.g. main's)")
     parser.add_argument("--profile", help="directory for cProfile stats of peer 0 (first rep of each rate)")
+    parser.add_argument("--sample", action="store_true", help="with --profile: sample peer 0 instead of cProfile")
     print(json.dumps(main(parser.parse_args()), indent=1))

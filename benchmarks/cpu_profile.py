@@ -6,11 +6,16 @@ Timing with ``time.thread_time`` charges each function only the CPU it used. The
 written when the module returns or exits (a peer stopped by SIGTERM exits normally).
 
 Used by ``bench_load.py --profile``: ``python benchmarks/cpu_profile.py OUT -m crdtmem peer ...``.
+An ``OUT`` ending in ``.json`` samples instead (``bench_load.py --sample``): every 0.2 ms of
+CPU (or kernel tick) the running function and its callers are counted (``bench_receive.Sampler``), which adds
+no cost per call, so a peer made of many small calls is not overstated the way cProfile
+overstates it; the file holds the counts.
 """
 
 from __future__ import annotations
 
 import cProfile
+import json
 import runpy
 import sys
 import time
@@ -21,6 +26,9 @@ def main() -> None:
         raise SystemExit("usage: cpu_profile.py OUT -m MODULE [ARGS...]")
     out, module = sys.argv[1], sys.argv[3]
     sys.argv = [module, *sys.argv[4:]]
+    if out.endswith(".json"):
+        _sampled(out, module)
+        return
     profiler = cProfile.Profile(time.thread_time)
     try:
         profiler.runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
@@ -28,6 +36,21 @@ def main() -> None:
         pass
     finally:
         profiler.dump_stats(out)
+
+
+def _sampled(out: str, module: str) -> None:
+    from bench_receive import Sampler  # this script's directory is on the path
+
+    with Sampler() as sampler:
+        sampler.active = True
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit:
+            pass
+        finally:
+            sampler.active = False
+            with open(out, "w") as file:
+                json.dump({"own": sampler.own, "inclusive": sampler.inclusive}, file)
 
 
 if __name__ == "__main__":

@@ -70,18 +70,38 @@ def unpack(data: bytes, *, max_size: int = MAX_STATE_BYTES) -> Any:
         raise DecodeError(f"malformed msgpack: {type(exc).__name__}: {exc}") from exc
 
 
+_WHOLE_ARRAY_BYTES = 4096
+"""Arrays up to this size are parsed at once by :func:`unpack_items`: a streaming parser costs
+more to set up than such an array takes to parse, and leaves little garbage either way."""
+
+
 def unpack_items(data: bytes, what: str, *, max_size: int = MAX_STATE_BYTES) -> Iterator[Any]:
     """Parse a msgpack array from outside item by item; raises DecodeError like :func:`unpack`.
 
     Call it where each item is turned into something else at once (a batch's deltas): only one
     item's parsed lists are alive at a time, so a long array leaves no garbage for the cyclic
     garbage collector to walk. Raises as soon as the bytes stop being one array, which may
-    be after some items were yielded; bytes after the array are refused after the last item.
+    be after some items were yielded (a small array, :data:`_WHOLE_ARRAY_BYTES` at most, is
+    parsed whole: it raises before the first item); bytes after the array are refused.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_size:
         raise DecodeError(f"{len(data)} bytes exceeds the {max_size}-byte limit")
+    if len(data) <= _WHOLE_ARRAY_BYTES:
+        try:
+            items = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+        except msgpack.ExtraData:
+            raise DecodeError(f"malformed {what}: extra bytes after the array") from None
+        except Exception as exc:  # as below: not one complete object
+            raise DecodeError(f"malformed {what}: {type(exc).__name__}: {exc}") from exc
+        if type(items) is not list:
+            raise DecodeError(f"malformed {what}: not an array")
+        return iter(items)
+    return _stream_items(data, what)
+
+
+def _stream_items(data: bytes, what: str) -> Iterator[Any]:
     unpacker = msgpack.Unpacker(None, max_buffer_size=max(len(data), 1), raw=False, strict_map_key=True, use_list=True)
     unpacker.feed(data)
     try:

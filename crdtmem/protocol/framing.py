@@ -116,6 +116,7 @@ FRAME_OVERHEAD = 48
 CHUNK_OVERHEAD = 1
 """A chunk's bytes beyond its data: the flag saying whether more chunks follow."""
 _LAST, _MORE = 0, 1
+_LAST_FLAG = bytes([_LAST])
 MIN_CHUNK_DATA = MIN_FRAME_BYTES - FRAME_OVERHEAD - CHUNK_OVERHEAD
 """Every chunk but a message's last carries at least this much data, whatever the sender's cap.
 
@@ -344,7 +345,8 @@ class FrameChannel:
         Raises:
             FrameTooLargeError: the frame would exceed ``max_frame_bytes`` (nothing advances).
         """
-        payload = _as_bytes(payload, "payload")
+        if type(payload) is not bytes:
+            payload = _as_bytes(payload, "payload")
         seq = self.last_sent_seq + 1
         if seq > _MAX_UINT:
             raise LocalProtocolError("sequence numbers exhausted; open a new session")
@@ -420,6 +422,8 @@ class FrameChannel:
             raise MessageTooLargeError(
                 f"a {len(payload)}-byte message exceeds the {self.max_message_bytes}-byte cap"
             )
+        if len(payload) + CHUNK_OVERHEAD <= self.chunk_limit:  # most messages: one last chunk
+            return [self.seal(_LAST_FLAG + payload)]
         return [self.seal(chunk) for chunk in split(payload, self.chunk_limit)]
 
     def open_frame(self, frame: bytes) -> bytes | None:

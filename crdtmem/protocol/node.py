@@ -397,6 +397,8 @@ class Node(RelayInputs, Departures):
         self._advance(now)
         session = self._sessions.pop(conn, None)
         if session is not None:
+            if session.peer_id is not None:  # what it was known to hold, for its next connection
+                self._known_seen[session.peer_id] = session.peer_seen.copy()
             if session.ready and self.config.eager_tree:
                 self._tree.link_down(conn, now)
                 self._send_tree_adverts()
@@ -728,7 +730,6 @@ class Node(RelayInputs, Departures):
         # A flush's live push of the sender's own batch (catch-up and relays carry bursts):
         # acked at once, so the author's next writes need not wait to join one batch.
         from_author = len(message.wires) == 1 and key_id_of(self._author_of(message.wires[0])) == session.peer_id
-        self._known_seen[session.peer_id] = session.peer_seen.copy()
         if fetch:
             # The sender applied what it relays, so it holds the dependencies we lack.
             self._send_message(session, Sync(self.seen, reply=True), SendKind.GOSSIP)
@@ -806,6 +807,7 @@ class Node(RelayInputs, Departures):
         """
         fresh: list[tuple[Dot, bytes]] = []
         fetch = False
+        bound = None  # the clock-skew bound, read once per message (the clock barely moves meanwhile)
         for wire in wires:
             known = self._log.dot_of(wire)  # a logged batch again, byte for byte: nothing to decode
             if known is not None:
@@ -824,8 +826,10 @@ class Node(RelayInputs, Departures):
             if held and (dot not in self._log or batch.hash in self._evidence):
                 self.stats.duplicate_batches += 1  # held, its wire collected (max_log_batches), or known evidence
                 continue
+            if bound is None:
+                bound = self._stamp_bound()
             try:
-                check_stamps(batch, self._stamp_bound())
+                check_stamps(batch, bound)
             except ClockSkewError as exc:
                 self._refuse_batch(source, batch, exc)
                 continue
@@ -1041,8 +1045,10 @@ class Node(RelayInputs, Departures):
 
     def _vouched(self, batch_hash: bytes) -> bool:
         """Whether a waiting batch of a member (not revoked, not retired before it) depends on ``batch_hash``."""
-        waiting = (self._pending.get(w) for w in self._waiting.get(batch_hash, ()))
-        return any(w is not None and self._may_vouch(w) for w in waiting)
+        waiters = self._waiting.get(batch_hash)
+        if not waiters:  # the common case: nothing waits for it
+            return False
+        return any(w is not None and self._may_vouch(w) for w in map(self._pending.get, waiters))
 
     def _may_vouch(self, batch: DeltaBatch) -> bool:
         """Whether ``batch`` is within its author's rights: its key is not revoked, nor its

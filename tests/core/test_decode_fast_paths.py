@@ -36,8 +36,13 @@ def test_canonical_values_decode_to_what_was_encoded(value: object) -> None:
     assert decode_canonical(encode_value(value)) == value
 
 
+LARGE = [f"item {i}" for i in range(1000)]  # over codec._WHOLE_ARRAY_BYTES: parsed item by item
+
+
 def test_unpack_items_yields_each_item_of_one_array() -> None:
     assert list(codec.unpack_items(codec.pack([[1], "two", b"3"]), "list")) == [[1], "two", b"3"]
+    assert len(codec.pack(LARGE)) > codec._WHOLE_ARRAY_BYTES
+    assert list(codec.unpack_items(codec.pack(LARGE), "list")) == LARGE
 
 
 @pytest.mark.parametrize(
@@ -48,11 +53,20 @@ def test_unpack_items_yields_each_item_of_one_array() -> None:
         codec.pack([1, 2])[:-1],  # truncated
         b"\xdd\xff\xff\xff\xff",  # claims 4 billion items, holds none
         b"",
+        codec.pack({str(i): i for i in range(1000)}),  # the same, past the size parsed whole
+        codec.pack(LARGE) + b"\xc0",
+        codec.pack(LARGE)[:-1],
     ],
 )
 def test_unpack_items_refuses_what_is_not_exactly_one_array(data: bytes) -> None:
     with pytest.raises(DecodeError):
         list(codec.unpack_items(data, "list"))
+
+
+@pytest.mark.parametrize("items", [["small"], LARGE])
+def test_unpack_items_names_bytes_after_the_array_alike_at_any_size(items: list) -> None:
+    with pytest.raises(DecodeError, match="extra bytes after the array"):
+        list(codec.unpack_items(codec.pack(items) + b"\xc0", "list"))
 
 
 def test_a_signed_batch_with_bytes_after_its_delta_list_is_refused() -> None:

@@ -293,6 +293,16 @@ def test_small_and_empty_messages_take_one_frame_each():
     assert bob.reassembler.last_message_id == 3
 
 
+@pytest.mark.parametrize("extra", [-1, 0, 1, 2])
+def test_a_message_takes_one_frame_exactly_while_one_chunk_holds_it(extra):
+    alice, bob = channels(max_frame_bytes=512)
+    payload = b"m" * (alice.chunk_limit - framing.CHUNK_OVERHEAD + extra)
+    frames = alice.seal_message(payload)
+    assert [codec.unpack(f)[2] for f in frames] == split(payload, alice.chunk_limit)
+    assert len(frames) == (1 if extra <= 0 else 2)
+    assert [m for f in frames if (m := bob.open_frame(f)) is not None] == [payload]
+
+
 def test_chunked_messages_follow_each_other():
     alice, bob = channels(max_frame_bytes=512)
     payloads = [b"a" * 2000, b"", b"c" * 413, b"d" * 5000]

@@ -235,6 +235,18 @@ def test_a_batch_received_again_is_a_duplicate_without_a_second_verification(mon
     assert _refusals(events) == [] and cluster.memory("honest").counter("tasks").value == 3
 
 
+def test_what_a_peer_was_known_to_hold_carries_over_to_its_next_connection() -> None:
+    cluster, mallory = _honest()
+    node = cluster.node("honest")
+    own = Memory(MALLORY.peer_id)
+    own.counter("tasks").increment(1)
+    cluster.inject(mallory.conn, mallory.seal(Batches((seal_batch(MALLORY, 1, own.take_deltas()).wire,))))
+    assert node.lag() == {MALLORY.peer_id: 1}  # the honest node's own batch; Mallory's it sent itself
+    node.close(mallory.conn, cluster.now)
+    cluster.open_raw("honest", MALLORY)
+    assert node.lag() == {MALLORY.peer_id: 1}  # before Mallory says a word on the new connection
+
+
 def test_batch_with_a_broken_signature_is_refused() -> None:
     cluster, mallory = _honest()
     honest = cluster.memory("honest")
