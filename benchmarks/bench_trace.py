@@ -34,7 +34,8 @@ Scenarios (each JSON key is prefixed ``crdtmem_`` or ``pycrdt_``; ratios are our
 medians of crdtmem over medians of pycrdt-websocket. ``--quick`` types only a prefix of the
 trace; report full-trace numbers.
 
-Run: python benchmarks/bench_trace.py [--quick] [--edits N] [--reps 3] [--skip-xproc]
+Run: python benchmarks/bench_trace.py [--quick] [--edits N] [--reps 3] [--skip-xproc | --xproc-only]
+(``BENCH_PROFILE=DIR``: cProfile, CPU-timed, of each system's two-process writer and reader there)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from typing import Any
 
 import anyio
 import pycrdt
+from cpu_profile import profiled
 
 DEFAULT_TRACE = "/work/shared/data/automerge-paper.json.gz"
 ROOT = "text"
@@ -371,7 +373,7 @@ def reader_process(pipe: Any, name: str, secrets: list[bytes], url: str, trace: 
                        "ok": str(doc_b.get(ROOT, type=pycrdt.Text)) == end_text})
             await anyio.to_thread.run_sync(pipe.recv)  # until the writer is done
 
-    anyio.run(main)
+    profiled(lambda: anyio.run(main), f"{name}-xproc-reader")
 
 
 async def run_xproc(name: str, secrets: list[bytes], txns: list, end_text: str, trace: str, edits: int | None) -> dict[str, float]:
@@ -500,6 +502,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--window", type=int, default=2000, help="edits timed for the receiver cost")
     parser.add_argument("--skip-xproc", action="store_true")
+    parser.add_argument("--xproc-only", action="store_true",
+                        help="only the two-process scenario (no in-process run, late joiners or receiver cost)")
     parser.add_argument("--only", choices=["crdtmem", "pycrdt"], default=None)
     args = parser.parse_args()
     if args.quick:
@@ -513,11 +517,15 @@ def main() -> None:
     for rep in range(args.reps):
         for name in systems if rep % 2 == 0 else systems[::-1]:  # alternate who goes first
             secrets = [Identity.generate().private_bytes() for _ in range(3)]
-            result = anyio.run(run_inproc, name, secrets, txns, end_text)
-            result.update(anyio.run(run_late_prefix, name, secrets, txns))
+            result: dict[str, Any] = {}
+            if not args.xproc_only:
+                result.update(anyio.run(run_inproc, name, secrets, txns, end_text))
+                result.update(anyio.run(run_late_prefix, name, secrets, txns))
             if not args.skip_xproc:
-                result.update(anyio.run(run_xproc, name, secrets, txns, end_text, args.trace, args.edits))
-            result.update(receive_cost(name, secrets, txns, min(args.window, len(txns) // 4)))
+                result.update(profiled(lambda: anyio.run(run_xproc, name, secrets, txns, end_text, args.trace, args.edits),
+                                       f"{name}-xproc-writer"))
+            if not args.xproc_only:
+                result.update(receive_cost(name, secrets, txns, min(args.window, len(txns) // 4)))
             runs[name].append(result)
             print(f"# {name} rep {rep + 1}: {json.dumps({k: round(v, 3) for k, v in result.items()})}", file=sys.stderr)
 

@@ -22,6 +22,7 @@ median of every key over the runs (each ratio taken within its own run), with ``
 as [min, max] for the main ones.
 
 Run: python benchmarks/bench_websocket.py [--reps 3] [--writes 50000] [--probes 300] [--raw 20000]
+(``BENCH_PROFILE=DIR``: cProfile, CPU-timed, of the writer and the reader there)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import sys
 import time
 
 import anyio
+from cpu_profile import profiled
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -116,21 +118,7 @@ def reader_main(pipe, secrets: list[bytes]) -> None:
             pipe.send({"seen": seen, "elements": len(memory.set("load").value), "stats": peer.node.stats.as_dict()})
             await anyio.to_thread.run_sync(pipe.recv)
 
-    _profiled(lambda: anyio.run(main), "reader")
-
-
-def _profiled(fn, role: str):
-    """Run ``fn``; with BENCH_PROFILE=DIR set, write a cProfile dump per process there."""
-    directory = os.environ.get("BENCH_PROFILE")
-    if not directory:
-        return fn()
-    import cProfile
-
-    profile = cProfile.Profile()
-    try:
-        return profile.runcall(fn)
-    finally:
-        profile.dump_stats(os.path.join(directory, f"{role}.prof"))
+    profiled(lambda: anyio.run(main), "reader")
 
 
 async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int, pipe) -> dict[str, float]:
@@ -203,7 +191,7 @@ def _peers_rep(ctx, args) -> dict[str, float]:
     reader = ctx.Process(target=reader_main, args=(there, [secrets[1], secrets[0]]))
     reader.start()
     url = here.recv()
-    peers = _profiled(lambda: anyio.run(measure_peers, url, [secrets[0], secrets[1]], args.writes, args.probes, here),
+    peers = profiled(lambda: anyio.run(measure_peers, url, [secrets[0], secrets[1]], args.writes, args.probes, here),
                       "writer")
     reader.join(10)
     return peers

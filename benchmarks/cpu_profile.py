@@ -5,15 +5,35 @@ a core is charged to whatever function it was in, and time blocked in ``epoll`` 
 Timing with ``time.thread_time`` charges each function only the CPU it used. The stats are
 written when the module returns or exits (a peer stopped by SIGTERM exits normally).
 
-Used by ``bench_load.py --profile``: ``python benchmarks/cpu_profile.py OUT -m crdtmem peer ...``.
+Used by ``bench_load.py --profile``: ``python benchmarks/cpu_profile.py OUT -m crdtmem peer ...``;
+:func:`profiled` does the same for one process of a benchmark that spawns its own (``bench_websocket``,
+``bench_trace``: set ``BENCH_PROFILE=DIR``).
 """
 
 from __future__ import annotations
 
 import cProfile
+import os
 import runpy
 import sys
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def profiled(fn: Callable[[], T], role: str) -> T:
+    """Run ``fn``; with ``BENCH_PROFILE=DIR`` set, under cProfile timed by this thread's CPU clock,
+    its stats written to ``DIR/<role>.prof``. Call it around one process's whole work."""
+    directory = os.environ.get("BENCH_PROFILE")
+    if not directory:
+        return fn()
+    profiler = cProfile.Profile(time.thread_time)
+    try:
+        return profiler.runcall(fn)
+    finally:
+        profiler.dump_stats(os.path.join(directory, f"{role}.prof"))
 
 
 def main() -> None:

@@ -478,7 +478,12 @@ class Peer:
         self._pump()
 
     def _link_received(self, key: str, data: bytes, now: float) -> None:
-        self.node.receive(key, data, now)
+        node = self.node
+        node.receive(key, data, now)
+        if node.memory.has_pending_deltas():
+            # The message may be the ack that held these writes back: sign and send them in this
+            # turn of the event loop rather than the timer loop's next one.
+            node.tick(now)
         self._pump()
 
     def _link_closed(self, key: str, reason: str, now: float) -> None:
