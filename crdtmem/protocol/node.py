@@ -468,6 +468,13 @@ class Node(RelayInputs, Departures):
             self._membership_changed = True
             self._after_membership_change(now)
 
+    @property
+    def writes_held(self) -> bool:
+        """Whether the pending local writes wait, since the last :meth:`tick`, for a neighbour's
+        acknowledgement (or ``max_flush_delay``): a write made meanwhile joins them and needs no
+        tick of its own. Ask after a local write to skip waking the timer."""
+        return self._held_since is not None
+
     def _holding(self, now: float) -> bool:
         """Whether pending local writes wait (to join one batch) for a neighbour's ack."""
         if not self.memory.has_pending_deltas() or not self._writes_wait():

@@ -276,8 +276,8 @@ class Peer:
             peers: also wait until at least this many peers are connected. With the default
                 (1) a peer that reaches nobody is not synced; pass 0 when no peer is expected.
         """
+        self._tick()  # pending writes go out before the timeout's cancel scope is set up
         with anyio.fail_after(timeout):
-            self._tick()
             while not (len(self.node.peers()) >= peers and self.node.synced()):
                 await self._changed_wait()
 
@@ -481,9 +481,9 @@ class Peer:
     def _link_received(self, key: str, data: bytes, now: float) -> None:
         node = self.node
         node.receive(key, data, now)
-        if node.memory.has_pending_deltas():
-            # The message may be the ack that held these writes back: sign and send them in this
-            # turn of the event loop rather than the timer loop's next one.
+        if node.writes_held:
+            # The message may be the ack these writes wait for: sign and send them in this turn
+            # of the event loop rather than the timer loop's next one.
             node.tick(now)
         self._pump()
 
@@ -503,8 +503,10 @@ class Peer:
         await self._changed.wait()
 
     def _on_change(self, name: str, origin: str) -> None:
-        if not self._woken and origin == self.memory.replica_id:
-            self._wake_timer()  # a local write: sign and push it on the next tick, at once
+        if not self._woken and origin == self.memory.replica_id and not self.node.writes_held:
+            # A local write: sign and push it on the next tick, at once. Writes held for an ack
+            # need none: the ack's receipt or the held writes' deadline ticks for them.
+            self._wake_timer()
 
     def _wake_timer(self) -> None:
         self._woken = True

@@ -84,3 +84,18 @@ def test_a_flush_window_of_two_lets_a_second_batch_go_before_the_first_is_acknow
     _type(cluster, "a", "z")
     cluster.run(0)
     assert a.stats.batches_created == before + 2
+
+
+def test_writes_held_tells_when_pending_writes_wait_for_an_acknowledgement() -> None:
+    cluster = _pair()
+    a = cluster.node("a")
+    _type(cluster, "a", "x")
+    cluster.run(0)  # batch 1 leaves: nothing pending, nothing held
+    assert not a.writes_held
+    _type(cluster, "a", "y")
+    assert not a.writes_held  # not until a tick finds the write held back
+    cluster.run(0)
+    assert a.writes_held and a.memory.has_pending_deltas()
+    assert cluster.run_until(lambda: not a.writes_held, timeout=1)  # b's acknowledgement released it
+    assert cluster.run_until(lambda: cluster.memory("b").doc("notes").get("text", type=pycrdt.Text).to_py() == "xy",
+                             timeout=1)
