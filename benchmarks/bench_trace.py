@@ -24,6 +24,9 @@ Scenarios (each JSON key is prefixed ``crdtmem_`` or ``pycrdt_``; ratios are our
   room) and receives the whole document: time until C's text equals A's, bytes C received;
   ``late20k_*`` the same when A has typed only the first 20,000 edits (crdtmem keeps every
   signed batch, so C receives and verifies the writer's history, not a snapshot);
+* ``xproc_writer_cpu_us_per_edit`` / ``xproc_reader_cpu_us_per_edit``: CPU time
+  (``time.process_time``) of A's and of B's process from the first edit until B holds the
+  final text, per edit (A's process also runs pycrdt-websocket's room server);
 * ``receive_us_start`` / ``receive_us_end``: the receiver's cost per update without a
   network: crdtmem's ``Node.receive`` of the frame A's node sent for one edit (MAC, decode,
   signature, causal checks, apply), pycrdt's ``Doc.apply_update`` of the same edit's update;
@@ -367,10 +370,11 @@ def reader_process(pipe: Any, name: str, secrets: list[bytes], url: str, trace: 
             doc_b, received_b = await system.reader(stack, url, 1)
             arrivals = Arrivals(doc_b)
             before = received_b()
+            cpu = time.process_time()
             pipe.send("ready")
             await arrivals.wait_for(max(insert_clocks(txns)), end_text)
             pipe.send({"times": arrivals.times, "updates": arrivals.updates, "received": received_b() - before,
-                       "ok": str(doc_b.get(ROOT, type=pycrdt.Text)) == end_text})
+                       "ok": str(doc_b.get(ROOT, type=pycrdt.Text)) == end_text, "cpu": time.process_time() - cpu})
             await anyio.to_thread.run_sync(pipe.recv)  # until the writer is done
 
     profiled(lambda: anyio.run(main), f"{name}-xproc-reader")
@@ -390,9 +394,11 @@ async def run_xproc(name: str, secrets: list[bytes], txns: list, end_text: str, 
             with anyio.fail_after(60):
                 assert await anyio.to_thread.run_sync(here.recv) == "ready"
             stamps: list[float] = []
+            cpu = time.process_time()
             await type_trace(doc_a, txns, stamps)
             with anyio.fail_after(TIMEOUT):
                 report = await anyio.to_thread.run_sync(here.recv)
+            cpu = time.process_time() - cpu
             here.send("stop")
         finally:
             await anyio.to_thread.run_sync(reader.join, 30)
@@ -407,6 +413,8 @@ async def run_xproc(name: str, secrets: list[bytes], txns: list, end_text: str, 
         "xproc_bytes_per_edit": report["received"] / len(txns),
         "xproc_visible_p50_ms": statistics.median(visible),
         "xproc_visible_p99_ms": _percentile(visible, 0.99),
+        "xproc_writer_cpu_us_per_edit": cpu / len(txns) * 1e6,
+        "xproc_reader_cpu_us_per_edit": report["cpu"] / len(txns) * 1e6,
         "final_text_ok_xproc": ok,
     }
 

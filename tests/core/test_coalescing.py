@@ -99,3 +99,63 @@ def test_writes_held_tells_when_pending_writes_wait_for_an_acknowledgement() -> 
     assert cluster.run_until(lambda: not a.writes_held, timeout=1)  # b's acknowledgement released it
     assert cluster.run_until(lambda: cluster.memory("b").doc("notes").get("text", type=pycrdt.Text).to_py() == "xy",
                              timeout=1)
+
+
+def _slow_neighbour(config: NodeConfig) -> tuple[Cluster, object]:
+    """Node "a" with one neighbour played by the test, which acknowledges only when told."""
+    cluster = Cluster(seed=4, config=config)
+    cluster.add("a")
+    slow = Identity.from_private_bytes(bytes(range(32)))
+    cluster.keyring.add(slow)
+    raw = cluster.open_raw("a", slow)
+    cluster.inject(raw.conn, raw.seal(Sync(CausalContext())))
+    return cluster, raw
+
+
+def test_held_writes_wait_a_few_measured_round_trips_for_a_late_ack() -> None:
+    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=4.0))
+    a = cluster.node("a")
+    _type(cluster, "a", "x")
+    cluster.run(0)  # batch 1 leaves
+    cluster.run(0.003)
+    cluster.inject(raw.conn, raw.seal(Sync(a.seen.copy(), reply=True)))  # acknowledged 3 ms later
+    _type(cluster, "a", "y")
+    cluster.run(0)  # batch 2 leaves at once
+    start, before = cluster.now, a.stats.batches_created
+    _type(cluster, "a", "z")
+    cluster.run(0)  # held for batch 2's ack
+    assert a.stats.batches_created == before and a.writes_held
+    assert abs(a.next_deadline() - (start + 4 * 0.003)) < 1e-9  # four round trips, not max_flush_delay
+    cluster.run(4 * 0.003)
+    assert a.stats.batches_created == before + 1
+
+
+def test_the_round_trip_estimate_follows_the_fast_acks_not_a_stall() -> None:
+    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=4.0))
+    a = cluster.node("a")
+    for delay in (0.002, 0.040, 0.002):  # one stalled acknowledgement among fast ones
+        _type(cluster, "a", "x")
+        cluster.run(0)
+        cluster.run(delay)
+        cluster.inject(raw.conn, raw.seal(Sync(a.seen.copy(), reply=True)))
+    _type(cluster, "a", "y")
+    cluster.run(0)
+    start = cluster.now
+    _type(cluster, "a", "z")
+    cluster.run(0)
+    assert a.writes_held and a.next_deadline() - start <= 4 * 0.002 + 1e-9
+
+
+def test_without_ack_wait_rtts_held_writes_wait_max_flush_delay() -> None:
+    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=None))
+    a = cluster.node("a")
+    _type(cluster, "a", "x")
+    cluster.run(0)
+    cluster.run(0.003)
+    cluster.inject(raw.conn, raw.seal(Sync(a.seen.copy(), reply=True)))
+    _type(cluster, "a", "y")
+    cluster.run(0)
+    start = cluster.now
+    _type(cluster, "a", "z")
+    cluster.run(0)
+    assert a.writes_held and abs(a.next_deadline() - (start + 0.05)) < 1e-9
