@@ -112,50 +112,44 @@ def _slow_neighbour(config: NodeConfig) -> tuple[Cluster, object]:
     return cluster, raw
 
 
-def test_held_writes_wait_a_few_measured_round_trips_for_a_late_ack() -> None:
-    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=4.0))
-    a = cluster.node("a")
+def _acknowledged_after(cluster: Cluster, raw, delay: float) -> None:
+    """"a" sends a batch; the test's neighbour acknowledges it ``delay`` seconds later."""
     _type(cluster, "a", "x")
-    cluster.run(0)  # batch 1 leaves
-    cluster.run(0.003)
-    cluster.inject(raw.conn, raw.seal(Sync(a.seen.copy(), reply=True)))  # acknowledged 3 ms later
+    cluster.run(0)
+    cluster.run(delay)
+    cluster.inject(raw.conn, raw.seal(Sync(cluster.node("a").seen.copy(), reply=True)))
+
+
+def _hold(cluster: Cluster) -> float:
+    """"a" sends a batch at once, then holds the next write for its ack: how long that may wait."""
+    a = cluster.node("a")
     _type(cluster, "a", "y")
-    cluster.run(0)  # batch 2 leaves at once
+    cluster.run(0)
     start, before = cluster.now, a.stats.batches_created
     _type(cluster, "a", "z")
-    cluster.run(0)  # held for batch 2's ack
-    assert a.stats.batches_created == before and a.writes_held
-    assert abs(a.next_deadline() - (start + 4 * 0.003)) < 1e-9  # four round trips, not max_flush_delay
-    cluster.run(4 * 0.003)
-    assert a.stats.batches_created == before + 1
+    cluster.run(0)
+    assert a.writes_held and a.stats.batches_created == before
+    return a.next_deadline() - start
+
+
+def test_held_writes_wait_a_few_measured_round_trips_for_a_late_ack() -> None:
+    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=4.0))
+    _acknowledged_after(cluster, raw, 0.003)
+    wait = _hold(cluster)
+    assert abs(wait - 4 * 0.003) < 1e-9  # four round trips, not max_flush_delay
+    before = cluster.node("a").stats.batches_created
+    cluster.run(wait)
+    assert cluster.node("a").stats.batches_created == before + 1  # sent without the ack
 
 
 def test_the_round_trip_estimate_follows_the_fast_acks_not_a_stall() -> None:
     cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=4.0))
-    a = cluster.node("a")
     for delay in (0.002, 0.040, 0.002):  # one stalled acknowledgement among fast ones
-        _type(cluster, "a", "x")
-        cluster.run(0)
-        cluster.run(delay)
-        cluster.inject(raw.conn, raw.seal(Sync(a.seen.copy(), reply=True)))
-    _type(cluster, "a", "y")
-    cluster.run(0)
-    start = cluster.now
-    _type(cluster, "a", "z")
-    cluster.run(0)
-    assert a.writes_held and a.next_deadline() - start <= 4 * 0.002 + 1e-9
+        _acknowledged_after(cluster, raw, delay)
+    assert _hold(cluster) <= 4 * 0.002 + 1e-9
 
 
 def test_without_ack_wait_rtts_held_writes_wait_max_flush_delay() -> None:
     cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=None))
-    a = cluster.node("a")
-    _type(cluster, "a", "x")
-    cluster.run(0)
-    cluster.run(0.003)
-    cluster.inject(raw.conn, raw.seal(Sync(a.seen.copy(), reply=True)))
-    _type(cluster, "a", "y")
-    cluster.run(0)
-    start = cluster.now
-    _type(cluster, "a", "z")
-    cluster.run(0)
-    assert a.writes_held and abs(a.next_deadline() - (start + 0.05)) < 1e-9
+    _acknowledged_after(cluster, raw, 0.003)
+    assert abs(_hold(cluster) - 0.05) < 1e-9
