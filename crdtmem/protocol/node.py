@@ -340,6 +340,7 @@ class Node(RelayInputs, Departures):
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
         self._held_since: float | None = None  # local writes waiting for an ack, since when
+        self._held_for_ack = False  # whether they wait for a connected neighbour's ack (else for one to connect)
         self._ack_rtt: float | None = None  # acknowledgement round trip, lower envelope (see _note_ack)
         self._unencodable: list[tuple[str, str]] = []  # (name, why) of local writes flush could not encode
         self.stats = NodeStats()
@@ -481,10 +482,11 @@ class Node(RelayInputs, Departures):
 
     @property
     def writes_held(self) -> bool:
-        """Whether the pending local writes wait, since the last :meth:`tick`, for a neighbour's
-        acknowledgement (or ``max_flush_delay``): a write made meanwhile joins them and needs no
-        tick of its own. Ask after a local write to skip waking the timer."""
-        return self._held_since is not None
+        """Whether the pending local writes wait, since the last :meth:`tick`, for a connected
+        neighbour's acknowledgement: a write made meanwhile joins them and needs no tick of its
+        own (the acknowledgement, or the deadline, releases them all). Ask after a local write
+        to skip waking the timer."""
+        return self._held_since is not None and self._held_for_ack
 
     def _holding(self, now: float) -> bool:
         """Whether pending local writes wait (to join one batch) for a neighbour's ack."""
@@ -493,6 +495,7 @@ class Node(RelayInputs, Departures):
             return False
         if self._held_since is None:
             self._held_since = now
+            self._held_for_ack = bool(self._ready_sessions())  # else no one is connected to send to
         return now < self._held_since + self._hold_limit()
 
     def _writes_wait(self) -> bool:

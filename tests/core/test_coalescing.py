@@ -153,3 +153,12 @@ def test_without_ack_wait_rtts_held_writes_wait_max_flush_delay() -> None:
     cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=None))
     _acknowledged_after(cluster, raw, 0.003)
     assert abs(_hold(cluster) - 0.05) < 1e-9
+
+
+def test_writes_waiting_for_a_neighbour_to_connect_are_not_held_for_an_ack() -> None:
+    cluster = Cluster(seed=5, config=NodeConfig(max_flush_delay=0.05))
+    a = cluster.add("a")
+    _type(cluster, "a", "x")
+    cluster.run(0)  # no one connected: the write coalesces for max_flush_delay
+    assert a.memory.has_pending_deltas() and a.next_deadline() > cluster.now
+    assert not a.writes_held  # each later write still asks for a tick (no ack will come to release it)

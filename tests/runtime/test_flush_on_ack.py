@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from crdtmem import Peer
-from crdtmem.protocol.node import NodeConfig
+from crdtmem.protocol.node import Node, NodeConfig
 from crdtmem.transports.memory import MemoryHub, MemoryTransport
 
 from ..inprocess import team
@@ -49,23 +49,16 @@ async def test_writes_held_for_an_ack_go_out_when_the_ack_is_received() -> None:
     assert a.node.stats.batches_created >= 2
 
 
-async def test_writes_joining_held_ones_do_not_wake_the_timer_each() -> None:
+async def test_a_local_write_wakes_the_timer_unless_writes_are_held_for_an_ack(monkeypatch) -> None:
     transport = MemoryTransport(hub=MemoryHub())
     ids, keyring, (ma,) = team(1)
     async with Peer(ma, ids[0], keyring, listen="memory://alone", transport=transport, config=HOLD) as a:
-        ticks: list[float] = []
-        tick = a.node.tick
-        a.node.tick = lambda now: ticks.append(now) or tick(now)  # type: ignore[method-assign]
-        tasks = ma.set("tasks")
-        tasks.add(0)
-        with anyio.fail_after(10):
-            while not a.node.writes_held:  # no neighbour: the write waits max_flush_delay
-                await anyio.sleep(0)
-        held_at = len(ticks)
-        for i in range(1, 50):
-            tasks.add(i)
-            await anyio.sleep(0)
-        assert a.node.writes_held and ma.has_pending_deltas()
-        assert len(ticks) == held_at  # the 49 writes joined the held ones without a tick each
-        await a.flush()
-        assert not a.node.writes_held and not ma.has_pending_deltas()
+        wakes: list[str] = []
+        monkeypatch.setattr(a, "_wake_timer", lambda: wakes.append("woken"))
+        a._woken = False
+        monkeypatch.setattr(Node, "writes_held", property(lambda node: True))
+        ma.set("tasks").add(1)
+        assert wakes == []  # it joins the held writes: the ack (or their deadline) releases them all
+        monkeypatch.setattr(Node, "writes_held", property(lambda node: False))
+        ma.set("tasks").add(2)
+        assert wakes == ["woken"]
