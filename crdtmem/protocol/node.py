@@ -21,9 +21,10 @@ Local writes need no call of their own: while the memory holds unsigned deltas,
 pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neighbour has not
 yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
 does (or a few measured round trips pass, ``NodeConfig.ack_wait_rtts``, and never more than
-``max_flush_delay``); with no neighbour connected they wait ``max_flush_delay``. A deadline at or before the present means "tick now". Randomness
-comes from the ``random.Random`` the node is given, so the websocket runtime and the
-simulator run this same code, and a simulation seed replays exactly.
+``max_flush_delay``); with no neighbour connected they wait ``max_flush_delay``. A deadline
+at or before the present means "tick now". Randomness comes from the ``random.Random`` the
+node is given, so the websocket runtime and the simulator run this same code, and a
+simulation seed replays exactly.
 
 What the node does, per DESIGN.md §4:
 

@@ -15,10 +15,9 @@ Its connections are :class:`~crdtmem.runtime.links.Links`; its metrics are
 Local writes never wait for the network: they apply to the memory at once and are signed and
 pushed on the next tick (coalesced into one batch while a neighbour has not acknowledged the
 previous one: see ``NodeConfig.flush_window``; the acknowledgement's own turn of the event loop
-sends them); a peer that is down only delays when others
-see them. Run one Peer per Memory, on the event loop thread that writes to that Memory (the
-websocket transport needs the asyncio backend; the memory transport runs on any anyio
-backend).
+sends them); a peer that is down only delays when others see them. Run one Peer per Memory,
+on the event loop thread that writes to that Memory (the websocket transport needs the
+asyncio backend; the memory transport runs on any anyio backend).
 """
 
 from __future__ import annotations
