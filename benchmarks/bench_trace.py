@@ -24,6 +24,9 @@ Scenarios (each JSON key is prefixed ``crdtmem_`` or ``pycrdt_``; ratios are our
   room) and receives the whole document: time until C's text equals A's, bytes C received;
   ``late20k_*`` the same when A has typed only the first 20,000 edits (crdtmem keeps every
   signed batch, so C receives and verifies the writer's history, not a snapshot);
+* ``xproc_writer_cpu_us_per_edit`` / ``xproc_reader_cpu_us_per_edit``: CPU time
+  (``time.process_time``) of A's and of B's process from the first edit until B holds the
+  final text, per edit (A's process also runs pycrdt-websocket's room server);
 * ``receive_us_start`` / ``receive_us_end``: the receiver's cost per update without a
   network: crdtmem's ``Node.receive`` of the frame A's node sent for one edit (MAC, decode,
   signature, causal checks, apply), pycrdt's ``Doc.apply_update`` of the same edit's update;
@@ -34,7 +37,8 @@ Scenarios (each JSON key is prefixed ``crdtmem_`` or ``pycrdt_``; ratios are our
 medians of crdtmem over medians of pycrdt-websocket. ``--quick`` types only a prefix of the
 trace; report full-trace numbers.
 
-Run: python benchmarks/bench_trace.py [--quick] [--edits N] [--reps 3] [--skip-xproc]
+Run: python benchmarks/bench_trace.py [--quick] [--edits N] [--reps 3] [--skip-xproc | --xproc-only]
+(``BENCH_PROFILE=DIR``: cProfile, CPU-timed, of each system's two-process writer and reader there)
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from typing import Any
 
 import anyio
 import pycrdt
+from cpu_profile import profiled
 
 DEFAULT_TRACE = "/work/shared/data/automerge-paper.json.gz"
 ROOT = "text"
@@ -365,13 +370,14 @@ def reader_process(pipe: Any, name: str, secrets: list[bytes], url: str, trace: 
             doc_b, received_b = await system.reader(stack, url, 1)
             arrivals = Arrivals(doc_b)
             before = received_b()
+            cpu = time.process_time()
             pipe.send("ready")
             await arrivals.wait_for(max(insert_clocks(txns)), end_text)
             pipe.send({"times": arrivals.times, "updates": arrivals.updates, "received": received_b() - before,
-                       "ok": str(doc_b.get(ROOT, type=pycrdt.Text)) == end_text})
+                       "ok": str(doc_b.get(ROOT, type=pycrdt.Text)) == end_text, "cpu": time.process_time() - cpu})
             await anyio.to_thread.run_sync(pipe.recv)  # until the writer is done
 
-    anyio.run(main)
+    profiled(lambda: anyio.run(main), f"{name}-xproc-reader")
 
 
 async def run_xproc(name: str, secrets: list[bytes], txns: list, end_text: str, trace: str, edits: int | None) -> dict[str, float]:
@@ -388,9 +394,11 @@ async def run_xproc(name: str, secrets: list[bytes], txns: list, end_text: str, 
             with anyio.fail_after(60):
                 assert await anyio.to_thread.run_sync(here.recv) == "ready"
             stamps: list[float] = []
+            cpu = time.process_time()
             await type_trace(doc_a, txns, stamps)
             with anyio.fail_after(TIMEOUT):
                 report = await anyio.to_thread.run_sync(here.recv)
+            cpu = time.process_time() - cpu
             here.send("stop")
         finally:
             await anyio.to_thread.run_sync(reader.join, 30)
@@ -405,6 +413,8 @@ async def run_xproc(name: str, secrets: list[bytes], txns: list, end_text: str, 
         "xproc_bytes_per_edit": report["received"] / len(txns),
         "xproc_visible_p50_ms": statistics.median(visible),
         "xproc_visible_p99_ms": _percentile(visible, 0.99),
+        "xproc_writer_cpu_us_per_edit": cpu / len(txns) * 1e6,
+        "xproc_reader_cpu_us_per_edit": report["cpu"] / len(txns) * 1e6,
         "final_text_ok_xproc": ok,
     }
 
@@ -500,6 +510,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--window", type=int, default=2000, help="edits timed for the receiver cost")
     parser.add_argument("--skip-xproc", action="store_true")
+    parser.add_argument("--xproc-only", action="store_true",
+                        help="only the two-process scenario (no in-process run, late joiners or receiver cost)")
     parser.add_argument("--only", choices=["crdtmem", "pycrdt"], default=None)
     args = parser.parse_args()
     if args.quick:
@@ -513,11 +525,15 @@ def main() -> None:
     for rep in range(args.reps):
         for name in systems if rep % 2 == 0 else systems[::-1]:  # alternate who goes first
             secrets = [Identity.generate().private_bytes() for _ in range(3)]
-            result = anyio.run(run_inproc, name, secrets, txns, end_text)
-            result.update(anyio.run(run_late_prefix, name, secrets, txns))
+            result: dict[str, Any] = {}
+            if not args.xproc_only:
+                result.update(anyio.run(run_inproc, name, secrets, txns, end_text))
+                result.update(anyio.run(run_late_prefix, name, secrets, txns))
             if not args.skip_xproc:
-                result.update(anyio.run(run_xproc, name, secrets, txns, end_text, args.trace, args.edits))
-            result.update(receive_cost(name, secrets, txns, min(args.window, len(txns) // 4)))
+                result.update(profiled(lambda: anyio.run(run_xproc, name, secrets, txns, end_text, args.trace, args.edits),
+                                       f"{name}-xproc-writer"))
+            if not args.xproc_only:
+                result.update(receive_cost(name, secrets, txns, min(args.window, len(txns) // 4)))
             runs[name].append(result)
             print(f"# {name} rep {rep + 1}: {json.dumps({k: round(v, 3) for k, v in result.items()})}", file=sys.stderr)
 

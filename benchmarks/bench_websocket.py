@@ -8,6 +8,8 @@ Measures, and prints as one JSON object:
 * ``latency_p50_ms`` / ``latency_p99_ms``: write-to-visible latency, from the write call in
   one process to the moment the other process's memory reports the change (both processes
   read the same system-wide monotonic clock), one probe at a time;
+* ``writer_cpu_us_per_write`` / ``reader_cpu_us_per_write``: each process's CPU time
+  (``time.process_time``) over the throughput part, per write;
 * ``raw_messages_per_s``: one-way message rate of a bare ``websockets`` connection between
   the same two processes (same library, same settings as the peers' transport: no
   compression on either side, a 1 MiB message cap; 128-byte messages);
@@ -22,6 +24,7 @@ median of every key over the runs (each ratio taken within its own run), with ``
 as [min, max] for the main ones.
 
 Run: python benchmarks/bench_websocket.py [--reps 3] [--writes 50000] [--probes 300] [--raw 20000]
+(``BENCH_PROFILE=DIR``: cProfile, CPU-timed, of the writer and the reader there)
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import sys
 import time
 
 import anyio
+from cpu_profile import profiled
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -112,25 +116,18 @@ def reader_main(pipe, secrets: list[bytes]) -> None:
         memory.on_change(on_change)
         async with Peer(memory, me, keyring, listen="ws://127.0.0.1:0") as peer:
             pipe.send(peer.url)
-            await anyio.to_thread.run_sync(pipe.recv)  # until the writer is done
+            while await anyio.to_thread.run_sync(pipe.recv) == "cpu":  # until the writer is done
+                pipe.send(time.process_time())
             pipe.send({"seen": seen, "elements": len(memory.set("load").value), "stats": peer.node.stats.as_dict()})
             await anyio.to_thread.run_sync(pipe.recv)
 
-    _profiled(lambda: anyio.run(main), "reader")
+    profiled(lambda: anyio.run(main), "reader")
 
 
-def _profiled(fn, role: str):
-    """Run ``fn``; with BENCH_PROFILE=DIR set, write a cProfile dump per process there."""
-    directory = os.environ.get("BENCH_PROFILE")
-    if not directory:
-        return fn()
-    import cProfile
-
-    profile = cProfile.Profile()
-    try:
-        return profile.runcall(fn)
-    finally:
-        profile.dump_stats(os.path.join(directory, f"{role}.prof"))
+async def _reader_cpu(pipe) -> float:
+    """The reader process's CPU seconds so far (asked over the pipe, outside any timed part)."""
+    pipe.send("cpu")
+    return await anyio.to_thread.run_sync(pipe.recv)
 
 
 async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int, pipe) -> dict[str, float]:
@@ -148,6 +145,8 @@ async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int
         # throughput: write as fast as the application can, yielding now and then so the
         # runtime flushes (it signs whatever accumulated as one batch)
         load = memory.set("load")
+        reader_cpu = await _reader_cpu(pipe)
+        cpu = time.process_time()
         start = time.perf_counter()
         for i in range(writes):
             load.add(i)
@@ -155,6 +154,8 @@ async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int
                 await anyio.sleep(0)
         await peer.wait_synced(timeout=300)
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+        reader_cpu = await _reader_cpu(pipe) - reader_cpu
         batches = peer.node.stats.batches_created
         sent_bytes = peer.node.stats.bytes_sent
 
@@ -176,6 +177,8 @@ async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int
         "batches": batches,
         "writes_per_batch": writes / max(1, batches),
         "bytes_per_write": sent_bytes / writes,
+        "writer_cpu_us_per_write": cpu / writes * 1e6,
+        "reader_cpu_us_per_write": reader_cpu / writes * 1e6,
         "probes": len(latencies),
         "latency_p50_ms": statistics.median(latencies),
         "latency_p99_ms": _percentile(latencies, 0.99),
@@ -203,7 +206,7 @@ def _peers_rep(ctx, args) -> dict[str, float]:
     reader = ctx.Process(target=reader_main, args=(there, [secrets[1], secrets[0]]))
     reader.start()
     url = here.recv()
-    peers = _profiled(lambda: anyio.run(measure_peers, url, [secrets[0], secrets[1]], args.writes, args.probes, here),
+    peers = profiled(lambda: anyio.run(measure_peers, url, [secrets[0], secrets[1]], args.writes, args.probes, here),
                       "writer")
     reader.join(10)
     return peers

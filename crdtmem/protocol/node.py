@@ -20,10 +20,11 @@ Local writes need no call of their own: while the memory holds unsigned deltas,
 :meth:`Node.next_deadline` is due at once, and the :meth:`Node.tick` it asks for signs and
 pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neighbour has not
 yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
-does (or ``max_flush_delay`` passes); with no neighbour connected they wait
-``max_flush_delay`` too. A deadline at or before the present means "tick now". Randomness
-comes from the ``random.Random`` the node is given, so the websocket runtime and the
-simulator run this same code, and a simulation seed replays exactly.
+does (or a few measured round trips pass, ``NodeConfig.ack_wait_rtts``, and never more than
+``max_flush_delay``); with no neighbour connected they wait ``max_flush_delay``. A deadline
+at or before the present means "tick now". Randomness comes from the ``random.Random`` the
+node is given, so the websocket runtime and the simulator run this same code, and a
+simulation seed replays exactly.
 
 What the node does, per DESIGN.md §4:
 
@@ -173,6 +174,9 @@ ConnId = Hashable
 _MAX_EVIDENCE = 1024
 """Equivocating batches kept to answer a :class:`Want` (the oldest goes first)."""
 
+_MIN_ACK_WAIT = 0.001
+"""Seconds local writes may always wait for an acknowledgement, however short the round trip."""
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -193,6 +197,12 @@ class NodeConfig:
     """Longest local writes wait for a neighbour's acknowledgement before they are signed and
     sent anyway (a neighbour that never acknowledges delays our writes by this much); also how
     long they coalesce while no neighbour is connected."""
+    ack_wait_rtts: float | None = 4.0
+    """While neighbours are connected, local writes wait for an acknowledgement at most this
+    many acknowledgement round trips (the lower envelope of those measured on this node's
+    links, at least 1 ms; never more than ``max_flush_delay``): an ack later than that is
+    held up by a busy or descheduled peer, and the writes go without it. None: wait up to
+    ``max_flush_delay`` always."""
     relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
@@ -248,6 +258,7 @@ class _Session:
     in_flight: set[Dot] = field(default_factory=set)
     ack_at: float | None = None
     own_sent: int = 0  # the highest of our own batch numbers sent on this connection
+    own_sent_at: float | None = None  # when an own batch not yet acknowledged was sent (an RTT sample)
     heard: bool = False  # whether the peer's first Sync on this connection arrived
     next_anti_entropy: float = 0.0
     announced: set[Dot] = field(default_factory=set)  # dots the peer has and we lacked when it said so
@@ -334,6 +345,8 @@ class Node(RelayInputs, Departures):
         self._next_gossip: float | None = None
         self._now = -math.inf  # the latest time the shell has given
         self._held_since: float | None = None  # local writes waiting for an ack, since when
+        self._held_for_ack = False  # whether they wait for a connected neighbour's ack (else for one to connect)
+        self._ack_rtt: float | None = None  # acknowledgement round trip, lower envelope (see _note_ack)
         self._unencodable: list[tuple[str, str]] = []  # (name, why) of local writes flush could not encode
         self.stats = NodeStats()
         """Typed counters of what this node has done (read-only for callers)."""
@@ -475,6 +488,14 @@ class Node(RelayInputs, Departures):
             self._membership_changed = True
             self._after_membership_change(now)
 
+    @property
+    def writes_held(self) -> bool:
+        """Whether the pending local writes wait, since the last :meth:`tick`, for a connected
+        neighbour's acknowledgement: a write made meanwhile joins them and needs no tick of its
+        own (the acknowledgement, or the deadline, releases them all). Ask after a local write
+        to skip waking the timer."""
+        return self._held_since is not None and self._held_for_ack
+
     def _holding(self, now: float) -> bool:
         """Whether pending local writes wait (to join one batch) for a neighbour's ack."""
         if not self.memory.has_pending_deltas() or not self._writes_wait():
@@ -482,7 +503,8 @@ class Node(RelayInputs, Departures):
             return False
         if self._held_since is None:
             self._held_since = now
-        return now < self._held_since + self.config.max_flush_delay
+            self._held_for_ack = bool(self._ready_sessions())  # else no one is connected to send to
+        return now < self._held_since + self._hold_limit()
 
     def _writes_wait(self) -> bool:
         """Whether no neighbour is connected and no relay is up (no one waits for our writes), or
@@ -492,6 +514,27 @@ class Node(RelayInputs, Departures):
         if not sessions:
             return not any(relay.up for relay in self._relays.values())  # a relay that is up carries them at once
         return any(s.own_sent - s.peer_seen.max(own) >= window for s in sessions)
+
+    def _hold_limit(self) -> float:
+        """How long pending local writes may wait for acknowledgements (see ``ack_wait_rtts``)."""
+        limit, rtts = self.config.max_flush_delay, self.config.ack_wait_rtts
+        if rtts is None or self._ack_rtt is None or not self._ready_sessions():
+            return limit  # no round trip measured yet, or no one connected: coalesce up to the cap
+        return min(limit, max(_MIN_ACK_WAIT, rtts * self._ack_rtt))
+
+    def _note_ack(self, session: _Session) -> None:
+        """Take an acknowledgement round-trip sample if the peer now holds our last batch sent to it.
+
+        The estimate follows the lower envelope of the samples: a faster one replaces it, a
+        slower one raises it by a sixteenth of the difference, so a peer's occasional stall
+        does not lengthen how long writes wait for acks.
+        """
+        sent_at = session.own_sent_at
+        if sent_at is None or session.peer_seen.max(self.replica_id) < session.own_sent:
+            return
+        session.own_sent_at = None
+        sample, rtt = self._now - sent_at, self._ack_rtt
+        self._ack_rtt = sample if rtt is None or sample < rtt else rtt + (sample - rtt) / 16
 
     def _seal_encodable(self, seq: int, deltas: list, heads: Iterable[bytes]) -> DeltaBatch | None:
         """Seal the deltas that encode; set the others aside for :meth:`check_writable` to report."""
@@ -590,7 +633,7 @@ class Node(RelayInputs, Departures):
         if self.memory.has_pending_deltas():
             if self._held_since is None or not self._writes_wait():
                 return self._now
-            deadlines.append(self._held_since + self.config.max_flush_delay)
+            deadlines.append(self._held_since + self._hold_limit())
         if self._relay:
             deadlines.append(self._next_relay)
         deadlines.extend(self._relay_deadlines())
@@ -1151,7 +1194,11 @@ class Node(RelayInputs, Departures):
             chunk = batches[start : start + step]
             self._send_message(session, Batches(tuple(wire for _, wire in chunk)), kind)
             session.in_flight.update(dot for dot, _ in chunk)
-            session.own_sent = max([session.own_sent, *(dot.counter for dot, _ in chunk if dot.replica == own)])
+            own_counters = [dot.counter for dot, _ in chunk if dot.replica == own]
+            if own_counters:
+                session.own_sent = max(session.own_sent, *own_counters)
+                if session.own_sent_at is None:
+                    session.own_sent_at = self._now
 
     def _send_message(self, session: _Session, message: Message, kind: SendKind) -> None:
         if isinstance(message, Sync):
@@ -1167,6 +1214,7 @@ class Node(RelayInputs, Departures):
 
     def _learn(self, session: _Session, seen: CausalContext) -> None:
         session.peer_seen.join(seen)
+        self._note_ack(session)
         session.in_flight = {dot for dot in session.in_flight if dot not in seen}
         known = self._known_seen.setdefault(session.peer_id, CausalContext())
         known.join(seen)

@@ -14,10 +14,10 @@ Its connections are :class:`~crdtmem.runtime.links.Links`; its metrics are
 
 Local writes never wait for the network: they apply to the memory at once and are signed and
 pushed on the next tick (coalesced into one batch while a neighbour has not acknowledged the
-previous one: see ``NodeConfig.flush_window``); a peer that is down only delays when others
-see them. Run one Peer per Memory, on the event loop thread that writes to that Memory (the
-websocket transport needs the asyncio backend; the memory transport runs on any anyio
-backend).
+previous one: see ``NodeConfig.flush_window``; the acknowledgement's own turn of the event loop
+sends them); a peer that is down only delays when others see them. Run one Peer per Memory,
+on the event loop thread that writes to that Memory (the websocket transport needs the
+asyncio backend; the memory transport runs on any anyio backend).
 """
 
 from __future__ import annotations
@@ -276,8 +276,8 @@ class Peer:
             peers: also wait until at least this many peers are connected. With the default
                 (1) a peer that reaches nobody is not synced; pass 0 when no peer is expected.
         """
+        self._tick()  # pending writes go out before the timeout's cancel scope is set up
         with anyio.fail_after(timeout):
-            self._tick()
             while not (len(self.node.peers()) >= peers and self.node.synced()):
                 await self._changed_wait()
 
@@ -479,7 +479,12 @@ class Peer:
         self._pump()
 
     def _link_received(self, key: str, data: bytes, now: float) -> None:
-        self.node.receive(key, data, now)
+        node = self.node
+        node.receive(key, data, now)
+        if node.writes_held:
+            # The message may be the ack these writes wait for: sign and send them in this turn
+            # of the event loop rather than the timer loop's next one.
+            node.tick(now)
         self._pump()
 
     def _link_closed(self, key: str, reason: str, now: float) -> None:
@@ -498,8 +503,10 @@ class Peer:
         await self._changed.wait()
 
     def _on_change(self, name: str, origin: str) -> None:
-        if not self._woken and origin == self.memory.replica_id:
-            self._wake_timer()  # a local write: sign and push it on the next tick, at once
+        if not self._woken and origin == self.memory.replica_id and not self.node.writes_held:
+            # A local write: sign and push it on the next tick, at once. Writes held for an ack
+            # need none: the ack's receipt or the held writes' deadline ticks for them.
+            self._wake_timer()
 
     def _wake_timer(self) -> None:
         self._woken = True

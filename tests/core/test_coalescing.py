@@ -84,3 +84,81 @@ def test_a_flush_window_of_two_lets_a_second_batch_go_before_the_first_is_acknow
     _type(cluster, "a", "z")
     cluster.run(0)
     assert a.stats.batches_created == before + 2
+
+
+def test_writes_held_tells_when_pending_writes_wait_for_an_acknowledgement() -> None:
+    cluster = _pair()
+    a = cluster.node("a")
+    _type(cluster, "a", "x")
+    cluster.run(0)  # batch 1 leaves: nothing pending, nothing held
+    assert not a.writes_held
+    _type(cluster, "a", "y")
+    assert not a.writes_held  # not until a tick finds the write held back
+    cluster.run(0)
+    assert a.writes_held and a.memory.has_pending_deltas()
+    assert cluster.run_until(lambda: not a.writes_held, timeout=1)  # b's acknowledgement released it
+    assert cluster.run_until(lambda: cluster.memory("b").doc("notes").get("text", type=pycrdt.Text).to_py() == "xy",
+                             timeout=1)
+
+
+def _slow_neighbour(config: NodeConfig) -> tuple[Cluster, object]:
+    """Node "a" with one neighbour played by the test, which acknowledges only when told."""
+    cluster = Cluster(seed=4, config=config)
+    cluster.add("a")
+    slow = Identity.from_private_bytes(bytes(range(32)))
+    cluster.keyring.add(slow)
+    raw = cluster.open_raw("a", slow)
+    cluster.inject(raw.conn, raw.seal(Sync(CausalContext())))
+    return cluster, raw
+
+
+def _acknowledged_after(cluster: Cluster, raw, delay: float) -> None:
+    """"a" sends a batch; the test's neighbour acknowledges it ``delay`` seconds later."""
+    _type(cluster, "a", "x")
+    cluster.run(0)
+    cluster.run(delay)
+    cluster.inject(raw.conn, raw.seal(Sync(cluster.node("a").seen.copy(), reply=True)))
+
+
+def _hold(cluster: Cluster) -> float:
+    """"a" sends a batch at once, then holds the next write for its ack: how long that may wait."""
+    a = cluster.node("a")
+    _type(cluster, "a", "y")
+    cluster.run(0)
+    start, before = cluster.now, a.stats.batches_created
+    _type(cluster, "a", "z")
+    cluster.run(0)
+    assert a.writes_held and a.stats.batches_created == before
+    return a.next_deadline() - start
+
+
+def test_held_writes_wait_a_few_measured_round_trips_for_a_late_ack() -> None:
+    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=4.0))
+    _acknowledged_after(cluster, raw, 0.003)
+    wait = _hold(cluster)
+    assert abs(wait - 4 * 0.003) < 1e-9  # four round trips, not max_flush_delay
+    before = cluster.node("a").stats.batches_created
+    cluster.run(wait)
+    assert cluster.node("a").stats.batches_created == before + 1  # sent without the ack
+
+
+def test_the_round_trip_estimate_follows_the_fast_acks_not_a_stall() -> None:
+    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=4.0))
+    for delay in (0.002, 0.040, 0.002):  # one stalled acknowledgement among fast ones
+        _acknowledged_after(cluster, raw, delay)
+    assert _hold(cluster) <= 4 * 0.002 + 1e-9
+
+
+def test_without_ack_wait_rtts_held_writes_wait_max_flush_delay() -> None:
+    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, ack_wait_rtts=None))
+    _acknowledged_after(cluster, raw, 0.003)
+    assert abs(_hold(cluster) - 0.05) < 1e-9
+
+
+def test_writes_waiting_for_a_neighbour_to_connect_are_not_held_for_an_ack() -> None:
+    cluster = Cluster(seed=5, config=NodeConfig(max_flush_delay=0.05))
+    a = cluster.add("a")
+    _type(cluster, "a", "x")
+    cluster.run(0)  # no one connected: the write coalesces for max_flush_delay
+    assert a.memory.has_pending_deltas() and a.next_deadline() > cluster.now
+    assert not a.writes_held  # each later write still asks for a tick (no ack will come to release it)
