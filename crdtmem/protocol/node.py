@@ -472,13 +472,8 @@ class Node(RelayInputs, Departures):
             batch = self._seal_encodable(seq, deltas, heads)
             if batch is None:
                 return
-        self.seen.add(Dot(self.replica_id, seq))
-        reach, records = reach_of(batch), retirement_records(batch.deltas)
-        covered = self._causal.record(batch, reach=reach)
-        self._log.add(Dot(batch.author, seq), batch.wire, batch.hash)
-        self._events.append(BatchApplied(batch.author, seq, batch.wire, local=True, index_entry=index_entry(reach, records)))
+        self._record_applied(batch, None, retirement_records(batch.deltas), local=True)
         self.stats.batches_created += 1
-        self._prune(self._retirements.note(batch.author, seq, covered, records, self._holds_all))
         sessions = self._ready_sessions()
         for session in self._relay_targets(sessions):
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
@@ -1073,17 +1068,24 @@ class Node(RelayInputs, Departures):
             self._causal.refuse(batch)
             raise
         apply_batch(self.memory, batch)
-        reach = reach_of(batch)
-        self._causal.record(batch, covered, reach)
         if self.members.touches(batch.deltas):
             self._membership_changed = True
+        self._strip_pruned(batch.deltas)
+        self._record_applied(batch, covered, records, local=False)
+        self.stats.batches_applied += 1
+
+    def _record_applied(self, batch: DeltaBatch, covered: dict[str, int] | None,
+                        records: list[tuple[str, int]], *, local: bool) -> None:
+        """Note a batch just joined into the memory (sealed here, or received and checked, its
+        covered vector given): the seen set, the causal index, the log, the event the shell
+        journals (with its index entry), and the departed incarnations it lets us prune."""
         dot = Dot(batch.author, batch.seq)
         self.seen.add(dot)
+        reach = reach_of(batch)
+        covered = self._causal.record(batch, covered, reach)
         self._log.add(dot, batch.wire, batch.hash)
-        self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=False,
+        self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=local,
                                          index_entry=index_entry(reach, records)))
-        self.stats.batches_applied += 1
-        self._strip_pruned(batch.deltas)
         self._prune(self._retirements.note(batch.author, batch.seq, covered, records, self._holds_all))
 
     def _vouched(self, batch_hash: bytes) -> bool:
