@@ -7,6 +7,7 @@ update only creates items in its signer's name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Hashable, Iterable
 
@@ -24,16 +25,21 @@ def yjs_client_id(replica: str) -> int:
 
 
 def _read_varuint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated state vector")
+    try:
         byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, pos
+        if byte < 0x80:  # most lengths and small clocks: one byte
+            return byte, pos + 1
+        value, shift = byte & 0x7F, 7
+        while shift <= 63:
+            pos += 1
+            byte = data[pos]
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value, pos + 1
+            shift += 7
+    except IndexError:
+        pass
+    raise ValueError("truncated state vector")
 
 
 def state_clients(state_vector: bytes) -> dict[int, int]:
@@ -94,6 +100,19 @@ def _still_pending(rest: bytes, state_vector: bytes) -> bool:
     return any(clock + length > known.get(client, 0) for client, items in deletes.items() for clock, length in items)
 
 
+def _integrated(update: bytes, state_vector: bytes) -> bool:
+    """True if a Doc whose state vector is ``state_vector`` holds every item ``update`` inserts
+    or deletes (read from its cached footprint; False when that cannot be read)."""
+    try:
+        ends, deletes = update_footprint(update)
+    except ValueError:
+        return False
+    known = state_clients(state_vector)
+    return all(clock <= known.get(client, 0) for client, clock in ends.items()) and all(
+        ranges[-1][0] + ranges[-1][1] <= known.get(client, 0) for client, ranges in deletes.items() if ranges
+    )
+
+
 def _update_clients(update: bytes) -> set[int] | None:
     """The client of a single-group Yjs v1 update (empty if it only deletes); None if it has more."""
     try:
@@ -145,10 +164,13 @@ def _encode_state(clients: dict[int, int]) -> bytes:
     return bytes(out)
 
 
+@functools.lru_cache(maxsize=64)
 def update_footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:
     """What a Yjs v1 update does: ({client: clock after its last inserted item}, its delete set).
 
     The delete set is ``{client: sorted merged (clock, length) ranges}`` of the items it deletes.
+    Cached for the last few updates (a received one is read by the causal check, the reach and
+    :meth:`Document.join`): treat the result as read-only.
     yrs does the decoding: a struct group that does not start at clock 0 is first prefixed with
     a GC struct covering the clocks before it (so yrs counts the group's end from 0), and the
     update is then diffed against those ends, which leaves its delete set alone.
@@ -284,8 +306,11 @@ class Document:
         # yrs (pycrdt 0.14) can drop structs it parked as pending when updates arrive out of
         # order; keep whatever is still unintegrated and offer it again with the next update.
         state = self.doc.get_state()
-        rest = pycrdt.get_update(update, state)
-        self._held = rest if _still_pending(rest, state) else None
+        if _integrated(update, state):
+            self._held = None
+        else:
+            rest = pycrdt.get_update(update, state)
+            self._held = rest if _still_pending(rest, state) else None
         return {WHOLE} if self._remote_changed else set()
 
     def _squash(self, merged: bytes) -> bytes | None:

@@ -51,8 +51,6 @@ from .retirement import Retirements
 
 __all__ = ["CausalIndex", "BatchReach", "reach_of", "UnobservedRemoveError", "BadDependenciesError", "EquivocationError"]
 
-# check() then record() read each remote document delta's footprint: parse it once.
-_footprint = functools.lru_cache(maxsize=64)(update_footprint)
 
 
 class UnobservedRemoveError(RemoteProtocolError):
@@ -166,7 +164,7 @@ class CausalIndex:
     def _check_document(self, batch: DeltaBatch, name: str, delta: Document, covered: dict[str, int]) -> None:
         """Refuse a document delta whose delete set reaches past what ``covered`` inserted."""
         try:
-            _ends, deletes = _footprint(delta.encoded())
+            _ends, deletes = update_footprint(delta.encoded())
         except ValueError as exc:
             raise UnobservedRemoveError(
                 f"batch {batch.author}#{batch.seq}: the delete set of {name!r} cannot be read ({exc})"
@@ -267,7 +265,7 @@ def reach_of(batch: DeltaBatch) -> BatchReach:
                 dots.append((name, top))
         elif isinstance(delta, Document):
             try:
-                ends, _deletes = _footprint(delta.encoded())
+                ends, _deletes = update_footprint(delta.encoded())
             except ValueError:
                 continue
             client = yjs_client_id(batch.author) if client is None else client

@@ -83,3 +83,23 @@ def test_a_group_read_after_later_local_edits_is_merged_not_squashed() -> None:
     replica = Document()
     replica.join(group)
     assert replica.doc.get("text", type=pycrdt.Text).to_py() == "abc"
+
+
+def test_updates_joined_out_of_order_are_held_until_what_they_build_on_arrives() -> None:
+    insert, more, delete = _edits()
+    live = Document()
+    live.join(Document.from_update(more))  # builds on ``insert``'s items: yrs cannot integrate it yet
+    live.join(Document.from_update(delete))  # deletes items not received yet
+    assert live._held is not None
+    assert live.doc.get("text", type=pycrdt.Text).to_py() == ""
+    live.join(Document.from_update(insert))
+    assert live._held is None
+    assert live.doc.get("text", type=pycrdt.Text).to_py() == "llo world"
+
+
+def test_an_update_whose_items_are_all_integrated_leaves_nothing_held() -> None:
+    live = Document()
+    for update in _edits():
+        live.join(Document.from_update(update))
+        assert live._held is None
+    assert live.doc.get("text", type=pycrdt.Text).to_py() == "llo world"
