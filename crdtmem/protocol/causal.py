@@ -39,7 +39,6 @@ judged the same at a replica that pruned them and at one that did not.
 from __future__ import annotations
 
 import bisect
-import functools
 from collections.abc import Iterable
 from typing import NamedTuple
 
