@@ -164,19 +164,32 @@ def _encode_state(clients: dict[int, int]) -> bytes:
     return bytes(out)
 
 
-@functools.lru_cache(maxsize=64)
+_CACHED_UPDATE_BYTES = 1 << 16
+"""Footprints of updates up to this size are cached (the last 64): a received update is read by
+the causal check, the reach and :meth:`Document.join`; larger ones are rare and would pin
+their bytes."""
+
+
 def update_footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:
     """What a Yjs v1 update does: ({client: clock after its last inserted item}, its delete set).
 
     The delete set is ``{client: sorted merged (clock, length) ranges}`` of the items it deletes.
-    Cached for the last few updates (a received one is read by the causal check, the reach and
-    :meth:`Document.join`): treat the result as read-only.
-    yrs does the decoding: a struct group that does not start at clock 0 is first prefixed with
-    a GC struct covering the clocks before it (so yrs counts the group's end from 0), and the
-    update is then diffed against those ends, which leaves its delete set alone.
+    The result may be shared with other callers (see :data:`_CACHED_UPDATE_BYTES`): read it only.
 
     Raises:
         ValueError: the update cannot be read.
+    """
+    if len(update) > _CACHED_UPDATE_BYTES:
+        return _footprint(update)
+    return _cached_footprint(update)
+
+
+def _footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:
+    """:func:`update_footprint`, uncached.
+
+    yrs does the decoding: a struct group that does not start at clock 0 is first prefixed
+    with a GC struct covering the clocks before it (so yrs counts the group's end from 0), and
+    the update is then diffed against those ends, which leaves its delete set alone.
     """
     groups, pos = _read_varuint(update, 0)
     probe = update
@@ -199,6 +212,9 @@ def update_footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tupl
     if deletes is None:  # structs survived the diff: a group yrs could not count from 0
         raise ValueError("cannot separate the update's structs from its delete set")
     return ends, deletes
+
+
+_cached_footprint = functools.lru_cache(maxsize=64)(_footprint)
 
 
 class Document:
