@@ -38,7 +38,7 @@ from typing import Any
 from ..identity import Identity, Keyring
 from ..memory import Memory
 from ..protocol.backoff import Backoff
-from ..protocol.events import Close, Event, PeerConnected, Refused, Send
+from ..protocol.events import BatchApplied, Close, Event, PeerConnected, Refused, Send
 from ..protocol.framing import FrameChannel
 from ..protocol.handshake import Handshake
 from ..protocol.messages import Message, encode_message
@@ -146,6 +146,8 @@ class Cluster:
         self._starts: dict[str, int] = {}  # how many times each node started (its rng seed changes)
         self._incarnations: dict[str, list[str]] = {}  # each member's incarnations, oldest first
         self._events: dict[str, list[Event]] = {}
+        # what each member's store would journal: every applied batch's wire and index entry
+        self._journals: dict[str, list[BatchApplied]] = {}
         self._links: dict[frozenset[str], _Link] = {}
         self._open: set[Conn] = set()
         self._raw: dict[Conn, RawSession] = {}
@@ -166,6 +168,7 @@ class Cluster:
             raise ValueError(f"{name!r} is already a member; use restart()")
         identity = identity or Identity.from_private_bytes(random.Random(f"{self.seed}-{name}").randbytes(32))
         self.keyring.add(identity)
+        self._journals[name] = []
         return self._start(name, identity, keyring or self.keyring)
 
     def restart(self, name: str, *, keyring: Keyring | None = None, keep_store: bool = False) -> Node:
@@ -174,15 +177,19 @@ class Cluster:
         Its connections close (wanted links are redialed); the old node is returned by no
         query any more. Without ``keep_store`` the memory starts empty: a crash that lost the
         store. With it, the new node recovers from what a store would hold — a snapshot taken
-        now and every batch the old node applied — as after a kill: it retires the earlier
-        incarnations of this store that did not retire themselves.
+        now and every batch the old node applied, with its index entry — as after a kill: it
+        re-indexes those batches from their entries and retires the earlier incarnations of
+        this store that did not retire themselves.
         """
         old = self.node(name)
         for conn in sorted((c for c in self._open | set(self._raw) if name in (c.owner, c.peer)), key=_order):
             self._break(conn, "peer restarted")
         if not keep_store:
+            self._journals[name] = []
             return self._start(name, old.identity, keyring or old.keyring)
-        restored = recover(old.identity.peer_id, old.snapshot(), old.log_wires(), clock=lambda: self.now)
+        journal = self._journals[name]
+        restored = recover(old.identity.peer_id, old.snapshot(), [e.wire for e in journal],
+                           index_entries=[e.index_entry for e in journal], clock=lambda: self.now)
         return self._start(name, old.identity, keyring or old.keyring, restored)
 
     def leave(self, name: str, *, retire: bool = True) -> None:
@@ -202,6 +209,7 @@ class Cluster:
             if link.conn is not None:
                 self._break(link.conn, "left")
         del self._nodes[name]
+        del self._journals[name]
 
     def _start(self, name: str, identity: Identity, keyring: Keyring, restored: Restored | None = None) -> Node:
         memory = Memory(identity.peer_id, clock=lambda: self.now)
@@ -503,7 +511,9 @@ class Cluster:
                 return
             self._events[name].extend(events)
             for event in events:
-                if isinstance(event, PeerConnected) and isinstance(event.conn, Conn):
+                if isinstance(event, BatchApplied):
+                    self._journals[name].append(event)
+                elif isinstance(event, PeerConnected) and isinstance(event.conn, Conn):
                     link = self._links.get(frozenset((event.conn.owner, event.conn.peer)))
                     if link is not None:
                         link.backoff.reset()

@@ -161,3 +161,17 @@ def test_a_format_2_store_is_upgraded_and_its_old_rows_are_decoded(tmp_path, dec
                 log_wires=restored.log_wires, log_entries=restored.log_entries)
     assert len(decoded) == len(journal)
     assert _knowledge(node) == _knowledge(_restart(old, journal))
+
+
+def test_the_testing_cluster_restarts_from_its_journal_with_index_entries(decoded) -> None:
+    cluster = _cluster_with_a_departure()
+    for round_ in range(2):  # the second restart reads the journal the first one carried on
+        cluster.restart("b", keep_store=True)
+        assert decoded == [], "a kept store's batches are re-indexed from their entries"
+        assert [e.wire for e in cluster._journals["b"]] == cluster.node("b").log_wires()
+        cluster.memory("b").set("facts").add(f"after restart {round_}")
+        _settle(cluster)
+    assert "after restart 1" in cluster.memory("c").set("facts").value
+    cluster.restart("b")  # a lost store: the journal starts again
+    assert cluster._journals["b"] == []
+    _settle(cluster)
