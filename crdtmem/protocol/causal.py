@@ -222,9 +222,10 @@ class CausalIndex:
 
     def _join(self, deps: Iterable[bytes]) -> dict[str, int]:
         """The join of the covered vectors of ``deps`` (those applied here)."""
-        covered: dict[str, int] = {}
-        for dep in deps:
-            for replica, seq in self._covered.get(dep, {}).items():
+        vectors = sorted(filter(None, map(self._covered.get, deps)), key=len, reverse=True)
+        covered = dict(vectors[0]) if vectors else {}  # the largest copied whole: often all it takes
+        for vector in vectors[1:]:
+            for replica, seq in vector.items():
                 if seq > covered.get(replica, 0):
                     covered[replica] = seq
         self._retirements.shrink(covered)
