@@ -107,7 +107,6 @@ def test_two_processes_sharing_a_key_each_receive_every_batch(tmp_path: Path) ->
             wait_delivered(p, before + 40)
     finally:
         stop_all(procs)
-        nats.stop()
 
 
 def test_a_peer_with_a_relay_and_a_websocket_link_bridges_them(tmp_path: Path) -> None:
@@ -162,7 +161,6 @@ def test_nats_server_killed_mid_burst_loses_no_durable_write(tmp_path: Path) -> 
             wait_ids(p, durable, timeout=40)
     finally:
         stop_all(procs)
-        nats.stop()
 
 
 def test_a_peer_away_longer_than_retention_catches_up_by_reconciliation(tmp_path: Path) -> None:
@@ -243,7 +241,6 @@ def test_a_relay_peer_stops_cleanly_while_its_broker_is_down(tmp_path: Path) -> 
         assert peer.stop(timeout=20) == 0
     finally:
         peer.close()
-        nats.stop()
 
 
 def test_a_broker_without_jetstream_is_one_error_line(tmp_path: Path) -> None:
