@@ -111,6 +111,7 @@ class Memory:
         # (name, tag) → (the local deltas since the last take_deltas joined into one, how to join
         # the next): a write's delta dies at once instead of waiting in a list for the flush
         self._outbox: dict[tuple[str, str], tuple[Crdt, Callable[[Crdt], object]]] = {}
+        self._pending_writes = 0  # local writes joined into the outbox since the last take_deltas
         self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
         self._listeners: list[ChangeListener] = []
         self._sealed: str | None = None  # why local writes are refused (the writer retired), if they are
@@ -380,6 +381,7 @@ class Memory:
             self._outbox[(name, tag)] = _new_group(delta)
         else:
             pending[1](delta)
+        self._pending_writes += 1
         self._mark_dirty(key, [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys())
         if self._listeners:
             self._notify(name, self.replica_id)
@@ -402,11 +404,18 @@ class Memory:
         clash) gives one group per type.
         """
         outbox, self._outbox = self._outbox, {}
+        self._pending_writes = 0
         return [(name, group) for (name, _), (group, _) in outbox.items()]
 
     def has_pending_deltas(self) -> bool:
         """True while local writes wait for :meth:`take_deltas` (the sync layer has not sent them)."""
         return bool(self._outbox)
+
+    @property
+    def pending_writes(self) -> int:
+        """How many local writes wait for :meth:`take_deltas` (the sync layer reads it to decide
+        when a held batch is full)."""
+        return self._pending_writes
 
     def check_deltas(self, deltas: Iterable[tuple[str, Crdt]]) -> None:
         """Refuse a batch of remote deltas whole, before any is joined, if it names a reserved key.
