@@ -101,6 +101,26 @@ class CausalContext:
                 out.extend([(replica, counter) for counter in strays[_DOTS]])
         return out
 
+    def cloud_pairs_upto(self, other: CausalContext) -> list[tuple[str, int]]:
+        """The stray dots that are no later than ``other``'s greatest dot of their replica (all
+        of a replica ``other`` holds no dot of), as ``(replica, counter)`` pairs.
+
+        A join asks it for the dots of an incoming context its entries may hold: a dot past
+        everything its context has seen of that replica is in none of them. Cost: the strays
+        of replicas ``other`` has seen this far, one C-level pass for the others.
+        """
+        out: list[tuple[str, int]] = []
+        for replica, strays in self._stray.items():
+            top = other.max(replica)
+            if type(strays) is int:
+                if not top or strays <= top:
+                    out.append((replica, strays))
+            elif not top or top >= strays[_TOP]:
+                out.extend([(replica, counter) for counter in strays[_DOTS]])
+            elif min(strays[_DOTS]) <= top:
+                out.extend([(replica, counter) for counter in strays[_DOTS] if counter <= top])
+        return out
+
     def single(self) -> tuple[str, int] | None:
         """The context's only dot if it holds exactly one (a fresh write's delta), else None."""
         vv, strays = self.vv, self._stray

@@ -108,6 +108,8 @@ class DotKernel:
         """
         entries, their_ctx = self.entries, other.ctx
         changed: set[Hashable] = set()
+        # Found before ``other``'s entries join: only keys held before can lose dots to its context.
+        covered = self._covered_keys(their_ctx) - other.entries.keys() if entries else ()
         for key, theirs in other.entries.items():
             mine = entries.get(key)
             if mine is None:
@@ -120,10 +122,9 @@ class DotKernel:
                     changed.add(key)
             elif mine is not theirs and self._merge_key(key, mine, theirs, their_ctx):
                 changed.add(key)
-        if entries:
-            for key in self._covered_keys(their_ctx) - other.entries.keys():
-                if self._merge_key(key, entries[key], {}, their_ctx):
-                    changed.add(key)
+        for key in covered:
+            if self._merge_key(key, entries[key], {}, their_ctx):
+                changed.add(key)
         if self.ctx.join(their_ctx):
             changed.add(META)
         return changed
@@ -156,7 +157,7 @@ class DotKernel:
         # Dots past what our context has seen of r are in no entry of ours, unless r was forgotten
         # (a departed incarnation: its dots that still support entries are no longer in the context).
         ranges = [(r, min(top, mine.max(r) or top)) for r, top in their_ctx.vv.items()] if their_ctx.vv else []
-        strays = their_ctx.cloud_pairs()  # as many as ``other`` carries: joining its context walks them too
+        strays = their_ctx.cloud_pairs_upto(mine)  # fresh dots (a new batch's) are in no entry: skipped
         walk = sum([top for _, top in ranges]) + len(strays) if ranges else len(strays)
         if not walk:
             return set()
