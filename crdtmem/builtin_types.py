@@ -92,6 +92,9 @@ def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Cal
             key, dot_list = expect_list(entry, "entry", 2)
             if check_key(key, "entry key") in entries:
                 raise DecodeError("malformed entries (duplicate key)")
+            if type(dot_list) is list and len(dot_list) == 1 and type(item := dot_list[0]) is list and len(item) == width:
+                entries[key] = {expect_dot(item[0], item[1]): payload_from(item[2:])}  # the common entry: one dot
+                continue
             dots: dict[Dot, Any] = {}
             for item in expect_list(dot_list, "entry dots"):
                 expect_list(item, "entry dot", width)

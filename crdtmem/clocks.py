@@ -248,6 +248,23 @@ class CausalContext:
             if counter > strays[_TOP]:
                 strays[_TOP] = counter
 
+    def add_strays(self, dots: list[tuple[str, int]]) -> None:
+        """Record many dots (a decoded context's cloud) without the contiguity check, as
+        :meth:`add_stray` does one by one but with a replica's strays going in as one set;
+        call :meth:`compact` once after."""
+        by_replica: dict[str, set[int]] = {}
+        for replica, counter in dots:
+            counters = by_replica.get(replica)
+            if counters is None:
+                by_replica[replica] = {counter}
+            else:
+                counters.add(counter)
+        for replica, counters in by_replica.items():
+            held = self._stray.get(replica)
+            if held is not None:
+                counters.update(_counters(held))
+            self._stray[replica] = next(iter(counters)) if len(counters) == 1 else [max(counters), counters, None]
+
     def _settle(self, replica: str) -> None:
         """Drop ``replica``'s strays the run now covers and pull in those that continue it."""
         strays, top = self._stray[replica], self.vv.get(replica, 0)

@@ -208,10 +208,8 @@ def context_from_plain(obj: Any) -> CausalContext:
             raise _fail("version vector (duplicate replica)")
         vv[replica] = counter
     ctx = CausalContext(vv)
-    for pair in cloud_part:
-        replica, counter = expect_list(pair, "dot", 2)
-        ctx.add_stray(*expect_dot(replica, counter))
     if cloud_part:
+        ctx.add_strays([expect_dot(*expect_list(pair, "dot", 2)) for pair in cloud_part])
         ctx.compact()  # once: settling dot by dot would re-sort the strays each time (quadratic)
     return ctx
 
