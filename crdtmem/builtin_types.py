@@ -79,11 +79,19 @@ def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Cal
     """(to_plain, from_plain, encode_leaf) of a type whose state is one dot kernel."""
 
     def to_plain(state: Any) -> list:
-        kernel = state.kernel
-        entries = sorted(_entry_to_plain(k, dots, payload) for k, dots in kernel.entries.items())
-        return [entries, context_to_plain(kernel.ctx)]
+        kernel_entries = state.kernel.entries
+        entries = []
+        for key in sorted(kernel_entries):  # keys are distinct: sorting them sorts the entries
+            dots = kernel_entries[key]
+            if len(dots) == 1 and not width_extra:  # the common entry: one dot, no payload
+                ((d, _),) = dots.items()
+                entries.append([key, [[d[0], d[1]]]])
+            else:
+                entries.append(_entry_to_plain(key, dots, payload))
+        return [entries, context_to_plain(state.kernel.ctx)]
 
-    check_key, payload_from, width = payload[3], payload[1], 2 + payload[2]
+    check_key, payload_from, width_extra = payload[3], payload[1], payload[2]
+    width = 2 + width_extra
 
     def from_plain(obj: Any) -> Any:
         entry_list, ctx_plain = expect_list(obj, "dot kernel", 2)

@@ -134,6 +134,10 @@ class CausalContext:
         ((replica, counter),) = strays.items()
         return (replica, counter) if type(counter) is int else None
 
+    def stray_replicas(self) -> Iterable[str]:
+        """The replicas with stray dots (read-only)."""
+        return self._stray.keys()
+
     def stray(self, replica: str) -> set[int] | tuple[int, ...]:
         """The stray counters of ``replica`` (read-only)."""
         strays = self._stray.get(replica)
@@ -208,7 +212,8 @@ class CausalContext:
         self.vv[replica] = counter
         return counter
 
-    def add(self, dot: Dot) -> None:
+    def add(self, dot: Dot) -> bool:
+        """Record ``dot``; say whether it was new (False: the context held it, nothing changed)."""
         replica, counter = dot
         top = self.vv.get(replica, 0)
         if counter == top + 1:
@@ -221,14 +226,20 @@ class CausalContext:
                 self._stray[replica] = counter
             elif type(strays) is list:  # (inlined from add_stray: this is every write's path)
                 dots = strays[_DOTS]
-                if counter not in dots:
-                    dots.add(counter)
-                    if strays[_HEAP] is not None:
-                        heapq.heappush(strays[_HEAP], counter)
-                    if counter > strays[_TOP]:
-                        strays[_TOP] = counter
+                if counter in dots:
+                    return False
+                dots.add(counter)
+                if strays[_HEAP] is not None:
+                    heapq.heappush(strays[_HEAP], counter)
+                if counter > strays[_TOP]:
+                    strays[_TOP] = counter
             elif counter != strays:
                 self._stray[replica] = [max(strays, counter), {strays, counter}, None]
+            else:
+                return False
+        else:
+            return False
+        return True
 
     def add_stray(self, replica: str, counter: int) -> None:
         """Record a dot without the contiguity check; call :meth:`compact` once after the last.

@@ -180,7 +180,8 @@ def expect_stored(obj: Any, what: str) -> bytes:
 
 
 def context_to_plain(ctx: CausalContext) -> list:
-    return [sorted([r, c] for r, c in ctx.vv.items()), sorted([[r, c] for r, c in ctx.cloud_pairs()])]
+    cloud = [[r, c] for r in sorted(ctx.stray_replicas()) for c in sorted(ctx.stray(r))]
+    return [sorted([r, c] for r, c in ctx.vv.items()), cloud]
 
 
 def expect_dot(replica: Any, counter: Any) -> tuple[str, int]:

@@ -113,7 +113,7 @@ class Memory:
         self._outbox: dict[tuple[str, str], tuple[Crdt, Callable[[Crdt], object]]] = {}
         self._pending_writes = 0  # local writes joined into the outbox since the last take_deltas
         self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
-        self._listeners: list[ChangeListener] = []
+        self._listeners: tuple[ChangeListener, ...] = ()  # replaced, never changed: safe to iterate while one unsubscribes
         self._sealed: str | None = None  # why local writes are refused (the writer retired), if they are
         self._refused_write = False  # a write was refused after sealing: the state shows what no batch carries
 
@@ -329,11 +329,17 @@ class Memory:
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(name, origin)`` after each local or remote change; returns an unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        self._listeners = (*self._listeners, listener)
+        return lambda: self._unsubscribe(listener)
+
+    def _unsubscribe(self, listener: ChangeListener) -> None:
+        listeners = list(self._listeners)
+        if listener in listeners:
+            listeners.remove(listener)
+            self._listeners = tuple(listeners)
 
     def _notify(self, name: str, origin: str) -> None:
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             listener(name, origin)
 
     def _stamp(self, after: int) -> int:
@@ -382,7 +388,12 @@ class Memory:
         else:
             pending[1](delta)
         self._pending_writes += 1
-        self._mark_dirty(key, [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys())
+        leaves = [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys()
+        dirty = self._dirty.get(key)
+        if dirty is None:
+            self._dirty[key] = set(leaves)
+        else:
+            dirty.update(leaves)  # (inlined from _mark_dirty: this is every local write's path)
         if self._listeners:
             self._notify(name, self.replica_id)
 

@@ -140,10 +140,12 @@ class DotKernel:
         if len(delta.entries) == 1:
             ((key, theirs),) = delta.entries.items()
             dot = delta.ctx.single()
-            if dot is not None and len(theirs) == 1 and dot in theirs and dot not in self.ctx:
+            if dot is not None and len(theirs) == 1 and dot in theirs and self.ctx.add(dot):
                 mine = self.entries.get(key)
-                self._set(key, theirs if mine is None else {**mine, **theirs})
-                self.ctx.add(dot)
+                if mine is None and self._owner is None:
+                    self.entries[key] = theirs  # the common write: a new key, no dot index kept
+                else:
+                    self._set(key, theirs if mine is None else {**mine, **theirs})
                 return
         self.join(delta)
 
