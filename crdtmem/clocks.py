@@ -313,7 +313,14 @@ class CausalContext:
                         self.add((replica, theirs))  # type: ignore[arg-type]  # a plain tuple is cheaper
                         grew = True
                 continue
-            for counter in theirs[_DOTS]:
+            dots, top = theirs[_DOTS], vv.get(replica, 0)
+            if theirs[_TOP] - top == len(dots) and min(dots) == top + 1:  # exactly the run after ours
+                vv[replica] = theirs[_TOP]  # (a batch of fresh writes): taken in whole
+                grew = True
+                if replica in strays:
+                    self._settle(replica)
+                continue
+            for counter in dots:
                 if counter > vv.get(replica, 0):
                     mine = strays.get(replica)
                     if mine is None or (counter != mine if type(mine) is int else counter not in mine[_DOTS]):

@@ -110,10 +110,18 @@ class DotKernel:
         changed: set[Hashable] = set()
         # Found before ``other``'s entries join: only keys held before can lose dots to its context.
         covered = self._covered_keys(their_ctx) - other.entries.keys() if entries else ()
+        mine_ctx, tops = self.ctx, {}  # tops: replica → the greatest counter our context holds of it
         for key, theirs in other.entries.items():
             mine = entries.get(key)
             if mine is None:
-                fresh = self.ctx.unseen_of(theirs)  # ``theirs`` itself when all are new: shared
+                if len(theirs) == 1:  # the common entry: one dot, new if past all we saw of its replica
+                    (dot,) = theirs
+                    top = tops.get(dot[0])
+                    if top is None:
+                        top = tops[dot[0]] = mine_ctx.max(dot[0])
+                    fresh = theirs if dot[1] > top else mine_ctx.unseen_of(theirs)
+                else:
+                    fresh = mine_ctx.unseen_of(theirs)  # ``theirs`` itself when all are new: shared
                 if fresh:
                     if self._owner is None:
                         entries[key] = fresh

@@ -38,3 +38,23 @@ def test_a_stray_dot_the_state_has_seen_still_removes_its_element() -> None:
     assert removal.ctx.cloud_pairs() == [("w", 5)]
     assert reader.join(removal)
     assert encode_value(4) not in reader and reader == writer
+
+
+def test_a_run_of_dots_continuing_the_context_joins_into_its_version_vector() -> None:
+    run = CausalContext(None, [Dot("a", c) for c in range(4, 11)])
+    ctx = CausalContext({"a": 3}, [Dot("a", 11), Dot("a", 14)])
+    assert ctx.join(run)
+    assert ctx == CausalContext({"a": 11}, [Dot("a", 14)])  # the run, then the stray it reached
+    gapped = CausalContext({"a": 3})
+    assert gapped.join(CausalContext(None, [Dot("a", 4), Dot("a", 5), Dot("a", 7)]))
+    assert gapped == CausalContext({"a": 5}, [Dot("a", 7)])
+    assert not gapped.join(CausalContext(None, [Dot("a", 4), Dot("a", 5)]))  # nothing new
+
+
+def test_an_add_delivered_again_after_its_removal_stays_removed() -> None:
+    writer, reader = ORSet(), ORSet()
+    add = _grouped_adds(writer, "w", range(0, 5))
+    reader.join(add)
+    reader.join(writer.remove(encode_value(3)))
+    assert not reader.join(add)  # a duplicate: nothing changes, no element comes back
+    assert encode_value(3) not in reader and reader == writer
