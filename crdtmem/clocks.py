@@ -263,13 +263,13 @@ class CausalContext:
         """Record many dots (a decoded context's cloud) without the contiguity check, as
         :meth:`add_stray` does one by one but with a replica's strays going in as one set;
         call :meth:`compact` once after."""
-        by_replica: dict[str, set[int]] = {}
-        for replica, counter in dots:
-            counters = by_replica.get(replica)
-            if counters is None:
-                by_replica[replica] = {counter}
-            else:
-                counters.add(counter)
+        replicas = {replica for replica, _ in dots}
+        if len(replicas) == 1:  # the common cloud: one writer's batch
+            by_replica = {replicas.pop(): {counter for _, counter in dots}}
+        else:
+            by_replica = {}
+            for replica, counter in dots:
+                by_replica.setdefault(replica, set()).add(counter)
         for replica, counters in by_replica.items():
             held = self._stray.get(replica)
             if held is not None:

@@ -195,6 +195,24 @@ def expect_dot(replica: Any, counter: Any) -> tuple[str, int]:
     return (expect_replica(replica), expect_count(counter, "counter"))
 
 
+def _cloud_dots(pairs: list) -> list[tuple[str, int]]:
+    """The dots of a decoded dot cloud, each checked as :func:`expect_dot` does.
+
+    A batch's cloud holds a dot per write: the checks run over whole columns in C, and only a
+    cloud that fails them goes pair by pair, to raise the careful path's error.
+    """
+    if set(map(type, pairs)) == _LIST and set(map(len, pairs)) == _PAIR:
+        replicas, counters = [p[0] for p in pairs], [p[1] for p in pairs]
+        if set(map(type, replicas)) == _STR and set(map(type, counters)) == _INT:
+            lengths = set(map(len, set(replicas)))
+            if min(lengths) > 0 and max(lengths) <= MAX_REPLICA_ID and min(counters) > 0 and max(counters) <= MAX_COUNT:
+                return list(zip(replicas, counters))
+    return [expect_dot(*expect_list(pair, "dot", 2)) for pair in pairs]
+
+
+_LIST, _PAIR, _STR, _INT = {list}, {2}, {str}, {int}
+
+
 def context_from_plain(obj: Any) -> CausalContext:
     vv_part, cloud_part = expect_list(obj, "causal context", 2)
     check_context_size(len(expect_list(vv_part, "version vector")), len(expect_list(cloud_part, "dot cloud")))
@@ -210,7 +228,7 @@ def context_from_plain(obj: Any) -> CausalContext:
         vv[replica] = counter
     ctx = CausalContext(vv)
     if cloud_part:
-        ctx.add_strays([expect_dot(*expect_list(pair, "dot", 2)) for pair in cloud_part])
+        ctx.add_strays(_cloud_dots(cloud_part))
         ctx.compact()  # once: settling dot by dot would re-sort the strays each time (quadratic)
     return ctx
 

@@ -110,3 +110,20 @@ def test_a_dot_cloud_decodes_to_the_context_its_dots_make() -> None:
     assert Dot("a", 4) not in ctx and Dot("a", 5) in ctx and ctx.max("a") == 7
     with pytest.raises(DecodeError):
         codec.context_from_plain([[], [["a", 5], ["a", 0]]])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["a", 0], ["a", True], ["a", 1.0], ["a", 2**64], ["", 3], ["x" * (codec.MAX_REPLICA_ID + 1), 3], [b"a", 3],
+     ["a"], ["a", 3, 4], ("a", 3), "a3"],
+)
+def test_a_dot_cloud_with_one_bad_pair_among_many_is_refused(bad: object) -> None:
+    cloud = [["a", c] for c in range(5, 300)] + [bad]
+    with pytest.raises(DecodeError):
+        codec.context_from_plain([[], cloud])
+
+
+def test_a_large_cloud_of_several_replicas_decodes_dot_for_dot() -> None:
+    pairs = [["a", c] for c in range(5, 300, 2)] + [["b", c] for c in range(2, 50)]
+    ctx = codec.context_from_plain([[["b", 1]], pairs])
+    assert ctx == CausalContext({"b": 49}, [Dot("a", c) for c in range(5, 300, 2)])
