@@ -10,7 +10,8 @@ Measures, and prints as one JSON object:
   read the same system-wide monotonic clock), one probe at a time;
 * ``writer_cpu_us_per_write`` / ``reader_cpu_us_per_write``: each process's CPU time
   (``time.process_time``) over the throughput part, per write; ``*_gc_us_per_write``: the part
-  of it spent in CPython's cyclic garbage collector;
+  of it spent in CPython's cyclic garbage collector; ``*_busy_share``: that CPU time over the
+  elapsed time (what is left, each process waited: for the other, or for a core);
 * ``raw_messages_per_s``: one-way message rate of a bare ``websockets`` connection between
   the same two processes (same library, same settings as the peers' transport: no
   compression on either side, a 1 MiB message cap; 128-byte messages);
@@ -186,6 +187,9 @@ async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int
         "bytes_per_write": sent_bytes / writes,
         "writer_cpu_us_per_write": cpu / writes * 1e6,
         "reader_cpu_us_per_write": reader_cpu / writes * 1e6,
+        "elapsed_us_per_write": elapsed / writes * 1e6,
+        "writer_busy_share": cpu / elapsed,
+        "reader_busy_share": reader_cpu / elapsed,
         "writer_gc_us_per_write": gc_time.total / writes * 1e6,
         "reader_gc_us_per_write": reader_gc / writes * 1e6,
         "probes": len(latencies),
