@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pycrdt
+from gc_timer import GcTimer
 from pycrdt import Doc, Map
 
 import crdtmem
@@ -48,32 +49,7 @@ perf = time.perf_counter
 cpu = time.process_time
 
 
-class _GcTimer:
-    """Wall time spent in CPython's cyclic garbage collector while ``running``."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self._start = 0.0
-        self.running = False
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if not self.running:
-            return
-        if phase == "start":
-            self._start = perf()
-        else:
-            self.total += perf() - self._start
-
-    def __enter__(self) -> _GcTimer:
-        self.total, self.running = 0.0, True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.running = False
-
-
-GC = _GcTimer()
+GC = GcTimer()
 
 
 class _Phases:

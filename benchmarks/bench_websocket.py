@@ -9,7 +9,9 @@ Measures, and prints as one JSON object:
   one process to the moment the other process's memory reports the change (both processes
   read the same system-wide monotonic clock), one probe at a time;
 * ``writer_cpu_us_per_write`` / ``reader_cpu_us_per_write``: each process's CPU time
-  (``time.process_time``) over the throughput part, per write;
+  (``time.process_time``) over the throughput part, per write; ``*_gc_us_per_write``: the part
+  of it spent in CPython's cyclic garbage collector; ``*_busy_share``: that CPU time over the
+  elapsed time (what is left, each process waited: for the other, or for a core);
 * ``raw_messages_per_s``: one-way message rate of a bare ``websockets`` connection between
   the same two processes (same library, same settings as the peers' transport: no
   compression on either side, a 1 MiB message cap; 128-byte messages);
@@ -40,6 +42,7 @@ import time
 
 import anyio
 from cpu_profile import profiled
+from gc_timer import GcTimer
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -114,18 +117,21 @@ def reader_main(pipe, secrets: list[bytes]) -> None:
                 seen[memory.register("probe").value] = time.monotonic()
 
         memory.on_change(on_change)
+        gc_time = GcTimer(time.process_time)
+        gc_time.running = True
         async with Peer(memory, me, keyring, listen="ws://127.0.0.1:0") as peer:
             pipe.send(peer.url)
             while await anyio.to_thread.run_sync(pipe.recv) == "cpu":  # until the writer is done
-                pipe.send(time.process_time())
+                pipe.send((time.process_time(), gc_time.total))
             pipe.send({"seen": seen, "elements": len(memory.set("load").value), "stats": peer.node.stats.as_dict()})
             await anyio.to_thread.run_sync(pipe.recv)
 
     profiled(lambda: anyio.run(main), "reader")
 
 
-async def _reader_cpu(pipe) -> float:
-    """The reader process's CPU seconds so far (asked over the pipe, outside any timed part)."""
+async def _reader_cpu(pipe) -> tuple[float, float]:
+    """The reader process's CPU seconds so far, and those of its garbage collections (asked
+    over the pipe, outside any timed part)."""
     pipe.send("cpu")
     return await anyio.to_thread.run_sync(pipe.recv)
 
@@ -145,17 +151,19 @@ async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int
         # throughput: write as fast as the application can, yielding now and then so the
         # runtime flushes (it signs whatever accumulated as one batch)
         load = memory.set("load")
-        reader_cpu = await _reader_cpu(pipe)
+        reader_cpu, reader_gc = await _reader_cpu(pipe)
         cpu = time.process_time()
         start = time.perf_counter()
-        for i in range(writes):
-            load.add(i)
-            if i % 100 == 99:
-                await anyio.sleep(0)
-        await peer.wait_synced(timeout=300)
+        with GcTimer(time.process_time) as gc_time:
+            for i in range(writes):
+                load.add(i)
+                if i % 100 == 99:
+                    await anyio.sleep(0)
+            await peer.wait_synced(timeout=300)
         elapsed = time.perf_counter() - start
         cpu = time.process_time() - cpu
-        reader_cpu = await _reader_cpu(pipe) - reader_cpu
+        reader_cpu_after, reader_gc_after = await _reader_cpu(pipe)
+        reader_cpu, reader_gc = reader_cpu_after - reader_cpu, reader_gc_after - reader_gc
         batches = peer.node.stats.batches_created
         sent_bytes = peer.node.stats.bytes_sent
 
@@ -179,6 +187,11 @@ async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int
         "bytes_per_write": sent_bytes / writes,
         "writer_cpu_us_per_write": cpu / writes * 1e6,
         "reader_cpu_us_per_write": reader_cpu / writes * 1e6,
+        "elapsed_us_per_write": elapsed / writes * 1e6,
+        "writer_busy_share": cpu / elapsed,
+        "reader_busy_share": reader_cpu / elapsed,
+        "writer_gc_us_per_write": gc_time.total / writes * 1e6,
+        "reader_gc_us_per_write": reader_gc / writes * 1e6,
         "probes": len(latencies),
         "latency_p50_ms": statistics.median(latencies),
         "latency_p99_ms": _percentile(latencies, 0.99),

@@ -16,6 +16,7 @@ import pycrdt
 from . import rollback
 from .clocks import Dot
 from .codec import (
+    MAX_REPLICA_ID,
     context_from_plain,
     context_to_plain,
     encode_state,
@@ -32,7 +33,7 @@ from .crdt import WHOLE, Document, GCounter, GSet, LWWRegister, MVRegister, ORMa
 from .crdt.dotkernel import META
 from .crdt.registry import TypeSpec, register_type
 from .errors import DecodeError
-from .limits import MAX_CONTEXT_REPLICAS, OversizedContextError
+from .limits import MAX_CONTEXT_REPLICAS, MAX_COUNT, OversizedContextError
 from .handles import (
     CounterHandle,
     GSetHandle,
@@ -79,19 +80,35 @@ def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Cal
     """(to_plain, from_plain, encode_leaf) of a type whose state is one dot kernel."""
 
     def to_plain(state: Any) -> list:
-        kernel = state.kernel
-        entries = sorted(_entry_to_plain(k, dots, payload) for k, dots in kernel.entries.items())
-        return [entries, context_to_plain(kernel.ctx)]
+        kernel_entries = state.kernel.entries
+        entries = []
+        for key in sorted(kernel_entries):  # keys are distinct: sorting them sorts the entries
+            dots = kernel_entries[key]
+            if len(dots) == 1 and not width_extra:  # the common entry: one dot, no payload
+                ((d, _),) = dots.items()
+                entries.append([key, [[d[0], d[1]]]])
+            else:
+                entries.append(_entry_to_plain(key, dots, payload))
+        return [entries, context_to_plain(state.kernel.ctx)]
 
-    check_key, payload_from, width = payload[3], payload[1], 2 + payload[2]
+    check_key, payload_from, width_extra = payload[3], payload[1], payload[2]
+    width = 2 + width_extra
 
     def from_plain(obj: Any) -> Any:
         entry_list, ctx_plain = expect_list(obj, "dot kernel", 2)
         entries: dict[Hashable, dict[Dot, Any]] = {}
         for entry in expect_list(entry_list, "entries"):
-            key, dot_list = expect_list(entry, "entry", 2)
+            key, dot_list = entry if type(entry) is list and len(entry) == 2 else expect_list(entry, "entry", 2)
             if check_key(key, "entry key") in entries:
                 raise DecodeError("malformed entries (duplicate key)")
+            if type(dot_list) is list and len(dot_list) == 1 and type(item := dot_list[0]) is list and len(item) == width:
+                # the common entry: one dot (and, for a set, no payload); checked as expect_dot does
+                replica, counter = item[0], item[1]
+                if not (type(replica) is str and 0 < len(replica) <= MAX_REPLICA_ID
+                        and type(counter) is int and 0 < counter <= MAX_COUNT):
+                    replica, counter = expect_dot(replica, counter)
+                entries[key] = {(replica, counter): payload_from(item[2:]) if width_extra else None}
+                continue
             dots: dict[Dot, Any] = {}
             for item in expect_list(dot_list, "entry dots"):
                 expect_list(item, "entry dot", width)

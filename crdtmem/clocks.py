@@ -101,6 +101,26 @@ class CausalContext:
                 out.extend([(replica, counter) for counter in strays[_DOTS]])
         return out
 
+    def cloud_pairs_upto(self, other: CausalContext) -> list[tuple[str, int]]:
+        """The stray dots that are no later than ``other``'s greatest dot of their replica (all
+        of a replica ``other`` holds no dot of), as ``(replica, counter)`` pairs.
+
+        A join asks it for the dots of an incoming context its entries may hold: a dot past
+        everything its context has seen of that replica is in none of them. Cost: the strays
+        of replicas ``other`` has seen this far, one C-level pass for the others.
+        """
+        out: list[tuple[str, int]] = []
+        for replica, strays in self._stray.items():
+            top = other.max(replica)
+            if type(strays) is int:
+                if not top or strays <= top:
+                    out.append((replica, strays))
+            elif not top or top >= strays[_TOP]:
+                out.extend([(replica, counter) for counter in strays[_DOTS]])
+            elif min(strays[_DOTS]) <= top:
+                out.extend([(replica, counter) for counter in strays[_DOTS] if counter <= top])
+        return out
+
     def single(self) -> tuple[str, int] | None:
         """The context's only dot if it holds exactly one (a fresh write's delta), else None."""
         vv, strays = self.vv, self._stray
@@ -113,6 +133,10 @@ class CausalContext:
             return None
         ((replica, counter),) = strays.items()
         return (replica, counter) if type(counter) is int else None
+
+    def stray_replicas(self) -> Iterable[str]:
+        """The replicas with stray dots (read-only)."""
+        return self._stray.keys()
 
     def stray(self, replica: str) -> set[int] | tuple[int, ...]:
         """The stray counters of ``replica`` (read-only)."""
@@ -188,7 +212,8 @@ class CausalContext:
         self.vv[replica] = counter
         return counter
 
-    def add(self, dot: Dot) -> None:
+    def add(self, dot: Dot) -> bool:
+        """Record ``dot``; say whether it was new (False: the context held it, nothing changed)."""
         replica, counter = dot
         top = self.vv.get(replica, 0)
         if counter == top + 1:
@@ -201,14 +226,20 @@ class CausalContext:
                 self._stray[replica] = counter
             elif type(strays) is list:  # (inlined from add_stray: this is every write's path)
                 dots = strays[_DOTS]
-                if counter not in dots:
-                    dots.add(counter)
-                    if strays[_HEAP] is not None:
-                        heapq.heappush(strays[_HEAP], counter)
-                    if counter > strays[_TOP]:
-                        strays[_TOP] = counter
+                if counter in dots:
+                    return False
+                dots.add(counter)
+                if strays[_HEAP] is not None:
+                    heapq.heappush(strays[_HEAP], counter)
+                if counter > strays[_TOP]:
+                    strays[_TOP] = counter
             elif counter != strays:
                 self._stray[replica] = [max(strays, counter), {strays, counter}, None]
+            else:
+                return False
+        else:
+            return False
+        return True
 
     def add_stray(self, replica: str, counter: int) -> None:
         """Record a dot without the contiguity check; call :meth:`compact` once after the last.
@@ -227,6 +258,23 @@ class CausalContext:
                 heapq.heappush(strays[_HEAP], counter)
             if counter > strays[_TOP]:
                 strays[_TOP] = counter
+
+    def add_strays(self, dots: list[tuple[str, int]]) -> None:
+        """Record many dots (a decoded context's cloud) without the contiguity check, as
+        :meth:`add_stray` does one by one but with a replica's strays going in as one set;
+        call :meth:`compact` once after."""
+        replicas = {replica for replica, _ in dots}
+        if len(replicas) == 1:  # the common cloud: one writer's batch
+            by_replica = {replicas.pop(): {counter for _, counter in dots}}
+        else:
+            by_replica = {}
+            for replica, counter in dots:
+                by_replica.setdefault(replica, set()).add(counter)
+        for replica, counters in by_replica.items():
+            held = self._stray.get(replica)
+            if held is not None:
+                counters.update(_counters(held))
+            self._stray[replica] = next(iter(counters)) if len(counters) == 1 else [max(counters), counters, None]
 
     def _settle(self, replica: str) -> None:
         """Drop ``replica``'s strays the run now covers and pull in those that continue it."""
@@ -265,7 +313,14 @@ class CausalContext:
                         self.add((replica, theirs))  # type: ignore[arg-type]  # a plain tuple is cheaper
                         grew = True
                 continue
-            for counter in theirs[_DOTS]:
+            dots, top = theirs[_DOTS], vv.get(replica, 0)
+            if theirs[_TOP] - top == len(dots) and min(dots) == top + 1:  # exactly the run after ours
+                vv[replica] = theirs[_TOP]  # (a batch of fresh writes): taken in whole
+                grew = True
+                if replica in strays:
+                    self._settle(replica)
+                continue
+            for counter in dots:
                 if counter > vv.get(replica, 0):
                     mine = strays.get(replica)
                     if mine is None or (counter != mine if type(mine) is int else counter not in mine[_DOTS]):

@@ -180,7 +180,8 @@ def expect_stored(obj: Any, what: str) -> bytes:
 
 
 def context_to_plain(ctx: CausalContext) -> list:
-    return [sorted([r, c] for r, c in ctx.vv.items()), sorted([[r, c] for r, c in ctx.cloud_pairs()])]
+    cloud = [[r, c] for r in sorted(ctx.stray_replicas()) for c in sorted(ctx.stray(r))]
+    return [sorted([r, c] for r, c in ctx.vv.items()), cloud]
 
 
 def expect_dot(replica: Any, counter: Any) -> tuple[str, int]:
@@ -192,6 +193,24 @@ def expect_dot(replica: Any, counter: Any) -> tuple[str, int]:
     if type(replica) is str and 0 < len(replica) <= MAX_REPLICA_ID and type(counter) is int and 0 < counter <= MAX_COUNT:
         return (replica, counter)
     return (expect_replica(replica), expect_count(counter, "counter"))
+
+
+def _cloud_dots(pairs: list) -> list[tuple[str, int]]:
+    """The dots of a decoded dot cloud, each checked as :func:`expect_dot` does.
+
+    A batch's cloud holds a dot per write: the checks run over whole columns in C, and only a
+    cloud that fails them goes pair by pair, to raise the careful path's error.
+    """
+    if set(map(type, pairs)) == _LIST and set(map(len, pairs)) == _PAIR:
+        replicas, counters = [p[0] for p in pairs], [p[1] for p in pairs]
+        if set(map(type, replicas)) == _STR and set(map(type, counters)) == _INT:
+            lengths = set(map(len, set(replicas)))
+            if min(lengths) > 0 and max(lengths) <= MAX_REPLICA_ID and min(counters) > 0 and max(counters) <= MAX_COUNT:
+                return list(zip(replicas, counters))
+    return [expect_dot(*expect_list(pair, "dot", 2)) for pair in pairs]
+
+
+_LIST, _PAIR, _STR, _INT = {list}, {2}, {str}, {int}
 
 
 def context_from_plain(obj: Any) -> CausalContext:
@@ -208,10 +227,8 @@ def context_from_plain(obj: Any) -> CausalContext:
             raise _fail("version vector (duplicate replica)")
         vv[replica] = counter
     ctx = CausalContext(vv)
-    for pair in cloud_part:
-        replica, counter = expect_list(pair, "dot", 2)
-        ctx.add_stray(*expect_dot(replica, counter))
     if cloud_part:
+        ctx.add_strays(_cloud_dots(cloud_part))
         ctx.compact()  # once: settling dot by dot would re-sort the strays each time (quadratic)
     return ctx
 

@@ -111,8 +111,9 @@ class Memory:
         # (name, tag) → (the local deltas since the last take_deltas joined into one, how to join
         # the next): a write's delta dies at once instead of waiting in a list for the flush
         self._outbox: dict[tuple[str, str], tuple[Crdt, Callable[[Crdt], object]]] = {}
+        self._pending_writes = 0  # local writes joined into the outbox since the last take_deltas
         self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
-        self._listeners: list[ChangeListener] = []
+        self._listeners: tuple[ChangeListener, ...] = ()  # replaced, never changed: safe to iterate while one unsubscribes
         self._sealed: str | None = None  # why local writes are refused (the writer retired), if they are
         self._refused_write = False  # a write was refused after sealing: the state shows what no batch carries
 
@@ -328,11 +329,17 @@ class Memory:
 
     def on_change(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener(name, origin)`` after each local or remote change; returns an unsubscribe."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        self._listeners = (*self._listeners, listener)
+        return lambda: self._unsubscribe(listener)
+
+    def _unsubscribe(self, listener: ChangeListener) -> None:
+        listeners = list(self._listeners)
+        if listener in listeners:
+            listeners.remove(listener)
+            self._listeners = tuple(listeners)
 
     def _notify(self, name: str, origin: str) -> None:
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             listener(name, origin)
 
     def _stamp(self, after: int) -> int:
@@ -380,7 +387,13 @@ class Memory:
             self._outbox[(name, tag)] = _new_group(delta)
         else:
             pending[1](delta)
-        self._mark_dirty(key, [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys())
+        self._pending_writes += 1
+        leaves = [*delta.leaf_keys(), *touched] if touched else delta.leaf_keys()
+        dirty = self._dirty.get(key)
+        if dirty is None:
+            self._dirty[key] = set(leaves)
+        else:
+            dirty.update(leaves)  # (inlined from _mark_dirty: this is every local write's path)
         if self._listeners:
             self._notify(name, self.replica_id)
 
@@ -402,11 +415,18 @@ class Memory:
         clash) gives one group per type.
         """
         outbox, self._outbox = self._outbox, {}
+        self._pending_writes = 0
         return [(name, group) for (name, _), (group, _) in outbox.items()]
 
     def has_pending_deltas(self) -> bool:
         """True while local writes wait for :meth:`take_deltas` (the sync layer has not sent them)."""
         return bool(self._outbox)
+
+    @property
+    def pending_writes(self) -> int:
+        """How many local writes wait for :meth:`take_deltas` (the sync layer reads it to decide
+        when a held batch is full)."""
+        return self._pending_writes
 
     def check_deltas(self, deltas: Iterable[tuple[str, Crdt]]) -> None:
         """Refuse a batch of remote deltas whole, before any is joined, if it names a reserved key.

@@ -108,10 +108,20 @@ class DotKernel:
         """
         entries, their_ctx = self.entries, other.ctx
         changed: set[Hashable] = set()
+        # Found before ``other``'s entries join: only keys held before can lose dots to its context.
+        covered = self._covered_keys(their_ctx) - other.entries.keys() if entries else ()
+        mine_ctx, tops = self.ctx, {}  # tops: replica → the greatest counter our context holds of it
         for key, theirs in other.entries.items():
             mine = entries.get(key)
             if mine is None:
-                fresh = self.ctx.unseen_of(theirs)  # ``theirs`` itself when all are new: shared
+                if len(theirs) == 1:  # the common entry: one dot, new if past all we saw of its replica
+                    (dot,) = theirs
+                    top = tops.get(dot[0])
+                    if top is None:
+                        top = tops[dot[0]] = mine_ctx.max(dot[0])
+                    fresh = theirs if dot[1] > top else mine_ctx.unseen_of(theirs)
+                else:
+                    fresh = mine_ctx.unseen_of(theirs)  # ``theirs`` itself when all are new: shared
                 if fresh:
                     if self._owner is None:
                         entries[key] = fresh
@@ -120,10 +130,9 @@ class DotKernel:
                     changed.add(key)
             elif mine is not theirs and self._merge_key(key, mine, theirs, their_ctx):
                 changed.add(key)
-        if entries:
-            for key in self._covered_keys(their_ctx) - other.entries.keys():
-                if self._merge_key(key, entries[key], {}, their_ctx):
-                    changed.add(key)
+        for key in covered:
+            if self._merge_key(key, entries[key], {}, their_ctx):
+                changed.add(key)
         if self.ctx.join(their_ctx):
             changed.add(META)
         return changed
@@ -139,10 +148,12 @@ class DotKernel:
         if len(delta.entries) == 1:
             ((key, theirs),) = delta.entries.items()
             dot = delta.ctx.single()
-            if dot is not None and len(theirs) == 1 and dot in theirs and dot not in self.ctx:
+            if dot is not None and len(theirs) == 1 and dot in theirs and self.ctx.add(dot):
                 mine = self.entries.get(key)
-                self._set(key, theirs if mine is None else {**mine, **theirs})
-                self.ctx.add(dot)
+                if mine is None and self._owner is None:
+                    self.entries[key] = theirs  # the common write: a new key, no dot index kept
+                else:
+                    self._set(key, theirs if mine is None else {**mine, **theirs})
                 return
         self.join(delta)
 
@@ -156,7 +167,7 @@ class DotKernel:
         # Dots past what our context has seen of r are in no entry of ours, unless r was forgotten
         # (a departed incarnation: its dots that still support entries are no longer in the context).
         ranges = [(r, min(top, mine.max(r) or top)) for r, top in their_ctx.vv.items()] if their_ctx.vv else []
-        strays = their_ctx.cloud_pairs()  # as many as ``other`` carries: joining its context walks them too
+        strays = their_ctx.cloud_pairs_upto(mine)  # fresh dots (a new batch's) are in no entry: skipped
         walk = sum([top for _, top in ranges]) + len(strays) if ranges else len(strays)
         if not walk:
             return set()

@@ -21,7 +21,9 @@ Local writes need no call of their own: while the memory holds unsigned deltas,
 pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neighbour has not
 yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
 does (or a few measured round trips pass, ``NodeConfig.ack_wait_rtts``, and never more than
-``max_flush_delay``); with no neighbour connected they wait ``max_flush_delay``. A deadline
+``max_flush_delay``; or they make a full batch, ``full_batch_writes``, which goes at once while
+fewer than ``max_unacked_batches`` are unacknowledged); with no neighbour connected they wait
+``max_flush_delay``. A deadline
 at or before the present means "tick now". Randomness comes from the ``random.Random`` the
 node is given, so the websocket runtime and the simulator run this same code, and a
 simulation seed replays exactly.
@@ -203,6 +205,15 @@ class NodeConfig:
     links, at least 1 ms; never more than ``max_flush_delay``): an ack later than that is
     held up by a busy or descheduled peer, and the writes go without it. None: wait up to
     ``max_flush_delay`` always."""
+    full_batch_writes: int | None = 1024
+    """Held local writes that make a full batch: once this many wait for an acknowledgement,
+    they are signed and sent without it while fewer than ``max_unacked_batches`` of our batches
+    are unacknowledged. A batch this large already spreads its signature thin; holding more
+    only leaves the receiver idle while the writer seals one large batch, and makes the last
+    batch of a burst long to apply. None: writes wait for the acknowledgement (or the delay)."""
+    max_unacked_batches: int = 4
+    """Own batches a neighbour may leave unacknowledged before even full batches wait: what one
+    slow neighbour has in flight stays within this many batches of ``full_batch_writes``."""
     relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
     log_retention: float = 600.0
@@ -346,6 +357,7 @@ class Node(RelayInputs, Departures):
         self._now = -math.inf  # the latest time the shell has given
         self._held_since: float | None = None  # local writes waiting for an ack, since when
         self._held_for_ack = False  # whether they wait for a connected neighbour's ack (else for one to connect)
+        self._release_at = math.inf  # pending writes at which held ones go without the ack (a full batch)
         self._ack_rtt: float | None = None  # acknowledgement round trip, lower envelope (see _note_ack)
         self._unencodable: list[tuple[str, str]] = []  # (name, why) of local writes flush could not encode
         self.stats = NodeStats()
@@ -489,7 +501,7 @@ class Node(RelayInputs, Departures):
         neighbour's acknowledgement: a write made meanwhile joins them and needs no tick of its
         own (the acknowledgement, or the deadline, releases them all). Ask after a local write
         to skip waking the timer."""
-        return self._held_since is not None and self._held_for_ack
+        return self._held_since is not None and self._held_for_ack and self.memory.pending_writes < self._release_at
 
     def _holding(self, now: float) -> bool:
         """Whether pending local writes wait (to join one batch) for a neighbour's ack."""
@@ -499,16 +511,25 @@ class Node(RelayInputs, Departures):
         if self._held_since is None:
             self._held_since = now
             self._held_for_ack = bool(self._ready_sessions())  # else no one is connected to send to
+        full = self.config.full_batch_writes
+        self._release_at = math.inf if full is None or self._unacked(self.config.max_unacked_batches) else full
         return now < self._held_since + self._hold_limit()
 
     def _writes_wait(self) -> bool:
         """Whether no neighbour is connected and no relay is up (no one waits for our writes), or
-        some neighbour has not acknowledged ``flush_window`` of our batches sent to it."""
-        own, window = self.replica_id, self.config.flush_window
-        sessions = self._ready_sessions()
-        if not sessions:
+        some neighbour has not acknowledged ``flush_window`` of our batches sent to it
+        (``max_unacked_batches`` once the pending writes make a full batch)."""
+        if not self._ready_sessions():
             return not any(relay.up for relay in self._relays.values())  # a relay that is up carries them at once
-        return any(s.own_sent - s.peer_seen.max(own) >= window for s in sessions)
+        full = self.config.full_batch_writes
+        if full is not None and self.memory.pending_writes >= full:
+            return self._unacked(max(self.config.flush_window, self.config.max_unacked_batches))
+        return self._unacked(self.config.flush_window)
+
+    def _unacked(self, window: int) -> bool:
+        """Whether some connected neighbour has not acknowledged ``window`` of our batches sent to it."""
+        own = self.replica_id
+        return any(s.own_sent - s.peer_seen.max(own) >= window for s in self._ready_sessions())
 
     def _hold_limit(self) -> float:
         """How long pending local writes may wait for acknowledgements (see ``ack_wait_rtts``)."""

@@ -54,6 +54,7 @@ from ..protocol.node import Node, NodeConfig
 from ..protocol.recovery import JournalEntry, Store, restore
 from ..storage.sqlite import SqliteStore
 from ..transports import Transport
+from .collector import CollectorPaused
 from .health import Health
 from .links import Links
 from .notices import Notices
@@ -425,7 +426,8 @@ class Peer:
 
     def _tick(self) -> None:
         node = self.node
-        node.tick(self._now())
+        with CollectorPaused():
+            node.tick(self._now())
         self._pump()
 
     def _pump(self) -> None:
@@ -480,11 +482,12 @@ class Peer:
 
     def _link_received(self, key: str, data: bytes, now: float) -> None:
         node = self.node
-        node.receive(key, data, now)
-        if node.writes_held:
-            # The message may be the ack these writes wait for: sign and send them in this turn
-            # of the event loop rather than the timer loop's next one.
-            node.tick(now)
+        with CollectorPaused():
+            node.receive(key, data, now)
+            if node.writes_held:
+                # The message may be the ack these writes wait for: sign and send them in this turn
+                # of the event loop rather than the timer loop's next one.
+                node.tick(now)
         self._pump()
 
     def _link_closed(self, key: str, reason: str, now: float) -> None:

@@ -162,3 +162,51 @@ def test_writes_waiting_for_a_neighbour_to_connect_are_not_held_for_an_ack() -> 
     cluster.run(0)  # no one connected: the write coalesces for max_flush_delay
     assert a.memory.has_pending_deltas() and a.next_deadline() > cluster.now
     assert not a.writes_held  # each later write still asks for a tick (no ack will come to release it)
+
+
+def test_a_full_batch_of_held_writes_goes_before_the_acknowledgement() -> None:
+    cluster, _ = _slow_neighbour(NodeConfig(max_flush_delay=0.05, full_batch_writes=3, max_unacked_batches=2))
+    a, counter = cluster.node("a"), cluster.memory("a").counter("n")
+    counter.increment()
+    cluster.run(0)  # batch 1 leaves at once; the neighbour never acknowledges it
+    before = a.stats.batches_created
+    counter.increment()
+    counter.increment()
+    cluster.run(0)
+    assert a.writes_held and a.stats.batches_created == before  # two writes: not a full batch yet
+    counter.increment()
+    assert not a.writes_held  # three: the runtime wakes the timer for them
+    assert a.next_deadline() <= cluster.now
+    cluster.run(0)
+    assert a.stats.batches_created == before + 1 and not a.memory.has_pending_deltas()
+
+
+def test_full_batches_wait_once_max_unacked_batches_are_in_flight() -> None:
+    cluster, raw = _slow_neighbour(NodeConfig(max_flush_delay=0.05, full_batch_writes=2, max_unacked_batches=2))
+    a, counter = cluster.node("a"), cluster.memory("a").counter("n")
+    counter.increment()
+    cluster.run(0)
+    counter.increment()
+    counter.increment()
+    cluster.run(0)  # batch 2, full, goes while batch 1 is unacknowledged
+    before = a.stats.batches_created
+    for _ in range(5):
+        counter.increment()
+    cluster.run(0)
+    assert a.writes_held and a.stats.batches_created == before  # two in flight: even a full batch waits
+    assert a.memory.pending_writes == 5
+    cluster.inject(raw.conn, raw.seal(Sync(a.seen.copy(), reply=True)))  # the neighbour acknowledges both
+    cluster.run(0)
+    assert a.stats.batches_created == before + 1 and not a.memory.has_pending_deltas()
+
+
+def test_without_full_batch_writes_held_writes_wait_for_the_acknowledgement() -> None:
+    cluster, _ = _slow_neighbour(NodeConfig(max_flush_delay=0.05, full_batch_writes=None))
+    a, counter = cluster.node("a"), cluster.memory("a").counter("n")
+    counter.increment()
+    cluster.run(0)
+    before = a.stats.batches_created
+    for _ in range(5000):
+        counter.increment()
+    cluster.run(0)
+    assert a.writes_held and a.stats.batches_created == before

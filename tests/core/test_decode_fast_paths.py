@@ -8,6 +8,7 @@ import msgpack
 import pytest
 
 from crdtmem import DecodeError, Memory, codec
+from crdtmem.clocks import CausalContext, Dot
 from crdtmem.identity import Identity, Keyring, verify
 from crdtmem.protocol.batch import _signed_part, open_batch
 from crdtmem.values import decode_canonical, encode_value
@@ -93,3 +94,36 @@ def test_a_decoded_context_is_compact() -> None:
     assert ctx.vv == {"a": 3, "b": 1}
     assert ctx.cloud == {("a", 5)}
     assert msgpack.unpackb(codec.pack(codec.context_to_plain(ctx))) == [[["a", 3], ["b", 1]], [["a", 5]]]
+
+
+@pytest.mark.parametrize("dot", [[1, 5], ["", 5], ["a", 0], ["a", 2**64], ["a", 1.5], ["a"], ["a", 5, "extra"]])
+def test_a_one_dot_entry_with_a_bad_dot_is_refused(dot: list) -> None:
+    body = [[[encode_value("x"), [dot]]], [[], [["a", 5]]]]
+    with pytest.raises(DecodeError):
+        codec.state_from_plain(["orset", body])
+
+
+def test_a_dot_cloud_decodes_to_the_context_its_dots_make() -> None:
+    pairs = [["a", 5], ["b", 2], ["a", 7], ["a", 5], ["a", 3], ["c", 1]]
+    ctx = codec.context_from_plain([[["a", 2]], pairs])
+    assert ctx == CausalContext({"a": 3, "c": 1}, [Dot("a", 5), Dot("a", 7), Dot("b", 2)])
+    assert Dot("a", 4) not in ctx and Dot("a", 5) in ctx and ctx.max("a") == 7
+    with pytest.raises(DecodeError):
+        codec.context_from_plain([[], [["a", 5], ["a", 0]]])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["a", 0], ["a", True], ["a", 1.0], ["a", 2**64], ["", 3], ["x" * (codec.MAX_REPLICA_ID + 1), 3], [b"a", 3],
+     ["a"], ["a", 3, 4], ("a", 3), "a3"],
+)
+def test_a_dot_cloud_with_one_bad_pair_among_many_is_refused(bad: object) -> None:
+    cloud = [["a", c] for c in range(5, 300)] + [bad]
+    with pytest.raises(DecodeError):
+        codec.context_from_plain([[], cloud])
+
+
+def test_a_large_cloud_of_several_replicas_decodes_dot_for_dot() -> None:
+    pairs = [["a", c] for c in range(5, 300, 2)] + [["b", c] for c in range(2, 50)]
+    ctx = codec.context_from_plain([[["b", 1]], pairs])
+    assert ctx == CausalContext({"b": 49}, [Dot("a", c) for c in range(5, 300, 2)])
