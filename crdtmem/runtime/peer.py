@@ -439,13 +439,18 @@ class Peer:
         if events:
             self._handle_events(events)
         links = self._links
+        outgoing: dict[Any, list[bytes]] = {}  # per connection, its frames in order: one write each
         for action in node.take_actions():
             if isinstance(action, Send):
-                links.send(action.conn, action.data)
+                outgoing.setdefault(action.conn, []).append(action.data)
             elif isinstance(action, Close):
+                if action.conn in outgoing:
+                    links.send(action.conn, outgoing.pop(action.conn))
                 links.close(action.conn, action.reason, refused=True)
             elif isinstance(action, (Publish, RelaySend)):
                 self._relay.perform(action)
+        for conn, frames in outgoing.items():
+            links.send(conn, frames)
         deadline = node.next_deadline()
         if deadline is not None and deadline < self._sleeping_until and not self._woken:
             self._wake_timer()  # input brought a timer forward (an ack, a relay): re-arm the timer loop
