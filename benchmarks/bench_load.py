@@ -20,7 +20,8 @@ Printed as one JSON object:
   processes from the first write until drained, from ``/proc``, per write made and per
   write shown at another peer), ``duplicates_per_delivery`` (batches received again per
   batch shown), ``messages_per_write`` / ``bytes_per_write`` (sent by all peers, every
-  kind), ``idle_cores_per_peer`` (each peer's CPU while connected
+  kind), ``store_commits_per_write`` (all peers' store commits, start-up included),
+  ``idle_cores_per_peer`` (each peer's CPU while connected
   and idle, over ``--idle`` seconds before writing), ``cores_used`` (all peers, writing);
 * ``highest_rate_p99_under_1s``: per code, the highest rate whose median p99 is under a
   second with nothing lost and the backlog drained within 5 s;
@@ -88,6 +89,7 @@ def _figures(result: dict[str, Any]) -> dict[str, float | None]:
         "duplicates_per_delivery": round(traffic.get("duplicate_batches", 0) * writes / deliveries, 3),
         "messages_per_write": round(sum(v for k, v in traffic.items() if k.startswith("messages_sent_")), 2),
         "bytes_per_write": round(sum(v for k, v in traffic.items() if k.startswith("bytes_sent_"))),
+        "store_commits_per_write": traffic.get("store_commits"),
     }
 
 

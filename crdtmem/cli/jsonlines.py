@@ -7,12 +7,49 @@ import os
 import sys
 from typing import Any
 
-__all__ = ["print_json", "stdin_lines"]
+__all__ = ["print_json", "stdin_lines", "StdoutFlusher"]
 
 
-def print_json(obj: Any) -> None:
+def print_json(obj: Any, *, flush: bool = True) -> None:
+    """Write ``obj`` as one JSON line on stdout.
+
+    Args:
+        flush: write it out now. With False the line waits in stdout's buffer for the next
+            flush (the next ``print_json``, or a :class:`StdoutFlusher`'s): for lines printed
+            many to a turn of the event loop, such as watched changes.
+    """
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    if flush:
+        sys.stdout.flush()
+
+
+class StdoutFlusher:
+    """Flushes stdout once after each turn of the event loop that printed unflushed lines.
+
+    Run :meth:`run` as a task; call :meth:`request` after ``print_json(..., flush=False)``.
+    A burst of lines then costs one write to the pipe, not one each.
+    """
+
+    def __init__(self) -> None:
+        import anyio
+
+        self._wanted = anyio.Event()
+
+    def request(self) -> None:
+        """Flush stdout soon: once the tasks that are ready now have run."""
+        self._wanted.set()
+
+    async def run(self) -> None:
+        """Flush whenever requested, until cancelled (then flush what is left)."""
+        import anyio
+
+        try:
+            while True:
+                await self._wanted.wait()
+                self._wanted = anyio.Event()
+                sys.stdout.flush()
+        finally:
+            sys.stdout.flush()
 
 
 def stdin_lines() -> Any:

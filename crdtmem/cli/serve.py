@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from ..agent import apply, json_key, parse_op, to_jsonable
-from .jsonlines import print_json, stdin_lines
+from .jsonlines import StdoutFlusher, print_json, stdin_lines
 
 __all__ = ["serve_stdin"]
 
@@ -35,10 +35,12 @@ async def serve_stdin(peer: Any, memory: Any, durable: bool) -> None:
     unwatch: list[Any] = []
     lines = stdin_lines()
     writes = _PendingWrites(peer, durable)
+    flusher = StdoutFlusher()
     async with anyio.create_task_group() as waits:
+        waits.start_soon(flusher.run)
         async for line in lines:  # at EOF: keep serving the network until a signal
             for queued in [line, *_queued(lines, _MAX_COALESCED - 1)]:
-                await _serve_line(queued, peer, memory, writes, waits, unwatch)
+                await _serve_line(queued, peer, memory, writes, waits, unwatch, flusher)
             await writes.flush()
 
 
@@ -91,7 +93,7 @@ class _PendingWrites:
 
 
 async def _serve_line(line: bytes, peer: Any, memory: Any, writes: _PendingWrites, waits: Any,
-                      unwatch: list[Any]) -> None:
+                      unwatch: list[Any], flusher: StdoutFlusher) -> None:
     """Answer one command line; a write is applied and left to ``writes`` to flush and answer."""
     line = line.strip()
     if not line:
@@ -129,7 +131,7 @@ async def _serve_line(line: bytes, peer: Any, memory: Any, writes: _PendingWrite
         elif op == "watch":
             for stop in unwatch:
                 stop()
-            unwatch[:] = [memory.on_change(_watcher(memory, command.get("prefix", "")))]
+            unwatch[:] = [memory.on_change(_watcher(memory, command.get("prefix", ""), flusher))]
             print_json({"id": ident, "watching": command.get("prefix", "")})
     except Exception as exc:  # noqa: BLE001 - report and go on with the next command
         await writes.flush()  # the writes before it are answered first
@@ -174,9 +176,12 @@ async def _wait_values(peer: Any, memory: Any, command: dict) -> dict:
     return {name: to_jsonable(memory.value(name)) for name in names}
 
 
-def _watcher(memory: Any, prefix: str) -> Any:
+def _watcher(memory: Any, prefix: str, flusher: StdoutFlusher) -> Any:
     def changed(name: str, origin: str) -> None:
         if name.startswith(prefix):
-            print_json({"changed": name, "value": to_jsonable(memory.value(name)), "at": time.monotonic()})
+            # Stamped now, written out with the other changes of this turn of the event loop.
+            print_json({"changed": name, "value": to_jsonable(memory.value(name)), "at": time.monotonic()},
+                       flush=False)
+            flusher.request()
 
     return changed

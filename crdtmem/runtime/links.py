@@ -152,8 +152,10 @@ class Links:
             with anyio.move_on_after(backoff.next_delay(self._jitter)):
                 await redial.wait()
 
-    def send(self, key: str, data: bytes) -> None:
-        """Queue one frame for the connection ``key`` (the node's ``Send``); never blocks.
+    def send(self, key: str, frames: list[bytes]) -> None:
+        """Queue frames for the connection ``key`` (the node's ``Send`` s to it), in order;
+        never blocks. Pass together the frames one step of the node has for one connection:
+        they are written at once in one system call when nothing else waits to be sent.
 
         A connection whose queue passes ``max_queue_bytes`` is dropped instead: its writer may
         be stuck on a peer that stopped reading.
@@ -161,15 +163,16 @@ class Links:
         link = self._links.get(key)
         if link is None or link.closing is not None:
             return
-        if not link.queued_bytes and link.conn.send_now(data):
-            return  # nothing queued or being sent: written at once, no hop to the writer task
-        link.queued_bytes += len(data)
-        if link.queued_bytes > self._limits.max_queue_bytes:
-            self._close(link, "send queue overflow: the peer does not keep up", refused=False)
-            if link.scope is not None:
-                link.scope.cancel()
-            return
-        link.send.send_nowait(data)
+        # Nothing queued or being sent: written at once, no hop to the writer task.
+        sent = 0 if link.queued_bytes else link.conn.send_now_many(frames)
+        for data in frames[sent:]:
+            link.queued_bytes += len(data)
+            if link.queued_bytes > self._limits.max_queue_bytes:
+                self._close(link, "send queue overflow: the peer does not keep up", refused=False)
+                if link.scope is not None:
+                    link.scope.cancel()
+                return
+            link.send.send_nowait(data)
 
     def close(self, key: str, reason: str, *, refused: bool) -> None:
         """Close ``key`` once what is queued is sent; ``refused`` marks a close for misbehaviour."""

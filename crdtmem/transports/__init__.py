@@ -63,6 +63,20 @@ class Connection(ABC):
         """
         return False
 
+    def send_now_many(self, frames: list[bytes]) -> int:
+        """Send frames at once, in order, as far as the connection can take them without
+        waiting; return how many of the first ones it sent (:meth:`send` the rest, in order).
+
+        Call it as :meth:`send_now`. A transport that can hand several frames to the system
+        in one write (websockets) overrides it; the default sends them one by one.
+        """
+        sent = 0
+        for data in frames:
+            if not self.send_now(data):
+                break
+            sent += 1
+        return sent
+
     @abstractmethod
     async def receive(self) -> bytes:
         """The next frame. Raises ConnectionClosed when the connection ends."""

@@ -332,12 +332,15 @@ def run_load(directory: Path, *, peers: int, seconds: float, rate: float, seed: 
 
 
 def _traffic_per_write(metrics: list[dict | None], writes: int) -> dict[str, float]:
-    """Messages and bytes all peers sent per write, by kind (gossip, catch-up, anti-entropy...)."""
+    """Messages and bytes all peers sent per write, by kind (gossip, catch-up, anti-entropy...),
+    and their stores' commits (``store_commits``, start-up included)."""
     totals: dict[str, int] = {}
     for m in metrics:
         for key, n in (m["metrics"]["stats"] if m else {}).items():
             if key.startswith(("messages_sent_", "bytes_sent_")) or key in ("duplicate_batches", "batches_applied"):
                 totals[key] = totals.get(key, 0) + n
+        if m and m["metrics"].get("store"):
+            totals["store_commits"] = totals.get("store_commits", 0) + m["metrics"]["store"].get("commits", 0)
     return {key: round(n / max(1, writes), 2) for key, n in sorted(totals.items())}
 
 

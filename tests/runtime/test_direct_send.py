@@ -26,7 +26,7 @@ async def test_a_websocket_takes_frames_at_once_in_order_with_awaited_sends() ->
     done = anyio.Event()
 
     async def handler(conn: Connection) -> None:
-        while len(received) < 4:
+        while len(received) < 6:
             received.append(await conn.receive())
         done.set()
 
@@ -38,12 +38,14 @@ async def test_a_websocket_takes_frames_at_once_in_order_with_awaited_sends() ->
         await conn.send(b"two")
         assert conn.send_now(b"three")
         await conn.send(b"four")
+        assert conn.send_now_many([b"five", b"six"]) == 2  # one write for both
         with anyio.fail_after(10):
             await done.wait()
         await conn.close("done")
         assert not conn.send_now(b"after close")
+        assert conn.send_now_many([b"after", b"close"]) == 0
         await listener.aclose()
-    assert received == [b"one", b"two", b"three", b"four"]
+    assert received == [b"one", b"two", b"three", b"four", b"five", b"six"]
 
 
 async def test_a_memory_connection_declines_when_its_buffer_is_full_or_closed() -> None:
@@ -67,6 +69,8 @@ async def test_a_memory_connection_declines_when_its_buffer_is_full_or_closed() 
         assert await accepted[0].receive() == b"one"
         assert conn.send_now(b"three")
         assert await accepted[0].receive() == b"three"
+        assert conn.send_now_many([b"four", b"five"]) == 1  # as far as the buffer takes them
+        assert await accepted[0].receive() == b"four"
         await conn.close("done")
         assert not conn.send_now(b"after close")
         tg.cancel_scope.cancel()
@@ -142,14 +146,14 @@ async def test_links_queue_behind_a_frame_being_sent_and_write_directly_once_idl
             tg.start_soon(links.dial_forever, "test://peer")
             await is_open.wait()
             key = opened[0]
-            links.send(key, b"1")  # declined at once: queued, the writer blocks sending it
+            links.send(key, [b"1"])  # declined at once: queued, the writer blocks sending it
             await conn.sending.wait()
             conn.open_now = True
-            links.send(key, b"2")  # the connection could take it, but "1" is still being sent
-            links.send(key, b"3")
+            links.send(key, [b"2"])  # the connection could take it, but "1" is still being sent
+            links.send(key, [b"3"])
             conn.gate.set()
             await sent(3)
-            links.send(key, b"4")  # idle again: written directly
-            await sent(4)
+            links.send(key, [b"4", b"5"])  # idle again: written directly
+            await sent(5)
             await links.stop()
-    assert conn.sent == [("awaited", b"1"), ("awaited", b"2"), ("awaited", b"3"), ("now", b"4")]
+    assert conn.sent == [("awaited", b"1"), ("awaited", b"2"), ("awaited", b"3"), ("now", b"4"), ("now", b"5")]
