@@ -116,6 +116,14 @@ class RelayTree:
         link = self._links.get(conn)
         return link is not None and (conn == self.parent or link.child)
 
+    def hops_of(self, conn: Hashable | None) -> int | None:
+        """This peer's hops to its root (``conn`` None) or a neighbour's, as it advertised them;
+        None for a neighbour that has not, or whose root is another."""
+        if conn is None:
+            return self.hops
+        link = self._links.get(conn)
+        return link.hops if link is not None and link.root == self.root else None
+
     def take_adverts(self) -> list[tuple[Hashable, TreeRoot]]:
         """Call after each of the calls above: the advertisements to send, the latest one per
         link (then forgotten)."""
