@@ -1198,9 +1198,9 @@ class Node(RelayInputs, Departures):
     def _shortcuts(self, source: ConnId | None, sessions: list[_Session], hops: int) -> list[_Session]:
         """The lazy links among ``sessions`` worth a shortcut of ``hops`` links for a batch whose
         author is this peer (``source`` None) or the neighbour on ``source``: the tree may take
-        two links more to reach them (the author's and their hops to the root, added up). None
-        while the tree is forming (a hop count not yet advertised, or to another root), and
-        none with ``eager_tree`` off."""
+        two links more to reach them (the author's and their hops to the root, added up), or
+        the tree may not reach them yet (a hop count not yet advertised, as on a fresh link, or
+        one to another root). None with ``eager_tree`` off."""
         if not self.config.eager_tree:
             return []
         near = self._tree.hops_of(source)
@@ -1209,7 +1209,7 @@ class Node(RelayInputs, Departures):
             if session.conn == source or self._tree.eager(session.conn):
                 continue
             far = self._tree.hops_of(session.conn)
-            if near is not None and far is not None and near + far >= hops + 2:
+            if near is None or far is None or near + far >= hops + 2:
                 shortcuts.append(session)
         return shortcuts
 

@@ -220,7 +220,7 @@ def _far_end(cluster: Cluster) -> tuple[str, str, str]:
 
 def test_in_a_full_mesh_the_tree_takes_no_shortcut_and_brings_no_duplicate() -> None:
     cluster = _mesh(eager_tree=True)
-    cluster.run(1.0)  # the advertisements settle (while they have not, lazy links may fetch)
+    cluster.run(1.0)  # the advertisements settle (until then links not yet placed get batches directly)
     _write_everywhere(cluster, 12)
     assert sum(cluster.node(name).stats.duplicate_batches for name in NAMES) == 0
 
@@ -242,3 +242,15 @@ def test_a_batch_straight_from_its_author_takes_a_shortcut_at_its_second_hop() -
     assert cluster.memory(lazy).counter("n").value == 1
     assert cluster.run_until(cluster.converged, timeout=5)
     assert sum(cluster.node(name).stats.duplicate_batches for name in RING) <= 2
+
+
+def test_a_write_right_after_connecting_goes_out_before_the_tree_is_known() -> None:
+    cluster = Cluster(seed=3)
+    cluster.add("a")
+    cluster.add("b")
+    cluster.connect("a", "b")
+    assert cluster.run_until(lambda: bool(cluster.node("a").peers()), timeout=5)
+    assert cluster.node("a").eager_peers() == set()  # b has not said where it stands yet
+    cluster.memory("a").counter("n").increment()
+    cluster.run(0.015)  # a link's latency (10 ms), not the graft timeout (100 ms)
+    assert cluster.memory("b").counter("n").value == 1
