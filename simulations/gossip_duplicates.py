@@ -2,10 +2,12 @@
 
 100 and 1,000 peers on random 6-regular links, 20 ms latency, gossip every 1 s to 3 peers.
 Peers write 5 times a second network-wide for 10 s; each run ends at 15 s. Every size runs
-twice per seed, in one process: ``eager_tree`` off (relay fresh batches to 3 random
-neighbours that may lack them, own writes to every neighbour: the default) and on (relay
-over one breadth-first spanning tree rooted at the smallest peer id, ``IHave`` over the
-other links). A *useful* delivery applies a batch (``batches_applied``); a *duplicate* brings
+three times per seed, in one process: ``random``, the old default (``eager_tree`` off: relay
+fresh batches to 3 random neighbours that may lack them, own writes to every neighbour;
+``relay_delay`` 50 ms); ``random-20ms``, the same with the new ``relay_delay`` of 20 ms; and
+``tree``, the default (relay over one breadth-first spanning tree rooted at the smallest peer
+id, ``IHave`` over the other links, a batch's first two hops also over lazy links where the
+tree may detour). A *useful* delivery applies a batch (``batches_applied``); a *duplicate* brings
 one already held (``duplicate_batches``), summed over every peer. Rounds to converge: time
 from the last write until the last replica changed, in gossip intervals (the simulator's
 report). Spread: per batch, from its signing until the last peer applied it (median over the
@@ -15,6 +17,7 @@ peer, over the mesh (any shortest path) and over the relay tree (median over 50 
     python simulations/gossip_duplicates.py          # gossip_duplicates.json, gossip_duplicates.png
 """
 
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from statistics import median
@@ -25,12 +28,20 @@ from crdtmem.simulation import NodeConfig, Scenario, Simulation
 from crdtmem.simulation.report import build_report
 
 SIZES = {100: (1, 2, 3, 4, 5), 1000: (1, 2, 3)}
-MODES = {"random": False, "tree": True}
+MODES = {
+    "random": NodeConfig(fanout=3, eager_tree=False, relay_delay=0.05),
+    "random-20ms": NodeConfig(fanout=3, eager_tree=False),
+    "tree": NodeConfig(fanout=3),
+}
+COLOURS = {"random": "tab:red", "random-20ms": "tab:orange", "tree": "tab:green"}
 
 
-def one_run(peers: int, seed: int, eager_tree: bool) -> dict:
+def one_run(peers: int, seed: int, mode: str) -> dict:
+    config = MODES[mode]
+    eager_tree = config.eager_tree
     scenario = Scenario(peers=peers, seed=seed, topology="regular:6", writes=5.0, write_until=10.0, duration=15.0,
-                        node=NodeConfig(fanout=3, eager_tree=eager_tree))
+                        node=config)
+    started = time.process_time()
     sim = Simulation(scenario)
     sim.run()
     report = build_report(sim)
@@ -39,7 +50,10 @@ def one_run(peers: int, seed: int, eager_tree: bool) -> dict:
     return {
         "peers": peers,
         "seed": seed,
+        "mode": mode,
         "eager_tree": eager_tree,
+        "relay_delay": config.relay_delay,
+        "cpu_seconds": round(time.process_time() - started, 1),
         "converged": report["converged"],
         "rounds_to_converge": report["convergence"]["rounds_to_converge"],
         "duplicate_batches": stats.get("duplicate_batches", 0),
@@ -89,11 +103,11 @@ def run_all() -> list[dict]:
     """Every run, two at a time (the machine has two cores); the two modes alternate per seed."""
     jobs = [(peers, seed, mode) for peers, seeds in SIZES.items() for seed in seeds for mode in MODES]
     with ProcessPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(one_run, peers, seed, MODES[mode]) for peers, seed, mode in jobs]
-        runs = [future.result() | {"mode": mode} for future, (_, _, mode) in zip(futures, jobs)]
+        futures = [pool.submit(one_run, peers, seed, mode) for peers, seed, mode in jobs]
+        runs = [future.result() for future in futures]
     for r in runs:
         print({k: r[k] for k in ("peers", "seed", "mode", "converged", "rounds_to_converge", "duplicates_per_useful",
-                                 "spread_median", "relay_eccentricity_hops")})
+                                 "spread_median", "relay_eccentricity_hops", "cpu_seconds")})
     return runs
 
 
@@ -121,6 +135,7 @@ def summarise(runs: list[dict]) -> list[dict]:
                 "relay_eccentricity_hops": (median(r["relay_eccentricity_hops"] for r in mine)
                                             if all(r["relay_eccentricity_hops"] is not None for r in mine) else None),
                 "bytes_median": median(r["bytes"] for r in mine),
+                "cpu_seconds_total": round(sum(r["cpu_seconds"] for r in mine), 1),
                 "messages_median": median(r["messages"] for r in mine),
             })
     return rows
@@ -133,16 +148,18 @@ def plot(rows: list[dict], runs: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
     panels = (("duplicates_per_useful", "duplicate deliveries per useful one"),
               ("rounds_to_converge", "rounds to converge after the last write"),
               ("spread_median", "median spread of a batch (s)"))
     for ax, (key, label) in zip(axes, panels):
-        for offset, (mode, colour) in enumerate((("random", "tab:red"), ("tree", "tab:green"))):
-            xs = [i + (offset - 0.5) * 0.35 for i in range(len(SIZES))]
+        for offset, mode in enumerate(MODES):
+            xs = [i + (offset - 1) * 0.27 for i in range(len(SIZES))]
             row_key = key if key == "spread_median" else key + "_median"
             heights = [next(r for r in rows if r["peers"] == p and r["mode"] == mode)[row_key] or 0 for p in SIZES]
-            ax.bar(xs, heights, width=0.35, color=colour, alpha=0.6, label=f"{mode} (eager_tree={MODES[mode]})")
+            config = MODES[mode]
+            label = f"{mode} (eager_tree={config.eager_tree}, relay_delay={config.relay_delay * 1000:g} ms)"
+            ax.bar(xs, heights, width=0.27, color=COLOURS[mode], alpha=0.6, label=label)
             for x, peers in zip(xs, SIZES):
                 dots = [r[key] for r in runs if r["peers"] == peers and r["mode"] == mode and r[key] is not None]
                 ax.plot([x] * len(dots), dots, "k.", markersize=4)

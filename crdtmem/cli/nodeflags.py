@@ -20,11 +20,11 @@ __all__ = ["add_node_arguments", "node_config_from_args", "duration", "integer"]
 
 _HELP = {
     "gossip_interval": "seconds between gossip rounds",
-    "fanout": "neighbours each gossip round reaches (and each relay round, with --no-eager-tree)",
+    "fanout": "neighbours each gossip round reaches, each relay round with --no-eager-tree, and a batch's second-hop shortcuts with the tree",
     "anti_entropy_interval": "seconds between full version-vector exchanges with each neighbour",
     "handshake_timeout": "drop a connection whose handshake takes longer",
     "ack_delay": "acks of received batches wait this long, so one ack covers a burst",
-    "relay_delay": "at most one relay round per this many seconds",
+    "relay_delay": "at most one relay round per this many seconds (each hop may wait this long)",
     "log_retention": "how long a peer that went away is remembered for sending it batches",
     "max_frame_bytes": "largest frame sent or accepted",
     "max_message_bytes": "largest message reassembled from frames",
@@ -34,7 +34,7 @@ _HELP = {
     "max_pending_batches": "received batches kept waiting for their dependencies at most",
     "relay_republish_interval": "publish a batch the relay's broker has not acknowledged again after this long",
     "max_pending_per_author": "waiting batches of one author kept at most; beyond, its oldest is dropped",
-    "eager_tree": "relay along one spanning tree rooted at the smallest peer id (lazy links get IHave) instead of to random neighbours",
+    "eager_tree": "relay along one spanning tree rooted at the smallest peer id (lazy links get IHave, except shortcuts at a batch's first two hops) instead of to random neighbours",
 }
 
 

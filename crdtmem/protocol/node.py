@@ -38,14 +38,17 @@ What the node does, per DESIGN.md §4:
   new batches from others are relayed to the *eager* neighbours that may lack them, at
   once if nothing was relayed in the last ``relay_delay``, else together with whatever else
   arrives until then (one message per neighbour for a burst);
-* a relay tree (with ``eager_tree``, :mod:`.relaytree`): neighbours tell each other their
-  distance to the smallest peer id (``TreeRoot``), and each peer's eager links are its
+* a relay tree (``eager_tree``, the default; :mod:`.relaytree`): neighbours tell each other
+  their distance to the smallest peer id (``TreeRoot``), and each peer's eager links are its
   parent on a shortest path to that root and the neighbours that chose it as theirs: one
-  breadth-first spanning tree, so each batch reaches a peer about once. Fresh batches, own
-  ones included, go over the eager links; the lazy ones get ``IHave``, the fresh batches'
-  numbers, and a peer still lacking one ``graft_timeout`` later asks the announcer with a
-  ``Sync`` (Plumtree's lazy repair). Without ``eager_tree``, fresh
-  batches go to ``fanout`` random neighbours that may lack them, own ones to every neighbour;
+  breadth-first spanning tree, so each batch reaches a peer about once. Fresh batches go
+  over the eager links; the lazy ones get ``IHave``, the fresh batches' numbers, and a peer
+  still lacking one ``graft_timeout`` later asks the announcer with a ``Sync`` (Plumtree's
+  lazy repair). A tree path between two peers runs through their common ancestor, longer
+  than the mesh's shortest path, so a batch's first two hops take shortcuts: own batches go
+  to every neighbour, and a batch that came straight from its author also goes to
+  ``fanout`` random lazy links. Without ``eager_tree``, fresh batches go to ``fanout``
+  random neighbours that may lack them, own ones to every neighbour;
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
@@ -214,8 +217,11 @@ class NodeConfig:
     max_unacked_batches: int = 4
     """Own batches a neighbour may leave unacknowledged before even full batches wait: what one
     slow neighbour has in flight stays within this many batches of ``full_batch_writes``."""
-    relay_delay: float = 0.05
-    """At most one relay round per this many seconds; batches arriving meanwhile wait for it."""
+    relay_delay: float = 0.02
+    """At most one relay round per this many seconds; batches arriving meanwhile wait for it
+    (one message per neighbour for a burst). Every hop a batch takes may wait this long, so it
+    stays about one link's latency: 50 ms made the relay tree's batches reach everyone a link
+    later at 100 simulated peers (``simulations/gossip_duplicates.py``)."""
     log_retention: float = 600.0
     """How long what a peer that went away had seen is remembered (its batches stay logged)."""
     max_frame_bytes: int = 1024 * 1024
@@ -239,13 +245,13 @@ class NodeConfig:
     relay_republish_interval: float = 5.0
     """Seconds after which a batch published to a relay and not yet acknowledged as stored by
     its broker is published again (the broker's duplicate window drops repeats)."""
-    eager_tree: bool = False
+    eager_tree: bool = True
     """Relay along one breadth-first spanning tree rooted at the smallest peer id
-    (:mod:`.relaytree`), announcing fresh batches over the other links (``IHave``): about 0.1
-    duplicate per useful delivery instead of two, and at 1,000 simulated peers everyone has a
-    batch 100 ms sooner (see ``simulations/gossip_duplicates.py``). Off (the default): relay to
-    ``fanout`` random neighbours, own writes to every neighbour, which at 100 peers reaches
-    everyone one link (20 ms) sooner than the tree."""
+    (:mod:`.relaytree`), announcing fresh batches over the other links (``IHave``); a batch's
+    first two hops also take ``fanout`` lazy links (own writes go to every neighbour). About
+    0.45 / 0.2 duplicate per useful delivery at 100 / 1,000 simulated peers instead of two,
+    with batches reaching everyone as soon or sooner (see ``simulations/gossip_duplicates.py``).
+    Off: relay to ``fanout`` random neighbours, own writes to every neighbour."""
     graft_timeout: float = 0.1
     """With ``eager_tree``: how long a batch announced over a lazy link (``IHave``) may take to
     arrive over the tree before this peer asks the announcer for it."""
@@ -346,6 +352,7 @@ class Node(RelayInputs, Departures):
         self._pending_by_author: dict[str, dict[bytes, tuple[bytes, ...]]] = {}
         self._tree = RelayTree(identity.peer_id, hold_down=self.config.tree_hold_down)  # eager links (eager_tree)
         self._relay: list[tuple[Dot, bytes]] = []  # fresh batches waiting for the next relay round
+        self._second_hop: dict[Dot, ConnId] = {}  # those of them that came straight from their author: over which link
         self._next_relay = 0.0
         self._sessions: dict[ConnId, _Session] = {}
         self._relays: dict[ConnId, RelayLink] = {}
@@ -487,7 +494,7 @@ class Node(RelayInputs, Departures):
         self._record_applied(batch, None, retirement_records(batch.deltas), local=True)
         self.stats.batches_created += 1
         sessions = self._ready_sessions()
-        for session in self._relay_targets(sessions):
+        for session in self._relay_targets(sessions) + self._shortcuts(None, sessions, 1):
             self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
         self._announce(sessions, [(Dot(batch.author, seq), batch.wire)])
         self._relay_publish_fresh([(Dot(batch.author, seq), batch.wire)], now)
@@ -797,6 +804,8 @@ class Node(RelayInputs, Departures):
         elif fresh and session.ack_at is None:
             session.ack_at = now + self.config.ack_delay
         if fresh:
+            if from_author and self.config.eager_tree:  # its second hop may take shortcuts (``_relay_round``)
+                self._second_hop.update((dot, session.conn) for dot, _ in fresh if key_id_of(dot.replica) == session.peer_id)
             self._queue_relay(fresh, now)
 
     def _on_ihave(self, session: _Session, message: IHave, now: float) -> None:
@@ -825,7 +834,7 @@ class Node(RelayInputs, Departures):
         for session in sessions:
             if self._tree.eager(session.conn):
                 continue
-            dots = [dot for dot, _ in batches if dot not in session.peer_seen]
+            dots = [dot for dot, _ in batches if dot not in session.peer_seen and dot not in session.in_flight]
             for start in range(0, len(dots), MAX_WANTED):
                 self._send_message(session, IHave(tuple(dots[start : start + MAX_WANTED])), SendKind.GOSSIP)
 
@@ -1182,20 +1191,53 @@ class Node(RelayInputs, Departures):
     # -- sending ----------------------------------------------------------------------------
 
     def _relay_round(self, now: float) -> None:
-        """Push the waiting fresh batches to ``fanout`` random neighbours not known to have them
-        all, and publish them to relays whose stream is not known to hold them."""
+        """Push the waiting fresh batches to the neighbours that may lack them, and publish them
+        to relays whose stream is not known to hold them.
+
+        With ``eager_tree``, batches go over the tree's links; those that came straight from
+        their author (their second hop) also go to ``fanout`` random lazy links where the tree
+        may detour (:meth:`_shortcuts`); the lazy links get ``IHave`` for what they were not sent.
+        Without it, the batches go to ``fanout`` random neighbours not known to have them all.
+        """
         batches, self._relay = self._relay, []
+        second_hop, self._second_hop = self._second_hop, {}
         self._next_relay = now + self.config.relay_delay
-        lacking = [
-            s for s in self._relay_targets(self._ready_sessions())
-            if any(dot not in s.peer_seen and dot not in s.in_flight for dot, _ in batches)
-        ]
-        if not self.config.eager_tree:
-            lacking = self.rng.sample(lacking, min(self.config.fanout, len(lacking)))
-        for target in lacking:
-            self._push(target, batches, SendKind.GOSSIP)
-        self._announce(self._ready_sessions(), batches)
+        sessions = self._ready_sessions()
+        if self.config.eager_tree:
+            for session in self._relay_targets(sessions):
+                self._push(session, batches, SendKind.GOSSIP)
+            for source in dict.fromkeys(second_hop.values()):
+                from_source = [(dot, wire) for dot, wire in batches if second_hop.get(dot) == source]
+                for session in self._some_lacking(self._shortcuts(source, sessions, 2), from_source):
+                    self._push(session, from_source, SendKind.GOSSIP)
+            self._announce(sessions, batches)
+        else:
+            for session in self._some_lacking(sessions, batches):
+                self._push(session, batches, SendKind.GOSSIP)
         self._relay_publish_fresh(batches, now)  # bridge the mesh into relay streams that lack them
+
+    def _shortcuts(self, source: ConnId | None, sessions: list[_Session], hops: int) -> list[_Session]:
+        """The lazy links among ``sessions`` worth a shortcut of ``hops`` links for a batch whose
+        author is this peer (``source`` None) or the neighbour on ``source``: the tree may take
+        two links more to reach them (the author's and their hops to the root, added up), or
+        the tree may not reach them yet (a hop count not yet advertised, as on a fresh link, or
+        one to another root). None with ``eager_tree`` off."""
+        if not self.config.eager_tree:
+            return []
+        near = self._tree.hops_of(source)
+        shortcuts = []
+        for session in sessions:
+            if session.conn == source or self._tree.eager(session.conn):
+                continue
+            far = self._tree.hops_of(session.conn)
+            if near is None or far is None or near + far >= hops + 2:
+                shortcuts.append(session)
+        return shortcuts
+
+    def _some_lacking(self, sessions: list[_Session], batches: list[tuple[Dot, bytes]]) -> list[_Session]:
+        """``fanout`` random ones of ``sessions`` not known to have (or be sent) all of ``batches``."""
+        lacking = [s for s in sessions if any(dot not in s.peer_seen and dot not in s.in_flight for dot, _ in batches)]
+        return self.rng.sample(lacking, min(self.config.fanout, len(lacking)))
 
     def _gossip_round(self) -> None:
         sessions = self._ready_sessions()

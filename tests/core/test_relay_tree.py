@@ -192,3 +192,65 @@ def test_a_root_that_is_not_a_member_is_not_taken() -> None:
     assert BOB.peer_id < cluster.node("alice").identity.peer_id
     cluster.inject(raw.conn, raw.seal(TreeRoot(BOB.peer_id, 0, False)))  # a member: taken
     assert cluster.node("alice").eager_peers() == {BOB.peer_id}
+
+
+RING = tuple(f"r{i}" for i in range(8))
+
+
+def _ring() -> Cluster:
+    """Eight peers in a ring: the tree is the ring less one link, across from the root."""
+    cluster = Cluster(seed=11, config=NodeConfig())
+    for name in RING:
+        cluster.add(name)
+    for i, name in enumerate(RING):
+        cluster.connect(name, RING[(i + 1) % len(RING)])
+    cluster.run(1.0)  # the advertisements settle
+    return cluster
+
+
+def _far_end(cluster: Cluster) -> tuple[str, str, str]:
+    """The peer farthest from the root, its parent and the neighbour it has a lazy link to."""
+    far = max(RING, key=lambda name: cluster.node(name)._tree.hops)
+    i = RING.index(far)
+    ids = {cluster.node(name).identity.peer_id: name for name in RING}
+    (parent,) = {ids[p] for p in cluster.node(far).eager_peers()}
+    (lazy,) = {RING[i - 1], RING[(i + 1) % len(RING)]} - {parent}
+    return far, parent, lazy
+
+
+def test_in_a_full_mesh_the_tree_takes_no_shortcut_and_brings_no_duplicate() -> None:
+    cluster = _mesh(eager_tree=True)
+    cluster.run(1.0)  # the advertisements settle (until then links not yet placed get batches directly)
+    _write_everywhere(cluster, 12)
+    assert sum(cluster.node(name).stats.duplicate_batches for name in NAMES) == 0
+
+
+def test_an_own_batch_goes_straight_to_a_lazy_neighbour_the_tree_reaches_through_the_root() -> None:
+    cluster = _ring()
+    far, _, lazy = _far_end(cluster)
+    assert cluster.node(far)._tree.hops == len(RING) // 2  # the tree's way to ``lazy`` is 7 links
+    cluster.memory(far).counter("n").increment()
+    cluster.run(0.015)  # one link's latency (10 ms) and a half
+    assert cluster.memory(lazy).counter("n").value == 1
+
+
+def test_a_batch_straight_from_its_author_takes_a_shortcut_at_its_second_hop() -> None:
+    cluster = _ring()
+    far, parent, lazy = _far_end(cluster)
+    cluster.memory(parent).counter("n").increment()  # to ``far`` over the tree, then on to ``lazy``
+    cluster.run(0.025)  # two links (the tree: six)
+    assert cluster.memory(lazy).counter("n").value == 1
+    assert cluster.run_until(cluster.converged, timeout=5)
+    assert sum(cluster.node(name).stats.duplicate_batches for name in RING) <= 2
+
+
+def test_a_write_right_after_connecting_goes_out_before_the_tree_is_known() -> None:
+    cluster = Cluster(seed=3)
+    cluster.add("a")
+    cluster.add("b")
+    cluster.connect("a", "b")
+    assert cluster.run_until(lambda: bool(cluster.node("a").peers()), timeout=5)
+    assert cluster.node("a").eager_peers() == set()  # b has not said where it stands yet
+    cluster.memory("a").counter("n").increment()
+    cluster.run(0.015)  # a link's latency (10 ms), not the graft timeout (100 ms)
+    assert cluster.memory("b").counter("n").value == 1

@@ -1,5 +1,5 @@
-"""The relay tree (``eager_tree``) through faults: a partition, the root crashing, a flapping
-link. Every replica converges, the tree spans the peers again, and it re-forms in a bounded
+"""The relay tree (``eager_tree``) through faults: a partition, the root crashing, an eager
+parent crashing, a flapping link. Every replica converges, the tree spans the peers again, and it re-forms in a bounded
 number of parent changes (no distances counted up to the bound)."""
 
 from __future__ import annotations
@@ -74,4 +74,28 @@ def test_when_the_root_crashes_the_others_form_a_tree_without_it_and_take_it_bac
     report = build_report(sim)
     assert report["converged"] and _tree_spans(sim)
     assert {p.node._tree.root for p in sim.live_peers()} == {sim.peers[root].peer_id}
+    assert report["node_stats"]["tree_parent_changes"] <= 10 * PEERS
+
+
+
+def _parent_of(sim: Simulation, peer: int) -> str | None:
+    """The peer id of ``peer``'s parent in the relay tree (None: it is a root)."""
+    node = sim.peers[peer].node
+    return node.peers().get(node._tree.parent) if node._tree.parent is not None else None
+
+
+def test_when_an_eager_parent_dies_its_children_take_another_and_no_write_is_lost() -> None:
+    before = Simulation(_scenario())
+    before.run_until(3.5)  # the tree has formed; the crash below changes nothing before 4 s
+    root = before.peers[_root(before)].peer_id
+    parent = next(i for i, p in enumerate(before.peers) if p.peer_id != root and len(p.node.eager_peers()) >= 3)
+    children = [i for i in range(PEERS) if _parent_of(before, i) == before.peers[parent].peer_id]
+    assert len(children) >= 2
+    sim = Simulation(_scenario(crashes=[Crash(peer=parent, at=4.0)]))
+    sim.run_until(6.0)
+    assert _tree_spans(sim)  # the others, without it
+    assert all(_parent_of(sim, child) not in (None, sim.peers[parent].peer_id) for child in children)
+    sim.run()
+    report = build_report(sim)
+    assert report["converged"] and _tree_spans(sim)  # the live peers' writes, made before and after, reached them all
     assert report["node_stats"]["tree_parent_changes"] <= 10 * PEERS
