@@ -20,13 +20,17 @@ Printed as one JSON object:
   processes from the first write until drained, from ``/proc``, per write made and per
   write shown at another peer), ``duplicates_per_delivery`` (batches received again per
   batch shown), ``messages_per_write`` / ``bytes_per_write`` (sent by all peers, every
-  kind), ``store_commits_per_write`` (all peers' store commits, start-up included),
+  kind), ``cpu_us_per_message`` (the CPU per write over the messages per write: under
+  load the peers coalesce more, so fewer messages carry a write and CPU per write falls with
+  the load; per message it moves far less), ``store_commits_per_write`` (all peers' store
+  commits, start-up included),
   ``idle_cores_per_peer`` (each peer's CPU while connected
   and idle, over ``--idle`` seconds before writing), ``cores_used`` (all peers, writing);
 * ``highest_rate_p99_under_1s``: per code, the highest rate whose median p99 is under a
   second with nothing lost and the backlog drained within 5 s;
-* ``ratios``: this / reference for ``cpu_ms_per_write``, ``idle_cores_per_peer`` and
-  ``p99_s`` at each rate (below 1: this code is cheaper or quicker);
+* ``ratios``: this / reference for ``cpu_ms_per_write``, ``cpu_us_per_message``,
+  ``store_commits_per_write``, ``idle_cores_per_peer`` and ``p99_s`` at each rate (below 1:
+  this code is cheaper or quicker);
 * ``load_average``: the machine's 1-minute load average before and after (other jobs
   share a 2-core machine: read the CPU-time figures, which such noise moves least).
 
@@ -90,7 +94,13 @@ def _figures(result: dict[str, Any]) -> dict[str, float | None]:
         "messages_per_write": round(sum(v for k, v in traffic.items() if k.startswith("messages_sent_")), 2),
         "bytes_per_write": round(sum(v for k, v in traffic.items() if k.startswith("bytes_sent_"))),
         "store_commits_per_write": traffic.get("store_commits"),
+        "cpu_us_per_message": _per(1000 * cpu["per_write_ms"], sum(v for k, v in traffic.items()
+                                                                 if k.startswith("messages_sent_"))),
     }
+
+
+def _per(total: float | None, count: float) -> float | None:
+    return round(total / count, 1) if total is not None and count else None
 
 
 def _summary(samples: list[dict[str, float | None]]) -> dict[str, Any]:
@@ -192,7 +202,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.reference:
         out["ratios"] = {
             key: {r: _ratio(runs["this"][r].get(key), runs["reference"][r].get(key)) for r in runs["this"]}
-            for key in ("cpu_ms_per_write", "idle_cores_per_peer", "p99_s")
+            for key in ("cpu_ms_per_write", "cpu_us_per_message", "store_commits_per_write", "idle_cores_per_peer",
+                        "p99_s")
         }
     if profiles:
         out["profile_top_own_time"] = profiles
