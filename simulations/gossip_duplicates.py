@@ -158,8 +158,8 @@ def plot(rows: list[dict], runs: list[dict]) -> None:
             row_key = key if key == "spread_median" else key + "_median"
             heights = [next(r for r in rows if r["peers"] == p and r["mode"] == mode)[row_key] or 0 for p in SIZES]
             config = MODES[mode]
-            label = f"{mode} (eager_tree={config.eager_tree}, relay_delay={config.relay_delay * 1000:g} ms)"
-            ax.bar(xs, heights, width=0.27, color=COLOURS[mode], alpha=0.6, label=label)
+            legend = f"{mode} (eager_tree={config.eager_tree}, relay_delay={config.relay_delay * 1000:g} ms)"
+            ax.bar(xs, heights, width=0.27, color=COLOURS[mode], alpha=0.6, label=legend)
             for x, peers in zip(xs, SIZES):
                 dots = [r[key] for r in runs if r["peers"] == peers and r["mode"] == mode and r[key] is not None]
                 ax.plot([x] * len(dots), dots, "k.", markersize=4)
