@@ -11,8 +11,9 @@ quiescence and checks convergence and that no sealed write is lacking anywhere.
     python simulations/churn.py --alive 100 --minutes 100 --writes-per-life 1 --name churn_10k
 
 The last is the 10,000-incarnation run (see simulations/README.md for its figures and time):
-one write per life and the relay tree (the default) keep it within reach. The first two were
-made with random relays, the default then (``--no-eager-tree`` reproduces them).
+one write per life and the relay tree (the default) keep it within reach. The figures of all
+three in simulations/README.md were made before the tree's shortcuts and 20 ms relay rounds;
+the first two with random relays (``--no-eager-tree``), the defaults then.
 """
 
 from __future__ import annotations
