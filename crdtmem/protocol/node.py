@@ -43,10 +43,11 @@ What the node does, per DESIGN.md §4:
   over the eager links; the lazy ones get ``IHave``, the fresh batches' numbers, and a peer
   still lacking one ``graft_timeout`` later asks the announcer with a ``Sync`` (Plumtree's
   lazy repair). A tree path between two peers runs through their common ancestor, longer
-  than the mesh's shortest path, so a batch's first two hops take shortcuts: own batches go
-  to every neighbour, and a batch that came straight from its author also goes to
-  ``fanout`` random lazy links. Without ``eager_tree``, fresh batches go to ``fanout``
-  random neighbours that may lack them, own ones to every neighbour;
+  than the mesh's shortest path, so a batch's first two hops take shortcuts over lazy links
+  where the tree may detour: own batches go to every such neighbour, and a batch that came
+  straight from its author to ``fanout`` of them (``_shortcuts``). Without ``eager_tree``,
+  fresh batches go to ``fanout`` random neighbours that may lack them, own ones to every
+  neighbour;
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
