@@ -2,8 +2,8 @@
 
 The fault scenarios of ``partition_heal.py`` (100 peers), ``loss_30.py`` (stream transport),
 ``flapping_link.py`` and ``crash_restart.py``, each with seeds 1-3, run twice in one process:
-``random``, the old default (``eager_tree`` off, ``relay_delay`` 50 ms), and ``tree``, the
-default. Per run: converged or not, the time from the heal (last flap, last write, heal) to the
+``random``, the default (``eager_tree`` off, ``relay_delay`` 50 ms), and ``tree``
+(``eager_tree`` on, ``relay_delay`` 20 ms, as in ``gossip_duplicates.py``). Per run: converged or not, the time from the heal (last flap, last write, heal) to the
 last change of any replica, duplicate batch deliveries per useful one, bytes and messages.
 
     python simulations/tree_faults.py        # tree_faults.json
@@ -19,7 +19,7 @@ from crdtmem.simulation import Crash, LinkFault, NodeConfig, Partition, Scenario
 from crdtmem.simulation.report import build_report
 
 SEEDS = (1, 2, 3)
-MODES = {"random": {"eager_tree": False, "relay_delay": 0.05}, "tree": {}}
+MODES = {"random": {}, "tree": {"eager_tree": True, "relay_delay": 0.02}}
 
 
 def scenario(name: str, seed: int) -> Scenario:

@@ -14,7 +14,7 @@ from crdtmem.errors import DecodeError
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import batch_hash, seal_batch
 from crdtmem.protocol.framing import FrameChannel
-from crdtmem.protocol.messages import MAX_WANTED, Batches, Message, SeenDigest, Sync, TreeRoot, Want
+from crdtmem.protocol.messages import MAX_WANTED, Batches, Message, SeenDigest, Sync, Want
 from crdtmem.protocol.messages import decode_message, encode_message, seen_digest
 from crdtmem.testing import Cluster, RawSession
 from crdtmem.values import encode_value
@@ -33,12 +33,10 @@ def _cluster() -> Cluster:
 
 
 def _sent(raw: RawSession, start: int) -> list[Message]:
-    """The messages the node sent on ``raw`` from its ``start``-th framed message on, but for
-    its place in the relay tree (``TreeRoot``: not part of reconciliation)."""
+    """The messages the node sent on ``raw`` from its ``start``-th framed message on."""
     reader = FrameChannel(raw.handshake.keys)  # a fresh one per call: each reads from the first frame
     opened = [reader.open_frame(frame) for frame in raw.received[HANDSHAKE_MESSAGES:]]
-    messages = [decode_message(m, max_size=1 << 20) for m in opened if m is not None]
-    return [m for m in messages if not isinstance(m, TreeRoot)][start:]
+    return [decode_message(m, max_size=1 << 20) for m in opened if m is not None][start:]
 
 
 def _bobs_batch(seq: int, value: str) -> bytes:
