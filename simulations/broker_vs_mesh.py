@@ -3,9 +3,8 @@
 Both setups run the same writes (1 write/s network-wide until t = 10 s) and the same cut from
 t = 5 s to t = 10 s:
 
-* **mesh**: random 6-regular websocket links, gossip every 1 s to 3 peers, fresh batches
-  relayed to 3 random neighbours (``eager_tree`` off, ``relay_delay`` 50 ms: the defaults when
-  these runs were made); the cut splits the peers into two halves (a network partition);
+* **mesh**: random 6-regular websocket links, gossip every 1 s to 3 peers; the cut splits the
+  peers into two halves (a network partition);
 * **broker**: no links at all (topology ``none``); every peer publishes to and reads one
   modelled JetStream broker (20 µs to store a message, 1 µs per subscriber to deliver it,
   1 h retention); the cut is the broker itself becoming unreachable (every peer is cut off).
@@ -31,7 +30,7 @@ from crdtmem.simulation import BrokerOutage, NodeConfig, Partition, Scenario
 
 def scenario(mode: str, peers: int) -> Scenario:
     common = dict(peers=peers, seed=1, writes=1.0, write_until=10.0, duration=14.0, sample_interval=0.5,
-                  node=NodeConfig(anti_entropy_interval=300.0, eager_tree=False, relay_delay=0.05))
+                  node=NodeConfig(anti_entropy_interval=300.0))
     if mode == "mesh":
         return Scenario(**common, partitions=[Partition(at=5.0, heal_at=10.0, groups=2)])
     return Scenario(**common, topology="none", broker="publish=20us,deliver=1us,retention=60m",

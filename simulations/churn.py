@@ -6,13 +6,12 @@ incarnation of its key: a team whose short-lived sub-agents come and go. Every v
 it samples the live peers' vectors (see :mod:`crdtmem.simulation.churn`), then runs to
 quiescence and checks convergence and that no sealed write is lacking anywhere.
 
-    python simulations/churn.py --no-eager-tree                    # 50 alive x 20 min: 1,000+ incarnations
-    python simulations/churn.py --alive 100 --minutes 10 --no-eager-tree --name churn_100x10
-    python simulations/churn.py --alive 100 --minutes 100 --writes-per-life 1 --name churn_10k
+    python simulations/churn.py                                    # 50 alive x 20 min: 1,000+ incarnations
+    python simulations/churn.py --alive 100 --minutes 10 --name churn_100x10
+    python simulations/churn.py --alive 100 --minutes 100 --writes-per-life 1 --eager-tree --name churn_10k
 
 The last is the 10,000-incarnation run (see simulations/README.md for its figures and time):
-one write per life and the relay tree (the default) keep it within reach. The first two were
-made with random relays, the default then (``--no-eager-tree`` reproduces them).
+one write per life and the relay tree keep it within reach.
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--crash-share", type=float, default=0.1, help="share of stops that are kills (default 0.1)")
     parser.add_argument("--writes-per-life", type=float, default=3.0, help="writes per incarnation (default 3)")
-    parser.add_argument("--eager-tree", action=argparse.BooleanOptionalAction, default=NodeConfig().eager_tree,
-                        help="relay over the relay tree (NodeConfig.eager_tree; default on)")
+    parser.add_argument("--eager-tree", action="store_true", help="relay over the relay tree (NodeConfig.eager_tree)")
     parser.add_argument("--name", default="churn", help="write NAME.json and NAME.png here (default churn)")
     parser.add_argument("--before", type=Path, default=HERE / "churn_before_pruning.json",
                         help="a run of the same size without pruning, drawn for comparison (default: the one kept here)")

@@ -7,9 +7,6 @@ A row's convergence time is the mean over its runs that converged; ``runs_conver
 how many did (``converged`` is true only if all of them did).
 Fanout sets how many neighbours a peer relays fresh batches to and how many it syncs with
 per gossip round: more fanout, fewer peers left waiting for a round, more duplicate bytes.
-The relays here are random, one round per 50 ms at most (``eager_tree`` off, ``relay_delay``
-50 ms: the defaults when this sweep was made); with the relay tree, fanout only sets the
-gossip rounds and a batch's second-hop shortcuts.
 
     python simulations/fanout_sweep.py        # fanout_sweep.json, fanout_sweep.png
 """
@@ -29,8 +26,7 @@ for fanout in FANOUTS:
         report = run(
             name,
             Scenario(peers=200, seed=seed, topology="regular:8", partitions=[Partition(4.0, 10.0)],
-                     writes=4.0, duration=20.0,
-                     node=NodeConfig(fanout=fanout, anti_entropy_interval=30.0, eager_tree=False, relay_delay=0.05)),
+                     writes=4.0, duration=20.0, node=NodeConfig(fanout=fanout, anti_entropy_interval=30.0)),
             plot=False,
         )
         (HERE / f"{name}.json").unlink()  # keep one combined report

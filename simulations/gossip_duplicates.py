@@ -2,12 +2,12 @@
 
 100 and 1,000 peers on random 6-regular links, 20 ms latency, gossip every 1 s to 3 peers.
 Peers write 5 times a second network-wide for 10 s; each run ends at 15 s. Every size runs
-three times per seed, in one process: ``random``, the old default (``eager_tree`` off: relay
+three times per seed, in one process: ``random``, the default (``eager_tree`` off: relay
 fresh batches to 3 random neighbours that may lack them, own writes to every neighbour;
-``relay_delay`` 50 ms); ``random-20ms``, the same with the new ``relay_delay`` of 20 ms; and
-``tree``, the default (relay over one breadth-first spanning tree rooted at the smallest peer
-id, ``IHave`` over the other links, a batch's first two hops also over lazy links where the
-tree may detour). A *useful* delivery applies a batch (``batches_applied``); a *duplicate* brings
+``relay_delay`` 50 ms); ``random-20ms``, the same with ``relay_delay`` 20 ms; and ``tree``
+(``eager_tree`` on, ``relay_delay`` 20 ms: relay over one breadth-first spanning tree rooted
+at the smallest peer id, ``IHave`` over the other links, a batch's first two hops also over
+lazy links where the tree may detour). A *useful* delivery applies a batch (``batches_applied``); a *duplicate* brings
 one already held (``duplicate_batches``), summed over every peer. Rounds to converge: time
 from the last write until the last replica changed, in gossip intervals (the simulator's
 report). Spread: per batch, from its signing until the last peer applied it (median over the
@@ -29,9 +29,9 @@ from crdtmem.simulation.report import build_report
 
 SIZES = {100: (1, 2, 3, 4, 5), 1000: (1, 2, 3)}
 MODES = {
-    "random": NodeConfig(fanout=3, eager_tree=False, relay_delay=0.05),
-    "random-20ms": NodeConfig(fanout=3, eager_tree=False),
-    "tree": NodeConfig(fanout=3),
+    "random": NodeConfig(fanout=3),
+    "random-20ms": NodeConfig(fanout=3, relay_delay=0.02),
+    "tree": NodeConfig(fanout=3, eager_tree=True, relay_delay=0.02),
 }
 COLOURS = {"random": "tab:red", "random-20ms": "tab:orange", "tree": "tab:green"}
 
@@ -158,8 +158,8 @@ def plot(rows: list[dict], runs: list[dict]) -> None:
             row_key = key if key == "spread_median" else key + "_median"
             heights = [next(r for r in rows if r["peers"] == p and r["mode"] == mode)[row_key] or 0 for p in SIZES]
             config = MODES[mode]
-            label = f"{mode} (eager_tree={config.eager_tree}, relay_delay={config.relay_delay * 1000:g} ms)"
-            ax.bar(xs, heights, width=0.27, color=COLOURS[mode], alpha=0.6, label=label)
+            legend = f"{mode} (eager_tree={config.eager_tree}, relay_delay={config.relay_delay * 1000:g} ms)"
+            ax.bar(xs, heights, width=0.27, color=COLOURS[mode], alpha=0.6, label=legend)
             for x, peers in zip(xs, SIZES):
                 dots = [r[key] for r in runs if r["peers"] == peers and r["mode"] == mode and r[key] is not None]
                 ax.plot([x] * len(dots), dots, "k.", markersize=4)

@@ -38,17 +38,18 @@ What the node does, per DESIGN.md §4:
   new batches from others are relayed to the *eager* neighbours that may lack them, at
   once if nothing was relayed in the last ``relay_delay``, else together with whatever else
   arrives until then (one message per neighbour for a burst);
-* a relay tree (``eager_tree``, the default; :mod:`.relaytree`): neighbours tell each other
+* a relay tree (with ``eager_tree``, :mod:`.relaytree`): neighbours tell each other
   their distance to the smallest peer id (``TreeRoot``), and each peer's eager links are its
   parent on a shortest path to that root and the neighbours that chose it as theirs: one
   breadth-first spanning tree, so each batch reaches a peer about once. Fresh batches go
   over the eager links; the lazy ones get ``IHave``, the fresh batches' numbers, and a peer
   still lacking one ``graft_timeout`` later asks the announcer with a ``Sync`` (Plumtree's
   lazy repair). A tree path between two peers runs through their common ancestor, longer
-  than the mesh's shortest path, so a batch's first two hops take shortcuts: own batches go
-  to every neighbour, and a batch that came straight from its author also goes to
-  ``fanout`` random lazy links. Without ``eager_tree``, fresh batches go to ``fanout``
-  random neighbours that may lack them, own ones to every neighbour;
+  than the mesh's shortest path, so a batch's first two hops take shortcuts over lazy links
+  where the tree may detour: own batches go to every such neighbour, and a batch that came
+  straight from its author to ``fanout`` of them (``_shortcuts``). Without ``eager_tree``,
+  fresh batches go to ``fanout`` random neighbours that may lack them, own ones to every
+  neighbour;
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
@@ -217,11 +218,12 @@ class NodeConfig:
     max_unacked_batches: int = 4
     """Own batches a neighbour may leave unacknowledged before even full batches wait: what one
     slow neighbour has in flight stays within this many batches of ``full_batch_writes``."""
-    relay_delay: float = 0.02
+    relay_delay: float = 0.05
     """At most one relay round per this many seconds; batches arriving meanwhile wait for it
-    (one message per neighbour for a burst). Every hop a batch takes may wait this long, so it
-    stays about one link's latency: 50 ms made the relay tree's batches reach everyone a link
-    later at 100 simulated peers (``simulations/gossip_duplicates.py``)."""
+    (one message per neighbour for a burst). Every hop a batch takes may wait this long: with
+    ``eager_tree``, 20 ms (about one link's latency) is what keeps the tree's batches as fast
+    as random relays at 100 simulated peers (``simulations/gossip_duplicates.py``), at the
+    price of more, smaller messages under load."""
     log_retention: float = 600.0
     """How long what a peer that went away had seen is remembered (its batches stay logged)."""
     max_frame_bytes: int = 1024 * 1024
@@ -245,13 +247,16 @@ class NodeConfig:
     relay_republish_interval: float = 5.0
     """Seconds after which a batch published to a relay and not yet acknowledged as stored by
     its broker is published again (the broker's duplicate window drops repeats)."""
-    eager_tree: bool = True
+    eager_tree: bool = False
     """Relay along one breadth-first spanning tree rooted at the smallest peer id
     (:mod:`.relaytree`), announcing fresh batches over the other links (``IHave``); a batch's
-    first two hops also take ``fanout`` lazy links (own writes go to every neighbour). About
-    0.45 / 0.2 duplicate per useful delivery at 100 / 1,000 simulated peers instead of two,
-    with batches reaching everyone as soon or sooner (see ``simulations/gossip_duplicates.py``).
-    Off: relay to ``fanout`` random neighbours, own writes to every neighbour."""
+    first two hops also take lazy links where the tree may detour (``Node._shortcuts``). With
+    ``relay_delay`` 20 ms: about 0.44 / 0.18 duplicate per useful delivery at 100 / 1,000
+    simulated peers instead of two, converging as fast or faster
+    (``simulations/gossip_duplicates.py``). Off (the default): relay to ``fanout`` random
+    neighbours, own writes to every neighbour, which converges sooner under heavy packet loss
+    and after a crash-and-restart heal (``simulations/tree_faults.py``) and, on a small sparse
+    mesh under load, costs fewer messages and less CPU per delivery (``bench_receive.py``)."""
     graft_timeout: float = 0.1
     """With ``eager_tree``: how long a batch announced over a lazy link (``IHave``) may take to
     arrive over the tree before this peer asks the announcer for it."""

@@ -199,7 +199,7 @@ RING = tuple(f"r{i}" for i in range(8))
 
 def _ring() -> Cluster:
     """Eight peers in a ring: the tree is the ring less one link, across from the root."""
-    cluster = Cluster(seed=11, config=NodeConfig())
+    cluster = Cluster(seed=11, config=NodeConfig(eager_tree=True))
     for name in RING:
         cluster.add(name)
     for i, name in enumerate(RING):
@@ -245,7 +245,7 @@ def test_a_batch_straight_from_its_author_takes_a_shortcut_at_its_second_hop() -
 
 
 def test_a_write_right_after_connecting_goes_out_before_the_tree_is_known() -> None:
-    cluster = Cluster(seed=3)
+    cluster = Cluster(seed=3, config=NodeConfig(eager_tree=True))
     cluster.add("a")
     cluster.add("b")
     cluster.connect("a", "b")
