@@ -26,6 +26,7 @@ median of every key over the runs (each ratio taken within its own run), with ``
 as [min, max] for the main ones.
 
 Run: python benchmarks/bench_websocket.py [--reps 3] [--writes 50000] [--probes 300] [--raw 20000]
+[--full-batch-writes N|none]
 (``BENCH_PROFILE=DIR``: cProfile, CPU-timed, of the writer and the reader there)
 """
 
@@ -101,7 +102,16 @@ async def measure_raw(port: int, messages: int, pings: int) -> dict[str, float]:
 # -- crdtmem peers -------------------------------------------------------------------------------------
 
 
-def reader_main(pipe, secrets: list[bytes]) -> None:
+def _config(full_batch_writes: str):
+    """The peers' node tunables: the defaults, but for ``--full-batch-writes`` when given."""
+    from crdtmem.protocol.node import NodeConfig
+
+    if full_batch_writes == "default":
+        return NodeConfig()
+    return NodeConfig(full_batch_writes=None if full_batch_writes == "none" else int(full_batch_writes))
+
+
+def reader_main(pipe, secrets: list[bytes], full_batch_writes: str = "default") -> None:
     async def main() -> None:
         from crdtmem import Identity, Keyring, Memory, Peer
 
@@ -119,7 +129,7 @@ def reader_main(pipe, secrets: list[bytes]) -> None:
         memory.on_change(on_change)
         gc_time = GcTimer(time.process_time)
         gc_time.running = True
-        async with Peer(memory, me, keyring, listen="ws://127.0.0.1:0") as peer:
+        async with Peer(memory, me, keyring, listen="ws://127.0.0.1:0", config=_config(full_batch_writes)) as peer:
             pipe.send(peer.url)
             while await anyio.to_thread.run_sync(pipe.recv) == "cpu":  # until the writer is done
                 pipe.send((time.process_time(), gc_time.total))
@@ -136,7 +146,8 @@ async def _reader_cpu(pipe) -> tuple[float, float]:
     return await anyio.to_thread.run_sync(pipe.recv)
 
 
-async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int, pipe) -> dict[str, float]:
+async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int, pipe,
+                        full_batch_writes: str = "default") -> dict[str, float]:
     from crdtmem import Identity, Keyring, Memory, Peer
 
     me, other = (Identity.from_private_bytes(s) for s in secrets)
@@ -144,7 +155,7 @@ async def measure_peers(url: str, secrets: list[bytes], writes: int, probes: int
     keyring.add(me)
     keyring.add(other)
     memory = Memory(me.peer_id, clock=time.time)
-    async with Peer(memory, me, keyring, connect=[url]) as peer:
+    async with Peer(memory, me, keyring, connect=[url], config=_config(full_batch_writes)) as peer:
         await peer.wait_connected(1, timeout=10)
         await peer.wait_synced(timeout=10)
 
@@ -216,10 +227,11 @@ def _peers_rep(ctx, args) -> dict[str, float]:
 
     secrets = [Identity.generate().private_bytes() for _ in range(2)]
     here, there = ctx.Pipe()
-    reader = ctx.Process(target=reader_main, args=(there, [secrets[1], secrets[0]]))
+    reader = ctx.Process(target=reader_main, args=(there, [secrets[1], secrets[0]], args.full_batch_writes))
     reader.start()
     url = here.recv()
-    peers = profiled(lambda: anyio.run(measure_peers, url, [secrets[0], secrets[1]], args.writes, args.probes, here),
+    peers = profiled(lambda: anyio.run(measure_peers, url, [secrets[0], secrets[1]], args.writes, args.probes, here,
+                                       args.full_batch_writes),
                       "writer")
     reader.join(10)
     return peers
@@ -236,6 +248,9 @@ def main() -> None:
     parser.add_argument("--raw", type=int, default=20_000, help="raw one-way messages")
     parser.add_argument("--pings", type=int, default=300)
     parser.add_argument("--reps", type=int, default=3, help="runs of both, alternating which goes first")
+    parser.add_argument("--full-batch-writes", default="default",
+                        help="NodeConfig.full_batch_writes of both peers: a number, or none (held writes wait for "
+                             "the ack)")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
 

@@ -79,6 +79,9 @@ def _entry_to_plain(key: bytes, dots: dict[Dot, Any], payload: _Payload) -> list
 def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Callable]:
     """(to_plain, from_plain, encode_leaf) of a type whose state is one dot kernel."""
 
+    check_key, payload_from, width_extra = payload[3], payload[1], payload[2]
+    width = 2 + width_extra
+
     def to_plain(state: Any) -> list:
         kernel_entries = state.kernel.entries
         entries = []
@@ -91,9 +94,6 @@ def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Cal
                 entries.append(_entry_to_plain(key, dots, payload))
         return [entries, context_to_plain(state.kernel.ctx)]
 
-    check_key, payload_from, width_extra = payload[3], payload[1], payload[2]
-    width = 2 + width_extra
-
     def from_plain(obj: Any) -> Any:
         entry_list, ctx_plain = expect_list(obj, "dot kernel", 2)
         entries: dict[Hashable, dict[Dot, Any]] = {}
@@ -101,7 +101,8 @@ def _kernel_codec(cls: type, payload: _Payload) -> tuple[Callable, Callable, Cal
             key, dot_list = entry if type(entry) is list and len(entry) == 2 else expect_list(entry, "entry", 2)
             if check_key(key, "entry key") in entries:
                 raise DecodeError("malformed entries (duplicate key)")
-            if type(dot_list) is list and len(dot_list) == 1 and type(item := dot_list[0]) is list and len(item) == width:
+            if (type(dot_list) is list and len(dot_list) == 1
+                    and type(item := dot_list[0]) is list and len(item) == width):
                 # the common entry: one dot (and, for a set, no payload); checked as expect_dot does
                 replica, counter = item[0], item[1]
                 if not (type(replica) is str and 0 < len(replica) <= MAX_REPLICA_ID

@@ -195,6 +195,9 @@ def expect_dot(replica: Any, counter: Any) -> tuple[str, int]:
     return (expect_replica(replica), expect_count(counter, "counter"))
 
 
+_LIST, _PAIR, _STR, _INT = {list}, {2}, {str}, {int}
+
+
 def _cloud_dots(pairs: list) -> list[tuple[str, int]]:
     """The dots of a decoded dot cloud, each checked as :func:`expect_dot` does.
 
@@ -208,9 +211,6 @@ def _cloud_dots(pairs: list) -> list[tuple[str, int]]:
             if min(lengths) > 0 and max(lengths) <= MAX_REPLICA_ID and min(counters) > 0 and max(counters) <= MAX_COUNT:
                 return list(zip(replicas, counters))
     return [expect_dot(*expect_list(pair, "dot", 2)) for pair in pairs]
-
-
-_LIST, _PAIR, _STR, _INT = {list}, {2}, {str}, {int}
 
 
 def context_from_plain(obj: Any) -> CausalContext:

@@ -113,7 +113,7 @@ class Memory:
         self._outbox: dict[tuple[str, str], tuple[Crdt, Callable[[Crdt], object]]] = {}
         self._pending_writes = 0  # local writes joined into the outbox since the last take_deltas
         self._dirty: dict[str, set[Hashable]] = {}  # storage key → its changed leaf keys
-        self._listeners: tuple[ChangeListener, ...] = ()  # replaced, never changed: safe to iterate while one unsubscribes
+        self._listeners: tuple[ChangeListener, ...] = ()  # replaced, never changed in place
         self._sealed: str | None = None  # why local writes are refused (the writer retired), if they are
         self._refused_write = False  # a write was refused after sealing: the state shows what no batch carries
 

@@ -21,9 +21,9 @@ Local writes need no call of their own: while the memory holds unsigned deltas,
 pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neighbour has not
 yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
 does (or a few measured round trips pass, ``NodeConfig.ack_wait_rtts``, and never more than
-``max_flush_delay``; or they make a full batch, ``full_batch_writes``, which goes at once while
-fewer than ``max_unacked_batches`` are unacknowledged); with no neighbour connected they wait
-``max_flush_delay``. A deadline
+``max_flush_delay``; or, if ``full_batch_writes`` is set, they make a full batch, which goes at
+once while fewer than ``max_unacked_batches`` are unacknowledged); with no neighbour connected
+they wait ``max_flush_delay``. A deadline
 at or before the present means "tick now". Randomness comes from the ``random.Random`` the
 node is given, so the websocket runtime and the simulator run this same code, and a
 simulation seed replays exactly.
@@ -209,12 +209,14 @@ class NodeConfig:
     links, at least 1 ms; never more than ``max_flush_delay``): an ack later than that is
     held up by a busy or descheduled peer, and the writes go without it. None: wait up to
     ``max_flush_delay`` always."""
-    full_batch_writes: int | None = 1024
+    full_batch_writes: int | None = None
     """Held local writes that make a full batch: once this many wait for an acknowledgement,
     they are signed and sent without it while fewer than ``max_unacked_batches`` of our batches
-    are unacknowledged. A batch this large already spreads its signature thin; holding more
-    only leaves the receiver idle while the writer seals one large batch, and makes the last
-    batch of a burst long to apply. None: writes wait for the acknowledgement (or the delay)."""
+    are unacknowledged, so a receiver slower than the writer is never left idle while the
+    writer seals one large batch, and the last batch of a burst stays short. None (the
+    default): writes wait for the acknowledgement, at most ``ack_wait_rtts`` round trips and
+    ``max_flush_delay``; ``benchmarks/bench_websocket.py`` measured 1,024 and 4,096 no faster
+    than that (its receiver now applies a write faster than its writer makes one)."""
     max_unacked_batches: int = 4
     """Own batches a neighbour may leave unacknowledged before even full batches wait: what one
     slow neighbour has in flight stays within this many batches of ``full_batch_writes``."""

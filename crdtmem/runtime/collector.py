@@ -23,7 +23,7 @@ __all__ = ["CollectorPaused"]
 
 
 class CollectorPaused:
-    """``with CollectorPaused():`` around one call into the node (receive, tick).
+    """``with CollectorPaused():`` around one call into the node (receive, tick, flush).
 
     Re-entrant use is harmless: an inner pause finds the collector disabled and leaves it so.
     """

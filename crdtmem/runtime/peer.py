@@ -311,7 +311,8 @@ class Peer:
         Raises:
             UnencodableWriteError: some writes could not be encoded; they were not sent.
         """
-        self.node.flush(self._now())
+        with CollectorPaused():
+            self.node.flush(self._now())
         self._tick()
         self.node.check_writable()
 
