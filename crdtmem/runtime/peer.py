@@ -3,8 +3,6 @@
 It holds no protocol logic. It calls :meth:`Node.tick` at :meth:`Node.next_deadline` (and at
 once after a local write), pumps the node — journals applied batches to the store *before*
 anything is sent, then performs the node's actions in order — and runs the store's compaction.
-Messages received in one turn of the event loop are pumped together in the next: one store
-commit, then their answers, for a burst from many links.
 Its connections are :class:`~crdtmem.runtime.links.Links`; its metrics are
 :class:`~crdtmem.runtime.health.Health`::
 
@@ -168,7 +166,6 @@ class Peer:
         self._woken = False  # whether _wake is set (a plain flag: every local write asks)
         self._sleeping_until = math.inf  # when the timer loop will next tick unless woken
         self._changed: anyio.Event | None = None  # created by a waiter, set (and dropped) by _pump
-        self._received = anyio.Event()  # set while messages wait for _receipt_loop's pump
         self._compact_wanted = anyio.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self._relay: Any = None  # a RelayDriver once entered, if options.relay
@@ -187,7 +184,6 @@ class Peer:
             stack.push_async_callback(self._shutdown)  # runs before the task group exits
             self.started_at = time.monotonic()
             self._tg.start_soon(self._timer_loop)
-            self._tg.start_soon(self._receipt_loop)
             if self.store is not None:
                 self._tg.start_soon(self._compaction_loop)
             if self.options.listen:
@@ -491,24 +487,14 @@ class Peer:
         self._pump()
 
     def _link_received(self, key: str, data: bytes, now: float) -> None:
+        node = self.node
         with CollectorPaused():
-            self.node.receive(key, data, now)
-        # What it caused is journaled and sent by _receipt_loop, together with what the other
-        # links bring in this turn of the event loop: one store commit for all of them.
-        self._received.set()
-
-    async def _receipt_loop(self) -> None:
-        """Pump after each turn of the event loop that received messages (see ``_link_received``)."""
-        while True:
-            await self._received.wait()
-            self._received = anyio.Event()
-            node = self.node
+            node.receive(key, data, now)
             if node.writes_held:
-                # A message may be the ack these writes wait for: sign and send them now rather
-                # than at the timer loop's next turn.
-                with CollectorPaused():
-                    node.tick(self._now())
-            self._pump()
+                # The message may be the ack these writes wait for: sign and send them in this turn
+                # of the event loop rather than the timer loop's next one.
+                node.tick(now)
+        self._pump()
 
     def _link_closed(self, key: str, reason: str, now: float) -> None:
         if self.node is not None:

@@ -10,8 +10,8 @@ Layout (one file, WAL mode, ``PRAGMA application_id`` marks it as a crdtmem stor
     snapshot(id=1, memory, seen, upto, checksum)
 
 * Every delta batch the node applies (local or remote) is appended to the journal as one row,
-  in the same transaction as the others of one runtime step (a flush, a timer tick, or every
-  message received in one turn of the event loop), *before* the runtime sends anything
+  in the same transaction as the others of one runtime step (a flush, a timer tick, or one
+  received message), *before* the runtime sends anything
   that step caused (an answer, an ack, a relay). So a local write never leaves the process
   before it is durable, nothing is relayed or acknowledged before it is, and a restarted
   peer never reuses a sequence number or a dot that others have already seen.
