@@ -58,6 +58,24 @@ class DeltaLog:
     def wires(self) -> list[bytes]:
         return list(self._wires.values())
 
+    def position(self) -> int:
+        """How many batches were ever logged: pass it to :meth:`since` later."""
+        return self._added
+
+    def since(self, position: int) -> list[tuple[Dot, bytes]]:
+        """The logged batches added at or after ``position`` (:meth:`position`), oldest first.
+
+        Costs the batches returned, not the log.
+        """
+        out = []
+        order = self._order
+        for dot, wire in reversed(self._wires.items()):
+            if order[dot] < position:
+                break
+            out.append((dot, wire))
+        out.reverse()
+        return out
+
     def add(self, dot: Dot, wire: bytes, batch_hash: bytes) -> None:
         """Log batch ``dot`` (its signed ``wire`` and that wire's hash); a dot logged already is kept."""
         if dot in self._wires:

@@ -55,7 +55,9 @@ What the node does, per DESIGN.md §4:
   answers carry whatever either side lacks (push–pull);
 * reconciliation moves batches, never state: each side's ``Sync`` (a version vector per
   author) tells the other which signed batches it lacks, and those original batches are sent
-  from the delta log, so every receiver verifies every author's part itself. A ``Sync`` goes
+  from the delta log, so every receiver verifies every author's part itself (the first
+  ``Sync`` of a connection from the whole log, later ones from what was logged since the
+  last answer: all before it was sent on that connection or is held). A ``Sync`` goes
   out on every connect (both sides at once; neither answers the other's), on every differing
   gossip digest and every ``anti_entropy_interval``. Received batches are acked after
   ``ack_delay``: with an 8-byte digest of the seen set when the peer is believed to hold
@@ -284,6 +286,7 @@ class _Session:
     own_sent: int = 0  # the highest of our own batch numbers sent on this connection
     own_sent_at: float | None = None  # when an own batch not yet acknowledged was sent (an RTT sample)
     heard: bool = False  # whether the peer's first Sync on this connection arrived
+    answered_at: int | None = None  # the delta log's position when the last Sync on it was answered
     next_anti_entropy: float = 0.0
     announced: set[Dot] = field(default_factory=set)  # dots the peer has and we lacked when it said so
     ask_at: float | None = None  # when to ask for those still missing
@@ -788,9 +791,17 @@ class Node(RelayInputs, Departures):
             self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
-            missing = self._missing_for(message.seen)
+            if session.answered_at is None:
+                missing = self._missing_for(message.seen)
+            else:
+                # Since the last answer on this connection, every batch logged before it is held
+                # by the peer or was sent to it (and arrives: the connection delivers in order or
+                # breaks), whatever this Sync claims: only what was logged since can be missing.
+                # So a Sync costs what is new, not the log, however often a peer sends one.
+                missing = [(dot, wire) for dot, wire in self._log.since(session.answered_at) if dot not in message.seen]
             if missing:
                 self._push(session, missing, SendKind.CATCH_UP)
+        session.answered_at = self._log.position()
         # Our answer tells the peer what we lack. The peer's first Sync is the one it sent on
         # connecting, crossing ours: it answers ours with whatever it holds that we lack.
         if not message.reply and not first and not self._have_all(message.seen):
@@ -1285,9 +1296,9 @@ class Node(RelayInputs, Departures):
     # -- bookkeeping ------------------------------------------------------------------------
 
     def _learn(self, session: _Session, seen: CausalContext) -> None:
-        session.peer_seen.join(seen)
+        if session.peer_seen.join(seen):  # else ``seen`` covers nothing in flight: it never holds peer_seen's dots
+            session.in_flight = {dot for dot in session.in_flight if dot not in seen}
         self._note_ack(session)
-        session.in_flight = {dot for dot in session.in_flight if dot not in seen}
         known = self._known_seen.setdefault(session.peer_id, CausalContext())
         known.join(seen)
         pruned = self._retirements.pruned

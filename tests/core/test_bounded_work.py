@@ -130,3 +130,37 @@ def test_a_context_listing_more_replica_ids_than_the_bound_is_refused() -> None:
     crowd = CausalContext({f"r{i}": 1 for i in range(MAX_CONTEXT_REPLICAS + 1)})
     assert _inject(cluster, mallory, 1, _claiming(crowd)) == ["oversized-context"]
     assert cluster.memory("honest").snapshot() == before
+
+
+def test_a_sync_repeated_on_purpose_costs_what_was_logged_since_not_the_log(monkeypatch) -> None:
+    """A trusted peer may send ``Sync``s as fast as its budget allows (an empty one asks for the
+    whole log each time): a connection's first is answered from the whole log, every later one
+    from what was logged since the last, whatever it claims."""
+    from crdtmem.protocol.deltalog import DeltaLog
+    from crdtmem.protocol.events import SendKind
+    from crdtmem.protocol.messages import Sync
+
+    cluster, mallory = _honest()
+    honest = cluster.node("honest")
+    walks, tails = [], []
+    missing, since = DeltaLog.missing, DeltaLog.since
+    monkeypatch.setattr(DeltaLog, "missing", lambda self, *a, **k: walks.append(1) or missing(self, *a, **k))
+    monkeypatch.setattr(DeltaLog, "since", lambda self, p: tails.append(since(self, p)) or tails[-1])
+    def empty() -> list[bytes]:
+        return mallory.seal(Sync(CausalContext(), reply=True))
+
+    cluster.inject(mallory.conn, empty())
+    caught_up = honest.stats.messages_sent_by_kind.get(SendKind.CATCH_UP, 0)
+    assert walks == [1] and caught_up, "the first one is answered with the whole log"
+    for _ in range(200):
+        cluster.inject(mallory.conn, empty())
+    assert walks == [1] and tails == [[]] * 200, "repeats walk nothing"
+    for i in range(1, 51):  # each claiming something else
+        cluster.inject(mallory.conn, mallory.seal(Sync(CausalContext({"made-up.replica": i}), reply=True)))
+    assert walks == [1] and tails[200:] == [[]] * 50
+    assert honest.stats.messages_sent_by_kind.get(SendKind.CATCH_UP, 0) == caught_up
+    cluster.memory("honest").set("facts").add("new")
+    cluster.run(0.1)
+    cluster.inject(mallory.conn, empty())
+    assert walks == [1] and [dot.replica for dot, _ in tails[-1]] == [honest.replica_id]
+    assert tails[-1][0][0] in cluster.node("honest")._sessions[mallory.conn].in_flight, "and it is sent to her"
