@@ -94,10 +94,7 @@ def _still_pending(rest: bytes, state_vector: bytes) -> bool:
     """True if ``rest`` (an update diffed against a Doc's state) holds anything the Doc lacks:
     a struct, or a deletion of an item the Doc has not received."""
     deletes = _delete_set(rest)
-    if deletes is None:
-        return True
-    known = state_clients(state_vector)
-    return any(clock + length > known.get(client, 0) for client, items in deletes.items() for clock, length in items)
+    return deletes is None or _deletes_past(deletes, state_clients(state_vector))
 
 
 def _integrated(update: bytes, state_vector: bytes) -> bool:
@@ -108,9 +105,12 @@ def _integrated(update: bytes, state_vector: bytes) -> bool:
     except ValueError:
         return False
     known = state_clients(state_vector)
-    return all(clock <= known.get(client, 0) for client, clock in ends.items()) and all(
-        ranges[-1][0] + ranges[-1][1] <= known.get(client, 0) for client, ranges in deletes.items() if ranges
-    )
+    return all(clock <= known.get(client, 0) for client, clock in ends.items()) and not _deletes_past(deletes, known)
+
+
+def _deletes_past(deletes: dict[int, list[tuple[int, int]]], known: dict[int, int]) -> bool:
+    """Whether a delete set (sorted merged ranges per client) reaches past the ``known`` clocks."""
+    return any(ranges[-1][0] + ranges[-1][1] > known.get(client, 0) for client, ranges in deletes.items() if ranges)
 
 
 def _update_clients(update: bytes) -> set[int] | None:
