@@ -64,6 +64,8 @@ class RefusalReason(StrEnum):
     FORGED_AUTHOR = "forged-author"
     BAD_BATCH_SIGNATURE = "bad-batch-signature"
     UNTRUSTED_AUTHOR = "untrusted-author"
+    # compact batches (crdtmem.protocol.compact)
+    BAD_BATCH_REFERENCE = "bad-batch-reference"
     # causal delivery (crdtmem.protocol.causal)
     UNOBSERVED_REMOVE = "unobserved-remove"
     BAD_DEPENDENCIES = "bad-dependencies"

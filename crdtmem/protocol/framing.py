@@ -98,8 +98,9 @@ __all__ = [
     "Reassembler",
 ]
 
-PROTOCOL_VERSION = 5
-"""Version 5: the relay tree's ``TreeRoot`` (kind 8) replaced ``Prune`` and ``Graft`` (kinds 5, 6)."""
+PROTOCOL_VERSION = 6
+"""Version 6: sessions send batches compact (kind 12, :mod:`.compact`). Version 5: the relay
+tree's ``TreeRoot`` (kind 8) replaced ``Prune`` and ``Graft`` (kinds 5, 6)."""
 MAX_FRAME_BYTES = 1024 * 1024
 """Default cap on one frame, envelope and tag included."""
 MIN_FRAME_BYTES = 256

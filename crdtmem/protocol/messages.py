@@ -1,8 +1,8 @@
 """The messages peers exchange once a session is open, as frozen dataclasses (h11 style).
 
 Each travels as the payload of one signed message (see ``framing``): ``msgpack([kind, ...])``
-with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want, 7 ihave, 8 tree root; 5 and 6,
-Plumtree's prune and graft, are retired).
+with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want, 7 ihave, 8 tree root, 12 compact
+batches; 5 and 6, Plumtree's prune and graft, are retired).
 :func:`decode_message` is strict and raises :class:`~crdtmem.errors.DecodeError` on anything
 that is not exactly one of these.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from .. import codec
 from ..clocks import CausalContext, Dot
 from ..errors import DecodeError
-from .batch import HASH_BYTES
+from .batch import HASH_BYTES, MAX_DEPS
 
 __all__ = [
-    "Sync", "SeenDigest", "seen_digest", "Batches", "Want", "MAX_WANTED", "TreeRoot", "MAX_TREE_HOPS", "IHave", "Message", "encode_message",
+    "Sync", "SeenDigest", "seen_digest", "Batches", "CompactBatches", "Want", "MAX_WANTED", "TreeRoot", "MAX_TREE_HOPS", "IHave", "Message", "encode_message",
     "decode_message",
 ]
 
@@ -55,6 +55,20 @@ class Batches:
     """Signed delta batches (see ``batch``), relayed exactly as their authors signed them."""
 
     wires: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class CompactBatches:
+    """Signed delta batches in the form one connection sends them (see :mod:`.compact`).
+
+    Each entry is a batch wire sent whole (bytes) or its parts, ``[author, seq_step, deps,
+    body, signature]``: ``author`` a replica id or an int alias this connection gave it,
+    ``seq_step`` the batch number minus that author's last on the connection, ``deps`` hashes
+    or int aliases naming an aliased author's last batch on the connection. Only the
+    connection's :class:`~crdtmem.protocol.compact.BatchExpander` turns them into wires.
+    """
+
+    entries: tuple[bytes | list, ...]
 
 
 @dataclass(frozen=True)
@@ -102,9 +116,10 @@ class IHave:
     dots: tuple[Dot, ...]
 
 
-Message = Sync | SeenDigest | Batches | Want | TreeRoot | IHave
+Message = Sync | SeenDigest | Batches | CompactBatches | Want | TreeRoot | IHave
 
 _SYNC, _BATCHES, _DIGEST, _WANT, _IHAVE, _TREE_ROOT = 1, 2, 3, 4, 7, 8
+_COMPACT_BATCHES = 12
 
 
 def encode_message(message: Message) -> bytes:
@@ -112,6 +127,8 @@ def encode_message(message: Message) -> bytes:
         return codec.pack([_SYNC, codec.context_to_plain(message.seen), message.reply])
     if isinstance(message, Batches):
         return codec.pack([_BATCHES, list(message.wires)])
+    if isinstance(message, CompactBatches):
+        return codec.pack([_COMPACT_BATCHES, list(message.entries)])
     if isinstance(message, SeenDigest):
         return codec.pack([_DIGEST, message.digest])
     if isinstance(message, Want):
@@ -134,6 +151,10 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
         if not all(isinstance(w, bytes) for w in args[0]):
             raise DecodeError("malformed batches message")
         return Batches(tuple(args[0]))
+    if kind == _COMPACT_BATCHES and len(args) == 1 and isinstance(args[0], list):
+        if not all(type(e) is bytes or _compact_parts(e) for e in args[0]):
+            raise DecodeError("malformed compact batches message")
+        return CompactBatches(tuple(args[0]))
     if kind == _WANT and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= MAX_WANTED:
         if not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in args[0]):
             raise DecodeError("malformed want message")
@@ -147,3 +168,13 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
     if kind == _IHAVE and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= MAX_WANTED:
         return IHave(tuple(Dot(*codec.expect_dot(*codec.expect_list(d, "announced dot", 2))) for d in args[0]))
     raise DecodeError(f"malformed or unknown message kind {kind!r}")
+
+
+def _compact_parts(entry: object) -> bool:
+    """Whether ``entry`` is shaped as a compact batch's parts (what they name is checked on expanding)."""
+    if not (type(entry) is list and len(entry) == 5):
+        return False
+    named, seq_step, deps, body, signature = entry
+    return (type(named) in (str, int) and type(seq_step) is int and type(deps) is list and len(deps) <= MAX_DEPS
+            and all(type(d) is int or type(d) is bytes and len(d) == HASH_BYTES for d in deps)
+            and type(body) is bytes and type(signature) is bytes)

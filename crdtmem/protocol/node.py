@@ -136,6 +136,7 @@ from .batch import (
     seal_batch,
 )
 from .causal import CausalIndex, EquivocationError, reach_of
+from .compact import BatchCompressor, BatchExpander
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -154,6 +155,7 @@ from .handshake import Handshake
 from .messages import (
     MAX_WANTED,
     Batches,
+    CompactBatches,
     Message,
     SeenDigest,
     Sync,
@@ -290,6 +292,8 @@ class _Session:
     next_anti_entropy: float = 0.0
     announced: set[Dot] = field(default_factory=set)  # dots the peer has and we lacked when it said so
     ask_at: float | None = None  # when to ask for those still missing
+    compressor: BatchCompressor = field(default_factory=BatchCompressor)  # batches sent on it, compact
+    expander: BatchExpander = field(default_factory=BatchExpander)  # compact batches received on it
 
     @property
     def ready(self) -> bool:
@@ -762,6 +766,8 @@ class Node(RelayInputs, Departures):
     # -- messages ---------------------------------------------------------------------------
 
     def _dispatch(self, session: _Session, message: Message, now: float) -> None:
+        if isinstance(message, CompactBatches):
+            message = session.expander.expand(message)
         if isinstance(message, Sync):
             self._on_sync(session, message, now)
         elif isinstance(message, Batches):
@@ -1286,6 +1292,8 @@ class Node(RelayInputs, Departures):
     def _send_message(self, session: _Session, message: Message, kind: SendKind) -> None:
         if isinstance(message, Sync):
             session.ack_at = None  # any Sync tells the peer what we have
+        elif isinstance(message, Batches):
+            message = session.compressor.compact(message.wires)
         for frame in session.channel.seal_message(encode_message(message)):
             self._send(session, frame, kind)
 

@@ -18,7 +18,7 @@ from crdtmem.errors import (
     TypeConflictError,
 )
 from crdtmem.identity import Identity, Keyring
-from crdtmem.protocol import batch, causal, framing, handshake, membership, node, retirement
+from crdtmem.protocol import batch, causal, compact, framing, handshake, membership, node, retirement
 from crdtmem.protocol.framing import (
     CHUNK_OVERHEAD,
     FRAME_OVERHEAD,
@@ -619,7 +619,7 @@ def _peer_refusals() -> list[type[RemoteProtocolError]]:
     """Every refusal class the protocol raises for a peer's input."""
     return [
         cls
-        for module in (framing, batch, causal, node, limits, membership, retirement)
+        for module in (framing, batch, compact, causal, node, limits, membership, retirement)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, RemoteProtocolError) and cls.__module__ == module.__name__
     ] + [TypeConflictError]  # no longer raised (type clashes resolve); its reason stays in reports
