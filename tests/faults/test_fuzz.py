@@ -45,7 +45,8 @@ from crdtmem.protocol.batch import _signed_part, open_batch, seal_batch
 from crdtmem.protocol.events import Send
 from crdtmem.protocol.framing import PROTOCOL_VERSION, FrameChannel, SessionKeys, _tag
 from crdtmem.protocol.handshake import Auth, Handshake, HandshakeState, decode_handshake_message
-from crdtmem.protocol.messages import Batches, Sync, decode_message, encode_message
+from crdtmem.protocol.compact import BatchCompressor, BatchExpander
+from crdtmem.protocol.messages import Batches, CompactBatches, Sync, decode_message, encode_message
 from crdtmem.protocol.node import Node, NodeConfig
 
 from ..core.test_decode_fuzz import (
@@ -166,6 +167,7 @@ MESSAGES = [
     encode_message(Sync(_context())),
     encode_message(Sync(CausalContext(), reply=True)),
     encode_message(Batches(tuple(BATCHES))),
+    encode_message(BatchCompressor().compact(tuple(BATCHES) * 2)),  # the second time by alias
 ]
 
 
@@ -302,6 +304,17 @@ def test_hostile_handshake_messages_are_refused_without_a_session(after_hello: b
 @given(data=hostile(MESSAGES))
 def test_hostile_session_messages_only_raise_documented_errors(data: bytes) -> None:
     attempt("message", lambda: decode_message(data, max_size=64 * 1024 * 1024))
+
+
+def _expanded(data: bytes) -> Batches | None:
+    message = decode_message(data, max_size=64 * 1024 * 1024)
+    return BatchExpander().expand(message) if isinstance(message, CompactBatches) else None
+
+
+@fuzz(500)
+@given(data=hostile(MESSAGES[-1:]))
+def test_hostile_compact_batches_only_raise_documented_errors(data: bytes) -> None:
+    attempt("compact", lambda: _expanded(data))
 
 
 # -- delta batches -----------------------------------------------------------------------------------
