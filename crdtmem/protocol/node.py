@@ -221,6 +221,15 @@ class NodeConfig:
     default): writes wait for the acknowledgement, at most ``ack_wait_rtts`` round trips and
     ``max_flush_delay``; ``benchmarks/bench_websocket.py`` measured 1,024 and 4,096 no faster
     than that (its receiver now applies a write faster than its writer makes one)."""
+    burst_batch_writes: int | None = 8
+    """How many writes a batch waits to hold while local writes come in a burst: when an
+    acknowledgement releases held writes, and at least two but fewer than this many wait,
+    they wait a little longer for more to join them (the time the rest take at the rate the
+    held ones came, at most as long again as they have waited, within the ``ack_wait_rtts``
+    bound) and go as soon as this many have joined. A batch then carries its ~100 bytes of
+    signature and framing for more edits when the acknowledgement comes back within a few
+    of them (peers in one process); a writer that outpaces its round trips already fills its
+    batches past this. None: held writes go with the acknowledgement."""
     max_unacked_batches: int = 4
     """Own batches a neighbour may leave unacknowledged before even full batches wait: what one
     slow neighbour has in flight stays within this many batches of ``full_batch_writes``."""
@@ -379,6 +388,7 @@ class Node(RelayInputs, Departures):
         self._held_since: float | None = None  # local writes waiting for an ack, since when
         self._held_for_ack = False  # whether they wait for a connected neighbour's ack (else for one to connect)
         self._release_at = math.inf  # pending writes at which held ones go without the ack (a full batch)
+        self._burst_until: float | None = None  # when held writes an ack released stop waiting for a burst
         self._ack_rtt: float | None = None  # acknowledgement round trip, lower envelope (see _note_ack)
         self._unencodable: list[tuple[str, str]] = []  # (name, why) of local writes flush could not encode
         self.stats = NodeStats()
@@ -492,7 +502,7 @@ class Node(RelayInputs, Departures):
         through the :class:`BatchApplied` event) before the caller goes on.
         """
         self._advance(now)
-        self._held_since = None
+        self._held_since = self._burst_until = None
         deltas = self.memory.take_deltas()  # one delta group per object
         self._report_clashes()
         if not deltas:
@@ -525,8 +535,14 @@ class Node(RelayInputs, Departures):
         return self._held_since is not None and self._held_for_ack and self.memory.pending_writes < self._release_at
 
     def _holding(self, now: float) -> bool:
-        """Whether pending local writes wait (to join one batch) for a neighbour's ack."""
-        if not self.memory.has_pending_deltas() or not self._writes_wait():
+        """Whether pending local writes wait (to join one batch) for a neighbour's ack, or for
+        more of a burst once it came (``burst_batch_writes``)."""
+        if not self.memory.has_pending_deltas():
+            self._held_since = None
+            return False
+        if not self._writes_wait():
+            if self._joining_burst(now):
+                return True
             self._held_since = None
             return False
         if self._held_since is None:
@@ -535,6 +551,24 @@ class Node(RelayInputs, Departures):
         full = self.config.full_batch_writes
         self._release_at = math.inf if full is None or self._unacked(self.config.max_unacked_batches) else full
         return now < self._held_since + self._hold_limit()
+
+    def _joining_burst(self, now: float) -> bool:
+        """Whether writes held for an acknowledgement that came wait for more of their burst.
+
+        Called once the acknowledgement came: the first call sets how long they may wait (the
+        time the missing writes take at the rate the held ones came, at most as long again as
+        they waited, never past the ``ack_wait_rtts`` bound), and has them go at
+        ``burst_batch_writes`` writes (:attr:`writes_held` turns false then).
+        """
+        since, burst = self._held_since, self.config.burst_batch_writes
+        if self._burst_until is None:
+            held = self.memory.pending_writes
+            if burst is None or since is None or not self._held_for_ack or not 2 <= held < burst:
+                return False
+            waited = now - since
+            self._burst_until = min(now + waited * min(1.0, (burst - held) / held), since + self._hold_limit())
+            self._release_at = burst
+        return now < self._burst_until and self.memory.pending_writes < self._release_at
 
     def _writes_wait(self) -> bool:
         """Whether no neighbour is connected and no relay is up (no one waits for our writes), or
@@ -668,9 +702,14 @@ class Node(RelayInputs, Departures):
         """
         deadlines = [self._next_gossip] if self._next_gossip is not None else []
         if self.memory.has_pending_deltas():
-            if self._held_since is None or not self._writes_wait():
+            if self._held_since is None:
                 return self._now
-            deadlines.append(self._held_since + self._hold_limit())
+            if self._writes_wait():
+                deadlines.append(self._held_since + self._hold_limit())
+            elif self._burst_until is not None and self.memory.pending_writes < self._release_at:
+                deadlines.append(self._burst_until)
+            else:
+                return self._now
         if self._relay:
             deadlines.append(self._next_relay)
         deadlines.extend(self._relay_deadlines())

@@ -210,3 +210,89 @@ def test_without_full_batch_writes_held_writes_wait_for_the_acknowledgement() ->
         counter.increment()
     cluster.run(0)
     assert a.writes_held and a.stats.batches_created == before
+
+
+# -- bursts: an acknowledgement that finds a few writes held lets more of their burst join them ----------
+
+
+def _burst_held(cluster: Cluster, held: str) -> float:
+    """"a" sends a batch, then ``held`` is typed one character per millisecond while it is in
+    flight; returns when the first held write was found held."""
+    _type(cluster, "a", "x")
+    cluster.run(0)  # batch 1 leaves
+    since = cluster.now
+    for char in held:
+        _type(cluster, "a", char)
+        cluster.run(0.001)
+    assert cluster.node("a").writes_held
+    return since
+
+
+def _acknowledged(cluster: Cluster) -> None:
+    """Run until "b"'s acknowledgement of "a"'s batch arrived, and "a"'s tick on it."""
+    a = cluster.node("a")
+    sent = a.seen.max(a.replica_id)
+    assert cluster.run_until(lambda: a.lag() == {p: 0 for p in a.peers().values()}
+                             and a.stats.batches_created == sent, timeout=1)
+    cluster.run(0)
+
+
+def test_writes_an_acknowledgement_releases_wait_for_more_of_their_burst() -> None:
+    cluster = _pair(NodeConfig(burst_batch_writes=8))
+    a = cluster.node("a")
+    since = _burst_held(cluster, "ab")
+    before = a.stats.batches_created
+    _acknowledged(cluster)  # two writes held: fewer than 8
+    acked = cluster.now
+    assert a.stats.batches_created == before and a.writes_held
+    waited = acked - since
+    assert abs(a.next_deadline() - (acked + waited)) < 1e-9  # six more at the rate of two: as long again, at most
+    _type(cluster, "a", "cdefg")
+    assert a.writes_held  # seven: still waiting
+    _type(cluster, "a", "h")
+    assert not a.writes_held and a.next_deadline() <= cluster.now  # eight: the runtime wakes the timer for them
+    cluster.run(0)
+    assert a.stats.batches_created == before + 1 and not a.memory.has_pending_deltas()
+    assert cluster.run_until(lambda: cluster.memory("b").doc("notes").get("text", type=pycrdt.Text).to_py() == "xabcdefgh",
+                             timeout=1)
+
+
+def test_a_burst_that_stops_goes_when_its_wait_runs_out() -> None:
+    cluster = _pair(NodeConfig(burst_batch_writes=4))
+    a = cluster.node("a")
+    since = _burst_held(cluster, "abc")
+    before = a.stats.batches_created
+    _acknowledged(cluster)
+    acked = cluster.now
+    wait = (acked - since) / 3  # the one missing write at the rate of three
+    assert abs(a.next_deadline() - (acked + wait)) < 1e-9
+    cluster.run(wait * 0.99)
+    assert a.stats.batches_created == before
+    cluster.run(wait * 0.02)
+    assert a.stats.batches_created == before + 1 and not a.memory.has_pending_deltas()
+
+
+def test_a_single_held_write_goes_with_the_acknowledgement() -> None:
+    cluster = _pair(NodeConfig(burst_batch_writes=8))
+    a = cluster.node("a")
+    _burst_held(cluster, "a")
+    before = a.stats.batches_created
+    _acknowledged(cluster)
+    assert a.stats.batches_created == before + 1  # one write is no burst
+
+
+def test_without_burst_batch_writes_held_writes_go_with_the_acknowledgement() -> None:
+    cluster = _pair(NodeConfig(burst_batch_writes=None))
+    a = cluster.node("a")
+    _burst_held(cluster, "abc")
+    before = a.stats.batches_created
+    _acknowledged(cluster)
+    assert a.stats.batches_created == before + 1
+
+
+def test_a_burst_never_waits_past_the_bound_on_waiting_for_an_acknowledgement() -> None:
+    cluster = _pair(NodeConfig(burst_batch_writes=8, max_flush_delay=0.03))
+    a = cluster.node("a")
+    since = _burst_held(cluster, "ab")
+    _acknowledged(cluster)  # after 2 * LATENCY: as long again would end past max_flush_delay
+    assert a.writes_held and abs(a.next_deadline() - (since + 0.03)) < 1e-9
