@@ -121,7 +121,7 @@ class BatchExpander:
         named, seq_step, deps, body, signature = entry
         table = self._table
         if type(named) is int:
-            if not 0 <= named < len(table.authors) or table.last_hash[named] is None:
+            if not 0 <= named < len(table.authors):
                 raise BadBatchReferenceError(f"compact batch names alias {named}, which this connection never gave")
             alias, author = named, table.authors[named]
         else:

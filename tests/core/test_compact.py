@@ -17,9 +17,10 @@ from crdtmem.protocol.batch import DeltaBatch, seal_batch
 from crdtmem.protocol.compact import MAX_ALIASES, BadBatchReferenceError, BatchCompressor, BatchExpander
 from crdtmem.protocol.events import Refused
 from crdtmem.protocol.messages import Batches, CompactBatches, decode_message, encode_message
-from crdtmem.testing import Cluster
 
-ALICE, BOB, MALLORY = (Identity.from_private_bytes(bytes([n]) * 32) for n in (1, 2, 3))
+from .test_claims import MALLORY, _cluster
+
+ALICE, BOB = (Identity.from_private_bytes(bytes([n]) * 32) for n in (1, 2))
 LIMIT = 1 << 20
 
 
@@ -156,16 +157,6 @@ def test_an_empty_replica_id_is_refused() -> None:
 
 
 # -- node level ----------------------------------------------------------------------------------
-
-
-def _cluster() -> Cluster:
-    cluster = Cluster(seed=7)
-    cluster.add("alice")
-    cluster.add("bob")
-    cluster.connect("alice", "bob")
-    cluster.run(1)
-    cluster.keyring.add(MALLORY)
-    return cluster
 
 
 def test_nodes_log_the_wires_their_authors_signed_byte_for_byte() -> None:
