@@ -14,9 +14,19 @@ from crdtmem.clocks import Dot
 from crdtmem.errors import DecodeError, RefusalReason
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import DeltaBatch, seal_batch
-from crdtmem.protocol.compact import MAX_ALIASES, BadBatchReferenceError, BatchCompressor, BatchExpander
+from crdtmem.protocol.compact import (
+    MAX_ALIASES,
+    BadBatchReferenceError,
+    BatchCompressor,
+    BatchExpander,
+)
 from crdtmem.protocol.events import Refused
-from crdtmem.protocol.messages import Batches, CompactBatches, decode_message, encode_message
+from crdtmem.protocol.messages import (
+    Batches,
+    CompactBatches,
+    decode_message,
+    encode_message,
+)
 
 from .test_claims import MALLORY, _cluster
 
@@ -87,7 +97,7 @@ def test_a_wire_its_parts_would_not_rebuild_is_sent_whole() -> None:
     odd = b"\x95\xd9" + bytes([len(author)]) + author.encode() + b"".join(map(codec.pack, (seq, deps, body, signature)))
     assert codec.unpack(odd) == codec.unpack(a1.wire) and odd != a1.wire
     compressor, expander = BatchCompressor(), BatchExpander()
-    payload, rebuilt = _carry(compressor, expander, (odd,))
+    _, rebuilt = _carry(compressor, expander, (odd,))
     assert rebuilt == (odd,)
     _, rebuilt = _carry(compressor, expander, (a1.wire,))  # the whole wire gave no alias
     assert rebuilt == (a1.wire,) and compressor.compact((_history()[1].wire,)).entries[0][0] == 0

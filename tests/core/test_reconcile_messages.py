@@ -13,8 +13,9 @@ from crdtmem.crdt import ORSet
 from crdtmem.errors import DecodeError
 from crdtmem.identity import Identity
 from crdtmem.protocol.batch import batch_hash, seal_batch
+from crdtmem.protocol.compact import BatchExpander
 from crdtmem.protocol.framing import FrameChannel
-from crdtmem.protocol.messages import MAX_WANTED, Batches, Message, SeenDigest, Sync, Want
+from crdtmem.protocol.messages import MAX_WANTED, Batches, CompactBatches, Message, SeenDigest, Sync, Want
 from crdtmem.protocol.messages import decode_message, encode_message, seen_digest
 from crdtmem.testing import Cluster, RawSession
 from crdtmem.values import encode_value
@@ -36,7 +37,9 @@ def _sent(raw: RawSession, start: int) -> list[Message]:
     """The messages the node sent on ``raw`` from its ``start``-th framed message on."""
     reader = FrameChannel(raw.handshake.keys)  # a fresh one per call: each reads from the first frame
     opened = [reader.open_frame(frame) for frame in raw.received[HANDSHAKE_MESSAGES:]]
-    return [decode_message(m, max_size=1 << 20) for m in opened if m is not None][start:]
+    expander = BatchExpander()  # likewise: compact batches name what the connection carried before
+    messages = [decode_message(m, max_size=1 << 20) for m in opened if m is not None]
+    return [expander.expand(m) if isinstance(m, CompactBatches) else m for m in messages][start:]
 
 
 def _bobs_batch(seq: int, value: str) -> bytes:
