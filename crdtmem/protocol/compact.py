@@ -23,8 +23,6 @@ Use one :class:`BatchCompressor` per connection for what it sends and one
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from .. import codec
 from ..errors import DecodeError, RefusalReason
 from .batch import batch_hash
@@ -42,28 +40,22 @@ class BadBatchReferenceError(DecodeError):
     reason = RefusalReason.BAD_BATCH_REFERENCE
 
 
-@dataclass
 class _Table:
     """One direction's aliases and, per alias, the number and hash of its author's last batch."""
 
-    aliases: dict[str, int] = field(default_factory=dict)
-    authors: list[str] = field(default_factory=list)
-    last_seq: list[int] = field(default_factory=list)
-    last_hash: list[bytes | None] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.aliases: dict[str, int] = {}
+        self.authors: list[str] = []
+        self.last: list[tuple[int, bytes | None]] = []
 
-    def alias_of(self, author: str) -> int | None:
-        """The author's alias, given now if it has none and the table has room (None: named in full)."""
-        alias = self.aliases.get(author)
-        if alias is None and len(self.authors) < MAX_ALIASES:
-            alias = self.aliases[author] = len(self.authors)
-            self.authors.append(author)
-            self.last_seq.append(0)
-            self.last_hash.append(None)
+    def give(self, author: str) -> int | None:
+        """A new alias for ``author``, or None when the table is full (it is then named in full)."""
+        if len(self.authors) >= MAX_ALIASES:
+            return None
+        alias = self.aliases[author] = len(self.authors)
+        self.authors.append(author)
+        self.last.append((0, None))
         return alias
-
-    def note(self, alias: int | None, seq: int, wire_hash: bytes) -> None:
-        if alias is not None:
-            self.last_seq[alias], self.last_hash[alias] = seq, wire_hash
 
 
 class BatchCompressor:
@@ -78,23 +70,29 @@ class BatchCompressor:
 
     def compact(self, wires: tuple[bytes, ...]) -> CompactBatches:
         """The message that carries ``wires`` (verified or sealed here, hence well formed)."""
-        return CompactBatches(tuple(self._entry(wire) for wire in wires))
+        return CompactBatches(tuple(map(self._entry, wires)))
 
     def _entry(self, wire: bytes) -> bytes | list:
-        author, seq, deps, body, signature = parts = codec.unpack(wire)
+        parts = codec.unpack(wire)
         if codec.pack(parts) != wire:
             return wire  # not this encoder's bytes: the parts would not rebuild it
+        author, seq, deps, body, signature = parts
         table, referable = self._table, self._referable
-        alias = table.alias_of(author)
-        base = 0 if alias is None else table.last_seq[alias]
-        named = author if alias is None or table.last_hash[alias] is None else alias
-        entry = [named, seq - base, [referable.get(dep, dep) for dep in deps], body, signature]
-        if alias is not None:
-            referable.pop(table.last_hash[alias], None)
-            wire_hash = batch_hash(wire)
-            referable[wire_hash] = alias
-            table.note(alias, seq, wire_hash)
-        return entry
+        alias = table.aliases.get(author)
+        if alias is None:
+            alias = table.give(author)
+            if alias is None:
+                return parts  # past the table: named in full, by number and hashes
+            named, step = author, seq
+        else:
+            named, step = alias, seq - table.last[alias][0]
+        if deps:
+            deps = [referable.get(dep, dep) for dep in deps]
+        referable.pop(table.last[alias][1], None)
+        wire_hash = batch_hash(wire)
+        referable[wire_hash] = alias
+        table.last[alias] = (seq, wire_hash)
+        return [named, step, deps, body, signature]
 
 
 class BatchExpander:
@@ -118,7 +116,7 @@ class BatchExpander:
         return Batches(tuple(entry if type(entry) is bytes else self._wire(entry) for entry in message.entries))
 
     def _wire(self, entry: list) -> bytes:
-        named, seq_step, deps, body, signature = entry
+        named, step, deps, body, signature = entry
         table = self._table
         if type(named) is int:
             if not 0 <= named < len(table.authors):
@@ -126,19 +124,22 @@ class BatchExpander:
             alias, author = named, table.authors[named]
         else:
             author = codec.expect_replica(named)
-            alias = table.alias_of(author)
-        seq = seq_step + (0 if alias is None else table.last_seq[alias])
+            alias = table.aliases.get(author)
+            if alias is None:
+                alias = table.give(author)
+        seq = step if alias is None else step + table.last[alias][0]
         if seq < 1:
             raise DecodeError(f"compact batch of {author} has number {seq}")
-        wire = codec.pack([author, seq, [self._dependency(dep) for dep in deps], body, signature])
-        table.note(alias, seq, batch_hash(wire))
+        if deps:
+            deps = [dep if type(dep) is bytes else self._dependency(dep) for dep in deps]
+        wire = codec.pack([author, seq, deps, body, signature])
+        if alias is not None:
+            table.last[alias] = (seq, batch_hash(wire))
         return wire
 
-    def _dependency(self, dep: bytes | int) -> bytes:
-        if type(dep) is bytes:
-            return dep
+    def _dependency(self, alias: int) -> bytes:
         table = self._table
-        if not 0 <= dep < len(table.authors) or (wire_hash := table.last_hash[dep]) is None:
-            raise BadBatchReferenceError(f"compact batch depends on the last batch of alias {dep}, "
+        if not 0 <= alias < len(table.authors) or (wire_hash := table.last[alias][1]) is None:
+            raise BadBatchReferenceError(f"compact batch depends on the last batch of alias {alias}, "
                                          "which this connection never carried")
         return wire_hash
