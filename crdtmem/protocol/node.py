@@ -22,8 +22,9 @@ pushes them (:meth:`Node.flush` does just that, synchronously) — unless a neig
 yet acknowledged our last batch: then the writes wait, coalescing into one batch, until it
 does (or a few measured round trips pass, ``NodeConfig.ack_wait_rtts``, and never more than
 ``max_flush_delay``; or, if ``full_batch_writes`` is set, they make a full batch, which goes at
-once while fewer than ``max_unacked_batches`` are unacknowledged); with no neighbour connected
-they wait ``max_flush_delay``. A deadline
+once while fewer than ``max_unacked_batches`` are unacknowledged; when it comes while a few
+writes of a burst are held, they wait a little for more, ``burst_batch_writes``); with no
+neighbour connected they wait ``max_flush_delay``. A deadline
 at or before the present means "tick now". Randomness comes from the ``random.Random`` the
 node is given, so the websocket runtime and the simulator run this same code, and a
 simulation seed replays exactly.
@@ -529,9 +530,9 @@ class Node(RelayInputs, Departures):
     @property
     def writes_held(self) -> bool:
         """Whether the pending local writes wait, since the last :meth:`tick`, for a connected
-        neighbour's acknowledgement: a write made meanwhile joins them and needs no tick of its
-        own (the acknowledgement, or the deadline, releases them all). Ask after a local write
-        to skip waking the timer."""
+        neighbour's acknowledgement (or, once it came, for more of their burst): a write made
+        meanwhile joins them and needs no tick of its own (the acknowledgement, a full batch or
+        the deadline releases them all). Ask after a local write to skip waking the timer."""
         return self._held_since is not None and self._held_for_ack and self.memory.pending_writes < self._release_at
 
     def _holding(self, now: float) -> bool:
