@@ -113,7 +113,7 @@ class BatchExpander:
             DecodeError: an entry's number is below 1 (nothing is applied either way: the
                 caller refuses the whole message).
         """
-        return Batches(tuple(entry if type(entry) is bytes else self._wire(entry) for entry in message.entries))
+        return Batches(tuple([entry if type(entry) is bytes else self._wire(entry) for entry in message.entries]))
 
     def _wire(self, entry: list) -> bytes:
         named, step, deps, body, signature = entry
@@ -131,15 +131,14 @@ class BatchExpander:
         if seq < 1:
             raise DecodeError(f"compact batch of {author} has number {seq}")
         if deps:
-            deps = [dep if type(dep) is bytes else self._dependency(dep) for dep in deps]
+            last = table.last
+            for i, dep in enumerate(deps):
+                if type(dep) is int:
+                    if not 0 <= dep < len(last) or last[dep][1] is None:
+                        raise BadBatchReferenceError(f"compact batch depends on the last batch of alias {dep}, "
+                                                     "which this connection never carried")
+                    deps[i] = last[dep][1]
         wire = codec.pack([author, seq, deps, body, signature])
         if alias is not None:
             table.last[alias] = (seq, batch_hash(wire))
         return wire
-
-    def _dependency(self, alias: int) -> bytes:
-        table = self._table
-        if not 0 <= alias < len(table.authors) or (wire_hash := table.last[alias][1]) is None:
-            raise BadBatchReferenceError(f"compact batch depends on the last batch of alias {alias}, "
-                                         "which this connection never carried")
-        return wire_hash

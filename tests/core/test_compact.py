@@ -7,6 +7,8 @@ trusted key (``MALLORY``) speaking the real protocol.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from crdtmem import Memory, codec
@@ -27,6 +29,7 @@ from crdtmem.protocol.messages import (
     decode_message,
     encode_message,
 )
+from crdtmem.testing import Cluster
 
 from .test_claims import MALLORY, _cluster
 
@@ -180,6 +183,22 @@ def test_nodes_log_the_wires_their_authors_signed_byte_for_byte() -> None:
     alice, bob = cluster.node("alice"), cluster.node("bob")
     assert len(alice.log_wires()) >= 10 and sorted(alice.log_wires()) == sorted(bob.log_wires())
     assert not cluster.refusals("alice") and not cluster.refusals("bob")
+
+
+def test_a_peer_sending_batches_whole_and_one_sending_them_compact_converge() -> None:
+    cluster = Cluster(seed=5)
+    cluster.add("whole")
+    cluster.add("compact")
+    whole = cluster.node("whole")
+    whole.config = replace(whole.config, compact_batches=False)
+    cluster.connect("whole", "compact")
+    for n in range(4):
+        cluster.memory("whole").set("facts").add(f"w{n}")
+        cluster.memory("compact").set("facts").add(f"c{n}")
+        cluster.run(0.01)
+    cluster.run(1)
+    assert cluster.converged() and sorted(whole.log_wires()) == sorted(cluster.node("compact").log_wires())
+    assert whole.stats.bytes_received < cluster.node("compact").stats.bytes_received  # it was sent the compact form
 
 
 def test_a_trusted_peer_sending_compact_batches_has_them_applied() -> None:
