@@ -235,7 +235,9 @@ class NodeConfig:
     """Send batches over sessions in the compact form (:mod:`.compact`: the author by a
     connection-local alias, the number as a step, a dependency on the author's last batch on
     the connection by reference), about 45 bytes less per batch for some 3 µs of CPU on
-    each side. False: send them whole; every peer reads both forms."""
+    each side; except a batch of local writes that found every link idle, which goes whole
+    at once (its latency is all that matters). False: send every batch whole; every peer
+    reads both forms."""
     max_unacked_batches: int = 4
     """Own batches a neighbour may leave unacknowledged before even full batches wait: what one
     slow neighbour has in flight stays within this many batches of ``full_batch_writes``."""
@@ -508,6 +510,7 @@ class Node(RelayInputs, Departures):
         through the :class:`BatchApplied` event) before the caller goes on.
         """
         self._advance(now)
+        waited = self._held_since is not None  # else the writes found every link idle: latency first
         self._held_since = self._burst_until = None
         deltas = self.memory.take_deltas()  # one delta group per object
         self._report_clashes()
@@ -525,7 +528,7 @@ class Node(RelayInputs, Departures):
         self.stats.batches_created += 1
         sessions = self._ready_sessions()
         for session in self._relay_targets(sessions) + self._shortcuts(None, sessions, 1):
-            self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP)
+            self._push(session, [(Dot(batch.author, seq), batch.wire)], SendKind.GOSSIP, whole=not waited)
         self._announce(sessions, [(Dot(batch.author, seq), batch.wire)])
         self._relay_publish_fresh([(Dot(batch.author, seq), batch.wire)], now)
         if self.members.touches(batch.deltas):
@@ -1314,8 +1317,9 @@ class Node(RelayInputs, Departures):
         for session in self.rng.sample(sessions, min(self.config.fanout, len(sessions))):
             self._send_message(session, digest, SendKind.GOSSIP)
 
-    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: SendKind) -> None:
-        """Send the batches the peer neither has nor has been sent on this connection.
+    def _push(self, session: _Session, batches: list[tuple[Dot, bytes]], kind: SendKind, *, whole: bool = False) -> None:
+        """Send the batches the peer neither has nor has been sent on this connection (``whole``:
+        not in the compact form, see :meth:`_send_message`).
 
         A connection delivers in order or breaks (the framing refuses gaps), so what was sent
         on it arrives unless it closes, and a new connection starts with nothing in flight.
@@ -1326,7 +1330,7 @@ class Node(RelayInputs, Departures):
         own = self.replica_id
         for start in range(0, len(batches), step):
             chunk = batches[start : start + step]
-            self._send_message(session, Batches(tuple(wire for _, wire in chunk)), kind)
+            self._send_message(session, Batches(tuple(wire for _, wire in chunk)), kind, whole=whole)
             session.in_flight.update(dot for dot, _ in chunk)
             own_counters = [dot.counter for dot, _ in chunk if dot.replica == own]
             if own_counters:
@@ -1334,10 +1338,14 @@ class Node(RelayInputs, Departures):
                 if session.own_sent_at is None:
                     session.own_sent_at = self._now
 
-    def _send_message(self, session: _Session, message: Message, kind: SendKind) -> None:
+    def _send_message(self, session: _Session, message: Message, kind: SendKind, *, whole: bool = False) -> None:
+        """Seal ``message`` into frames for the peer; batches go compact (``compact_batches``)
+        unless ``whole``: a flush of writes that found every link idle, whose latency is all
+        that matters, sends its batch whole (compacting costs each side more CPU than the link
+        needs for the ~45 bytes it saves)."""
         if isinstance(message, Sync):
             session.ack_at = None  # any Sync tells the peer what we have
-        elif isinstance(message, Batches) and self.config.compact_batches:
+        elif isinstance(message, Batches) and self.config.compact_batches and not whole:
             message = session.compressor.compact(message.wires)
         for frame in session.channel.seal_message(encode_message(message)):
             self._send(session, frame, kind)

@@ -23,13 +23,15 @@ from crdtmem.protocol.compact import (
     BatchExpander,
 )
 from crdtmem.protocol.events import Refused
+from crdtmem.protocol.framing import FrameChannel
 from crdtmem.protocol.messages import (
     Batches,
     CompactBatches,
+    Sync,
     decode_message,
     encode_message,
 )
-from crdtmem.testing import Cluster
+from crdtmem.testing import Cluster, RawSession
 
 from .test_claims import MALLORY, _cluster
 
@@ -193,12 +195,36 @@ def test_a_peer_sending_batches_whole_and_one_sending_them_compact_converge() ->
     whole.config = replace(whole.config, compact_batches=False)
     cluster.connect("whole", "compact")
     for n in range(4):
-        cluster.memory("whole").set("facts").add(f"w{n}")
-        cluster.memory("compact").set("facts").add(f"c{n}")
-        cluster.run(0.01)
+        for name in ("whole", "compact"):
+            cluster.memory(name).set("facts").add(f"{name}-{n}")
+            cluster.run(0)  # on an idle link: sent whole at once
+            cluster.memory(name).set("facts").add(f"{name}-{n}-held")  # held for the ack: compact
+        cluster.run(0.1)
     cluster.run(1)
     assert cluster.converged() and sorted(whole.log_wires()) == sorted(cluster.node("compact").log_wires())
-    assert whole.stats.bytes_received < cluster.node("compact").stats.bytes_received  # it was sent the compact form
+    assert len(whole.log_wires()) >= 12 and not cluster.refusals("whole") and not cluster.refusals("compact")
+
+
+def _kinds_sent(raw: RawSession) -> list[type]:
+    """The types of the messages the node sent on ``raw`` after the handshake, in order."""
+    reader = FrameChannel(raw.handshake.keys)
+    opened = [reader.open_frame(frame) for frame in raw.received[2:]]  # after the unframed hello and auth
+    return [type(decode_message(m, max_size=LIMIT)) for m in opened if m is not None]
+
+
+def test_writes_on_an_idle_link_go_whole_and_writes_that_waited_go_compact() -> None:
+    cluster = _cluster()
+    alice = cluster.node("alice")
+    mallory = cluster.open_raw("alice", MALLORY)
+    cluster.inject(mallory.conn, mallory.seal(Sync(alice.seen.copy())))
+    cluster.memory("alice").set("facts").add("idle")
+    cluster.run(0)  # every link is idle: the batch goes whole, at once
+    cluster.memory("alice").set("facts").add("held")
+    cluster.run(0)
+    assert alice.writes_held  # mallory never acknowledges: the write waits, then goes compact
+    cluster.run(0.1)
+    batches = [k for k in _kinds_sent(mallory) if k in (Batches, CompactBatches)]
+    assert batches == [Batches, CompactBatches] and not alice.memory.has_pending_deltas()
 
 
 def test_a_trusted_peer_sending_compact_batches_has_them_applied() -> None:
