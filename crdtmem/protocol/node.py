@@ -550,10 +550,7 @@ class Node(RelayInputs, Departures):
             self._held_since = None
             return False
         if not self._writes_wait():
-            if self._joining_burst(now):
-                return True
-            self._held_since = None
-            return False
+            return self._joining_burst(now)  # if not, flush goes next (and sees whether they waited)
         if self._held_since is None:
             self._held_since = now
             self._held_for_ack = bool(self._ready_sessions())  # else no one is connected to send to

@@ -227,6 +227,22 @@ def test_writes_on_an_idle_link_go_whole_and_writes_that_waited_go_compact() -> 
     assert batches == [Batches, CompactBatches] and not alice.memory.has_pending_deltas()
 
 
+def test_writes_an_acknowledgement_released_go_compact() -> None:
+    cluster = Cluster(seed=9)
+    alice = cluster.add("alice")
+    cluster.keyring.add(MALLORY)
+    mallory = cluster.open_raw("alice", MALLORY)  # alice's only neighbour
+    cluster.inject(mallory.conn, mallory.seal(Sync(alice.seen.copy())))
+    for element in ("idle", "held", "and-held"):
+        cluster.memory("alice").set("facts").add(element)
+        cluster.run(0)
+    assert alice.writes_held
+    cluster.inject(mallory.conn, mallory.seal(Sync(alice.seen.copy(), reply=True)))  # the acknowledgement
+    cluster.run(0)
+    batches = [k for k in _kinds_sent(mallory) if k in (Batches, CompactBatches)]
+    assert batches == [Batches, CompactBatches] and not alice.memory.has_pending_deltas()
+
+
 def test_a_trusted_peer_sending_compact_batches_has_them_applied() -> None:
     cluster = _cluster()
     mallory = cluster.open_raw("alice", MALLORY)
