@@ -130,16 +130,20 @@ from .batch import (
     DeltaBatch,
     UntrustedAuthorError,
     apply_batch,
+    batch_hash,
     check_stamps,
     open_batch,
     peek_batch,
+    read_batch,
     seal_batch,
 )
 from .causal import CausalIndex, EquivocationError, reach_of
+from .checkpoint import Checkpoint, Contribution, open_checkpoint, peek_entry, seal_checkpoint
 from .deltalog import DeltaLog
 from .events import (
     Action,
     BatchApplied,
+    CheckpointApplied,
     Close,
     Event,
     PeerConnected,
@@ -154,10 +158,12 @@ from .handshake import Handshake
 from .messages import (
     MAX_WANTED,
     Batches,
+    Checkpoints,
     Message,
     SeenDigest,
     Sync,
     Want,
+    WantHistory,
     IHave,
     TreeRoot,
     decode_message,
@@ -267,6 +273,13 @@ class NodeConfig:
     tree_hold_down: float = 1.0
     """With ``eager_tree``: how long a peer that lost every loop-free way to the relay tree's root
     ignores that root before taking it back (see :mod:`.relaytree`)."""
+    checkpoint_min_batches: int | None = 16
+    """A peer lacking at least this many of an author's batches that a checkpoint here stands
+    for (:mod:`.checkpoint`) is sent the checkpoint instead of them: one signature and one
+    state-sized delta. None: batches only, and no checkpoint is taken either."""
+    checkpoint_audit_interval: float = 30.0
+    """Seconds between two checks of one author's checkpoints against its batches held here
+    (each check joins all of them again: bounded, so a bad author cannot make us repeat it)."""
     max_clock_skew: float = 300.0
     """Seconds a peer's hybrid timestamps may run ahead of this replica's memory clock; later
     ones are refused (``clock-skew``), so no peer can push last-writer-wins time to its limit."""
@@ -289,6 +302,9 @@ class _Session:
     answered_at: int | None = None  # the delta log's position when the last Sync on it was answered
     next_anti_entropy: float = 0.0
     announced: set[Dot] = field(default_factory=set)  # dots the peer has and we lacked when it said so
+    checkpoints_sent: set[bytes] = field(default_factory=set)  # hashes of the checkpoints sent on it
+    histories_asked: set[str] = field(default_factory=set)  # authors whose logged batches we asked it for
+    histories_sent: set[str] = field(default_factory=set)  # authors whose logged batches it asked for and got
     ask_at: float | None = None  # when to ask for those still missing
 
     @property
@@ -354,8 +370,16 @@ class Node(RelayInputs, Departures):
         self._causal = CausalIndex(self._retirements)
         self._parked = ParkedBatches(self.config.max_parked_batches)
         self._evidence: dict[bytes, bytes] = {}  # hash -> wire: other versions of numbers we hold
+        self._checkpoints: dict[str, Checkpoint] = {}  # others' checkpoints taken here, by author (served on)
         self._replay(log_wires, log_entries)
+        # Our memory is exactly what this incarnation sealed (our checkpoint is read from it)
+        # until it applies another's batch or checkpoint.
+        self._pure = not self.seen.size() and not memory.names()
         self._retire_predecessors(predecessors)
+        self._own_checkpoint_cache: Checkpoint | None = None
+        self._checkpoints_handled: dict[bytes, None] = {}  # checkpoint wire hashes taken or refused here (bounded)
+        self._history_wanted: set[str] = set()  # authors behind a checkpoint whose batches we fetch
+        self._audited_at: dict[str, float] = {}  # author -> when its checkpoint was last checked here
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
         # author -> its waiting batches, oldest first -> the dependencies each was filed under
@@ -768,6 +792,10 @@ class Node(RelayInputs, Departures):
             self._on_batches(session, message, now)
         elif isinstance(message, Want):
             self._on_want(session, message)
+        elif isinstance(message, Checkpoints):
+            self._on_checkpoints(session, message, now)
+        elif isinstance(message, WantHistory):
+            self._on_want_history(session, message)
         elif isinstance(message, TreeRoot):
             if self.config.eager_tree:  # without the tree, a neighbour's place in it changes nothing
                 self._on_tree_root(session, message, now)
@@ -792,7 +820,7 @@ class Node(RelayInputs, Departures):
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
             if session.answered_at is None:
-                missing = self._missing_for(message.seen)
+                missing = self._with_checkpoints(session, message.seen, self._missing_for(message.seen))
             else:
                 # Since the last answer on this connection, every batch logged before it is held
                 # by the peer or was sent to it (and arrives: the connection delivers in order or
@@ -907,8 +935,11 @@ class Node(RelayInputs, Departures):
                 self._park(Dot(*peek_batch(wire)), wire)  # the relay is not at fault: keep the connection
                 continue
             dot = Dot(batch.author, batch.seq)
-            held = self._holds(dot)
+            stood_for = self._stood_for(dot, batch.hash)
+            held = self._holds(dot) and not stood_for
             source.peer_seen.add(dot)
+            if stood_for and batch.hash not in self._causal and isinstance(source, _Session):
+                self._want_history(source, dot.replica)  # someone names a batch our checkpoint hides
             if held and (dot not in self._log or batch.hash in self._evidence):
                 self.stats.duplicate_batches += 1  # held, its wire collected (max_log_batches), or known evidence
                 continue
@@ -938,7 +969,8 @@ class Node(RelayInputs, Departures):
             except RemoteProtocolError as exc:
                 self._refuse_batch(source, batch, exc)
                 continue
-            fresh.append((dot, wire))
+            if not stood_for:  # (one a checkpoint stood for is old news to our neighbours)
+                fresh.append((dot, wire))
             fresh += self._release(source.conn, batch.hash)
         return fresh, fetch
 
@@ -1001,6 +1033,8 @@ class Node(RelayInputs, Departures):
             wanted = tuple(self.rng.sample(list(self._waiting), MAX_WANTED))
         if wanted:
             self._send_message(session, Want(wanted), SendKind.GOSSIP)
+        for author in list(self._history_wanted):
+            self._want_history(session, author)
 
     def _on_want(self, session: _Session, message: Want) -> None:
         """Send the peer the batches it names by hash that we hold, applied or vouched for."""
@@ -1115,6 +1149,7 @@ class Node(RelayInputs, Departures):
         except RemoteProtocolError:
             self._causal.refuse(batch)
             raise
+        self._taint()
         apply_batch(self.memory, batch)
         if self.members.touches(batch.deltas):
             self._membership_changed = True
@@ -1128,9 +1163,10 @@ class Node(RelayInputs, Departures):
         covered vector given): the seen set, the causal index, the log, the event the shell
         journals (with its index entry), and the departed incarnations it lets us prune."""
         dot = Dot(batch.author, batch.seq)
+        head = not self._stood_for(dot, batch.hash)
         self.seen.add(dot)
         reach = reach_of(batch)
-        covered = self._causal.record(batch, covered, reach)
+        covered = self._causal.record(batch, covered, reach, head=head)
         self._log.add(dot, batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=local,
                                          index_entry=index_entry(reach, records)))
@@ -1205,6 +1241,178 @@ class Node(RelayInputs, Departures):
 
     def _anti_entropy_delay(self) -> float:
         return self.config.anti_entropy_interval * (0.75 + 0.5 * self.rng.random())
+
+    # -- checkpoints (see .checkpoint) ------------------------------------------------------
+
+    def _checkpoint_of(self, author: str) -> Checkpoint | None:
+        """The checkpoint this node can send for ``author``: its own, or one it took."""
+        return self._own_checkpoint() if author == self.replica_id else self._checkpoints.get(author)
+
+    def _own_checkpoint(self) -> Checkpoint | None:
+        """Our own batches so far, as one checkpoint: read from the memory while it holds
+        nothing but what we sealed (and no write waits to be), else the last one taken then."""
+        seq = self.seen.max(self.replica_id)
+        minimum = self.config.checkpoint_min_batches
+        cached = self._own_checkpoint_cache
+        if (self._pure and minimum is not None and seq >= minimum and not self.memory.has_pending_deltas()
+                and (cached is None or cached.seq != seq)):
+            (head,) = self._causal.heads()  # a pure chain's only head: our last batch
+            contribution = Contribution.of_state(self.replica_id, seq, head, self.memory.entries())
+            self._own_checkpoint_cache = cached = seal_checkpoint(self.identity, contribution)
+        return cached
+
+    def _taint(self) -> None:
+        """Another's batch or checkpoint is about to join our memory: keep our checkpoint as it
+        stands now (our batches sealed so far stand alone), for later joiners."""
+        if self._pure:
+            self._own_checkpoint()
+            self._pure = False
+
+    def _stood_for(self, dot: Dot, batch_hash: bytes) -> bool:
+        """Whether batch ``dot`` (hash ``batch_hash``) is one that a checkpoint taken here stands
+        for and that is not logged here yet: it is indexed when it comes, as if new."""
+        checkpoint = self._checkpoints.get(dot.replica) if self._checkpoints else None
+        return (checkpoint is not None and dot.counter <= checkpoint.seq and dot not in self._log
+                and (batch_hash not in self._causal or batch_hash == checkpoint.head))
+
+    def _with_checkpoints(self, session: _Session, seen: CausalContext,
+                          missing: list[tuple[Dot, bytes]]) -> list[tuple[Dot, bytes]]:
+        """Answering a peer's first ``Sync``: send it a checkpoint instead of the batches it
+        stands for, per author, where it lacks ``checkpoint_min_batches`` of them or we lack
+        their wires; return what is still to send of ``missing``."""
+        minimum = self.config.checkpoint_min_batches
+        if minimum is None:
+            return missing
+        authors = {dot.replica for dot, _ in missing} | set(self._checkpoints)
+        replaced: dict[str, int] = {}
+        for author in sorted(authors):
+            checkpoint = self._checkpoint_of(author)
+            has = seen.max(author)
+            if checkpoint is None or has >= checkpoint.seq or seen.vv.get(author, 0) != has:
+                continue  # it holds them all, or some out of order: batches
+            if checkpoint.seq - has < minimum and all(Dot(author, n) in self._log for n in range(has + 1, checkpoint.seq + 1)):
+                continue  # a few batches cost less than the state
+            self._send_checkpoint(session, checkpoint)
+            replaced[author] = checkpoint.seq
+        if not replaced:
+            return missing
+        return [(dot, wire) for dot, wire in missing if dot.counter > replaced.get(dot.replica, 0)]
+
+    def _send_checkpoint(self, session: _Session, checkpoint: Checkpoint) -> None:
+        if checkpoint.hash in session.checkpoints_sent:
+            return
+        session.checkpoints_sent.add(checkpoint.hash)
+        self.stats.checkpoints_sent += 1
+        self._send_message(session, Checkpoints((checkpoint.wire,)), SendKind.CATCH_UP)
+
+    def _on_checkpoints(self, session: _Session, message: Checkpoints, now: float) -> None:
+        """Take each checkpoint that brings batches we lack; check those we hold the batches of.
+
+        A checkpoint that cannot be taken (its author untrusted, its content refused) is
+        answered with a ``WantHistory``: the sender then sends the batches themselves. A bad
+        signature or malformed bytes close the connection, as for a batch.
+        """
+        for wire in message.wires:
+            digest = batch_hash(wire)
+            if digest in self._checkpoints_handled:
+                continue
+            self._checkpoints_handled[digest] = None
+            if len(self._checkpoints_handled) > _MAX_EVIDENCE:
+                del self._checkpoints_handled[next(iter(self._checkpoints_handled))]
+            try:
+                checkpoint = open_checkpoint(wire, self.members, verify, max_size=self.config.max_message_bytes)
+            except UntrustedAuthorError:
+                self._want_history(session, peek_entry(wire)[0])  # its batches are parked until trusted
+                continue
+            author = checkpoint.author
+            if author == self.replica_id:
+                continue
+            if self.seen.max(author) >= checkpoint.seq:
+                self._audit(session, checkpoint, now)
+                continue
+            if self._retirements.holds(Dot(author, 1)) or self.seen.vv.get(author, 0) != self.seen.max(author):
+                self._want_history(session, author)  # pruned here, or held out of order: batches
+                continue
+            try:
+                self._take_checkpoint(checkpoint)
+            except RemoteProtocolError as exc:
+                self._refuse_checkpoint(session, checkpoint, exc)
+                continue
+            fresh = self._release(session.conn, checkpoint.head)
+            for other in self._ready_sessions():  # neighbours lacking them get it, as a Sync answer would
+                if other is not session and other.heard and other.peer_seen.max(author) < checkpoint.seq:
+                    self._send_checkpoint(other, checkpoint)
+            if fresh:
+                self._queue_relay(fresh, now)
+
+    def _take_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Check and join a verified checkpoint like the batch it ends with (its own author's
+        earlier batches, which it stands for, need not be held)."""
+        batch = checkpoint.as_batch()
+        self.members.check(batch, vouched=False)
+        self._retirements.check_author(batch, vouched=False)
+        covered = {checkpoint.author: checkpoint.seq}
+        records = self._retirements.check(batch, covered)
+        check_stamps(batch, self._stamp_bound())
+        self._taint()
+        apply_batch(self.memory, batch)
+        if self.members.touches(batch.deltas):
+            self._membership_changed = True
+        self._strip_pruned(batch.deltas)
+        self.seen.join(CausalContext(dict(covered)))
+        reach = reach_of(batch)
+        self._causal.record_checkpoint(batch, reach)
+        self._checkpoints[checkpoint.author] = checkpoint
+        self._events.append(CheckpointApplied(checkpoint.author, checkpoint.seq, checkpoint.wire,
+                                              index_entry(reach, records)))
+        self._prune(self._retirements.note(checkpoint.author, checkpoint.seq, covered, records, self._holds_all))
+        self.stats.checkpoints_applied += 1
+
+    def _refuse_checkpoint(self, session: _Session, checkpoint: Checkpoint, exc: RemoteProtocolError) -> None:
+        """Refuse a validly signed checkpoint (count, report, keep the connection) and fetch its batches."""
+        log.debug("refused checkpoint %s#%d from %s: %s", checkpoint.author, checkpoint.seq, session.peer_id, exc)
+        self.stats.count_refusal(exc.reason)
+        self._events.append(Refused(session.conn, exc.reason, str(exc)))
+        self._want_history(session, checkpoint.author)
+
+    def _audit(self, session: _Session, checkpoint: Checkpoint, now: float) -> None:
+        """Check a checkpoint against its author's batches held here (at most once per author
+        per ``checkpoint_audit_interval``): one that differs is refused as equivocation."""
+        author, last = checkpoint.author, self._audited_at.get(checkpoint.author)
+        if last is not None and now - last < self.config.checkpoint_audit_interval:
+            return
+        wires = [self._log.get(Dot(author, n)) for n in range(1, checkpoint.seq + 1)]
+        if any(wire is None for wire in wires):
+            return  # we hold some of them through a checkpoint ourselves, or not at all
+        self._audited_at[author] = now
+        batches = (read_batch(wire, max_size=self.config.max_message_bytes) for wire in wires)
+        if not Contribution.of(batches).matches(checkpoint):
+            self._refuse_checkpoint(session, checkpoint, EquivocationError(
+                f"{author}'s checkpoint #{checkpoint.seq} differs from its batches 1..{checkpoint.seq}"))
+
+    def _want_history(self, session: _Session, author: str) -> None:
+        """Ask the peer for every batch of ``author`` it logged (once per connection and author)."""
+        if author not in self._history_wanted:
+            self._history_wanted.add(author)
+            self.stats.histories_wanted += 1
+        checkpoint = self._checkpoints.get(author)
+        if checkpoint is not None and self._log.count(author) >= checkpoint.seq:
+            self._history_wanted.discard(author)  # every one of them is here now
+            return
+        if author not in session.histories_asked:
+            session.histories_asked.add(author)
+            self._send_message(session, WantHistory((author,)), SendKind.GOSSIP)
+
+    def _on_want_history(self, session: _Session, message: WantHistory) -> None:
+        """Send the peer every logged batch of the authors it names, once per author and connection."""
+        step = self.config.max_batch_wires_per_message
+        for author in message.authors:
+            if author in session.histories_sent:
+                continue
+            session.histories_sent.add(author)
+            wires = self._log.of_author(author)
+            for start in range(0, len(wires), step):
+                self._send_message(session, Batches(tuple(wires[start : start + step])), SendKind.CATCH_UP)
 
     # -- sending ----------------------------------------------------------------------------
 
