@@ -128,6 +128,7 @@ from ..merkle import MerkleIndex
 from .batch import (
     ClockSkewError,
     DeltaBatch,
+    ForgedDeltaError,
     UntrustedAuthorError,
     apply_batch,
     batch_hash,
@@ -137,7 +138,7 @@ from .batch import (
     read_batch,
     seal_batch,
 )
-from .causal import CausalIndex, EquivocationError, reach_of
+from .causal import CausalIndex, EquivocationError, UnobservedRemoveError, reach_of
 from .checkpoint import Checkpoint, Contribution, open_checkpoint, peek_entry, seal_checkpoint
 from .deltalog import DeltaLog
 from .events import (
@@ -273,7 +274,7 @@ class NodeConfig:
     tree_hold_down: float = 1.0
     """With ``eager_tree``: how long a peer that lost every loop-free way to the relay tree's root
     ignores that root before taking it back (see :mod:`.relaytree`)."""
-    checkpoint_min_batches: int | None = 16
+    checkpoint_min_batches: int | None = 4
     """A peer lacking at least this many of an author's batches that a checkpoint here stands
     for (:mod:`.checkpoint`) is sent the checkpoint instead of them: one signature and one
     state-sized delta. None: batches only, and no checkpoint is taken either."""
@@ -1246,9 +1247,9 @@ class Node(RelayInputs, Departures):
 
     def _checkpoint_of(self, author: str) -> Checkpoint | None:
         """The checkpoint this node can send for ``author``: its own, or one it took."""
-        return self._own_checkpoint() if author == self.replica_id else self._checkpoints.get(author)
+        return self.own_checkpoint() if author == self.replica_id else self._checkpoints.get(author)
 
-    def _own_checkpoint(self) -> Checkpoint | None:
+    def own_checkpoint(self) -> Checkpoint | None:
         """Our own batches so far, as one checkpoint: read from the memory while it holds
         nothing but what we sealed (and no write waits to be), else the last one taken then."""
         seq = self.seen.max(self.replica_id)
@@ -1265,7 +1266,7 @@ class Node(RelayInputs, Departures):
         """Another's batch or checkpoint is about to join our memory: keep our checkpoint as it
         stands now (our batches sealed so far stand alone), for later joiners."""
         if self._pure:
-            self._own_checkpoint()
+            self.own_checkpoint()
             self._pure = False
 
     def _stood_for(self, dot: Dot, batch_hash: bytes) -> bool:
@@ -1324,6 +1325,9 @@ class Node(RelayInputs, Departures):
             except UntrustedAuthorError:
                 self._want_history(session, peek_entry(wire)[0])  # its batches are parked until trusted
                 continue
+            except (ForgedDeltaError, UnobservedRemoveError) as exc:  # signed so: its author is at fault
+                self._refuse_checkpoint(session, *peek_entry(wire), exc)
+                continue
             author = checkpoint.author
             if author == self.replica_id:
                 continue
@@ -1336,7 +1340,7 @@ class Node(RelayInputs, Departures):
             try:
                 self._take_checkpoint(checkpoint)
             except RemoteProtocolError as exc:
-                self._refuse_checkpoint(session, checkpoint, exc)
+                self._refuse_checkpoint(session, author, checkpoint.seq, exc)
                 continue
             fresh = self._release(session.conn, checkpoint.head)
             for other in self._ready_sessions():  # neighbours lacking them get it, as a Sync answer would
@@ -1368,12 +1372,13 @@ class Node(RelayInputs, Departures):
         self._prune(self._retirements.note(checkpoint.author, checkpoint.seq, covered, records, self._holds_all))
         self.stats.checkpoints_applied += 1
 
-    def _refuse_checkpoint(self, session: _Session, checkpoint: Checkpoint, exc: RemoteProtocolError) -> None:
-        """Refuse a validly signed checkpoint (count, report, keep the connection) and fetch its batches."""
-        log.debug("refused checkpoint %s#%d from %s: %s", checkpoint.author, checkpoint.seq, session.peer_id, exc)
+    def _refuse_checkpoint(self, session: _Session, author: str, seq: int, exc: RemoteProtocolError) -> None:
+        """Refuse a validly signed checkpoint (count, report, keep the connection: its author is
+        at fault, not the peer relaying it) and fetch its author's batches instead."""
+        log.debug("refused checkpoint %s#%d from %s: %s", author, seq, session.peer_id, exc)
         self.stats.count_refusal(exc.reason)
         self._events.append(Refused(session.conn, exc.reason, str(exc)))
-        self._want_history(session, checkpoint.author)
+        self._want_history(session, author)
 
     def _audit(self, session: _Session, checkpoint: Checkpoint, now: float) -> None:
         """Check a checkpoint against its author's batches held here (at most once per author
@@ -1387,7 +1392,7 @@ class Node(RelayInputs, Departures):
         self._audited_at[author] = now
         batches = (read_batch(wire, max_size=self.config.max_message_bytes) for wire in wires)
         if not Contribution.of(batches).matches(checkpoint):
-            self._refuse_checkpoint(session, checkpoint, EquivocationError(
+            self._refuse_checkpoint(session, author, checkpoint.seq, EquivocationError(
                 f"{author}'s checkpoint #{checkpoint.seq} differs from its batches 1..{checkpoint.seq}"))
 
     def _want_history(self, session: _Session, author: str) -> None:

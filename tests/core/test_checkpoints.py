@@ -1,0 +1,267 @@
+"""Author checkpoints: a late joiner takes one signed checkpoint instead of an author's batches.
+
+An author that wrote alone (its batches depend only on its own earlier ones) is served to a
+peer lacking its batches as one checkpoint: the join of those batches, signed once. These
+tests check that the joiner ends exactly where batches would have left it and keeps working
+(later batches, its own writes, serving others, restarts), that the checkpoint a replica
+holding the batches recomputes is byte for byte the one sent, and that a checkpoint signed by a
+bad member cannot remove what its author never observed, nor be passed off as its batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pycrdt
+import pytest
+
+from crdtmem.crdt import ORSet
+from crdtmem.errors import RefusalReason
+from crdtmem.protocol.batch import read_batch
+from crdtmem.protocol.checkpoint import Contribution, is_checkpoint, open_checkpoint, seal_checkpoint
+from crdtmem.protocol.events import CheckpointApplied
+from crdtmem.protocol.messages import Checkpoints
+from crdtmem.protocol.node import NodeConfig
+from crdtmem.storage import SqliteStore
+from crdtmem.identity import verify
+from crdtmem.testing import Cluster
+from crdtmem.values import encode_value
+
+BATCHES = 24
+
+
+def _write_alone(cluster: Cluster, name: str, batches: int = BATCHES, prefix: str = "") -> None:
+    """``name`` writes every built-in kind of object, one flush per step, with no one connected."""
+    memory, node = cluster.memory(name), cluster.node(name)
+    text = memory.doc("paper").get("text", type=pycrdt.Text)
+    for i in range(batches):
+        text.insert(len(str(text)), f"{name} {i}. ")
+        if i % 4 == 3:
+            del text[0:3]
+        memory.set("facts").add(f"{name}-{prefix}{i}")
+        if i % 5 == 4:
+            memory.set("facts").remove(f"{name}-{prefix}{i - 1}")
+        memory.counter("edits").increment(1)
+        memory.pncounter("balance").decrement(i % 3 + 1)
+        memory.gset("seen").add(i % 7)
+        memory.register("status").assign(f"step {i}")
+        memory.mvregister("owner").assign(i)
+        memory.map("notes").put(f"k{i % 6}", i)
+        if i % 6 == 5:
+            memory.map("notes").remove("k0")
+        node.flush(cluster.now)
+        cluster.run(0.01)
+
+
+def _settle(cluster: Cluster) -> None:
+    assert cluster.run_until(lambda: cluster.converged() and cluster.synced(), timeout=60)
+
+
+def _author_then_joiner(seed: int = 1, config: NodeConfig | None = None) -> Cluster:
+    cluster = Cluster(seed=seed, config=config)
+    cluster.add("author")
+    _write_alone(cluster, "author")
+    cluster.add("joiner")
+    cluster.connect("author", "joiner")
+    _settle(cluster)
+    return cluster
+
+
+def test_a_joiner_takes_one_checkpoint_for_an_author_who_wrote_alone() -> None:
+    cluster = _author_then_joiner()
+    joiner = cluster.stats("joiner")
+    assert joiner.checkpoints_applied == 1 and joiner.batches_applied == 0
+    assert cluster.stats("author").checkpoints_sent == 1
+    assert cluster.memory("joiner").values() == cluster.memory("author").values()
+    assert cluster.node("joiner").seen == cluster.node("author").seen
+    assert not cluster.refusals("joiner") and not cluster.refusals("author")
+
+    batches = _author_then_joiner(config=NodeConfig(checkpoint_min_batches=None))
+    assert batches.stats("joiner").checkpoints_applied == 0 and batches.stats("joiner").batches_applied == BATCHES
+    assert batches.memory("joiner").values() == cluster.memory("joiner").values()
+    assert cluster.stats("joiner").bytes_received < batches.stats("joiner").bytes_received
+
+
+def test_the_checkpoint_is_its_batches_joined_byte_for_byte() -> None:
+    cluster = _author_then_joiner()
+    author = cluster.node("author")
+    checkpoint = author.own_checkpoint()
+    assert checkpoint is not None and checkpoint.seq == BATCHES
+    batches = [read_batch(wire, max_size=1 << 24) for wire in author.log_wires()]
+    assert Contribution.of(batches).matches(checkpoint)
+    assert not Contribution.of(batches[:-1]).matches(checkpoint)
+
+
+def test_the_joiner_goes_on_as_if_it_had_the_batches() -> None:
+    cluster = _author_then_joiner()
+    cluster.memory("author").set("facts").add("after the checkpoint")
+    cluster.memory("joiner").set("facts").remove("author-0")
+    cluster.memory("joiner").doc("paper").get("text", type=pycrdt.Text).insert(0, "joiner: ")
+    _settle(cluster)
+    assert not cluster.refusals("author") and not cluster.refusals("joiner")
+    cluster.add("third")  # served the author's checkpoint by the joiner, which holds no batch of it
+    cluster.disconnect("author", "joiner")
+    cluster.connect("joiner", "third")
+    _settle(cluster)
+    assert cluster.stats("third").checkpoints_applied == 1
+    assert cluster.memory("third").values() == cluster.memory("author").values()
+
+
+def test_a_restarted_joiner_keeps_the_checkpoint_it_journaled(tmp_path) -> None:
+    cluster = _author_then_joiner()
+    journal = [e for e in cluster.events("joiner") if isinstance(e, CheckpointApplied)]
+    assert len(journal) == 1 and is_checkpoint(journal[0].wire)
+    store = SqliteStore(tmp_path / "joiner.db", cluster.node("joiner").identity.peer_id)
+    store.append([(e.author, e.seq, e.wire, e.index_entry) for e in journal])
+    restored = store.load()
+    store.close()
+    assert restored.memory.values() == cluster.memory("author").values()
+    cluster.restart("joiner", keep_store=True)
+    cluster.memory("author").set("facts").add("after the restart")  # names the checkpoint's head
+    _settle(cluster)
+    assert not cluster.refusals("joiner")
+    assert cluster.memory("joiner").values() == cluster.memory("author").values()
+
+
+def test_naming_a_batch_behind_a_checkpoint_fetches_the_authors_batches() -> None:
+    """A reader got the author's first 3 batches before the author went on alone; the joiner
+    took the checkpoint and then meets the reader's batch, which names batch 3 by a hash it
+    never saw."""
+    cluster = Cluster(seed=3)
+    for name in ("author", "reader"):
+        cluster.add(name)
+    _write_alone(cluster, "author", batches=3)  # fewer than checkpoint_min_batches: sent as batches
+    cluster.connect("author", "reader")
+    _settle(cluster)
+    cluster.cut("author", "reader")
+    cluster.memory("reader").set("facts").remove("author-1")  # depends on the author's batch 3
+    cluster.run(0.5)
+    _write_alone(cluster, "author", batches=BATCHES, prefix="later ")
+    cluster.add("joiner")
+    cluster.connect("author", "joiner")
+    assert cluster.run_until(lambda: cluster.node("joiner").seen == cluster.node("author").seen, timeout=30)
+    assert cluster.stats("joiner").checkpoints_applied == 1 and cluster.stats("reader").checkpoints_applied == 0
+    cluster.connect("reader", "joiner")
+    cluster.heal("author", "reader")
+    _settle(cluster)
+    joiner = cluster.stats("joiner")
+    assert joiner.histories_wanted == 1 and not cluster.refusals("joiner")
+    assert "author-1" not in cluster.memory("joiner").set("facts").value
+    assert cluster.memory("joiner").values() == cluster.memory("author").values()
+
+
+def test_an_author_that_applied_anothers_batch_keeps_the_checkpoint_it_had() -> None:
+    cluster = Cluster(seed=4)
+    for name in ("author", "other"):
+        cluster.add(name)
+    _write_alone(cluster, "author")
+    cluster.memory("other").set("facts").add("other's")
+    cluster.connect("author", "other")
+    _settle(cluster)
+    _write_alone(cluster, "author", batches=3)  # these depend on other's batch
+    checkpoint = cluster.node("author").own_checkpoint()
+    assert checkpoint is not None and checkpoint.seq == BATCHES
+    cluster.add("joiner")
+    cluster.connect("author", "joiner")
+    _settle(cluster)
+    assert cluster.stats("joiner").checkpoints_applied == 1 and cluster.stats("joiner").batches_applied == 4
+    assert cluster.memory("joiner").values() == cluster.memory("author").values()
+
+
+# -- one bad member --------------------------------------------------------------------------
+
+
+def _bad_checkpoint(cluster: Cluster, name: str, change) -> bytes:
+    """``name``'s own checkpoint with its objects changed by ``change(entries)``, signed by it."""
+    node = cluster.node(name)
+    honest = node.own_checkpoint()
+    entries = change([(n, s.copy()) for n, s in cluster.memory(name).entries()])
+    return seal_checkpoint(node.identity, Contribution.of_state(node.replica_id, honest.seq, honest.head, entries)).wire
+
+
+def _send_from(cluster: Cluster, sender: str, target: str, wire: bytes):
+    raw = cluster.open_raw(target, cluster.node(sender).identity)
+    return raw, cluster.inject(raw.conn, raw.seal(Checkpoints((wire,))))
+
+
+def test_a_holder_refuses_a_checkpoint_that_differs_from_the_batches() -> None:
+    cluster = Cluster(seed=6)
+    for name in ("author", "holder"):
+        cluster.add(name)
+    cluster.connect("author", "holder")
+    _write_alone(cluster, "author")
+    _settle(cluster)
+    honest = cluster.node("author").own_checkpoint()
+    _send_from(cluster, "author", "holder", honest.wire)
+    assert not cluster.refusals("holder")
+
+    def add_a_fact(entries):
+        for name, state in entries:
+            if name == "facts":
+                state.add(cluster.memory("author").replica_id, encode_value("never written"))
+        return entries
+
+    cluster.run(cluster.node("holder").config.checkpoint_audit_interval)
+    lie = _bad_checkpoint(cluster, "author", add_a_fact)
+    raw, events = _send_from(cluster, "author", "holder", lie)
+    assert [r.reason for r in cluster.refusals("holder")] == [RefusalReason.EQUIVOCATION]
+    assert not raw.closed and "never written" not in cluster.memory("holder").set("facts").value
+
+
+def test_a_checkpoint_cannot_remove_what_its_author_never_saw() -> None:
+    """A bad member signs a checkpoint whose context claims an honest member's element."""
+    cluster = Cluster(seed=7)
+    for name in ("mallory", "victim", "joiner"):
+        cluster.add(name)
+    _write_alone(cluster, "mallory")
+    cluster.memory("victim").set("facts").add("victim's fact")
+    cluster.connect("victim", "joiner")
+    assert cluster.run_until(lambda: "victim's fact" in cluster.memory("joiner").set("facts").value, timeout=10)
+    victim = cluster.memory("victim").replica_id
+
+    def remove_victims_fact(entries):
+        for name, state in entries:
+            if name == "facts":
+                state.ctx.add((victim, cluster.memory("victim").state("facts").ctx.max(victim)))
+        return entries
+
+    lie = _bad_checkpoint(cluster, "mallory", remove_victims_fact)
+    raw, _ = _send_from(cluster, "mallory", "joiner", lie)
+    assert [r.reason for r in cluster.refusals("joiner")] == [RefusalReason.UNOBSERVED_REMOVE]
+    assert "victim's fact" in cluster.memory("joiner").set("facts").value
+    assert not raw.closed
+    assert raw.received and cluster.stats("joiner").histories_wanted == 1  # it asked for the batches instead
+
+
+@pytest.mark.parametrize("damage", ["signature", "bytes"])
+def test_a_forged_or_malformed_checkpoint_closes_the_connection(damage: str) -> None:
+    cluster = _author_then_joiner()
+    cluster.add("fresh")
+    wire = cluster.node("author").own_checkpoint().wire
+    wire = wire[:-1] + bytes([wire[-1] ^ 1]) if damage == "signature" else wire[: len(wire) // 2]
+    raw, _ = _send_from(cluster, "author", "fresh", wire)
+    reasons = [r.reason for r in cluster.refusals("fresh")]
+    assert raw.closed and reasons == [RefusalReason.BAD_BATCH_SIGNATURE if damage == "signature" else RefusalReason.MALFORMED_MESSAGE]
+    assert cluster.stats("fresh").checkpoints_applied == 0 and not cluster.memory("fresh").names()
+
+
+def test_a_checkpoint_writing_as_someone_else_is_refused() -> None:
+    cluster = _author_then_joiner()
+    cluster.add("fresh")
+    author = cluster.memory("author").replica_id
+
+    def write_as_joiner(entries):
+        forged = ORSet()
+        forged.add(cluster.memory("joiner").replica_id, encode_value("x"))
+        return entries + [("forged", forged)]
+
+    lie = _bad_checkpoint(cluster, "author", write_as_joiner)
+    raw, _ = _send_from(cluster, "author", "fresh", lie)
+    assert [r.reason for r in cluster.refusals("fresh")] == [RefusalReason.FORGED_AUTHOR]
+    assert not raw.closed and "forged" not in cluster.memory("fresh").names()
+    assert open_checkpoint(cluster.node("author").own_checkpoint().wire, cluster.keyring, verify, max_size=1 << 24).author == author
+
+
+def test_no_checkpoint_is_sent_below_the_threshold() -> None:
+    cluster = _author_then_joiner(config=dataclasses.replace(NodeConfig(), checkpoint_min_batches=BATCHES + 1))
+    assert cluster.stats("joiner").checkpoints_applied == 0 and cluster.stats("joiner").batches_applied == BATCHES
