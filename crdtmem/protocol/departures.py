@@ -158,7 +158,8 @@ class Departures:
                     records = []  # not a record here when it was applied either
             dot = Dot(batch.author, batch.seq)
             self._log.add(dot, wire, batch.hash)
-            covered = self._causal.record(batch, reach=reach)
+            checkpoint = self._checkpoints.get(batch.author)  # journaled after one that stands for it?
+            covered = self._causal.record(batch, reach=reach, head=checkpoint is None or batch.seq > checkpoint.seq)
             applied.add(dot)
             for replica in self._retirements.note(batch.author, batch.seq, covered, records, holds_all):
                 applied.forget(replica)

@@ -1367,6 +1367,9 @@ class Node(RelayInputs, Departures):
         reach = reach_of(batch)
         self._causal.record_checkpoint(batch, reach)
         self._checkpoints[checkpoint.author] = checkpoint
+        for waiting, _deps in list(self._pending_by_author.get(checkpoint.author, {}).items()):
+            if self._pending[waiting].seq <= checkpoint.seq:  # it stands for them: they wait for nothing now
+                self._unbuffer(checkpoint.author, waiting)
         self._events.append(CheckpointApplied(checkpoint.author, checkpoint.seq, checkpoint.wire,
                                               index_entry(reach, records)))
         self._prune(self._retirements.note(checkpoint.author, checkpoint.seq, covered, records, self._holds_all))
