@@ -14,6 +14,8 @@ import dataclasses
 
 import pycrdt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crdtmem.crdt import ORSet
 from crdtmem.errors import RefusalReason
@@ -265,3 +267,76 @@ def test_a_checkpoint_writing_as_someone_else_is_refused() -> None:
 def test_no_checkpoint_is_sent_below_the_threshold() -> None:
     cluster = _author_then_joiner(config=dataclasses.replace(NodeConfig(), checkpoint_min_batches=BATCHES + 1))
     assert cluster.stats("joiner").checkpoints_applied == 0 and cluster.stats("joiner").batches_applied == BATCHES
+
+
+# -- property: a checkpoint is its batches ---------------------------------------------------
+
+_OPS = st.one_of(
+    st.tuples(st.just("add"), st.integers(0, 5)),
+    st.tuples(st.just("remove"), st.integers(0, 5)),
+    st.tuples(st.just("increment"), st.integers(1, 3)),
+    st.tuples(st.just("decrement"), st.integers(1, 3)),
+    st.tuples(st.just("grow"), st.integers(0, 5)),
+    st.tuples(st.just("assign"), st.integers(0, 5)),
+    st.tuples(st.just("mv"), st.integers(0, 5)),
+    st.tuples(st.just("put"), st.integers(0, 3)),
+    st.tuples(st.just("delete"), st.integers(0, 3)),
+    st.tuples(st.just("type"), st.integers(0, 40)),
+    st.tuples(st.just("erase"), st.integers(0, 40)),
+    st.tuples(st.just("flush"), st.just(0)),
+)
+
+
+def _play(cluster: Cluster, name: str, ops) -> None:
+    memory, node = cluster.memory(name), cluster.node(name)
+    text = memory.doc("paper").get("text", type=pycrdt.Text)
+    for op, n in ops:
+        if op == "add":
+            memory.set("facts").add(n)
+        elif op == "remove":
+            memory.set("facts").remove(n)
+        elif op == "increment":
+            memory.counter("edits").increment(n)
+        elif op == "decrement":
+            memory.pncounter("balance").decrement(n)
+        elif op == "grow":
+            memory.gset("seen").add(n)
+        elif op == "assign":
+            memory.register("status").assign(n)
+        elif op == "mv":
+            memory.mvregister("owner").assign(n)
+        elif op == "put":
+            memory.map("notes").put(n, op)
+        elif op == "delete":
+            memory.map("notes").remove(n)
+        elif op == "type":
+            text.insert(min(n, len(str(text))), f"<{n}>")
+        elif op == "erase" and str(text):
+            size = len(str(text))
+            start = min(n, size - 1)
+            del text[start : min(start + 2, size)]
+        else:
+            node.flush(cluster.now)
+        cluster.run(0.001)
+    node.flush(cluster.now)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_OPS, min_size=1, max_size=60))
+def test_a_joiner_by_checkpoint_equals_a_joiner_by_batches(ops) -> None:
+    joined = {}
+    for minimum in (1, None):
+        cluster = Cluster(seed=9, config=NodeConfig(checkpoint_min_batches=minimum))
+        cluster.add("author")
+        _play(cluster, "author", ops)
+        cluster.add("joiner")
+        cluster.connect("author", "joiner")
+        _settle(cluster)
+        author = cluster.node("author")
+        if minimum is not None and author.log_wires():
+            checkpoint = author.own_checkpoint()
+            batches = [read_batch(wire, max_size=1 << 24) for wire in author.log_wires()]
+            assert checkpoint is not None and Contribution.of(batches).matches(checkpoint)
+            assert cluster.stats("joiner").batches_applied == 0
+        joined[minimum] = (cluster.memory("joiner").snapshot(), cluster.node("joiner").seen)
+    assert joined[1] == joined[None]
