@@ -26,7 +26,7 @@ from crdtmem.protocol.messages import Checkpoints
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.storage import SqliteStore
 from crdtmem.identity import verify
-from crdtmem.testing import Cluster
+from crdtmem.testing import Cluster, LinkFaults
 from crdtmem.values import encode_value
 
 BATCHES = 24
@@ -340,3 +340,38 @@ def test_a_joiner_by_checkpoint_equals_a_joiner_by_batches(ops) -> None:
             assert cluster.stats("joiner").batches_applied == 0
         joined[minimum] = (cluster.memory("joiner").snapshot(), cluster.node("joiner").seen)
     assert joined[1] == joined[None]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    faults=st.sampled_from([LinkFaults(), LinkFaults(loss=0.05, duplicate=0.05, reorder=0.05)]),
+    steps=st.lists(st.sampled_from(["author writes", "joiner writes", "joiner restarts", "joiner loses its store",
+                                    "a third joins the joiner"]), max_size=6),
+)
+def test_joiners_by_checkpoint_converge_through_faults_and_restarts(seed, faults, steps) -> None:
+    cluster = Cluster(seed=seed, faults=faults)
+    cluster.add("author")
+    _write_alone(cluster, "author", batches=6)
+    cluster.add("joiner")
+    cluster.connect("author", "joiner")
+    for i, step in enumerate(steps):
+        if step == "author writes":
+            _write_alone(cluster, "author", batches=2, prefix=f"{i}.")
+        elif step == "joiner writes":
+            cluster.memory("joiner").set("facts").remove("author-0")
+            cluster.memory("joiner").doc("paper").get("text", type=pycrdt.Text).insert(0, f"<{i}>")
+        elif step == "joiner restarts":
+            cluster.restart("joiner", keep_store=True)
+        elif step == "joiner loses its store":
+            cluster.restart("joiner")
+        elif "third" not in cluster.names:
+            cluster.add("third")
+            cluster.connect("joiner", "third")
+        cluster.run(0.3)
+    cluster.faults = LinkFaults()
+    _settle(cluster)
+    assert cluster.memory("joiner").values() == cluster.memory("author").values()
+    content = {RefusalReason.UNOBSERVED_REMOVE, RefusalReason.EQUIVOCATION, RefusalReason.FORGED_AUTHOR,
+               RefusalReason.BAD_DEPENDENCIES, RefusalReason.BAD_BATCH_SIGNATURE}
+    assert not [r for name in cluster.names for r in cluster.refusals(name) if r.reason in content]
