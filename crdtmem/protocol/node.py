@@ -821,7 +821,7 @@ class Node(RelayInputs, Departures):
         self._learn(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
             if session.answered_at is None:
-                missing = self._with_checkpoints(session, message.seen, self._missing_for(message.seen))
+                missing = self._missing_for(self._with_checkpoints(session, message.seen))
             else:
                 # Since the last answer on this connection, every batch logged before it is held
                 # by the peer or was sent to it (and arrives: the connection delivers in order or
@@ -1276,28 +1276,29 @@ class Node(RelayInputs, Departures):
         return (checkpoint is not None and dot.counter <= checkpoint.seq and dot not in self._log
                 and (batch_hash not in self._causal or batch_hash == checkpoint.head))
 
-    def _with_checkpoints(self, session: _Session, seen: CausalContext,
-                          missing: list[tuple[Dot, bytes]]) -> list[tuple[Dot, bytes]]:
-        """Answering a peer's first ``Sync``: send it a checkpoint instead of the batches it
-        stands for, per author, where it lacks ``checkpoint_min_batches`` of them or we lack
-        their wires; return what is still to send of ``missing``."""
+    def _with_checkpoints(self, session: _Session, seen: CausalContext) -> CausalContext:
+        """Answering a peer's first ``Sync`` (its ``seen``): send it a checkpoint instead of the
+        batches it stands for, per author, where it lacks ``checkpoint_min_batches`` of them or
+        we lack their wires; return ``seen`` with what the checkpoints sent stand for, to find
+        the batches still to send (costing the batches after them, not the ones they replace)."""
         minimum = self.config.checkpoint_min_batches
         if minimum is None:
-            return missing
-        authors = {dot.replica for dot, _ in missing} | set(self._checkpoints)
-        replaced: dict[str, int] = {}
-        for author in sorted(authors):
+            return seen
+        sent: dict[str, int] = {}
+        for author in sorted({self.replica_id, *self._checkpoints}):
             checkpoint = self._checkpoint_of(author)
             has = seen.max(author)
             if checkpoint is None or has >= checkpoint.seq or seen.vv.get(author, 0) != has:
                 continue  # it holds them all, or some out of order: batches
-            if checkpoint.seq - has < minimum and all(Dot(author, n) in self._log for n in range(has + 1, checkpoint.seq + 1)):
+            if checkpoint.seq - has < minimum and self._log.holds_run(author, has + 1, checkpoint.seq):
                 continue  # a few batches cost less than the state
             self._send_checkpoint(session, checkpoint)
-            replaced[author] = checkpoint.seq
-        if not replaced:
-            return missing
-        return [(dot, wire) for dot, wire in missing if dot.counter > replaced.get(dot.replica, 0)]
+            sent[author] = checkpoint.seq
+        if not sent:
+            return seen
+        covered = seen.copy()
+        covered.join(CausalContext(sent))
+        return covered
 
     def _send_checkpoint(self, session: _Session, checkpoint: Checkpoint) -> None:
         if checkpoint.hash in session.checkpoints_sent:
