@@ -53,9 +53,10 @@ What the node does, per DESIGN.md §4:
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
-* reconciliation moves batches, never state: each side's ``Sync`` (a version vector per
-  author) tells the other which signed batches it lacks, and those original batches are sent
-  from the delta log, so every receiver verifies every author's part itself (the first
+* reconciliation moves signed batches, never a peer's state: each side's ``Sync`` (a version
+  vector per author) tells the other which signed batches it lacks, and those original batches
+  are sent from the delta log (or their author's checkpoint, below), so every receiver verifies
+  every author's part itself (the first
   ``Sync`` of a connection from the whole log, later ones from what was logged since the
   last answer: all before it was sent on that connection or is held). A ``Sync`` goes
   out on every connect (both sides at once; neither answers the other's), on every differing
@@ -64,6 +65,14 @@ What the node does, per DESIGN.md §4:
   exactly what we hold, else with a ``Sync``;
 * the delta log keeps signed batches for good (unless ``max_log_batches`` is set), so a
   peer that joins or returns late gets every author's signed history;
+* checkpoints (:mod:`.checkpoint`): an author whose batches so far depend only on its own
+  (it wrote alone) answers a peer lacking ``checkpoint_min_batches`` of them with one signed
+  checkpoint, their join, instead. A joiner takes it like the batch it ends with (no batch
+  of another's may be removed by it), serves it on to peers lacking those batches, and fetches
+  the batches themselves (``WantHistory``) when a later batch names one it stands for or when
+  it cannot take it. A replica that holds the batches and receives their checkpoint checks it
+  (at most once per ``checkpoint_audit_interval`` per author) and refuses one that differs
+  (``equivocation``);
 * relays (a broker's stream, :mod:`.relay`): own batches and those applied from sessions are
   published to each attached relay until its broker stores them; batches it delivers take the
   same verification path as a session's, and bad ones are refused without closing anything;
