@@ -1294,11 +1294,14 @@ class Node(RelayInputs, Departures):
         if minimum is None:
             return seen
         sent: dict[str, int] = {}
+        holds_all = self._retirements.holder_of_all(seen)
         for author in sorted({self.replica_id, *self._checkpoints}):
             checkpoint = self._checkpoint_of(author)
             has = seen.max(author)
             if checkpoint is None or has >= checkpoint.seq or seen.vv.get(author, 0) != has:
                 continue  # it holds them all, or some out of order: batches
+            if not has and holds_all(author):
+                continue  # a departed incarnation it pruned
             if checkpoint.seq - has < minimum and self._log.holds_run(author, has + 1, checkpoint.seq):
                 continue  # a few batches cost less than the state
             self._send_checkpoint(session, checkpoint)
@@ -1344,8 +1347,10 @@ class Node(RelayInputs, Departures):
             if self.seen.max(author) >= checkpoint.seq:
                 self._audit(session, checkpoint, now)
                 continue
-            if self._retirements.holds(Dot(author, 1)) or self.seen.vv.get(author, 0) != self.seen.max(author):
-                self._want_history(session, author)  # pruned here, or held out of order: batches
+            if self._retirements.holds(Dot(author, checkpoint.seq)):
+                continue  # a departed incarnation pruned here: we hold all it wrote
+            if self.seen.vv.get(author, 0) != self.seen.max(author):
+                self._want_history(session, author)  # some of its batches are held out of order: batches
                 continue
             try:
                 self._take_checkpoint(checkpoint)
