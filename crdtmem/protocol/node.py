@@ -390,6 +390,7 @@ class Node(RelayInputs, Departures):
         self._checkpoints_handled: dict[bytes, None] = {}  # checkpoint wire hashes taken or refused here (bounded)
         self._history_wanted: set[str] = set()  # authors behind a checkpoint whose batches we fetch
         self._audited_at: dict[str, float] = {}  # author -> when its checkpoint was last checked here
+        self._audits_offered: set[tuple[str | None, bytes]] = set()  # (peer id, checkpoint hash) sent to be checked
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
         # author -> its waiting batches, oldest first -> the dependencies each was filed under
@@ -828,6 +829,8 @@ class Node(RelayInputs, Departures):
             session.peer_seen = CausalContext()
             self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
+        if first and self._checkpoints:
+            self._offer_for_audit(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
             if session.answered_at is None:
                 missing = self._missing_for(self._with_checkpoints(session, message.seen))
@@ -1312,6 +1315,17 @@ class Node(RelayInputs, Departures):
         covered.join(CausalContext(sent))
         return covered
 
+    def _offer_for_audit(self, session: _Session, seen: CausalContext) -> None:
+        """Send the checkpoints taken here whose batches we never got to a peer holding them
+        (``seen``), once per peer: it checks them (:meth:`_audit`), so a lying one is caught by
+        the first honest holder its joiners meet."""
+        for author, checkpoint in self._checkpoints.items():
+            offered = (session.peer_id, checkpoint.hash)
+            if (seen.max(author) >= checkpoint.seq and offered not in self._audits_offered
+                    and not self._log.holds_run(author, 1, checkpoint.seq)):
+                self._audits_offered.add(offered)
+                self._send_checkpoint(session, checkpoint)
+
     def _send_checkpoint(self, session: _Session, checkpoint: Checkpoint) -> None:
         if checkpoint.hash in session.checkpoints_sent:
             return
@@ -1358,9 +1372,12 @@ class Node(RelayInputs, Departures):
                 self._refuse_checkpoint(session, author, checkpoint.seq, exc)
                 continue
             fresh = self._release(session.conn, checkpoint.head)
-            for other in self._ready_sessions():  # neighbours lacking them get it, as a Sync answer would
-                if other is not session and other.heard and other.peer_seen.max(author) < checkpoint.seq:
-                    self._send_checkpoint(other, checkpoint)
+            for other in self._ready_sessions():  # neighbours lacking those batches get it, as a Sync answer would
+                if other is not session and other.heard:
+                    if other.peer_seen.max(author) < checkpoint.seq:
+                        self._send_checkpoint(other, checkpoint)
+                    else:
+                        self._offer_for_audit(other, other.peer_seen)
             if fresh:
                 self._queue_relay(fresh, now)
 

@@ -186,6 +186,32 @@ def _send_from(cluster: Cluster, sender: str, target: str, wire: bytes):
     return raw, cluster.inject(raw.conn, raw.seal(Checkpoints((wire,))))
 
 
+def test_a_lying_checkpoint_is_caught_by_the_first_holder_its_joiner_meets() -> None:
+    """The joiner takes the author's (lying) checkpoint, then meets a replica holding the
+    author's batches: it passes the checkpoint on, and the holder refuses it."""
+    cluster = Cluster(seed=8)
+    for name in ("author", "holder"):
+        cluster.add(name)
+    cluster.connect("author", "holder")
+    _write_alone(cluster, "author")
+    _settle(cluster)
+    cluster.disconnect("author", "holder")
+
+    def add_a_fact(entries):
+        for name, state in entries:
+            if name == "facts":
+                state.add(cluster.memory("author").replica_id, encode_value("never written"))
+        return entries
+
+    cluster.add("joiner")
+    _send_from(cluster, "author", "joiner", _bad_checkpoint(cluster, "author", add_a_fact))
+    assert cluster.stats("joiner").checkpoints_applied == 1
+    cluster.connect("joiner", "holder")
+    assert cluster.run_until(lambda: bool(cluster.refusals("holder")), timeout=10)
+    assert [r.reason for r in cluster.refusals("holder")] == [RefusalReason.EQUIVOCATION]
+    assert "never written" not in cluster.memory("holder").set("facts").value
+
+
 def test_a_holder_refuses_a_checkpoint_that_differs_from_the_batches() -> None:
     cluster = Cluster(seed=6)
     for name in ("author", "holder"):
