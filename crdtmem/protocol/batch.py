@@ -42,6 +42,7 @@ __all__ = [
     "peek_batch",
     "open_batch",
     "apply_batch",
+    "check_signature",
     "encode_body",
     "read_deltas",
 ]
@@ -214,12 +215,22 @@ def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> Delt
         ForgedDeltaError: a delta writes in another replica's name.
     """
     author, seq, deps, body, signature = _parts(wire, max_size)
+    check_signature(keyring, verify, f"batch {author}#{seq}", author, signature, _signed_part(author, seq, deps, body))
+    return DeltaBatch(author, seq, read_deltas(author, seq, body, max_size), bytes(wire), tuple(deps))
+
+
+def check_signature(keyring: Any, verify: Any, what: str, author: str, signature: Any, signed: bytes) -> None:
+    """Check that ``author``'s key, from ``keyring``, signed ``signed`` (``what`` names it in errors).
+
+    Raises:
+        UntrustedAuthorError: the author is not in the keyring.
+        BadBatchSignatureError: the signature does not match.
+    """
     public_key = keyring.public_key(key_id_of(author))
     if public_key is None:
-        raise UntrustedAuthorError(f"batch author {key_id_of(author)} is not in the keyring")
-    if not isinstance(signature, bytes) or not verify(public_key, signature, _signed_part(author, seq, deps, body)):
-        raise BadBatchSignatureError(f"batch {author}#{seq} has a bad signature")
-    return DeltaBatch(author, seq, read_deltas(author, seq, body, max_size), bytes(wire), tuple(deps))
+        raise UntrustedAuthorError(f"{what}: its author {key_id_of(author)} is not in the keyring")
+    if not isinstance(signature, bytes) or not verify(public_key, signature, signed):
+        raise BadBatchSignatureError(f"{what} has a bad signature")
 
 
 def check_stamps(batch: DeltaBatch, bound: int) -> None:

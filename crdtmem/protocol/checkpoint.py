@@ -44,10 +44,9 @@ from ..errors import DecodeError
 from ..identity import key_id_of
 from .batch import (
     HASH_BYTES,
-    BadBatchSignatureError,
     DeltaBatch,
-    UntrustedAuthorError,
     batch_hash,
+    check_signature,
     encode_body,
     peek_batch,
     read_deltas,
@@ -154,11 +153,7 @@ def open_checkpoint(wire: bytes, keyring: Any, verify: Any, *, max_size: int) ->
             (a self-contained prefix observed none).
     """
     _, author, seq, head, body, signature = _parts(wire, max_size)
-    public_key = keyring.public_key(key_id_of(author))
-    if public_key is None:
-        raise UntrustedAuthorError(f"checkpoint author {key_id_of(author)} is not in the keyring")
-    if not verify(public_key, signature, _signed_part(author, seq, head, body)):
-        raise BadBatchSignatureError(f"checkpoint {author}#{seq} has a bad signature")
+    check_signature(keyring, verify, f"checkpoint {author}#{seq}", author, signature, _signed_part(author, seq, head, body))
     deltas = read_deltas(author, seq, body, max_size)
     _check_self_contained(author, seq, deltas)
     return Checkpoint(author, seq, head, deltas, bytes(wire))
