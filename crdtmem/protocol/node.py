@@ -70,9 +70,10 @@ What the node does, per DESIGN.md §4:
   checkpoint, their join, instead. A joiner takes it like the batch it ends with (no batch
   of another's may be removed by it), serves it on to peers lacking those batches, and fetches
   the batches themselves (``WantHistory``) when a later batch names one it stands for or when
-  it cannot take it. A replica that holds the batches and receives their checkpoint checks it
-  (at most once per ``checkpoint_audit_interval`` per author) and refuses one that differs
-  (``equivocation``);
+  it cannot take it. An author idle for ``checkpoint_push_idle`` passes its checkpoint to its
+  neighbours when its batches doubled since it last did. A replica that holds the batches and
+  receives their checkpoint checks it (at most once per ``checkpoint_audit_interval`` per
+  author), keeps it to send to joiners, or refuses it if it differs (``equivocation``);
 * relays (a broker's stream, :mod:`.relay`): own batches and those applied from sessions are
   published to each attached relay until its broker stores them; batches it delivers take the
   same verification path as a session's, and bad ones are refused without closing anything;
