@@ -15,7 +15,8 @@ wire's signature covers.
 Both ends keep the same table, one per direction of a connection: a connection delivers in
 order or breaks, and every entry that names its parts updates the table the same way on both
 sides, whatever becomes of the batch afterwards (applied, a duplicate, refused). A wire that
-its parts would not re-encode to byte for byte (another encoder's msgpack) is sent whole.
+its parts would not re-encode to byte for byte (another encoder's msgpack), or larger than
+:data:`MAX_COMPACT_WIRE`, is sent whole.
 
 Use one :class:`BatchCompressor` per connection for what it sends and one
 :class:`BatchExpander` for what it receives; a new connection starts both afresh. Batches a
@@ -31,10 +32,13 @@ from ..errors import DecodeError, RefusalReason
 from .batch import batch_hash
 from .messages import Batches, CompactBatches
 
-__all__ = ["MAX_ALIASES", "BadBatchReferenceError", "BatchCompressor", "BatchExpander"]
+__all__ = ["MAX_ALIASES", "MAX_COMPACT_WIRE", "BadBatchReferenceError", "BatchCompressor", "BatchExpander"]
 
 MAX_ALIASES = 4096
 """Authors one direction of a connection gives aliases to; later ones are named in full."""
+MAX_COMPACT_WIRE = 4096
+"""Larger batch wires go whole: the ~45 bytes saved are nothing next to them, while taking
+them apart, re-encoding and hashing them again costs each side time in their size."""
 
 
 class BadBatchReferenceError(DecodeError):
@@ -76,6 +80,8 @@ class BatchCompressor:
         return CompactBatches(tuple(map(self._entry, wires)))
 
     def _entry(self, wire: bytes) -> bytes | list:
+        if len(wire) > MAX_COMPACT_WIRE:
+            return wire
         parts = codec.unpack(wire)
         if codec.pack(parts) != wire:
             return wire  # not this encoder's bytes: the parts would not rebuild it

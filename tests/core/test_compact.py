@@ -18,6 +18,7 @@ from crdtmem.identity import Identity
 from crdtmem.protocol.batch import DeltaBatch, seal_batch
 from crdtmem.protocol.compact import (
     MAX_ALIASES,
+    MAX_COMPACT_WIRE,
     BadBatchReferenceError,
     BatchCompressor,
     BatchExpander,
@@ -106,6 +107,20 @@ def test_a_wire_its_parts_would_not_rebuild_is_sent_whole() -> None:
     assert rebuilt == (odd,)
     _, rebuilt = _carry(compressor, expander, (a1.wire,))  # the whole wire gave no alias
     assert rebuilt == (a1.wire,) and compressor.compact((_history()[1].wire,)).entries[0][0] == 0
+
+
+def test_a_large_wire_is_sent_whole_and_gives_no_alias() -> None:
+    memory = Memory(ALICE.peer_id)
+    memory.set("facts").add("x" * MAX_COMPACT_WIRE)
+    large = seal_batch(ALICE, 1, memory.take_deltas())
+    memory.set("facts").add("small")
+    small = seal_batch(ALICE, 2, memory.take_deltas(), (large.hash,))
+    compressor, expander = BatchCompressor(), BatchExpander()
+    assert compressor.compact((large.wire,)).entries == (large.wire,)
+    _, rebuilt = _carry(compressor, expander, (large.wire, small.wire))
+    assert rebuilt == (large.wire, small.wire)
+    entry = compressor.compact((small.wire,)).entries[0]
+    assert entry[0] == 0 and entry[2] == [large.hash]  # aliased by the small one; the whole one is named in full
 
 
 def test_authors_past_the_alias_table_are_named_in_full() -> None:
