@@ -789,6 +789,9 @@ class Node(RelayInputs, Departures, Checkpointing):
         if hs.peer_id == self.identity.peer_id:
             raise RemoteProtocolError("connected to ourselves")
         session.peer_id = hs.peer_id
+        # Writes held while no one was connected go to the others now; the newcomer gets them in
+        # our answer to its first Sync, as part of our checkpoint if it lacks enough of our batches.
+        self.flush(now)
         session.channel = FrameChannel(
             hs.keys, peer_id=hs.peer_id, max_frame_bytes=self.config.max_frame_bytes,
             max_message_bytes=self.config.max_message_bytes,
@@ -797,7 +800,6 @@ class Node(RelayInputs, Departures, Checkpointing):
         self._gone_since.pop(hs.peer_id, None)
         session.next_anti_entropy = now + self._anti_entropy_delay()
         self._events.append(PeerConnected(session.conn, hs.peer_id))
-        self.flush(now)  # writes held while no one was connected: the newcomer's Sync covers them
         self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
         if self.config.eager_tree:
             self._tree.link_up(session.conn, hs.peer_id)
