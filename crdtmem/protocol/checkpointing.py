@@ -280,7 +280,7 @@ class Checkpointing:
             return  # we hold some of them through a checkpoint ourselves, or not at all
         self._audited_at[author] = now
         batches = (read_batch(wire, max_size=self.config.max_message_bytes) for wire in wires)
-        if Contribution.of(batches).matches(checkpoint):
+        if Contribution.of(batches).matches(checkpoint, max_size=self.config.max_message_bytes):
             held = self._checkpoints.get(author)
             if held is None or held.seq < checkpoint.seq:
                 self._checkpoints[author] = checkpoint
