@@ -738,14 +738,18 @@ class Node(RelayInputs, Departures):
 
     def _handshake_step(self, session: _Session, data: bytes, now: float) -> None:
         hs = session.handshake
-        for reply in hs.receive(data):
-            self._send(session, reply, SendKind.HANDSHAKE)
-        if session.dialer and session.channel is None and hs.state is HandshakeState.SENT_AUTH:
+        replies = hs.receive(data)
+        greeting = session.dialer and session.channel is None and hs.state is HandshakeState.SENT_AUTH
+        if greeting:
             # The dialer's first Sync rides with its auth, so the peer answers it as soon as that
             # auth verifies: the catch-up starts one flight sooner. It is sealed under the keys
-            # the peer's hello agreed (see Handshake.sealing_keys); nothing from the peer is
-            # opened before its own auth verifies.
+            # the peer's hello agreed (see Handshake.sealing_keys), derived before the auth goes
+            # out (an unusable exchange key is refused first); nothing from the peer is opened
+            # before its own auth verifies.
             session.channel = self._channel(hs.sealing_keys(), hs.peer_id)
+        for reply in replies:
+            self._send(session, reply, SendKind.HANDSHAKE)
+        if greeting:
             self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
         if not hs.done:
             return
