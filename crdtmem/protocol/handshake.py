@@ -4,7 +4,9 @@ Both sides send ``Hello`` (version, public key, a fresh nonce, a fresh X25519 ex
 at once; each answers the other's hello with ``Auth``, a signature over both nonces, both
 peer ids and both exchange keys. When the peer's auth verifies, both hold the same session id
 and the two direction keys for their :class:`FrameChannel`. Keys outside the keyring, other
-versions, bad signatures and unusable exchange keys are refused with a specific reason.
+versions, bad signatures and unusable exchange keys are refused with a specific reason. The
+keys are known from the peer's hello (:meth:`Handshake.sealing_keys`), so a dialer's first
+frame can ride with its auth; none of the peer's frames is opened before its auth verifies.
 """
 
 from __future__ import annotations
