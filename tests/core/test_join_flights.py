@@ -98,13 +98,20 @@ def test_writes_held_while_alone_reach_a_joiner_in_order_with_the_rest():
     assert max(waited) == 0 and writer.stats.batches_created == 4
 
 
-def test_the_dialers_reply_to_a_hello_is_its_auth_then_its_sealed_sync():
+def hellos_crossed() -> tuple[Node, Node, bytes, bytes, bytes]:
+    """A writer and a joiner whose hellos crossed, the joiner's answer not delivered yet:
+    (writer, joiner, the joiner's hello, its auth, its sealed Sync)."""
     writer, joiner = writer_with_history(), node(JOINER, WRITER, seed=2)
     writer.open(CONN, 0.0, dialer=False)
     joiner.open(CONN, 0.0, dialer=True)
     (writer_hello,), (joiner_hello,) = sent(writer), sent(joiner)
     joiner.receive(CONN, writer_hello, 0.0)
     auth, sync_frame = sent(joiner)
+    return writer, joiner, joiner_hello, auth, sync_frame
+
+
+def test_the_dialers_reply_to_a_hello_is_its_auth_then_its_sealed_sync():
+    writer, joiner, joiner_hello, auth, sync_frame = hellos_crossed()
     assert isinstance(decode_handshake_message(auth), Auth)
     # The listener's own reply to a hello is its auth alone: it seals nothing for a peer it
     # has not authenticated.
@@ -123,12 +130,7 @@ def test_the_dialers_reply_to_a_hello_is_its_auth_then_its_sealed_sync():
 
 
 def test_a_frame_sent_before_the_dialers_auth_is_refused_and_never_opened():
-    writer, joiner = writer_with_history(), node(JOINER, WRITER, seed=2)
-    writer.open(CONN, 0.0, dialer=False)
-    joiner.open(CONN, 0.0, dialer=True)
-    (writer_hello,), (joiner_hello,) = sent(writer), sent(joiner)
-    joiner.receive(CONN, writer_hello, 0.0)
-    _auth, sync_frame = sent(joiner)
+    writer, _joiner, joiner_hello, _auth, sync_frame = hellos_crossed()
     writer.receive(CONN, joiner_hello, 0.0)
     sent(writer)
     writer.receive(CONN, sync_frame, 0.0)  # the Sync without the auth before it
@@ -164,12 +166,7 @@ def test_an_impostor_listener_never_gets_a_frame_of_its_own_opened():
 
 
 def test_a_replayed_auth_and_sync_are_refused_on_a_new_connection():
-    writer, joiner = writer_with_history(), node(JOINER, WRITER, seed=2)
-    writer.open(CONN, 0.0, dialer=False)
-    joiner.open(CONN, 0.0, dialer=True)
-    (writer_hello,), recorded = sent(writer), sent(joiner)
-    joiner.receive(CONN, writer_hello, 0.0)
-    recorded += sent(joiner)  # hello, auth, sealed Sync
+    writer, _joiner, *recorded = hellos_crossed()  # the joiner's hello, auth and sealed Sync
     writer.open("again", 0.0, dialer=False)  # a fresh nonce on the new connection
     writer.take_actions()
     for data in recorded:
