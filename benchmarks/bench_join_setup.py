@@ -14,7 +14,10 @@ transport, the event loop's wakeups and the task switches.
 The same run times pycrdt-websocket's join of the same document (connect, then the
 y-protocols sync step 1/2 until the ``Provider`` is synced) for reference.
 
-Run: python benchmarks/bench_join_setup.py [--reps 7] [--edits 20000]
+``--settle S`` lets the writer idle S seconds before C joins, so it holds no unsigned writes
+(with 0, as in ``bench_trace``, it signs the last ~50 ms of its typing when C's auth verifies).
+
+Run: python benchmarks/bench_join_setup.py [--reps 7] [--edits 20000] [--settle 0.2]
 Prints JSON: per step, the median and spread (max - min) of its time since C's start, in ms.
 """
 
@@ -185,14 +188,15 @@ def instrumented(timeline: Timeline, sides: dict[str, str]) -> Any:
             setattr(owner, name, original)
 
 
-async def crdtmem_join(secrets: list[bytes], prefix: list, timeline: Timeline) -> dict[str, float]:
-    """A types ``prefix`` alone, then C joins under the instruments: its timeline."""
+async def crdtmem_join(secrets: list[bytes], prefix: list, timeline: Timeline, settle: float) -> dict[str, float]:
+    """A types ``prefix`` alone, waits ``settle`` seconds, then C joins under the instruments: its timeline."""
     system = CrdtmemSystem(secrets)
     sides = {system.identities[0].peer_id: "A", system.identities[2].peer_id: "C"}
     clock = max(insert_clocks(prefix))
     async with AsyncExitStack() as stack:
         doc_a, url, _ = await system.writer(stack)
         await type_trace(doc_a, prefix)
+        await anyio.sleep(settle)
         end_text = str(doc_a.get(ROOT, type=pycrdt.Text))
         with instrumented(timeline, sides):
             timeline.start()
@@ -206,7 +210,7 @@ async def crdtmem_join(secrets: list[bytes], prefix: list, timeline: Timeline) -
     return timeline.marks
 
 
-async def pycrdt_join(prefix: list) -> dict[str, float]:
+async def pycrdt_join(prefix: list, settle: float) -> dict[str, float]:
     """The same join on pycrdt-websocket: connect and sync step 1/2, then the text."""
     system = PycrdtSystem()
     opened: list[float] = []
@@ -219,6 +223,7 @@ async def pycrdt_join(prefix: list) -> dict[str, float]:
     async with AsyncExitStack() as stack:
         doc_a, url, _ = await system.writer(stack)
         await type_trace(doc_a, prefix)
+        await anyio.sleep(settle)
         end_text = str(doc_a.get(ROOT, type=pycrdt.Text))
         start = time.perf_counter()
         pycrdt.Provider.__aenter__ = enter
@@ -241,6 +246,8 @@ def main() -> None:
     parser.add_argument("--trace", default=DEFAULT_TRACE)
     parser.add_argument("--edits", type=int, default=LATE_PREFIX, help="edits A types before C joins")
     parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds the writer idles before C joins (0, as bench_trace: the writer may still hold writes)")
     args = parser.parse_args()
     prefix, _ = load_trace(args.trace, args.edits)
 
@@ -253,15 +260,15 @@ def main() -> None:
         marks: dict[str, float] = {}
         for name in order:  # alternate who goes first
             if name == "crdtmem":
-                marks.update(anyio.run(crdtmem_join, secrets, prefix, Timeline()))
+                marks.update(anyio.run(crdtmem_join, secrets, prefix, Timeline(), args.settle))
             else:
-                marks.update(anyio.run(pycrdt_join, prefix))
+                marks.update(anyio.run(pycrdt_join, prefix, args.settle))
         runs.append(marks)
         print(f"# rep {rep + 1}: {json.dumps({k: round(v, 3) for k, v in marks.items()})}", file=sys.stderr)
 
     names = sorted({name for marks in runs for name in marks},
                    key=lambda n: statistics.median(m[n] for m in runs if n in m))
-    out: dict[str, Any] = {"edits": args.edits, "reps": args.reps, "ms_since_C_starts": {}}  # [median, spread]
+    out: dict[str, Any] = {"edits": args.edits, "reps": args.reps, "settle": args.settle, "ms_since_C_starts": {}}  # [median, spread]
     for name in names:
         values = [m[name] for m in runs if name in m]
         out["ms_since_C_starts"][name] = [round(statistics.median(values), 3), round(max(values) - min(values), 3)]
