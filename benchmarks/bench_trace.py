@@ -22,8 +22,9 @@ Scenarios (each JSON key is prefixed ``crdtmem_`` or ``pycrdt_``; ratios are our
   client reached A's clock after that edit: the running count of inserted characters);
 * ``late_join_ms`` / ``late_join_bytes``: after the run, a fresh peer C connects to A (to the
   room) and receives the whole document: time until C's text equals A's, bytes C received;
-  ``late20k_*`` the same when A has typed only the first 20,000 edits (crdtmem keeps every
-  signed batch, so C receives and verifies the writer's history, not a snapshot);
+  ``late20k_*`` the same when A has typed only the first 20,000 edits, no one connected
+  (crdtmem: A wrote alone, so C is sent A's signed checkpoint, the join of its batches, instead
+  of every signed batch, see ``crdtmem.protocol.checkpoint``);
 * ``xproc_writer_cpu_us_per_edit`` / ``xproc_reader_cpu_us_per_edit``: CPU time
   (``time.process_time``) of A's and of B's process from the first edit until B holds the
   final text, per edit (A's process also runs pycrdt-websocket's room server);

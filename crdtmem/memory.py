@@ -586,9 +586,14 @@ class Memory:
         """
         if self._refused_write:
             raise RetiredWriterError(f"{self._sealed}; a write refused after that shows in this memory: not snapshotted")
-        entries = sorted((split_key(key)[0], state.TAG, state) for key, state in self._objects.items())
-        objects = [[name, *codec.state_to_plain(state)] for name, _, state in entries]
+        objects = [[name, *codec.state_to_plain(state)] for name, state in self.entries()]
         return codec.pack([codec.FORMAT_VERSION, "memory", objects])
+
+    def entries(self) -> list[tuple[str, Crdt]]:
+        """Every written object as ``(name, state)``, sorted by name, then type tag (a name
+        written as two types has two entries): what a snapshot or a checkpoint encodes."""
+        entries = sorted((split_key(key)[0], state.TAG, state) for key, state in self._objects.items())
+        return [(name, state) for name, _, state in entries]
 
     @classmethod
     def from_snapshot(

@@ -185,8 +185,10 @@ def merge_many(updates: list[bytes]) -> bytes:
 
 _CACHED_UPDATE_BYTES = 1 << 16
 """Footprints of updates up to this size are cached (the last 64): a received update is read by
-the causal check, the reach and :meth:`Document.join`; larger ones are rare and would pin
-their bytes."""
+the causal check, the reach and :meth:`Document.join`; of larger ones (a checkpoint's whole
+document), only the last one read, so they pin no more than one update's bytes."""
+
+_last_large: list[tuple[bytes, tuple[dict[int, int], dict[int, list[tuple[int, int]]]]]] = []
 
 
 def update_footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:
@@ -198,9 +200,13 @@ def update_footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tupl
     Raises:
         ValueError: the update cannot be read.
     """
-    if len(update) > _CACHED_UPDATE_BYTES:
-        return _footprint(update)
-    return _cached_footprint(update)
+    if len(update) <= _CACHED_UPDATE_BYTES:
+        return _cached_footprint(update)
+    if _last_large and _last_large[0][0] == update:
+        return _last_large[0][1]
+    footprint = _footprint(update)
+    _last_large[:] = [(update, footprint)]
+    return footprint
 
 
 def _footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:

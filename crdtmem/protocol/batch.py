@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
 from .. import codec
@@ -41,6 +42,9 @@ __all__ = [
     "peek_batch",
     "open_batch",
     "apply_batch",
+    "check_signature",
+    "encode_body",
+    "read_deltas",
 ]
 
 _DOMAIN = b"crdtmem-batch-v2"
@@ -99,6 +103,11 @@ class DeltaBatch:
             object.__setattr__(self, "hash", batch_hash(self.wire))
 
 
+def encode_body(deltas: Iterable[tuple[str, Crdt]]) -> bytes:
+    """The body of a batch (or checkpoint): ``[name, tag, state]`` per delta, packed."""
+    return codec.pack([[name, *codec.state_to_plain(delta)] for name, delta in deltas])
+
+
 def _signed_part(author: str, seq: int, deps: list[bytes], body: bytes) -> bytes:
     return codec.pack([_DOMAIN, author, seq, deps, body])
 
@@ -119,7 +128,7 @@ def seal_batch(
     Raises:
         ValueError: ``author`` is not an incarnation of ``identity``.
     """
-    body = codec.pack([[name, *codec.state_to_plain(delta)] for name, delta in deltas])
+    body = encode_body(deltas)
     author = author or identity.peer_id
     if key_id_of(author) != identity.peer_id:
         raise ValueError(f"{identity.peer_id} cannot sign for replica {author}")
@@ -174,10 +183,16 @@ def read_batch(wire: bytes, *, max_size: int) -> DeltaBatch:
     Call only on wires read back from this replica's own storage (verified when received).
     """
     author, seq, deps, body, _ = _parts(wire, max_size)
-    return DeltaBatch(author, seq, _deltas(author, seq, body, max_size), bytes(wire), tuple(deps))
+    return DeltaBatch(author, seq, read_deltas(author, seq, body, max_size), bytes(wire), tuple(deps))
 
 
-def _deltas(author: str, seq: int, body: bytes, max_size: int) -> tuple[tuple[str, Crdt], ...]:
+def read_deltas(author: str, seq: int, body: bytes, max_size: int) -> tuple[tuple[str, Crdt], ...]:
+    """Decode a body written by ``author`` (batch or checkpoint ``seq``); every delta must write as ``author``.
+
+    Raises:
+        DecodeError: malformed deltas.
+        ForgedDeltaError: a delta writes in another replica's name.
+    """
     deltas = []
     for item in codec.unpack_items(body, "delta list", max_size=max_size):
         if not (isinstance(item, list) and len(item) == 3):
@@ -200,12 +215,22 @@ def open_batch(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> Delt
         ForgedDeltaError: a delta writes in another replica's name.
     """
     author, seq, deps, body, signature = _parts(wire, max_size)
+    check_signature(keyring, verify, f"batch {author}#{seq}", author, signature, _signed_part(author, seq, deps, body))
+    return DeltaBatch(author, seq, read_deltas(author, seq, body, max_size), bytes(wire), tuple(deps))
+
+
+def check_signature(keyring: Any, verify: Any, what: str, author: str, signature: Any, signed: bytes) -> None:
+    """Check that ``author``'s key, from ``keyring``, signed ``signed`` (``what`` names it in errors).
+
+    Raises:
+        UntrustedAuthorError: the author is not in the keyring.
+        BadBatchSignatureError: the signature does not match.
+    """
     public_key = keyring.public_key(key_id_of(author))
     if public_key is None:
-        raise UntrustedAuthorError(f"batch author {key_id_of(author)} is not in the keyring")
-    if not isinstance(signature, bytes) or not verify(public_key, signature, _signed_part(author, seq, deps, body)):
-        raise BadBatchSignatureError(f"batch {author}#{seq} has a bad signature")
-    return DeltaBatch(author, seq, _deltas(author, seq, body, max_size), bytes(wire), tuple(deps))
+        raise UntrustedAuthorError(f"{what}: its author {key_id_of(author)} is not in the keyring")
+    if not isinstance(signature, bytes) or not verify(public_key, signature, signed):
+        raise BadBatchSignatureError(f"{what} has a bad signature")
 
 
 def check_stamps(batch: DeltaBatch, bound: int) -> None:

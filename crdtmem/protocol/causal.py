@@ -182,20 +182,23 @@ class CausalIndex:
                 )
 
     def record(self, batch: DeltaBatch, covered: dict[str, int] | None = None,
-               reach: BatchReach | None = None) -> dict[str, int]:
+               reach: BatchReach | None = None, *, head: bool = True) -> dict[str, int]:
         """Note ``batch`` as applied (after :meth:`check`, or in log order on restart); return
         its covered vector.
 
         Args:
             reach: :func:`reach_of` the batch, if known already (a restart reads it from the
                 journal instead of decoding the deltas: then ``batch`` need carry none).
+            head: False for a batch that an applied checkpoint already stands for
+                (:mod:`.checkpoint`): it is indexed, but later ones here depend on it already.
         """
         if covered is None:
             covered = self._join(batch.deps)
             covered[batch.author] = batch.seq
         self._covered[batch.hash] = covered
-        self._heads.difference_update(batch.deps)
-        self._heads.add(batch.hash)
+        if head:
+            self._heads.difference_update(batch.deps)
+            self._heads.add(batch.hash)
         author, seq = batch.author, batch.seq
         dots, yjs = reach_of(batch) if reach is None else reach
         for name, top in dots:
@@ -203,6 +206,17 @@ class CausalIndex:
         for name, end in yjs:
             self._yjs_replicas.setdefault(yjs_client_id(author), author)
             _extend(self._yjs_reach, (name, author), seq, end)
+        return covered
+
+    def record_checkpoint(self, batch: DeltaBatch, reach: BatchReach) -> dict[str, int]:
+        """Note a checkpoint (:mod:`.checkpoint`) as applied: ``batch`` is it as the batch it
+        ends with (``author#seq``, its hash). It covers its author's batches ``1..seq`` and no
+        one else's, so it is the head in place of any of them. Returns its covered vector."""
+        author, seq = batch.author, batch.seq
+        covered = {author: seq}
+        superseded = [h for h in self._heads if (vector := self._covered[h]).keys() == {author} and vector[author] <= seq]
+        self._heads.difference_update(superseded)
+        self.record(batch, covered, reach)
         return covered
 
     def vouch(self, batch: DeltaBatch) -> bool:
@@ -274,13 +288,19 @@ def reach_of(batch: DeltaBatch) -> BatchReach:
 
 
 def _extend(reach: dict[tuple[str, str], tuple[list[int], list[int]]], key: tuple[str, str], seq: int, top: int) -> None:
-    """Note that ``key``'s replica reached ``top`` in its batch ``seq`` (later batches only)."""
+    """Note that ``key``'s replica reached ``top`` in its batch ``seq`` (usually its latest; an
+    earlier one when the batches a checkpoint stood for are indexed after it)."""
     if not top:
         return
     seqs, tops = reach.setdefault(key, ([], []))
     if not seqs or seq > seqs[-1]:
         seqs.append(seq)
         tops.append(max(top, tops[-1] if tops else 0))
+        return
+    i = bisect.bisect_left(seqs, seq)
+    if seqs[i] != seq:
+        seqs.insert(i, seq)
+        tops.insert(i, max(top, tops[i - 1] if i else 0))
 
 
 def _reach_at(reach: dict[tuple[str, str], tuple[list[int], list[int]]], name: str, replica: str, seq: int) -> int:

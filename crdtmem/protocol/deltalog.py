@@ -55,6 +55,20 @@ class DeltaLog:
         dot = self._dots.get(batch_hash)
         return None if dot is None else self._wires[dot]
 
+    def count(self, author: str) -> int:
+        """How many batches of ``author`` the log holds."""
+        return len(self._seqs.get(author, ()))
+
+    def holds_run(self, author: str, first: int, last: int) -> bool:
+        """Whether the log holds every batch ``first..last`` of ``author`` (costs a search)."""
+        seqs = self._seqs.get(author, ())
+        i = bisect.bisect_left(seqs, first)
+        return last < first or (i + last - first < len(seqs) and seqs[i] == first and seqs[i + last - first] == last)
+
+    def of_author(self, author: str) -> list[bytes]:
+        """Every logged wire of ``author``, in sequence order (costs that author's batches)."""
+        return [self._wires[Dot(author, seq)] for seq in self._seqs.get(author, ())]
+
     def wires(self) -> list[bytes]:
         return list(self._wires.values())
 

@@ -17,7 +17,8 @@ from ..errors import DecodeError, RemoteProtocolError
 from ..identity import Identity, key_id_of
 from ..memory import Memory
 from .batch import read_batch, read_header
-from .causal import CausalIndex
+from .causal import CausalIndex, reach_of
+from .checkpoint import Checkpoint, is_checkpoint, read_checkpoint, read_checkpoint_header
 from .deltalog import DeltaLog
 from .reindex import read_index_entry
 from .retirement import RETIRED_NAME, Retirements, retirement, retirement_records
@@ -44,6 +45,7 @@ class Departures:
     _log: DeltaLog
     _causal: CausalIndex
     _retirements: Retirements
+    _checkpoints: dict[str, Checkpoint]
     _sessions: dict[Hashable, Any]
     _known_seen: dict[str, CausalContext]
 
@@ -138,6 +140,12 @@ class Departures:
             return applied.vv.get(incarnation, 0) >= final
 
         for i, wire in enumerate(log_wires):  # in the order they were applied, so dependencies come first
+            if is_checkpoint(wire):
+                checkpoint, covered, records = self._replay_checkpoint(wire, log_entries[i] if i < len(log_entries) else b"")
+                applied.join(CausalContext(dict(covered)))
+                for replica in self._retirements.note(checkpoint.author, checkpoint.seq, covered, records, holds_all):
+                    applied.forget(replica)
+                continue
             try:
                 reach, records = read_index_entry(log_entries[i])
                 batch = read_header(wire)
@@ -150,7 +158,8 @@ class Departures:
                     records = []  # not a record here when it was applied either
             dot = Dot(batch.author, batch.seq)
             self._log.add(dot, wire, batch.hash)
-            covered = self._causal.record(batch, reach=reach)
+            checkpoint = self._checkpoints.get(batch.author)  # journaled after one that stands for it?
+            covered = self._causal.record(batch, reach=reach, head=checkpoint is None or batch.seq > checkpoint.seq)
             applied.add(dot)
             for replica in self._retirements.note(batch.author, batch.seq, covered, records, holds_all):
                 applied.forget(replica)
@@ -158,6 +167,23 @@ class Departures:
         for replica in pruned:
             self.seen.forget(replica)
         self.memory.forget(pruned)
+
+    def _replay_checkpoint(self, wire: bytes, entry: bytes) -> tuple[Checkpoint, dict[str, int], list[tuple[str, int]]]:
+        """Re-index a journaled checkpoint (:mod:`.checkpoint`); return it (without its deltas),
+        its covered vector and the retirement records it carries."""
+        try:
+            reach, records = read_index_entry(entry)
+            checkpoint = read_checkpoint_header(wire)
+        except DecodeError:  # journaled without an entry: decode the deltas
+            checkpoint = read_checkpoint(wire, max_size=self.config.max_message_bytes)
+            reach = reach_of(checkpoint.as_batch())
+            try:
+                records = retirement_records(checkpoint.deltas)
+            except RemoteProtocolError:
+                records = []
+        covered = self._causal.record_checkpoint(checkpoint.as_batch(), reach)
+        self._checkpoints[checkpoint.author] = checkpoint
+        return checkpoint, covered, records
 
     def _retire_predecessors(self, predecessors: Iterable[str]) -> None:
         """Retire this store's earlier incarnations that did not, in this start's first batch."""

@@ -23,6 +23,7 @@ __all__ = [
     "PeerDisconnected",
     "Refused",
     "BatchApplied",
+    "CheckpointApplied",
     "TypeClash",
     "Event",
 ]
@@ -121,6 +122,17 @@ class BatchApplied:
 
 
 @dataclass(frozen=True)
+class CheckpointApplied:
+    """An author checkpoint (:mod:`.checkpoint`) joined the memory, standing for its author's
+    batches ``1..seq``; storage journals ``wire`` and ``index_entry`` as it does a batch's."""
+
+    author: str
+    seq: int
+    wire: bytes
+    index_entry: bytes = b""
+
+
+@dataclass(frozen=True)
 class TypeClash:
     """The object ``name`` is now written as each of ``tags`` (the winner first; see
     :mod:`crdtmem.memory`): a conflict to report, never a reason to refuse anything.
@@ -133,4 +145,4 @@ class TypeClash:
     tags: tuple[str, ...]
 
 
-Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | TypeClash
+Event = PeerConnected | PeerDisconnected | Refused | BatchApplied | CheckpointApplied | TypeClash

@@ -1,8 +1,8 @@
 """The messages peers exchange once a session is open, as frozen dataclasses (h11 style).
 
 Each travels as the payload of one signed message (see ``framing``): ``msgpack([kind, ...])``
-with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want, 7 ihave, 8 tree root; 5 and 6,
-Plumtree's prune and graft, are retired).
+with a one-byte ``kind`` (1 sync, 2 batches, 3 digest, 4 want, 7 ihave, 8 tree root,
+9 checkpoints, 10 want history; 5 and 6, Plumtree's prune and graft, are retired).
 :func:`decode_message` is strict and raises :class:`~crdtmem.errors.DecodeError` on anything
 that is not exactly one of these.
 """
@@ -17,7 +17,7 @@ from ..errors import DecodeError
 from .batch import HASH_BYTES
 
 __all__ = [
-    "Sync", "SeenDigest", "seen_digest", "Batches", "Want", "MAX_WANTED", "TreeRoot", "MAX_TREE_HOPS", "IHave", "Message", "encode_message",
+    "Sync", "SeenDigest", "seen_digest", "Batches", "Checkpoints", "WantHistory", "Want", "MAX_WANTED", "TreeRoot", "MAX_TREE_HOPS", "IHave", "Message", "encode_message",
     "decode_message",
 ]
 
@@ -70,7 +70,27 @@ class Want:
 
 
 MAX_WANTED = 256
-"""Most hashes one :class:`Want` names."""
+"""Most hashes one :class:`Want` names (and authors one :class:`WantHistory` names)."""
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Author checkpoints (see ``checkpoint``), each standing for its author's first batches,
+    relayed exactly as their authors signed them."""
+
+    wires: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class WantHistory:
+    """Authors whose logged batches the sender wants, every one, checkpoints or not.
+
+    Sent by a peer that took a checkpoint and then met a batch naming one of the batches it
+    stands for, or that could not take a checkpoint it was sent; answered once per author
+    and connection, as :class:`Batches`.
+    """
+
+    authors: tuple[str, ...]
 
 MAX_TREE_HOPS = 64
 """A :class:`TreeRoot` distance at or beyond this is ignored: how a stale root is counted out."""
@@ -102,9 +122,9 @@ class IHave:
     dots: tuple[Dot, ...]
 
 
-Message = Sync | SeenDigest | Batches | Want | TreeRoot | IHave
+Message = Sync | SeenDigest | Batches | Checkpoints | WantHistory | Want | TreeRoot | IHave
 
-_SYNC, _BATCHES, _DIGEST, _WANT, _IHAVE, _TREE_ROOT = 1, 2, 3, 4, 7, 8
+_SYNC, _BATCHES, _DIGEST, _WANT, _IHAVE, _TREE_ROOT, _CHECKPOINTS, _WANT_HISTORY = 1, 2, 3, 4, 7, 8, 9, 10
 
 
 def encode_message(message: Message) -> bytes:
@@ -114,6 +134,10 @@ def encode_message(message: Message) -> bytes:
         return codec.pack([_BATCHES, list(message.wires)])
     if isinstance(message, SeenDigest):
         return codec.pack([_DIGEST, message.digest])
+    if isinstance(message, Checkpoints):
+        return codec.pack([_CHECKPOINTS, list(message.wires)])
+    if isinstance(message, WantHistory):
+        return codec.pack([_WANT_HISTORY, list(message.authors)])
     if isinstance(message, Want):
         return codec.pack([_WANT, list(message.hashes)])
     if isinstance(message, TreeRoot):
@@ -138,6 +162,12 @@ def decode_message(data: bytes, *, max_size: int) -> Message:
         if not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in args[0]):
             raise DecodeError("malformed want message")
         return Want(tuple(args[0]))
+    if kind == _CHECKPOINTS and len(args) == 1 and isinstance(args[0], list):
+        if not all(isinstance(w, bytes) for w in args[0]):
+            raise DecodeError("malformed checkpoints message")
+        return Checkpoints(tuple(args[0]))
+    if kind == _WANT_HISTORY and len(args) == 1 and isinstance(args[0], list) and len(args[0]) <= MAX_WANTED:
+        return WantHistory(tuple(codec.expect_replica(a) for a in args[0]))
     if kind == _DIGEST and len(args) == 1 and isinstance(args[0], bytes) and len(args[0]) == 8:
         return SeenDigest(args[0])
     if kind == _TREE_ROOT and len(args) == 3 and type(args[1]) is int and 0 <= args[1] < MAX_TREE_HOPS:

@@ -53,9 +53,10 @@ What the node does, per DESIGN.md §4:
 * gossip rounds: every ``gossip_interval`` a digest of the batches seen goes to ``fanout``
   random neighbours; one whose digest differs answers with its full ``Sync``, and the
   answers carry whatever either side lacks (push–pull);
-* reconciliation moves batches, never state: each side's ``Sync`` (a version vector per
-  author) tells the other which signed batches it lacks, and those original batches are sent
-  from the delta log, so every receiver verifies every author's part itself (the first
+* reconciliation moves signed batches, never a peer's state: each side's ``Sync`` (a version
+  vector per author) tells the other which signed batches it lacks, and those original batches
+  are sent from the delta log (or their author's checkpoint, below), so every receiver verifies
+  every author's part itself (the first
   ``Sync`` of a connection from the whole log, later ones from what was logged since the
   last answer: all before it was sent on that connection or is held). A ``Sync`` goes
   out on every connect (both sides at once; neither answers the other's), on every differing
@@ -64,6 +65,14 @@ What the node does, per DESIGN.md §4:
   exactly what we hold, else with a ``Sync``;
 * the delta log keeps signed batches for good (unless ``max_log_batches`` is set), so a
   peer that joins or returns late gets every author's signed history;
+* checkpoints (:mod:`.checkpoint`): an author whose batches so far depend only on its own
+  (it wrote alone) answers a peer lacking ``checkpoint_min_batches`` of them with one signed
+  checkpoint, their join, instead. A joiner takes it like the batch it ends with (no batch
+  of another's may be removed by it), serves it on to peers lacking those batches, and fetches
+  the batches themselves (``WantHistory``) when a later batch names one it stands for or when
+  it cannot take it. A replica that holds the batches and receives their checkpoint checks it
+  (at most once per ``checkpoint_audit_interval`` per author) and refuses one that differs
+  (``equivocation``);
 * relays (a broker's stream, :mod:`.relay`): own batches and those applied from sessions are
   published to each attached relay until its broker stores them; batches it delivers take the
   same verification path as a session's, and bad ones are refused without closing anything;
@@ -136,6 +145,7 @@ from .batch import (
     seal_batch,
 )
 from .causal import CausalIndex, EquivocationError, reach_of
+from .checkpoint import Checkpoint
 from .deltalog import DeltaLog
 from .events import (
     Action,
@@ -154,10 +164,12 @@ from .handshake import Handshake, HandshakeState
 from .messages import (
     MAX_WANTED,
     Batches,
+    Checkpoints,
     Message,
     SeenDigest,
     Sync,
     Want,
+    WantHistory,
     IHave,
     TreeRoot,
     decode_message,
@@ -165,6 +177,7 @@ from .messages import (
     seen_digest,
 )
 from .membership import Membership, RevokedAuthorError
+from .checkpointing import Checkpointing
 from .departures import Departures
 from .retirement import Retirements, retirement_records
 from .parking import ParkedBatches
@@ -267,6 +280,13 @@ class NodeConfig:
     tree_hold_down: float = 1.0
     """With ``eager_tree``: how long a peer that lost every loop-free way to the relay tree's root
     ignores that root before taking it back (see :mod:`.relaytree`)."""
+    checkpoint_min_batches: int | None = 4
+    """A peer lacking at least this many of an author's batches that a checkpoint here stands
+    for (:mod:`.checkpoint`) is sent the checkpoint instead of them: one signature and one
+    state-sized delta. None: batches only, and no checkpoint is taken either."""
+    checkpoint_audit_interval: float = 30.0
+    """Seconds between two checks of one author's checkpoints against its batches held here
+    (each check joins all of them again: bounded, so a bad author cannot make us repeat it)."""
     max_clock_skew: float = 300.0
     """Seconds a peer's hybrid timestamps may run ahead of this replica's memory clock; later
     ones are refused (``clock-skew``), so no peer can push last-writer-wins time to its limit."""
@@ -289,6 +309,9 @@ class _Session:
     answered_at: int | None = None  # the delta log's position when the last Sync on it was answered
     next_anti_entropy: float = 0.0
     announced: set[Dot] = field(default_factory=set)  # dots the peer has and we lacked when it said so
+    checkpoints_sent: set[bytes] = field(default_factory=set)  # hashes of the checkpoints sent on it
+    histories_asked: set[str] = field(default_factory=set)  # authors whose logged batches we asked it for
+    histories_sent: set[str] = field(default_factory=set)  # authors whose logged batches it asked for and got
     ask_at: float | None = None  # when to ask for those still missing
 
     @property
@@ -296,7 +319,7 @@ class _Session:
         return self.peer_id is not None
 
 
-class Node(RelayInputs, Departures):
+class Node(RelayInputs, Departures, Checkpointing):
     """One replica's protocol engine. See the module docstring for how to drive it; relays
     (a broker's stream instead of sessions) are driven as :mod:`crdtmem.protocol.relay` says.
 
@@ -354,8 +377,17 @@ class Node(RelayInputs, Departures):
         self._causal = CausalIndex(self._retirements)
         self._parked = ParkedBatches(self.config.max_parked_batches)
         self._evidence: dict[bytes, bytes] = {}  # hash -> wire: other versions of numbers we hold
+        self._checkpoints: dict[str, Checkpoint] = {}  # others' checkpoints taken here, by author (served on)
         self._replay(log_wires, log_entries)
+        # Our memory is exactly what this incarnation sealed (our checkpoint is read from it)
+        # until it applies another's batch or checkpoint.
+        self._pure = not self.seen.size() and not memory.names()
         self._retire_predecessors(predecessors)
+        self._own_checkpoint_cache: Checkpoint | None = None
+        self._checkpoints_handled: dict[bytes, None] = {}  # checkpoint wire hashes taken or refused here (bounded)
+        self._history_wanted: set[str] = set()  # authors behind a checkpoint whose batches we fetch
+        self._audited_at: dict[str, float] = {}  # author -> when its checkpoint was last checked here
+        self._audits_offered: set[tuple[str | None, bytes]] = set()  # (peer id, checkpoint hash) sent to be checked
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
         # author -> its waiting batches, oldest first -> the dependencies each was filed under
@@ -786,6 +818,10 @@ class Node(RelayInputs, Departures):
             self._on_batches(session, message, now)
         elif isinstance(message, Want):
             self._on_want(session, message)
+        elif isinstance(message, Checkpoints):
+            self._on_checkpoints(session, message, now)
+        elif isinstance(message, WantHistory):
+            self._on_want_history(session, message)
         elif isinstance(message, TreeRoot):
             if self.config.eager_tree:  # without the tree, a neighbour's place in it changes nothing
                 self._on_tree_root(session, message, now)
@@ -808,9 +844,11 @@ class Node(RelayInputs, Departures):
             session.peer_seen = CausalContext()
             self._known_seen[session.peer_id] = CausalContext()
         self._learn(session, message.seen)
+        if first and self._checkpoints:
+            self._offer_for_audit(session, message.seen)
         if not _covers(message.seen, self.seen):  # they lack something: send the signed batches
             if session.answered_at is None:
-                missing = self._missing_for(message.seen)
+                missing = self._missing_for(self._with_checkpoints(session, message.seen))
             else:
                 # Since the last answer on this connection, every batch logged before it is held
                 # by the peer or was sent to it (and arrives: the connection delivers in order or
@@ -925,8 +963,11 @@ class Node(RelayInputs, Departures):
                 self._park(Dot(*peek_batch(wire)), wire)  # the relay is not at fault: keep the connection
                 continue
             dot = Dot(batch.author, batch.seq)
-            held = self._holds(dot)
+            stood_for = self._stood_for(dot, batch.hash)
+            held = self._holds(dot) and not stood_for
             source.peer_seen.add(dot)
+            if stood_for and batch.hash not in self._causal and isinstance(source, _Session):
+                self._want_history(source, dot.replica)  # someone names a batch our checkpoint hides
             if held and (dot not in self._log or batch.hash in self._evidence):
                 self.stats.duplicate_batches += 1  # held, its wire collected (max_log_batches), or known evidence
                 continue
@@ -956,7 +997,8 @@ class Node(RelayInputs, Departures):
             except RemoteProtocolError as exc:
                 self._refuse_batch(source, batch, exc)
                 continue
-            fresh.append((dot, wire))
+            if not stood_for:  # (one a checkpoint stood for is old news to our neighbours)
+                fresh.append((dot, wire))
             fresh += self._release(source.conn, batch.hash)
         return fresh, fetch
 
@@ -1019,6 +1061,8 @@ class Node(RelayInputs, Departures):
             wanted = tuple(self.rng.sample(list(self._waiting), MAX_WANTED))
         if wanted:
             self._send_message(session, Want(wanted), SendKind.GOSSIP)
+        for author in list(self._history_wanted):
+            self._want_history(session, author)
 
     def _on_want(self, session: _Session, message: Want) -> None:
         """Send the peer the batches it names by hash that we hold, applied or vouched for."""
@@ -1133,6 +1177,7 @@ class Node(RelayInputs, Departures):
         except RemoteProtocolError:
             self._causal.refuse(batch)
             raise
+        self._taint()
         apply_batch(self.memory, batch)
         if self.members.touches(batch.deltas):
             self._membership_changed = True
@@ -1146,9 +1191,10 @@ class Node(RelayInputs, Departures):
         covered vector given): the seen set, the causal index, the log, the event the shell
         journals (with its index entry), and the departed incarnations it lets us prune."""
         dot = Dot(batch.author, batch.seq)
+        head = not self._stood_for(dot, batch.hash)
         self.seen.add(dot)
         reach = reach_of(batch)
-        covered = self._causal.record(batch, covered, reach)
+        covered = self._causal.record(batch, covered, reach, head=head)
         self._log.add(dot, batch.wire, batch.hash)
         self._events.append(BatchApplied(batch.author, batch.seq, batch.wire, local=local,
                                          index_entry=index_entry(reach, records)))

@@ -36,6 +36,7 @@ from ..clocks import CausalContext, Dot
 from ..errors import CrdtmemError, DecodeError
 from ..memory import Memory
 from .batch import apply_batch, open_batch, peek_batch
+from .checkpoint import is_checkpoint, read_checkpoint
 from .retirement import finals_in
 
 __all__ = [
@@ -205,6 +206,13 @@ def recover(
             if not isinstance(wire, bytes):
                 raise DecodeError("a journal entry is not bytes")
             log.append(wire)
+            if is_checkpoint(wire):  # an author's first batches at once (see protocol.checkpoint)
+                checkpoint = read_checkpoint(wire, max_size=codec.MAX_STATE_BYTES)
+                if seen.max(checkpoint.author) < checkpoint.seq:
+                    apply_batch(memory, checkpoint.as_batch())
+                    seen.join(CausalContext({checkpoint.author: checkpoint.seq}))
+                    replayed += 1
+                continue
             dot = Dot(*peek_batch(wire))
             if dot in seen or (dot[1] <= retired.get(dot[0], 0) and not seen.max(dot[0])):
                 continue  # reflected in the snapshot (a retired incarnation's, pruned from its seen set)

@@ -26,6 +26,12 @@ class NodeStats:
     """Local batches signed (one per flush that had writes)."""
     batches_applied: int = 0
     """Batches of others verified and joined into the memory."""
+    checkpoints_applied: int = 0
+    """Author checkpoints joined into the memory, each standing for its author's first batches."""
+    checkpoints_sent: int = 0
+    """Checkpoints sent to peers lacking their author's batches (instead of those batches)."""
+    histories_wanted: int = 0
+    """Authors whose batches were fetched after all, behind a checkpoint taken here."""
     duplicate_batches: int = 0
     """Batches received again after they had been applied (gossip redundancy)."""
     batches_buffered: int = 0

@@ -38,6 +38,7 @@ from ..identity import Identity, Keyring, key_id_of, new_incarnation, parse_publ
 from ..memory import Memory
 from ..protocol.events import (
     BatchApplied,
+    CheckpointApplied,
     Close,
     Event,
     PeerConnected,
@@ -460,7 +461,7 @@ class Peer:
     def _handle_events(self, events: list[Event]) -> None:
         journal: list[JournalEntry] = []
         for event in events:
-            if isinstance(event, BatchApplied):
+            if isinstance(event, (BatchApplied, CheckpointApplied)):
                 journal.append((event.author, event.seq, event.wire, event.index_entry))
             elif isinstance(event, PeerConnected):
                 self._links.handshake_done(event.conn, event.peer_id)

@@ -37,7 +37,7 @@ from typing import Any
 
 from ..identity import Identity, Keyring, new_incarnation
 from ..memory import Memory
-from ..protocol.events import BatchApplied, Close, PeerConnected, Publish, RelaySend, Send
+from ..protocol.events import BatchApplied, CheckpointApplied, Close, PeerConnected, Publish, RelaySend, Send
 from ..protocol.node import Node
 from ..protocol.recovery import Restored, restore
 from ..storage.memory import MemoryStore
@@ -312,6 +312,8 @@ class Simulation:
                         self.batches_created += 1
                         if self.on_sealed is not None:
                             self.on_sealed(peer, event.wire)
+                elif kind is CheckpointApplied:
+                    peer.store.append([(event.author, event.seq, event.wire, event.index_entry)])
                 elif kind is PeerConnected:
                     self.network.connected(event.conn)
         deadline = node.next_deadline()

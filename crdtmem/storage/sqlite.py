@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import DecodeError
-from ..protocol.batch import peek_batch
+from ..protocol.checkpoint import peek_entry
 from ..protocol.recovery import JournalEntry, Restored, Snapshot, StoredParts, StoreError, restore
 
 __all__ = ["SqliteStore", "StoreError", "Restored", "APPLICATION_ID", "STORE_FORMAT"]
@@ -276,7 +276,7 @@ class SqliteStore:
                     raise StoreError(f"{self.path} is corrupt: journal row {row_id} has the wrong types")
                 if _row_digest(author, seq, wire, entry) != checksum:
                     raise StoreError(f"{self.path} is corrupt: journal row {row_id} fails its checksum")
-                if peek_batch(wire) != (author, seq):
+                if peek_entry(wire) != (author, seq):
                     raise StoreError(f"{self.path} is corrupt: journal row {row_id} holds another batch")
                 journal.append(wire)
                 entries.append(entry)

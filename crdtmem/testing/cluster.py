@@ -38,7 +38,7 @@ from typing import Any
 from ..identity import Identity, Keyring
 from ..memory import Memory
 from ..protocol.backoff import Backoff
-from ..protocol.events import BatchApplied, Close, Event, PeerConnected, Refused, Send
+from ..protocol.events import BatchApplied, CheckpointApplied, Close, Event, PeerConnected, Refused, Send
 from ..protocol.framing import FrameChannel
 from ..protocol.handshake import Handshake
 from ..protocol.messages import Message, encode_message
@@ -147,7 +147,7 @@ class Cluster:
         self._incarnations: dict[str, list[str]] = {}  # each member's incarnations, oldest first
         self._events: dict[str, list[Event]] = {}
         # what each member's store would journal: every applied batch's wire and index entry
-        self._journals: dict[str, list[BatchApplied]] = {}
+        self._journals: dict[str, list[BatchApplied | CheckpointApplied]] = {}
         self._links: dict[frozenset[str], _Link] = {}
         self._open: set[Conn] = set()
         self._raw: dict[Conn, RawSession] = {}
@@ -511,7 +511,7 @@ class Cluster:
                 return
             self._events[name].extend(events)
             for event in events:
-                if isinstance(event, BatchApplied):
+                if isinstance(event, (BatchApplied, CheckpointApplied)):
                     self._journals[name].append(event)
                 elif isinstance(event, PeerConnected) and isinstance(event.conn, Conn):
                     link = self._links.get(frozenset((event.conn.owner, event.conn.peer)))

@@ -187,3 +187,27 @@ async def test_metrics_are_exported_for_prometheus() -> None:
     assert "crdtmem_connected_peers" in text and "crdtmem_drift_seconds" in text
     assert 'crdtmem_conflicts{kind="mv_register_siblings"' in text
     assert "crdtmem_bytes_sent_total" in text and "crdtmem_lag_batches" in text
+
+
+async def test_a_late_joiner_over_websockets_takes_the_writers_checkpoint_and_keeps_it(tmp_path) -> None:
+    """A writer types alone; a joiner connecting later gets one checkpoint, journals it in its
+    SQLite store, and after a restart from that store takes the writer's next batch on top."""
+    ids, keyring, (ma, mb) = team(2)
+    async with Peer(ma, ids[0], keyring, listen="ws://127.0.0.1:0", config=FAST) as a:
+        text = ma.doc("notes").get("text", type=pycrdt.Text)
+        for i in range(8):
+            text += f"line {i}\n"
+            ma.set("facts").add(f"fact {i}")
+            await a.flush()
+        store = tmp_path / "joiner.db"
+        async with Peer(mb, ids[1], keyring, connect=[a.url], config=FAST, store=store) as b:
+            await b.wait_synced(timeout=10, peers=1)
+            assert same_state(ma, mb)
+            assert b.node.stats.checkpoints_applied == 1 and b.node.stats.batches_applied == 0
+            assert a.node.stats.checkpoints_sent == 1
+        text += "after the joiner left\n"
+        mc = type(mb)(ids[1].peer_id)
+        async with Peer(mc, ids[1], keyring, connect=[a.url], config=FAST, store=store) as c:
+            assert str(mc.doc("notes").get("text", type=pycrdt.Text)).startswith("line 0\n")  # from the store
+            await c.wait_synced(timeout=10, peers=1)
+            assert same_state(ma, mc) and c.node.stats.checkpoints_applied == 0 and c.metrics()["refusals"] == {}
