@@ -190,23 +190,33 @@ def instrumented(timeline: Timeline, sides: dict[str, str]) -> Any:
             setattr(owner, name, original)
 
 
+async def typed_alone(system: Any, stack: AsyncExitStack, prefix: list, settle: float) -> tuple[str, str]:
+    """Start ``system``'s writer, type ``prefix`` on it alone, idle ``settle`` seconds: (its URL, its text)."""
+    doc_a, url, _ = await system.writer(stack)
+    await type_trace(doc_a, prefix)
+    await anyio.sleep(settle)
+    return url, str(doc_a.get(ROOT, type=pycrdt.Text))
+
+
+async def until_text(doc: pycrdt.Doc, clock: int, end_text: str) -> None:
+    """Return once ``doc`` holds ``end_text`` (the writer's Yjs clock ``clock``)."""
+    arrivals = Arrivals(doc)
+    if str(doc.get(ROOT, type=pycrdt.Text)) != end_text:
+        await arrivals.wait_for(clock, end_text)
+
+
 async def crdtmem_join(secrets: list[bytes], prefix: list, timeline: Timeline, settle: float) -> dict[str, float]:
     """A types ``prefix`` alone, waits ``settle`` seconds, then C joins under the instruments: its timeline."""
     system = CrdtmemSystem(secrets)
     sides = {system.identities[0].peer_id: "A", system.identities[2].peer_id: "C"}
     clock = max(insert_clocks(prefix))
     async with AsyncExitStack() as stack:
-        doc_a, url, _ = await system.writer(stack)
-        await type_trace(doc_a, prefix)
-        await anyio.sleep(settle)
-        end_text = str(doc_a.get(ROOT, type=pycrdt.Text))
+        url, end_text = await typed_alone(system, stack, prefix, settle)
         with instrumented(timeline, sides):
             timeline.start()
             async with AsyncExitStack() as inner:
                 doc_c, _ = await system.reader(inner, url, 2)
-                arrivals = Arrivals(doc_c)
-                if str(doc_c.get(ROOT, type=pycrdt.Text)) != end_text:
-                    await arrivals.wait_for(clock, end_text)
+                await until_text(doc_c, clock, end_text)
                 timeline.mark("C holds the whole text")
             timeline.t0 = None
     return timeline.marks
@@ -224,19 +234,14 @@ async def pycrdt_join(prefix: list, settle: float) -> dict[str, float]:
 
     clock = max(insert_clocks(prefix))
     async with AsyncExitStack() as stack:
-        doc_a, url, _ = await system.writer(stack)
-        await type_trace(doc_a, prefix)
-        await anyio.sleep(settle)
-        end_text = str(doc_a.get(ROOT, type=pycrdt.Text))
+        url, end_text = await typed_alone(system, stack, prefix, settle)
         start = time.perf_counter()
         pycrdt.Provider.__aenter__ = enter
         try:
             async with AsyncExitStack() as inner:
                 doc_c, _ = await system.reader(inner, url, 2)
                 synced = (time.perf_counter() - start) * 1000
-                arrivals = Arrivals(doc_c)
-                if str(doc_c.get(ROOT, type=pycrdt.Text)) != end_text:
-                    await arrivals.wait_for(clock, end_text)
+                await until_text(doc_c, clock, end_text)
                 whole = (time.perf_counter() - start) * 1000
         finally:
             pycrdt.Provider.__aenter__ = provider_enter
