@@ -34,6 +34,8 @@ _HELP = {
     "max_pending_batches": "received batches kept waiting for their dependencies at most",
     "relay_republish_interval": "publish a batch the relay's broker has not acknowledged again after this long",
     "max_pending_per_author": "waiting batches of one author kept at most; beyond, its oldest is dropped",
+    "checkpoint_min_batches": "a peer lacking at least this many of an author's batches that wrote alone gets its signed checkpoint instead (a huge number: batches only)",
+    "checkpoint_audit_interval": "seconds between two checks of one author's checkpoint against its batches held here",
     "eager_tree": "relay along one spanning tree rooted at the smallest peer id (lazy links get IHave, except shortcuts at a batch's first two hops) instead of to random neighbours",
 }
 

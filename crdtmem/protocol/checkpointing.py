@@ -15,10 +15,10 @@ from collections.abc import Hashable
 from typing import Any
 
 from ..clocks import CausalContext, Dot
-from ..errors import RemoteProtocolError
+from ..errors import DecodeError, RemoteProtocolError
 from ..identity import Identity, verify
 from ..memory import Memory
-from .batch import ForgedDeltaError, UntrustedAuthorError, apply_batch, batch_hash, check_stamps, read_batch
+from .batch import ForgedDeltaError, UntrustedAuthorError, apply_batch, batch_hash, check_stamps, peek_batch, read_batch
 from .causal import CausalIndex, EquivocationError, UnobservedRemoveError, reach_of
 from .checkpoint import Checkpoint, Contribution, open_checkpoint, peek_entry, seal_checkpoint
 from .deltalog import DeltaLog
@@ -58,6 +58,7 @@ class Checkpointing:
     _sessions: dict[Hashable, Any]
     _events: list
     _pending: dict[bytes, Any]
+    _waiting: dict[bytes, dict[bytes, None]]
     _pending_by_author: dict[str, dict[bytes, tuple[bytes, ...]]]
     _checkpoints: dict[str, Checkpoint]
     _pure: bool
@@ -66,6 +67,8 @@ class Checkpointing:
     _history_wanted: set[str]
     _audited_at: dict[str, float]
     _audits_offered: set[tuple[str | None, bytes]]
+    _sealed_at: float | None
+    _checkpoint_pushed: int
 
     def own_checkpoint(self) -> Checkpoint | None:
         """Our own batches so far, as one checkpoint: read from the memory while it holds
@@ -84,6 +87,28 @@ class Checkpointing:
         """The checkpoint this node can send for ``author``: its own, or one it took."""
         return self.own_checkpoint() if author == self.replica_id else self._checkpoints.get(author)
 
+    def _checkpoint_push_at(self) -> float | None:
+        """When our checkpoint is due to go to our neighbours (``checkpoint_push_idle``), or None."""
+        idle, minimum = self.config.checkpoint_push_idle, self.config.checkpoint_min_batches
+        if idle is None or minimum is None or not self._pure or self._sealed_at is None:
+            return None
+        if self.seen.max(self.replica_id) < max(minimum, 2 * self._checkpoint_pushed):
+            return None
+        return self._sealed_at + idle
+
+    def _push_checkpoint(self, now: float) -> None:
+        """Pass our checkpoint to the neighbours once we have been idle long enough (see
+        ``checkpoint_push_idle``); they check it and send it on to joiners."""
+        due = self._checkpoint_push_at()
+        if due is None or now < due or self.memory.has_pending_deltas():
+            return
+        self._checkpoint_pushed = self.seen.max(self.replica_id)  # due no more, pushed or not
+        checkpoint = self.own_checkpoint()
+        if checkpoint is not None:
+            for session in self._ready_sessions():
+                if session.heard:
+                    self._send_checkpoint(session, checkpoint)
+
     def _taint(self) -> None:
         """Another's batch or checkpoint is about to join our memory: keep our checkpoint as it
         stands now (our batches sealed so far stand alone), for later joiners."""
@@ -97,6 +122,23 @@ class Checkpointing:
         checkpoint = self._checkpoints.get(dot.replica) if self._checkpoints else None
         return (checkpoint is not None and dot.counter <= checkpoint.seq and dot not in self._log
                 and (batch_hash not in self._causal or batch_hash == checkpoint.head))
+
+    def _hidden_by_checkpoint(self, source: Any, wire: bytes) -> bool:
+        """Whether ``wire`` is a batch that a checkpoint taken here stands for and that nothing
+        here needs: no waiting batch names it and its author's batches are not being fetched.
+        Such a batch (a neighbour sending what it holds, unaware of the checkpoint) is a
+        duplicate, counted without being verified; the others are indexed (see ``_stood_for``)."""
+        try:
+            author, seq = peek_batch(wire)
+        except DecodeError:
+            return False  # opening it reports it
+        checkpoint = self._checkpoints.get(author)
+        if (checkpoint is None or seq > checkpoint.seq or Dot(author, seq) in self._log
+                or author in self._history_wanted or batch_hash(wire) in self._waiting):
+            return False
+        source.peer_seen.add(Dot(author, seq))
+        self.stats.duplicate_batches += 1
+        return True
 
     def _with_checkpoints(self, session: Any, seen: CausalContext) -> CausalContext:
         """Answering a peer's first ``Sync`` (its ``seen``): send it a checkpoint instead of the
@@ -169,7 +211,7 @@ class Checkpointing:
             if author == self.replica_id:
                 continue
             if self.seen.max(author) >= checkpoint.seq:
-                self._audit(session, checkpoint, now)
+                self._audit(session, checkpoint, now)  # kept, to send on to joiners, if it matches
                 continue
             if self._retirements.holds(Dot(author, checkpoint.seq)):
                 continue  # a departed incarnation pruned here: we hold all it wrote
@@ -217,13 +259,15 @@ class Checkpointing:
         self._prune(self._retirements.note(checkpoint.author, checkpoint.seq, covered, records, self._holds_all))
         self.stats.checkpoints_applied += 1
 
-    def _refuse_checkpoint(self, session: Any, author: str, seq: int, exc: RemoteProtocolError) -> None:
+    def _refuse_checkpoint(self, session: Any, author: str, seq: int, exc: RemoteProtocolError,
+                           *, fetch: bool = True) -> None:
         """Refuse a validly signed checkpoint (count, report, keep the connection: its author is
-        at fault, not the peer relaying it) and fetch its author's batches instead."""
+        at fault, not the peer relaying it) and, with ``fetch``, fetch its author's batches instead."""
         log.debug("refused checkpoint %s#%d from %s: %s", author, seq, session.peer_id, exc)
         self.stats.count_refusal(exc.reason)
         self._events.append(Refused(session.conn, exc.reason, str(exc)))
-        self._want_history(session, author)
+        if fetch:
+            self._want_history(session, author)
 
     def _audit(self, session: Any, checkpoint: Checkpoint, now: float) -> None:
         """Check a checkpoint against its author's batches held here (at most once per author
@@ -236,9 +280,13 @@ class Checkpointing:
             return  # we hold some of them through a checkpoint ourselves, or not at all
         self._audited_at[author] = now
         batches = (read_batch(wire, max_size=self.config.max_message_bytes) for wire in wires)
-        if not Contribution.of(batches).matches(checkpoint):
-            self._refuse_checkpoint(session, author, checkpoint.seq, EquivocationError(
-                f"{author}'s checkpoint #{checkpoint.seq} differs from its batches 1..{checkpoint.seq}"))
+        if Contribution.of(batches).matches(checkpoint):
+            held = self._checkpoints.get(author)
+            if held is None or held.seq < checkpoint.seq:
+                self._checkpoints[author] = checkpoint
+            return
+        self._refuse_checkpoint(session, author, checkpoint.seq, EquivocationError(
+            f"{author}'s checkpoint #{checkpoint.seq} differs from its batches 1..{checkpoint.seq}"), fetch=False)
 
     def _want_history(self, session: Any, author: str) -> None:
         """Ask the peer for every batch of ``author`` it logged (once per connection and author)."""

@@ -70,9 +70,10 @@ What the node does, per DESIGN.md §4:
   checkpoint, their join, instead. A joiner takes it like the batch it ends with (no batch
   of another's may be removed by it), serves it on to peers lacking those batches, and fetches
   the batches themselves (``WantHistory``) when a later batch names one it stands for or when
-  it cannot take it. A replica that holds the batches and receives their checkpoint checks it
-  (at most once per ``checkpoint_audit_interval`` per author) and refuses one that differs
-  (``equivocation``);
+  it cannot take it. An author idle for ``checkpoint_push_idle`` passes its checkpoint to its
+  neighbours when its batches doubled since it last did. A replica that holds the batches and
+  receives their checkpoint checks it (at most once per ``checkpoint_audit_interval`` per
+  author), keeps it to send to joiners, or refuses it if it differs (``equivocation``);
 * relays (a broker's stream, :mod:`.relay`): own batches and those applied from sessions are
   published to each attached relay until its broker stores them; batches it delivers take the
   same verification path as a session's, and bad ones are refused without closing anything;
@@ -284,6 +285,11 @@ class NodeConfig:
     """A peer lacking at least this many of an author's batches that a checkpoint here stands
     for (:mod:`.checkpoint`) is sent the checkpoint instead of them: one signature and one
     state-sized delta. None: batches only, and no checkpoint is taken either."""
+    checkpoint_push_idle: float | None = 5.0
+    """Seconds without a local write after which an author whose batches stand alone passes
+    its checkpoint to its neighbours, who check it against the batches and send it on to
+    joiners, when its batches at least doubled since it last did (so the checkpoints cost a
+    few states in all, whatever the history). None: only sent to peers that lack the batches."""
     checkpoint_audit_interval: float = 30.0
     """Seconds between two checks of one author's checkpoints against its batches held here
     (each check joins all of them again: bounded, so a bad author cannot make us repeat it)."""
@@ -388,6 +394,8 @@ class Node(RelayInputs, Departures, Checkpointing):
         self._history_wanted: set[str] = set()  # authors behind a checkpoint whose batches we fetch
         self._audited_at: dict[str, float] = {}  # author -> when its checkpoint was last checked here
         self._audits_offered: set[tuple[str | None, bytes]] = set()  # (peer id, checkpoint hash) sent to be checked
+        self._sealed_at: float | None = None  # when our last batch was sealed
+        self._checkpoint_pushed = 0  # the number our checkpoint last passed to the neighbours stood at
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies
         self._waiting: dict[bytes, dict[bytes, None]] = {}  # missing dependency -> batches waiting on it
         # author -> its waiting batches, oldest first -> the dependencies each was filed under
@@ -489,6 +497,7 @@ class Node(RelayInputs, Departures, Checkpointing):
         """
         if not self._holding(now):
             self.flush(now)
+        self._push_checkpoint(now)
         for session in list(self._sessions.values()):
             if not session.ready and now >= session.opened_at + self.config.handshake_timeout:
                 self._drop(session, RefusalReason.HANDSHAKE_TIMEOUT, "handshake did not finish in time", now)
@@ -534,6 +543,7 @@ class Node(RelayInputs, Departures, Checkpointing):
             if batch is None:
                 return
         self._record_applied(batch, None, retirement_records(batch.deltas), local=True)
+        self._sealed_at = now
         self.stats.batches_created += 1
         sessions = self._ready_sessions()
         for session in self._relay_targets(sessions) + self._shortcuts(None, sessions, 1):
@@ -701,6 +711,8 @@ class Node(RelayInputs, Departures, Checkpointing):
             deadlines.append(self._held_since + self._hold_limit())
         if self._relay:
             deadlines.append(self._next_relay)
+        if (push_at := self._checkpoint_push_at()) is not None:
+            deadlines.append(push_at)
         deadlines.extend(self._relay_deadlines())
         if (expiry := self._tree.next_expiry()) is not None:
             deadlines.append(expiry)
@@ -955,6 +967,8 @@ class Node(RelayInputs, Departures, Checkpointing):
             if known is not None:
                 source.peer_seen.add(known)
                 self.stats.duplicate_batches += 1
+                continue
+            if self._checkpoints and self._hidden_by_checkpoint(source, wire):
                 continue
             # Verified before anything is believed: an unsigned header claims nothing.
             try:

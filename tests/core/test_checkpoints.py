@@ -387,3 +387,18 @@ def test_joiners_by_checkpoint_converge_through_faults_and_restarts(seed, faults
     content = {RefusalReason.UNOBSERVED_REMOVE, RefusalReason.EQUIVOCATION, RefusalReason.FORGED_AUTHOR,
                RefusalReason.BAD_DEPENDENCIES, RefusalReason.BAD_BATCH_SIGNATURE}
     assert not [r for name in cluster.names for r in cluster.refusals(name) if r.reason in content]
+
+
+def test_an_idle_author_passes_its_checkpoint_to_holders_who_serve_it_to_joiners() -> None:
+    cluster = _two_with_the_authors_batches(seed=12)
+    cluster.run(cluster.config.checkpoint_push_idle + 1)  # the author has been idle that long
+    assert cluster.stats("author").checkpoints_sent == 1 and not cluster.refusals("holder")
+    cluster.disconnect("author", "holder")
+    cluster.add("joiner")
+    cluster.connect("holder", "joiner")
+    assert cluster.run_until(lambda: cluster.node("joiner").seen == cluster.node("author").seen, timeout=30)
+    assert cluster.stats("joiner").checkpoints_applied == 1 and cluster.stats("joiner").batches_applied == 0
+    assert cluster.memory("joiner").values() == cluster.memory("author").values()
+    _write_alone(cluster, "author", batches=BATCHES)  # doubled: the next idle spell passes it again
+    cluster.run(cluster.config.checkpoint_push_idle + 1)
+    assert cluster.stats("author").checkpoints_sent == 1  # no neighbour now: nothing sent
