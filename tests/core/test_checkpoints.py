@@ -22,7 +22,8 @@ from crdtmem.errors import RefusalReason
 from crdtmem.protocol.batch import read_batch
 from crdtmem.protocol.checkpoint import Contribution, is_checkpoint, open_checkpoint, seal_checkpoint
 from crdtmem.protocol.events import CheckpointApplied
-from crdtmem.protocol.messages import Checkpoints
+from crdtmem.clocks import CausalContext
+from crdtmem.protocol.messages import Checkpoints, Sync, decode_message
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.storage import SqliteStore
 from crdtmem.identity import verify
@@ -82,6 +83,25 @@ def test_a_joiner_takes_one_checkpoint_for_an_author_who_wrote_alone() -> None:
     assert batches.stats("joiner").checkpoints_applied == 0 and batches.stats("joiner").batches_applied == BATCHES
     assert batches.memory("joiner").values() == cluster.memory("joiner").values()
     assert cluster.stats("joiner").bytes_received < batches.stats("joiner").bytes_received
+
+
+def test_writes_not_yet_signed_go_inside_the_checkpoint() -> None:
+    """The author has written since its last batch when a joiner's first Sync comes: it signs
+    those writes at once and sends one checkpoint covering them, and no batch."""
+    cluster = Cluster(seed=13)
+    cluster.add("author")
+    _write_alone(cluster, "author")
+    cluster.add("joiner")
+    raw = cluster.open_raw("author", cluster.node("joiner").identity)
+    cluster.memory("author").set("facts").add("written, not yet signed")
+    assert cluster.memory("author").has_pending_deltas()
+    cluster.inject(raw.conn, raw.seal(Sync(CausalContext())))
+    frames = raw.received[2:]  # after the hello and the auth
+    messages = [decode_message(payload, max_size=1 << 24) for frame in frames if (payload := raw.channel.open_frame(frame))]
+    assert [type(m).__name__ for m in messages] == ["Sync", "Checkpoints"]  # its greeting, then the answer
+    checkpoint = open_checkpoint(messages[1].wires[0], cluster.keyring, verify, max_size=1 << 24)
+    assert checkpoint.seq == BATCHES + 1 == cluster.node("author").seen.max(checkpoint.author)
+    assert not cluster.memory("author").has_pending_deltas()
 
 
 def test_the_checkpoint_is_its_batches_joined() -> None:
