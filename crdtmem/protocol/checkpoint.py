@@ -3,9 +3,9 @@
 A peer joining late receives, verifies and applies every author's signed batches, so its cost
 follows how often each author flushed, not the size of the state: after an editing session of
 fifty thousand keystrokes it is tens of thousands of signatures. An author can instead sign a
-**checkpoint** ``K(A, n)``: the join of its batches ``1..n``, object by object, in a canonical
-encoding (a document is its Yjs state with deleted text collected, as pycrdt-websocket sends
-a newcomer), with the hash of batch ``n``. A joiner verifies one signature and joins one
+**checkpoint** ``K(A, n)``: the join of its batches ``1..n``, object by object (a document is
+its Yjs state with deleted text collected, as pycrdt-websocket sends a newcomer), with the
+hash of batch ``n``. A joiner verifies one signature and joins one
 state-sized delta, and the batches ``A`` writes after ``n`` name batch ``n`` by that hash.
 
 Only a **self-contained** prefix is checkpointed: batches that depend on nothing but their
@@ -18,8 +18,9 @@ An author's chain stops being self-contained at its first batch that depends on 
 its checkpoint then stays at the last self-contained batch (see :class:`Contribution`).
 
 A checkpoint is its author's word about its own writes, like a batch. One that differs from
-the batches it stands for is equivocation: a replica that holds those batches recomputes it
-(:meth:`Contribution.matches`) and refuses it. A joiner that took a checkpoint and later meets
+the batches it stands for is equivocation: a replica that holds those batches recomputes the
+join and compares, documents in a canonical encoding (:meth:`Contribution.matches`), and
+refuses it. A joiner that took a checkpoint and later meets
 a batch naming one of the batches it stands for (``1..n-1``, hashes it never saw) fetches the
 author's batches themselves (the node's ``WantHistory``).
 
@@ -108,7 +109,7 @@ def seal_checkpoint(identity: Any, contribution: Contribution) -> Checkpoint:
     author, seq = contribution.author, contribution.seq
     if not seq or key_id_of(author) != identity.peer_id:
         raise ValueError(f"{identity.peer_id} cannot sign a checkpoint of {author}#{seq}")
-    body = encode_body(contribution.deltas())
+    body = encode_body(contribution.deltas(canonical=False))
     signature = identity.sign(_signed_part(author, seq, contribution.head, body))
     wire = codec.pack([_KIND, author, seq, contribution.head, body, signature])
     return Checkpoint(author, seq, contribution.head, (), wire)
@@ -193,6 +194,12 @@ def _check_self_contained(author: str, seq: int, deltas: Iterable[tuple[str, Crd
             )
 
 
+def _live(delta: Document) -> Document:
+    state = Document(pycrdt.Doc())
+    state.join(delta)
+    return state
+
+
 class Contribution:
     """One author's batches ``1..seq`` joined object by object: what its checkpoint holds.
 
@@ -228,20 +235,27 @@ class Contribution:
             state.join(delta)
         self.seq, self.head = batch.seq, batch.hash
 
-    def deltas(self) -> list[tuple[str, Crdt]]:
-        """The joined deltas, sorted by name and type, documents re-encoded canonically
-        (the same bytes for the same content, whatever the order and grouping of the updates)."""
+    def deltas(self, *, canonical: bool = True) -> list[tuple[str, Crdt]]:
+        """The joined deltas, sorted by name and type. Documents are re-encoded canonically (the
+        same bytes for the same content, whatever the order and grouping of the updates), or,
+        without ``canonical``, as their Doc encodes them (a state-sized copy less)."""
         out: list[tuple[str, Crdt]] = []
         for (name, _tag), state in sorted(self._objects.items(), key=lambda item: item[0]):
-            out.append((name, Document.from_update(state.encoded()) if isinstance(state, Document) else state))
+            if isinstance(state, Document):
+                state = Document.from_update(state.encoded() if canonical else state.doc.get_update())
+            out.append((name, state))
         return out
 
-    def matches(self, checkpoint: Checkpoint) -> bool:
-        """Whether ``checkpoint`` is exactly this contribution signed (same number, head and
-        body). Call with the contribution of the batches it claims to stand for."""
+    def matches(self, checkpoint: Checkpoint, *, max_size: int) -> bool:
+        """Whether ``checkpoint`` holds exactly this contribution (same number, head and
+        content, documents compared canonically). Call with the contribution of the batches it
+        claims to stand for; costs a document's re-encoding."""
         if (checkpoint.author, checkpoint.seq, checkpoint.head) != (self.author, self.seq, self.head):
             return False
-        return encode_body(self.deltas()) == _parts(checkpoint.wire)[4]
+        theirs = Contribution(self.author)
+        for name, delta in read_checkpoint(checkpoint.wire, max_size=max_size).deltas:
+            theirs._objects[(name, delta.TAG)] = _live(delta) if isinstance(delta, Document) else delta
+        return encode_body(self.deltas()) == encode_body(theirs.deltas())
 
     @classmethod
     def of_state(cls, author: str, seq: int, head: bytes, entries: Iterable[tuple[str, Crdt]]) -> Contribution:

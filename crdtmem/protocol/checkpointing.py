@@ -69,6 +69,7 @@ class Checkpointing:
     _audits_offered: set[tuple[str | None, bytes]]
     _sealed_at: float | None
     _checkpoint_pushed: int
+    _now: float
 
     def own_checkpoint(self) -> Checkpoint | None:
         """Our own batches so far, as one checkpoint: read from the memory while it holds
@@ -148,6 +149,7 @@ class Checkpointing:
         minimum = self.config.checkpoint_min_batches
         if minimum is None:
             return seen
+        self._seal_for_checkpoint(session)
         sent: dict[str, int] = {}
         holds_all = self._retirements.holder_of_all(seen)
         for author in sorted({self.replica_id, *self._checkpoints}):
@@ -166,6 +168,18 @@ class Checkpointing:
         covered = seen.copy()
         covered.join(CausalContext(sent))
         return covered
+
+    def _seal_for_checkpoint(self, session: Any) -> None:
+        """While we write alone, sign our pending writes now, so our checkpoint for the peer on
+        ``session`` covers them (it is read from the memory, which holds them); the batch they
+        make goes to the peer inside that checkpoint, not on its own."""
+        if not (self._pure and self.memory.has_pending_deltas()):
+            return
+        dot = Dot(self.replica_id, self.seen.max(self.replica_id) + 1)
+        session.in_flight.add(dot)  # (the flush's push to it skips what is in flight)
+        self.flush(self._now)
+        if dot not in self.seen:  # nothing could be encoded: nothing was sealed under it
+            session.in_flight.discard(dot)
 
     def _offer_for_audit(self, session: Any, seen: CausalContext) -> None:
         """Send the checkpoints taken here whose batches we never got to a peer holding them
@@ -280,7 +294,7 @@ class Checkpointing:
             return  # we hold some of them through a checkpoint ourselves, or not at all
         self._audited_at[author] = now
         batches = (read_batch(wire, max_size=self.config.max_message_bytes) for wire in wires)
-        if Contribution.of(batches).matches(checkpoint):
+        if Contribution.of(batches).matches(checkpoint, max_size=self.config.max_message_bytes):
             held = self._checkpoints.get(author)
             if held is None or held.seq < checkpoint.seq:
                 self._checkpoints[author] = checkpoint

@@ -20,6 +20,14 @@ A connection goes through two phases, each driven by the caller with the bytes i
    ``session_id = blake2b(min(nonces) + max(nonces))`` and, from the X25519 secret, one frame
    key per direction (HKDF-SHA256 salted with the session id): :class:`SessionKeys`.
 
+   The dialer's first frame (its ``Sync``) follows its auth at once, sealed under the keys the
+   listener's hello agreed (``Handshake.sealing_keys``), so the listener answers it as soon as
+   that auth verifies: a joiner has its first batches three flights after the hellos leave,
+   not four. Until the listener's auth verifies, that frame says what the dialer holds to
+   whoever holds the hello's exchange key (frames are authenticated, not encrypted: the wire
+   shows it to anyone on the path anyway). Neither side opens a frame before the other's auth
+   verifies, and the listener seals nothing before then.
+
 2. **Frames** (:class:`FrameChannel`). Every frame is::
 
        frame = msgpack([version, seq, payload, tag])

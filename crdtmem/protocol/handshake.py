@@ -4,7 +4,9 @@ Both sides send ``Hello`` (version, public key, a fresh nonce, a fresh X25519 ex
 at once; each answers the other's hello with ``Auth``, a signature over both nonces, both
 peer ids and both exchange keys. When the peer's auth verifies, both hold the same session id
 and the two direction keys for their :class:`FrameChannel`. Keys outside the keyring, other
-versions, bad signatures and unusable exchange keys are refused with a specific reason.
+versions, bad signatures and unusable exchange keys are refused with a specific reason. The
+keys are known from the peer's hello (:meth:`Handshake.sealing_keys`), so a dialer's first
+frame can ride with its auth; none of the peer's frames is opened before its auth verifies.
 """
 
 from __future__ import annotations
@@ -237,6 +239,7 @@ class Handshake:
         """Set when :attr:`done`."""
         self.keys: SessionKeys | None = None
         """The frame keys, set when :attr:`done`."""
+        self._derived: SessionKeys | None = None  # the frame keys, once derived from the peer's hello
 
     @property
     def done(self) -> bool:
@@ -248,6 +251,38 @@ class Handshake:
             raise HandshakeStateError(f"start() in state {self.state.value}")
         self.state = HandshakeState.SENT_HELLO
         return [self._hello.encode()]
+
+    def sealing_keys(self) -> SessionKeys:
+        """The frame keys agreed by the peer's accepted hello, before its auth is checked.
+
+        Call it after the peer's hello, to seal a message that rides with our auth (the
+        dialer's first ``Sync``, so the peer can answer it as soon as our auth verifies there).
+        What is sealed reaches the holder of the hello's exchange key, who may not yet be proven
+        to hold the hello's identity key: seal only what the wire may show (frames are
+        authenticated, not encrypted). Never open the peer's frames before :attr:`done`:
+        :attr:`keys` is set only once its auth verifies.
+
+        Raises:
+            HandshakeStateError: the peer's hello has not been accepted.
+            BadKeyExchangeError: its exchange key gives no shared secret; the state becomes FAILED.
+        """
+        if self.state not in (HandshakeState.SENT_AUTH, HandshakeState.DONE):
+            raise HandshakeStateError(f"sealing_keys() in state {self.state.value}")
+        try:
+            return self._derive()
+        except Exception:
+            self.state = HandshakeState.FAILED
+            raise
+
+    def _derive(self) -> SessionKeys:
+        """The frame keys from our secret and the peer's hello, derived once."""
+        if self._derived is None:
+            assert self._peer_hello is not None and self.peer_id is not None
+            session_id = session_id_of(self.nonce, self._peer_hello.nonce)
+            self._derived = derive_session_keys(
+                self._secret, self._peer_hello.exchange_key, session_id, self.identity.peer_id, self.peer_id
+            )
+        return self._derived
 
     def receive(self, data: bytes) -> list[bytes]:
         """Handle one handshake message from the peer; returns the messages to send.
@@ -286,10 +321,7 @@ class Handshake:
             raise UnexpectedHandshakeMessageError("expected the peer's auth, got a second hello")
         assert self._peer_hello is not None and self.peer_id is not None
         verify_auth(message, self._hello, self._peer_hello)
-        session_id = session_id_of(self.nonce, self._peer_hello.nonce)
-        self.keys = derive_session_keys(
-            self._secret, self._peer_hello.exchange_key, session_id, self.identity.peer_id, self.peer_id
-        )
-        self.session_id = session_id
+        self.keys = self._derive()
+        self.session_id = session_id_of(self.nonce, self._peer_hello.nonce)
         self.state = HandshakeState.DONE
         return []

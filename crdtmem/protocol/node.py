@@ -162,8 +162,8 @@ from .events import (
     SendKind,
     TypeClash,
 )
-from .framing import FrameChannel, ReplayedFrameError
-from .handshake import Handshake
+from .framing import FrameChannel, ReplayedFrameError, SessionKeys
+from .handshake import Handshake, HandshakeState
 from .messages import (
     MAX_WANTED,
     Batches,
@@ -323,8 +323,8 @@ class _Session:
     dialer: bool
     opened_at: float
     handshake: Handshake
-    channel: FrameChannel | None = None
-    peer_id: str | None = None
+    channel: FrameChannel | None = None  # the dialer's is made with its auth, the acceptor's once done
+    peer_id: str | None = None  # set once the handshake finished: the peer is authenticated
     peer_seen: CausalContext = field(default_factory=CausalContext)
     in_flight: set[Dot] = field(default_factory=set)
     ack_at: float | None = None
@@ -343,7 +343,7 @@ class _Session:
 
     @property
     def ready(self) -> bool:
-        return self.channel is not None
+        return self.peer_id is not None
 
 
 class Node(RelayInputs, Departures, Checkpointing):
@@ -830,27 +830,45 @@ class Node(RelayInputs, Departures, Checkpointing):
     # -- handshake --------------------------------------------------------------------------
 
     def _handshake_step(self, session: _Session, data: bytes, now: float) -> None:
-        for reply in session.handshake.receive(data):
-            self._send(session, reply, SendKind.HANDSHAKE)
-        if not session.handshake.done:
-            return
         hs = session.handshake
+        replies = hs.receive(data)
+        greeting = session.dialer and session.channel is None and hs.state is HandshakeState.SENT_AUTH
+        if greeting:
+            # The dialer's first Sync rides with its auth, so the peer answers it as soon as that
+            # auth verifies: the catch-up starts one flight sooner. It is sealed under the keys
+            # the peer's hello agreed (see Handshake.sealing_keys), derived before the auth goes
+            # out (an unusable exchange key is refused first); nothing from the peer is opened
+            # before its own auth verifies.
+            session.channel = self._channel(hs.sealing_keys(), hs.peer_id)
+        for reply in replies:
+            self._send(session, reply, SendKind.HANDSHAKE)
+        if greeting:
+            self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
+        if not hs.done:
+            return
         if hs.peer_id == self.identity.peer_id:
             raise RemoteProtocolError("connected to ourselves")
+        # Writes held while no one was connected are signed before the newcomer counts as a
+        # neighbour: it gets them in order with the rest of what it lacks, answering its Sync,
+        # rather than first, ahead of the batches they depend on.
+        self.flush(now)
         session.peer_id = hs.peer_id
-        session.channel = FrameChannel(
-            hs.keys, peer_id=hs.peer_id, max_frame_bytes=self.config.max_frame_bytes,
-            max_message_bytes=self.config.max_message_bytes,
-        )
+        greeted = session.channel is not None  # our first Sync is out already
+        if not greeted:
+            session.channel = self._channel(hs.keys, hs.peer_id)
         session.peer_seen = self._known_seen.setdefault(hs.peer_id, CausalContext()).copy()
         self._gone_since.pop(hs.peer_id, None)
         session.next_anti_entropy = now + self._anti_entropy_delay()
         self._events.append(PeerConnected(session.conn, hs.peer_id))
-        self.flush(now)  # writes held while no one was connected: the newcomer's Sync covers them
-        self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
+        if not greeted:
+            self._send_message(session, Sync(self.seen), SendKind.GOSSIP)
         if self.config.eager_tree:
             self._tree.link_up(session.conn, hs.peer_id)
             self._send_tree_adverts()
+
+    def _channel(self, keys: SessionKeys, peer_id: str) -> FrameChannel:
+        return FrameChannel(keys, peer_id=peer_id, max_frame_bytes=self.config.max_frame_bytes,
+                            max_message_bytes=self.config.max_message_bytes)
 
     # -- messages ---------------------------------------------------------------------------
 

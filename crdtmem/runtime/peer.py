@@ -184,14 +184,14 @@ class Peer:
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             stack.push_async_callback(self._shutdown)  # runs before the task group exits
             self.started_at = time.monotonic()
-            self._tg.start_soon(self._timer_loop)
-            if self.store is not None:
-                self._tg.start_soon(self._compaction_loop)
             if self.options.listen:
                 self.url = await self._links.listen(self.options.listen, self._tg)
                 log.info("peer %s listening on %s", self.identity.peer_id, self.url)
-            for url in self.options.connect:
+            for url in self.options.connect:  # first: each dial is under way before the timers' first turn
                 self._tg.start_soon(self._links.dial_forever, url)
+            self._tg.start_soon(self._timer_loop)
+            if self.store is not None:
+                self._tg.start_soon(self._compaction_loop)
             if self.options.relay:
                 from .relaying import RelayDriver
 

@@ -4,7 +4,7 @@ An author that wrote alone (its batches depend only on its own earlier ones) is 
 peer lacking its batches as one checkpoint: the join of those batches, signed once. These
 tests check that the joiner ends exactly where batches would have left it and keeps working
 (later batches, its own writes, serving others, restarts), that the checkpoint a replica
-holding the batches recomputes is byte for byte the one sent, and that a checkpoint signed by a
+holding the batches recomputes holds exactly what was sent, and that a checkpoint signed by a
 bad member cannot remove what its author never observed, nor be passed off as its batches.
 """
 
@@ -22,7 +22,8 @@ from crdtmem.errors import RefusalReason
 from crdtmem.protocol.batch import read_batch
 from crdtmem.protocol.checkpoint import Contribution, is_checkpoint, open_checkpoint, seal_checkpoint
 from crdtmem.protocol.events import CheckpointApplied
-from crdtmem.protocol.messages import Checkpoints
+from crdtmem.clocks import CausalContext
+from crdtmem.protocol.messages import Checkpoints, Sync, decode_message
 from crdtmem.protocol.node import NodeConfig
 from crdtmem.storage import SqliteStore
 from crdtmem.identity import verify
@@ -84,14 +85,33 @@ def test_a_joiner_takes_one_checkpoint_for_an_author_who_wrote_alone() -> None:
     assert cluster.stats("joiner").bytes_received < batches.stats("joiner").bytes_received
 
 
-def test_the_checkpoint_is_its_batches_joined_byte_for_byte() -> None:
+def test_writes_not_yet_signed_go_inside_the_checkpoint() -> None:
+    """The author has written since its last batch when a joiner's first Sync comes: it signs
+    those writes at once and sends one checkpoint covering them, and no batch."""
+    cluster = Cluster(seed=13)
+    cluster.add("author")
+    _write_alone(cluster, "author")
+    cluster.add("joiner")
+    raw = cluster.open_raw("author", cluster.node("joiner").identity)
+    cluster.memory("author").set("facts").add("written, not yet signed")
+    assert cluster.memory("author").has_pending_deltas()
+    cluster.inject(raw.conn, raw.seal(Sync(CausalContext())))
+    frames = raw.received[2:]  # after the hello and the auth
+    messages = [decode_message(payload, max_size=1 << 24) for frame in frames if (payload := raw.channel.open_frame(frame))]
+    assert [type(m).__name__ for m in messages] == ["Sync", "Checkpoints"]  # its greeting, then the answer
+    checkpoint = open_checkpoint(messages[1].wires[0], cluster.keyring, verify, max_size=1 << 24)
+    assert checkpoint.seq == BATCHES + 1 == cluster.node("author").seen.max(checkpoint.author)
+    assert not cluster.memory("author").has_pending_deltas()
+
+
+def test_the_checkpoint_is_its_batches_joined() -> None:
     cluster = _author_then_joiner()
     author = cluster.node("author")
     checkpoint = author.own_checkpoint()
     assert checkpoint is not None and checkpoint.seq == BATCHES
     batches = [read_batch(wire, max_size=1 << 24) for wire in author.log_wires()]
-    assert Contribution.of(batches).matches(checkpoint)
-    assert not Contribution.of(batches[:-1]).matches(checkpoint)
+    assert Contribution.of(batches).matches(checkpoint, max_size=1 << 24)
+    assert not Contribution.of(batches[:-1]).matches(checkpoint, max_size=1 << 24)
 
 
 def test_the_joiner_goes_on_as_if_it_had_the_batches() -> None:
@@ -348,7 +368,7 @@ def test_a_joiner_by_checkpoint_equals_a_joiner_by_batches(ops) -> None:
         if minimum is not None and author.log_wires():
             checkpoint = author.own_checkpoint()
             batches = [read_batch(wire, max_size=1 << 24) for wire in author.log_wires()]
-            assert checkpoint is not None and Contribution.of(batches).matches(checkpoint)
+            assert checkpoint is not None and Contribution.of(batches).matches(checkpoint, max_size=1 << 24)
             assert cluster.stats("joiner").batches_applied == 0
         joined[minimum] = (cluster.memory("joiner").snapshot(), cluster.node("joiner").seen)
     assert joined[1] == joined[None]

@@ -535,6 +535,29 @@ def test_low_order_exchange_key_is_refused():
     assert a.state is HandshakeState.FAILED and a.keys is None
 
 
+def test_sealing_keys_come_from_the_peers_hello_and_are_the_keys_the_handshake_ends_with():
+    a, alice_hello = started(ALICE, keyring(BOB))
+    with pytest.raises(HandshakeStateError):
+        a.sealing_keys()  # no hello from the peer yet
+    b = Handshake(BOB, keyring(ALICE), NONCE_B, SECRET_B)
+    (bob_hello,) = b.start()
+    (auth_a,) = a.receive(bob_hello)
+    early = a.sealing_keys()
+    assert a.keys is None and not a.done  # nothing opens with them before the peer's auth verifies
+    (auth_b,) = b.receive(alice_hello.encode())
+    a.receive(auth_b)
+    b.receive(auth_a)
+    assert a.keys == early and b.keys.receive == early.send
+
+
+def test_sealing_keys_refuse_a_low_order_exchange_key():
+    a, _ = started(ALICE, keyring(BOB))
+    a.receive(Hello(PROTOCOL_VERSION, BOB.public_key, NONCE_B, bytes(32)).encode())
+    with pytest.raises(BadKeyExchangeError):
+        a.sealing_keys()
+    assert a.state is HandshakeState.FAILED and a.keys is None
+
+
 def test_verify_auth_accepts_the_matching_signature():
     alice_hello, bob_hello = hello(ALICE, NONCE_A, SECRET_A), hello(BOB, NONCE_B)
     auth = handshake.decode_handshake_message(make_auth(BOB, bob_hello, alice_hello))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pycrdt
+import pytest
 
 from crdtmem.crdt.base import WHOLE
-from crdtmem.crdt.document import Document
+from crdtmem.crdt.document import Document, merge_many
 
 
 def _edits() -> list[bytes]:
@@ -103,3 +106,37 @@ def test_an_update_whose_items_are_all_integrated_leaves_nothing_held() -> None:
         live.join(Document.from_update(update))
         assert live._held is None
     assert live.doc.get("text", type=pycrdt.Text).to_py() == "llo world"
+
+
+def _typed(count: int, seed: int) -> list[bytes]:
+    """``count`` one-transaction updates of two clients typing and deleting into one text."""
+    rng = random.Random(seed)
+    docs = [pycrdt.Doc(client_id=1), pycrdt.Doc(client_id=2)]
+    updates: list[bytes] = []
+    for _ in range(count):
+        doc = rng.choice(docs)
+        text = doc.get("text", type=pycrdt.Text)
+        before = doc.get_state()
+        with doc.transaction():
+            if len(text) > 3 and rng.random() < 0.3:
+                start = rng.randrange(len(text) - 2)
+                del text[start : start + rng.randint(1, 2)]
+            else:
+                text.insert(rng.randint(0, len(text)), rng.choice(["a", "bc", "def"]))
+        updates.append(doc.get_update(before))
+        (docs[1] if doc is docs[0] else docs[0]).apply_update(updates[-1])  # the other client sees it at once
+    return updates
+
+
+@pytest.mark.parametrize("count", [1, 2, 31, 32, 33, 100, 1025])
+def test_many_updates_merge_in_rounds_to_the_same_bytes_as_at_once(count: int) -> None:
+    updates = _typed(count, seed=count)
+    assert merge_many(updates) == pycrdt.merge_updates(*updates)
+
+
+def test_a_large_delta_group_of_another_client_is_the_merge_of_its_updates() -> None:
+    updates = _typed(200, seed=7)
+    group = Document.from_update(updates[0])
+    for update in updates[1:]:
+        group.join(Document.from_update(update))
+    assert group.update == pycrdt.merge_updates(*updates)
