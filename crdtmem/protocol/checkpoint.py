@@ -199,6 +199,7 @@ def _check_self_contained(author: str, seq: int, deltas: Iterable[tuple[str, Crd
 
 
 def _live(delta: Document) -> Document:
+    """A live Document (a Doc) holding ``delta``'s update: what canonical encoding reads."""
     state = Document(pycrdt.Doc())
     state.join(delta)
     return state
@@ -232,11 +233,9 @@ class Contribution:
             key = (name, delta.TAG)
             state = objects.get(key)
             if state is None:
-                if not isinstance(delta, Document):
-                    objects[key] = delta.copy()
-                    continue
-                state = objects[key] = Document(pycrdt.Doc())
-            state.join(delta)
+                objects[key] = _live(delta) if isinstance(delta, Document) else delta.copy()
+            else:
+                state.join(delta)
         self.seq, self.head = batch.seq, batch.hash
 
     def deltas(self, *, canonical: bool = True) -> list[tuple[str, Crdt]]:
@@ -256,9 +255,9 @@ class Contribution:
         claims to stand for; costs a document's re-encoding."""
         if (checkpoint.author, checkpoint.seq, checkpoint.head) != (self.author, self.seq, self.head):
             return False
-        theirs = Contribution(self.author)
-        for name, delta in read_checkpoint(checkpoint.wire, max_size=max_size).deltas:
-            theirs._objects[(name, delta.TAG)] = _live(delta) if isinstance(delta, Document) else delta
+        decoded = read_checkpoint(checkpoint.wire, max_size=max_size).deltas
+        theirs = Contribution.of_state(self.author, self.seq, self.head, (
+            (name, _live(delta) if isinstance(delta, Document) else delta) for name, delta in decoded))
         return encode_body(self.deltas()) == encode_body(theirs.deltas())
 
     @classmethod

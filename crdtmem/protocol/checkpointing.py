@@ -289,10 +289,10 @@ class Checkpointing:
         author, last = checkpoint.author, self._audited_at.get(checkpoint.author)
         if last is not None and now - last < self.config.checkpoint_audit_interval:
             return
-        wires = [self._log.get(Dot(author, n)) for n in range(1, checkpoint.seq + 1)]
-        if any(wire is None for wire in wires):
+        if not self._log.holds_run(author, 1, checkpoint.seq):
             return  # we hold some of them through a checkpoint ourselves, or not at all
         self._audited_at[author] = now
+        wires = self._log.of_author(author)[: checkpoint.seq]
         batches = (read_batch(wire, max_size=self.config.max_message_bytes) for wire in wires)
         if Contribution.of(batches).matches(checkpoint, max_size=self.config.max_message_bytes):
             held = self._checkpoints.get(author)
