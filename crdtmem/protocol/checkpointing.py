@@ -308,7 +308,7 @@ class Checkpointing:
             self._history_wanted.add(author)
             self.stats.histories_wanted += 1
         checkpoint = self._checkpoints.get(author)
-        if checkpoint is not None and self._log.count(author) >= checkpoint.seq:
+        if checkpoint is not None and self._log.holds_run(author, 1, checkpoint.seq):
             self._history_wanted.discard(author)  # every one of them is here now
             return
         if author not in session.histories_asked:

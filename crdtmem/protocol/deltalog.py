@@ -55,10 +55,6 @@ class DeltaLog:
         dot = self._dots.get(batch_hash)
         return None if dot is None else self._wires[dot]
 
-    def count(self, author: str) -> int:
-        """How many batches of ``author`` the log holds."""
-        return len(self._seqs.get(author, ()))
-
     def holds_run(self, author: str, first: int, last: int) -> bool:
         """Whether the log holds every batch ``first..last`` of ``author`` (costs a search)."""
         seqs = self._seqs.get(author, ())

@@ -145,10 +145,11 @@ def test_a_restarted_joiner_keeps_the_checkpoint_it_journaled(tmp_path) -> None:
     assert cluster.memory("joiner").values() == cluster.memory("author").values()
 
 
-def test_naming_a_batch_behind_a_checkpoint_fetches_the_authors_batches() -> None:
+@pytest.mark.parametrize("batches_after", [0, 2 * BATCHES])
+def test_naming_a_batch_behind_a_checkpoint_fetches_the_authors_batches(batches_after: int) -> None:
     """A reader got the author's first 3 batches before the author went on alone; the joiner
-    took the checkpoint and then meets the reader's batch, which names batch 3 by a hash it
-    never saw."""
+    took the checkpoint (and, maybe, more of the author's batches than it stands for) and then
+    meets the reader's batch, which names batch 3 by a hash it never saw."""
     cluster = Cluster(seed=3)
     for name in ("author", "reader"):
         cluster.add(name)
@@ -163,6 +164,9 @@ def test_naming_a_batch_behind_a_checkpoint_fetches_the_authors_batches() -> Non
     cluster.connect("author", "joiner")
     assert cluster.run_until(lambda: cluster.node("joiner").seen == cluster.node("author").seen, timeout=30)
     assert cluster.stats("joiner").checkpoints_applied == 1 and cluster.stats("reader").checkpoints_applied == 0
+    if batches_after:
+        _write_alone(cluster, "author", batches=batches_after, prefix="even later ")
+        assert cluster.run_until(lambda: cluster.node("joiner").seen == cluster.node("author").seen, timeout=30)
     cluster.connect("reader", "joiner")
     cluster.heal("author", "reader")
     _settle(cluster)
