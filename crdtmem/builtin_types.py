@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import pycrdt
-
 from . import rollback
 from .clocks import Dot
 from .codec import (
@@ -30,6 +28,7 @@ from .codec import (
     pack,
 )
 from .crdt import WHOLE, Document, GCounter, GSet, LWWRegister, MVRegister, ORMap, ORSet, PNCounter
+from .crdt.document import update_footprint
 from .crdt.dotkernel import META
 from .crdt.registry import TypeSpec, register_type
 from .errors import DecodeError
@@ -177,8 +176,8 @@ def _lww_from(obj: Any) -> LWWRegister:
 def _document_from(obj: Any) -> Document:
     update = expect_bytes(obj, "document update")
     try:
-        pycrdt.get_state(update)  # parses the whole update; raises on garbage
-    except Exception as exc:
+        update_footprint(update).ends  # parses the whole update (and keeps what it read)
+    except ValueError as exc:
         raise DecodeError(f"malformed Yjs update: {exc}") from exc
     return Document.from_update(update)
 

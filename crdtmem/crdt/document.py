@@ -15,7 +15,7 @@ import pycrdt
 
 from .base import WHOLE
 
-__all__ = ["Document", "merge_many", "update_footprint", "yjs_client_id"]
+__all__ = ["Document", "Footprint", "merge_many", "update_footprint", "yjs_client_id"]
 
 
 def yjs_client_id(replica: str) -> int:
@@ -97,15 +97,22 @@ def _still_pending(rest: bytes, state_vector: bytes) -> bool:
     return deletes is None or _deletes_past(deletes, state_clients(state_vector))
 
 
-def _integrated(update: bytes, state_vector: bytes) -> bool:
-    """True if a Doc whose state vector is ``state_vector`` holds every item ``update`` inserts
-    or deletes (read from its cached footprint; False when that cannot be read)."""
+def _integrated(update: bytes, doc: pycrdt.Doc, state: bytes) -> bool:
+    """True if ``doc``, whose state vector is ``state``, holds every item ``update`` inserts or
+    deletes (read from its cached footprint; False when that cannot be read)."""
     try:
-        ends, deletes = update_footprint(update)
+        footprint = update_footprint(update)
+        known = state_clients(state)
+        if any(clock > known.get(client, 0) for client, clock in footprint.ends.items()):
+            return False
+        # A Doc writes only the deletions it integrated: when its delete set is the update's
+        # (a whole state joined into an empty Doc), no range needs decoding. Only for large
+        # updates, as it reads the Doc's whole delete set.
+        if len(update) > _CACHED_UPDATE_BYTES and doc.get_update(state) == footprint.delete_update:
+            return True
+        return not _deletes_past(footprint.deletes, known)
     except ValueError:
         return False
-    known = state_clients(state_vector)
-    return all(clock <= known.get(client, 0) for client, clock in ends.items()) and not _deletes_past(deletes, known)
 
 
 def _deletes_past(deletes: dict[int, list[tuple[int, int]]], known: dict[int, int]) -> bool:
@@ -185,61 +192,99 @@ def merge_many(updates: list[bytes]) -> bytes:
 
 _CACHED_UPDATE_BYTES = 1 << 16
 """Footprints of updates up to this size are cached (the last 64): a received update is read by
-the causal check, the reach and :meth:`Document.join`; of larger ones (a checkpoint's whole
-document), only the last one read, so they pin no more than one update's bytes."""
+its decoding, the causal check, the reach and :meth:`Document.join`; of larger ones (a
+checkpoint's whole document), only the last one read, so they pin no more than one update's
+bytes."""
 
-_last_large: list[tuple[bytes, tuple[dict[int, int], dict[int, list[tuple[int, int]]]]]] = []
 
+class Footprint:
+    """What a Yjs v1 update does, each part read by yrs when first asked for and then kept.
 
-def update_footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:
-    """What a Yjs v1 update does: ({client: clock after its last inserted item}, its delete set).
-
-    The delete set is ``{client: sorted merged (clock, length) ranges}`` of the items it deletes.
-    The result may be shared with other callers (see :data:`_CACHED_UPDATE_BYTES`): read it only.
-
-    Raises:
-        ValueError: the update cannot be read.
+    Get one with :func:`update_footprint`; it may be shared with other callers: read it only.
+    Every part raises ``ValueError`` if the update cannot be read.
     """
-    if len(update) <= _CACHED_UPDATE_BYTES:
-        return _cached_footprint(update)
-    if _last_large and _last_large[0][0] == update:
-        return _last_large[0][1]
-    footprint = _footprint(update)
-    _last_large[:] = [(update, footprint)]
-    return footprint
+
+    __slots__ = ("update", "_ends", "_delete_update", "_deletes")
+
+    def __init__(self, update: bytes) -> None:
+        self.update = update
+        self._ends: dict[int, int] | None = None
+        self._delete_update: bytes | None = None
+        self._deletes: dict[int, list[tuple[int, int]]] | None = None
+
+    @property
+    def ends(self) -> dict[int, int]:
+        """{client: clock after its last inserted item}; reading it checks the whole update.
+
+        A struct group that does not start at clock 0 is first prefixed with a GC struct
+        covering the clocks before it, so yrs counts the group's end from 0.
+        """
+        if self._ends is None:
+            update = self.update
+            groups, pos = _read_varuint(update, 0)
+            probe = update
+            if groups == 1:
+                structs, pos = _read_varuint(update, pos)
+                client, pos = _read_varuint(update, pos)
+                clock, pos = _read_varuint(update, pos)
+                if clock:
+                    prefixed = bytearray()
+                    for value in (1, structs + 1, client, 0):
+                        _write_varuint(value, prefixed)
+                    prefixed.append(0)  # a GC struct (info byte 0) of length ``clock``
+                    _write_varuint(clock, prefixed)
+                    probe = bytes(prefixed) + update[pos:]
+            self._ends = state_clients(_yrs(pycrdt.get_state, probe))
+        return self._ends
+
+    @property
+    def delete_update(self) -> bytes:
+        """The update with its structs diffed away: a zero, then its delete set as yrs writes it
+        (the bytes a Doc's ``get_update(its state)`` gives when it holds those deletions)."""
+        if self._delete_update is None:
+            rest = _yrs(pycrdt.get_update, self.update, _encode_state(self.ends))
+            if rest[:1] != b"\x00":  # structs survived the diff: a group yrs could not count from 0
+                raise ValueError("cannot separate the update's structs from its delete set")
+            self._delete_update = rest
+        return self._delete_update
+
+    @property
+    def deletes(self) -> dict[int, list[tuple[int, int]]]:
+        """{client: sorted merged (clock, length) ranges} of the items the update deletes."""
+        if self._deletes is None:
+            self._deletes = _delete_set(self.delete_update) or {}
+        return self._deletes
+
+    def deletes_only(self, client: int) -> bool:
+        """Whether the update deletes no item of a client other than ``client`` (read from the
+        delete set's first entry when it names ``client`` alone, without decoding its ranges)."""
+        data = self.delete_update
+        count, pos = _read_varuint(data, 1)
+        if count == 0 or (count == 1 and _read_varuint(data, pos)[0] == client):
+            return True
+        return all(other == client for other in self.deletes)
 
 
-def _footprint(update: bytes) -> tuple[dict[int, int], dict[int, list[tuple[int, int]]]]:
-    """:func:`update_footprint`, uncached.
-
-    yrs does the decoding: a struct group that does not start at clock 0 is first prefixed
-    with a GC struct covering the clocks before it (so yrs counts the group's end from 0), and
-    the update is then diffed against those ends, which leaves its delete set alone.
-    """
-    groups, pos = _read_varuint(update, 0)
-    probe = update
-    if groups == 1:
-        structs, pos = _read_varuint(update, pos)
-        client, pos = _read_varuint(update, pos)
-        clock, pos = _read_varuint(update, pos)
-        if clock:
-            prefixed = bytearray()
-            for value in (1, structs + 1, client, 0):
-                _write_varuint(value, prefixed)
-            prefixed.append(0)  # a GC struct (info byte 0) of length ``clock``
-            _write_varuint(clock, prefixed)
-            probe = bytes(prefixed) + update[pos:]
+def _yrs(read: Callable[..., bytes], *args: bytes) -> bytes:
     try:
-        ends = state_clients(pycrdt.get_state(probe))
-        deletes = _delete_set(pycrdt.get_update(update, _encode_state(ends)))
+        return read(*args)
     except Exception as exc:  # yrs raises its own errors on malformed updates
         raise ValueError(f"unreadable Yjs update: {exc}") from exc
-    if deletes is None:  # structs survived the diff: a group yrs could not count from 0
-        raise ValueError("cannot separate the update's structs from its delete set")
-    return ends, deletes
 
 
-_cached_footprint = functools.lru_cache(maxsize=64)(_footprint)
+_cached_footprint = functools.lru_cache(maxsize=64)(Footprint)
+_last_large: list[Footprint] = []
+
+
+def update_footprint(update: bytes) -> Footprint:
+    """The :class:`Footprint` of a Yjs v1 update, cached (see :data:`_CACHED_UPDATE_BYTES`)."""
+    if len(update) <= _CACHED_UPDATE_BYTES:
+        return _cached_footprint(update)
+    if _last_large and _last_large[0].update == update:
+        return _last_large[0]
+    footprint = Footprint(update)
+    _last_large[:] = [footprint]
+    return footprint
 
 
 class Document:
@@ -338,21 +383,43 @@ class Document:
         update = other.encoded()
         if self._held is not None:
             update = pycrdt.merge_updates(self._held, update)
+        changed = self._apply_large(update) if len(update) > _CACHED_UPDATE_BYTES else self._apply_observed(update)
+        # yrs (pycrdt 0.14) can drop structs it parked as pending when updates arrive out of
+        # order; keep whatever is still unintegrated and offer it again with the next update.
+        state = self.doc.get_state()
+        if _integrated(update, self.doc, state):
+            self._held = None
+        else:
+            rest = pycrdt.get_update(update, state)
+            self._held = rest if _still_pending(rest, state) else None
+        return {WHOLE} if changed else set()
+
+    def _apply_observed(self, update: bytes) -> bool:
+        """Apply a remote update; whether it changed the Doc (yrs reports a transaction only then)."""
         self._observe()
         self._remote, self._remote_changed = True, False
         try:
             self.doc.apply_update(update)
         finally:
             self._remote = False
-        # yrs (pycrdt 0.14) can drop structs it parked as pending when updates arrive out of
-        # order; keep whatever is still unintegrated and offer it again with the next update.
-        state = self.doc.get_state()
-        if _integrated(update, state):
-            self._held = None
-        else:
-            rest = pycrdt.get_update(update, state)
-            self._held = rest if _still_pending(rest, state) else None
-        return {WHOLE} if self._remote_changed else set()
+        return self._remote_changed
+
+    def _apply_large(self, update: bytes) -> bool:
+        """Apply a remote update of a state's size (a checkpoint's) with no observer of ours on
+        the Doc: yrs builds each observer an event as large as the update (a third of the
+        apply). Whether it changed the Doc is read from its state vector and delete set."""
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+            self._subscription = None
+        before = self.doc.get_state()
+        deleted = self.doc.get_update(before)
+        try:
+            self.doc.apply_update(update)
+        finally:
+            if self._on_local is not None:
+                self._observe()
+        after = self.doc.get_state()
+        return after != before or self.doc.get_update(after) != deleted
 
     def _squash(self, merged: bytes) -> bytes | None:
         """``merged`` (this live Doc's own edits since its last flush, joined) re-encoded from
@@ -364,7 +431,8 @@ class Document:
         """
         client = self.doc.client_id
         try:
-            ends, deletes = update_footprint(merged)
+            footprint = update_footprint(merged)
+            ends, deletes = footprint.ends, footprint.deletes
         except ValueError:
             return None
         first = _group_start(merged)

@@ -163,7 +163,7 @@ class CausalIndex:
     def _check_document(self, batch: DeltaBatch, name: str, delta: Document, covered: dict[str, int]) -> None:
         """Refuse a document delta whose delete set reaches past what ``covered`` inserted."""
         try:
-            _ends, deletes = update_footprint(delta.encoded())
+            deletes = update_footprint(delta.encoded()).deletes
         except ValueError as exc:
             raise UnobservedRemoveError(
                 f"batch {batch.author}#{batch.seq}: the delete set of {name!r} cannot be read ({exc})"
@@ -279,7 +279,7 @@ def reach_of(batch: DeltaBatch) -> BatchReach:
                 dots.append((name, top))
         elif isinstance(delta, Document):
             try:
-                ends, _deletes = update_footprint(delta.encoded())
+                ends = update_footprint(delta.encoded()).ends
             except ValueError:
                 continue
             client = yjs_client_id(batch.author) if client is None else client

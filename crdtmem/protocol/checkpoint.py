@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pycrdt
 
 from .. import codec
+from ..clocks import Dot
 from ..crdt import Crdt
 from ..crdt.document import Document, update_footprint, yjs_client_id
 from ..crdt.dotkernel import KernelContainer
@@ -48,7 +49,6 @@ from ..identity import key_id_of
 from .batch import (
     HASH_BYTES,
     DeltaBatch,
-    batch_hash,
     check_signature,
     encode_body,
     peek_batch,
@@ -81,12 +81,12 @@ class Checkpoint:
     """:func:`~crdtmem.protocol.batch.batch_hash` of the author's batch ``seq``."""
     deltas: tuple[tuple[str, Crdt], ...]
     wire: bytes
-    hash: bytes = field(default=b"", compare=False)
-    """A hash of ``wire``, to recognise it when it comes again."""
 
-    def __post_init__(self) -> None:
-        if not self.hash:
-            object.__setattr__(self, "hash", batch_hash(self.wire))
+    @property
+    def dot(self) -> Dot:
+        """The author's batch it ends with: a checkpoint is sent and offered once per dot (two
+        differing ones for the same dot would be equivocation)."""
+        return Dot(self.author, self.seq)
 
     def as_batch(self) -> DeltaBatch:
         """The checkpoint as the batch ``seq`` it ends with, dependencies left out: what the
@@ -182,16 +182,15 @@ def _check_self_contained(author: str, seq: int, deltas: Iterable[tuple[str, Crd
     own = yjs_client_id(author)
     for name, delta in deltas:
         if isinstance(delta, KernelContainer):
-            foreign = delta.ctx.replicas() - {author}
+            contained = delta.ctx.replicas() <= {author}
         elif isinstance(delta, Document):
             try:
-                _ends, deletes = update_footprint(delta.encoded())
+                contained = update_footprint(delta.encoded()).deletes_only(own)
             except ValueError as exc:
                 raise DecodeError(f"checkpoint {author}#{seq}: {name!r} is not a readable Yjs update ({exc})") from None
-            foreign = {client for client, ranges in deletes.items() if ranges and client != own}
         else:
             continue
-        if foreign:
+        if not contained:
             raise UnobservedRemoveError(
                 f"checkpoint {author}#{seq} removes what others wrote in {name!r}: a checkpoint stands "
                 "for batches that observed no one else's"

@@ -66,7 +66,7 @@ class Checkpointing:
     _checkpoints_handled: dict[bytes, None]
     _history_wanted: set[str]
     _audited_at: dict[str, float]
-    _audits_offered: set[tuple[str | None, bytes]]
+    _audits_offered: set[tuple[str | None, Dot]]
     _sealed_at: float | None
     _checkpoint_pushed: int
     _now: float
@@ -186,16 +186,16 @@ class Checkpointing:
         (``seen``), once per peer: it checks them (:meth:`_audit`), so a lying one is caught by
         the first honest holder its joiners meet."""
         for author, checkpoint in self._checkpoints.items():
-            offered = (session.peer_id, checkpoint.hash)
+            offered = (session.peer_id, checkpoint.dot)
             if (seen.max(author) >= checkpoint.seq and offered not in self._audits_offered
                     and not self._log.holds_run(author, 1, checkpoint.seq)):
                 self._audits_offered.add(offered)
                 self._send_checkpoint(session, checkpoint)
 
     def _send_checkpoint(self, session: Any, checkpoint: Checkpoint) -> None:
-        if checkpoint.hash in session.checkpoints_sent:
+        if checkpoint.dot in session.checkpoints_sent:
             return
-        session.checkpoints_sent.add(checkpoint.hash)
+        session.checkpoints_sent.add(checkpoint.dot)
         self.stats.checkpoints_sent += 1
         self._send_message(session, Checkpoints((checkpoint.wire,)), SendKind.CATCH_UP)
 

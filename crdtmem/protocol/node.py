@@ -334,7 +334,7 @@ class _Session:
     answered_at: int | None = None  # the delta log's position when the last Sync on it was answered
     next_anti_entropy: float = 0.0
     announced: set[Dot] = field(default_factory=set)  # dots the peer has and we lacked when it said so
-    checkpoints_sent: set[bytes] = field(default_factory=set)  # hashes of the checkpoints sent on it
+    checkpoints_sent: set[Dot] = field(default_factory=set)  # the checkpoints sent on it, by the dot they end with
     histories_asked: set[str] = field(default_factory=set)  # authors whose logged batches we asked it for
     histories_sent: set[str] = field(default_factory=set)  # authors whose logged batches it asked for and got
     ask_at: float | None = None  # when to ask for those still missing
@@ -414,7 +414,7 @@ class Node(RelayInputs, Departures, Checkpointing):
         self._checkpoints_handled: dict[bytes, None] = {}  # checkpoint wire hashes taken or refused here (bounded)
         self._history_wanted: set[str] = set()  # authors behind a checkpoint whose batches we fetch
         self._audited_at: dict[str, float] = {}  # author -> when its checkpoint was last checked here
-        self._audits_offered: set[tuple[str | None, bytes]] = set()  # (peer id, checkpoint hash) sent to be checked
+        self._audits_offered: set[tuple[str | None, Dot]] = set()  # (peer id, checkpoint's dot) sent to be checked
         self._sealed_at: float | None = None  # when our last batch was sealed
         self._checkpoint_pushed = 0  # the number our checkpoint last passed to the neighbours stood at
         self._pending: dict[bytes, DeltaBatch] = {}  # verified, waiting for dependencies

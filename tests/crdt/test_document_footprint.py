@@ -5,7 +5,7 @@ from __future__ import annotations
 import pycrdt
 import pytest
 
-from crdtmem.crdt.document import state_clients, update_footprint
+from crdtmem.crdt.document import Document, state_clients, update_footprint
 
 
 def _edit(doc: pycrdt.Doc, change) -> bytes:
@@ -19,12 +19,14 @@ def test_footprint_counts_a_later_struct_group_from_zero_and_reads_its_delete_se
     a = pycrdt.Doc(client_id=111)
     text = a.get("text", type=pycrdt.Text)
     first = _edit(a, lambda: text.insert(0, "hello world"))
-    assert update_footprint(first) == ({111: 11}, {})
+    assert (update_footprint(first).ends, update_footprint(first).deletes) == ({111: 11}, {})
     b = pycrdt.Doc(client_id=222)
     b.apply_update(a.get_update())
     theirs = b.get("text", type=pycrdt.Text)
     update = _edit(b, lambda: (theirs.insert(5, "XX\N{GRINNING FACE}"), theirs.__delitem__(slice(0, 3))))
-    assert update_footprint(update) == ({222: 4}, {111: [(0, 3)]})  # the emoji is 2 UTF-16 units
+    footprint = update_footprint(update)
+    assert (footprint.ends, footprint.deletes) == ({222: 4}, {111: [(0, 3)]})  # the emoji is 2 UTF-16 units
+    assert footprint.deletes_only(111) and not footprint.deletes_only(222)
 
     def later() -> None:
         theirs.insert(0, "ZZ")
@@ -32,10 +34,51 @@ def test_footprint_counts_a_later_struct_group_from_zero_and_reads_its_delete_se
         b.get("arr", type=pycrdt.Array).extend([pycrdt.Text("in"), 1, 2])
 
     update = _edit(b, later)  # its struct group starts at clock 4
-    ends, _ = update_footprint(update)
+    ends = update_footprint(update).ends
     assert ends == {222: state_clients(b.get_state())[222]} and ends[222] > 4
 
 
 def test_footprint_refuses_what_it_cannot_read() -> None:
-    with pytest.raises(ValueError):
-        update_footprint(b"\x01\x05")
+    for part in ("ends", "delete_update", "deletes"):
+        with pytest.raises(ValueError):
+            getattr(update_footprint(b"\x01\x05"), part)
+
+
+def _typed_alone(client: int, edits: int) -> pycrdt.Doc:
+    doc = pycrdt.Doc(client_id=client)
+    text = doc.get("text", type=pycrdt.Text)
+    for i in range(edits):
+        text.insert(len(text) // 2, f"word {i} ")
+        if i % 3 == 0:
+            del text[i % 7 : i % 7 + 2]
+    return doc
+
+
+def test_a_large_update_joined_into_an_empty_doc_is_integrated_without_decoding_its_ranges() -> None:
+    whole = _typed_alone(7, 12_000).get_update()
+    assert len(whole) > 1 << 16  # past the per-update cache: the large-update path
+    footprint = update_footprint(whole)
+    assert update_footprint(bytes(whole)) is footprint  # the last large update read is kept
+    state = Document(pycrdt.Doc())
+    state.join(Document.from_update(whole))
+    assert footprint._deletes is None  # the Doc's delete set matched the update's bytes
+    assert footprint.deletes_only(7) and footprint._deletes is None
+    assert state == Document.from_update(whole)
+
+
+def test_a_large_update_whose_deletions_wait_for_items_is_held_until_they_come() -> None:
+    writer = _typed_alone(7, 12_000)
+    early = writer.get_update()
+    text = writer.get("text", type=pycrdt.Text)
+    base = writer.get_state()
+    text.insert(0, "later items")
+    inserts = writer.get_update(base)
+    base = writer.get_state()
+    del text[0:5]  # deletes items the receiver will not have yet
+    deletes = writer.get_update(base)
+    whole = pycrdt.merge_updates(early, deletes)  # large, and a deletion it cannot apply yet
+    state = Document(pycrdt.Doc())
+    state.join(Document.from_update(whole))
+    assert state._held is not None and not update_footprint(whole).deletes_only(8)
+    state.join(Document.from_update(inserts))
+    assert state._held is None and str(state.doc.get("text", type=pycrdt.Text)) == str(text)

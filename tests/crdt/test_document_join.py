@@ -8,6 +8,7 @@ import pycrdt
 import pytest
 
 from crdtmem.crdt.base import WHOLE
+from crdtmem.crdt import document
 from crdtmem.crdt.document import Document, merge_many
 
 
@@ -22,7 +23,15 @@ def _edits() -> list[bytes]:
     return updates
 
 
-def test_a_new_update_reports_a_change_and_a_repeated_one_does_not() -> None:
+@pytest.fixture(params=["observed", "large"])
+def join_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with updates joined as small (the Doc observed) and as large (states compared)."""
+    if request.param == "large":
+        monkeypatch.setattr(document, "_CACHED_UPDATE_BYTES", 0)
+    return request.param
+
+
+def test_a_new_update_reports_a_change_and_a_repeated_one_does_not(join_path: str) -> None:
     live = Document()
     insert, more, delete = _edits()
     assert live.join(Document.from_update(insert)) == {WHOLE}
@@ -31,6 +40,17 @@ def test_a_new_update_reports_a_change_and_a_repeated_one_does_not() -> None:
     assert live.join(Document.from_update(delete)) == {WHOLE}  # a delete-only update changes the text
     assert live.join(Document.from_update(delete)) == set()
     assert live.doc.get("text", type=pycrdt.Text).to_py() == "llo world"
+
+
+def test_a_watched_doc_reports_local_edits_after_remote_joins(join_path: str) -> None:
+    live, local = Document(), []
+    live.watch(local.append)
+    insert, more, _delete = _edits()
+    live.join(Document.from_update(insert))
+    live.doc.get("text", type=pycrdt.Text).insert(0, ">")
+    live.join(Document.from_update(more))
+    live.doc.get("text", type=pycrdt.Text).insert(0, ">")
+    assert len(local) == 2 and live.doc.get("text", type=pycrdt.Text).to_py() == ">>hello world"
 
 
 def test_a_delta_group_applies_like_its_updates_one_by_one() -> None:
