@@ -81,6 +81,13 @@ class Checkpoint:
     """:func:`~crdtmem.protocol.batch.batch_hash` of the author's batch ``seq``."""
     deltas: tuple[tuple[str, Crdt], ...]
     wire: bytes
+    signature: bytes
+
+    @property
+    def key(self) -> tuple[str, int, bytes, bytes]:
+        """What tells this checkpoint from any other once its signature verified (the signature
+        covers its body's digest): read from the header alone, so one seen before costs no hash."""
+        return self.author, self.seq, self.head, self.signature
 
     @property
     def dot(self) -> Dot:
@@ -116,7 +123,7 @@ def seal_checkpoint(identity: Any, contribution: Contribution) -> Checkpoint:
     body = encode_body(contribution.deltas(canonical=False))
     signature = identity.sign(_signed_part(author, seq, contribution.head, body))
     wire = codec.pack([_KIND, author, seq, contribution.head, body, signature])
-    return Checkpoint(author, seq, contribution.head, (), wire)
+    return Checkpoint(author, seq, contribution.head, (), wire, signature)
 
 
 def is_checkpoint(wire: bytes) -> bool:
@@ -161,21 +168,25 @@ def open_checkpoint(wire: bytes, keyring: Any, verify: Any, *, max_size: int) ->
     check_signature(keyring, verify, f"checkpoint {author}#{seq}", author, signature, _signed_part(author, seq, head, body))
     deltas = read_deltas(author, seq, body, max_size)
     _check_self_contained(author, seq, deltas)
-    return Checkpoint(author, seq, head, deltas, bytes(wire))
+    return Checkpoint(author, seq, head, deltas, bytes(wire), signature)
 
 
 def read_checkpoint_header(wire: bytes) -> Checkpoint:
-    """A checkpoint from this replica's own storage without its deltas: what re-indexing it
-    takes beside its journaled index entry."""
-    _, author, seq, head, _body, _ = _parts(wire)
-    return Checkpoint(author, seq, head, (), bytes(wire))
+    """A checkpoint without its deltas, unverified: what re-indexing one from this replica's
+    own storage takes beside its journaled index entry, and a received one's :attr:`~Checkpoint.key`.
+
+    Raises:
+        DecodeError: malformed bytes.
+    """
+    _, author, seq, head, _body, signature = _parts(wire)
+    return Checkpoint(author, seq, head, (), bytes(wire), signature)
 
 
 def read_checkpoint(wire: bytes, *, max_size: int) -> Checkpoint:
     """Decode a checkpoint without verifying it again: only for wires from this replica's own
     storage (verified when received)."""
-    _, author, seq, head, body, _ = _parts(wire, max_size)
-    return Checkpoint(author, seq, head, read_deltas(author, seq, body, max_size), bytes(wire))
+    _, author, seq, head, body, signature = _parts(wire, max_size)
+    return Checkpoint(author, seq, head, read_deltas(author, seq, body, max_size), bytes(wire), signature)
 
 
 def _check_self_contained(author: str, seq: int, deltas: Iterable[tuple[str, Crdt]]) -> None:

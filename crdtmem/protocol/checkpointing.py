@@ -20,7 +20,7 @@ from ..identity import Identity, verify
 from ..memory import Memory
 from .batch import ForgedDeltaError, UntrustedAuthorError, apply_batch, batch_hash, check_stamps, peek_batch, read_batch
 from .causal import CausalIndex, EquivocationError, UnobservedRemoveError, reach_of
-from .checkpoint import Checkpoint, Contribution, open_checkpoint, peek_entry, seal_checkpoint
+from .checkpoint import Checkpoint, Contribution, open_checkpoint, read_checkpoint_header, seal_checkpoint
 from .deltalog import DeltaLog
 from .events import CheckpointApplied, Refused, SendKind
 from .messages import Batches, Checkpoints, WantHistory
@@ -63,7 +63,7 @@ class Checkpointing:
     _checkpoints: dict[str, Checkpoint]
     _pure: bool
     _own_checkpoint_cache: Checkpoint | None
-    _checkpoints_handled: dict[bytes, None]
+    _checkpoints_handled: dict[tuple[str, int, bytes, bytes], None]
     _history_wanted: set[str]
     _audited_at: dict[str, float]
     _audits_offered: set[tuple[str | None, Dot]]
@@ -207,20 +207,19 @@ class Checkpointing:
         signature or malformed bytes close the connection, as for a batch.
         """
         for wire in message.wires:
-            digest = batch_hash(wire)
-            if digest in self._checkpoints_handled:
+            key = read_checkpoint_header(wire).key
+            if key in self._checkpoints_handled:
                 continue
-            self._checkpoints_handled[digest] = None
-            if len(self._checkpoints_handled) > _MAX_HANDLED:
-                del self._checkpoints_handled[next(iter(self._checkpoints_handled))]
             try:
                 checkpoint = open_checkpoint(wire, self.members, verify, max_size=self.config.max_message_bytes)
             except UntrustedAuthorError:
-                self._want_history(session, peek_entry(wire)[0])  # its batches are parked until trusted
+                self._want_history(session, key[0])  # its batches are parked until trusted
                 continue
             except (ForgedDeltaError, UnobservedRemoveError) as exc:  # signed so: its author is at fault
-                self._refuse_checkpoint(session, *peek_entry(wire), exc)
+                self._handled(key)
+                self._refuse_checkpoint(session, key[0], key[1], exc)
                 continue
+            self._handled(key)
             author = checkpoint.author
             if author == self.replica_id:
                 continue
@@ -246,6 +245,14 @@ class Checkpointing:
                         self._offer_for_audit(other, other.peer_seen)
             if fresh:
                 self._queue_relay(fresh, now)
+
+    def _handled(self, key: tuple[str, int, bytes, bytes]) -> None:
+        """Note a checkpoint whose signature verified (its :attr:`~.checkpoint.Checkpoint.key`),
+        so it is not opened again: keyed only once verified, as a forged body could carry a
+        copied signature."""
+        self._checkpoints_handled[key] = None
+        if len(self._checkpoints_handled) > _MAX_HANDLED:
+            del self._checkpoints_handled[next(iter(self._checkpoints_handled))]
 
     def _take_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Check and join a verified checkpoint like the batch it ends with (its own author's

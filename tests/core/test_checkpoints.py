@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crdtmem import codec
 from crdtmem.crdt import ORSet
 from crdtmem.errors import RefusalReason
 from crdtmem.protocol.batch import read_batch
@@ -293,6 +294,23 @@ def test_a_forged_or_malformed_checkpoint_closes_the_connection(damage: str) -> 
     reasons = [r.reason for r in cluster.refusals("fresh")]
     assert raw.closed and reasons == [RefusalReason.BAD_BATCH_SIGNATURE if damage == "signature" else RefusalReason.MALFORMED_MESSAGE]
     assert cluster.stats("fresh").checkpoints_applied == 0 and not cluster.memory("fresh").names()
+
+
+def test_a_signature_copied_onto_another_body_does_not_hide_the_checkpoint_it_came_from() -> None:
+    """A bad member re-sends the author's checkpoint header and signature around a body of its
+    own choosing first: it is refused, and the genuine checkpoint is still taken after it."""
+    cluster = _author_then_joiner()
+    cluster.add("mallory")
+    cluster.add("fresh")
+    genuine = cluster.node("author").own_checkpoint()
+    kind, author, seq, head, _body, signature = codec.unpack(genuine.wire)
+    other_body = codec.unpack(_with_a_fact_never_written(cluster, "author"))[4]
+    forged = codec.pack([kind, author, seq, head, other_body, signature])
+    raw, _ = _send_from(cluster, "mallory", "fresh", forged)
+    assert raw.closed and [r.reason for r in cluster.refusals("fresh")] == [RefusalReason.BAD_BATCH_SIGNATURE]
+    _send_from(cluster, "author", "fresh", genuine.wire)
+    assert cluster.stats("fresh").checkpoints_applied == 1
+    assert cluster.memory("fresh").set("facts").value == cluster.memory("author").set("facts").value
 
 
 def test_a_checkpoint_writing_as_someone_else_is_refused() -> None:
