@@ -306,13 +306,16 @@ class Simulation:
             for event in events:
                 kind = type(event)
                 if kind is BatchApplied:
-                    self.dissemination.applied(event.author, event.seq, self.queue.now, local=event.local)
                     peer.store.append([(event.author, event.seq, event.wire, event.index_entry)])
                     if event.local:
+                        self.dissemination.signed(event.author, event.seq, self.queue.now)
                         self.batches_created += 1
                         if self.on_sealed is not None:
                             self.on_sealed(peer, event.wire)
+                    else:
+                        self.dissemination.applied(peer.index, event.author, event.seq, self.queue.now)
                 elif kind is CheckpointApplied:
+                    self.dissemination.checkpoint_taken(peer.index, event.author, event.seq, self.queue.now)
                     peer.store.append([(event.author, event.seq, event.wire, event.index_entry)])
                 elif kind is PeerConnected:
                     self.network.connected(event.conn)
@@ -355,6 +358,7 @@ class Simulation:
     def _boot(self, peer: SimPeer, at: float) -> None:
         """Start a fresh peer, with an empty store, at virtual time ``at``."""
         peer.store = MemoryStore(peer.peer_id)
+        self.dissemination.store_lost(peer.index)
         self._start(peer, Memory(peer.peer_id, clock=self._clock(peer)), at)
 
     def _clock(self, peer: SimPeer) -> Callable[[], float]:

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..clocks import CausalContext, Dot
 from .simpeer import SimPeer
 
 __all__ = ["Sample", "Dissemination", "live_roots", "divergence_of", "take_sample", "gossip_bound_rounds"]
@@ -34,24 +35,59 @@ class Dissemination:
     """How long each batch took to reach every peer: its *spread*, from the moment its author
     signed it to the moment the last other peer applied it.
 
-    The engine calls :meth:`applied` for every ``BatchApplied`` event; the report reads
-    :meth:`summary`. Unlike the time to converge after the last write (one batch), this covers
-    every batch of the run.
+    The engine calls :meth:`signed` and :meth:`applied` for every ``BatchApplied`` event,
+    :meth:`checkpoint_taken` for every ``CheckpointApplied`` one (a peer taking author A's
+    checkpoint ``K(A, n)`` holds A's batches 1..n from then on, applied one by one or not),
+    and :meth:`store_lost` when a peer starts empty; the report reads :meth:`summary`. Unlike
+    the time to converge after the last write (one batch), this covers every batch of the run.
+
+    A peer counts once per batch while it keeps its store: a batch a checkpoint stood for that
+    it indexes later (the node applies such a batch, see ``_stood_for`` in
+    :mod:`crdtmem.protocol.checkpointing`) is not counted again. A peer that lost its store
+    counts again for the batches it applies anew.
     """
 
     def __init__(self) -> None:
         self._signed: dict[tuple[str, int], float] = {}
         self._last: dict[tuple[str, int], float] = {}
         self._peers: Counter[tuple[str, int]] = Counter()
+        self._held: dict[int, CausalContext] = {}
 
-    def applied(self, author: str, seq: int, t: float, *, local: bool) -> None:
-        """Record that a peer applied batch ``author#seq`` at ``t`` (``local``: its author signed it)."""
-        key = (author, seq)
-        if local:
-            self._signed[key] = t
-        else:
-            self._last[key] = t
-            self._peers[key] += 1
+    def signed(self, author: str, seq: int, t: float) -> None:
+        """Record that ``author`` signed (and applied) its batch ``seq`` at ``t``."""
+        self._signed[(author, seq)] = t
+
+    def applied(self, receiver: int, author: str, seq: int, t: float) -> None:
+        """Record that peer ``receiver`` applied another's batch ``author#seq`` at ``t``."""
+        if self._held_by(receiver).add(Dot(author, seq)):
+            self._reached((author, seq), t)
+
+    def checkpoint_taken(self, receiver: int, author: str, seq: int, t: float) -> None:
+        """Record that peer ``receiver`` took ``author``'s checkpoint for its batches 1..``seq``
+        at ``t``: each of them it had not applied counts as applied now."""
+        held = self._held_by(receiver)
+        for counter in range(held.vv.get(author, 0) + 1, seq + 1):
+            if Dot(author, counter) not in held:
+                self._reached((author, counter), t)
+        held.join(CausalContext({author: seq}))
+
+    def store_lost(self, receiver: int) -> None:
+        """Peer ``receiver`` starts empty: what it applied before is counted again if it comes again."""
+        self._held.pop(receiver, None)
+
+    def receivers(self, author: str, seq: int) -> int:
+        """How many peers (other than its author) applied batch ``author#seq`` so far."""
+        return self._peers[(author, seq)]
+
+    def _held_by(self, receiver: int) -> CausalContext:
+        held = self._held.get(receiver)
+        if held is None:
+            held = self._held[receiver] = CausalContext()
+        return held
+
+    def _reached(self, key: tuple[str, int], t: float) -> None:
+        self._last[key] = t
+        self._peers[key] += 1
 
     def summary(self, receivers: int) -> dict[str, Any]:
         """Spreads, in seconds, of the batches that ``receivers`` peers (or more) applied.
