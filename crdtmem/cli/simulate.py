@@ -41,6 +41,20 @@ def _probability(text: str) -> float:
     return value
 
 
+class _DeprecatedAlias(argparse.Action):
+    """A flag's old name, hidden from ``--help``: stores its value like the new flag
+    ``new_flag`` and says on stderr that the old name is deprecated."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, new_flag: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new_flag = new_flag
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated, use {self.new_flag}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every ``simulate`` flag to ``parser``."""
     net = parser.add_argument_group("peers and network")
@@ -111,8 +125,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--redial", type=duration, default=0.5, help="first reconnect delay, doubling (default 500ms)")
     run_group.add_argument("--redial-max", type=duration, default=5.0, help="reconnect delay cap (default 5s)")
     run_group.add_argument(
-        "--checkpoint-interval", type=duration, default=0.0,
+        "--compaction-interval", type=duration, default=0.0,
         help="compact each peer's store this often; a restart replays the journal since (default 0: only at a crash)",
+    )
+    run_group.add_argument(  # its name before the protocol had author checkpoints
+        "--checkpoint-interval", type=duration, dest="compaction_interval", action=_DeprecatedAlias,
+        default=argparse.SUPPRESS, help=argparse.SUPPRESS, new_flag="--compaction-interval",
     )
     run_group.add_argument(
         "--from-report", type=Path, default=None,
@@ -204,7 +222,7 @@ def scenario_from_args(args: argparse.Namespace):
         node=node_config_from_args(args),
         redial=args.redial,
         redial_max=args.redial_max,
-        checkpoint_interval=args.checkpoint_interval,
+        compaction_interval=args.compaction_interval,
     )
 
 

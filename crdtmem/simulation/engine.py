@@ -18,7 +18,7 @@ Crashes: every peer keeps its durable state in a :class:`~crdtmem.storage.memory
 (a journal of every batch it applied plus a snapshot, the parts a SQLite store keeps), and a
 restart rebuilds the peer with :func:`~crdtmem.protocol.recovery.restore`, the recovery the
 websocket runtime runs. As in the runtime, every batch is journaled when it is applied (its own
-before being sent); the store is compacted every ``checkpoint_interval`` (with 0, only at the
+before being sent); the store is compacted every ``compaction_interval`` (with 0, only at the
 crash), which decides how much a restart replays, not what it keeps. Every start, from the
 store or (``store="lost"``) empty, is a new incarnation of the peer's key, so no dot of the
 earlier life is reused. A killed peer's incarnation is retired by its key's next start (from
@@ -48,8 +48,8 @@ from .network import Network
 from .queue import (
     BREAK,
     CALL,
-    CHECKPOINT,
     CLOSE,
+    COMPACT,
     DELIVER,
     DIAL,
     FLUSH,
@@ -208,8 +208,8 @@ class Simulation:
             if first < until:
                 at(first, WRITE)
         at(0.0, SAMPLE)
-        if s.checkpoint_interval > 0:
-            at(s.checkpoint_interval, CHECKPOINT)
+        if s.compaction_interval > 0:
+            at(s.compaction_interval, COMPACT)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -275,8 +275,8 @@ class Simulation:
                         self._flush(peer)
                 elif code == CALL:
                     x(y) if y is not None else x()
-                elif code == CHECKPOINT:
-                    self._checkpoint()
+                elif code == COMPACT:
+                    self._compact_stores()
             if not self._stop:
                 clock.now = max(clock.now, end)
         finally:
@@ -445,7 +445,7 @@ class Simulation:
         peer.crashes += 1
         if store != "kept":
             peer.store = None
-        elif self.scenario.checkpoint_interval <= 0 and not peer.memory.has_pending_deltas():
+        elif self.scenario.compaction_interval <= 0 and not peer.memory.has_pending_deltas():
             # The store holds every batch journaled; writes not flushed yet die with the process
             # (a snapshot now would hold them with no batch to send them in).
             self._compact(peer)
@@ -478,11 +478,13 @@ class Simulation:
         self.last_change = max(self.last_change, self.now)
         self.timeline.append({"t": _r(self.now), "event": "restart", "peer": index, "store": detail})
 
-    def _checkpoint(self) -> None:
+    def _compact_stores(self) -> None:
+        """Compact every live peer's store, as the runtime does periodically; due again in
+        ``compaction_interval``."""
         for peer in self.peers:
             if peer.alive:
                 self._compact(peer)
-        self.queue.at(self.now + self.scenario.checkpoint_interval, CHECKPOINT)
+        self.queue.at(self.now + self.scenario.compaction_interval, COMPACT)
 
     def _compact(self, peer: SimPeer) -> None:
         """Compact the peer's store to its live state, as the runtime's compaction does: its

@@ -120,10 +120,11 @@ class Scenario:
     redial_max: float = 5.0
     connect_rtts: float = 1.0
     """Round trips a dial takes before both sides' Node.open (TCP + websocket upgrade)."""
-    checkpoint_interval: float = 0.0
+    compaction_interval: float = 0.0
     """Seconds between compactions of each peer's store (0: only at a crash). Every applied
     batch is journaled either way, as the runtime does; this decides how much a restart
-    replays, not what it keeps."""
+    replays, not what it keeps. (Reports before the protocol's author checkpoints called it
+    ``checkpoint_interval``; :meth:`from_dict` reads either.)"""
     boot_spread: float = 0.0
     """Peers boot (and first dial) at uniform times in [0, boot_spread]."""
     broker: str = ""
@@ -153,7 +154,7 @@ class Scenario:
             raise ValueError("transport must be 'stream' or 'datagram'")
         parse_mix(self.workload)
         for name in ("skew", "writes", "write_from", "duration", "settle", "flush_delay", "redial", "redial_max",
-                     "connect_rtts", "checkpoint_interval", "boot_spread"):
+                     "connect_rtts", "compaction_interval", "boot_spread"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a non-negative number, got {value!r}")
@@ -253,13 +254,19 @@ class Scenario:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:
-        """The scenario of :meth:`to_dict` (a report's ``"scenario"``); a nested ``"node"`` dict works too."""
+        """The scenario of :meth:`to_dict` (a report's ``"scenario"``); a nested ``"node"`` dict
+        works too, and so do the names older reports used (``_RENAMED``).
+
+        Raises:
+            ValueError: a field it does not know, or a field given under its old and new names
+                with different values.
+        """
+        data = _renamed(data)
         node_fields = {f.name for f in fields(NodeConfig)}
         known = {f.name for f in fields(cls)} | node_fields
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown scenario fields: {sorted(unknown)}")
-        data = dict(data)
         node = dict(data.pop("node", None) or {})
         node.update({name: data.pop(name) for name in node_fields & set(data)})
         data["node"] = NodeConfig(**node)
@@ -268,6 +275,23 @@ class Scenario:
         data["link_faults"] = [LinkFault(**f) for f in data.get("link_faults", [])]
         data["broker_outages"] = [BrokerOutage(**o) for o in data.get("broker_outages", [])]
         return cls(**data)
+
+
+_RENAMED = {"checkpoint_interval": "compaction_interval"}
+"""Scenario fields renamed since reports were first written: old name → new name."""
+
+
+def _renamed(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every old field name of ``_RENAMED`` replaced by its new one (a copy)."""
+    out = dict(data)
+    for old, new in _RENAMED.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        if new in out and out[new] != value:
+            raise ValueError(f"scenario gives both {old!r} (the old name of {new!r}) = {value!r} and {new!r} = {out[new]!r}")
+        out[new] = value
+    return out
 
 
 _FAULT_LISTS = ("partitions", "crashes", "link_faults", "broker_outages")

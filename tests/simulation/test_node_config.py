@@ -18,7 +18,7 @@ OLD_KEYS = [
     "peers", "seed", "topology", "latency", "loss", "duplicate", "reorder", "transport", "partitions", "crashes",
     "link_faults", "skew", "writes", "write_from", "write_until", "workload", "writers", "keys", "flush_delay",
     "duration", "sample_interval", "stop_when_converged", "settle", "gossip_interval", "fanout",
-    "anti_entropy_interval", "max_log_batches", "redial", "redial_max", "connect_rtts", "checkpoint_interval",
+    "anti_entropy_interval", "max_log_batches", "redial", "redial_max", "connect_rtts", "compaction_interval",
     "boot_spread",
 ]
 

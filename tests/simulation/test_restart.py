@@ -36,18 +36,18 @@ def test_a_kept_store_holds_everything_the_peer_applied_at_the_crash() -> None:
     assert sim.check().converged
 
 
-def test_a_checkpointed_store_survives_a_second_crash_after_a_restart() -> None:
-    sim = Simulation(small(checkpoint_interval=2.0))
+def test_a_compacted_store_survives_a_second_crash_after_a_restart() -> None:
+    sim = Simulation(small(compaction_interval=2.0))
     sim.advance(1.5)
     sim.write(1, lambda m: m.counter("theirs").increment(1))
-    sim.advance(1.0)  # the checkpoint at 2 s holds it
-    sim.write(0, lambda m: m.counter("mine").increment(5))  # journaled, not yet checkpointed
+    sim.advance(1.0)  # the compaction at 2 s holds it
+    sim.write(0, lambda m: m.counter("mine").increment(5))  # journaled, not yet compacted
     sim.crash(0)
     sim.restart(0)
-    sim.crash(0)  # at once: no checkpoint since the restart
+    sim.crash(0)  # at once: no compaction since the restart
     sim.restart(0)
     restored = sim.peers[0].memory
-    assert restored.counter("theirs").value == 1  # from the checkpoint before the first crash
+    assert restored.counter("theirs").value == 1  # from the compaction before the first crash
     assert restored.counter("mine").value == 5  # own batch, replayed from the journal twice
     sim.advance(10)
     assert sim.check().converged

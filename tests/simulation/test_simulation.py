@@ -147,13 +147,13 @@ def test_a_peer_that_lost_its_store_rejoins_with_its_key_as_a_new_incarnation() 
     assert build_report(sim)["converged"]
 
 
-def test_a_restart_replays_every_batch_journaled_since_the_last_checkpoint() -> None:
-    sim = Simulation(small(peers=4, writes=0, checkpoint_interval=100.0, duration=30, topology="mesh"))
+def test_a_restart_replays_every_batch_journaled_since_the_last_compaction() -> None:
+    sim = Simulation(small(peers=4, writes=0, compaction_interval=100.0, duration=30, topology="mesh"))
     sim.advance(1.5)
     sim.write(0, lambda m: m.counter("mine").increment(5))
     sim.write(1, lambda m: m.counter("theirs").increment(1))
     sim.advance(1.0)
-    assert sim.peers[0].store.load_parts().snapshot is None  # no checkpoint taken yet
+    assert sim.peers[0].store.load_parts().snapshot is None  # no compaction yet
     sim.crash(0)
     sim.restart(0)
     restored = sim.peers[0].memory
