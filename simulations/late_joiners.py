@@ -10,11 +10,14 @@ reader that took it, instead of every batch. The same run with checkpoints off
 (``checkpoint_min_batches`` past any count) is the reference. Reported per returning reader
 (medians): bytes received, signed batches applied (each verified) and received again
 (duplicates: a neighbour holding the batches sends them as the writer's checkpoint arrives),
-and the time until it holds the writer's last batch.
+and the time until it holds the writer's last batch; per run, the batches every peer came to
+hold and their spread (signing to the last peer holding it; a checkpoint taken counts for the
+batches it stands for).
 
     python simulations/late_joiners.py
 """
 
+import argparse
 import statistics
 
 from _common import HERE, write_json
@@ -57,6 +60,9 @@ def returning_readers(checkpoints: bool) -> dict:
     readers = [sim.peers[i].node.stats for i in READERS_LOST]
     return {
         "converged": report["converged"],
+        "batches_complete": report["dissemination"]["batches"],
+        "batches_incomplete": report["dissemination"]["incomplete"],
+        "spread_median_s": report["dissemination"]["median"],
         "writer_batches": last.max(sim.peers[writer].node.replica_id),
         "reader_bytes_received_median": statistics.median(s.bytes_received for s in readers),
         "reader_batches_applied_median": statistics.median(s.batches_applied for s in readers),
@@ -67,6 +73,7 @@ def returning_readers(checkpoints: bool) -> dict:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()  # (--help, and no stray flag)
     summary = {"checkpoints": returning_readers(True), "batches_only": returning_readers(False)}
     on, off = summary["checkpoints"], summary["batches_only"]
     summary["ratio_reader_bytes"] = round(on["reader_bytes_received_median"] / off["reader_bytes_received_median"], 3)
