@@ -8,7 +8,7 @@ and ``Peer.metrics()["stats"]`` serialise, with names such as ``bytes_sent_gossi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..errors import RefusalReason
 from .events import SendKind
@@ -16,6 +16,7 @@ from .events import SendKind
 __all__ = ["NodeStats"]
 
 _REPAIR_COUNTERS = ("repair_bytes_sent", "repair_leaves_sent", "repair_leaves_received", "repair_round_trips")
+_NOT_FLAT = frozenset({"anti_entropy_finished", *_REPAIR_COUNTERS})
 
 
 @dataclass
@@ -85,27 +86,13 @@ class NodeStats:
     def as_dict(self) -> dict[str, int]:
         """The counters as one flat dict, for reports and metrics that serialise them.
 
-        A counter appears once it has counted something: nonzero ones, and the ``repair_*``
+        Every integer counter appears once it has counted something: nonzero ones, and the ``repair_*``
         counters once a reconciliation has finished (even if they sum to zero). Per-kind and
         per-reason counters are named ``bytes_sent_<kind>``, ``messages_sent_<kind>`` and
         ``refused_<reason>``; ``anti_entropy_finished`` is left out.
         """
-        flat = {
-            "anti_entropy_sessions": self.anti_entropy_sessions,
-            "batches_applied": self.batches_applied,
-            "batches_buffered": self.batches_buffered,
-            "pending_dropped": self.pending_dropped,
-            "batches_created": self.batches_created,
-            "batches_parked": self.batches_parked,
-            "bytes_received": self.bytes_received,
-            "bytes_sent": self.bytes_sent,
-            "duplicate_batches": self.duplicate_batches,
-            "incarnations_pruned": self.incarnations_pruned,
-            "parked_dropped": self.parked_dropped,
-            "relay_delivered": self.relay_delivered,
-            "tree_parent_changes": self.tree_parent_changes,
-            "announced_fetched": self.announced_fetched,
-        }
+        flat = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in _NOT_FLAT and isinstance(getattr(self, f.name), int)}
         for kind, n in self.bytes_sent_by_kind.items():
             flat[f"bytes_sent_{kind}"] = n
         for kind, n in self.messages_sent_by_kind.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from crdtmem.errors import RefusalReason
 from crdtmem.protocol.events import SendKind
 from crdtmem.protocol.stats import NodeStats
@@ -28,6 +30,17 @@ def test_sends_and_refusals_flatten_to_their_report_names() -> None:
         "messages_sent_gossip": 2,
         "refused_bad-tag": 1,
     }
+
+
+def test_every_counter_flattens_under_its_own_name() -> None:
+    stats = NodeStats()
+    counters = [f.name for f in dataclasses.fields(stats) if f.type == "int" and f.name != "anti_entropy_finished"]
+    for n, name in enumerate(counters, start=1):
+        setattr(stats, name, n)
+    stats.anti_entropy_finished = 1
+    flat = stats.as_dict()
+    assert {name: flat[name] for name in counters} == {name: n for n, name in enumerate(counters, start=1)}
+    assert {"checkpoints_applied", "checkpoints_sent", "histories_wanted"} <= set(flat)
 
 
 def test_repair_counters_appear_once_a_reconciliation_finished_even_at_zero() -> None:
