@@ -160,7 +160,7 @@ class Arrivals:
 
         reached, times, top = [], [], 0
         for at, update in zip(self.times, self.updates):
-            ends, _ = update_footprint(update)
+            ends = update_footprint(update).ends
             top = max(top, max(ends.values(), default=0))
             reached.append(top)
             times.append(at)

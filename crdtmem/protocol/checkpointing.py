@@ -18,7 +18,7 @@ from ..clocks import CausalContext, Dot
 from ..errors import DecodeError, RemoteProtocolError
 from ..identity import Identity, verify
 from ..memory import Memory
-from .batch import ForgedDeltaError, UntrustedAuthorError, apply_batch, batch_hash, check_stamps, peek_batch, read_batch
+from .batch import ForgedDeltaError, UntrustedAuthorError, batch_hash, check_stamps, peek_batch, read_batch
 from .causal import CausalIndex, EquivocationError, UnobservedRemoveError, reach_of
 from .checkpoint import Checkpoint, Contribution, open_checkpoint, read_checkpoint_header, seal_checkpoint
 from .deltalog import DeltaLog
@@ -41,7 +41,7 @@ class Checkpointing:
 
     It relies on the node's memory, identity, membership, seen set, delta log, causal index,
     retirements, sessions, config, stats and event list, and on its ``_release``,
-    ``_queue_relay``, ``_send_message``, ``_ready_sessions``, ``_prune``, ``_strip_pruned``,
+    ``_join``, ``_queue_relay``, ``_send_message``, ``_ready_sessions``, ``_prune``,
     ``_stamp_bound`` and ``_unbuffer``.
     """
 
@@ -263,11 +263,7 @@ class Checkpointing:
         covered = {checkpoint.author: checkpoint.seq}
         records = self._retirements.check(batch, covered)
         check_stamps(batch, self._stamp_bound())
-        self._taint()
-        apply_batch(self.memory, batch)
-        if self.members.touches(batch.deltas):
-            self._membership_changed = True
-        self._strip_pruned(batch.deltas)
+        self._join(batch)
         self.seen.join(CausalContext(dict(covered)))
         reach = reach_of(batch)
         self._causal.record_checkpoint(batch, reach)

@@ -1242,13 +1242,18 @@ class Node(RelayInputs, Departures, Checkpointing):
         except RemoteProtocolError:
             self._causal.refuse(batch)
             raise
+        self._join(batch)
+        self._record_applied(batch, covered, records, local=False)
+        self.stats.batches_applied += 1
+
+    def _join(self, batch: DeltaBatch) -> None:
+        """Join a checked batch's deltas into the memory (a checkpoint's too, as the batch it
+        ends with); call before recording it."""
         self._taint()
         apply_batch(self.memory, batch)
         if self.members.touches(batch.deltas):
             self._membership_changed = True
         self._strip_pruned(batch.deltas)
-        self._record_applied(batch, covered, records, local=False)
-        self.stats.batches_applied += 1
 
     def _record_applied(self, batch: DeltaBatch, covered: dict[str, int] | None,
                         records: list[tuple[str, int]], *, local: bool) -> None:
