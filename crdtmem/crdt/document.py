@@ -108,7 +108,7 @@ def _integrated(update: bytes, doc: pycrdt.Doc, state: bytes) -> bool:
         # A Doc writes only the deletions it integrated: when its delete set is the update's
         # (a whole state joined into an empty Doc), no range needs decoding. Only for large
         # updates, as it reads the Doc's whole delete set.
-        if len(update) > _CACHED_UPDATE_BYTES and doc.get_update(state) == footprint.delete_update:
+        if len(update) > _LARGE_UPDATE_BYTES and doc.get_update(state) == footprint.delete_update:
             return True
         return not _deletes_past(footprint.deletes, known)
     except ValueError:
@@ -189,6 +189,11 @@ def merge_many(updates: list[bytes]) -> bytes:
         ]
     return pycrdt.merge_updates(*updates)
 
+
+_LARGE_UPDATE_BYTES = 1 << 14
+"""A received update larger than this (a state, not an edit) is joined without our observer on
+the Doc and checked against the Doc's whole delete set: work of the document's size, worth it
+only for an update of a size near it (:meth:`Document._apply_large`)."""
 
 _CACHED_UPDATE_BYTES = 1 << 16
 """Footprints of updates up to this size are cached (the last 64): a received update is read by
@@ -321,9 +326,9 @@ class Document:
     def update(self) -> bytes | None:
         """A delta's Yjs update (None for a live Doc)."""
         if self._joined:  # merge a delta group's updates once, not one join at a time
-            merged = merge_many([self._update, *self._joined])
-            squashed = self._source._squash(merged) if self._source is not None else None
-            self._update, self._joined = squashed or merged, []
+            updates = [self._update, *self._joined]
+            squashed = self._source._squash(updates) if self._source is not None else None
+            self._update, self._joined = squashed or merge_many(updates), []
         return self._update
 
     def watch(self, on_local: Callable[[Document], None]) -> None:
@@ -383,7 +388,7 @@ class Document:
         update = other.encoded()
         if self._held is not None:
             update = pycrdt.merge_updates(self._held, update)
-        changed = self._apply_large(update) if len(update) > _CACHED_UPDATE_BYTES else self._apply_observed(update)
+        changed = self._apply_large(update) if len(update) > _LARGE_UPDATE_BYTES else self._apply_observed(update)
         # yrs (pycrdt 0.14) can drop structs it parked as pending when updates arrive out of
         # order; keep whatever is still unintegrated and offer it again with the next update.
         state = self.doc.get_state()
@@ -421,24 +426,31 @@ class Document:
         after = self.doc.get_state()
         return after != before or self.doc.get_update(after) != deleted
 
-    def _squash(self, merged: bytes) -> bytes | None:
-        """``merged`` (this live Doc's own edits since its last flush, joined) re-encoded from
-        the Doc, where a run of typing is one item instead of one per keystroke; None if it
-        cannot be (the Doc holds later edits of ours, or ``merged`` is not ours alone).
+    def _squash(self, updates: list[bytes]) -> bytes | None:
+        """``updates`` (this live Doc's own edits since its last flush, in order) as one update
+        re-encoded from the Doc, where a run of typing is one item instead of one per keystroke;
+        None if it cannot be (the Doc holds later edits of ours, or they are not ours alone).
 
         The structs come from the Doc's update since the group's first clock (other clients'
-        clocks all counted as seen), the delete set from ``merged`` itself.
+        clocks all counted as seen), the delete set from merging only the updates that delete:
+        most keystrokes only insert, and merging them all cost more than the rest.
         """
         client = self.doc.client_id
+        inserting = [update for update in updates if update[0]]  # a leading 0: no struct group
+        # yrs writes a delete set's ranges with lengths of at least 1: only an update that
+        # deletes nothing ends in a zero byte (its empty delete set's count).
+        deleting = [update for update in updates if update[-1]]
+        if not inserting:
+            return None
+        first, last = _group_start(inserting[0]), _group_start(inserting[-1])
         try:
-            footprint = update_footprint(merged)
-            ends, deletes = footprint.ends, footprint.deletes
+            end = update_footprint(inserting[-1]).ends.get(client)
+            deletes = update_footprint(merge_many(deleting)).deletes if deleting else {}
         except ValueError:
             return None
-        first = _group_start(merged)
         state = self.doc.get_state()
         clocks = state_clients(state)
-        if first is None or first[0] != client or ends.get(client) != clocks.get(client):
+        if first is None or last is None or {first[0], last[0]} != {client} or end != clocks.get(client):
             return None
         only_deletes = self.doc.get_update(state)  # no structs, then the Doc's whole delete set
         since = self.doc.get_update(_encode_state({**clocks, client: first[1]}))

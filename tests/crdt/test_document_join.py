@@ -6,6 +6,8 @@ import random
 
 import pycrdt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crdtmem.crdt.base import WHOLE
 from crdtmem.crdt import document
@@ -27,7 +29,7 @@ def _edits() -> list[bytes]:
 def join_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with updates joined as small (the Doc observed) and as large (states compared)."""
     if request.param == "large":
-        monkeypatch.setattr(document, "_CACHED_UPDATE_BYTES", 0)
+        monkeypatch.setattr(document, "_LARGE_UPDATE_BYTES", 0)
     return request.param
 
 
@@ -160,3 +162,62 @@ def test_a_large_delta_group_of_another_client_is_the_merge_of_its_updates() -> 
     for update in updates[1:]:
         group.join(Document.from_update(update))
     assert group.update == pycrdt.merge_updates(*updates)
+
+
+_EDIT = st.tuples(st.sampled_from(["insert", "delete", "replace", "map", "array"]), st.integers(0, 1_000),
+                  st.text(alphabet="abc", min_size=1, max_size=4))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=st.lists(_EDIT, max_size=8), group=st.lists(_EDIT, min_size=1, max_size=30),
+       theirs=st.booleans())
+def test_a_squashed_group_of_local_edits_means_what_its_updates_mean(before, group, theirs) -> None:
+    """Whatever the mix of inserts, deletions (of ours and another's items) and edits of
+    other types, a group read as one update (squashed from the Doc, its delete set merged from
+    the updates that delete) leaves a replica as the updates one by one would."""
+    other = pycrdt.Doc()
+    if theirs:
+        other.get("text", type=pycrdt.Text).insert(0, "theirs")
+    live = Document.for_replica("me")
+    live.join(Document.from_update(other.get_update()))
+    local: list[Document] = []
+    live.watch(local.append)
+    for edit in before:
+        _apply_edit(live.doc, *edit)
+    start = live.doc.get_update()
+    local.clear()
+    for edit in group:
+        _apply_edit(live.doc, *edit)
+    if not local:
+        return
+    grouped = local[0].copy()
+    for delta in local[1:]:
+        grouped.join(delta)
+    replica = Document()
+    replica.join(Document.from_update(start))
+    replica.join(Document.from_update(grouped.update))
+    assert grouped.only_writes_as("me") or all(not delta.update[0] for delta in local)
+    assert replica == live
+    assert {root: replica.value()[root] for root in replica.value()} == live.value()
+
+
+def _apply_edit(doc: pycrdt.Doc, kind: str, at: int, chars: str) -> None:
+    text = doc.get("text", type=pycrdt.Text)
+    with doc.transaction():
+        if kind == "insert" or (kind in ("delete", "replace") and not len(text)):
+            text.insert(at % (len(text) + 1), chars)
+        elif kind == "delete":
+            start = at % len(text)
+            del text[start : start + min(len(chars), len(text) - start)]
+        elif kind == "replace":
+            start = at % len(text)
+            del text[start : start + 1]
+            text.insert(start, chars)
+        elif kind == "map":
+            doc.get("map", type=pycrdt.Map)[chars] = at
+        else:
+            array = doc.get("array", type=pycrdt.Array)
+            if at % 3 == 0 and len(array):
+                del array[at % len(array)]
+            else:
+                array.append(at)
