@@ -38,7 +38,7 @@ Scenarios (each JSON key is prefixed ``crdtmem_`` or ``pycrdt_``; ratios are our
 medians of crdtmem over medians of pycrdt-websocket. ``--quick`` types only a prefix of the
 trace; report full-trace numbers.
 
-Run: python benchmarks/bench_trace.py [--quick] [--edits N] [--reps 3] [--skip-xproc | --xproc-only]
+Run: python benchmarks/bench_trace.py [--quick] [--edits N] [--reps 3] [--skip-xproc | --xproc-only | --late-only]
 (``BENCH_PROFILE=DIR``: cProfile, CPU-timed, of each system's two-process writer and reader there)
 """
 
@@ -532,8 +532,11 @@ def main() -> None:
     parser.add_argument("--skip-xproc", action="store_true")
     parser.add_argument("--xproc-only", action="store_true",
                         help="only the two-process scenario (no in-process run, late joiners or receiver cost)")
+    parser.add_argument("--late-only", action="store_true",
+                        help="only the in-process run and the late joiners (no receiver cost, no two-process scenario)")
     parser.add_argument("--only", choices=["crdtmem", "pycrdt"], default=None)
     args = parser.parse_args()
+    args.skip_xproc = args.skip_xproc or args.late_only
     if args.quick:
         args.edits, args.reps = args.edits or 10_000, 1
     txns, end_text = load_trace(args.trace, args.edits)
@@ -552,7 +555,7 @@ def main() -> None:
             if not args.skip_xproc:
                 result.update(profiled(lambda: anyio.run(run_xproc, name, secrets, txns, end_text, args.trace, args.edits),
                                        f"{name}-xproc-writer"))
-            if not args.xproc_only:
+            if not (args.xproc_only or args.late_only):
                 result.update(receive_cost(name, secrets, txns, min(args.window, len(txns) // 4)))
             runs[name].append(result)
             print(f"# {name} rep {rep + 1}: {json.dumps({k: round(v, 3) for k, v in result.items()})}", file=sys.stderr)

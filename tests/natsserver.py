@@ -36,8 +36,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+RUNNING: set[NatsServer] = set()
+"""Servers started and not yet stopped or killed."""
+
+
 class NatsServer:
-    """One ``nats-server -js`` process; :meth:`start` again after :meth:`kill` reuses port and store."""
+    """One ``nats-server -js`` process; :meth:`start` again after :meth:`kill` reuses port and store.
+
+    A test must stop what it started (``with NatsServer(...)``): ``tests/conftest.py`` fails a
+    test that leaves one running (:data:`RUNNING`), and stops it.
+    """
 
     def __init__(self, store_dir: Path, port: int | None = None, *, jetstream: bool = True) -> None:
         self.store_dir = store_dir
@@ -58,6 +66,7 @@ class NatsServer:
              "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
+        RUNNING.add(self)
         ready = threading.Event()
         lines: list[str] = []
 
@@ -80,6 +89,7 @@ class NatsServer:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        RUNNING.discard(self)
 
     def stop(self) -> None:
         """SIGTERM the server by its pid; SIGKILL it if it lingers."""
@@ -89,6 +99,7 @@ class NatsServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        RUNNING.discard(self)
 
     def __enter__(self) -> NatsServer:
         return self.start()

@@ -82,31 +82,31 @@ def test_three_relay_peers_with_no_links_converge(tmp_path: Path) -> None:
 
 def test_two_processes_sharing_a_key_each_receive_every_batch(tmp_path: Path) -> None:
     trust = keys(tmp_path, ["shared", "other"])
-    nats = NatsServer(tmp_path / "nats").start()
-    # One of the two takes the key's durable consumer; the other cannot bind it and must still
-    # get every batch, its twin's included (they run under distinct incarnations), also after
-    # the broker restarted and forgot the ephemeral consumer.
-    procs = [relay_peer(tmp_path, "first", trust, nats.url, key="shared"),
-             relay_peer(tmp_path, "second", trust, nats.url, key="shared"),
-             relay_peer(tmp_path, "other", trust, nats.url)]
-    try:
-        assert procs[0].peer_id == procs[1].peer_id and procs[0].replica_id != procs[1].replica_id
-        for p in procs:
-            write_ids(p, 0, 20)
-        for p in procs:
-            wait_ids(p, ids_of(procs, 20))
-        delivered = [stats(p)["stats"]["relay_delivered"] for p in procs]
-        assert min(delivered) >= 40  # the others' batches came from the stream
-        nats.kill()
-        nats.start()
-        for p in procs:
-            write_ids(p, 20, 40)
-        for p in procs:
-            wait_ids(p, ids_of(procs, 40))
-        for p, before in zip(procs, delivered):  # reconciliation may have been quicker: the stream still delivers
-            wait_delivered(p, before + 40)
-    finally:
-        stop_all(procs)
+    with NatsServer(tmp_path / "nats") as nats:
+        # One of the two takes the key's durable consumer; the other cannot bind it and must still
+        # get every batch, its twin's included (they run under distinct incarnations), also after
+        # the broker restarted and forgot the ephemeral consumer.
+        procs = [relay_peer(tmp_path, "first", trust, nats.url, key="shared"),
+                 relay_peer(tmp_path, "second", trust, nats.url, key="shared"),
+                 relay_peer(tmp_path, "other", trust, nats.url)]
+        try:
+            assert procs[0].peer_id == procs[1].peer_id and procs[0].replica_id != procs[1].replica_id
+            for p in procs:
+                write_ids(p, 0, 20)
+            for p in procs:
+                wait_ids(p, ids_of(procs, 20))
+            delivered = [stats(p)["stats"]["relay_delivered"] for p in procs]
+            assert min(delivered) >= 40  # the others' batches came from the stream
+            nats.kill()
+            nats.start()
+            for p in procs:
+                write_ids(p, 20, 40)
+            for p in procs:
+                wait_ids(p, ids_of(procs, 40))
+            for p, before in zip(procs, delivered):  # reconciliation may have been quicker: the stream still delivers
+                wait_delivered(p, before + 40)
+        finally:
+            stop_all(procs)
 
 
 def test_a_peer_with_a_relay_and_a_websocket_link_bridges_them(tmp_path: Path) -> None:
@@ -145,22 +145,22 @@ def test_a_late_peer_catches_up_from_the_stream(tmp_path: Path) -> None:
 
 def test_nats_server_killed_mid_burst_loses_no_durable_write(tmp_path: Path) -> None:
     trust = keys(tmp_path, ["p1", "p2", "p3"])
-    nats = NatsServer(tmp_path / "nats").start()
-    procs = [relay_peer(tmp_path, name, trust, nats.url) for name in ("p1", "p2", "p3")]
-    try:
-        for p in procs:
-            write_ids(p, 0, 100)
-        procs[0].seen.append(procs[0].expect(lambda m: m.get("durable") == 30, timeout=30))
-        nats.kill()  # SIGKILL by pid, mid-burst: some publishes were stored, some in flight, some never sent
-        for p in procs:
-            p.seen.append(p.expect(lambda m: m.get("durable") == 99, timeout=30))
-        nats.start()  # same port, same store directory: the stream and the durable consumers survive
-        durable = {f"{p.name}-{m['durable']}" for p in procs for m in p.drain() if "durable" in m}
-        assert len(durable) == 300
-        for p in procs:
-            wait_ids(p, durable, timeout=40)
-    finally:
-        stop_all(procs)
+    with NatsServer(tmp_path / "nats") as nats:
+        procs = [relay_peer(tmp_path, name, trust, nats.url) for name in ("p1", "p2", "p3")]
+        try:
+            for p in procs:
+                write_ids(p, 0, 100)
+            procs[0].seen.append(procs[0].expect(lambda m: m.get("durable") == 30, timeout=30))
+            nats.kill()  # SIGKILL by pid, mid-burst: some publishes were stored, some in flight, some never sent
+            for p in procs:
+                p.seen.append(p.expect(lambda m: m.get("durable") == 99, timeout=30))
+            nats.start()  # same port, same store directory: the stream and the durable consumers survive
+            durable = {f"{p.name}-{m['durable']}" for p in procs for m in p.drain() if "durable" in m}
+            assert len(durable) == 300
+            for p in procs:
+                wait_ids(p, durable, timeout=40)
+        finally:
+            stop_all(procs)
 
 
 def test_a_peer_away_longer_than_retention_catches_up_by_reconciliation(tmp_path: Path) -> None:
