@@ -11,22 +11,18 @@ taken checkpoint stands for, or when a checkpoint cannot be taken.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
 from typing import Any
 
 from ..clocks import CausalContext, Dot
 from ..errors import DecodeError, RemoteProtocolError
-from ..identity import Identity, verify
-from ..memory import Memory
+from ..identity import verify
 from .batch import ForgedDeltaError, UntrustedAuthorError, batch_hash, check_stamps, peek_batch, read_batch
-from .causal import CausalIndex, EquivocationError, UnobservedRemoveError, reach_of
+from .causal import EquivocationError, UnobservedRemoveError, reach_of
 from .checkpoint import Checkpoint, Contribution, open_checkpoint, read_checkpoint_header, seal_checkpoint
-from .deltalog import DeltaLog
 from .events import CheckpointApplied, Refused, SendKind
 from .messages import Batches, Checkpoints, WantHistory
+from .nodeparts import NodeParts
 from .reindex import index_entry
-from .retirement import Retirements
-from .stats import NodeStats
 
 __all__ = ["Checkpointing"]
 
@@ -36,7 +32,7 @@ _MAX_HANDLED = 1024
 """Checkpoint wires remembered as handled here, so one sent again is not opened again (the oldest go first)."""
 
 
-class Checkpointing:
+class Checkpointing(NodeParts):
     """The :class:`~crdtmem.protocol.node.Node` methods for author checkpoints (mixed into it).
 
     It relies on the node's memory, identity, membership, seen set, delta log, causal index,
@@ -45,22 +41,11 @@ class Checkpointing:
     ``_stamp_bound`` and ``_unbuffer``.
     """
 
-    replica_id: str
-    identity: Identity
-    memory: Memory
     members: Any
-    seen: CausalContext
-    config: Any
-    stats: NodeStats
-    _log: DeltaLog
-    _causal: CausalIndex
-    _retirements: Retirements
-    _sessions: dict[Hashable, Any]
     _events: list
     _pending: dict[bytes, Any]
     _waiting: dict[bytes, dict[bytes, None]]
     _pending_by_author: dict[str, dict[bytes, tuple[bytes, ...]]]
-    _checkpoints: dict[str, Checkpoint]
     _pure: bool
     _own_checkpoint_cache: Checkpoint | None
     _checkpoints_handled: dict[tuple[str, int, bytes, bytes], None]

@@ -9,44 +9,30 @@ memory's contexts and what it knows of its peers, and reading peers' seen sets w
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from ..clocks import CausalContext, Dot
 from ..errors import DecodeError, RemoteProtocolError
-from ..identity import Identity, key_id_of
-from ..memory import Memory
+from ..identity import key_id_of
 from .batch import read_batch, read_header
-from .causal import CausalIndex, reach_of
+from .causal import reach_of
 from .checkpoint import Checkpoint, is_checkpoint, read_checkpoint, read_checkpoint_header
-from .deltalog import DeltaLog
+from .nodeparts import NodeParts
 from .reindex import read_index_entry
-from .retirement import RETIRED_NAME, Retirements, retirement, retirement_records
-from .stats import NodeStats
+from .retirement import RETIRED_NAME, retirement, retirement_records
 
 __all__ = ["Departures"]
 
 log = logging.getLogger("crdtmem.node")
 
 
-class Departures:
+class Departures(NodeParts):
     """The :class:`~crdtmem.protocol.node.Node` methods for departed incarnations (mixed into it).
 
     It relies on the node's memory, identity, seen set, delta log, causal index, sessions and
     knowledge of peers, and on ``flush`` (sign the pending writes as one batch and push it).
     """
 
-    replica_id: str
-    identity: Identity
-    memory: Memory
-    seen: CausalContext
-    config: Any
-    stats: NodeStats
-    _log: DeltaLog
-    _causal: CausalIndex
-    _retirements: Retirements
-    _checkpoints: dict[str, Checkpoint]
-    _sessions: dict[Hashable, Any]
     _known_seen: dict[str, CausalContext]
 
     def retire(self, now: float) -> None:
