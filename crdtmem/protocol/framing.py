@@ -31,15 +31,19 @@ A connection goes through two phases, each driven by the caller with the bytes i
 2. **Frames** (:class:`FrameChannel`). Every frame is::
 
        frame = msgpack([version, seq, payload, tag])
-       tag   = blake2b(seq as 8 bytes big-endian + payload, key=direction_key, 16 bytes)
+       tag   = GMAC(direction_key, nonce=seq as 12 bytes big-endian, data=payload)
 
-   where ``seq`` counts 1, 2, 3, ... per direction. Only the two ends know a direction's key,
+   where ``seq`` counts 1, 2, 3, ... per direction and GMAC is AES-256-GCM authenticating
+   ``payload`` with nothing to encrypt (its 16-byte tag). Each key meets each nonce once: a
+   direction's seq never repeats and every session derives fresh keys. Only the two ends know a direction's key,
    so a frame cannot be forged, replayed (its seq is used up), moved to another connection
    (other keys) or reflected back to its sender (the other direction's key). A frame is
    refused before any parsing if it is larger than the channel's cap.
 
    Frames carry a MAC rather than an Ed25519 signature because both ends already share a
-   secret: a MAC costs about a microsecond, a signature plus its verification about 175. What
+   secret: a MAC costs about a microsecond, a signature plus its verification about 175.
+   GMAC rather than keyed BLAKE2b: with the processor's AES and carry-less multiply
+   instructions it tags a 377 KB checkpoint in 17 µs instead of 400, and a small frame no slower. What
    must outlive the connection — who wrote a delta — is signed by its author, in the batch
    (:mod:`crdtmem.protocol.batch`), and relayed unchanged.
 
@@ -57,10 +61,11 @@ it was. Randomness (nonces, exchange keys) is always passed in by the caller.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import codec
 from ..errors import AuthenticationError, DecodeError, LocalProtocolError, RefusalReason, RemoteProtocolError
@@ -106,8 +111,8 @@ __all__ = [
     "Reassembler",
 ]
 
-PROTOCOL_VERSION = 6
-"""Version 6: sessions send batches compact (kind 12, :mod:`.compact`). Version 5: the relay
+PROTOCOL_VERSION = 7
+"""Version 7: frames are tagged with GMAC (AES-256-GCM) instead of keyed BLAKE2b. Version 6: sessions send batches compact (kind 12, :mod:`.compact`). Version 5: the relay
 tree's ``TreeRoot`` (kind 8) replaced ``Prune`` and ``Graft`` (kinds 5, 6)."""
 MAX_FRAME_BYTES = 1024 * 1024
 """Default cap on one frame, envelope and tag included."""
@@ -270,10 +275,8 @@ class HandshakeStateError(LocalProtocolError):
 # -- frames -------------------------------------------------------------------------------------
 
 
-def _tag(key: bytes, seq: int, payload: bytes) -> bytes:
-    mac = hashlib.blake2b(seq.to_bytes(8, "big"), key=key, digest_size=TAG_BYTES)
-    mac.update(payload)
-    return mac.digest()
+def _tag(key: AESGCM, seq: int, payload: bytes) -> bytes:
+    return key.encrypt(seq.to_bytes(12, "big"), b"", payload)  # nothing encrypted: the tag alone
 
 
 def _as_bytes(data: Any, what: str) -> bytes:
@@ -331,7 +334,7 @@ class FrameChannel:
             raise ValueError(f"max_frame_bytes must be an int >= {MIN_FRAME_BYTES}, got {max_frame_bytes!r}")
         if type(max_message_bytes) is not int or max_message_bytes < 0:
             raise ValueError(f"max_message_bytes must be a non-negative int, got {max_message_bytes!r}")
-        self._keys = keys
+        self._send_key, self._receive_key = AESGCM(keys.send), AESGCM(keys.receive)
         self.peer_id = peer_id
         self.max_frame_bytes = max_frame_bytes
         self.max_message_bytes = max_message_bytes
@@ -359,7 +362,7 @@ class FrameChannel:
         seq = self.last_sent_seq + 1
         if seq > _MAX_UINT:
             raise LocalProtocolError("sequence numbers exhausted; open a new session")
-        frame = codec.pack([PROTOCOL_VERSION, seq, payload, _tag(self._keys.send, seq, payload)])
+        frame = codec.pack([PROTOCOL_VERSION, seq, payload, _tag(self._send_key, seq, payload)])
         if len(frame) > self.max_frame_bytes:
             raise FrameTooLargeError(
                 f"a {len(payload)}-byte payload makes a {len(frame)}-byte frame, over the "
@@ -408,8 +411,8 @@ class FrameChannel:
             raise MissingTagError(f"frame {seq} carries no tag")
         if not isinstance(tag, bytes):
             raise MalformedFrameError("frame tag is not bytes")
-        if not hmac.compare_digest(tag, _tag(self._keys.receive, seq, payload)):
-            if hmac.compare_digest(tag, _tag(self._keys.send, seq, payload)):
+        if not hmac.compare_digest(tag, _tag(self._receive_key, seq, payload)):
+            if hmac.compare_digest(tag, _tag(self._send_key, seq, payload)):
                 raise ReflectedFrameError(f"frame {seq} is one we sent on this session, sent back to us")
             raise BadTagError(f"frame {seq} is not tagged by {self.peer_id} for this session and direction")
         if seq <= self.last_received_seq:
