@@ -176,7 +176,7 @@ def _lww_from(obj: Any) -> LWWRegister:
 def _document_from(obj: Any) -> Document:
     update = expect_bytes(obj, "document update")
     try:
-        update_footprint(update).ends  # parses the whole update (and keeps what it read)
+        update_footprint(update).check()  # parses the whole update (and keeps what it read)
     except ValueError as exc:
         raise DecodeError(f"malformed Yjs update: {exc}") from exc
     return Document.from_update(update)

@@ -97,12 +97,20 @@ def _still_pending(rest: bytes, state_vector: bytes) -> bool:
     return deletes is None or _deletes_past(deletes, state_clients(state_vector))
 
 
-def _integrated(update: bytes, doc: pycrdt.Doc, state: bytes) -> bool:
+def _integrated(update: bytes, doc: pycrdt.Doc, state: bytes, *, whole: bool = False) -> bool:
     """True if ``doc``, whose state vector is ``state``, holds every item ``update`` inserts or
-    deletes (read from its cached footprint; False when that cannot be read)."""
+    deletes (read from its cached footprint; False when that cannot be read).
+
+    With ``whole`` (the update is its author's whole state: see :meth:`Document.whole_state`),
+    only its deletions are checked: its items refer to nothing but each other and the root
+    types, so yrs integrates them all unless their author forged them (and then keeps the rest
+    pending itself), and reading their ends would cost a pass over the whole update.
+    """
     try:
         footprint = update_footprint(update)
         known = state_clients(state)
+        if whole:
+            return doc.get_update(state) == footprint.deletions or not _deletes_past(footprint.deletes_read_once, known)
         if any(clock > known.get(client, 0) for client, clock in footprint.ends.items()):
             return False
         # A Doc writes only the deletions it integrated: when its delete set is the update's
@@ -190,6 +198,9 @@ def merge_many(updates: list[bytes]) -> bytes:
     return pycrdt.merge_updates(*updates)
 
 
+_CLOCK_LIMIT = (1 << 32) - 1
+"""yrs counts clocks in 32 bits: a state vector giving a client this clock covers all its items."""
+
 _LARGE_UPDATE_BYTES = 1 << 14
 """A received update larger than this (a state, not an edit) is joined without our observer on
 the Doc and checked against the Doc's whole delete set: work of the document's size, worth it
@@ -209,12 +220,13 @@ class Footprint:
     Every part raises ``ValueError`` if the update cannot be read.
     """
 
-    __slots__ = ("update", "_ends", "_delete_update", "_deletes")
+    __slots__ = ("update", "_ends", "_delete_update", "_deletions", "_deletes")
 
     def __init__(self, update: bytes) -> None:
         self.update = update
         self._ends: dict[int, int] | None = None
         self._delete_update: bytes | None = None
+        self._deletions: bytes | None = None
         self._deletes: dict[int, list[tuple[int, int]]] | None = None
 
     @property
@@ -245,13 +257,42 @@ class Footprint:
     @property
     def delete_update(self) -> bytes:
         """The update with its structs diffed away: a zero, then its delete set as yrs writes it
-        (the bytes a Doc's ``get_update(its state)`` gives when it holds those deletions)."""
+        (the bytes a Doc's ``get_update(its state)`` gives when it holds those deletions).
+
+        Diffed by its :attr:`ends`, so it refuses structs past them (a group after a gap, as
+        merging with held structs leaves): what tells whether a Doc integrated the update.
+        """
         if self._delete_update is None:
-            rest = _yrs(pycrdt.get_update, self.update, _encode_state(self.ends))
-            if rest[:1] != b"\x00":  # structs survived the diff: a group yrs could not count from 0
-                raise ValueError("cannot separate the update's structs from its delete set")
-            self._delete_update = rest
+            self._delete_update = self._diffed(self.ends)
         return self._delete_update
+
+    @property
+    def deletions(self) -> bytes:
+        """:attr:`delete_update` read in one pass, without the :attr:`ends`, when the update
+        holds one client's structs: diffed by every clock of that client, so it also drops a
+        group past a gap, which only :attr:`delete_update` notices. The same delete set: what
+        the checkpoint check and joining a whole state read (see ``Document.whole_state``)."""
+        if self._delete_update is not None:
+            return self._delete_update
+        if self._deletions is None:
+            group = _group_start(self.update)
+            self._deletions = self._diffed({group[0]: _CLOCK_LIMIT}) if group is not None else self.delete_update
+        return self._deletions
+
+    def _diffed(self, covered: dict[int, int]) -> bytes:
+        rest = _yrs(pycrdt.get_update, self.update, _encode_state(covered))
+        if rest[:1] != b"\x00":  # structs survived the diff: a group yrs could not count from 0
+            raise ValueError("cannot separate the update's structs from its delete set")
+        return rest
+
+    def check(self) -> None:
+        """Read the whole update once, raising ``ValueError`` if it cannot be read: a large one
+        of one client's structs (a checkpoint's whole state) as its :attr:`deletions`, all its
+        readers need; any other as its :attr:`ends`, which every batch's readers need."""
+        if len(self.update) > _LARGE_UPDATE_BYTES and _group_start(self.update) is not None:
+            self.deletions
+        else:
+            self.ends
 
     @property
     def deletes(self) -> dict[int, list[tuple[int, int]]]:
@@ -260,14 +301,19 @@ class Footprint:
             self._deletes = _delete_set(self.delete_update) or {}
         return self._deletes
 
+    @property
+    def deletes_read_once(self) -> dict[int, list[tuple[int, int]]]:
+        """:attr:`deletes`, decoded from the :attr:`deletions`."""
+        return self._deletes if self._deletes is not None else _delete_set(self.deletions) or {}
+
     def deletes_only(self, client: int) -> bool:
         """Whether the update deletes no item of a client other than ``client`` (read from the
         delete set's first entry when it names ``client`` alone, without decoding its ranges)."""
-        data = self.delete_update
+        data = self.deletions
         count, pos = _read_varuint(data, 1)
         if count == 0 or (count == 1 and _read_varuint(data, pos)[0] == client):
             return True
-        return all(other == client for other in self.deletes)
+        return all(other == client for other in self.deletes_read_once)
 
 
 def _yrs(read: Callable[..., bytes], *args: bytes) -> bytes:
@@ -297,7 +343,7 @@ class Document:
 
     TAG = "document"
     __slots__ = ("doc", "_update", "_joined", "_source", "_on_local", "_remote", "_remote_changed", "_subscription",
-                 "_held")
+                 "_held", "_whole")
 
     def __init__(self, doc: pycrdt.Doc | None = None) -> None:
         self.doc = doc if doc is not None else pycrdt.Doc()
@@ -305,6 +351,7 @@ class Document:
         self._joined: list[bytes] = []  # a delta's updates joined since it was last merged
         self._source: Document | None = None  # a local edit's delta: the live Document it came from
         self._held: bytes | None = None  # received structs the Doc has not integrated yet
+        self._whole = False  # a delta that is its author's whole state (see whole_state)
         self._on_local: Callable[[Document], None] | None = None
         self._remote = False
         self._remote_changed = False
@@ -320,7 +367,19 @@ class Document:
         delta = cls.__new__(cls)
         delta.doc, delta._update, delta._on_local, delta._remote, delta._subscription = None, update, None, False, None
         delta._held, delta._remote_changed, delta._joined, delta._source = None, False, [], None
+        delta._whole = False
         return delta
+
+    def whole_state(self) -> None:
+        """Mark this delta as its author's whole state: one client's items from its first clock,
+        referring to no one else's (a checkpoint's, once checked self-contained). Joining it
+        reads its deletions only, not where its items end (see :func:`_integrated`); the
+        joiner reads that from its Doc (:meth:`clock`)."""
+        self._whole = True
+
+    def clock(self, client: int) -> int:
+        """A live Doc's clock for ``client``: past its last item held (0 if none)."""
+        return state_clients(self.doc.get_state()).get(client, 0)
 
     @property
     def update(self) -> bytes | None:
@@ -386,13 +445,14 @@ class Document:
             self._joined.append(other.encoded())
             return {WHOLE}
         update = other.encoded()
+        whole = other._whole and self._held is None
         if self._held is not None:
             update = pycrdt.merge_updates(self._held, update)
         changed = self._apply_large(update) if len(update) > _LARGE_UPDATE_BYTES else self._apply_observed(update)
         # yrs (pycrdt 0.14) can drop structs it parked as pending when updates arrive out of
         # order; keep whatever is still unintegrated and offer it again with the next update.
         state = self.doc.get_state()
-        if _integrated(update, self.doc, state):
+        if _integrated(update, self.doc, state, whole=whole):
             self._held = None
         else:
             rest = pycrdt.get_update(update, state)

@@ -39,7 +39,7 @@ judged the same at a replica that pruned them and at one that did not.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from ..crdt.document import Document, update_footprint, yjs_client_id
@@ -266,9 +266,15 @@ class BatchReach(NamedTuple):
     """(document, the author's Yjs clock after the delta), for each document whose delta reads."""
 
 
-def reach_of(batch: DeltaBatch) -> BatchReach:
+def reach_of(batch: DeltaBatch, clocks: Mapping[str, int] | None = None) -> BatchReach:
     """The :class:`BatchReach` of a decoded batch (a document delta that cannot be read leaves
-    the reach where it was: :meth:`CausalIndex.check` refuses it anyway)."""
+    the reach where it was: :meth:`CausalIndex.check` refuses it anyway).
+
+    Args:
+        clocks: the author's Yjs clock per document, read from the Docs the batch was joined
+            into, for documents it reached as whole states (a checkpoint's: their ends are
+            not read, see :meth:`~crdtmem.crdt.document.Document.whole_state`).
+    """
     dots: list[tuple[str, int]] = []
     yjs: list[tuple[str, int]] = []
     client = None
@@ -278,11 +284,14 @@ def reach_of(batch: DeltaBatch) -> BatchReach:
             if top:
                 dots.append((name, top))
         elif isinstance(delta, Document):
+            client = yjs_client_id(batch.author) if client is None else client
+            if clocks is not None and name in clocks:
+                yjs.append((name, clocks[name]))
+                continue
             try:
                 ends = update_footprint(delta.encoded()).ends
             except ValueError:
                 continue
-            client = yjs_client_id(batch.author) if client is None else client
             yjs.append((name, ends.get(client, 0)))
     return BatchReach(tuple(dots), tuple(yjs))
 

@@ -206,6 +206,8 @@ def _check_self_contained(author: str, seq: int, deltas: Iterable[tuple[str, Crd
                 f"checkpoint {author}#{seq} removes what others wrote in {name!r}: a checkpoint stands "
                 "for batches that observed no one else's"
             )
+        if isinstance(delta, Document):
+            delta.whole_state()  # its items are its author's alone (read_deltas checked them)
 
 
 def _live(delta: Document) -> Document:

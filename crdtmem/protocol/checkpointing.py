@@ -14,9 +14,10 @@ import logging
 from typing import Any
 
 from ..clocks import CausalContext, Dot
+from ..crdt.document import Document, yjs_client_id
 from ..errors import DecodeError, RemoteProtocolError
 from ..identity import verify
-from .batch import ForgedDeltaError, UntrustedAuthorError, batch_hash, check_stamps, peek_batch, read_batch
+from .batch import DeltaBatch, ForgedDeltaError, UntrustedAuthorError, batch_hash, check_stamps, peek_batch, read_batch
 from .causal import EquivocationError, UnobservedRemoveError, reach_of
 from .checkpoint import Checkpoint, Contribution, open_checkpoint, read_checkpoint_header, seal_checkpoint
 from .events import CheckpointApplied, Refused, SendKind
@@ -250,7 +251,7 @@ class Checkpointing(NodeParts):
         check_stamps(batch, self._stamp_bound())
         self._join(batch)
         self.seen.join(CausalContext(dict(covered)))
-        reach = reach_of(batch)
+        reach = reach_of(batch, self._joined_clocks(batch))
         self._causal.record_checkpoint(batch, reach)
         self._checkpoints[checkpoint.author] = checkpoint
         for waiting, _deps in list(self._pending_by_author.get(checkpoint.author, {}).items()):
@@ -260,6 +261,17 @@ class Checkpointing(NodeParts):
                                               index_entry(reach, records)))
         self._prune(self._retirements.note(checkpoint.author, checkpoint.seq, covered, records, self._holds_all))
         self.stats.checkpoints_applied += 1
+
+    def _joined_clocks(self, batch: DeltaBatch) -> dict[str, int]:
+        """The author's Yjs clock in each of our Docs a checkpoint was just joined into: how far
+        it reached there (its documents' ends are not read, see ``Document.whole_state``)."""
+        client = yjs_client_id(batch.author)
+        clocks = {}
+        for name, delta in batch.deltas:
+            state = self.memory.state(name)
+            if isinstance(delta, Document) and isinstance(state, Document):
+                clocks[name] = state.clock(client)
+        return clocks
 
     def _refuse_checkpoint(self, session: Any, author: str, seq: int, exc: RemoteProtocolError,
                            *, fetch: bool = True) -> None:

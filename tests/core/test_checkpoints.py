@@ -21,7 +21,9 @@ from crdtmem import codec
 from crdtmem.crdt import ORSet
 from crdtmem.errors import RefusalReason
 from crdtmem.protocol.batch import read_batch
-from crdtmem.protocol.checkpoint import Contribution, is_checkpoint, open_checkpoint, seal_checkpoint
+from crdtmem.crdt.document import Document
+from crdtmem.protocol.batch import encode_body
+from crdtmem.protocol.checkpoint import _signed_part, Contribution, is_checkpoint, open_checkpoint, seal_checkpoint
 from crdtmem.protocol.events import CheckpointApplied
 from crdtmem.clocks import CausalContext
 from crdtmem.protocol.messages import Checkpoints, Sync, decode_message
@@ -119,7 +121,9 @@ def test_the_joiner_goes_on_as_if_it_had_the_batches() -> None:
     cluster = _author_then_joiner()
     cluster.memory("author").set("facts").add("after the checkpoint")
     cluster.memory("joiner").set("facts").remove("author-0")
-    cluster.memory("joiner").doc("paper").get("text", type=pycrdt.Text).insert(0, "joiner: ")
+    text = cluster.memory("joiner").doc("paper").get("text", type=pycrdt.Text)
+    del text[len(str(text)) - 4 :]  # the author's last items: within the checkpoint's reach
+    text.insert(0, "joiner: ")
     _settle(cluster)
     assert not cluster.refusals("author") and not cluster.refusals("joiner")
     cluster.add("third")  # served the author's checkpoint by the joiner, which holds no batch of it
@@ -282,6 +286,42 @@ def test_a_checkpoint_cannot_remove_what_its_author_never_saw() -> None:
     assert "victim's fact" in cluster.memory("joiner").set("facts").value
     assert not raw.closed
     assert raw.received and cluster.stats("joiner").histories_wanted == 1  # it asked for the batches instead
+
+
+@pytest.mark.parametrize("joiner_has_the_text", [True, False])
+def test_a_checkpoint_cannot_delete_text_its_author_never_saw(joiner_has_the_text: bool) -> None:
+    """A bad member's checkpoint of its one-client document also deletes an honest member's
+    text: refused before it is joined, whether the joiner holds that text yet or would meet it
+    later (Yjs keeps a deletion of items it lacks and applies it when they come)."""
+    cluster = Cluster(seed=8)
+    for name in ("mallory", "victim", "joiner"):
+        cluster.add(name)
+    _write_alone(cluster, "mallory")
+    victims = cluster.memory("victim").doc("paper")
+    victims.get("text", type=pycrdt.Text).insert(0, "the victim's words")
+    cluster.node("victim").flush(cluster.now)
+    scratch = pycrdt.Doc()
+    scratch.apply_update(victims.get_update())
+    del scratch.get("text", type=pycrdt.Text)[0:10]
+    their_deletion = scratch.get_update(scratch.get_state())  # no items, a delete set naming the victim's
+    mallorys = cluster.memory("mallory").doc("paper").get_update()
+    lying = pycrdt.merge_updates(mallorys, their_deletion)  # still mallory's items alone
+    node = cluster.node("mallory")
+    honest = node.own_checkpoint()
+    entries = [(name, Document.from_update(lying) if name == "paper" else state) for name, state in cluster.memory("mallory").entries()]
+    body = encode_body(sorted(entries))
+    signature = node.identity.sign(_signed_part(node.replica_id, honest.seq, honest.head, body))
+    lie = codec.pack([1, node.replica_id, honest.seq, honest.head, body, signature])
+    if joiner_has_the_text:
+        cluster.connect("victim", "joiner")
+        assert cluster.run_until(lambda: cluster.memory("joiner").values() == cluster.memory("victim").values(), timeout=10)
+    _send_from(cluster, "mallory", "joiner", lie)
+    assert [r.reason for r in cluster.refusals("joiner")] == [RefusalReason.UNOBSERVED_REMOVE]
+    if not joiner_has_the_text:
+        cluster.connect("victim", "joiner")
+    text = cluster.memory("joiner").doc("paper").get("text", type=pycrdt.Text)
+    assert cluster.run_until(lambda: "victim" in str(text), timeout=10)
+    assert "the victim's words" in str(text)
 
 
 @pytest.mark.parametrize("damage", ["signature", "bytes"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pycrdt
 import pytest
 
-from crdtmem.crdt.document import Document, state_clients, update_footprint
+from crdtmem.crdt.document import Document, Footprint, _encode_state, state_clients, update_footprint
 
 
 def _edit(doc: pycrdt.Doc, change) -> bytes:
@@ -82,3 +82,33 @@ def test_a_large_update_whose_deletions_wait_for_items_is_held_until_they_come()
     assert state._held is not None and not update_footprint(whole).deletes_only(8)
     state.join(Document.from_update(inserts))
     assert state._held is None and str(state.doc.get("text", type=pycrdt.Text)) == str(text)
+
+
+def test_one_clients_deletions_are_read_in_one_pass_without_its_ends(monkeypatch) -> None:
+    writer = _typed_alone(7, 12_000)
+    whole = writer.get_update()
+    text = writer.get("text", type=pycrdt.Text)
+    later = _edit(writer, lambda: (text.insert(3, "new"), text.__delitem__(slice(10, 14))))  # not from clock 0
+    expected = [Footprint(update).delete_update for update in (whole, later)]
+
+    def no_ends(update: bytes) -> bytes:
+        raise AssertionError("the update's ends were read")
+
+    monkeypatch.setattr(pycrdt, "get_state", no_ends)
+    assert [Footprint(update).deletions for update in (whole, later)] == expected
+    Footprint(whole).check()  # a large one: validity from the same pass
+    with pytest.raises(ValueError):
+        Footprint(whole[: len(whole) // 2]).check()  # cut short
+
+
+def test_a_whole_state_is_joined_reading_its_deletions_not_its_ends(monkeypatch) -> None:
+    writer = _typed_alone(7, 12_000)
+    whole = writer.get_update()
+    delta = Document.from_update(whole)
+    assert update_footprint(whole).deletes_only(7)  # what the checkpoint check reads before the join
+    delta.whole_state()
+    monkeypatch.setattr(pycrdt, "get_state", lambda update: pytest.fail("the update's ends were read"))
+    state = Document(pycrdt.Doc())
+    state.join(delta)
+    assert state._held is None and state.clock(7) == state_clients(writer.get_state())[7]
+    assert str(state.doc.get("text", type=pycrdt.Text)) == str(writer.get("text", type=pycrdt.Text))
