@@ -28,3 +28,14 @@ def test_bench_trace_runs_on_a_prefix_of_the_trace() -> None:
     result = json.loads(done.stdout)
     assert result["crdtmem_final_text_ok"] is True
     assert result["crdtmem_late_join_bytes"] > 0 and result["crdtmem_late20k_bytes"] > 0
+
+
+@pytest.mark.skipif(not TRACE.exists(), reason="the editing trace is not on this machine")
+def test_bench_trace_runs_its_two_process_scenario() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/bench_trace.py", "--only", "crdtmem", "--edits", "300", "--reps", "1", "--xproc-only"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )
+    result = json.loads(done.stdout)
+    assert result["crdtmem_final_text_ok_xproc"] is True
+    assert result["crdtmem_xproc_bytes_per_edit"] > 0 and result["crdtmem_xproc_visible_p99_ms"] > 0
