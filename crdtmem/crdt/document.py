@@ -110,7 +110,7 @@ def _integrated(update: bytes, doc: pycrdt.Doc, state: bytes, *, whole: bool = F
         footprint = update_footprint(update)
         known = state_clients(state)
         if whole:
-            return doc.get_update(state) == footprint.deletions or not _deletes_past(footprint.deletes_read_once, known)
+            return doc.get_update(state) == footprint.deletions or not _deletes_past(footprint.deletion_ranges, known)
         if any(clock > known.get(client, 0) for client, clock in footprint.ends.items()):
             return False
         # A Doc writes only the deletions it integrated: when its delete set is the update's
@@ -302,8 +302,8 @@ class Footprint:
         return self._deletes
 
     @property
-    def deletes_read_once(self) -> dict[int, list[tuple[int, int]]]:
-        """:attr:`deletes`, decoded from the :attr:`deletions`."""
+    def deletion_ranges(self) -> dict[int, list[tuple[int, int]]]:
+        """The ranges of :attr:`deletes`, decoded from the :attr:`deletions` (one pass)."""
         return self._deletes if self._deletes is not None else _delete_set(self.deletions) or {}
 
     def deletes_only(self, client: int) -> bool:
@@ -313,7 +313,7 @@ class Footprint:
         count, pos = _read_varuint(data, 1)
         if count == 0 or (count == 1 and _read_varuint(data, pos)[0] == client):
             return True
-        return all(other == client for other in self.deletes_read_once)
+        return all(other == client for other in self.deletion_ranges)
 
 
 def _yrs(read: Callable[..., bytes], *args: bytes) -> bytes:
