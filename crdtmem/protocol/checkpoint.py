@@ -154,7 +154,8 @@ def peek_entry(wire: bytes) -> tuple[str, int]:
 
 
 def open_checkpoint(wire: bytes, keyring: Any, verify: Any, *, max_size: int) -> Checkpoint:
-    """Verify a checkpoint from the wire and decode its deltas; nothing is applied.
+    """Verify a checkpoint from the wire and decode its deltas; nothing is applied. Its
+    documents come marked as their author's whole states (``Document.whole_state``).
 
     Raises:
         DecodeError: malformed bytes or deltas.
@@ -168,6 +169,9 @@ def open_checkpoint(wire: bytes, keyring: Any, verify: Any, *, max_size: int) ->
     check_signature(keyring, verify, f"checkpoint {author}#{seq}", author, signature, _signed_part(author, seq, head, body))
     deltas = read_deltas(author, seq, body, max_size)
     _check_self_contained(author, seq, deltas)
+    for _name, delta in deltas:
+        if isinstance(delta, Document):
+            delta.whole_state()  # its author's items alone (read_deltas checked), deleting no one else's
     return Checkpoint(author, seq, head, deltas, bytes(wire), signature)
 
 
@@ -206,8 +210,6 @@ def _check_self_contained(author: str, seq: int, deltas: Iterable[tuple[str, Crd
                 f"checkpoint {author}#{seq} removes what others wrote in {name!r}: a checkpoint stands "
                 "for batches that observed no one else's"
             )
-        if isinstance(delta, Document):
-            delta.whole_state()  # its items are its author's alone (read_deltas checked them)
 
 
 def _live(delta: Document) -> Document:
