@@ -8,7 +8,7 @@ exact, not sampled: see :func:`divergence_of`.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -51,7 +51,7 @@ class Dissemination:
         self._signed: dict[tuple[str, int], float] = {}
         self._last: dict[tuple[str, int], float] = {}
         self._peers: Counter[tuple[str, int]] = Counter()
-        self._held: dict[int, CausalContext] = {}
+        self._held: defaultdict[int, CausalContext] = defaultdict(CausalContext)  # per receiver
 
     def signed(self, author: str, seq: int, t: float) -> None:
         """Record that ``author`` signed (and applied) its batch ``seq`` at ``t``."""
@@ -59,13 +59,13 @@ class Dissemination:
 
     def applied(self, receiver: int, author: str, seq: int, t: float) -> None:
         """Record that peer ``receiver`` applied another's batch ``author#seq`` at ``t``."""
-        if self._held_by(receiver).add(Dot(author, seq)):
+        if self._held[receiver].add(Dot(author, seq)):
             self._reached((author, seq), t)
 
     def checkpoint_taken(self, receiver: int, author: str, seq: int, t: float) -> None:
         """Record that peer ``receiver`` took ``author``'s checkpoint for its batches 1..``seq``
         at ``t``: each of them it had not applied counts as applied now."""
-        held = self._held_by(receiver)
+        held = self._held[receiver]
         for counter in range(held.vv.get(author, 0) + 1, seq + 1):
             if Dot(author, counter) not in held:
                 self._reached((author, counter), t)
@@ -78,12 +78,6 @@ class Dissemination:
     def receivers(self, author: str, seq: int) -> int:
         """How many peers (other than its author) applied batch ``author#seq`` so far."""
         return self._peers[(author, seq)]
-
-    def _held_by(self, receiver: int) -> CausalContext:
-        held = self._held.get(receiver)
-        if held is None:
-            held = self._held[receiver] = CausalContext()
-        return held
 
     def _reached(self, key: tuple[str, int], t: float) -> None:
         self._last[key] = t
