@@ -35,17 +35,17 @@ A connection goes through two phases, each driven by the caller with the bytes i
 
    where ``seq`` counts 1, 2, 3, ... per direction and GMAC is AES-256-GCM authenticating
    ``payload`` with nothing to encrypt (its 16-byte tag). Each key meets each nonce once: a
-   direction's seq never repeats and every session derives fresh keys. Only the two ends know a direction's key,
-   so a frame cannot be forged, replayed (its seq is used up), moved to another connection
-   (other keys) or reflected back to its sender (the other direction's key). A frame is
-   refused before any parsing if it is larger than the channel's cap.
+   direction's seq never repeats and every session derives fresh keys. Only the two ends
+   know a direction's key, so a frame cannot be forged, replayed (its seq is used up), moved
+   to another connection (other keys) or reflected back to its sender (the other direction's
+   key). A frame is refused before any parsing if it is larger than the channel's cap.
 
    Frames carry a MAC rather than an Ed25519 signature because both ends already share a
    secret: a MAC costs about a microsecond, a signature plus its verification about 175.
    GMAC rather than keyed BLAKE2b: with the processor's AES and carry-less multiply
-   instructions it tags a 377 KB checkpoint in 17 µs instead of 400, and a small frame no slower. What
-   must outlive the connection — who wrote a delta — is signed by its author, in the batch
-   (:mod:`crdtmem.protocol.batch`), and relayed unchanged.
+   instructions it tags a 377 KB checkpoint in 17 µs instead of 400, and a small frame no
+   slower. What must outlive the connection — who wrote a delta — is signed by its author, in
+   the batch (:mod:`crdtmem.protocol.batch`), and relayed unchanged.
 
    A message larger than one frame travels as several: each frame payload is a chunk, one
    byte saying whether more chunks of the message follow (``0x01``) or not (``0x00``), then
@@ -112,8 +112,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 7
-"""Version 7: frames are tagged with GMAC (AES-256-GCM) instead of keyed BLAKE2b. Version 6: sessions send batches compact (kind 12, :mod:`.compact`). Version 5: the relay
-tree's ``TreeRoot`` (kind 8) replaced ``Prune`` and ``Graft`` (kinds 5, 6)."""
+"""Version 7: frames are tagged with GMAC (AES-256-GCM) instead of keyed BLAKE2b. Version 6:
+sessions send batches compact (kind 12, :mod:`.compact`). Version 5: the relay tree's
+``TreeRoot`` (kind 8) replaced ``Prune`` and ``Graft`` (kinds 5, 6)."""
 MAX_FRAME_BYTES = 1024 * 1024
 """Default cap on one frame, envelope and tag included."""
 MIN_FRAME_BYTES = 256

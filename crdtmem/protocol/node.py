@@ -411,7 +411,8 @@ class Node(RelayInputs, Departures, Checkpointing):
         self._pure = not self.seen.size() and not memory.names()
         self._retire_predecessors(predecessors)
         self._own_checkpoint_cache: Checkpoint | None = None
-        self._checkpoints_handled: dict[tuple[str, int, bytes, bytes], None] = {}  # keys of the checkpoints taken or refused here (bounded)
+        # The keys of the checkpoints taken or refused here (bounded):
+        self._checkpoints_handled: dict[tuple[str, int, bytes, bytes], None] = {}
         self._history_wanted: set[str] = set()  # authors behind a checkpoint whose batches we fetch
         self._audited_at: dict[str, float] = {}  # author -> when its checkpoint was last checked here
         self._audits_offered: set[tuple[str | None, Dot]] = set()  # (peer id, checkpoint's dot) sent to be checked

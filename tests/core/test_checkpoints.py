@@ -308,13 +308,15 @@ def test_a_checkpoint_cannot_delete_text_its_author_never_saw(joiner_has_the_tex
     lying = pycrdt.merge_updates(mallorys, their_deletion)  # still mallory's items alone
     node = cluster.node("mallory")
     honest = node.own_checkpoint()
-    entries = [(name, Document.from_update(lying) if name == "paper" else state) for name, state in cluster.memory("mallory").entries()]
+    entries = [(name, Document.from_update(lying) if name == "paper" else state)
+               for name, state in cluster.memory("mallory").entries()]
     body = encode_body(sorted(entries))
     signature = node.identity.sign(_signed_part(node.replica_id, honest.seq, honest.head, body))
     lie = codec.pack([1, node.replica_id, honest.seq, honest.head, body, signature])
     if joiner_has_the_text:
         cluster.connect("victim", "joiner")
-        assert cluster.run_until(lambda: cluster.memory("joiner").values() == cluster.memory("victim").values(), timeout=10)
+        victims_memory, joiners = cluster.memory("victim"), cluster.memory("joiner")
+        assert cluster.run_until(lambda: joiners.values() == victims_memory.values(), timeout=10)
     _send_from(cluster, "mallory", "joiner", lie)
     assert [r.reason for r in cluster.refusals("joiner")] == [RefusalReason.UNOBSERVED_REMOVE]
     if not joiner_has_the_text:

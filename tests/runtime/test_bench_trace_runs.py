@@ -33,7 +33,8 @@ def test_bench_trace_runs_on_a_prefix_of_the_trace() -> None:
 @pytest.mark.skipif(not TRACE.exists(), reason="the editing trace is not on this machine")
 def test_bench_trace_runs_its_two_process_scenario() -> None:
     done = subprocess.run(
-        [sys.executable, "benchmarks/bench_trace.py", "--only", "crdtmem", "--edits", "300", "--reps", "1", "--xproc-only"],
+        [sys.executable, "benchmarks/bench_trace.py", "--only", "crdtmem", "--edits", "300", "--reps", "1",
+         "--xproc-only"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
     )
     result = json.loads(done.stdout)
